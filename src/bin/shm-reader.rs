@@ -1,0 +1,54 @@
+//! The seed's reader: same key → shmget 1024 bytes, 0666|IPC_CREAT → shmat →
+//! print up to the first NUL → shmdt → shmctl(IPC_RMID).
+//!
+//! Unlike the original, the scan for the NUL stops at the segment's real size.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shmconf::cli::{call_failure, exit_with, Exit, Failure, SegmentArgs, EXIT_CODES_HELP};
+use shmconf::sysv::{Access, Create};
+
+const PROG: &str = "shm-reader";
+
+/// Print the text in a System V shared-memory segment, then remove the segment.
+#[derive(Debug, Parser)]
+#[command(name = PROG, version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    #[command(flatten)]
+    segment: SegmentArgs,
+    /// Leave the segment in place (no IPC_RMID after reading).
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> ExitCode {
+    exit_with(PROG, run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let key = cli.segment.key()?;
+    // IPC_CREAT as in the original: with no segment, the reader makes an empty one.
+    let segment = cli.segment.get_segment(key, Create::IfMissing)?;
+    let attachment = segment
+        .attach(Access::ReadWrite)
+        .map_err(|e| call_failure(Exit::Shmat, e))?;
+
+    let mut out = b"Data read from memory: ".to_vec();
+    out.extend(attachment.read_c_string());
+    out.push(b'\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::io("writing stdout", e))?;
+
+    attachment
+        .detach()
+        .map_err(|e| Failure::new(Exit::Other, e.to_string()))?;
+    if !cli.keep {
+        segment.remove().map_err(|e| call_failure(Exit::Remove, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The seed's writer: ftok("shmfile", 65) → shmget 1024 bytes, 0666|IPC_CREAT
+//! → shmat → read one line from stdin into the segment → print → shmdt.
+//!
+//! Byte-for-byte the original's stdout where it is well defined; where it is
+//! not (line longer than the segment, EOF, missing key file, ...) a one-line
+//! error and a distinct exit code, with the segment's content untouched.
+
+use std::io::{BufRead, Read, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use shmconf::cli::{call_failure, exit_with, Exit, Failure, SegmentArgs, EXIT_CODES_HELP};
+use shmconf::sysv::{Access, Create};
+
+const PROG: &str = "shm-writer";
+
+/// Write one line of standard input into a System V shared-memory segment.
+#[derive(Debug, Parser)]
+#[command(name = PROG, version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    #[command(flatten)]
+    segment: SegmentArgs,
+    /// Create the segment exclusively (IPC_CREAT|IPC_EXCL): fail if the key exists.
+    #[arg(long)]
+    exclusive: bool,
+}
+
+fn main() -> ExitCode {
+    exit_with(PROG, run(Cli::parse()))
+}
+
+/// What reading one line of input gave.
+enum Line {
+    /// The line without its newline (a `\r` stays, as in the original).
+    Fits(Vec<u8>),
+    /// No newline within `limit` bytes: the line cannot fit with its NUL.
+    TooLong,
+    Eof,
+}
+
+/// Read one line, never more than `capacity` bytes (the line plus its newline
+/// must fit where the line plus a NUL will go).
+fn read_line(input: &mut impl BufRead, capacity: usize) -> std::io::Result<Line> {
+    let mut buf = Vec::new();
+    input.take(capacity as u64).read_until(b'\n', &mut buf)?;
+    if buf.is_empty() {
+        return Ok(Line::Eof);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Line::Fits(buf));
+    }
+    // No newline: either the input ended (a last line without newline, which
+    // the original accepts) or the capacity ran out.
+    if buf.len() < capacity {
+        Ok(Line::Fits(buf))
+    } else {
+        Ok(Line::TooLong)
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let key = cli.segment.key()?;
+    let create = if cli.exclusive {
+        Create::Exclusive
+    } else {
+        Create::IfMissing
+    };
+    let segment = cli.segment.get_segment(key, create)?;
+    let attachment = segment
+        .attach(Access::ReadWrite)
+        .map_err(|e| call_failure(Exit::Shmat, e))?;
+
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(b"Write Data: ")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::io("writing the prompt", e))?;
+
+    // The whole line is read before the segment is touched, so a rejected
+    // line cannot leave half of itself in the segment.
+    let capacity = attachment.len();
+    let line = read_line(&mut std::io::stdin().lock(), capacity).map_err(|e| Failure::io("reading stdin", e))?;
+    let line = match line {
+        Line::Fits(line) => line,
+        Line::TooLong => {
+            return Err(Failure::new(
+                Exit::InputTooLong,
+                format!(
+                    "input line is longer than {} bytes, the most a {capacity}-byte segment holds with its NUL terminator; segment left unchanged",
+                    capacity.saturating_sub(1)
+                ),
+            ))
+        }
+        Line::Eof => {
+            return Err(Failure::new(
+                Exit::NoInput,
+                "no input: stdin ended before a line was read; segment left unchanged",
+            ))
+        }
+    };
+    attachment
+        .write_at(0, &line)
+        .expect("line length checked against the segment");
+    attachment
+        .write_at(line.len(), &[0])
+        .expect("terminator checked against the segment");
+
+    // Like the original, echo what the segment now holds up to its first NUL.
+    let mut out = b"Data written in memory: ".to_vec();
+    out.extend(attachment.read_c_string());
+    out.push(b'\n');
+    stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::io("writing stdout", e))?;
+    attachment
+        .detach()
+        .map_err(|e| Failure::new(Exit::Other, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(input: &[u8], capacity: usize) -> Line {
+        read_line(&mut std::io::Cursor::new(input), capacity).unwrap()
+    }
+
+    #[test]
+    fn line_bounds() {
+        let fits = |input: &[u8], cap| match line(input, cap) {
+            Line::Fits(l) => Some(l),
+            _ => None,
+        };
+        assert_eq!(fits(b"hello\nrest", 1024).unwrap(), b"hello");
+        assert_eq!(fits(b"no newline", 1024).unwrap(), b"no newline");
+        assert_eq!(fits(b"dos\r\n", 1024).unwrap(), b"dos\r");
+        assert_eq!(fits(b"\n", 1024).unwrap(), b"");
+        assert_eq!(fits(&[b'x'; 1023], 1024).unwrap().len(), 1023);
+        assert_eq!(fits(&[&[b'x'; 1023][..], b"\n"].concat(), 1024).unwrap().len(), 1023);
+        assert!(matches!(line(&[b'x'; 1024], 1024), Line::TooLong));
+        assert!(matches!(
+            line(&[&[b'x'; 1024][..], b"\n"].concat(), 1024),
+            Line::TooLong
+        ));
+        assert!(matches!(line(b"", 1024), Line::Eof));
+    }
+}

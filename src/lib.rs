@@ -1,0 +1,11 @@
+//! shmconf's core: safe System V shared memory ([`sysv`]), the kernel's
+//! segment table ([`segtable`]), private IPC namespaces ([`ipcns`]) and what
+//! the seed-compatible `shm-writer` / `shm-reader` share ([`cli`]).
+
+pub mod cli;
+pub mod ipcns;
+pub mod segtable;
+pub mod sysv;
+
+pub use segtable::SegTable;
+pub use sysv::{Access, Attachment, Create, Key, Segment, SegmentStat};

@@ -1,0 +1,56 @@
+//! Test sandbox: a temp dir holding a key file, and a private IPC namespace so
+//! nothing a test creates can reach the host's segment table.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use shmconf::ipcns;
+use shmconf::SegTable;
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn table(&self) -> SegTable {
+        SegTable::read().expect("read /proc/sysvipc/shm")
+    }
+}
+
+static HOST_NS: Mutex<()> = Mutex::new(());
+
+/// Run `f` with a fresh temp dir (holding an empty `shmfile`) inside a
+/// private IPC namespace. Where namespaces cannot be made (no privilege),
+/// fall back to the host namespace one test at a time, removing every
+/// segment the test made, even when it panics.
+pub fn sandbox<T: Send>(f: impl FnOnce(&Sandbox) -> T + Send) -> T {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shmfile"), b"").unwrap();
+    let sb = Sandbox { dir };
+    if ipcns::can_unshare_ipc() {
+        return ipcns::in_private_ipc_ns(|| f(&sb)).unwrap();
+    }
+    let _serial = HOST_NS.lock().unwrap_or_else(|p| p.into_inner());
+    let before: Vec<i32> = SegTable::read().unwrap().rows.iter().map(|r| r.shmid).collect();
+    struct Cleanup(Vec<i32>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for row in SegTable::read().map(|t| t.rows).unwrap_or_default() {
+                if !self.0.contains(&row.shmid) {
+                    let _ = shmconf::Segment::from_id(row.shmid).remove();
+                }
+            }
+        }
+    }
+    let _cleanup = Cleanup(before);
+    f(&sb)
+}

@@ -1,0 +1,126 @@
+//! The safe SysV core against the real kernel, checked through IPC_STAT and
+//! /proc/sysvipc/shm, each test in its own IPC namespace.
+
+mod common;
+
+use common::sandbox;
+use shmconf::sysv::{Access, Create, Errno, Key, Segment, WriteError, SHM_DEST};
+
+#[test]
+fn create_stat_and_table_agree() {
+    sandbox(|sb| {
+        let key = Key::ftok(&sb.file("shmfile"), 65).unwrap();
+        let seg = Segment::get(key, 1024, Create::IfMissing, 0o640).unwrap();
+        let st = seg.stat().unwrap();
+        assert_eq!((st.key, st.size, st.perms(), st.nattch), (key, 1024, 0o640, 0));
+        assert_eq!(st.cpid as u32, std::process::id());
+        assert_eq!((st.lpid, st.atime, st.dtime), (0, 0, 0));
+        let row = sb.table().find_key(key).cloned().unwrap();
+        assert_eq!((row.shmid, row.size, row.mode, row.nattch), (seg.id(), 1024, 0o640, 0));
+        // Opening again finds the same segment; a smaller size is allowed.
+        assert_eq!(Segment::get(key, 10, Create::No, 0).unwrap(), seg);
+        seg.remove().unwrap();
+        assert!(sb.table().is_empty());
+    })
+}
+
+#[test]
+fn shmget_errors_name_call_and_errno() {
+    sandbox(|_| {
+        let key = Key::from_raw(0x1234);
+        let e = Segment::get(key, 1024, Create::No, 0o666).unwrap_err();
+        assert_eq!(e.errno, Errno::ENOENT);
+        assert!(e.to_string().starts_with("shmget(key 0x00001234, size 1024"), "{e}");
+        let seg = Segment::get(key, 100, Create::IfMissing, 0o666).unwrap();
+        assert_eq!(
+            Segment::get(key, 200, Create::IfMissing, 0o666).unwrap_err().errno,
+            Errno::EINVAL
+        );
+        assert_eq!(
+            Segment::get(key, 100, Create::Exclusive, 0o666).unwrap_err().errno,
+            Errno::EEXIST
+        );
+        assert_eq!(
+            Segment::get(Key::PRIVATE, 0, Create::IfMissing, 0o666)
+                .unwrap_err()
+                .errno,
+            Errno::EINVAL
+        );
+        seg.remove().unwrap();
+        let e = seg.stat().unwrap_err();
+        assert_eq!(e.errno, Errno::EINVAL);
+        assert!(e.to_string().contains("IPC_STAT"), "{e}");
+    })
+}
+
+#[test]
+fn attachment_is_bounded_by_segment_size_not_page() {
+    sandbox(|_| {
+        let seg = Segment::get(Key::PRIVATE, 100, Create::IfMissing, 0o600).unwrap();
+        let at = seg.attach(Access::ReadWrite).unwrap();
+        assert_eq!(at.len(), 100);
+        assert_eq!(seg.stat().unwrap().nattch, 1);
+        at.write_at(0, &[b'a'; 100]).unwrap();
+        assert!(matches!(at.write_at(1, &[b'a'; 100]), Err(WriteError::OutOfBounds(_))));
+        let mut buf = [0u8; 2];
+        assert!(at.read_at(99, &mut buf).is_err());
+        // No NUL anywhere: the C-string read stops at the segment's end.
+        assert_eq!(at.read_c_string(), vec![b'a'; 100]);
+        at.detach().unwrap();
+        assert_eq!(seg.stat().unwrap().nattch, 0);
+        seg.remove().unwrap();
+    })
+}
+
+#[test]
+fn read_only_attachment_refuses_writes_and_drop_detaches() {
+    sandbox(|_| {
+        let seg = Segment::get(Key::PRIVATE, 64, Create::IfMissing, 0o600).unwrap();
+        {
+            let ro = seg.attach(Access::ReadOnly).unwrap();
+            let rw = seg.attach(Access::ReadWrite).unwrap();
+            assert_eq!(seg.stat().unwrap().nattch, 2);
+            assert_eq!(ro.write_at(0, b"x"), Err(WriteError::ReadOnly));
+            rw.write_at(0, b"shared\0").unwrap();
+            assert_eq!(ro.read_c_string(), b"shared");
+        }
+        assert_eq!(seg.stat().unwrap().nattch, 0);
+        seg.remove().unwrap();
+    })
+}
+
+#[test]
+fn rmid_while_attached_marks_dest_and_resets_key() {
+    sandbox(|sb| {
+        let key = Key::from_raw(0x41);
+        let seg = Segment::get(key, 1024, Create::IfMissing, 0o666).unwrap();
+        let at = seg.attach(Access::ReadWrite).unwrap();
+        at.write_at(0, b"still here\0").unwrap();
+        seg.remove().unwrap();
+        let st = seg.stat().unwrap();
+        assert!(st.is_marked_for_destruction());
+        assert_eq!(st.mode & SHM_DEST, SHM_DEST);
+        assert_eq!(st.key, Key::PRIVATE, "the kernel resets the key after IPC_RMID");
+        assert_eq!(at.read_c_string(), b"still here");
+        // The key is free again: a new shmget makes a fresh, zero-filled segment.
+        let fresh = Segment::get(key, 1024, Create::IfMissing, 0o666).unwrap();
+        assert_ne!(fresh, seg);
+        assert_eq!(fresh.attach(Access::ReadOnly).unwrap().read_c_string(), b"");
+        assert_eq!(sb.table().len(), 2);
+        drop(at);
+        assert_eq!(seg.stat().unwrap_err().errno, Errno::EINVAL, "destroyed at last detach");
+        fresh.remove().unwrap();
+        assert!(sb.table().is_empty());
+    })
+}
+
+#[test]
+fn set_changes_mode() {
+    sandbox(|_| {
+        let seg = Segment::get(Key::PRIVATE, 16, Create::IfMissing, 0o600).unwrap();
+        let st = seg.stat().unwrap();
+        seg.set(st.uid, st.gid, 0o640).unwrap();
+        assert_eq!(seg.stat().unwrap().perms(), 0o640);
+        seg.remove().unwrap();
+    })
+}
