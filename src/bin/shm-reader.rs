@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shmconf::cli::{call_failure, exit_with, Exit, Failure, SegmentArgs, EXIT_CODES_HELP};
-use shmconf::sysv::{Access, Create};
+use shmconf::sysv::{Access, Create, Errno};
 
 const PROG: &str = "shm-reader";
 
@@ -48,7 +48,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         .detach()
         .map_err(|e| Failure::new(Exit::Other, e.to_string()))?;
     if !cli.keep {
-        segment.remove().map_err(|e| call_failure(Exit::Remove, e))?;
+        match segment.remove() {
+            // Already destroyed by our own detach: with kernel.shm_rmid_forced = 1
+            // a segment dies when its attach count drops to 0, so there is
+            // nothing left to remove. The goal, no segment, holds.
+            Err(e) if matches!(e.errno, Errno::EINVAL | Errno::EIDRM) && segment.stat().is_err() => {}
+            other => other.map_err(|e| call_failure(Exit::Remove, e))?,
+        }
     }
     Ok(())
 }

@@ -1,0 +1,468 @@
+//! Checks: read a scenario's event log and decide its verdict. Nothing here
+//! runs anything; every message says what was expected and what the kernel
+//! or the process actually did.
+
+use serde::Serialize;
+
+use crate::events::{escape_short, Ending, EventKind, Log, SegRow, Text};
+use crate::exec::CONTENT_CAP;
+use crate::scenario::{parse_signal, Action, ExitExpect, ExitWord, Expect, Scenario, SegmentExpect, Step};
+
+/// A scenario's outcome.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Setup or harness error: the scenario could not be judged.
+    Broken,
+    Skip,
+    Timeout,
+    /// Failed, as the expectations file says it does.
+    Xfail,
+    /// Passed, though the expectations file says it fails.
+    Xpass,
+}
+
+impl Status {
+    /// Does this outcome fail the run?
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Fail | Status::Broken | Status::Timeout | Status::Xpass)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Broken => "BROKEN",
+            Status::Skip => "SKIP",
+            Status::Timeout => "TIMEOUT",
+            Status::Xfail => "XFAIL",
+            Status::Xpass => "XPASS",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: Status,
+    /// The first problem, or empty on PASS.
+    pub message: String,
+    /// Every problem found, in step order.
+    pub problems: Vec<String>,
+}
+
+struct Findings {
+    fail: Vec<String>,
+    broken: Vec<String>,
+    timeout: Vec<String>,
+    all: Vec<String>,
+}
+
+impl Findings {
+    fn add(&mut self, kind: Status, msg: String) {
+        match kind {
+            Status::Broken => self.broken.push(msg.clone()),
+            Status::Timeout => self.timeout.push(msg.clone()),
+            _ => self.fail.push(msg.clone()),
+        }
+        self.all.push(msg);
+    }
+}
+
+/// Judge a log against its scenario.
+pub fn check(scenario: &Scenario, log: &Log) -> Verdict {
+    let mut f = Findings {
+        fail: vec![],
+        broken: vec![],
+        timeout: vec![],
+        all: vec![],
+    };
+    for e in log.events.iter().filter(|e| e.step.is_none()) {
+        if let EventKind::Broken { message } = &e.kind {
+            f.add(Status::Broken, message.clone());
+        }
+    }
+    for (i, spanned) in scenario.steps.iter().enumerate() {
+        let n = i + 1;
+        let step = spanned.get_ref();
+        let events: Vec<&EventKind> = log.step_events(n).collect();
+        if events.is_empty() {
+            break; // aborted before this step; the cause is already reported
+        }
+        check_step(n, step, &events, &mut f);
+        if events.iter().any(|e| matches!(e, EventKind::Aborted { .. })) {
+            break;
+        }
+    }
+    let status = if !f.broken.is_empty() {
+        Status::Broken
+    } else if !f.timeout.is_empty() {
+        Status::Timeout
+    } else if !f.fail.is_empty() {
+        Status::Fail
+    } else {
+        Status::Pass
+    };
+    let message = match status {
+        Status::Broken => f.broken[0].clone(),
+        Status::Timeout => f.timeout[0].clone(),
+        Status::Fail => f.fail[0].clone(),
+        _ => String::new(),
+    };
+    Verdict {
+        status,
+        message,
+        problems: f.all,
+    }
+}
+
+fn check_step(n: usize, step: &Step, events: &[&EventKind], f: &mut Findings) {
+    for e in events {
+        match e {
+            EventKind::Broken { message } => f.add(Status::Broken, format!("step {n}: {message}")),
+            EventKind::SpawnFailed { proc, argv, error } => {
+                f.add(Status::Broken, format!("step {n}: cannot start {proc} ({}): {error}", argv.join(" ")))
+            }
+            EventKind::Timeout { proc, waiting_for, limit_ms, stdout, stderr } => f.add(
+                Status::Timeout,
+                format!(
+                    "step {n}: {proc} timed out after {limit_ms} ms waiting for {waiting_for}; killed with its process group; stdout so far {}, stderr {}",
+                    escape_short(&stdout.0, 120),
+                    escape_short(&stderr.0, 120)
+                ),
+            ),
+            // A process may exit before reading its input (e.g. it refuses
+            // early); what it then did is judged by its exit and output.
+            EventKind::StdinFailed { .. } => {}
+            EventKind::File { op, path, error: Some(e) } => {
+                f.add(Status::Broken, format!("step {n}: {op} {path}: {e}"))
+            }
+            EventKind::Sysctl { name, value, error: Some(e), .. } => {
+                f.add(Status::Broken, format!("step {n}: sysctl {name}={value}: {e}"))
+            }
+            EventKind::Exit { proc, ending, stdout, stderr, stray_processes } => {
+                if *stray_processes {
+                    f.add(
+                        Status::Fail,
+                        format!("step {n}: {proc} exited ({ending}) but left processes running in its process group"),
+                    );
+                }
+                let default = Expect::default();
+                let expect = step.expect.as_ref().unwrap_or(&default);
+                for problem in check_process(expect, ending, stdout, stderr) {
+                    f.add(Status::Fail, format!("step {n}: {proc}: {problem}"));
+                }
+            }
+            EventKind::Snapshot { ns, rows, keys, contents } => {
+                for problem in check_segments(step, rows, keys, contents) {
+                    f.add(Status::Fail, format!("step {n} (segment table of ns {ns}): {problem}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    // A step that should have ended a process but recorded no exit (and no
+    // timeout or setup error) is a harness bug; say so rather than pass.
+    let ends = matches!(step.action(), Action::Run | Action::Exec) && !step.background
+        || step.kill.is_some()
+        || (step.wait.is_some() && step.until_stdout.is_none());
+    let ended = events.iter().any(|e| {
+        matches!(
+            e,
+            EventKind::Exit { .. }
+                | EventKind::Timeout { .. }
+                | EventKind::SpawnFailed { .. }
+                | EventKind::Aborted { .. }
+                | EventKind::Broken { .. }
+        )
+    });
+    if ends && !ended {
+        f.add(Status::Broken, format!("step {n}: no exit recorded"));
+    }
+}
+
+/// Compare a process's ending and output with its expectations.
+pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &Text) -> Vec<String> {
+    let mut problems = Vec::new();
+    match (&expect.signal, &expect.exit) {
+        (Some(sig), _) => {
+            let want = parse_signal(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| sig.clone());
+            if !matches!(ending, Ending::Signaled { signal } if *signal == want) {
+                problems.push(format!("expected to be killed by {want}, but it ended with {ending}"));
+            }
+        }
+        (None, Some(ExitExpect::Word(ExitWord::Any))) => {}
+        (None, Some(ExitExpect::Word(ExitWord::Nonzero))) => {
+            if *ending == (Ending::Exited { code: 0 }) {
+                problems.push("expected to fail (nonzero exit), but it exited 0".into());
+            }
+        }
+        (None, exit) => {
+            let code = match exit {
+                Some(ExitExpect::Code(c)) => *c,
+                _ => 0,
+            };
+            if *ending != (Ending::Exited { code }) {
+                problems.push(format!(
+                    "expected exit code {code}, but it ended with {ending}; stderr {}",
+                    escape_short(&stderr.0, 200)
+                ));
+            }
+        }
+    }
+    for (stream, data, exact, contains, regex) in [
+        (
+            "stdout",
+            stdout,
+            &expect.stdout,
+            &expect.stdout_contains,
+            &expect.stdout_regex,
+        ),
+        (
+            "stderr",
+            stderr,
+            &expect.stderr,
+            &expect.stderr_contains,
+            &expect.stderr_regex,
+        ),
+    ] {
+        if let Some(want) = exact {
+            let want = want.to_vec().unwrap_or_default();
+            if data.0 != want {
+                problems.push(format!("{stream} differs: {}", diff_bytes(&want, &data.0)));
+            }
+        }
+        for needle in contains {
+            if !crate::procs::contains(&data.0, needle.as_bytes()) {
+                problems.push(format!(
+                    "{stream} does not contain {:?}; it is {}",
+                    needle,
+                    escape_short(&data.0, 200)
+                ));
+            }
+        }
+        if let Some(re) = regex {
+            let re = regex::bytes::Regex::new(re).expect("validated");
+            if !re.is_match(&data.0) {
+                problems.push(format!(
+                    "{stream} does not match /{re}/; it is {}",
+                    escape_short(&data.0, 200)
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// "expected X, got Y" with the first differing byte pointed out.
+pub fn diff_bytes(want: &[u8], got: &[u8]) -> String {
+    let at = want.iter().zip(got).take_while(|(a, b)| a == b).count();
+    let ctx = at.saturating_sub(20);
+    let note = if at == want.len() {
+        format!("{} extra bytes after the expected end", got.len() - at)
+    } else if at == got.len() {
+        format!("{} expected bytes missing at the end", want.len() - at)
+    } else {
+        format!("first difference at byte {at}")
+    };
+    if want.len() <= 160 && got.len() <= 160 {
+        format!(
+            "expected {}, got {} ({note})",
+            escape_short(want, 160),
+            escape_short(got, 160)
+        )
+    } else {
+        format!(
+            "{note}: expected ...{} ({} bytes in all), got ...{} ({} bytes in all)",
+            escape_short(&want[ctx..want.len().min(at + 40)], 80),
+            want.len(),
+            escape_short(&got[ctx..got.len().min(at + 40)], 80),
+            got.len()
+        )
+    }
+}
+
+fn check_segments(
+    step: &Step,
+    rows: &[SegRow],
+    keys: &std::collections::BTreeMap<String, Result<i32, String>>,
+    contents: &std::collections::BTreeMap<i32, Text>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let table = || {
+        if rows.is_empty() {
+            "the table is empty".to_string()
+        } else {
+            format!(
+                "the table holds: {}",
+                rows.iter().map(SegRow::describe).collect::<Vec<_>>().join("; ")
+            )
+        }
+    };
+    let mut matched: Vec<i32> = Vec::new();
+    for exp in step.segments.as_deref().unwrap_or_default() {
+        let key = match keys.get(&exp.key) {
+            Some(Ok(k)) => *k,
+            Some(Err(e)) if exp.absent => {
+                let _ = e; // no key file, no key: nothing can exist under it
+                continue;
+            }
+            Some(Err(e)) => {
+                problems.push(format!("cannot resolve key {}: {e}", exp.key));
+                continue;
+            }
+            None => continue,
+        };
+        let label = if exp.key.starts_with("0x") {
+            exp.key.clone()
+        } else {
+            format!("{} (key 0x{:08x})", exp.key, key as u32)
+        };
+        let found: Vec<&SegRow> = rows.iter().filter(|r| r.raw_key == key).collect();
+        if exp.absent {
+            if !found.is_empty() {
+                problems.push(format!(
+                    "expected no segment with key {label}, found {}",
+                    found.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; ")
+                ));
+            }
+            continue;
+        }
+        if found.is_empty() {
+            problems.push(format!("expected a segment with key {label}, none found; {}", table()));
+            continue;
+        }
+        let want_count = exp.count.unwrap_or(1);
+        if found.len() != want_count && (exp.count.is_some() || key != 0) {
+            problems.push(format!(
+                "expected {want_count} segment(s) with key {label}, found {}",
+                found.len()
+            ));
+        }
+        for row in found {
+            matched.push(row.shmid);
+            problems.extend(compare_row(&label, exp, row, contents.get(&row.shmid)));
+        }
+    }
+    if !step.partial {
+        for row in rows.iter().filter(|r| !matched.contains(&r.shmid)) {
+            problems.push(format!(
+                "unexpected segment (leaked or wrongly keyed): {}",
+                row.describe()
+            ));
+        }
+    }
+    if let Some(count) = step.count {
+        if rows.len() != count {
+            problems.push(format!(
+                "expected {count} segment(s) in all, found {}; {}",
+                rows.len(),
+                table()
+            ));
+        }
+    }
+    problems
+}
+
+fn compare_row(label: &str, exp: &SegmentExpect, row: &SegRow, content: Option<&Text>) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut field = |name: &str, want: String, got: String| {
+        if want != got {
+            p.push(format!(
+                "segment {label}: {name}: expected {want}, kernel reports {got}"
+            ));
+        }
+    };
+    if let Some(size) = exp.size {
+        field("size", size.to_string(), row.size.to_string());
+    }
+    if let Some(mode) = &exp.mode {
+        let want = u32::from_str_radix(mode.trim_start_matches("0o"), 8).unwrap_or(0);
+        field(
+            "mode",
+            format!("{:04o}", want & 0o777),
+            format!("{:04o}", row.raw_mode & 0o777),
+        );
+    }
+    if let Some(nattch) = exp.nattch {
+        field("nattch", nattch.to_string(), row.nattch.to_string());
+    }
+    if let Some(dest) = exp.dest {
+        let got = row.raw_mode & 0o1000 != 0;
+        field("SHM_DEST (marked for destruction)", dest.to_string(), got.to_string());
+    }
+    // The log drops trailing NULs of a content; restore them up to the segment's size.
+    let mut bytes = content.map(|t| t.0.clone()).unwrap_or_default();
+    bytes.resize(bytes.len().max(row.size.min(CONTENT_CAP as u64) as usize), 0);
+    if let Some(want) = &exp.content {
+        let want = want.to_vec().unwrap_or_default();
+        let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
+        if text != want.as_slice() {
+            p.push(format!(
+                "segment {label}: content (up to the first NUL): {}",
+                diff_bytes(&want, text)
+            ));
+        }
+    }
+    if let Some(prefix) = &exp.prefix {
+        let want = prefix.to_vec().unwrap_or_default();
+        let got = &bytes[..want.len().min(bytes.len())];
+        if got != want.as_slice() {
+            p.push(format!(
+                "segment {label}: first {} bytes: {}",
+                want.len(),
+                diff_bytes(&want, got)
+            ));
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_points_at_first_difference() {
+        let d = diff_bytes(b"hello\n", b"hellp\n");
+        assert!(d.contains("first difference at byte 4"), "{d}");
+        assert!(diff_bytes(b"ab", b"abc").contains("1 extra bytes"));
+        assert!(diff_bytes(b"abc", b"ab").contains("1 expected bytes missing"));
+        let long = diff_bytes(&[b'x'; 1000], &[&[b'x'; 500][..], b"y"].concat());
+        assert!(long.contains("first difference at byte 500"), "{long}");
+    }
+
+    #[test]
+    fn default_expectation_is_exit_zero() {
+        let e = Expect::default();
+        let t = Text::default();
+        assert!(check_process(&e, &Ending::Exited { code: 0 }, &t, &t).is_empty());
+        let p = check_process(
+            &e,
+            &Ending::Signaled {
+                signal: "SIGSEGV".into(),
+            },
+            &t,
+            &t,
+        );
+        assert!(
+            p[0].contains("expected exit code 0, but it ended with killed by SIGSEGV"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn failure_statuses() {
+        for s in [Status::Fail, Status::Broken, Status::Timeout, Status::Xpass] {
+            assert!(s.is_failure());
+        }
+        for s in [Status::Pass, Status::Skip, Status::Xfail] {
+            assert!(!s.is_failure());
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! Execution: run a scenario's steps for real and record what happened.
+//!
+//! Each scenario runs on a thread of its own that moves into fresh IPC
+//! namespaces (namespaces are per thread; every child inherits the
+//! thread's). The thread owns the temp dir, the namespace handles and the
+//! processes, so when it ends, for whatever reason, processes are killed with
+//! their groups, the temp dir is removed and the kernel destroys the
+//! namespaces' segments. Nothing here judges: it only records events.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use shmconf::ipcns::IpcNamespace;
+use shmconf::sysv::{Access, Key, Segment};
+use shmconf::SegTable;
+
+use crate::events::{Event, EventKind, Log, SegRow, Text};
+use crate::impls::Implementation;
+use crate::procs::{self, Proc, WaitOutcome};
+use crate::scenario::{default_proc_name, parse_key_spec, parse_signal, Action, KeySpec, Scenario, Step, MAIN_NS};
+
+/// How scenarios are isolated from the host and from each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Fresh IPC namespaces per scenario (root, or root in a user namespace).
+    Namespaces,
+    /// No namespace can be made: the current one, one scenario at a time,
+    /// with a check that the scenario found and left no segment of its own.
+    Shared,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub step_timeout: Duration,
+    pub scenario_timeout: Duration,
+    pub isolation: Isolation,
+    /// Where scenario temp dirs go (default: the system temp dir).
+    pub tmp_root: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            step_timeout: Duration::from_secs(5),
+            scenario_timeout: Duration::from_secs(30),
+            isolation: Isolation::Namespaces,
+            tmp_root: None,
+        }
+    }
+}
+
+/// Most bytes of a segment's content the log keeps.
+pub const CONTENT_CAP: usize = 64 * 1024;
+
+struct Recorder {
+    start: Instant,
+    log: Log,
+}
+
+impl Recorder {
+    fn rec(&mut self, step: Option<usize>, kind: EventKind) {
+        let t_us = self.start.elapsed().as_micros() as u64;
+        self.log.events.push(Event { t_us, step, kind });
+    }
+}
+
+/// Run `scenario` against `imp` and return its event log.
+pub fn execute(id: &str, scenario: &Scenario, imp: &Implementation, opts: &Options) -> Log {
+    std::thread::scope(|s| {
+        s.spawn(|| execute_on_this_thread(id, scenario, imp, opts))
+            .join()
+            .unwrap_or_else(|panic| {
+                let mut log = Log {
+                    scenario: id.into(),
+                    implementation: imp.name.clone(),
+                    ..Log::default()
+                };
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                log.events.push(Event {
+                    t_us: 0,
+                    step: None,
+                    kind: EventKind::Broken {
+                        message: format!("harness panicked: {what}"),
+                    },
+                });
+                log
+            })
+    })
+}
+
+fn execute_on_this_thread(id: &str, scenario: &Scenario, imp: &Implementation, opts: &Options) -> Log {
+    let mut r = Recorder {
+        start: Instant::now(),
+        log: Log {
+            scenario: id.into(),
+            implementation: imp.name.clone(),
+            isolation: match opts.isolation {
+                Isolation::Namespaces => "namespaces".into(),
+                Isolation::Shared => "shared".into(),
+            },
+            ..Log::default()
+        },
+    };
+    let mut ctx = match Context::set_up(scenario, opts, &mut r) {
+        Ok(ctx) => ctx,
+        Err(message) => {
+            r.rec(None, EventKind::Broken { message });
+            return r.log;
+        }
+    };
+    let deadline = r.start + opts.scenario_timeout;
+    for (i, spanned) in scenario.steps.iter().enumerate() {
+        let n = i + 1;
+        let step = spanned.get_ref();
+        if procs::interrupted() {
+            r.rec(
+                Some(n),
+                EventKind::Aborted {
+                    reason: "interrupted (Ctrl-C)".into(),
+                },
+            );
+            break;
+        }
+        if Instant::now() >= deadline {
+            r.rec(
+                Some(n),
+                EventKind::Timeout {
+                    proc: "scenario".into(),
+                    waiting_for: "the whole scenario".into(),
+                    limit_ms: opts.scenario_timeout.as_millis() as u64,
+                    stdout: Text::default(),
+                    stderr: Text::default(),
+                },
+            );
+            r.rec(
+                Some(n),
+                EventKind::Aborted {
+                    reason: "scenario time limit".into(),
+                },
+            );
+            break;
+        }
+        let ns = scenario.resolve_ns(step.ns()).to_string();
+        if let Err(e) = ctx.enter(&ns) {
+            r.rec(
+                Some(n),
+                EventKind::Broken {
+                    message: format!("cannot enter namespace {ns:?}: {e}"),
+                },
+            );
+            break;
+        }
+        let limit = step.timeout_ms.map_or(opts.step_timeout, Duration::from_millis);
+        let step_deadline = (Instant::now() + limit).min(deadline);
+        let go_on = ctx.run_step(n, step, &ns, imp, step_deadline, limit, &mut r);
+        if !go_on {
+            break;
+        }
+    }
+    ctx.tear_down(&mut r);
+    r.log
+}
+
+struct Context {
+    dir: tempfile::TempDir,
+    namespaces: BTreeMap<String, IpcNamespace>,
+    procs: BTreeMap<String, Proc>,
+    isolation: Isolation,
+    /// Shared isolation: segment ids that existed before the scenario.
+    baseline: Vec<i32>,
+}
+
+impl Context {
+    fn set_up(scenario: &Scenario, opts: &Options, r: &mut Recorder) -> Result<Context, String> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("shmconf-");
+        let dir = match &opts.tmp_root {
+            Some(root) => builder.tempdir_in(root),
+            None => builder.tempdir(),
+        }
+        .map_err(|e| format!("cannot make the scenario's temp dir: {e}"))?;
+        // Other uids must reach key files in it (ftok needs search permission).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("chmod temp dir: {e}"))?;
+        r.log.workdir = dir.path().display().to_string();
+        for f in &scenario.files {
+            std::fs::write(dir.path().join(f), b"").map_err(|e| format!("cannot create key file {f:?}: {e}"))?;
+        }
+        let mut namespaces = BTreeMap::new();
+        let mut baseline = Vec::new();
+        match opts.isolation {
+            Isolation::Namespaces => {
+                let mut names = vec![MAIN_NS.to_string()];
+                names.extend(
+                    scenario
+                        .namespaces
+                        .iter()
+                        .filter(|(_, d)| d.share.is_none())
+                        .map(|(n, _)| n.clone()),
+                );
+                for name in names {
+                    let ns = IpcNamespace::unshare_new().map_err(|e| format!("cannot create IPC namespace: {e}"))?;
+                    r.log.namespaces.insert(name.clone(), ns.inode().unwrap_or(0));
+                    namespaces.insert(name, ns);
+                }
+            }
+            Isolation::Shared => {
+                let ns = IpcNamespace::current().map_err(|e| e.to_string())?;
+                r.log.namespaces.insert(MAIN_NS.into(), ns.inode().unwrap_or(0));
+                namespaces.insert(MAIN_NS.into(), ns);
+                let table = SegTable::read().map_err(|e| format!("cannot read the segment table: {e}"))?;
+                baseline = table.rows.iter().map(|row| row.shmid).collect();
+                // The scenario's keys must be free before it starts.
+                for row in &table.rows {
+                    for f in &scenario.files {
+                        let path = dir.path().join(f);
+                        for proj in [65, 321, 1] {
+                            if Key::ftok(&path, proj).is_ok_and(|k| k == row.key) {
+                                return Err(format!(
+                                    "the shared namespace already holds a segment with the key of {f} ({}): cannot run without a namespace of its own",
+                                    row.key
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Context {
+            dir,
+            namespaces,
+            procs: BTreeMap::new(),
+            isolation: opts.isolation,
+            baseline,
+        })
+    }
+
+    fn enter(&self, ns: &str) -> Result<(), String> {
+        let handle = self
+            .namespaces
+            .get(ns)
+            .ok_or_else(|| format!("namespace {ns:?} not set up"))?;
+        handle.enter().map_err(|e| e.to_string())
+    }
+
+    /// Run one step; false stops the scenario (timeout, setup error, Ctrl-C).
+    #[allow(clippy::too_many_arguments)]
+    fn run_step(
+        &mut self,
+        n: usize,
+        step: &Step,
+        ns: &str,
+        imp: &Implementation,
+        deadline: Instant,
+        limit: Duration,
+        r: &mut Recorder,
+    ) -> bool {
+        let dir = self.dir.path().to_path_buf();
+        match step.action() {
+            Action::Run | Action::Exec => {
+                let name = step.name.clone().unwrap_or_else(|| default_proc_name(step, n));
+                let mut argv: Vec<String> = match (&step.run, &step.exec) {
+                    (Some(role), _) => imp.command(role).to_vec(),
+                    (_, Some(argv)) => argv.clone(),
+                    _ => unreachable!("validated: run or exec"),
+                };
+                argv.extend(step.args.iter().cloned());
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]).current_dir(&dir).envs(&step.env);
+                if let Some(uid) = step.uid {
+                    cmd.uid(uid).gid(step.gid.unwrap_or(uid));
+                } else if let Some(gid) = step.gid {
+                    cmd.gid(gid);
+                }
+                let mut proc = match Proc::spawn(&name, cmd) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        r.rec(
+                            Some(n),
+                            EventKind::SpawnFailed {
+                                proc: name,
+                                argv,
+                                error: e.to_string(),
+                            },
+                        );
+                        return !procs::interrupted();
+                    }
+                };
+                r.rec(
+                    Some(n),
+                    EventKind::Spawn {
+                        proc: name.clone(),
+                        argv,
+                        ns: ns.into(),
+                        pid: proc.pid,
+                        uid: step.uid,
+                    },
+                );
+                let stdin = step
+                    .stdin
+                    .as_ref()
+                    .map(|b| b.to_vec().expect("validated"))
+                    .unwrap_or_default();
+                let close = if step.background {
+                    step.close_stdin.unwrap_or(step.stdin.is_some())
+                } else {
+                    true
+                };
+                if !stdin.is_empty() || close {
+                    match proc.write_stdin(&stdin, close) {
+                        Ok(()) => r.rec(
+                            Some(n),
+                            EventKind::Stdin {
+                                proc: name.clone(),
+                                data: Text(stdin),
+                                closed: close,
+                            },
+                        ),
+                        Err(e) => r.rec(
+                            Some(n),
+                            EventKind::StdinFailed {
+                                proc: name.clone(),
+                                error: e.to_string(),
+                            },
+                        ),
+                    }
+                }
+                if step.background {
+                    self.procs.insert(name, proc);
+                    true
+                } else {
+                    Self::finish(n, &name, &mut proc, deadline, limit, "its exit", r)
+                }
+            }
+            Action::Feed => {
+                let name = step.feed.clone().unwrap();
+                let proc = self.procs.get_mut(&name).expect("validated");
+                let data = step.stdin.as_ref().expect("validated").to_vec().expect("validated");
+                let close = step.close_stdin.unwrap_or(true);
+                match proc.write_stdin(&data, close) {
+                    Ok(()) => r.rec(
+                        Some(n),
+                        EventKind::Stdin {
+                            proc: name,
+                            data: Text(data),
+                            closed: close,
+                        },
+                    ),
+                    Err(e) => r.rec(
+                        Some(n),
+                        EventKind::StdinFailed {
+                            proc: name,
+                            error: e.to_string(),
+                        },
+                    ),
+                }
+                true
+            }
+            Action::Wait => {
+                let name = step.wait.clone().unwrap();
+                let proc = self.procs.get_mut(&name).expect("validated");
+                match &step.until_stdout {
+                    Some(text) => match proc.wait_stdout(text.as_bytes(), deadline) {
+                        WaitOutcome::Done(()) => {
+                            r.rec(
+                                Some(n),
+                                EventKind::OutputSeen {
+                                    proc: name,
+                                    text: text.clone(),
+                                },
+                            );
+                            true
+                        }
+                        WaitOutcome::TimedOut => {
+                            let (stdout, stderr) = proc.output();
+                            let waiting_for = if proc.has_exited() {
+                                format!("stdout to contain {text:?} (the process had already exited)")
+                            } else {
+                                format!("stdout to contain {text:?}")
+                            };
+                            proc.kill_group();
+                            r.rec(
+                                Some(n),
+                                EventKind::Timeout {
+                                    proc: name,
+                                    waiting_for,
+                                    limit_ms: limit.as_millis() as u64,
+                                    stdout: Text(stdout),
+                                    stderr: Text(stderr),
+                                },
+                            );
+                            false
+                        }
+                        WaitOutcome::Interrupted => false,
+                    },
+                    None => Self::finish(n, &name, proc, deadline, limit, "its exit", r),
+                }
+            }
+            Action::Kill => {
+                let name = step.kill.clone().unwrap();
+                let sig = parse_signal(step.signal.as_deref().unwrap_or("SIGKILL")).expect("validated");
+                let proc = self.procs.get_mut(&name).expect("validated");
+                if let Err(e) = proc.signal(sig) {
+                    r.rec(
+                        Some(n),
+                        EventKind::Broken {
+                            message: format!("cannot signal {name}: {e}"),
+                        },
+                    );
+                    return false;
+                }
+                r.rec(
+                    Some(n),
+                    EventKind::Signal {
+                        proc: name.clone(),
+                        signal: sig.as_str().into(),
+                    },
+                );
+                Self::finish(n, &name, proc, deadline, limit, "its exit after the signal", r)
+            }
+            Action::Segments => {
+                self.snapshot(n, step, ns, r);
+                true
+            }
+            Action::CreateFile | Action::RemoveFile | Action::RecreateFile | Action::LinkFile => {
+                let (op, path, result) = file_op(&dir, step);
+                let ok = result.is_ok();
+                r.rec(
+                    Some(n),
+                    EventKind::File {
+                        op,
+                        path,
+                        error: result.err(),
+                    },
+                );
+                ok
+            }
+            Action::Sysctl => {
+                let s = step.sysctl.as_ref().unwrap();
+                let path = Path::new("/proc/sys").join(s.name.replace('.', "/"));
+                let result = if self.isolation == Isolation::Shared {
+                    Err("refused: no namespace of the scenario's own, the sysctl would change the shared one".into())
+                } else {
+                    std::fs::write(&path, format!("{}\n", s.value))
+                        .and_then(|()| std::fs::read_to_string(&path))
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                        .and_then(|back| {
+                            if back.trim() == s.value.trim() {
+                                Ok(())
+                            } else {
+                                Err(format!("wrote {:?}, reads back {:?}", s.value, back.trim()))
+                            }
+                        })
+                };
+                let ok = result.is_ok();
+                r.rec(
+                    Some(n),
+                    EventKind::Sysctl {
+                        ns: ns.into(),
+                        name: s.name.clone(),
+                        value: s.value.clone(),
+                        error: result.err(),
+                    },
+                );
+                ok
+            }
+        }
+    }
+
+    /// Wait for a process's exit and record it (or the timeout).
+    fn finish(
+        n: usize,
+        name: &str,
+        proc: &mut Proc,
+        deadline: Instant,
+        limit: Duration,
+        what: &str,
+        r: &mut Recorder,
+    ) -> bool {
+        match proc.wait_exit(deadline) {
+            WaitOutcome::Done((ending, stray)) => {
+                let (stdout, stderr) = proc.output();
+                r.rec(
+                    Some(n),
+                    EventKind::Exit {
+                        proc: name.into(),
+                        ending,
+                        stdout: Text(stdout),
+                        stderr: Text(stderr),
+                        stray_processes: stray,
+                    },
+                );
+                true
+            }
+            WaitOutcome::TimedOut => {
+                proc.kill_group();
+                let (stdout, stderr) = proc.output();
+                r.rec(
+                    Some(n),
+                    EventKind::Timeout {
+                        proc: name.into(),
+                        waiting_for: what.into(),
+                        limit_ms: limit.as_millis() as u64,
+                        stdout: Text(stdout),
+                        stderr: Text(stderr),
+                    },
+                );
+                false
+            }
+            WaitOutcome::Interrupted => {
+                r.rec(
+                    Some(n),
+                    EventKind::Aborted {
+                        reason: "interrupted (Ctrl-C)".into(),
+                    },
+                );
+                false
+            }
+        }
+    }
+
+    fn snapshot(&self, n: usize, step: &Step, ns: &str, r: &mut Recorder) {
+        // The table first: reading contents attaches, which changes lpid and
+        // atime (and, with shm_rmid_forced, detaching could destroy).
+        let table = match SegTable::read() {
+            Ok(t) => t,
+            Err(e) => {
+                r.rec(
+                    Some(n),
+                    EventKind::Broken {
+                        message: format!("cannot read the segment table: {e}"),
+                    },
+                );
+                return;
+            }
+        };
+        let mut keys = BTreeMap::new();
+        let mut contents = BTreeMap::new();
+        for exp in step.segments.as_deref().unwrap_or_default() {
+            let resolved = match parse_key_spec(&exp.key).expect("validated") {
+                KeySpec::Ftok { file, proj_id } => Key::ftok(&self.dir.path().join(&file), proj_id)
+                    .map(|k| k.raw())
+                    .map_err(|e| e.to_string()),
+                KeySpec::Raw(v) => Ok(v),
+                KeySpec::Private => Ok(0),
+            };
+            if let (Ok(key), true) = (&resolved, exp.content.is_some() || exp.prefix.is_some()) {
+                for row in table.by_key(Key::from_raw(*key)) {
+                    let bytes = Segment::from_id(row.shmid)
+                        .attach(Access::ReadOnly)
+                        .map(|a| {
+                            let mut v = vec![0; a.len().min(CONTENT_CAP)];
+                            a.read_at(0, &mut v).map(|()| v).unwrap_or_default()
+                        })
+                        .map(|mut v| {
+                            // Keep logs readable: trailing NULs are implied up to the size.
+                            let end = v.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                            v.truncate(end);
+                            v
+                        })
+                        .unwrap_or_default();
+                    contents.insert(row.shmid, Text(bytes));
+                }
+            }
+            keys.insert(exp.key.clone(), resolved);
+        }
+        let rows = table.rows.iter().map(SegRow::from_row).collect();
+        r.rec(
+            Some(n),
+            EventKind::Snapshot {
+                ns: ns.into(),
+                rows,
+                keys,
+                contents,
+            },
+        );
+    }
+
+    fn tear_down(&mut self, r: &mut Recorder) {
+        for (name, proc) in self.procs.iter_mut() {
+            if !proc.has_exited() {
+                r.rec(None, EventKind::Reaped { proc: name.clone() });
+            }
+            proc.kill_group();
+        }
+        self.procs.clear();
+        if self.isolation == Isolation::Shared {
+            // No namespace dies with us: remove what the scenario made.
+            if let Ok(table) = SegTable::read() {
+                for row in table.rows.iter().filter(|row| !self.baseline.contains(&row.shmid)) {
+                    let _ = Segment::from_id(row.shmid).remove();
+                }
+            }
+        }
+    }
+}
+
+fn file_op(dir: &Path, step: &Step) -> (String, String, Result<(), String>) {
+    let err = |e: std::io::Error| e.to_string();
+    if let Some(f) = &step.create_file {
+        return (
+            "create".into(),
+            f.clone(),
+            std::fs::write(dir.join(f), b"").map_err(err),
+        );
+    }
+    if let Some(f) = &step.remove_file {
+        return (
+            "remove".into(),
+            f.clone(),
+            std::fs::remove_file(dir.join(f)).map_err(err),
+        );
+    }
+    if let Some(f) = &step.recreate_file {
+        // Create the new file while the old one exists, so its inode must
+        // differ, then rename it into place.
+        let tmp = dir.join(format!("{f}.shmconf-new"));
+        let result = std::fs::write(&tmp, b"")
+            .and_then(|()| std::fs::rename(&tmp, dir.join(f)))
+            .map_err(err);
+        return ("recreate".into(), f.clone(), result);
+    }
+    if let Some(l) = &step.link_file {
+        let result = std::fs::hard_link(dir.join(&l.from), dir.join(&l.to)).map_err(err);
+        return ("link".into(), format!("{} -> {}", l.to, l.from), result);
+    }
+    unreachable!("validated: a file action")
+}

@@ -1,0 +1,144 @@
+//! Implementations under test: how each role becomes a command line.
+
+use std::path::{Path, PathBuf};
+
+/// An implementation of the writer/reader pair (and the probe role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Implementation {
+    pub name: String,
+    pub writer: Vec<String>,
+    pub reader: Vec<String>,
+    /// The raw-syscall probe (`shmconf probe`); the same for every implementation.
+    pub probe: Vec<String>,
+    /// Known deviations shipped with a built-in implementation (TOML text).
+    pub default_expectations: Option<&'static str>,
+}
+
+impl Implementation {
+    pub fn command(&self, role: &str) -> &[String] {
+        match role {
+            "writer" => &self.writer,
+            "reader" => &self.reader,
+            _ => &self.probe,
+        }
+    }
+
+    /// The built-in implementations by name.
+    pub fn builtin(name: &str) -> Result<Implementation, String> {
+        match name {
+            "rust" => Ok(Implementation {
+                name: "rust".into(),
+                writer: vec![find_binary("shm-writer")?.display().to_string()],
+                reader: vec![find_binary("shm-reader")?.display().to_string()],
+                probe: probe_command()?,
+                default_expectations: None,
+            }),
+            "c-reference" => Ok(Implementation {
+                name: "c-reference".into(),
+                writer: vec![find_c_reference("c-writer")?.display().to_string()],
+                reader: vec![find_c_reference("c-reader")?.display().to_string()],
+                probe: probe_command()?,
+                default_expectations: Some(include_str!("../reference/expectations.toml")),
+            }),
+            other => Err(format!(
+                "unknown implementation {other:?}: expected rust or c-reference"
+            )),
+        }
+    }
+
+    /// `--writer CMD --reader CMD`: split like a shell; a relative program
+    /// path is taken from the invocation's directory (roles run in the
+    /// scenario's temp dir).
+    pub fn custom(name: &str, writer: &str, reader: &str) -> Result<Implementation, String> {
+        Ok(Implementation {
+            name: name.into(),
+            writer: split_command("--writer", writer)?,
+            reader: split_command("--reader", reader)?,
+            probe: probe_command()?,
+            default_expectations: None,
+        })
+    }
+}
+
+fn split_command(flag: &str, cmd: &str) -> Result<Vec<String>, String> {
+    let mut argv = shlex::split(cmd).ok_or_else(|| format!("{flag} {cmd:?}: unbalanced quotes"))?;
+    if argv.is_empty() {
+        return Err(format!("{flag}: empty command"));
+    }
+    if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+        let abs = std::env::current_dir().map_err(|e| e.to_string())?.join(&argv[0]);
+        argv[0] = abs.display().to_string();
+    }
+    Ok(argv)
+}
+
+/// Directories to look for our binaries in: beside the running executable,
+/// and its parent (cargo puts test binaries in target/<profile>/deps).
+fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            dirs.push(dir.to_path_buf());
+            if let Some(up) = dir.parent() {
+                dirs.push(up.to_path_buf());
+            }
+        }
+    }
+    dirs
+}
+
+/// Find one of our binaries; if it is not built, build it with cargo.
+pub fn find_binary(name: &str) -> Result<PathBuf, String> {
+    let look = || search_dirs().into_iter().map(|d| d.join(name)).find(|p| p.is_file());
+    if let Some(p) = look() {
+        return Ok(p);
+    }
+    // Not built yet (e.g. `cargo test -p shmconf-harness` alone): build the package that has it.
+    let package = if name == "shmconf" {
+        "shmconf-harness"
+    } else {
+        "shmconf"
+    };
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args([
+        "build",
+        "--quiet",
+        "--manifest-path",
+        manifest,
+        "-p",
+        package,
+        "--bin",
+        name,
+    ]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let built = cmd.status().map(|s| s.success()).unwrap_or(false);
+    look().filter(|_| built).ok_or_else(|| {
+        format!(
+            "cannot find {name} beside {:?}, and building it with cargo failed",
+            search_dirs()
+        )
+    })
+}
+
+/// The C reference: beside the executable (Docker image), else where build.rs compiled it.
+fn find_c_reference(name: &str) -> Result<PathBuf, String> {
+    let mut candidates: Vec<PathBuf> = search_dirs().into_iter().map(|d| d.join(name)).collect();
+    candidates.push(Path::new(env!("SHMCONF_C_REFERENCE_DIR")).join(name));
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("cannot find the C reference {name}"))
+}
+
+fn probe_command() -> Result<Vec<String>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let shmconf = if exe.file_name().is_some_and(|n| n == "shmconf") {
+        exe
+    } else {
+        find_binary("shmconf")?
+    };
+    Ok(vec![shmconf.display().to_string(), "probe".into()])
+}

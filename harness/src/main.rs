@@ -1,0 +1,268 @@
+//! `shmconf`: run SysV shared-memory scenarios against an implementation.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use shmconf_harness::exec::Options;
+use shmconf_harness::impls::Implementation;
+use shmconf_harness::runner::{self, Capabilities, Expectations, RunConfig};
+use shmconf_harness::{probe, procs, report, scenario};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shmconf",
+    version,
+    about = "Conformance harness for System V shared-memory writer/reader programs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run scenarios and judge an implementation (exit 0 all good, 1 something failed, 2 usage or scenario-file error).
+    Run(RunArgs),
+    /// List scenarios with their tags and description.
+    List(SelectArgs),
+    /// Print the JSON Schema of scenario files.
+    Schema,
+    /// One raw SysV call (a scenario role).
+    Probe(probe::ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SelectArgs {
+    /// Scenario files, directories or globs (default: ./scenarios, or $SHMCONF_SCENARIOS).
+    paths: Vec<PathBuf>,
+    /// Only scenarios with this tag (repeatable: any of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Leave out scenarios whose id contains this text or matches this glob (repeatable).
+    #[arg(long = "skip", value_name = "PATTERN")]
+    skip: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Built-in implementation: rust or c-reference.
+    #[arg(long = "impl", default_value = "rust", conflicts_with_all = ["writer", "reader"])]
+    implementation: String,
+    /// Writer command of another implementation (split like a shell).
+    #[arg(long, requires = "reader")]
+    writer: Option<String>,
+    /// Reader command of another implementation.
+    #[arg(long, requires = "writer")]
+    reader: Option<String>,
+    /// Name of a --writer/--reader implementation in reports.
+    #[arg(long, default_value = "custom")]
+    name: String,
+    /// Known deviations (TOML: scenario id → status "fail"|"skip" and reason).
+    #[arg(long)]
+    expectations: Option<PathBuf>,
+    /// Scenarios run at once (default: the number of cores).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Keep every scenario's event log and verdict as JSON in this directory.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// Limit per step in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    step_timeout: u64,
+    /// Limit per scenario in milliseconds (a scenario's own timeout_ms wins).
+    #[arg(long, default_value_t = 30000)]
+    scenario_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Probe(args) => ExitCode::from(probe::run(args) as u8),
+        Command::Schema => {
+            println!("{}", scenario::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::List(select) => match load(&select) {
+            Ok(scenarios) => {
+                for s in scenarios {
+                    println!(
+                        "{:<45} [{}] {}",
+                        s.id,
+                        s.scenario.tags.join(","),
+                        first_sentence(&s.scenario.description)
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run(args) => run(args),
+    }
+}
+
+fn first_sentence(s: &str) -> &str {
+    let s = s.trim();
+    s.split_once(". ").map_or(s, |(a, _)| a)
+}
+
+fn load(select: &SelectArgs) -> Result<Vec<runner::ScenarioFile>, ExitCode> {
+    let paths = if select.paths.is_empty() {
+        let default = std::env::var_os("SHMCONF_SCENARIOS").map_or_else(|| PathBuf::from("scenarios"), PathBuf::from);
+        vec![default]
+    } else {
+        select.paths.clone()
+    };
+    match runner::discover(&paths) {
+        Ok(all) => Ok(runner::select(all, &select.tags, &select.skip)),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("shmconf: {e}");
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Without root, become root of a user namespace of our own (while still
+/// single-threaded, as unshare(CLONE_NEWUSER) requires) so IPC namespaces can
+/// be made.
+fn enter_user_namespace_if_unprivileged() {
+    use nix::sched::{unshare, CloneFlags};
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    if uid.is_root() || unshare(CloneFlags::CLONE_NEWUSER).is_err() {
+        return;
+    }
+    let _ = std::fs::write("/proc/self/setgroups", "deny");
+    let _ = std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"));
+    let _ = std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"));
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    enter_user_namespace_if_unprivileged();
+    let scenarios = match load(&args.select) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let implementation = match (&args.writer, &args.reader) {
+        (Some(w), Some(r)) => Implementation::custom(&args.name, w, r),
+        _ => Implementation::builtin(&args.implementation),
+    };
+    let implementation = match implementation {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("shmconf: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let expectations = match &args.expectations {
+        Some(p) => match Expectations::load(p) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("shmconf: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => match implementation.default_expectations {
+            Some(text) => Expectations::parse(std::path::Path::new("(built-in expectations)"), text)
+                .expect("built-in expectations parse"),
+            None => Expectations::default(),
+        },
+    };
+    for id in expectations.0.keys() {
+        if !scenarios.iter().any(|s| &s.id == id) {
+            eprintln!("shmconf: note: expectations name {id:?}, which is not among the selected scenarios");
+        }
+    }
+    if let Err(e) = ctrlc::set_handler(procs::interrupt_all) {
+        eprintln!("shmconf: cannot install the Ctrl-C handler: {e}");
+    }
+    let capabilities = Capabilities::detect();
+    let cfg = RunConfig {
+        implementation,
+        exec: Options {
+            step_timeout: Duration::from_millis(args.step_timeout),
+            scenario_timeout: Duration::from_millis(args.scenario_timeout),
+            isolation: capabilities.isolation(),
+            tmp_root: None,
+        },
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        expectations,
+        capabilities,
+    };
+    let human = matches!(args.format, Format::Human);
+    if human {
+        eprintln!(
+            "shmconf: {} scenario(s), implementation {}, isolation {:?}, jobs {}",
+            scenarios.len(),
+            cfg.implementation.name,
+            cfg.exec.isolation,
+            cfg.jobs
+        );
+    }
+    let progress = |r: &runner::ScenarioResult| {
+        if human {
+            println!("{}", report::progress_line(r));
+        }
+    };
+    let results = runner::run_all(&scenarios, &cfg, &progress);
+    let name = cfg.implementation.name.as_str();
+    if let Some(dir) = &args.record {
+        if let Err(e) = record(dir, &results) {
+            eprintln!("shmconf: --record {}: {e}", dir.display());
+        }
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, report::junit(name, &results)) {
+            eprintln!("shmconf: --junit {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    match args.format {
+        Format::Human => {
+            let _ = report::human(&mut std::io::stdout().lock(), name, &results);
+        }
+        Format::Json => println!("{}", report::json(name, &results)),
+    }
+    if procs::interrupted() {
+        eprintln!("shmconf: interrupted; every process, temp dir and namespace of the run is gone");
+        return ExitCode::from(130);
+    }
+    if report::Summary::of(&results).failed() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn record(dir: &std::path::Path, results: &[runner::ScenarioResult]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for r in results {
+        let file = dir.join(format!("{}.json", r.id.replace('/', "__")));
+        let value = serde_json::json!({
+            "scenario": r.id,
+            "status": r.status,
+            "message": r.message,
+            "problems": r.problems,
+            "log": r.log,
+        });
+        std::fs::write(file, serde_json::to_string_pretty(&value)?)?;
+    }
+    Ok(())
+}

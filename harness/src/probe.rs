@@ -1,0 +1,185 @@
+//! `shmconf probe`: one raw SysV call per invocation, its result or errno on
+//! stdout, so scenarios can pin kernel behaviour directly (as LTP's and
+//! gVisor's tests do) and judge a kernel or a container runtime.
+//!
+//! Output: one `ok ...` line (exit 0) or `errno NAME: text` (exit 1); usage
+//! errors exit 2.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use shmconf::cli::{parse_hex_key, parse_octal_mode};
+use shmconf::sysv::{self, Access, Create, Key, Segment};
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(subcommand)]
+    op: ProbeOp,
+    /// Explicit key in hex.
+    #[arg(long, global = true, value_parser = parse_hex_key)]
+    key: Option<Key>,
+    /// Key from ftok: FILE:PROJ (default shmfile:65).
+    #[arg(long, global = true, value_name = "FILE:PROJ")]
+    ftok: Option<String>,
+    /// Segment id instead of a key lookup (stat, rmid, set, attach).
+    #[arg(long, global = true)]
+    id: Option<i32>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProbeOp {
+    /// Print the key ftok gives.
+    Key,
+    /// shmget(key, size, flags).
+    Get {
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long)]
+        create: bool,
+        #[arg(long)]
+        exclusive: bool,
+        #[arg(long, default_value = "666", value_parser = parse_octal_mode)]
+        mode: u32,
+    },
+    /// shmctl(IPC_STAT).
+    Stat,
+    /// shmctl(IPC_RMID).
+    Rmid,
+    /// shmctl(IPC_SET) with new permission bits.
+    Set {
+        #[arg(long, value_parser = parse_octal_mode)]
+        mode: u32,
+    },
+    /// shmat, then optionally write, hold until stdin closes, read, and shmdt.
+    Attach {
+        #[arg(long)]
+        read_only: bool,
+        /// Write this text and a NUL at offset 0.
+        #[arg(long)]
+        write: Option<String>,
+        /// Print "holding" and keep the attachment until stdin reaches EOF.
+        #[arg(long)]
+        hold: bool,
+        /// Exit without shmdt (the kernel must detach at exit).
+        #[arg(long)]
+        no_detach: bool,
+    },
+}
+
+fn say(line: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn errno_line(e: &sysv::Error) -> String {
+    format!("errno {:?}: {}", e.errno, e)
+}
+
+pub fn run(args: ProbeArgs) -> i32 {
+    match probe(args) {
+        Ok(()) => 0,
+        Err(line) => {
+            say(line);
+            1
+        }
+    }
+}
+
+fn probe(args: ProbeArgs) -> Result<(), String> {
+    let key = || -> Result<Key, String> {
+        if let Some(k) = args.key {
+            return Ok(k);
+        }
+        let spec = args.ftok.clone().unwrap_or_else(|| "shmfile:65".into());
+        let (file, proj) = spec.rsplit_once(':').ok_or("--ftok wants FILE:PROJ")?;
+        let proj: i32 = proj.parse().map_err(|_| "--ftok wants FILE:PROJ".to_string())?;
+        Key::ftok(&PathBuf::from(file), proj).map_err(|e| format!("errno {:?}: {e}", e.errno))
+    };
+    let segment = || -> Result<Segment, String> {
+        match args.id {
+            Some(id) => Ok(Segment::from_id(id)),
+            None => Segment::get(key()?, 0, Create::No, 0).map_err(|e| errno_line(&e)),
+        }
+    };
+    match &args.op {
+        ProbeOp::Key => say(format!("ok key {}", key()?)),
+        ProbeOp::Get {
+            size,
+            create,
+            exclusive,
+            mode,
+        } => {
+            let how = match (create, exclusive) {
+                (_, true) => Create::Exclusive,
+                (true, false) => Create::IfMissing,
+                _ => Create::No,
+            };
+            let seg = Segment::get(key()?, *size, how, *mode).map_err(|e| errno_line(&e))?;
+            say(format!("ok shmid {}", seg.id()));
+        }
+        ProbeOp::Stat => {
+            let st = segment()?.stat().map_err(|e| errno_line(&e))?;
+            say(format!(
+                "ok key {} mode {:04o} size {} nattch {} dest {} cpid {} lpid {} uid {} gid {}",
+                st.key,
+                st.mode,
+                st.size,
+                st.nattch,
+                st.is_marked_for_destruction(),
+                st.cpid,
+                st.lpid,
+                st.uid,
+                st.gid
+            ));
+        }
+        ProbeOp::Rmid => {
+            segment()?.remove().map_err(|e| errno_line(&e))?;
+            say("ok removed".into());
+        }
+        ProbeOp::Set { mode } => {
+            let seg = segment()?;
+            let st = seg.stat().map_err(|e| errno_line(&e))?;
+            seg.set(st.uid, st.gid, *mode).map_err(|e| errno_line(&e))?;
+            say(format!("ok mode {mode:04o}"));
+        }
+        ProbeOp::Attach {
+            read_only,
+            write,
+            hold,
+            no_detach,
+        } => {
+            let seg = segment()?;
+            let access = if *read_only {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            let at = seg.attach(access).map_err(|e| errno_line(&e))?;
+            say(format!("ok attached shmid {} size {}", seg.id(), at.len()));
+            if let Some(text) = write {
+                let mut bytes = text.as_bytes().to_vec();
+                bytes.push(0);
+                at.write_at(0, &bytes).map_err(|e| format!("refused write: {e}"))?;
+                say(format!("ok wrote {} bytes", text.len()));
+            }
+            if *hold {
+                say("holding".into());
+                let mut sink = Vec::new();
+                let _ = std::io::stdin().read_to_end(&mut sink);
+            }
+            let content = at.read_c_string();
+            say(format!("ok content {}", crate::events::escape(&content)));
+            if *no_detach {
+                // Leave the attachment to the kernel's exit-time detach.
+                std::mem::forget(at);
+                say("ok exiting without shmdt".into());
+                return Ok(());
+            }
+            at.detach().map_err(|e| errno_line(&e))?;
+            say("ok detached".into());
+        }
+    }
+    Ok(())
+}

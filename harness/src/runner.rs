@@ -1,0 +1,317 @@
+//! From paths to results: find scenario files, select, decide what can run
+//! here, execute in parallel, judge, and apply the expectations file.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::check::{check, Status};
+use crate::events::Log;
+use crate::exec::{execute, Isolation, Options};
+use crate::impls::Implementation;
+use crate::scenario::{LoadError, Scenario};
+
+/// A loaded scenario and its id (path under the scenarios root, without `.toml`).
+#[derive(Debug, Clone)]
+pub struct ScenarioFile {
+    pub id: String,
+    pub path: PathBuf,
+    pub scenario: Scenario,
+}
+
+/// Expand paths (files, directories, globs) into scenario files, sorted by id.
+/// Every file that fails to load is reported, not just the first.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<LoadError>> {
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new(); // (root, file)
+    let mut errors = Vec::new();
+    for p in paths {
+        let text = p.to_string_lossy();
+        let expanded: Vec<PathBuf> = if text.contains(['*', '?', '[']) {
+            glob::glob(&text)
+                .map(|g| g.filter_map(Result::ok).collect())
+                .unwrap_or_default()
+        } else {
+            vec![p.clone()]
+        };
+        if expanded.is_empty() || !expanded[0].exists() {
+            errors.push(LoadError {
+                file: p.clone(),
+                line: 0,
+                column: 0,
+                message: "no such file or directory".into(),
+            });
+            continue;
+        }
+        for e in expanded {
+            if e.is_dir() {
+                collect_dir(&e, &e, &mut files);
+            } else {
+                files.push((root_of(&e), e));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (root, file) in files {
+        match Scenario::load(&file) {
+            Ok(scenario) => {
+                let rel = file.strip_prefix(&root).unwrap_or(&file).with_extension("");
+                let id = rel.to_string_lossy().trim_start_matches('/').to_string();
+                out.push(ScenarioFile {
+                    id,
+                    path: file,
+                    scenario,
+                });
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.dedup_by(|a, b| a.id == b.id);
+    Ok(out)
+}
+
+fn collect_dir(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect_dir(root, &p, out);
+        } else if p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "expectations.toml")
+        {
+            out.push((root.to_path_buf(), p));
+        }
+    }
+}
+
+/// For a single file: ids are relative to the nearest `scenarios` folder above it.
+fn root_of(file: &Path) -> PathBuf {
+    file.ancestors()
+        .skip(1)
+        .find(|a| a.file_name().is_some_and(|n| n == "scenarios"))
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf())
+}
+
+/// Keep scenarios with any of `tags` (all when empty) and none matching `skip`.
+pub fn select(all: Vec<ScenarioFile>, tags: &[String], skip: &[String]) -> Vec<ScenarioFile> {
+    all.into_iter()
+        .filter(|s| tags.is_empty() || s.scenario.tags.iter().any(|t| tags.contains(t)))
+        .filter(|s| !skip.iter().any(|pat| matches_pattern(pat, &s.id)))
+        .collect()
+}
+
+fn matches_pattern(pat: &str, id: &str) -> bool {
+    match glob::Pattern::new(pat) {
+        Ok(p) if pat.contains(['*', '?', '[']) => p.matches(id),
+        _ => id.contains(pat),
+    }
+}
+
+/// What this process can do, probed once.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub namespaces: bool,
+    pub other_uids: bool,
+}
+
+impl Capabilities {
+    pub fn detect() -> Capabilities {
+        let namespaces = shmconf::ipcns::can_unshare_ipc();
+        // Running as another uid needs real root: root in a user namespace
+        // of our own maps a single uid.
+        let other_uids = nix::unistd::geteuid().is_root()
+            && std::fs::read_to_string("/proc/self/uid_map")
+                .map(|m| m.lines().any(|l| l.split_whitespace().nth(2).is_some_and(|n| n != "1")))
+                .unwrap_or(false);
+        Capabilities { namespaces, other_uids }
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        if self.namespaces {
+            Isolation::Namespaces
+        } else {
+            Isolation::Shared
+        }
+    }
+
+    /// Why a scenario cannot run here, if it cannot.
+    pub fn skip_reason(&self, s: &Scenario) -> Option<String> {
+        let needs = s.needs();
+        if needs.namespaces > 1 && !self.namespaces {
+            return Some(format!(
+                "needs {} IPC namespaces, and this process cannot create namespaces (needs root or CAP_SYS_ADMIN, e.g. docker run --cap-add SYS_ADMIN)",
+                needs.namespaces
+            ));
+        }
+        if needs.sysctl && !self.namespaces {
+            return Some(
+                "sets a sysctl, which needs an IPC namespace of the scenario's own (root or CAP_SYS_ADMIN)".into(),
+            );
+        }
+        if needs.other_uid && !self.other_uids {
+            return Some("runs a process as another uid, which needs real root".into());
+        }
+        None
+    }
+}
+
+/// Known deviations of an implementation: scenario id → expected outcome.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Expectations(pub BTreeMap<String, Expected>);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    /// "fail" (also matches timeout), or "skip" (not run).
+    pub status: ExpectedStatus,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectedStatus {
+    Fail,
+    Skip,
+}
+
+impl Expectations {
+    pub fn load(path: &Path) -> Result<Expectations, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+            file: path.into(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Expectations, LoadError> {
+        toml::from_str(text).map_err(|e| {
+            let off = e.span().map_or(0, |s| s.start);
+            let before = &text[..off];
+            LoadError {
+                file: path.into(),
+                line: before.matches('\n').count() + 1,
+                column: before.rsplit('\n').next().map_or(0, str::len) + 1,
+                message: e.message().trim().into(),
+            }
+        })
+    }
+}
+
+/// One scenario's outcome.
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    pub id: String,
+    pub status: Status,
+    pub duration: Duration,
+    pub message: String,
+    pub problems: Vec<String>,
+    pub log: Option<Log>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub implementation: Implementation,
+    pub exec: Options,
+    pub jobs: usize,
+    pub expectations: Expectations,
+    pub capabilities: Capabilities,
+}
+
+/// Run scenarios, `jobs` at a time (one at a time without namespaces),
+/// calling `progress` as each finishes. Results come back in input order.
+pub fn run_all(
+    scenarios: &[ScenarioFile],
+    cfg: &RunConfig,
+    progress: &(dyn Fn(&ScenarioResult) + Sync),
+) -> Vec<ScenarioResult> {
+    let jobs = if cfg.exec.isolation == Isolation::Shared {
+        1
+    } else {
+        cfg.jobs.max(1)
+    };
+    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..scenarios.len()).collect());
+    let results: Arc<Mutex<Vec<Option<ScenarioResult>>>> = Arc::new(Mutex::new(vec![None; scenarios.len()]));
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(scenarios.len().max(1)) {
+            s.spawn(|| loop {
+                let Some(i) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let result = run_one(&scenarios[i], cfg);
+                progress(&result);
+                results.lock().unwrap()[i] = Some(result);
+            });
+        }
+    });
+    let results = std::mem::take(&mut *results.lock().unwrap());
+    results.into_iter().flatten().collect()
+}
+
+/// Execute, check and apply expectations for one scenario.
+pub fn run_one(sf: &ScenarioFile, cfg: &RunConfig) -> ScenarioResult {
+    let expected = cfg.expectations.0.get(&sf.id);
+    let skipped = |message: String| ScenarioResult {
+        id: sf.id.clone(),
+        status: Status::Skip,
+        duration: Duration::ZERO,
+        message,
+        problems: vec![],
+        log: None,
+    };
+    if let Some(e) = expected.filter(|e| e.status == ExpectedStatus::Skip) {
+        return skipped(format!("expectations: {}", e.reason));
+    }
+    if let Some(reason) = cfg.capabilities.skip_reason(&sf.scenario) {
+        return skipped(reason);
+    }
+    if crate::procs::interrupted() {
+        return skipped("interrupted (Ctrl-C) before it started".into());
+    }
+    let start = Instant::now();
+    let mut opts = cfg.exec.clone();
+    if let Some(ms) = sf.scenario.timeout_ms {
+        opts.scenario_timeout = Duration::from_millis(ms);
+    }
+    let log = execute(&sf.id, &sf.scenario, &cfg.implementation, &opts);
+    let verdict = check(&sf.scenario, &log);
+    let (status, message) = match (expected, verdict.status) {
+        (Some(e), Status::Fail | Status::Timeout) => {
+            (Status::Xfail, format!("{} (expected: {})", verdict.message, e.reason))
+        }
+        (Some(e), Status::Pass) => (
+            Status::Xpass,
+            format!("passed, but the expectations file says it fails: {}", e.reason),
+        ),
+        (_, s) => (s, verdict.message),
+    };
+    ScenarioResult {
+        id: sf.id.clone(),
+        status,
+        duration: start.elapsed(),
+        message,
+        problems: verdict.problems,
+        log: Some(log),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_patterns() {
+        assert!(matches_pattern("keys/*", "keys/missing"));
+        assert!(!matches_pattern("keys/*", "orders/keys"));
+        assert!(matches_pattern("missing", "keys/missing-file"));
+    }
+}
