@@ -20,7 +20,7 @@ use shmconf::SegTable;
 
 use crate::events::{Event, EventKind, Log, SegRow, Text};
 use crate::impls::Implementation;
-use crate::procs::{self, Proc, WaitOutcome};
+use crate::procs::{self, PidNamespace, Proc, WaitOutcome};
 use crate::scenario::{default_proc_name, parse_key_spec, parse_signal, Action, KeySpec, Scenario, Step, MAIN_NS};
 
 /// How scenarios are isolated from the host and from each other.
@@ -40,6 +40,8 @@ pub struct Options {
     pub isolation: Isolation,
     /// Where scenario temp dirs go (default: the system temp dir).
     pub tmp_root: Option<PathBuf>,
+    /// Command of the PID-namespace init (`shmconf pid-init`); none: no PID namespace.
+    pub pid_init: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             scenario_timeout: Duration::from_secs(30),
             isolation: Isolation::Namespaces,
             tmp_root: None,
+            pid_init: None,
         }
     }
 }
@@ -170,6 +173,10 @@ fn execute_on_this_thread(id: &str, scenario: &Scenario, imp: &Implementation, o
 }
 
 struct Context {
+    /// Init of the scenario's PID namespace: killing it kills every process
+    /// the scenario started, even one that left its process group (setsid).
+    /// Declared first so it is dropped (killed) before the temp dir goes.
+    pid_init: Option<(Proc, PidNamespace)>,
     dir: tempfile::TempDir,
     namespaces: BTreeMap<String, IpcNamespace>,
     procs: BTreeMap<String, Proc>,
@@ -196,6 +203,7 @@ impl Context {
         }
         let mut namespaces = BTreeMap::new();
         let mut baseline = Vec::new();
+        let mut pid_init = None;
         match opts.isolation {
             Isolation::Namespaces => {
                 let mut names = vec![MAIN_NS.to_string()];
@@ -211,6 +219,7 @@ impl Context {
                     r.log.namespaces.insert(name.clone(), ns.inode().unwrap_or(0));
                     namespaces.insert(name, ns);
                 }
+                pid_init = start_pid_init(opts)?;
             }
             Isolation::Shared => {
                 let ns = IpcNamespace::current().map_err(|e| e.to_string())?;
@@ -235,6 +244,7 @@ impl Context {
             }
         }
         Ok(Context {
+            pid_init,
             dir,
             namespaces,
             procs: BTreeMap::new(),
@@ -280,7 +290,7 @@ impl Context {
                 } else if let Some(gid) = step.gid {
                     cmd.gid(gid);
                 }
-                let mut proc = match Proc::spawn(&name, cmd) {
+                let mut proc = match Proc::spawn(&name, cmd, self.pid_init.as_mut().map(|(_, ns)| ns)) {
                     Ok(p) => p,
                     Err(e) => {
                         r.rec(
@@ -592,6 +602,9 @@ impl Context {
             proc.kill_group();
         }
         self.procs.clear();
+        if let Some((mut init, _)) = self.pid_init.take() {
+            init.kill_group();
+        }
         if self.isolation == Isolation::Shared {
             // No namespace dies with us: remove what the scenario made.
             if let Ok(table) = SegTable::read() {
@@ -600,6 +613,24 @@ impl Context {
                 }
             }
         }
+    }
+}
+
+/// Put this thread's future children in a new PID namespace whose init is
+/// `shmconf pid-init` (a reaper). Where PID namespaces cannot be made, process
+/// groups alone contain the scenario's processes.
+fn start_pid_init(opts: &Options) -> Result<Option<(Proc, PidNamespace)>, String> {
+    let Some(init) = &opts.pid_init else { return Ok(None) };
+    let Ok(mut ns) = PidNamespace::new() else {
+        return Ok(None);
+    };
+    let mut cmd = Command::new(&init[0]);
+    cmd.args(&init[1..]);
+    match Proc::spawn("pid-init", cmd, Some(&mut ns)) {
+        Ok(proc) => Ok(Some((proc, ns))),
+        // No PID namespaces here (EPERM): process groups alone contain the processes.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(None),
+        Err(e) => Err(format!("cannot start the PID namespace's init: {e}")),
     }
 }
 

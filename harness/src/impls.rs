@@ -133,12 +133,22 @@ fn find_c_reference(name: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("cannot find the C reference {name}"))
 }
 
-fn probe_command() -> Result<Vec<String>, String> {
+fn shmconf_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let shmconf = if exe.file_name().is_some_and(|n| n == "shmconf") {
-        exe
+    if exe.file_name().is_some_and(|n| n == "shmconf") {
+        Ok(exe)
     } else {
-        find_binary("shmconf")?
-    };
-    Ok(vec![shmconf.display().to_string(), "probe".into()])
+        find_binary("shmconf")
+    }
+}
+
+fn probe_command() -> Result<Vec<String>, String> {
+    Ok(vec![shmconf_binary()?.display().to_string(), "probe".into()])
+}
+
+/// `shmconf pid-init`, the init of each scenario's PID namespace.
+pub fn pid_init_command() -> Option<Vec<String>> {
+    shmconf_binary()
+        .ok()
+        .map(|p| vec![p.display().to_string(), "pid-init".into()])
 }

@@ -24,13 +24,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run scenarios and judge an implementation (exit 0 all good, 1 something failed, 2 usage or scenario-file error).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List scenarios with their tags and description.
     List(SelectArgs),
     /// Print the JSON Schema of scenario files.
     Schema,
     /// One raw SysV call (a scenario role).
     Probe(probe::ProbeArgs),
+    /// Init of a scenario's PID namespace: reaps orphans until killed (internal).
+    #[command(hide = true)]
+    PidInit,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +46,17 @@ struct SelectArgs {
     /// Leave out scenarios whose id contains this text or matches this glob (repeatable).
     #[arg(long = "skip", value_name = "PATTERN")]
     skip: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IsolationArg {
+    /// Namespaces where this process can make them, else the shared namespace.
+    Auto,
+    /// Fresh IPC (and PID) namespaces per scenario; fail if they cannot be made.
+    Namespaces,
+    /// The current IPC namespace, one scenario at a time, checked before and after
+    /// (what runs without CAP_SYS_ADMIN; multi-namespace scenarios SKIP).
+    Shared,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -81,6 +95,9 @@ struct RunArgs {
     /// Keep every scenario's event log and verdict as JSON in this directory.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// How scenarios are isolated from the host and each other.
+    #[arg(long, value_enum, default_value = "auto")]
+    isolation: IsolationArg,
     /// Limit per step in milliseconds.
     #[arg(long, default_value_t = 5000)]
     step_timeout: u64,
@@ -111,7 +128,8 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
+        Command::PidInit => shmconf_harness::procs::pid_init(),
     }
 }
 
@@ -191,7 +209,16 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(e) = ctrlc::set_handler(procs::interrupt_all) {
         eprintln!("shmconf: cannot install the Ctrl-C handler: {e}");
     }
-    let capabilities = Capabilities::detect();
+    let mut capabilities = Capabilities::detect();
+    match args.isolation {
+        IsolationArg::Auto => {}
+        IsolationArg::Namespaces if !capabilities.namespaces => {
+            eprintln!("shmconf: --isolation namespaces: this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN)");
+            return ExitCode::from(2);
+        }
+        IsolationArg::Namespaces => {}
+        IsolationArg::Shared => capabilities.namespaces = false,
+    }
     let cfg = RunConfig {
         implementation,
         exec: Options {
@@ -199,6 +226,7 @@ fn run(args: RunArgs) -> ExitCode {
             scenario_timeout: Duration::from_millis(args.scenario_timeout),
             isolation: capabilities.isolation(),
             tmp_root: None,
+            pid_init: shmconf_harness::impls::pid_init_command(),
         },
         jobs: args
             .jobs

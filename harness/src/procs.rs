@@ -65,8 +65,9 @@ pub enum WaitOutcome<T> {
 }
 
 impl Proc {
-    /// Spawn `cmd` as the leader of a new process group with piped stdio.
-    pub fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Proc> {
+    /// Spawn `cmd` as the leader of a new process group with piped stdio,
+    /// inside `pid_ns` when given.
+    pub fn spawn(name: &str, mut cmd: Command, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -76,7 +77,22 @@ impl Proc {
         if interrupted() {
             return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"));
         }
-        let mut child = cmd.spawn()?;
+        let mut child = match pid_ns {
+            // The thread may not start threads while its children's PID
+            // namespace differs from its own: switch for the spawn only.
+            Some(ns) => {
+                ns.enter_for_children()?;
+                let spawned = cmd.spawn();
+                let left = ns.leave(spawned.as_ref().ok().map(|c| c.id()));
+                let child = spawned?;
+                if let Err(e) = left {
+                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                    return Err(e);
+                }
+                child
+            }
+            None => cmd.spawn()?,
+        };
         let pid = child.id() as i32;
         live.insert(pid);
         drop(live);
@@ -231,6 +247,55 @@ impl Drop for Proc {
     }
 }
 
+/// A scenario's PID namespace, entered only around each spawn.
+pub struct PidNamespace {
+    /// The namespace (none until its init has been spawned).
+    target: Option<std::fs::File>,
+    /// This thread's own PID namespace, to return to.
+    home: std::fs::File,
+}
+
+impl PidNamespace {
+    /// Prepare a new PID namespace; the first process spawned in it is its init.
+    pub fn new() -> std::io::Result<PidNamespace> {
+        Ok(PidNamespace {
+            target: None,
+            home: std::fs::File::open("/proc/thread-self/ns/pid")?,
+        })
+    }
+
+    fn enter_for_children(&mut self) -> std::io::Result<()> {
+        use nix::sched::{setns, unshare, CloneFlags};
+        match &self.target {
+            Some(ns) => setns(ns, CloneFlags::CLONE_NEWPID)?,
+            None => unshare(CloneFlags::CLONE_NEWPID)?,
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, spawned: Option<u32>) -> std::io::Result<()> {
+        use nix::sched::{setns, CloneFlags};
+        if self.target.is_none() {
+            if let Some(pid) = spawned {
+                self.target = Some(std::fs::File::open(format!("/proc/{pid}/ns/pid"))?);
+            }
+        }
+        setns(&self.home, CloneFlags::CLONE_NEWPID)?;
+        Ok(())
+    }
+}
+
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Body of `shmconf pid-init`: as PID 1 of a scenario's PID namespace, reap
+/// every orphan until the harness kills us (which kills the namespace).
+pub fn pid_init() -> ! {
+    loop {
+        match nix::sys::wait::wait() {
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }

@@ -1,0 +1,289 @@
+//! `shmconf` as users run it: it must catch broken implementations and say
+//! precisely what is wrong, time out hung ones and kill them with their
+//! group, report in every format, and leave nothing behind, Ctrl-C included.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use rstest::rstest;
+
+fn scenarios() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+fn shmconf() -> Command {
+    Command::cargo_bin("shmconf").unwrap()
+}
+
+/// Build tests/faults/faulty.c with `-DFAULT_<fault>` (none: the faithful build).
+fn faulty(dir: &Path, fault: Option<&str>) -> PathBuf {
+    let name = format!("faulty-{}", fault.unwrap_or("none").to_lowercase());
+    let out = dir.join(&name);
+    let mut cc = StdCommand::new("cc");
+    cc.args(["-O1", "-o"])
+        .arg(&out)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/faults/faulty.c"));
+    if let Some(f) = fault {
+        cc.arg(format!("-DFAULT_{f}"));
+    }
+    assert!(cc.status().unwrap().success(), "compiling {name}");
+    out
+}
+
+fn run_impl(bin: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let b = bin.display();
+    shmconf()
+        .arg("run")
+        .arg(scenarios())
+        .args(["--writer", &format!("{b} writer"), "--reader", &format!("{b} reader")])
+        .args(extra)
+        .assert()
+}
+
+/// Processes whose command line contains `needle` (other than ourselves).
+fn processes_matching(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn faithful_implementations_pass_the_seed_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = faulty(dir.path(), None);
+    run_impl(&good, &["--tag", "seed-contract"])
+        .success()
+        .stdout(predicate::str::contains("shmconf: 12 passed, 0 failed, 0 skipped"));
+    // The C reference, plugged in by command line like any third-party build.
+    let c_ref = PathBuf::from(env!("SHMCONF_C_REFERENCE_DIR"));
+    shmconf()
+        .args(["run", "--tag", "seed-contract"])
+        .arg(scenarios())
+        .arg("--writer")
+        .arg(c_ref.join("c-writer"))
+        .arg("--reader")
+        .arg(c_ref.join("c-reader"))
+        .assert()
+        .success();
+}
+
+#[rstest]
+#[case::key("KEY", "expected a segment with key ftok:shmfile:65")]
+#[case::size("SIZE", "size: expected 1024, kernel reports 2048")]
+#[case::mode("MODE", "mode: expected 0666, kernel reports 0644")]
+#[case::content("CONTENT", "content (up to the first NUL)")]
+#[case::terminator("TERMINATOR", "first 6 bytes: expected \"short\\x00\"")]
+#[case::output_format("FORMAT", "stdout differs: expected \"Write Data: Data written")]
+#[case::cleanup("NO_RMID", "unexpected segment (leaked or wrongly keyed)")]
+#[case::crash("CRASH", "expected exit code 0, but it ended with killed by SIGSEGV")]
+#[case::lingering_child("LINGER", "left processes running in its process group")]
+#[case::daemon_attachment("DAEMON", "nattch: expected 0, kernel reports 1")]
+fn each_fault_fails_the_seed_contract_with_a_message_naming_it(#[case] fault: &str, #[case] needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = faulty(dir.path(), Some(fault));
+    run_impl(&bin, &["--tag", "seed-contract"])
+        .code(1)
+        .stdout(predicate::str::contains("--- FAIL"))
+        .stdout(predicate::str::contains(needle));
+    let name = bin.file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(
+        processes_matching(&name),
+        Vec::<String>::new(),
+        "processes of {name} left behind"
+    );
+}
+
+#[test]
+fn a_hung_process_is_a_timeout_and_is_killed_with_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = faulty(dir.path(), Some("HANG"));
+    let start = Instant::now();
+    let one = scenarios().join("visibility/writer-then-reader.toml");
+    run_impl(&bin, &["--step-timeout", "300", one.to_str().unwrap()])
+        .code(1)
+        .stdout(predicate::str::contains("TIMEOUT visibility/writer-then-reader"))
+        .stdout(predicate::str::contains("timed out after 300 ms waiting for its exit"));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(processes_matching("faulty-hang").is_empty());
+}
+
+#[test]
+fn malformed_scenario_files_give_file_line_column_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "description = \"x\"\n\n[[step]]\nrun = \"writer\"\nstdinn = \"x\"\n",
+    )
+    .unwrap();
+    shmconf()
+        .arg("run")
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{}:5:1: unknown field `stdinn`",
+            bad.display()
+        )));
+    shmconf().args(["run", "/nonexistent/scenarios"]).assert().code(2);
+}
+
+#[test]
+fn json_report_has_the_documented_shape() {
+    let out = shmconf()
+        .args(["run", "--format", "json", "--tag", "seed-contract"])
+        .arg(scenarios())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["implementation"], "rust");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 12);
+    for r in results {
+        assert_eq!(r["status"], "pass");
+        assert!(r["scenario"].as_str().unwrap().contains('/'));
+        assert!(r["duration_ms"].is_u64());
+        assert!(r["message"].is_string());
+    }
+    assert_eq!(v["summary"]["pass"], 12);
+}
+
+#[test]
+fn junit_and_record_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let record = dir.path().join("logs");
+    shmconf()
+        .args(["run", "--tag", "seed-contract", "--junit"])
+        .arg(&junit)
+        .arg("--record")
+        .arg(&record)
+        .arg(scenarios())
+        .assert()
+        .success();
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"shmconf (rust)\""), "{xml}");
+    assert!(xml.contains("name=\"orders/paused-writer\""));
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record.join("orders__paused-writer.json")).unwrap()).unwrap();
+    assert_eq!(log["status"], "pass");
+    let kinds: Vec<&str> = log["log"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for k in ["spawn", "output_seen", "snapshot", "stdin", "exit"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+}
+
+#[test]
+fn expectations_turn_failures_into_xfail_and_passes_into_xpass() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        "[\"visibility/writer-then-reader\"]\nstatus = \"fail\"\nreason = \"claimed broken\"\n",
+    )
+    .unwrap();
+    shmconf()
+        .args(["run", "--expectations"])
+        .arg(&exp)
+        .arg(scenarios().join("visibility/writer-then-reader.toml"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("XPASS visibility/writer-then-reader"));
+    shmconf()
+        .args(["run", "--impl", "c-reference"])
+        .arg(scenarios().join("keys/missing-key-file.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("XFAIL   keys/missing-key-file"))
+        .stdout(predicate::str::contains("silently uses key 0xffffffff"));
+}
+
+#[test]
+fn a_missing_implementation_is_broken_not_failed() {
+    shmconf()
+        .args([
+            "run",
+            "--writer",
+            "/nonexistent/writer",
+            "--reader",
+            "/nonexistent/reader",
+        ])
+        .arg(scenarios().join("orders/reader-first.toml"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("BROKEN  orders/reader-first"))
+        .stdout(predicate::str::contains("cannot start reader@1"));
+}
+
+#[test]
+fn list_selects_by_tag_and_skip() {
+    shmconf()
+        .args(["list", "--tag", "namespaces", "--skip", "rmid"])
+        .arg(scenarios())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("namespaces/independent-segments"))
+        .stdout(predicate::str::contains("shm-rmid-forced").not());
+    shmconf()
+        .arg("schema")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"until_stdout\""));
+}
+
+#[test]
+fn ctrl_c_leaves_no_process_segment_or_temp_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("hang.toml");
+    // A writer left waiting on stdin, then a long wait for its exit.
+    std::fs::write(
+        &scenario,
+        "description = \"hang\"\n[[step]]\nrun = \"writer\"\nbackground = true\nname = \"w\"\n\
+         [[step]]\nwait = \"w\"\nuntil_stdout = \"Write Data: \"\n\
+         [[step]]\nexec = [\"sleep\", \"1234.5\"]\ntimeout_ms = 60000\n",
+    )
+    .unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("shmconf"))
+        .arg("run")
+        .arg(&scenario)
+        .env("TMPDIR", &scratch)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 1234.5").is_empty() {
+        assert!(Instant::now() < deadline, "the scenario never reached its sleep");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(processes_matching("sleep 1234.5").is_empty(), "sleep survived Ctrl-C");
+    assert!(processes_matching(&scratch.display().to_string()).is_empty());
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "temp dir left behind");
+}

@@ -1,0 +1,96 @@
+/* Deliberately broken writer/reader pairs, to prove the harness catches each
+ * kind of fault and names it. Built by the tests with -DFAULT_<NAME>; with no
+ * FAULT_* it is a faithful implementation of the seed contract.
+ * Usage: faulty writer | faulty reader */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+#ifdef FAULT_KEY
+#define PROJ 66
+#else
+#define PROJ 65
+#endif
+#ifdef FAULT_SIZE
+#define SIZE 2048
+#else
+#define SIZE 1024
+#endif
+#ifdef FAULT_MODE
+#define MODE 0644
+#else
+#define MODE 0666
+#endif
+
+static int writer(void)
+{
+    int id = shmget(ftok("shmfile", PROJ), SIZE, MODE | IPC_CREAT);
+    if (id < 0) { perror("shmget"); return 1; }
+    char *mem = shmat(id, NULL, 0);
+    if (mem == (void *)-1) { perror("shmat"); return 1; }
+#ifdef FAULT_FORMAT
+    printf("Write Data : ");
+#else
+    printf("Write Data: ");
+#endif
+    fflush(stdout);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got = getline(&line, &cap, stdin);
+    if (got <= 0) return 5;
+    size_t n = (size_t)got;
+    if (line[n - 1] == '\n') n--;
+    if (n >= SIZE) return 4;
+#ifdef FAULT_CONTENT
+    if (n > 0) n--; /* off by one: drops the last byte */
+#endif
+#ifdef FAULT_TERMINATOR
+    memcpy(mem, line, n); /* no NUL: a shorter write shows the old tail */
+#else
+    memcpy(mem, line, n);
+    mem[n] = '\0';
+#endif
+    printf("Data written in memory: %.*s\n", (int)strnlen(mem, SIZE), mem);
+    fflush(stdout);
+#ifdef FAULT_LINGER
+    if (fork() == 0) { sleep(60); _exit(0); } /* child keeps the attachment */
+#endif
+#ifdef FAULT_DAEMON
+    if (fork() == 0) { setsid(); sleep(60); _exit(0); } /* escapes the process group */
+#endif
+#ifdef FAULT_HANG
+    for (;;) pause();
+#endif
+    shmdt(mem);
+    return 0;
+}
+
+static int reader(void)
+{
+    int id = shmget(ftok("shmfile", PROJ), SIZE, MODE | IPC_CREAT);
+    if (id < 0) { perror("shmget"); return 1; }
+    char *mem = shmat(id, NULL, 0);
+    if (mem == (void *)-1) { perror("shmat"); return 1; }
+    printf("Data read from memory: %.*s\n", (int)strnlen(mem, SIZE), mem);
+    fflush(stdout);
+#ifdef FAULT_CRASH
+    raise(SIGSEGV);
+#endif
+    shmdt(mem);
+#ifndef FAULT_NO_RMID
+    shmctl(id, IPC_RMID, NULL);
+#endif
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "writer") == 0) return writer();
+    if (argc > 1 && strcmp(argv[1], "reader") == 0) return reader();
+    fprintf(stderr, "usage: %s writer|reader\n", argv[0]);
+    return 2;
+}
