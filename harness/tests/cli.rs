@@ -287,3 +287,44 @@ fn ctrl_c_leaves_no_process_segment_or_temp_dir() {
     assert!(processes_matching(&scratch.display().to_string()).is_empty());
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "temp dir left behind");
 }
+
+#[test]
+fn our_pair_interoperates_with_the_original_in_both_directions() {
+    // The C reference behaves as the original programs; mix it with ours.
+    let c_ref = PathBuf::from(env!("SHMCONF_C_REFERENCE_DIR"));
+    let bin = |name: &str| assert_cmd::cargo::cargo_bin(name);
+    for (writer, reader) in [
+        (c_ref.join("c-writer"), bin("shm-reader")),
+        (bin("shm-writer"), c_ref.join("c-reader")),
+    ] {
+        shmconf()
+            .args(["run", "--tag", "seed-contract", "--writer"])
+            .arg(&writer)
+            .arg("--reader")
+            .arg(&reader)
+            .arg(scenarios())
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("shmconf: 12 passed, 0 failed"));
+    }
+}
+
+#[test]
+fn scenario_docs_list_every_scenario_and_the_schema_is_current() {
+    let readme = std::fs::read_to_string(scenarios().join("README.md")).unwrap();
+    let all = shmconf_harness::runner::discover(&[scenarios()]).unwrap();
+    assert!(all.len() >= 40, "the catalogue holds at least 40 scenarios");
+    for s in &all {
+        assert!(
+            readme.contains(&format!("| `{}` |", s.id)),
+            "scenarios/README.md does not list {}",
+            s.id
+        );
+    }
+    let schema = std::fs::read_to_string(scenarios().join("scenario.schema.json")).unwrap();
+    assert_eq!(
+        schema.trim(),
+        shmconf_harness::scenario::json_schema().trim(),
+        "regenerate: shmconf schema > scenarios/scenario.schema.json"
+    );
+}
