@@ -156,7 +156,7 @@ fn check_step(n: usize, step: &Step, events: &[&EventKind], f: &mut Findings) {
                     f.add(Status::Fail, format!("step {n}: {proc}: {problem}"));
                 }
             }
-            EventKind::Snapshot { ns, rows, keys, contents } => {
+            EventKind::Snapshot { ns, rows, keys, contents, .. } => {
                 for problem in check_segments(step, rows, keys, contents) {
                     f.add(Status::Fail, format!("step {n} (segment table of ns {ns}): {problem}"));
                 }

@@ -153,6 +153,8 @@ pub enum EventKind {
     Snapshot {
         ns: String,
         rows: Vec<SegRow>,
+        /// Shared isolation: segments present before the scenario, left out of `rows`.
+        foreign_ignored: usize,
         /// Key specs of the step resolved in the scenario dir (error text if ftok failed).
         keys: BTreeMap<String, Result<i32, String>>,
         /// Contents (up to 64 KiB) of segments whose content the step checks, by shmid.

@@ -183,6 +183,8 @@ struct Context {
     isolation: Isolation,
     /// Shared isolation: segment ids that existed before the scenario.
     baseline: Vec<i32>,
+    /// Segment ids saved by `save_id`, for `{NAME}` in args.
+    saved_ids: BTreeMap<String, i32>,
 }
 
 impl Context {
@@ -250,10 +252,16 @@ impl Context {
             procs: BTreeMap::new(),
             isolation: opts.isolation,
             baseline,
+            saved_ids: BTreeMap::new(),
         })
     }
 
     fn enter(&self, ns: &str) -> Result<(), String> {
+        // Shared isolation has one namespace, the thread's own: no setns
+        // (which would need CAP_SYS_ADMIN, exactly what is missing there).
+        if self.isolation == Isolation::Shared {
+            return Ok(());
+        }
         let handle = self
             .namespaces
             .get(ns)
@@ -282,7 +290,15 @@ impl Context {
                     (_, Some(argv)) => argv.clone(),
                     _ => unreachable!("validated: run or exec"),
                 };
-                argv.extend(step.args.iter().cloned());
+                for arg in &step.args {
+                    match substitute(arg, &self.saved_ids) {
+                        Ok(a) => argv.push(a),
+                        Err(message) => {
+                            r.rec(Some(n), EventKind::Broken { message });
+                            return false;
+                        }
+                    }
+                }
                 let mut cmd = Command::new(&argv[0]);
                 cmd.args(&argv[1..]).current_dir(&dir).envs(&step.env);
                 if let Some(uid) = step.uid {
@@ -537,7 +553,7 @@ impl Context {
         }
     }
 
-    fn snapshot(&self, n: usize, step: &Step, ns: &str, r: &mut Recorder) {
+    fn snapshot(&mut self, n: usize, step: &Step, ns: &str, r: &mut Recorder) {
         // The table first: reading contents attaches, which changes lpid and
         // atime (and, with shm_rmid_forced, detaching could destroy).
         let table = match SegTable::read() {
@@ -580,14 +596,22 @@ impl Context {
                     contents.insert(row.shmid, Text(bytes));
                 }
             }
+            if let (Ok(key), Some(name)) = (&resolved, &exp.save_id) {
+                if let Some(row) = table.find_key(Key::from_raw(*key)) {
+                    self.saved_ids.insert(name.clone(), row.shmid);
+                }
+            }
             keys.insert(exp.key.clone(), resolved);
         }
-        let rows = table.rows.iter().map(SegRow::from_row).collect();
+        // In a shared namespace, segments that were there before the scenario are not its own.
+        let (rows, foreign): (Vec<_>, Vec<_>) = table.rows.iter().partition(|row| !self.baseline.contains(&row.shmid));
+        let rows = rows.into_iter().map(SegRow::from_row).collect();
         r.rec(
             Some(n),
             EventKind::Snapshot {
                 ns: ns.into(),
                 rows,
+                foreign_ignored: foreign.len(),
                 keys,
                 contents,
             },
@@ -632,6 +656,24 @@ fn start_pid_init(opts: &Options) -> Result<Option<(Proc, PidNamespace)>, String
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(None),
         Err(e) => Err(format!("cannot start the PID namespace's init: {e}")),
     }
+}
+
+/// Replace `{NAME}` in an argument by a saved segment id.
+fn substitute(arg: &str, saved: &BTreeMap<String, i32>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        let name = &rest[open + 1..open + close];
+        let id = saved
+            .get(name)
+            .ok_or_else(|| format!("argument {arg:?} uses {{{name}}}, but no earlier segments step saved that id"))?;
+        out.push_str(&rest[..open]);
+        out.push_str(&id.to_string());
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn file_op(dir: &Path, step: &Step) -> (String, String, Result<(), String>) {

@@ -241,7 +241,11 @@ fn run(args: RunArgs) -> ExitCode {
             scenarios.len(),
             cfg.implementation.name,
             cfg.exec.isolation,
-            cfg.jobs
+            if cfg.exec.isolation == shmconf_harness::exec::Isolation::Shared {
+                1
+            } else {
+                cfg.jobs
+            }
         );
     }
     let progress = |r: &runner::ScenarioResult| {

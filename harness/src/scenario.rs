@@ -152,6 +152,9 @@ pub struct SegmentExpect {
     pub prefix: Option<Bytes>,
     /// Segments with this key (several only for "private").
     pub count: Option<usize>,
+    /// Remember the segment's id as `{NAME}`, usable in later steps' `args`
+    /// (ids differ between runs and namespaces; keys change after IPC_RMID).
+    pub save_id: Option<String>,
 }
 
 /// One step. Exactly one action field (run, exec, feed, wait, kill,
@@ -184,7 +187,8 @@ pub struct Step {
 
     /// Process name for later feed/wait/kill (default: role and step number).
     pub name: Option<String>,
-    /// Arguments after the implementation's command.
+    /// Arguments after the implementation's command; `{NAME}` is replaced by an
+    /// id saved with `save_id` in an earlier segments step.
     #[serde(default)]
     pub args: Vec<String>,
     pub stdin: Option<Bytes>,

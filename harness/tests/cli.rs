@@ -328,3 +328,39 @@ fn scenario_docs_list_every_scenario_and_the_schema_is_current() {
         "regenerate: shmconf schema > scenarios/scenario.schema.json"
     );
 }
+
+#[test]
+fn shared_isolation_runs_one_at_a_time_and_leaves_others_segments_alone() {
+    use shmconf::sysv::{Create, Key, Segment};
+    // A private namespace standing in for a container's: it already holds
+    // segments that are not the scenarios'.
+    shmconf::ipcns::in_private_ipc_ns(|| {
+        let theirs: Vec<i32> = (1..=3)
+            .map(|k| {
+                Segment::get(Key::from_raw(0x7000 + k), 64, Create::Exclusive, 0o600)
+                    .unwrap()
+                    .id()
+            })
+            .collect();
+        shmconf()
+            .args(["run", "--isolation", "shared"])
+            .arg(scenarios())
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("isolation Shared, jobs 1"))
+            .stdout(predicate::str::contains(
+                "SKIP    namespaces/independent-segments (0 ms) - needs 2 IPC namespaces",
+            ));
+        let left: Vec<i32> = shmconf::SegTable::read()
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| r.shmid)
+            .collect();
+        assert_eq!(left, theirs, "the run removed exactly what it made");
+        for id in theirs {
+            Segment::from_id(id).remove().unwrap();
+        }
+    })
+    .expect("needs a private IPC namespace");
+}
