@@ -119,6 +119,8 @@ fn matches_pattern(pat: &str, id: &str) -> bool {
 pub struct Capabilities {
     pub namespaces: bool,
     pub other_uids: bool,
+    /// /proc/sys/kernel is writable (Docker mounts it read-only).
+    pub sysctls: bool,
 }
 
 impl Capabilities {
@@ -130,7 +132,12 @@ impl Capabilities {
             && std::fs::read_to_string("/proc/self/uid_map")
                 .map(|m| m.lines().any(|l| l.split_whitespace().nth(2).is_some_and(|n| n != "1")))
                 .unwrap_or(false);
-        Capabilities { namespaces, other_uids }
+        let sysctls = nix::unistd::access("/proc/sys/kernel/shm_rmid_forced", nix::unistd::AccessFlags::W_OK).is_ok();
+        Capabilities {
+            namespaces,
+            other_uids,
+            sysctls,
+        }
     }
 
     pub fn isolation(&self) -> Isolation {
@@ -153,6 +160,12 @@ impl Capabilities {
         if needs.sysctl && !self.namespaces {
             return Some(
                 "sets a sysctl, which needs an IPC namespace of the scenario's own (root or CAP_SYS_ADMIN)".into(),
+            );
+        }
+        if needs.sysctl && !self.sysctls {
+            return Some(
+                "sets a sysctl, and /proc/sys is read-only here (in Docker: --security-opt systempaths=unconfined)"
+                    .into(),
             );
         }
         if needs.other_uid && !self.other_uids {
