@@ -50,6 +50,11 @@ impl IpcNamespace {
         })
     }
 
+    /// A namespace from an open `/proc/PID/ns/ipc` file.
+    pub fn from_file(fd: File) -> IpcNamespace {
+        IpcNamespace { fd }
+    }
+
     /// Move the calling thread into a new IPC namespace and return a handle to it.
     pub fn unshare_new() -> std::io::Result<IpcNamespace> {
         unshare(CloneFlags::CLONE_NEWIPC)?;

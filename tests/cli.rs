@@ -240,7 +240,10 @@ fn another_uid_on_a_0600_segment_is_eacces_and_segment_survives() {
             .assert()
             .success();
         for role in ["shm-writer", "shm-reader"] {
-            let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin(role));
+            // The build tree may sit under a private directory: give uid 65534 a copy it can reach.
+            let copy = sb.file(role);
+            std::fs::copy(assert_cmd::cargo::cargo_bin(role), &copy).unwrap();
+            let mut cmd = std::process::Command::new(&copy);
             cmd.current_dir(sb.path()).uid(65534).gid(65534);
             Command::from_std(cmd)
                 .write_stdin("intruder\n")

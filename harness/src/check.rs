@@ -81,8 +81,23 @@ pub fn check(scenario: &Scenario, log: &Log) -> Verdict {
         all: vec![],
     };
     for e in log.events.iter().filter(|e| e.step.is_none()) {
-        if let EventKind::Broken { message } = &e.kind {
-            f.add(Status::Broken, message.clone());
+        match &e.kind {
+            EventKind::Broken { message } => f.add(Status::Broken, message.clone()),
+            EventKind::Container { ns, ipc, error, .. } => {
+                let expected = scenario.namespaces.get(ns).and_then(|d| d.expect_error.as_deref());
+                match (expected, error) {
+                    (Some(want), Some(got)) if !got.contains(want) => f.add(
+                        Status::Fail,
+                        format!("namespace {ns}: docker refused --ipc {ipc} with {got:?}, expected an error containing {want:?}"),
+                    ),
+                    (Some(want), None) => f.add(
+                        Status::Fail,
+                        format!("namespace {ns}: expected docker to refuse --ipc {ipc} ({want:?}), but the container started"),
+                    ),
+                    _ => {}
+                }
+            }
+            _ => {}
         }
     }
     for (i, spanned) in scenario.steps.iter().enumerate() {
@@ -140,6 +155,7 @@ fn check_step(n: usize, step: &Step, events: &[&EventKind], f: &mut Findings) {
             EventKind::File { op, path, error: Some(e) } => {
                 f.add(Status::Broken, format!("step {n}: {op} {path}: {e}"))
             }
+            EventKind::Stopped { ns, error: Some(e) } => f.add(Status::Broken, format!("step {n}: stop {ns}: {e}")),
             EventKind::Sysctl { name, value, error: Some(e), .. } => {
                 f.add(Status::Broken, format!("step {n}: sysctl {name}={value}: {e}"))
             }

@@ -183,6 +183,19 @@ pub enum EventKind {
     Reaped {
         proc: String,
     },
+    /// Docker backend: a namespace's container started (or Docker refused it).
+    Container {
+        ns: String,
+        name: String,
+        ipc: String,
+        pid: i32,
+        error: Option<String>,
+    },
+    /// Docker backend: a namespace's container was removed by a `stop` step.
+    Stopped {
+        ns: String,
+        error: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -18,7 +18,8 @@ use shmconf::ipcns::IpcNamespace;
 use shmconf::sysv::{Access, Key, Segment};
 use shmconf::SegTable;
 
-use crate::events::{Event, EventKind, Log, SegRow, Text};
+use crate::docker::{Container, DockerConfig, IpcMode};
+use crate::events::{Ending, Event, EventKind, Log, SegRow, Text};
 use crate::impls::Implementation;
 use crate::procs::{self, PidNamespace, Proc, WaitOutcome};
 use crate::scenario::{default_proc_name, parse_key_spec, parse_signal, Action, KeySpec, Scenario, Step, MAIN_NS};
@@ -31,6 +32,8 @@ pub enum Isolation {
     /// No namespace can be made: the current one, one scenario at a time,
     /// with a check that the scenario found and left no segment of its own.
     Shared,
+    /// Each namespace is a container of our image with a Docker `--ipc` mode.
+    Docker,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct Options {
     pub tmp_root: Option<PathBuf>,
     /// Command of the PID-namespace init (`shmconf pid-init`); none: no PID namespace.
     pub pid_init: Option<Vec<String>>,
+    /// The Docker backend's settings (with `Isolation::Docker`).
+    pub docker: Option<DockerConfig>,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             isolation: Isolation::Namespaces,
             tmp_root: None,
             pid_init: None,
+            docker: None,
         }
     }
 }
@@ -108,6 +114,7 @@ fn execute_on_this_thread(id: &str, scenario: &Scenario, imp: &Implementation, o
             isolation: match opts.isolation {
                 Isolation::Namespaces => "namespaces".into(),
                 Isolation::Shared => "shared".into(),
+                Isolation::Docker => "docker".into(),
             },
             ..Log::default()
         },
@@ -185,7 +192,14 @@ struct Context {
     baseline: Vec<i32>,
     /// Segment ids saved by `save_id`, for `{NAME}` in args.
     saved_ids: BTreeMap<String, i32>,
+    /// Docker backend: the container of each namespace (removed on drop).
+    containers: BTreeMap<String, Container>,
+    /// Docker backend: held while a scenario may touch the host's namespace.
+    host_lock: Option<std::sync::MutexGuard<'static, ()>>,
 }
+
+/// Scenarios that touch the host's IPC namespace (`--ipc host`) run one at a time.
+static HOST_NS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Context {
     fn set_up(scenario: &Scenario, opts: &Options, r: &mut Recorder) -> Result<Context, String> {
@@ -206,6 +220,8 @@ impl Context {
         let mut namespaces = BTreeMap::new();
         let mut baseline = Vec::new();
         let mut pid_init = None;
+        let mut containers = BTreeMap::new();
+        let mut host_lock = None;
         match opts.isolation {
             Isolation::Namespaces => {
                 let mut names = vec![MAIN_NS.to_string()];
@@ -222,6 +238,74 @@ impl Context {
                     namespaces.insert(name, ns);
                 }
                 pid_init = start_pid_init(opts)?;
+            }
+            Isolation::Docker => {
+                let cfg = opts.docker.as_ref().ok_or("the docker backend needs its settings")?;
+                let modes = docker_modes(scenario)?;
+                if modes.iter().any(|(_, m)| m.touches_host()) {
+                    host_lock = Some(HOST_NS.lock().unwrap_or_else(|p| p.into_inner()));
+                    baseline = SegTable::read()
+                        .map_err(|e| e.to_string())?
+                        .rows
+                        .iter()
+                        .map(|r| r.shmid)
+                        .collect();
+                }
+                for (name, mode) in modes {
+                    let decl = scenario.namespaces.get(&name);
+                    let ipc = match &mode {
+                        IpcMode::Local => {
+                            let ns = IpcNamespace::current().map_err(|e| e.to_string())?;
+                            r.log.namespaces.insert(name.clone(), ns.inode().unwrap_or(0));
+                            namespaces.insert(name, ns);
+                            continue;
+                        }
+                        IpcMode::Private => "private".to_string(),
+                        IpcMode::Shareable => "shareable".to_string(),
+                        IpcMode::Host => "host".to_string(),
+                        IpcMode::None => "none".to_string(),
+                        IpcMode::Container(target) => match containers.get(target) {
+                            Some(c) => format!("container:{}", Container::name_of(c)),
+                            None => format!("container:{}", container_name(cfg, r, target)),
+                        },
+                    };
+                    let cname = container_name(cfg, r, &name);
+                    let started = Container::start(cfg, &cname, &ipc, dir.path());
+                    let expected = decl.and_then(|d| d.expect_error.clone());
+                    match started {
+                        Ok(c) => {
+                            r.log.namespaces.insert(name.clone(), c.ipc.inode().unwrap_or(0));
+                            r.rec(
+                                None,
+                                EventKind::Container {
+                                    ns: name.clone(),
+                                    name: cname,
+                                    ipc,
+                                    pid: c.pid,
+                                    error: None,
+                                },
+                            );
+                            containers.insert(name, c);
+                        }
+                        Err(error) => {
+                            r.rec(
+                                None,
+                                EventKind::Container {
+                                    ns: name.clone(),
+                                    name: cname,
+                                    ipc: ipc.clone(),
+                                    pid: 0,
+                                    error: Some(error.clone()),
+                                },
+                            );
+                            if expected.is_none() {
+                                return Err(format!(
+                                    "docker refused the container of namespace {name:?} (--ipc {ipc}): {error}"
+                                ));
+                            }
+                        }
+                    }
+                }
             }
             Isolation::Shared => {
                 let ns = IpcNamespace::current().map_err(|e| e.to_string())?;
@@ -253,6 +337,8 @@ impl Context {
             isolation: opts.isolation,
             baseline,
             saved_ids: BTreeMap::new(),
+            containers,
+            host_lock,
         })
     }
 
@@ -261,6 +347,9 @@ impl Context {
         // (which would need CAP_SYS_ADMIN, exactly what is missing there).
         if self.isolation == Isolation::Shared {
             return Ok(());
+        }
+        if let Some(c) = self.containers.get(ns) {
+            return c.ipc.enter().map_err(|e| e.to_string());
         }
         let handle = self
             .namespaces
@@ -299,9 +388,19 @@ impl Context {
                         }
                     }
                 }
+                if self.isolation == Isolation::Docker {
+                    let Some(container) = self.containers.get(ns) else {
+                        let message = format!("namespace {ns:?} has no running container to run {name} in");
+                        r.rec(Some(n), EventKind::Broken { message });
+                        return false;
+                    };
+                    argv = container.exec_argv(&dir, step.uid, step.gid, &step.env, &argv);
+                }
                 let mut cmd = Command::new(&argv[0]);
                 cmd.args(&argv[1..]).current_dir(&dir).envs(&step.env);
-                if let Some(uid) = step.uid {
+                if self.isolation == Isolation::Docker {
+                    // uid/gid and env went to docker exec.
+                } else if let Some(uid) = step.uid {
                     cmd.uid(uid).gid(step.gid.unwrap_or(uid));
                 } else if let Some(gid) = step.gid {
                     cmd.gid(gid);
@@ -363,7 +462,16 @@ impl Context {
                     self.procs.insert(name, proc);
                     true
                 } else {
-                    Self::finish(n, &name, &mut proc, deadline, limit, "its exit", r)
+                    Self::finish(
+                        self.isolation == Isolation::Docker,
+                        n,
+                        &name,
+                        &mut proc,
+                        deadline,
+                        limit,
+                        "its exit",
+                        r,
+                    )
                 }
             }
             Action::Feed => {
@@ -427,7 +535,16 @@ impl Context {
                         }
                         WaitOutcome::Interrupted => false,
                     },
-                    None => Self::finish(n, &name, proc, deadline, limit, "its exit", r),
+                    None => Self::finish(
+                        self.isolation == Isolation::Docker,
+                        n,
+                        &name,
+                        proc,
+                        deadline,
+                        limit,
+                        "its exit",
+                        r,
+                    ),
                 }
             }
             Action::Kill => {
@@ -450,7 +567,28 @@ impl Context {
                         signal: sig.as_str().into(),
                     },
                 );
-                Self::finish(n, &name, proc, deadline, limit, "its exit after the signal", r)
+                Self::finish(
+                    self.isolation == Isolation::Docker,
+                    n,
+                    &name,
+                    proc,
+                    deadline,
+                    limit,
+                    "its exit after the signal",
+                    r,
+                )
+            }
+            Action::Stop => {
+                let target = step.stop.clone().unwrap();
+                let removed = self.containers.remove(&target);
+                r.rec(
+                    Some(n),
+                    EventKind::Stopped {
+                        ns: target.clone(),
+                        error: removed.is_none().then(|| "no container is running for it".to_string()),
+                    },
+                );
+                removed.is_some()
             }
             Action::Segments => {
                 self.snapshot(n, step, ns, r);
@@ -502,7 +640,9 @@ impl Context {
     }
 
     /// Wait for a process's exit and record it (or the timeout).
+    #[allow(clippy::too_many_arguments)]
     fn finish(
+        docker_exec: bool,
         n: usize,
         name: &str,
         proc: &mut Proc,
@@ -513,6 +653,7 @@ impl Context {
     ) -> bool {
         match proc.wait_exit(deadline) {
             WaitOutcome::Done((ending, stray)) => {
+                let ending = if docker_exec { from_docker_exec(ending) } else { ending };
                 let (stdout, stderr) = proc.output();
                 r.rec(
                     Some(n),
@@ -629,7 +770,11 @@ impl Context {
         if let Some((mut init, _)) = self.pid_init.take() {
             init.kill_group();
         }
-        if self.isolation == Isolation::Shared {
+        // Joiners before donors, though Docker copes with either order.
+        while let Some((_, c)) = self.containers.pop_last() {
+            drop(c);
+        }
+        if self.isolation == Isolation::Shared || self.host_lock.is_some() {
             // No namespace dies with us: remove what the scenario made.
             if let Ok(table) = SegTable::read() {
                 for row in table.rows.iter().filter(|row| !self.baseline.contains(&row.shmid)) {
@@ -674,6 +819,71 @@ fn substitute(arg: &str, saved: &BTreeMap<String, i32>) -> Result<String, String
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Every namespace of a scenario with its Docker mode (default private),
+/// donors before their joiners.
+fn docker_modes(scenario: &Scenario) -> Result<Vec<(String, IpcMode)>, String> {
+    let mut all: Vec<(String, IpcMode)> = vec![(MAIN_NS.into(), IpcMode::Private)];
+    for (name, decl) in &scenario.namespaces {
+        let mode = decl.docker.as_deref().map_or(Ok(IpcMode::Private), IpcMode::parse)?;
+        all.push((name.clone(), mode));
+    }
+    // Only namespaces some step uses, or that are joined or expected to fail.
+    let main_joined = all.iter().any(|(_, m)| *m == IpcMode::Container(MAIN_NS.into()));
+    let main_used = scenario
+        .steps
+        .iter()
+        .any(|s| scenario.resolve_ns(s.get_ref().ns()) == MAIN_NS);
+    all.retain(|(n, _)| n != MAIN_NS || main_used || main_joined);
+    let mut ordered = Vec::new();
+    while !all.is_empty() {
+        let before = all.len();
+        let mut i = 0;
+        while i < all.len() {
+            let ready = match &all[i].1 {
+                IpcMode::Container(t) => ordered.iter().any(|(n, _): &(String, IpcMode)| n == t),
+                _ => true,
+            };
+            if ready {
+                ordered.push(all.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if all.len() == before {
+            return Err(format!(
+                "namespaces join each other in a cycle: {:?}",
+                all.iter().map(|a| &a.0).collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(ordered)
+}
+
+fn container_name(cfg: &DockerConfig, r: &Recorder, ns: &str) -> String {
+    let scenario: String = r
+        .log
+        .scenario
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("shmconf-{}-{}-{}-{}", cfg.run_id, r.log.implementation, scenario, ns)
+}
+
+/// `docker exec` reports a signal death as exit code 128+N.
+fn from_docker_exec(ending: Ending) -> Ending {
+    match ending {
+        Ending::Exited { code } if (129..=128 + 64).contains(&code) => {
+            match nix::sys::signal::Signal::try_from(code - 128) {
+                Ok(sig) => Ending::Signaled {
+                    signal: sig.as_str().into(),
+                },
+                Err(_) => Ending::Exited { code },
+            }
+        }
+        other => other,
+    }
 }
 
 fn file_op(dir: &Path, step: &Step) -> (String, String, Result<(), String>) {

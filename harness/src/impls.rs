@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 /// An implementation of the writer/reader pair (and the probe role).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Implementation {
     pub name: String,
     pub writer: Vec<String>,
@@ -12,6 +12,8 @@ pub struct Implementation {
     pub probe: Vec<String>,
     /// Known deviations shipped with a built-in implementation (TOML text).
     pub default_expectations: Option<&'static str>,
+    /// Copies of the binaries that other uids can reach (removed on drop).
+    staging: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Implementation {
@@ -32,18 +34,48 @@ impl Implementation {
                 reader: vec![find_binary("shm-reader")?.display().to_string()],
                 probe: probe_command()?,
                 default_expectations: None,
-            }),
+                staging: None,
+            }
+            .staged()),
             "c-reference" => Ok(Implementation {
                 name: "c-reference".into(),
                 writer: vec![find_c_reference("c-writer")?.display().to_string()],
                 reader: vec![find_c_reference("c-reader")?.display().to_string()],
                 probe: probe_command()?,
                 default_expectations: Some(include_str!("../reference/expectations.toml")),
-            }),
+                staging: None,
+            }
+            .staged()),
             other => Err(format!(
                 "unknown implementation {other:?}: expected rust or c-reference"
             )),
         }
+    }
+
+    /// A built-in implementation as installed in our Docker image.
+    pub fn in_image(name: &str) -> Result<Implementation, String> {
+        let (writer, reader) = match name {
+            "rust" => ("shm-writer", "shm-reader"),
+            "c-reference" => ("c-writer", "c-reader"),
+            other => {
+                return Err(format!(
+                    "unknown implementation {other:?}: expected rust or c-reference"
+                ))
+            }
+        };
+        let bin = |b: &str| vec![format!("/usr/local/bin/{b}")];
+        Ok(Implementation {
+            name: name.into(),
+            writer: bin(writer),
+            reader: bin(reader),
+            probe: vec!["/usr/local/bin/shmconf".into(), "probe".into()],
+            default_expectations: Implementation::builtin_expectations(name),
+            staging: None,
+        })
+    }
+
+    fn builtin_expectations(name: &str) -> Option<&'static str> {
+        (name == "c-reference").then_some(include_str!("../reference/expectations.toml"))
     }
 
     /// `--writer CMD --reader CMD`: split like a shell; a relative program
@@ -56,8 +88,43 @@ impl Implementation {
             reader: split_command("--reader", reader)?,
             probe: probe_command()?,
             default_expectations: None,
+            staging: None,
         })
     }
+
+    /// Scenarios run roles as other uids (e.g. 65534), which must be able to
+    /// reach the binaries: a build tree under a private directory (a 0700
+    /// temp dir, a home) is not. Then copy our binaries to a run-scoped dir
+    /// anyone can traverse.
+    fn staged(mut self) -> Implementation {
+        let programs: Vec<String> = [&self.writer[0], &self.reader[0], &self.probe[0]]
+            .into_iter()
+            .cloned()
+            .collect();
+        if programs.iter().all(|p| reachable_by_others(Path::new(p))) {
+            return self;
+        }
+        let Ok(dir) = tempfile::Builder::new().prefix("shmconf-bin-").tempdir() else {
+            return self;
+        };
+        let _ = std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        for argv in [&mut self.writer, &mut self.reader, &mut self.probe] {
+            let src = PathBuf::from(&argv[0]);
+            let dst = dir.path().join(src.file_name().unwrap_or_default());
+            if dst.exists() || std::fs::copy(&src, &dst).is_ok() {
+                argv[0] = dst.display().to_string();
+            }
+        }
+        self.staging = Some(std::sync::Arc::new(dir));
+        self
+    }
+}
+
+/// Can a uid other than the owner execute this file (every parent searchable)?
+fn reachable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 fn split_command(flag: &str, cmd: &str) -> Result<Vec<String>, String> {

@@ -7,6 +7,7 @@
 //! raw-syscall role.
 
 pub mod check;
+pub mod docker;
 pub mod events;
 pub mod exec;
 pub mod impls;

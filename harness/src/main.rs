@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use shmconf_harness::exec::Options;
+use shmconf_harness::exec::{Isolation, Options};
 use shmconf_harness::impls::Implementation;
 use shmconf_harness::runner::{self, Capabilities, Expectations, RunConfig};
 use shmconf_harness::{probe, procs, report, scenario};
@@ -59,6 +59,12 @@ enum IsolationArg {
     Shared,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Local,
+    Docker,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
     Human,
@@ -95,6 +101,13 @@ struct RunArgs {
     /// Keep every scenario's event log and verdict as JSON in this directory.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// Where scenarios run: local namespaces, or Docker containers (each
+    /// scenario namespace a container of --image with its Docker --ipc mode).
+    #[arg(long, value_enum, default_value = "local")]
+    backend: BackendArg,
+    /// Our image, for --backend docker (build it with docker/build-dist.sh && docker build -t shmconf .).
+    #[arg(long, default_value = "shmconf")]
+    image: String,
     /// How scenarios are isolated from the host and each other.
     #[arg(long, value_enum, default_value = "auto")]
     isolation: IsolationArg,
@@ -176,8 +189,14 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let docker = args.backend == BackendArg::Docker;
+    if docker && !shmconf_harness::docker::available() {
+        eprintln!("shmconf: --backend docker: `docker info` failed: the Docker engine is not reachable");
+        return ExitCode::from(2);
+    }
     let implementation = match (&args.writer, &args.reader) {
         (Some(w), Some(r)) => Implementation::custom(&args.name, w, r),
+        _ if docker => Implementation::in_image(&args.implementation),
         _ => Implementation::builtin(&args.implementation),
     };
     let implementation = match implementation {
@@ -224,9 +243,14 @@ fn run(args: RunArgs) -> ExitCode {
         exec: Options {
             step_timeout: Duration::from_millis(args.step_timeout),
             scenario_timeout: Duration::from_millis(args.scenario_timeout),
-            isolation: capabilities.isolation(),
+            isolation: if docker {
+                Isolation::Docker
+            } else {
+                capabilities.isolation()
+            },
             tmp_root: None,
             pid_init: shmconf_harness::impls::pid_init_command(),
+            docker: docker.then(|| shmconf_harness::docker::DockerConfig::new(&args.image)),
         },
         jobs: args
             .jobs

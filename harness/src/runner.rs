@@ -47,7 +47,12 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<LoadError>> 
         }
         for e in expanded {
             if e.is_dir() {
-                collect_dir(&e, &e, &mut files);
+                // Ids stay relative to the `scenarios` folder when given a theme folder.
+                let root = e
+                    .ancestors()
+                    .find(|a| a.file_name().is_some_and(|n| n == "scenarios"))
+                    .map_or_else(|| e.clone(), Path::to_path_buf);
+                collect_dir(&root, &e, &mut files);
             } else {
                 files.push((root_of(&e), e));
             }
@@ -149,8 +154,22 @@ impl Capabilities {
     }
 
     /// Why a scenario cannot run here, if it cannot.
-    pub fn skip_reason(&self, s: &Scenario) -> Option<String> {
+    pub fn skip_reason(&self, s: &Scenario, isolation: Isolation) -> Option<String> {
         let needs = s.needs();
+        if isolation == Isolation::Docker {
+            if needs.sysctl {
+                return Some(
+                    "sets a sysctl: a container's /proc/sys is read-only (run it with the local backend)".into(),
+                );
+            }
+            if needs.kill {
+                return Some("signals a process: the docker backend cannot reach processes inside containers".into());
+            }
+            return None;
+        }
+        if needs.docker {
+            return Some("uses Docker IPC modes or containers: run it with --backend docker".into());
+        }
         if needs.namespaces > 1 && !self.namespaces {
             return Some(format!(
                 "needs {} IPC namespaces, and this process cannot create namespaces (needs root or CAP_SYS_ADMIN, e.g. docker run --cap-add SYS_ADMIN)",
@@ -284,7 +303,7 @@ pub fn run_one(sf: &ScenarioFile, cfg: &RunConfig) -> ScenarioResult {
     if let Some(e) = expected.filter(|e| e.status == ExpectedStatus::Skip) {
         return skipped(format!("expectations: {}", e.reason));
     }
-    if let Some(reason) = cfg.capabilities.skip_reason(&sf.scenario) {
+    if let Some(reason) = cfg.capabilities.skip_reason(&sf.scenario, cfg.exec.isolation) {
         return skipped(reason);
     }
     if crate::procs::interrupted() {

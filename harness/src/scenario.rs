@@ -51,6 +51,15 @@ pub struct NamespaceDecl {
     /// Share the namespace of this name instead of making a new one.
     #[serde(default)]
     pub share: Option<String>,
+    /// Docker backend only: the container's `--ipc` mode: "private",
+    /// "shareable", "container:NS", "host", "none", or "local" (no container:
+    /// the harness's own namespace, where `host` containers should appear).
+    #[serde(default)]
+    pub docker: Option<String>,
+    /// Docker backend: starting this namespace's container must fail with an
+    /// error containing this text (e.g. joining a non-shareable donor).
+    #[serde(default)]
+    pub expect_error: Option<String>,
 }
 
 /// Bytes given as text (TOML escapes apply), as hex, or as a repeated text.
@@ -184,6 +193,8 @@ pub struct Step {
     pub link_file: Option<LinkFile>,
     /// Set a sysctl in `ns`, e.g. { name = "kernel.shm_rmid_forced", value = "1" }.
     pub sysctl: Option<Sysctl>,
+    /// Docker backend: remove the container of this namespace (`docker rm -f`).
+    pub stop: Option<String>,
 
     /// Process name for later feed/wait/kill (default: role and step number).
     pub name: Option<String>,
@@ -247,10 +258,11 @@ pub enum Action {
     RecreateFile,
     LinkFile,
     Sysctl,
+    Stop,
 }
 
 pub const ACTION_NAMES: &str =
-    "run, exec, feed, wait, kill, segments, create_file, remove_file, recreate_file, link_file, sysctl";
+    "run, exec, feed, wait, kill, segments, create_file, remove_file, recreate_file, link_file, sysctl, stop";
 
 impl Step {
     fn actions(&self) -> Vec<(Action, &'static str)> {
@@ -271,6 +283,7 @@ impl Step {
         add(self.recreate_file.is_some(), Action::RecreateFile, "recreate_file");
         add(self.link_file.is_some(), Action::LinkFile, "link_file");
         add(self.sysctl.is_some(), Action::Sysctl, "sysctl");
+        add(self.stop.is_some(), Action::Stop, "stop");
         v
     }
 
@@ -332,6 +345,10 @@ pub struct Needs {
     pub other_uid: bool,
     /// Sets a sysctl (only safe in a namespace of the scenario's own).
     pub sysctl: bool,
+    /// Declares Docker IPC modes or stops containers: Docker backend only.
+    pub docker: bool,
+    /// Signals a process (the Docker backend cannot reach processes in containers).
+    pub kill: bool,
 }
 
 impl Scenario {
@@ -370,6 +387,22 @@ impl Scenario {
             if let Some(target) = &decl.share {
                 if target != MAIN_NS && !self.namespaces.contains_key(target) {
                     return Err((0, format!("namespace {name:?} shares unknown namespace {target:?}")));
+                }
+            }
+            if let Some(mode) = &decl.docker {
+                match crate::docker::IpcMode::parse(mode).map_err(|e| (0, format!("namespace {name:?}: {e}")))? {
+                    crate::docker::IpcMode::Container(target)
+                        if target != MAIN_NS && !self.namespaces.contains_key(&target) =>
+                    {
+                        return Err((0, format!("namespace {name:?} joins unknown namespace {target:?}")));
+                    }
+                    _ => {}
+                }
+                if decl.share.is_some() {
+                    return Err((
+                        0,
+                        format!("namespace {name:?}: use docker = \"container:NS\" instead of share"),
+                    ));
                 }
             }
         }
@@ -520,6 +553,12 @@ impl Scenario {
             namespaces: self.distinct_namespaces(),
             other_uid: steps().any(|s| s.uid.is_some() || s.gid.is_some()),
             sysctl: steps().any(|s| s.sysctl.is_some()),
+            docker: self
+                .namespaces
+                .values()
+                .any(|d| d.docker.is_some() || d.expect_error.is_some())
+                || steps().any(|s| s.stop.is_some()),
+            kill: steps().any(|s| s.kill.is_some()),
         }
     }
 }
@@ -614,8 +653,7 @@ segments = [{ key = "ftok:shmfile:65", size = 1024, mode = "0666", nattch = 0 }]
             s.needs(),
             Needs {
                 namespaces: 1,
-                other_uid: false,
-                sysctl: false
+                ..Needs::default()
             }
         );
     }
