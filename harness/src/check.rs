@@ -143,11 +143,15 @@ fn check_step(n: usize, step: &Step, events: &[&EventKind], f: &mut Findings) {
             }
             EventKind::Timeout { proc, waiting_for, limit_ms, stdout, stderr } => f.add(
                 Status::Timeout,
-                format!(
-                    "step {n}: {proc} timed out after {limit_ms} ms waiting for {waiting_for}; killed with its process group; stdout so far {}, stderr {}",
-                    escape_short(&stdout.0, 120),
-                    escape_short(&stderr.0, 120)
-                ),
+                if proc == "kernel" || proc == "scenario" {
+                    format!("step {n}: timed out after {limit_ms} ms waiting for {waiting_for}")
+                } else {
+                    format!(
+                        "step {n}: {proc} timed out after {limit_ms} ms waiting for {waiting_for}; killed with its process group; stdout so far {}, stderr {}",
+                        escape_short(&stdout.0, 120),
+                        escape_short(&stderr.0, 120)
+                    )
+                },
             ),
             // A process may exit before reading its input (e.g. it refuses
             // early); what it then did is judged by its exit and output.

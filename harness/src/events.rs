@@ -191,6 +191,16 @@ pub enum EventKind {
         pid: i32,
         error: Option<String>,
     },
+    /// The harness closed its handle on a namespace (`drop_ns`).
+    NamespaceDropped {
+        ns: String,
+    },
+    /// The machine's Shmem from /proc/meminfo (`shmem_mark`, `shmem_freed`).
+    Shmem {
+        mark: String,
+        shmem_kib: u64,
+        freed_kib: Option<i64>,
+    },
     /// Docker backend: a namespace's container was removed by a `stop` step.
     Stopped {
         ns: String,

@@ -192,6 +192,8 @@ struct Context {
     baseline: Vec<i32>,
     /// Segment ids saved by `save_id`, for `{NAME}` in args.
     saved_ids: BTreeMap<String, i32>,
+    /// `shmem_mark` values (KiB of Shmem) by name.
+    shmem_marks: BTreeMap<String, u64>,
     /// Docker backend: the container of each namespace (removed on drop).
     containers: BTreeMap<String, Container>,
     /// Docker backend: held while a scenario may touch the host's namespace.
@@ -237,6 +239,11 @@ impl Context {
                     r.log.namespaces.insert(name.clone(), ns.inode().unwrap_or(0));
                     namespaces.insert(name, ns);
                 }
+                // The init must not hold a scenario namespace other than main
+                // alive (a dropped namespace must die with its last process).
+                namespaces[MAIN_NS]
+                    .enter()
+                    .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
                 pid_init = start_pid_init(opts)?;
             }
             Isolation::Docker => {
@@ -337,6 +344,7 @@ impl Context {
             isolation: opts.isolation,
             baseline,
             saved_ids: BTreeMap::new(),
+            shmem_marks: BTreeMap::new(),
             containers,
             host_lock,
         })
@@ -589,6 +597,94 @@ impl Context {
                     },
                 );
                 removed.is_some()
+            }
+            Action::CollideFiles => {
+                let [a, b] = step.collide_files.clone().unwrap();
+                let result = collide_files(&dir, &a, &b);
+                let ok = result.is_ok();
+                let (path, error) = match result {
+                    Ok(detail) => (detail, None),
+                    Err(e) => (format!("{a} ~ {b}"), Some(e)),
+                };
+                r.rec(
+                    Some(n),
+                    EventKind::File {
+                        op: "collide".into(),
+                        path,
+                        error,
+                    },
+                );
+                ok
+            }
+            Action::DropNs => {
+                let target = step.drop_ns.clone().unwrap();
+                self.namespaces.remove(&target);
+                r.rec(Some(n), EventKind::NamespaceDropped { ns: target });
+                true
+            }
+            Action::ShmemMark => {
+                let mark = step.shmem_mark.clone().unwrap();
+                match shmem_kib() {
+                    Ok(kib) => {
+                        self.shmem_marks.insert(mark.clone(), kib);
+                        r.rec(
+                            Some(n),
+                            EventKind::Shmem {
+                                mark,
+                                shmem_kib: kib,
+                                freed_kib: None,
+                            },
+                        );
+                        true
+                    }
+                    Err(e) => {
+                        r.rec(
+                            Some(n),
+                            EventKind::Broken {
+                                message: format!("reading /proc/meminfo: {e}"),
+                            },
+                        );
+                        false
+                    }
+                }
+            }
+            Action::ShmemFreed => {
+                let want = step.shmem_freed.clone().unwrap();
+                let base = self.shmem_marks[&want.since];
+                // The kernel frees a dead namespace's segments from a work
+                // queue, a little after the last process is gone: poll.
+                loop {
+                    let now = shmem_kib().unwrap_or(base);
+                    let freed = base as i64 - now as i64;
+                    if freed >= want.at_least_kib as i64 {
+                        r.rec(
+                            Some(n),
+                            EventKind::Shmem {
+                                mark: want.since,
+                                shmem_kib: now,
+                                freed_kib: Some(freed),
+                            },
+                        );
+                        return true;
+                    }
+                    if Instant::now() >= deadline || procs::interrupted() {
+                        r.rec(
+                            Some(n),
+                            EventKind::Timeout {
+                                proc: "kernel".into(),
+                                waiting_for: format!(
+                                    "Shmem to fall {} KiB below mark {:?} (it fell {freed} KiB)",
+                                    want.at_least_kib, want.since
+                                ),
+                                limit_ms: limit.as_millis() as u64,
+                                stdout: Text::default(),
+                                stderr: Text::default(),
+                            },
+                        );
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
             Action::Segments => {
                 self.snapshot(n, step, ns, r);
@@ -884,6 +980,49 @@ fn from_docker_exec(ending: Ending) -> Ending {
         }
         other => other,
     }
+}
+
+/// Create files until two have inodes equal modulo 65536 (same device, so
+/// the same ftok key for one proj_id); name them `a` and `b`, remove the rest.
+fn collide_files(dir: &Path, a: &str, b: &str) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let scratch = dir.join(".collide");
+    std::fs::create_dir(&scratch).map_err(|e| e.to_string())?;
+    let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    let mut found = None;
+    for i in 0..400_000u32 {
+        let p = scratch.join(i.to_string());
+        std::fs::write(&p, b"").map_err(|e| e.to_string())?;
+        let ino = std::fs::metadata(&p).map_err(|e| e.to_string())?.ino();
+        if let Some(first) = seen.insert(ino & 0xffff, p.clone()) {
+            found = Some((first, p));
+            break;
+        }
+    }
+    let result = match found {
+        Some((first, second)) => {
+            let (ia, ib) = (
+                std::fs::metadata(&first).map(|m| m.ino()).unwrap_or(0),
+                std::fs::metadata(&second).map(|m| m.ino()).unwrap_or(0),
+            );
+            std::fs::rename(&first, dir.join(a))
+                .and_then(|()| std::fs::rename(&second, dir.join(b)))
+                .map(|()| format!("{a} (inode {ia}) ~ {b} (inode {ib}) after {} files", seen.len() + 1))
+                .map_err(|e| e.to_string())
+        }
+        None => Err("no two files with inodes equal modulo 65536 among 400000".into()),
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// `Shmem:` of /proc/meminfo in KiB: memory of shared segments and tmpfs.
+fn shmem_kib() -> std::io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Shmem:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no Shmem line"))
 }
 
 fn file_op(dir: &Path, step: &Step) -> (String, String, Result<(), String>) {

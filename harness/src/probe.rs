@@ -64,6 +64,10 @@ enum ProbeOp {
         /// Exit without shmdt (the kernel must detach at exit).
         #[arg(long)]
         no_detach: bool,
+        /// Write a zero into every page, so the whole segment is resident
+        /// (its memory then shows in /proc/meminfo Shmem).
+        #[arg(long)]
+        touch: bool,
     },
 }
 
@@ -149,6 +153,7 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
             write,
             hold,
             no_detach,
+            touch,
         } => {
             let seg = segment()?;
             let access = if *read_only {
@@ -158,6 +163,12 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
             };
             let at = seg.attach(access).map_err(|e| errno_line(&e))?;
             say(format!("ok attached shmid {} size {}", seg.id(), at.len()));
+            if *touch {
+                for offset in (0..at.len()).step_by(4096) {
+                    at.write_at(offset, &[0]).map_err(|e| format!("refused write: {e}"))?;
+                }
+                say(format!("ok touched {} pages", at.len().div_ceil(4096)));
+            }
             if let Some(text) = write {
                 let mut bytes = text.as_bytes().to_vec();
                 bytes.push(0);

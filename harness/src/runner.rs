@@ -162,6 +162,9 @@ impl Capabilities {
                     "sets a sysctl: a container's /proc/sys is read-only (run it with the local backend)".into(),
                 );
             }
+            if needs.drop_ns {
+                return Some("drops a namespace: the docker backend's namespaces belong to containers".into());
+            }
             if needs.kill {
                 return Some("signals a process: the docker backend cannot reach processes inside containers".into());
             }

@@ -195,6 +195,17 @@ pub struct Step {
     pub sysctl: Option<Sysctl>,
     /// Docker backend: remove the container of this namespace (`docker rm -f`).
     pub stop: Option<String>,
+    /// Make two files whose inodes are equal modulo 65536 (so their ftok keys
+    /// collide), by creating files until two match; named as given.
+    pub collide_files: Option<[String; 2]>,
+    /// Close the harness's handle on this namespace: it then lives only as long
+    /// as processes in it (no later step may use it).
+    pub drop_ns: Option<String>,
+    /// Remember the machine's `Shmem` (/proc/meminfo) under this name.
+    pub shmem_mark: Option<String>,
+    /// Wait until `Shmem` is at least `at_least_kib` below the named mark: the
+    /// kernel freed segment memory (e.g. when a namespace died).
+    pub shmem_freed: Option<ShmemFreed>,
 
     /// Process name for later feed/wait/kill (default: role and step number).
     pub name: Option<String>,
@@ -239,6 +250,13 @@ pub struct LinkFile {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ShmemFreed {
+    pub since: String,
+    pub at_least_kib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Sysctl {
     pub name: String,
     pub value: String,
@@ -259,10 +277,14 @@ pub enum Action {
     LinkFile,
     Sysctl,
     Stop,
+    CollideFiles,
+    DropNs,
+    ShmemMark,
+    ShmemFreed,
 }
 
-pub const ACTION_NAMES: &str =
-    "run, exec, feed, wait, kill, segments, create_file, remove_file, recreate_file, link_file, sysctl, stop";
+pub const ACTION_NAMES: &str = "run, exec, feed, wait, kill, segments, create_file, remove_file, recreate_file, \
+link_file, collide_files, sysctl, stop, drop_ns, shmem_mark, shmem_freed";
 
 impl Step {
     fn actions(&self) -> Vec<(Action, &'static str)> {
@@ -284,6 +306,10 @@ impl Step {
         add(self.link_file.is_some(), Action::LinkFile, "link_file");
         add(self.sysctl.is_some(), Action::Sysctl, "sysctl");
         add(self.stop.is_some(), Action::Stop, "stop");
+        add(self.collide_files.is_some(), Action::CollideFiles, "collide_files");
+        add(self.drop_ns.is_some(), Action::DropNs, "drop_ns");
+        add(self.shmem_mark.is_some(), Action::ShmemMark, "shmem_mark");
+        add(self.shmem_freed.is_some(), Action::ShmemFreed, "shmem_freed");
         v
     }
 
@@ -349,6 +375,8 @@ pub struct Needs {
     pub docker: bool,
     /// Signals a process (the Docker backend cannot reach processes in containers).
     pub kill: bool,
+    /// Drops a namespace handle (only namespaces the harness makes itself).
+    pub drop_ns: bool,
 }
 
 impl Scenario {
@@ -408,6 +436,8 @@ impl Scenario {
         }
         let mut procs: BTreeSet<String> = BTreeSet::new();
         let mut background: BTreeSet<String> = BTreeSet::new();
+        let mut dropped_ns: Option<String> = None;
+        let mut marks: BTreeSet<String> = BTreeSet::new();
         for (i, spanned) in self.steps.iter().enumerate() {
             let at = spanned.span().start;
             let step = spanned.get_ref();
@@ -427,12 +457,38 @@ impl Scenario {
                     ),
                 ));
             }
-            let ns = step.ns();
-            if ns != MAIN_NS && !self.namespaces.contains_key(ns) {
-                return Err((
-                    at,
-                    format!("step {n}: namespace {ns:?} is not declared in [namespaces]"),
-                ));
+            if let Some(dropped) = &dropped_ns {
+                if step.ns() == dropped.as_str() {
+                    return Err((
+                        at,
+                        format!("step {n}: namespace {dropped:?} was dropped by an earlier step"),
+                    ));
+                }
+            }
+            if let Some(target) = &step.drop_ns {
+                if target == MAIN_NS {
+                    return Err((at, format!("step {n}: the main namespace cannot be dropped")));
+                }
+                dropped_ns = Some(target.clone());
+            }
+            if let Some(f) = &step.shmem_freed {
+                if !marks.contains(&f.since) {
+                    return Err((at, format!("step {n}: no earlier shmem_mark named {:?}", f.since)));
+                }
+            }
+            if let Some(m) = &step.shmem_mark {
+                marks.insert(m.clone());
+            }
+            for ns in [Some(step.ns()), step.stop.as_deref(), step.drop_ns.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                if ns != MAIN_NS && !self.namespaces.contains_key(ns) {
+                    return Err((
+                        at,
+                        format!("step {n}: namespace {ns:?} is not declared in [namespaces]"),
+                    ));
+                }
             }
             if let Some(role) = &step.run {
                 if !["writer", "reader", "probe"].contains(&role.as_str()) {
@@ -559,6 +615,7 @@ impl Scenario {
                 .any(|d| d.docker.is_some() || d.expect_error.is_some())
                 || steps().any(|s| s.stop.is_some()),
             kill: steps().any(|s| s.kill.is_some()),
+            drop_ns: steps().any(|s| s.drop_ns.is_some()),
         }
     }
 }
