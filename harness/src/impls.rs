@@ -12,6 +12,8 @@ pub struct Implementation {
     pub probe: Vec<String>,
     /// Known deviations shipped with a built-in implementation (TOML text).
     pub default_expectations: Option<&'static str>,
+    /// One of ours (`--impl NAME`), not `--writer/--reader`.
+    pub builtin: bool,
     /// Copies of the binaries that other uids can reach (removed on drop).
     staging: Option<std::sync::Arc<tempfile::TempDir>>,
 }
@@ -35,6 +37,7 @@ impl Implementation {
                 probe: probe_command()?,
                 default_expectations: None,
                 staging: None,
+                builtin: true,
             }
             .staged()),
             "c-reference" => Ok(Implementation {
@@ -44,6 +47,7 @@ impl Implementation {
                 probe: probe_command()?,
                 default_expectations: Some(include_str!("../reference/expectations.toml")),
                 staging: None,
+                builtin: true,
             }
             .staged()),
             other => Err(format!(
@@ -71,6 +75,7 @@ impl Implementation {
             probe: vec!["/usr/local/bin/shmconf".into(), "probe".into()],
             default_expectations: Implementation::builtin_expectations(name),
             staging: None,
+            builtin: true,
         })
     }
 
@@ -89,6 +94,7 @@ impl Implementation {
             probe: probe_command()?,
             default_expectations: None,
             staging: None,
+            builtin: false,
         })
     }
 

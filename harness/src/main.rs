@@ -108,6 +108,10 @@ struct RunArgs {
     /// Our image, for --backend docker (build it with docker/build-dist.sh && docker build -t shmconf .).
     #[arg(long, default_value = "shmconf")]
     image: String,
+    /// Exploration scenarios: run only this order, e.g. "w1:attach,r1,w1:input"
+    /// (as printed in a failure's replay command).
+    #[arg(long, value_name = "EVENTS")]
+    order: Option<String>,
     /// How scenarios are isolated from the host and each other.
     #[arg(long, value_enum, default_value = "auto")]
     isolation: IsolationArg,
@@ -220,7 +224,7 @@ fn run(args: RunArgs) -> ExitCode {
             None => Expectations::default(),
         },
     };
-    for id in expectations.0.keys() {
+    for id in expectations.0.keys().filter(|_| args.expectations.is_some()) {
         if !scenarios.iter().any(|s| &s.id == id) {
             eprintln!("shmconf: note: expectations name {id:?}, which is not among the selected scenarios");
         }
@@ -240,6 +244,7 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let cfg = RunConfig {
         implementation,
+        replay_order: args.order.clone(),
         exec: Options {
             step_timeout: Duration::from_millis(args.step_timeout),
             scenario_timeout: Duration::from_millis(args.scenario_timeout),

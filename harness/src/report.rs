@@ -47,7 +47,7 @@ impl Summary {
 /// One progress line per finished scenario.
 pub fn progress_line(r: &ScenarioResult) -> String {
     let mut line = format!("{:<7} {} ({} ms)", r.status.label(), r.id, r.duration.as_millis());
-    if matches!(r.status, Status::Skip | Status::Xfail) && !r.message.is_empty() {
+    if matches!(r.status, Status::Skip | Status::Xfail | Status::Pass) && !r.message.is_empty() {
         line.push_str(&format!(" - {}", r.message));
     }
     line

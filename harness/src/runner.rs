@@ -156,6 +156,11 @@ impl Capabilities {
     /// Why a scenario cannot run here, if it cannot.
     pub fn skip_reason(&self, s: &Scenario, isolation: Isolation) -> Option<String> {
         let needs = s.needs();
+        if s.explore.is_some() && isolation != Isolation::Namespaces {
+            return Some(
+                "explores orders, each in a fresh IPC namespace: needs the local backend with namespaces".into(),
+            );
+        }
         if isolation == Isolation::Docker {
             if needs.sysctl {
                 return Some(
@@ -256,6 +261,8 @@ pub struct ScenarioResult {
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub implementation: Implementation,
+    /// Exploration scenarios: run only this order (`--order "w1:attach,r1,w1:input"`).
+    pub replay_order: Option<String>,
     pub exec: Options,
     pub jobs: usize,
     pub expectations: Expectations,
@@ -311,6 +318,22 @@ pub fn run_one(sf: &ScenarioFile, cfg: &RunConfig) -> ScenarioResult {
     }
     if crate::procs::interrupted() {
         return skipped("interrupted (Ctrl-C) before it started".into());
+    }
+    if sf.scenario.explore.is_some() {
+        let r = crate::explore::run(sf, cfg, cfg.replay_order.as_deref());
+        return match (expected, r.status) {
+            (Some(e), Status::Fail) => ScenarioResult {
+                status: Status::Xfail,
+                message: format!("{} (expected: {})", r.message, e.reason),
+                ..r
+            },
+            (Some(e), Status::Pass) => ScenarioResult {
+                status: Status::Xpass,
+                message: format!("passed, but the expectations file says it fails: {}", e.reason),
+                ..r
+            },
+            _ => r,
+        };
     }
     let start = Instant::now();
     let mut opts = cfg.exec.clone();

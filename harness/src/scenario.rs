@@ -35,10 +35,75 @@ pub struct Scenario {
     /// Limit for the whole scenario in milliseconds (default 30000).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// The steps, in order.
-    #[serde(rename = "step")]
+    /// The steps, in order (a scenario has steps or an `[explore]` table).
+    #[serde(rename = "step", default)]
     #[schemars(with = "Vec<Step>")]
     pub steps: Vec<Spanned<Step>>,
+    /// Order exploration: run every order (or a sample) of a set of processes
+    /// and judge each against the reference model.
+    #[serde(default)]
+    pub explore: Option<Explore>,
+}
+
+/// `[explore]`: a set of runs whose orders are explored.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Explore {
+    /// The processes; each is one event, or two (attach, input) with `pause = true`.
+    pub runs: Vec<ExploreRun>,
+    /// Key-file events ordered among the runs.
+    #[serde(default)]
+    pub events: Vec<ExploreEvent>,
+    /// "all" (the default), or { sample = N, seed = S }.
+    #[serde(default)]
+    pub orders: Orders,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExploreRun {
+    pub name: String,
+    /// "writer" or "reader".
+    pub role: String,
+    /// Writer's input.
+    pub stdin: Option<Bytes>,
+    /// Writer: attach (and wait at the prompt) and get the input as two events.
+    #[serde(default)]
+    pub pause: bool,
+    /// Reader: --keep (no IPC_RMID).
+    #[serde(default)]
+    pub keep: bool,
+    /// Default "shmfile" (passed as --key-file when different).
+    pub key_file: Option<String>,
+    /// Default 65 (passed as --proj-id when different).
+    pub proj_id: Option<i32>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExploreEvent {
+    pub name: String,
+    /// Replace the file by a new one (new inode, new key).
+    pub recreate_file: Option<String>,
+    pub remove_file: Option<String>,
+    pub create_file: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Orders {
+    /// "all": every order.
+    All(String),
+    Sample {
+        sample: usize,
+        seed: u64,
+    },
+}
+
+impl Default for Orders {
+    fn default() -> Self {
+        Orders::All("all".into())
+    }
 }
 
 fn default_files() -> Vec<String> {
@@ -408,8 +473,14 @@ impl Scenario {
 
     /// Cross-field checks that serde cannot make; errors carry the step's offset.
     fn validate(&self) -> Result<(), (usize, String)> {
+        if let Some(ex) = &self.explore {
+            if !self.steps.is_empty() {
+                return Err((0, "a scenario has either [[step]]s or [explore], not both".into()));
+            }
+            return validate_explore(ex).map_err(|m| (0, m));
+        }
         if self.steps.is_empty() {
-            return Err((0, "expected at least one [[step]]".into()));
+            return Err((0, "expected at least one [[step]] (or an [explore] table)".into()));
         }
         for (name, decl) in &self.namespaces {
             if let Some(target) = &decl.share {
@@ -584,6 +655,9 @@ impl Scenario {
 
     /// Distinct namespaces after sharing is resolved.
     pub fn distinct_namespaces(&self) -> usize {
+        if self.explore.is_some() {
+            return 2; // a fresh namespace per order
+        }
         let mut used: BTreeSet<String> = BTreeSet::new();
         used.insert(MAIN_NS.into());
         for s in &self.steps {
@@ -618,6 +692,55 @@ impl Scenario {
             drop_ns: steps().any(|s| s.drop_ns.is_some()),
         }
     }
+}
+
+fn validate_explore(ex: &Explore) -> Result<(), String> {
+    if let Orders::All(word) = &ex.orders {
+        if word != "all" {
+            return Err(format!(
+                "explore.orders: expected \"all\" or {{ sample = N, seed = S }}, found {word:?}"
+            ));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for r in &ex.runs {
+        if !names.insert(r.name.clone()) || r.name.contains([',', ':']) {
+            return Err(format!("explore: run name {:?} is repeated or has ',' or ':'", r.name));
+        }
+        match r.role.as_str() {
+            "writer" => {}
+            "reader" if r.pause || r.stdin.is_some() => {
+                return Err(format!("explore: reader {:?} takes no stdin and cannot pause", r.name))
+            }
+            "reader" => {}
+            other => {
+                return Err(format!(
+                    "explore: run {:?}: unknown role {other:?}, expected writer or reader",
+                    r.name
+                ))
+            }
+        }
+        if let Some(b) = &r.stdin {
+            b.to_vec()
+                .map_err(|e| format!("explore: run {:?}: stdin: {e}", r.name))?;
+        }
+    }
+    for e in &ex.events {
+        let set = [&e.recreate_file, &e.remove_file, &e.create_file]
+            .iter()
+            .filter(|f| f.is_some())
+            .count();
+        if set != 1 || !names.insert(e.name.clone()) || e.name.contains([',', ':']) {
+            return Err(format!(
+                "explore: event {:?} needs a unique name (no ',' or ':') and exactly one of recreate_file, remove_file, create_file",
+                e.name
+            ));
+        }
+    }
+    if ex.runs.is_empty() {
+        return Err("explore: expected at least one run".into());
+    }
+    Ok(())
 }
 
 pub fn default_proc_name(step: &Step, n: usize) -> String {

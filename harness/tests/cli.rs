@@ -364,3 +364,57 @@ fn shared_isolation_runs_one_at_a_time_and_leaves_others_segments_alone() {
     })
     .expect("needs a private IPC namespace");
 }
+
+#[rstest]
+#[case::reader_does_not_remove("NO_RMID", "explore-2x2", "the model expects no segments, the kernel has {key")]
+#[case::writer_writes_before_its_input(
+    "EARLY_WRITE",
+    "explore-paused-writer",
+    "after p:attach (event 1 of 2): the model expects {key"
+)]
+fn exploration_catches_broken_pairs_with_the_shortest_order_and_a_replay_that_reproduces_it(
+    #[case] fault: &str,
+    #[case] scenario: &str,
+    #[case] needle: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = faulty(dir.path(), Some(fault));
+    let file = scenarios().join(format!("orders/{scenario}.toml"));
+    let b = bin.display();
+    let out = shmconf()
+        .arg("run")
+        .arg(&file)
+        .args(["--writer", &format!("{b} writer"), "--reader", &format!("{b} reader")])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "orders disagree with the model; shortest failing order: ",
+        ))
+        .stdout(predicate::str::contains(needle))
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    let order = text
+        .split("--order '")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("a replay command");
+    assert!(order.split(',').count() <= 2, "shrunk to at most two events: {order}");
+    // The replay runs exactly that order and fails the same way.
+    shmconf()
+        .arg("run")
+        .arg(&file)
+        .args([
+            "--writer",
+            &format!("{b} writer"),
+            "--reader",
+            &format!("{b} reader"),
+            "--order",
+            order,
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("1 of 1 orders disagree with the model"))
+        .stdout(predicate::str::contains(needle));
+}

@@ -32,6 +32,7 @@ fn main() {
             .unwrap_or_default();
         let cfg = Arc::new(RunConfig {
             implementation,
+            replay_order: None,
             exec: Options {
                 isolation: caps.isolation(),
                 pid_init: pid_init_command(),

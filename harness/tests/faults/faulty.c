@@ -32,6 +32,9 @@ static int writer(void)
     if (id < 0) { perror("shmget"); return 1; }
     char *mem = shmat(id, NULL, 0);
     if (mem == (void *)-1) { perror("shmat"); return 1; }
+#ifdef FAULT_EARLY_WRITE
+    strcpy(mem, "pending"); /* writes before it has read its input */
+#endif
 #ifdef FAULT_FORMAT
     printf("Write Data : ");
 #else
