@@ -490,7 +490,12 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
         files: &sf.scenario.files,
         cfg,
     };
-    let outcomes = execute_all(&ctx, &orders);
+    let limit = sf
+        .scenario
+        .timeout_ms
+        .map_or(cfg.exec.scenario_timeout, Duration::from_millis);
+    let outcomes = execute_all(&ctx, &orders, start + limit);
+    let not_run = orders.len() - outcomes.len();
     let broken: Vec<&OrderOutcome> = outcomes.iter().filter(|o| o.broken.is_some()).collect();
     if let Some(b) = broken.first() {
         return result(
@@ -505,6 +510,18 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
     }
     let failed: Vec<&OrderOutcome> = outcomes.iter().filter(|o| !o.problems.is_empty()).collect();
     let rate = orders.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    if failed.is_empty() && not_run > 0 {
+        return result(
+            Status::Timeout,
+            format!(
+                "explored {} of {} orders within the scenario limit of {} ms (all agreed); raise timeout_ms or sample",
+                outcomes.len(),
+                orders.len(),
+                limit.as_millis()
+            ),
+            vec![],
+        );
+    }
     if failed.is_empty() {
         return result(
             Status::Pass,
@@ -524,9 +541,14 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
     result(
         Status::Fail,
         format!(
-            "{} of {} orders disagree with the model; shortest failing order: {} ({} events): {}; replay: {replay}",
+            "{} of {} orders disagree with the model{}; shortest failing order: {} ({} events): {}; replay: {replay}",
             failed.len(),
-            orders.len(),
+            outcomes.len(),
+            if not_run > 0 {
+                format!(" (stopped early; {not_run} of {} orders not run)", orders.len())
+            } else {
+                String::new()
+            },
             label_order(&shrunk.order),
             shrunk.order.len(),
             shrunk.problems[0]
@@ -535,7 +557,12 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
     )
 }
 
-fn execute_all(ctx: &Ctx, orders: &[Vec<Step>]) -> Vec<OrderOutcome> {
+/// Exploration stops early after this many failing orders (each may have
+/// waited for timeouts; the first ones say enough).
+pub const MAX_FAILING_ORDERS: usize = 20;
+
+fn execute_all(ctx: &Ctx, orders: &[Vec<Step>], deadline: Instant) -> Vec<OrderOutcome> {
+    let failing = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<OrderOutcome>>> = Mutex::new(vec![None; orders.len()]);
     let jobs = ctx.cfg.jobs.max(1).min(orders.len().max(1));
@@ -543,10 +570,17 @@ fn execute_all(ctx: &Ctx, orders: &[Vec<Step>]) -> Vec<OrderOutcome> {
         for _ in 0..jobs {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= orders.len() || procs::interrupted() {
+                if i >= orders.len()
+                    || procs::interrupted()
+                    || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS
+                    || Instant::now() >= deadline
+                {
                     break;
                 }
                 let outcome = execute(ctx, &orders[i]);
+                if !outcome.problems.is_empty() || outcome.broken.is_some() {
+                    failing.fetch_add(1, Ordering::SeqCst);
+                }
                 results.lock().unwrap()[i] = Some(outcome);
             });
         }

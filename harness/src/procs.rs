@@ -167,13 +167,22 @@ impl Proc {
     }
 
     /// Wait until `pred` holds on the state, the deadline passes, or Ctrl-C.
-    fn wait_until<T>(&self, deadline: Instant, mut pred: impl FnMut(&State) -> Option<T>) -> WaitOutcome<T> {
+    fn wait_until<T>(&self, deadline: Instant, pred: impl FnMut(&State) -> Option<T>) -> WaitOutcome<T> {
+        self.wait_until_inner(deadline, true, pred)
+    }
+
+    fn wait_until_inner<T>(
+        &self,
+        deadline: Instant,
+        interruptible: bool,
+        mut pred: impl FnMut(&State) -> Option<T>,
+    ) -> WaitOutcome<T> {
         let mut st = self.shared.state.lock().unwrap();
         loop {
             if let Some(v) = pred(&st) {
                 return WaitOutcome::Done(v);
             }
-            if interrupted() {
+            if interruptible && interrupted() {
                 return WaitOutcome::Interrupted;
             }
             let now = Instant::now();
@@ -237,7 +246,11 @@ impl Proc {
         self.stdin = None;
         LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pid);
         self.group_live = false;
-        let _ = self.wait_until(Instant::now() + Duration::from_secs(2), |st| st.status.map(|_| ()));
+        // SIGKILL cannot be ignored; on a loaded machine dying can still take
+        // a moment (a PID namespace's init first reaps every member).
+        let _ = self.wait_until_inner(Instant::now() + Duration::from_secs(10), false, |st| {
+            st.status.map(|_| ())
+        });
     }
 }
 

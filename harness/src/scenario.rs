@@ -883,7 +883,7 @@ segments = [{ key = "ftok:shmfile:65", size = 1024, mode = "0666", nattch = 0 }]
         1,
         "not declared"
     )]
-    #[case::no_steps("description = \"x\"\n", 1, 1, "missing field `step`")]
+    #[case::no_steps("description = \"x\"\n", 1, 1, "expected at least one [[step]]")]
     #[case::bad_signal(
         "description = \"x\"\n[[step]]\nrun = \"reader\"\nexpect = { signal = \"SIGFOO\" }\n",
         2,
