@@ -497,6 +497,203 @@ impl Attachment {
     }
 }
 
+impl Attachment {
+    /// The 4 bytes at `offset` as an atomic, for synchronisation between the
+    /// processes that share the segment (the ring buffers of the benchmark).
+    /// None when out of bounds or not 4-byte aligned. Atomics are the one sound
+    /// way to share mutable memory with another process.
+    pub fn atomic_u32(&self, offset: usize) -> Option<&std::sync::atomic::AtomicU32> {
+        self.check(offset, 4).ok()?;
+        let ptr = self.ptr.as_ptr().wrapping_add(offset);
+        if ptr as usize % std::mem::align_of::<std::sync::atomic::AtomicU32>() != 0 {
+            return None;
+        }
+        // SAFETY: in bounds, aligned, valid while `self` is attached (the
+        // borrow ties the reference to it); AtomicU32 has u32's layout and
+        // may be accessed concurrently by other processes.
+        Some(unsafe { &*(ptr as *const std::sync::atomic::AtomicU32) })
+    }
+}
+
+impl Attachment {
+    /// read(2) from `fd` straight into the segment at `offset`, at most `len`
+    /// bytes: the kernel copies file data into the shared memory with no
+    /// intermediate buffer (the "one copy in" of shared-memory IPC).
+    pub fn read_from(&self, offset: usize, len: usize, fd: &impl std::os::fd::AsRawFd) -> std::io::Result<usize> {
+        self.check(offset, len)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        if self.read_only {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                WriteError::ReadOnly,
+            ));
+        }
+        // SAFETY: the range is inside the writable mapping; no Rust reference
+        // to it exists, so the kernel writing into it aliases nothing.
+        let n = unsafe { libc::read(fd.as_raw_fd(), self.ptr.as_ptr().add(offset).cast(), len) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// write(2) `len` bytes of the segment at `offset` to `fd` (the "one copy out").
+    pub fn write_to(&self, offset: usize, len: usize, fd: &impl std::os::fd::AsRawFd) -> std::io::Result<usize> {
+        self.check(offset, len)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: the range is inside the mapping, which the kernel only reads.
+        let n = unsafe { libc::write(fd.as_raw_fd(), self.ptr.as_ptr().add(offset).cast(), len) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// FUTEX_WAIT on a word another process may change (a shared, not private,
+/// futex): sleep while `*word == expected`, or until woken. Spurious wake-ups
+/// happen; callers re-check their condition.
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: `word` is a valid, aligned u32 for the call's duration; a null
+    // timeout means wait without a limit.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// FUTEX_WAKE: wake up to `n` waiters on `word`.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE only reads its address.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n);
+    }
+}
+
+/// A set of System V semaphores (semget/semop/semctl), by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Semaphores {
+    id: i32,
+}
+
+impl Semaphores {
+    /// A new private set of `n` semaphores, all 0.
+    pub fn create_private(n: i32, mode: u32) -> std::result::Result<Semaphores, Errno> {
+        // SAFETY: plain integer arguments.
+        let id = unsafe { libc::semget(libc::IPC_PRIVATE, n, libc::IPC_CREAT | (mode & 0o777) as i32) };
+        Errno::result(id).map(|id| Semaphores { id })
+    }
+
+    pub const fn from_id(id: i32) -> Semaphores {
+        Semaphores { id }
+    }
+
+    pub const fn id(self) -> i32 {
+        self.id
+    }
+
+    /// semop with one operation: add `delta` to semaphore `num` (blocking while it would go below 0).
+    pub fn op(self, num: u16, delta: i16) -> std::result::Result<(), Errno> {
+        let mut sop = libc::sembuf {
+            sem_num: num,
+            sem_op: delta,
+            sem_flg: 0,
+        };
+        loop {
+            // SAFETY: `sop` is one valid sembuf.
+            let rc = unsafe { libc::semop(self.id, &mut sop, 1) };
+            match Errno::result(rc) {
+                Err(Errno::EINTR) => continue,
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    /// semctl(IPC_RMID).
+    pub fn remove(self) -> std::result::Result<(), Errno> {
+        // SAFETY: IPC_RMID takes no further argument.
+        Errno::result(unsafe { libc::semctl(self.id, 0, libc::IPC_RMID) }).map(drop)
+    }
+}
+
+/// A System V message queue (msgget/msgsnd/msgrcv/msgctl), by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsgQueue {
+    id: i32,
+}
+
+/// Bytes before the text in a msgsnd/msgrcv buffer (the `long mtype`).
+const MTYPE_LEN: usize = std::mem::size_of::<libc::c_long>();
+
+impl MsgQueue {
+    pub fn create_private(mode: u32) -> std::result::Result<MsgQueue, Errno> {
+        // SAFETY: plain integer arguments.
+        let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | (mode & 0o777) as i32) };
+        Errno::result(id).map(|id| MsgQueue { id })
+    }
+
+    pub const fn from_id(id: i32) -> MsgQueue {
+        MsgQueue { id }
+    }
+
+    pub const fn id(self) -> i32 {
+        self.id
+    }
+
+    /// msgsnd of `text` with type `mtype` (> 0). `scratch` is reused between
+    /// calls to avoid an allocation per message.
+    pub fn send(self, mtype: i64, text: &[u8], scratch: &mut Vec<u8>) -> std::result::Result<(), Errno> {
+        scratch.clear();
+        scratch.extend_from_slice(&(mtype as libc::c_long).to_ne_bytes());
+        scratch.extend_from_slice(text);
+        loop {
+            // SAFETY: `scratch` holds an mtype followed by `text.len()` bytes.
+            let rc = unsafe { libc::msgsnd(self.id, scratch.as_ptr().cast(), text.len(), 0) };
+            match Errno::result(rc) {
+                Err(Errno::EINTR) => continue,
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    /// msgrcv of the next message of type `mtype` into `buf`; returns its length.
+    pub fn recv(self, mtype: i64, buf: &mut [u8], scratch: &mut Vec<u8>) -> std::result::Result<usize, Errno> {
+        scratch.resize(MTYPE_LEN + buf.len(), 0);
+        loop {
+            // SAFETY: `scratch` has room for an mtype and `buf.len()` bytes of text.
+            let rc = unsafe {
+                libc::msgrcv(
+                    self.id,
+                    scratch.as_mut_ptr().cast(),
+                    buf.len(),
+                    mtype as libc::c_long,
+                    0,
+                )
+            };
+            match Errno::result(rc) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(n) => {
+                    let n = n as usize;
+                    buf[..n].copy_from_slice(&scratch[MTYPE_LEN..MTYPE_LEN + n]);
+                    return Ok(n);
+                }
+            }
+        }
+    }
+
+    /// msgctl(IPC_RMID).
+    pub fn remove(self) -> std::result::Result<(), Errno> {
+        // SAFETY: IPC_RMID ignores the buffer argument.
+        Errno::result(unsafe { libc::msgctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
+    }
+}
+
 impl Drop for Attachment {
     fn drop(&mut self) {
         let _ = self.shmdt();

@@ -124,3 +124,52 @@ fn set_changes_mode() {
         seg.remove().unwrap();
     })
 }
+
+#[test]
+fn semaphores_count_and_message_queues_carry_bytes() {
+    use shmconf::sysv::{MsgQueue, Semaphores};
+    sandbox(|_| {
+        let s = Semaphores::create_private(2, 0o600).unwrap();
+        s.op(1, 3).unwrap();
+        s.op(1, -2).unwrap();
+        s.op(1, -1).unwrap();
+        s.remove().unwrap();
+        assert_eq!(s.op(0, 1), Err(Errno::EINVAL), "removed");
+        let q = MsgQueue::create_private(0o600).unwrap();
+        let mut scratch = Vec::new();
+        q.send(2, b"second type", &mut scratch).unwrap();
+        q.send(1, b"first", &mut scratch).unwrap();
+        let mut buf = [0u8; 32];
+        let n = q.recv(1, &mut buf, &mut scratch).unwrap();
+        assert_eq!(&buf[..n], b"first", "selected by type");
+        let n = q.recv(2, &mut buf, &mut scratch).unwrap();
+        assert_eq!(&buf[..n], b"second type");
+        q.remove().unwrap();
+    })
+}
+
+#[test]
+fn atomics_and_file_io_stay_inside_the_segment() {
+    sandbox(|sb| {
+        let seg = Segment::get(Key::PRIVATE, 100, Create::IfMissing, 0o600).unwrap();
+        let at = seg.attach(Access::ReadWrite).unwrap();
+        assert!(at.atomic_u32(96).is_some());
+        assert!(at.atomic_u32(97).is_none(), "unaligned");
+        assert!(at.atomic_u32(100).is_none(), "past the end");
+        at.atomic_u32(0)
+            .unwrap()
+            .store(0x0102_0304, std::sync::atomic::Ordering::SeqCst);
+        let mut b = [0u8; 4];
+        at.read_at(0, &mut b).unwrap();
+        assert_eq!(u32::from_ne_bytes(b), 0x0102_0304);
+        let path = sb.file("data");
+        std::fs::write(&path, b"from a file").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        assert_eq!(at.read_from(10, 50, &f).unwrap(), 11);
+        assert!(at.read_from(95, 10, &f).is_err(), "would pass the end");
+        let out = std::fs::File::create(sb.file("out")).unwrap();
+        assert_eq!(at.write_to(10, 11, &out).unwrap(), 11);
+        assert_eq!(std::fs::read(sb.file("out")).unwrap(), b"from a file");
+        seg.remove().unwrap();
+    })
+}

@@ -112,6 +112,17 @@ pub fn check(scenario: &Scenario, log: &Log) -> Verdict {
             break;
         }
     }
+    let skipped = log.events.iter().find_map(|e| match &e.kind {
+        EventKind::Skipped { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    if let (Some(reason), true) = (skipped, f.all.is_empty()) {
+        return Verdict {
+            status: Status::Skip,
+            message: reason,
+            problems: vec![],
+        };
+    }
     let status = if !f.broken.is_empty() {
         Status::Broken
     } else if !f.timeout.is_empty() {

@@ -191,6 +191,10 @@ pub enum EventKind {
         pid: i32,
         error: Option<String>,
     },
+    /// The scenario cannot run here after all (found out while running).
+    Skipped {
+        reason: String,
+    },
     /// The harness closed its handle on a namespace (`drop_ns`).
     NamespaceDropped {
         ns: String,

@@ -600,7 +600,14 @@ impl Context {
             }
             Action::CollideFiles => {
                 let [a, b] = step.collide_files.clone().unwrap();
-                let result = collide_files(&dir, &a, &b);
+                let result = collide_files(&dir, &a, &b, deadline);
+                if let Err(Collide::NotFound(reason)) = &result {
+                    r.rec(Some(n), EventKind::Skipped { reason: reason.clone() });
+                    return false;
+                }
+                let result = result.map_err(|e| match e {
+                    Collide::Io(e) | Collide::NotFound(e) => e,
+                });
                 let ok = result.is_ok();
                 let (path, error) = match result {
                     Ok(detail) => (detail, None),
@@ -984,16 +991,26 @@ fn from_docker_exec(ending: Ending) -> Ending {
 
 /// Create files until two have inodes equal modulo 65536 (same device, so
 /// the same ftok key for one proj_id); name them `a` and `b`, remove the rest.
-fn collide_files(dir: &Path, a: &str, b: &str) -> Result<String, String> {
+enum Collide {
+    Io(String),
+    /// The filesystem gave no colliding pair in time: the scenario cannot run here.
+    NotFound(String),
+}
+
+fn collide_files(dir: &Path, a: &str, b: &str, deadline: Instant) -> Result<String, Collide> {
     use std::os::unix::fs::MetadataExt;
+    let io = |e: std::io::Error| Collide::Io(e.to_string());
     let scratch = dir.join(".collide");
-    std::fs::create_dir(&scratch).map_err(|e| e.to_string())?;
+    std::fs::create_dir(&scratch).map_err(io)?;
     let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut found = None;
     for i in 0..400_000u32 {
+        if Instant::now() >= deadline || procs::interrupted() {
+            break;
+        }
         let p = scratch.join(i.to_string());
-        std::fs::write(&p, b"").map_err(|e| e.to_string())?;
-        let ino = std::fs::metadata(&p).map_err(|e| e.to_string())?.ino();
+        std::fs::write(&p, b"").map_err(io)?;
+        let ino = std::fs::metadata(&p).map_err(io)?.ino();
         if let Some(first) = seen.insert(ino & 0xffff, p.clone()) {
             found = Some((first, p));
             break;
@@ -1008,9 +1025,12 @@ fn collide_files(dir: &Path, a: &str, b: &str) -> Result<String, String> {
             std::fs::rename(&first, dir.join(a))
                 .and_then(|()| std::fs::rename(&second, dir.join(b)))
                 .map(|()| format!("{a} (inode {ia}) ~ {b} (inode {ib}) after {} files", seen.len() + 1))
-                .map_err(|e| e.to_string())
+                .map_err(io)
         }
-        None => Err("no two files with inodes equal modulo 65536 among 400000".into()),
+        None => Err(Collide::NotFound(format!(
+            "no two of {} files got inodes equal modulo 65536 within the step's time limit on this filesystem",
+            seen.len()
+        ))),
     };
     let _ = std::fs::remove_dir_all(&scratch);
     result

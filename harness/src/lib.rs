@@ -6,6 +6,7 @@
 //! [`impls`] says how an implementation's roles are started; [`probe`] is the
 //! raw-syscall role.
 
+pub mod bench;
 pub mod check;
 pub mod docker;
 pub mod events;

@@ -31,6 +31,12 @@ enum Command {
     Schema,
     /// One raw SysV call (a scenario role).
     Probe(probe::ProbeArgs),
+    /// Measure shared memory against pipes, FIFOs, message queues and UNIX
+    /// sockets between two processes (and memcpy), every byte verified.
+    Bench(BenchArgs),
+    /// The other process of a benchmark (internal).
+    #[command(hide = true)]
+    BenchPeer(shmconf_harness::bench::PeerArgs),
     /// Init of a scenario's PID namespace: reaps orphans until killed (internal).
     #[command(hide = true)]
     PidInit,
@@ -57,6 +63,35 @@ enum IsolationArg {
     /// The current IPC namespace, one scenario at a time, checked before and after
     /// (what runs without CAP_SYS_ADMIN; multi-namespace scenarios SKIP).
     Shared,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Bytes moved per mechanism and chunk size, in MiB.
+    #[arg(long, default_value_t = 256)]
+    mib: usize,
+    /// Chunk sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "4096,65536,1048576")]
+    chunks: Vec<usize>,
+    /// 1-byte round trips per mechanism.
+    #[arg(long, default_value_t = 20000)]
+    rounds: usize,
+    /// Mechanisms (shm-futex, shm-spin, shm-sem, pipe, fifo, msgq, unix).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "shm-futex,shm-spin,shm-sem,pipe,fifo,msgq,unix"
+    )]
+    mechanisms: Vec<String>,
+    /// Also copy a file of this many MiB: through a segment (2 copies) and a pipe (4).
+    #[arg(long)]
+    file_mib: Option<usize>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the throughput plot (SVG) here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,6 +182,14 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => run(*args),
         Command::PidInit => shmconf_harness::procs::pid_init(),
+        Command::BenchPeer(args) => match shmconf_harness::bench::peer(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shmconf bench-peer: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -326,4 +369,53 @@ fn record(dir: &std::path::Path, results: &[runner::ScenarioResult]) -> std::io:
         std::fs::write(file, serde_json::to_string_pretty(&value)?)?;
     }
     Ok(())
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    use shmconf_harness::bench;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("shmconf bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for m in &args.mechanisms {
+        if !bench::MECHANISMS.contains(&m.as_str()) {
+            eprintln!(
+                "shmconf bench: unknown mechanism {m:?}; known: {}",
+                bench::MECHANISMS.join(", ")
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let opts = bench::Options {
+        bytes: args.mib << 20,
+        chunks: args.chunks,
+        rounds: args.rounds,
+        mechanisms: args.mechanisms,
+        file_bytes: args.file_mib.map(|m| m << 20),
+        exe,
+    };
+    let results = match bench::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shmconf bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", bench::report::table(&results));
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&results).unwrap_or_default()) {
+            eprintln!("shmconf bench: --json {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &args.svg {
+        if let Err(e) = bench::report::svg(&results, path) {
+            eprintln!("shmconf bench: --svg {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -421,3 +421,71 @@ fn exploration_catches_broken_pairs_with_the_shortest_order_and_a_replay_that_re
         .stdout(predicate::str::contains("1 of 1 orders disagree with the model"))
         .stdout(predicate::str::contains(needle));
 }
+
+#[test]
+fn a_tiny_benchmark_completes_and_verifies_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let svg = dir.path().join("bench.svg");
+    shmconf()
+        .args([
+            "bench",
+            "--mib",
+            "1",
+            "--chunks",
+            "4096,65536",
+            "--rounds",
+            "50",
+            "--file-mib",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1-byte round trip"))
+        .stdout(predicate::str::contains("file to file"));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mechanisms: std::collections::BTreeSet<&str> = v["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["mechanism"].as_str().unwrap())
+        .collect();
+    for m in [
+        "memcpy",
+        "shm-futex",
+        "shm-spin",
+        "shm-sem",
+        "pipe",
+        "fifo",
+        "msgq",
+        "unix",
+    ] {
+        assert!(mechanisms.contains(m), "{m} measured");
+    }
+    assert_eq!(v["latency"].as_array().unwrap().len(), 7);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+}
+
+#[test]
+fn a_filesystem_without_colliding_inodes_in_time_is_a_skip_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("collide.toml");
+    std::fs::write(
+        &file,
+        "description = \"x\"\nfiles = []\n[[step]]\ncollide_files = [\"a\", \"b\"]\ntimeout_ms = 1\n[[step]]\nsegments = []\n",
+    )
+    .unwrap();
+    shmconf()
+        .arg("run")
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("SKIP    collide"))
+        .stdout(predicate::str::contains(
+            "got inodes equal modulo 65536 within the step's time limit",
+        ));
+}

@@ -1,0 +1,620 @@
+//! `shmconf bench`: measure the seed tutorial's claim that shared memory
+//! beats pipes, FIFOs and message queues, between two real processes, with
+//! every byte verified, plus memcpy as the physical bound and a file-to-file
+//! mode (two copies through a segment against four through a pipe).
+//!
+//! The parent process creates each channel's kernel objects in a private IPC
+//! namespace (so nothing can leak, and `kernel.msgmax` can be raised there),
+//! spawns itself as `shmconf bench-peer`, and times what arrives.
+
+pub mod channel;
+pub mod report;
+
+use std::fs::File;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use serde::Serialize;
+use shmconf::sysv::{Access, Create, Key, MsgQueue, Segment, Semaphores};
+
+use channel::{Channel, Handshake, Mq, Ring, ShmChannel, StdioFds, Stream};
+
+/// The mechanisms, by the names the CLI and the report use.
+pub const MECHANISMS: &[&str] = &["shm-futex", "shm-spin", "shm-sem", "pipe", "fifo", "msgq", "unix"];
+
+/// Slots per ring.
+const SLOTS: u32 = 4;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub bytes: usize,
+    pub chunks: Vec<usize>,
+    pub rounds: usize,
+    pub mechanisms: Vec<String>,
+    pub file_bytes: Option<usize>,
+    /// The `shmconf` binary to spawn as the peer.
+    pub exe: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub mechanism: String,
+    pub chunk: usize,
+    pub bytes: usize,
+    pub seconds: f64,
+    pub gbps: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub mechanism: String,
+    pub rounds: usize,
+    pub rtt_us: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileToFile {
+    pub mechanism: String,
+    pub copies: u32,
+    pub bytes: usize,
+    pub seconds: f64,
+    pub gbps: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub machine: report::Machine,
+    pub msg_piece: usize,
+    pub throughput: Vec<Throughput>,
+    pub latency: Vec<Latency>,
+    pub file_to_file: Vec<FileToFile>,
+}
+
+/// Deterministic pseudo-random bytes; chunk i carries i in its first 8 bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ len as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn verify(buf: &[u8], seq: u64, pattern: &[u8]) -> Result<(), String> {
+    let n = buf.len().min(8);
+    if buf[..n] != seq.to_le_bytes()[..n] || buf[n..] != pattern[n..] {
+        let at = buf
+            .iter()
+            .zip(pattern)
+            .enumerate()
+            .skip(8)
+            .find(|(_, (a, b))| a != b)
+            .map_or(0, |(i, _)| i);
+        return Err(format!(
+            "chunk {seq} arrived corrupted (first bad byte near offset {at})"
+        ));
+    }
+    Ok(())
+}
+
+fn stamp(buf: &mut [u8], seq: u64) {
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+}
+
+/// Raise the message-queue limits in our own namespace so a 1 MiB chunk can
+/// travel as one message; returns the piece size messages are cut to.
+fn msg_piece(largest: usize) -> usize {
+    let want = largest.max(8192);
+    let ok = std::fs::write("/proc/sys/kernel/msgmax", want.to_string()).is_ok()
+        && std::fs::write("/proc/sys/kernel/msgmnb", (want * SLOTS as usize).to_string()).is_ok();
+    if ok {
+        want
+    } else {
+        std::fs::read_to_string("/proc/sys/kernel/msgmax")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(8192)
+    }
+}
+
+/// Run every measurement on a thread moved into a private IPC namespace.
+pub fn run(opts: &Options) -> Result<Results, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Best effort: without privilege the objects live in the current
+            // namespace and are removed explicitly.
+            let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC);
+            run_here(opts)
+        })
+        .join()
+        .unwrap_or_else(|_| Err("benchmark thread panicked".into()))
+    })
+}
+
+fn run_here(opts: &Options) -> Result<Results, String> {
+    let largest = opts.chunks.iter().copied().max().unwrap_or(4096);
+    let piece = msg_piece(largest);
+    let dir = tempfile::Builder::new()
+        .prefix("shmconf-bench-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let mut throughput = Vec::new();
+    let mut latency = Vec::new();
+    for &chunk in &opts.chunks {
+        let count = (opts.bytes / chunk).max(1);
+        throughput.push(memcpy(chunk, count)?);
+        for mech in &opts.mechanisms {
+            let (secs, _) = transfer(opts, dir.path(), mech, chunk, count, 0, piece)?;
+            let bytes = chunk * count;
+            throughput.push(Throughput {
+                mechanism: mech.clone(),
+                chunk,
+                bytes,
+                seconds: secs,
+                gbps: bytes as f64 / secs / 1e9,
+            });
+        }
+    }
+    for mech in &opts.mechanisms {
+        let (_, rtt) = transfer(opts, dir.path(), mech, 1, 0, opts.rounds, piece)?;
+        latency.push(Latency {
+            mechanism: mech.clone(),
+            rounds: opts.rounds,
+            rtt_us: rtt * 1e6,
+        });
+    }
+    let mut file_to_file = Vec::new();
+    if let Some(bytes) = opts.file_bytes {
+        file_to_file = files(opts, dir.path(), bytes)?;
+    }
+    Ok(Results {
+        machine: report::Machine::read(),
+        msg_piece: piece,
+        throughput,
+        latency,
+        file_to_file,
+    })
+}
+
+fn memcpy(chunk: usize, count: usize) -> Result<Throughput, String> {
+    let mut src = pattern(chunk);
+    let pat = src.clone();
+    let mut dst = vec![0u8; chunk];
+    let t0 = Instant::now();
+    for i in 0..count as u64 {
+        stamp(&mut src, i);
+        dst.copy_from_slice(std::hint::black_box(&src));
+        verify(std::hint::black_box(&dst), i, &pat)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let bytes = chunk * count;
+    Ok(Throughput {
+        mechanism: "memcpy".into(),
+        chunk,
+        bytes,
+        seconds: secs,
+        gbps: bytes as f64 / secs / 1e9,
+    })
+}
+
+/// Kernel objects of one measurement, removed on drop.
+struct Objects {
+    segment: Option<Segment>,
+    sems: Option<Semaphores>,
+    queue: Option<MsgQueue>,
+}
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        if let Some(s) = self.segment {
+            let _ = s.remove();
+        }
+        if let Some(s) = self.sems {
+            let _ = s.remove();
+        }
+        if let Some(q) = self.queue {
+            let _ = q.remove();
+        }
+    }
+}
+
+fn handshake_of(mech: &str, sems: Option<Semaphores>) -> Handshake {
+    match mech {
+        "shm-spin" => Handshake::SpinYield,
+        "shm-sem" => Handshake::Semaphore(sems.expect("semaphores made for shm-sem")),
+        _ => Handshake::Futex,
+    }
+}
+
+/// One child, `count` chunks child→parent, then `rounds` 1-byte round trips.
+/// Returns (seconds for the chunks, seconds per round trip).
+fn transfer(
+    opts: &Options,
+    dir: &Path,
+    mech: &str,
+    chunk: usize,
+    count: usize,
+    rounds: usize,
+    piece: usize,
+) -> Result<(f64, f64), String> {
+    let slot = chunk.max(64);
+    let mut objs = Objects {
+        segment: None,
+        sems: None,
+        queue: None,
+    };
+    let mut args: Vec<String> = vec![
+        "bench-peer".into(),
+        "--mech".into(),
+        mech.into(),
+        "--chunk".into(),
+        chunk.to_string(),
+        "--count".into(),
+        count.to_string(),
+        "--rounds".into(),
+        rounds.to_string(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--piece".into(),
+        piece.to_string(),
+    ];
+    let e = |e: &dyn std::fmt::Display| format!("{mech}: {e}");
+    if mech.starts_with("shm") {
+        let size = 2 * Ring::bytes(SLOTS, slot);
+        let seg = Segment::get(Key::PRIVATE, size, Create::IfMissing, 0o600).map_err(|x| e(&x))?;
+        objs.segment = Some(seg);
+        args.extend(["--shm-id".into(), seg.id().to_string()]);
+        if mech == "shm-sem" {
+            let s = Semaphores::create_private(4, 0o600).map_err(|x| e(&x))?;
+            s.op(0, SLOTS as i16).map_err(|x| e(&x))?;
+            s.op(2, SLOTS as i16).map_err(|x| e(&x))?;
+            objs.sems = Some(s);
+            args.extend(["--sem-id".into(), s.id().to_string()]);
+        }
+    }
+    if mech == "msgq" {
+        let q = MsgQueue::create_private(0o600).map_err(|x| e(&x))?;
+        objs.queue = Some(q);
+        args.extend(["--msq-id".into(), q.id().to_string()]);
+    }
+    let (fifo_p2c, fifo_c2p, sock) = (dir.join("p2c"), dir.join("c2p"), dir.join("sock"));
+    let listener = if mech == "unix" {
+        let _ = std::fs::remove_file(&sock);
+        Some(UnixListener::bind(&sock).map_err(|x| e(&x))?)
+    } else {
+        None
+    };
+    if mech == "fifo" {
+        for p in [&fifo_p2c, &fifo_c2p] {
+            let _ = std::fs::remove_file(p);
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).map_err(|x| e(&x))?;
+        }
+    }
+    let mut child: Child = Command::new(&opts.exe)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|x| e(&x))?;
+    // Kill the peer if anything below fails.
+    struct Reap(Option<Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let mut reap = Reap(Some(child));
+    let attachment;
+    let mut ch: Box<dyn Channel> = match mech {
+        "pipe" => Box::new(Stream { rx: stdout, tx: stdin }),
+        "fifo" => {
+            let tx = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo_p2c)
+                .map_err(|x| e(&x))?;
+            let rx = File::open(&fifo_c2p).map_err(|x| e(&x))?;
+            Box::new(Stream { rx, tx })
+        }
+        "unix" => {
+            let (s, _) = listener.as_ref().expect("bound").accept().map_err(|x| e(&x))?;
+            let rx = s.try_clone().map_err(|x| e(&x))?;
+            Box::new(Stream { rx, tx: s })
+        }
+        "msgq" => Box::new(Mq {
+            q: objs.queue.expect("made"),
+            piece,
+            send_type: 1,
+            recv_type: 2,
+            scratch: Vec::new(),
+        }),
+        m if m.starts_with("shm") => {
+            attachment = objs
+                .segment
+                .expect("made")
+                .attach(Access::ReadWrite)
+                .map_err(|x| e(&x))?;
+            let hs = handshake_of(m, objs.sems);
+            let second = Ring::bytes(SLOTS, slot);
+            Box::new(ShmChannel {
+                tx: Ring::new(&attachment, 0, SLOTS, slot, hs, 0),
+                rx: Ring::new(&attachment, second, SLOTS, slot, hs, 1),
+            })
+        }
+        other => return Err(format!("unknown mechanism {other:?}; known: {}", MECHANISMS.join(", "))),
+    };
+    let pat = pattern(chunk);
+    let mut buf = vec![0u8; chunk];
+    ch.send(&[1]).map_err(|x| e(&x))?;
+    let t0 = Instant::now();
+    for i in 0..count as u64 {
+        ch.recv(&mut buf).map_err(|x| e(&x))?;
+        verify(&buf, i, &pat).map_err(|x| e(&x))?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut one = [0u8; 1];
+    for i in 0..rounds {
+        ch.send(&[i as u8]).map_err(|x| e(&x))?;
+        ch.recv(&mut one).map_err(|x| e(&x))?;
+        if one[0] != (i as u8).wrapping_add(1) {
+            return Err(e(&format!("round trip {i}: wrong echo")));
+        }
+    }
+    let rtt = t1.elapsed().as_secs_f64() / rounds.max(1) as f64;
+    drop(ch);
+    let mut child = reap.0.take().expect("child");
+    let status = child.wait().map_err(|x| e(&x))?;
+    if !status.success() {
+        return Err(e(&format!("peer exited with {status}")));
+    }
+    Ok((secs, rtt))
+}
+
+/// Arguments of `shmconf bench-peer` (internal).
+#[derive(Debug, clap::Args)]
+pub struct PeerArgs {
+    #[arg(long)]
+    mech: String,
+    #[arg(long)]
+    chunk: usize,
+    #[arg(long)]
+    count: usize,
+    #[arg(long)]
+    rounds: usize,
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    piece: usize,
+    #[arg(long)]
+    shm_id: Option<i32>,
+    #[arg(long)]
+    sem_id: Option<i32>,
+    #[arg(long)]
+    msq_id: Option<i32>,
+    /// File-to-file mode: read this file and send it (ends with an empty slot).
+    #[arg(long)]
+    input: Option<PathBuf>,
+}
+
+/// The child side: connect, stream `count` stamped chunks, echo round trips.
+pub fn peer(a: PeerArgs) -> Result<(), String> {
+    let attachment;
+    let mut ch: Box<dyn Channel> = match a.mech.as_str() {
+        "pipe" => Box::new(Stream {
+            rx: StdioFds,
+            tx: StdioFds,
+        }),
+        "fifo" => {
+            let rx = File::open(a.dir.join("p2c")).map_err(|e| e.to_string())?;
+            let tx = std::fs::OpenOptions::new()
+                .write(true)
+                .open(a.dir.join("c2p"))
+                .map_err(|e| e.to_string())?;
+            Box::new(Stream { rx, tx })
+        }
+        "unix" => {
+            let s = UnixStream::connect(a.dir.join("sock")).map_err(|e| e.to_string())?;
+            Box::new(Stream {
+                rx: s.try_clone().map_err(|e| e.to_string())?,
+                tx: s,
+            })
+        }
+        "msgq" => Box::new(Mq {
+            q: MsgQueue::from_id(a.msq_id.ok_or("--msq-id")?),
+            piece: a.piece,
+            send_type: 2,
+            recv_type: 1,
+            scratch: Vec::new(),
+        }),
+        m if m.starts_with("shm") => {
+            attachment = Segment::from_id(a.shm_id.ok_or("--shm-id")?)
+                .attach(Access::ReadWrite)
+                .map_err(|e| e.to_string())?;
+            let hs = handshake_of(m, a.sem_id.map(Semaphores::from_id));
+            let slot = a.chunk.max(64);
+            let second = Ring::bytes(SLOTS, slot);
+            if let Some(input) = &a.input {
+                // File mode: file → segment by read(2) straight into the slot.
+                let ring = Ring::new(&attachment, second, SLOTS, slot, hs, 1);
+                let file = File::open(input).map_err(|e| e.to_string())?;
+                while ring
+                    .send_with(|at, off, room| at.read_from(off, room, &file))
+                    .map_err(|e| e.to_string())?
+                    > 0
+                {}
+                return Ok(());
+            }
+            Box::new(ShmChannel {
+                tx: Ring::new(&attachment, second, SLOTS, slot, hs, 1),
+                rx: Ring::new(&attachment, 0, SLOTS, slot, hs, 0),
+            })
+        }
+        other => return Err(format!("unknown mechanism {other:?}")),
+    };
+    if let Some(input) = &a.input {
+        // File mode through a stream: read(2) into a buffer, write(2) it on.
+        let mut file = File::open(input).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; a.chunk];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            ch.send(&buf[..n]).map_err(|e| e.to_string())?;
+        }
+    }
+    let mut go = [0u8; 1];
+    ch.recv(&mut go).map_err(|e| e.to_string())?;
+    let mut buf = pattern(a.chunk);
+    for i in 0..a.count as u64 {
+        stamp(&mut buf, i);
+        ch.send(&buf).map_err(|e| e.to_string())?;
+    }
+    let mut one = [0u8; 1];
+    for _ in 0..a.rounds {
+        ch.recv(&mut one).map_err(|e| e.to_string())?;
+        ch.send(&[one[0].wrapping_add(1)]).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// File to file: through a segment (read(2) into it, write(2) out of it: two
+/// copies) and through a pipe (read, write, read, write: four).
+fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, String> {
+    let input = dir.join("input");
+    let chunk = 1 << 20;
+    {
+        let mut f = File::create(&input).map_err(|e| e.to_string())?;
+        let block = pattern(chunk);
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk);
+            std::io::Write::write_all(&mut f, &block[..n]).map_err(|e| e.to_string())?;
+            left -= n;
+        }
+    }
+    let mut out = Vec::new();
+    for (mech, copies) in [("shm-futex", 2), ("pipe", 4)] {
+        let output = dir.join(format!("output-{mech}"));
+        let dst = File::create(&output).map_err(|e| e.to_string())?;
+        let mut args: Vec<String> = vec!["bench-peer".into(), "--mech".into(), mech.into()];
+        args.extend([
+            "--chunk".into(),
+            chunk.to_string(),
+            "--count".into(),
+            "0".into(),
+            "--rounds".into(),
+            "0".into(),
+        ]);
+        args.extend([
+            "--dir".into(),
+            dir.display().to_string(),
+            "--piece".into(),
+            chunk.to_string(),
+        ]);
+        args.extend(["--input".into(), input.display().to_string()]);
+        let mut seg = None;
+        if mech.starts_with("shm") {
+            let s = Segment::get(Key::PRIVATE, 2 * Ring::bytes(SLOTS, chunk), Create::IfMissing, 0o600)
+                .map_err(|e| e.to_string())?;
+            args.extend(["--shm-id".into(), s.id().to_string()]);
+            seg = Some(s);
+        }
+        let t0 = Instant::now();
+        let mut child = Command::new(&opts.exe)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let result = match seg {
+            Some(s) => {
+                let at = s.attach(Access::ReadWrite).map_err(|e| e.to_string())?;
+                let ring = Ring::new(&at, Ring::bytes(SLOTS, chunk), SLOTS, chunk, Handshake::Futex, 1);
+                let mut r = Ok(());
+                loop {
+                    match ring.recv_with(|at, off, len| {
+                        let mut done = 0;
+                        while done < len {
+                            done += at.write_to(off + done, len - done, &dst)?;
+                        }
+                        Ok(len)
+                    }) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            r = Err(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                let _ = s.remove();
+                r
+            }
+            None => {
+                // A plain read/write loop: std::io::copy would splice, skipping copies.
+                let mut rx = child.stdout.take().expect("piped");
+                let mut dst = dst;
+                let mut buf = vec![0u8; chunk];
+                loop {
+                    match std::io::Read::read(&mut rx, &mut buf) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            if let Err(e) = std::io::Write::write_all(&mut dst, &buf[..n]) {
+                                break Err(e.to_string());
+                            }
+                        }
+                        Err(e) => break Err(e.to_string()),
+                    }
+                }
+            }
+        };
+        let status = child.wait().map_err(|e| e.to_string())?;
+        let secs = t0.elapsed().as_secs_f64();
+        result?;
+        if !status.success() {
+            return Err(format!("file-to-file {mech}: peer exited with {status}"));
+        }
+        let same =
+            std::fs::read(&input).map_err(|e| e.to_string())? == std::fs::read(&output).map_err(|e| e.to_string())?;
+        if !same {
+            return Err(format!("file-to-file {mech}: the output file differs from the input"));
+        }
+        let _ = std::fs::remove_file(&output);
+        out.push(FileToFile {
+            mechanism: mech.into(),
+            copies,
+            bytes,
+            seconds: secs,
+            gbps: bytes as f64 / secs / 1e9,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_catches_a_wrong_byte_or_sequence() {
+        let pat = pattern(4096);
+        let mut buf = pat.clone();
+        stamp(&mut buf, 7);
+        verify(&buf, 7, &pat).unwrap();
+        assert!(verify(&buf, 8, &pat).is_err());
+        buf[100] ^= 1;
+        assert!(verify(&buf, 7, &pat).unwrap_err().contains("offset 100"));
+    }
+}
