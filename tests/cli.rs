@@ -243,6 +243,16 @@ fn another_uid_on_a_0600_segment_is_eacces_and_segment_survives() {
             // The build tree may sit under a private directory: give uid 65534 a copy it can reach.
             let copy = sb.file(role);
             std::fs::copy(assert_cmd::cargo::cargo_bin(role), &copy).unwrap();
+            // Another test thread may have forked while the copy's write fd was
+            // open; until that child execs, exec of the copy fails with ETXTBSY.
+            for _ in 0..100 {
+                match std::process::Command::new(&copy).arg("--version").output() {
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    _ => break,
+                }
+            }
             let mut cmd = std::process::Command::new(&copy);
             cmd.current_dir(sb.path()).uid(65534).gid(65534);
             Command::from_std(cmd)
