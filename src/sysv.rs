@@ -550,6 +550,24 @@ impl Attachment {
     }
 }
 
+impl Attachment {
+    /// Whether the segment holds exactly `expected` at `offset`, compared in
+    /// place (no copy out): how a consumer checks data another process wrote.
+    pub fn equals_at(&self, offset: usize, expected: &[u8]) -> std::result::Result<bool, OutOfBounds> {
+        self.check(offset, expected.len())?;
+        // SAFETY: the range is inside the mapping; memcmp reads through raw
+        // pointers, so no Rust reference to the shared bytes is formed.
+        let rc = unsafe {
+            libc::memcmp(
+                self.ptr.as_ptr().add(offset).cast(),
+                expected.as_ptr().cast(),
+                expected.len(),
+            )
+        };
+        Ok(rc == 0)
+    }
+}
+
 /// FUTEX_WAIT on a word another process may change (a shared, not private,
 /// futex): sleep while `*word == expected`, or until woken. Spurious wake-ups
 /// happen; callers re-check their condition.

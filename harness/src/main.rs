@@ -76,16 +76,20 @@ struct BenchArgs {
     /// 1-byte round trips per mechanism.
     #[arg(long, default_value_t = 20000)]
     rounds: usize,
-    /// Mechanisms (shm-futex, shm-spin, shm-sem, pipe, fifo, msgq, unix).
+    /// Mechanisms: shm-inplace (futex ring, checked in place), shm-futex, shm-spin, shm-sem (copied out), pipe, fifo, msgq, unix.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "shm-futex,shm-spin,shm-sem,pipe,fifo,msgq,unix"
+        default_value = "shm-inplace,shm-futex,shm-spin,shm-sem,pipe,fifo,msgq,unix"
     )]
     mechanisms: Vec<String>,
     /// Also copy a file of this many MiB: through a segment (2 copies) and a pipe (4).
     #[arg(long)]
     file_mib: Option<usize>,
+    /// Also time the harness on these scenarios: --jobs 1 vs --jobs 2, and
+    /// per-scenario overhead against bare fork/exec of the same processes.
+    #[arg(long, value_name = "SCENARIOS")]
+    harness: Option<PathBuf>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -395,6 +399,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         rounds: args.rounds,
         mechanisms: args.mechanisms,
         file_bytes: args.file_mib.map(|m| m << 20),
+        harness: args.harness,
         exe,
     };
     let results = match bench::run(&opts) {

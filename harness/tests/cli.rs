@@ -456,6 +456,7 @@ fn a_tiny_benchmark_completes_and_verifies_its_bytes() {
         .collect();
     for m in [
         "memcpy",
+        "shm-inplace",
         "shm-futex",
         "shm-spin",
         "shm-sem",
@@ -466,7 +467,7 @@ fn a_tiny_benchmark_completes_and_verifies_its_bytes() {
     ] {
         assert!(mechanisms.contains(m), "{m} measured");
     }
-    assert_eq!(v["latency"].as_array().unwrap().len(), 7);
+    assert_eq!(v["latency"].as_array().unwrap().len(), 8);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
 }
 

@@ -14,6 +14,13 @@ pub trait Channel {
     fn send(&mut self, data: &[u8]) -> std::io::Result<()>;
     /// Receive exactly `buf.len()` bytes.
     fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<()>;
+
+    /// Receive one chunk and check it is chunk `seq` of `pattern`. By default
+    /// into `buf`, then compared; shared memory can compare in place.
+    fn recv_verified(&mut self, buf: &mut [u8], seq: u64, pattern: &[u8]) -> std::io::Result<()> {
+        self.recv(buf)?;
+        super::verify(buf, seq, pattern).map_err(io_err)
+    }
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -226,6 +233,8 @@ impl<'a> Ring<'a> {
 pub struct ShmChannel<'a> {
     pub tx: Ring<'a>,
     pub rx: Ring<'a>,
+    /// Check received chunks in the segment instead of copying them out.
+    pub in_place: bool,
 }
 
 impl Channel for ShmChannel<'_> {
@@ -247,6 +256,22 @@ impl Channel for ShmChannel<'_> {
                 at.read_at(off, &mut rest[..len]).map_err(io_err)?;
                 Ok(len)
             })?;
+        }
+        Ok(())
+    }
+
+    fn recv_verified(&mut self, buf: &mut [u8], seq: u64, pattern: &[u8]) -> std::io::Result<()> {
+        if !self.in_place || buf.len() > self.rx.slot_size {
+            self.recv(buf)?;
+            return super::verify(buf, seq, pattern).map_err(io_err);
+        }
+        let n = buf.len().min(8);
+        let ok = self.rx.recv_with(|at, off, len| {
+            let stamp_ok = at.equals_at(off, &seq.to_le_bytes()[..n]).map_err(io_err)?;
+            Ok(len == buf.len() && stamp_ok && at.equals_at(off + n, &pattern[n..len]).map_err(io_err)?)
+        })?;
+        if !ok {
+            return Err(io_err(format!("chunk {seq} arrived corrupted")));
         }
         Ok(())
     }

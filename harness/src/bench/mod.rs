@@ -8,6 +8,7 @@
 //! spawns itself as `shmconf bench-peer`, and times what arrives.
 
 pub mod channel;
+pub mod harness_speed;
 pub mod report;
 
 use std::fs::File;
@@ -22,7 +23,16 @@ use shmconf::sysv::{Access, Create, Key, MsgQueue, Segment, Semaphores};
 use channel::{Channel, Handshake, Mq, Ring, ShmChannel, StdioFds, Stream};
 
 /// The mechanisms, by the names the CLI and the report use.
-pub const MECHANISMS: &[&str] = &["shm-futex", "shm-spin", "shm-sem", "pipe", "fifo", "msgq", "unix"];
+pub const MECHANISMS: &[&str] = &[
+    "shm-inplace",
+    "shm-futex",
+    "shm-spin",
+    "shm-sem",
+    "pipe",
+    "fifo",
+    "msgq",
+    "unix",
+];
 
 /// Slots per ring.
 const SLOTS: u32 = 4;
@@ -34,6 +44,8 @@ pub struct Options {
     pub rounds: usize,
     pub mechanisms: Vec<String>,
     pub file_bytes: Option<usize>,
+    /// Also time the harness on these scenarios.
+    pub harness: Option<PathBuf>,
     /// The `shmconf` binary to spawn as the peer.
     pub exe: PathBuf,
 }
@@ -70,6 +82,7 @@ pub struct Results {
     pub throughput: Vec<Throughput>,
     pub latency: Vec<Latency>,
     pub file_to_file: Vec<FileToFile>,
+    pub harness: Option<harness_speed::HarnessSpeed>,
 }
 
 /// Deterministic pseudo-random bytes; chunk i carries i in its first 8 bytes.
@@ -85,7 +98,7 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn verify(buf: &[u8], seq: u64, pattern: &[u8]) -> Result<(), String> {
+pub(crate) fn verify(buf: &[u8], seq: u64, pattern: &[u8]) -> Result<(), String> {
     let n = buf.len().min(8);
     if buf[..n] != seq.to_le_bytes()[..n] || buf[n..] != pattern[n..] {
         let at = buf
@@ -173,12 +186,17 @@ fn run_here(opts: &Options) -> Result<Results, String> {
     if let Some(bytes) = opts.file_bytes {
         file_to_file = files(opts, dir.path(), bytes)?;
     }
+    let harness = match &opts.harness {
+        Some(path) => Some(harness_speed::measure(&opts.exe, path)?),
+        None => None,
+    };
     Ok(Results {
         machine: report::Machine::read(),
         msg_piece: piece,
         throughput,
         latency,
         file_to_file,
+        harness,
     })
 }
 
@@ -350,6 +368,7 @@ fn transfer(
             Box::new(ShmChannel {
                 tx: Ring::new(&attachment, 0, SLOTS, slot, hs, 0),
                 rx: Ring::new(&attachment, second, SLOTS, slot, hs, 1),
+                in_place: m == "shm-inplace",
             })
         }
         other => return Err(format!("unknown mechanism {other:?}; known: {}", MECHANISMS.join(", "))),
@@ -359,8 +378,7 @@ fn transfer(
     ch.send(&[1]).map_err(|x| e(&x))?;
     let t0 = Instant::now();
     for i in 0..count as u64 {
-        ch.recv(&mut buf).map_err(|x| e(&x))?;
-        verify(&buf, i, &pat).map_err(|x| e(&x))?;
+        ch.recv_verified(&mut buf, i, &pat).map_err(|x| e(&x))?;
     }
     let secs = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
@@ -459,6 +477,7 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
             Box::new(ShmChannel {
                 tx: Ring::new(&attachment, second, SLOTS, slot, hs, 1),
                 rx: Ring::new(&attachment, 0, SLOTS, slot, hs, 0),
+                in_place: false,
             })
         }
         other => return Err(format!("unknown mechanism {other:?}")),

@@ -110,6 +110,12 @@ pub fn table(r: &Results) -> String {
             ));
         }
     }
+    if let Some(h) = &r.harness {
+        out.push_str(&format!(
+            "\nharness: {} scenarios; --jobs 1 {:.0} ms, --jobs 2 {:.0} ms (x{:.2}); {} processes spawned bare in {:.0} ms; overhead {:.1} ms per scenario\n",
+            h.scenarios, h.jobs1_ms, h.jobs2_ms, h.speedup, h.processes, h.bare_ms, h.overhead_per_scenario_ms
+        ));
+    }
     out
 }
 
