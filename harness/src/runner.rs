@@ -224,26 +224,12 @@ pub enum ExpectedStatus {
 
 impl Expectations {
     pub fn load(path: &Path) -> Result<Expectations, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-            file: path.into(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::unreadable(path, e))?;
         Self::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Expectations, LoadError> {
-        toml::from_str(text).map_err(|e| {
-            let off = e.span().map_or(0, |s| s.start);
-            let before = &text[..off];
-            LoadError {
-                file: path.into(),
-                line: before.matches('\n').count() + 1,
-                column: before.rsplit('\n').next().map_or(0, str::len) + 1,
-                message: e.message().trim().into(),
-            }
-        })
+        crate::scenario::from_toml(path, text)
     }
 }
 

@@ -419,6 +419,40 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+impl LoadError {
+    /// An error at a byte offset of `text`, located by line and column.
+    pub fn at(file: &Path, text: &str, offset: usize, message: String) -> LoadError {
+        let (line, column) = line_col(text, offset);
+        LoadError {
+            file: file.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    pub fn unreadable(file: &Path, e: std::io::Error) -> LoadError {
+        LoadError {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }
+    }
+}
+
+/// Deserialize a TOML file's text, errors located by line and column.
+pub fn from_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, LoadError> {
+    toml::from_str(text).map_err(|e| {
+        LoadError::at(
+            file,
+            text,
+            e.span().map_or(0, |s| s.start),
+            e.message().trim().to_string(),
+        )
+    })
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -446,28 +480,15 @@ pub struct Needs {
 
 impl Scenario {
     pub fn parse(file: &Path, text: &str) -> Result<Scenario, LoadError> {
-        let err_at = |offset: usize, message: String| {
-            let (line, column) = line_col(text, offset);
-            LoadError {
-                file: file.to_owned(),
-                line,
-                column,
-                message,
-            }
-        };
-        let scenario: Scenario = toml::from_str(text)
-            .map_err(|e| err_at(e.span().map_or(0, |s| s.start), e.message().trim().to_string()))?;
-        scenario.validate().map_err(|(offset, msg)| err_at(offset, msg))?;
+        let scenario: Scenario = from_toml(file, text)?;
+        scenario
+            .validate()
+            .map_err(|(offset, msg)| LoadError::at(file, text, offset, msg))?;
         Ok(scenario)
     }
 
     pub fn load(file: &Path) -> Result<Scenario, LoadError> {
-        let text = std::fs::read_to_string(file).map_err(|e| LoadError {
-            file: file.to_owned(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(file).map_err(|e| LoadError::unreadable(file, e))?;
         Self::parse(file, &text)
     }
 
