@@ -90,6 +90,9 @@ struct BenchArgs {
     /// per-scenario overhead against bare fork/exec of the same processes.
     #[arg(long, value_name = "SCENARIOS")]
     harness: Option<PathBuf>,
+    /// Scenarios the harness timing leaves out (as `run --skip`; repeatable).
+    #[arg(long = "harness-skip", value_name = "PATTERN")]
+    harness_skip: Vec<String>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -400,6 +403,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         mechanisms: args.mechanisms,
         file_bytes: args.file_mib.map(|m| m << 20),
         harness: args.harness,
+        harness_skip: args.harness_skip,
         exe,
     };
     let results = match bench::run(&opts) {

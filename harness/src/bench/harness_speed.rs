@@ -45,11 +45,20 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
-fn timed_run(exe: &Path, scenarios: &Path, jobs: usize, record: Option<&Path>) -> Result<(f64, usize), String> {
+fn timed_run(
+    exe: &Path,
+    scenarios: &Path,
+    skip: &[String],
+    jobs: usize,
+    record: Option<&Path>,
+) -> Result<(f64, usize), String> {
     let mut cmd = Command::new(exe);
     cmd.arg("run")
         .arg(scenarios)
         .args(["--jobs", &jobs.to_string(), "--format", "json"]);
+    for s in skip {
+        cmd.args(["--skip", s]);
+    }
     if let Some(r) = record {
         cmd.arg("--record").arg(r);
     }
@@ -61,12 +70,12 @@ fn timed_run(exe: &Path, scenarios: &Path, jobs: usize, record: Option<&Path>) -
     Ok((ms, ran as usize))
 }
 
-pub fn measure(exe: &Path, scenarios: &Path) -> Result<HarnessSpeed, String> {
+pub fn measure(exe: &Path, scenarios: &Path, skip: &[String]) -> Result<HarnessSpeed, String> {
     let record = tempfile::tempdir().map_err(|e| e.to_string())?;
     // Warm the page cache, then measure both in the same run, alternating.
-    timed_run(exe, scenarios, 2, None)?;
-    let (jobs1, n) = timed_run(exe, scenarios, 1, Some(record.path()))?;
-    let (jobs2, _) = timed_run(exe, scenarios, 2, None)?;
+    timed_run(exe, scenarios, skip, 2, None)?;
+    let (jobs1, n) = timed_run(exe, scenarios, skip, 1, Some(record.path()))?;
+    let (jobs2, _) = timed_run(exe, scenarios, skip, 2, None)?;
     // The processes the suite spawned, with their stdin, from its own logs.
     let mut spawns: Vec<(Vec<String>, Vec<u8>)> = Vec::new();
     for entry in std::fs::read_dir(record.path()).map_err(|e| e.to_string())?.flatten() {

@@ -34,8 +34,12 @@ pub const MECHANISMS: &[&str] = &[
     "unix",
 ];
 
-/// Slots per ring.
-const SLOTS: u32 = 4;
+/// Slots per ring: about 1 MiB of ring per direction (at least 4 slots, at
+/// most 256), so small chunks do not make the sides wait on each other at
+/// every chunk. Both processes compute it from the chunk size.
+fn slots_for(chunk: usize) -> u32 {
+    ((1usize << 20) / chunk.max(1)).clamp(4, 256) as u32
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -44,8 +48,10 @@ pub struct Options {
     pub rounds: usize,
     pub mechanisms: Vec<String>,
     pub file_bytes: Option<usize>,
-    /// Also time the harness on these scenarios.
+    /// Also time the harness on these scenarios...
     pub harness: Option<PathBuf>,
+    /// ...leaving out these (`shmconf run --skip`).
+    pub harness_skip: Vec<String>,
     /// The `shmconf` binary to spawn as the peer.
     pub exe: PathBuf,
 }
@@ -125,7 +131,7 @@ fn stamp(buf: &mut [u8], seq: u64) {
 fn msg_piece(largest: usize) -> usize {
     let want = largest.max(8192);
     let ok = std::fs::write("/proc/sys/kernel/msgmax", want.to_string()).is_ok()
-        && std::fs::write("/proc/sys/kernel/msgmnb", (want * SLOTS as usize).to_string()).is_ok();
+        && std::fs::write("/proc/sys/kernel/msgmnb", (want * 4).to_string()).is_ok();
     if ok {
         want
     } else {
@@ -187,7 +193,7 @@ fn run_here(opts: &Options) -> Result<Results, String> {
         file_to_file = files(opts, dir.path(), bytes)?;
     }
     let harness = match &opts.harness {
-        Some(path) => Some(harness_speed::measure(&opts.exe, path)?),
+        Some(path) => Some(harness_speed::measure(&opts.exe, path, &opts.harness_skip)?),
         None => None,
     };
     Ok(Results {
@@ -284,14 +290,14 @@ fn transfer(
     ];
     let e = |e: &dyn std::fmt::Display| format!("{mech}: {e}");
     if mech.starts_with("shm") {
-        let size = 2 * Ring::bytes(SLOTS, slot);
+        let size = 2 * Ring::bytes(slots_for(chunk), slot);
         let seg = Segment::get(Key::PRIVATE, size, Create::IfMissing, 0o600).map_err(|x| e(&x))?;
         objs.segment = Some(seg);
         args.extend(["--shm-id".into(), seg.id().to_string()]);
         if mech == "shm-sem" {
             let s = Semaphores::create_private(4, 0o600).map_err(|x| e(&x))?;
-            s.op(0, SLOTS as i16).map_err(|x| e(&x))?;
-            s.op(2, SLOTS as i16).map_err(|x| e(&x))?;
+            s.op(0, slots_for(chunk) as i16).map_err(|x| e(&x))?;
+            s.op(2, slots_for(chunk) as i16).map_err(|x| e(&x))?;
             objs.sems = Some(s);
             args.extend(["--sem-id".into(), s.id().to_string()]);
         }
@@ -364,10 +370,10 @@ fn transfer(
                 .attach(Access::ReadWrite)
                 .map_err(|x| e(&x))?;
             let hs = handshake_of(m, objs.sems);
-            let second = Ring::bytes(SLOTS, slot);
+            let second = Ring::bytes(slots_for(chunk), slot);
             Box::new(ShmChannel {
-                tx: Ring::new(&attachment, 0, SLOTS, slot, hs, 0),
-                rx: Ring::new(&attachment, second, SLOTS, slot, hs, 1),
+                tx: Ring::new(&attachment, 0, slots_for(chunk), slot, hs, 0),
+                rx: Ring::new(&attachment, second, slots_for(chunk), slot, hs, 1),
                 in_place: m == "shm-inplace",
             })
         }
@@ -462,10 +468,10 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let hs = handshake_of(m, a.sem_id.map(Semaphores::from_id));
             let slot = a.chunk.max(64);
-            let second = Ring::bytes(SLOTS, slot);
+            let second = Ring::bytes(slots_for(a.chunk), slot);
             if let Some(input) = &a.input {
                 // File mode: file → segment by read(2) straight into the slot.
-                let ring = Ring::new(&attachment, second, SLOTS, slot, hs, 1);
+                let ring = Ring::new(&attachment, second, slots_for(a.chunk), slot, hs, 1);
                 let file = File::open(input).map_err(|e| e.to_string())?;
                 while ring
                     .send_with(|at, off, room| at.read_from(off, room, &file))
@@ -475,8 +481,8 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
                 return Ok(());
             }
             Box::new(ShmChannel {
-                tx: Ring::new(&attachment, second, SLOTS, slot, hs, 1),
-                rx: Ring::new(&attachment, 0, SLOTS, slot, hs, 0),
+                tx: Ring::new(&attachment, second, slots_for(a.chunk), slot, hs, 1),
+                rx: Ring::new(&attachment, 0, slots_for(a.chunk), slot, hs, 0),
                 in_place: false,
             })
         }
@@ -546,8 +552,13 @@ fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, St
         args.extend(["--input".into(), input.display().to_string()]);
         let mut seg = None;
         if mech.starts_with("shm") {
-            let s = Segment::get(Key::PRIVATE, 2 * Ring::bytes(SLOTS, chunk), Create::IfMissing, 0o600)
-                .map_err(|e| e.to_string())?;
+            let s = Segment::get(
+                Key::PRIVATE,
+                2 * Ring::bytes(slots_for(chunk), chunk),
+                Create::IfMissing,
+                0o600,
+            )
+            .map_err(|e| e.to_string())?;
             args.extend(["--shm-id".into(), s.id().to_string()]);
             seg = Some(s);
         }
@@ -560,7 +571,14 @@ fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, St
         let result = match seg {
             Some(s) => {
                 let at = s.attach(Access::ReadWrite).map_err(|e| e.to_string())?;
-                let ring = Ring::new(&at, Ring::bytes(SLOTS, chunk), SLOTS, chunk, Handshake::Futex, 1);
+                let ring = Ring::new(
+                    &at,
+                    Ring::bytes(slots_for(chunk), chunk),
+                    slots_for(chunk),
+                    chunk,
+                    Handshake::Futex,
+                    1,
+                );
                 let mut r = Ok(());
                 loop {
                     match ring.recv_with(|at, off, len| {
