@@ -199,7 +199,7 @@ fn check_step(n: usize, step: &Step, events: &[&EventKind], f: &mut Findings) {
     // timeout or setup error) is a harness bug; say so rather than pass.
     let ends = matches!(step.action(), Action::Run | Action::Exec) && !step.background
         || step.kill.is_some()
-        || (step.wait.is_some() && step.until_stdout.is_none());
+        || (step.wait.is_some() && step.until_stdout.is_none() && step.until_attached.is_none());
     let ended = events.iter().any(|e| {
         matches!(
             e,

@@ -506,6 +506,54 @@ impl Context {
                 }
                 true
             }
+            Action::Wait if step.until_attached.is_some() => {
+                let name = step.wait.clone().unwrap();
+                let spec = step.until_attached.clone().unwrap();
+                let key = match parse_key_spec(&spec).expect("validated") {
+                    KeySpec::Ftok { file, proj_id } => Key::ftok(&dir.join(&file), proj_id).map(|k| k.raw()).ok(),
+                    KeySpec::Raw(v) => Some(v),
+                    KeySpec::Private => Some(0),
+                };
+                let proc = self.procs.get_mut(&name).expect("validated");
+                loop {
+                    let attached = key.is_some_and(|k| {
+                        SegTable::read()
+                            .map(|t| t.by_key(Key::from_raw(k)).any(|row| row.nattch >= 1))
+                            .unwrap_or(false)
+                    });
+                    if attached {
+                        r.rec(
+                            Some(n),
+                            EventKind::OutputSeen {
+                                proc: name,
+                                text: format!("attached to {spec}"),
+                            },
+                        );
+                        return true;
+                    }
+                    if proc.has_exited() || Instant::now() >= deadline || procs::interrupted() {
+                        let (stdout, stderr) = proc.output();
+                        let exited = if proc.has_exited() {
+                            " (the process had already exited)"
+                        } else {
+                            ""
+                        };
+                        proc.kill_group();
+                        r.rec(
+                            Some(n),
+                            EventKind::Timeout {
+                                proc: name,
+                                waiting_for: format!("a segment with key {spec} to be attached{exited}"),
+                                limit_ms: limit.as_millis() as u64,
+                                stdout: Text(stdout),
+                                stderr: Text(stderr),
+                            },
+                        );
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             Action::Wait => {
                 let name = step.wait.clone().unwrap();
                 let proc = self.procs.get_mut(&name).expect("validated");

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use shmconf::sysv::{Access, Segment};
+use shmconf::sysv::{Access, Key, Segment};
 use shmconf::SegTable;
 
 use crate::check::Status;
@@ -402,15 +402,28 @@ fn execute_here(ctx: &Ctx, order: &[Step]) -> Result<Vec<String>, String> {
                         Event::Run(run.clone())
                     }
                     Part::Attach => {
+                        // Attached and waiting: its prompt is out, or (for a
+                        // program that does not flush it) the kernel shows one
+                        // more attachment on its key; or it exited early.
+                        let key = model.key_of(spec);
+                        let attached = || -> u64 {
+                            key.and_then(|k| {
+                                SegTable::read()
+                                    .ok()
+                                    .map(|t| t.by_key(Key::from_raw(k)).map(|r| r.nattch).sum())
+                            })
+                            .unwrap_or(0)
+                        };
+                        let before = attached();
                         let p = spawn(spec)?;
-                        // Attached and waiting at its prompt (or it exited early).
                         let deadline = Instant::now() + limit;
                         loop {
                             match p.wait_stdout(
                                 b"Write Data: ",
-                                (Instant::now() + Duration::from_millis(20)).min(deadline),
+                                (Instant::now() + Duration::from_millis(1)).min(deadline),
                             ) {
                                 WaitOutcome::Done(()) => break,
+                                _ if attached() > before => break,
                                 _ if p.has_exited() || Instant::now() >= deadline || procs::interrupted() => break,
                                 _ => {}
                             }

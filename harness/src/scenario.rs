@@ -292,6 +292,10 @@ pub struct Step {
     pub close_stdin: Option<bool>,
     /// For `wait`: wait until stdout contains this text instead of the exit.
     pub until_stdout: Option<String>,
+    /// For `wait`: wait until the kernel shows a segment with this key attached
+    /// (nattch >= 1), e.g. "ftok:shmfile:65": a barrier on kernel state that
+    /// does not depend on when the process flushes its prompt.
+    pub until_attached: Option<String>,
     /// For `kill`: the signal name.
     pub signal: Option<String>,
     /// Namespace the step runs in (default "main").
@@ -634,6 +638,15 @@ impl Scenario {
             }
             if step.feed.is_some() && step.stdin.is_none() {
                 return Err((at, format!("step {n}: feed needs stdin")));
+            }
+            if let Some(k) = &step.until_attached {
+                parse_key_spec(k).map_err(|e| (at, format!("step {n}: until_attached: {e}")))?;
+                if step.wait.is_none() || step.until_stdout.is_some() || step.expect.is_some() {
+                    return Err((
+                        at,
+                        format!("step {n}: until_attached goes on a wait, without until_stdout or expect"),
+                    ));
+                }
             }
             if step.until_stdout.is_some() && step.wait.is_none() {
                 return Err((at, format!("step {n}: until_stdout only applies to wait")));

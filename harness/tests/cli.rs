@@ -484,3 +484,43 @@ fn a_filesystem_without_colliding_inodes_in_time_is_a_skip_not_a_failure() {
             "got inodes equal modulo 65536 within the step's time limit",
         ));
 }
+
+#[test]
+fn a_third_party_python_pair_passes_the_seed_contract_and_agrees_with_the_model() {
+    let python = std::env::var("SHMCONF_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_sysv_ipc = StdCommand::new(&python)
+        .args(["-c", "import sysv_ipc"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_sysv_ipc {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide sysv_ipc (SHMCONF_PYTHON)"
+        );
+        eprintln!("skipped: no Python with sysv_ipc");
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/thirdparty");
+    let role = |r: &str| format!("{python} {}", dir.join(format!("{r}.py")).display());
+    shmconf()
+        .args([
+            "run",
+            "--tag",
+            "seed-contract",
+            "--name",
+            "python-sysv_ipc",
+            "--writer",
+            &role("writer"),
+        ])
+        .args(["--reader", &role("reader")])
+        .arg(scenarios())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("shmconf: 12 passed, 0 failed"));
+    shmconf()
+        .args(["run", "--writer", &role("writer"), "--reader", &role("reader")])
+        .arg(scenarios().join("orders/explore-2x2.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("24 orders agree with the model"));
+}
