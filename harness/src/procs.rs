@@ -271,10 +271,13 @@ pub struct PidNamespace {
 impl PidNamespace {
     /// Prepare a new PID namespace; the first process spawned in it is its init.
     pub fn new() -> std::io::Result<PidNamespace> {
-        Ok(PidNamespace {
-            target: None,
-            home: std::fs::File::open("/proc/thread-self/ns/pid")?,
-        })
+        let home = std::fs::File::open("/proc/thread-self/ns/pid")?;
+        // Returning home after each spawn must be allowed, or the thread would
+        // be stuck with children in the new namespace. As root of a user
+        // namespace of our own it is not (the home namespace belongs to the
+        // initial user namespace): then no PID namespace at all.
+        nix::sched::setns(&home, nix::sched::CloneFlags::CLONE_NEWPID)?;
+        Ok(PidNamespace { target: None, home })
     }
 
     fn enter_for_children(&mut self) -> std::io::Result<()> {

@@ -191,7 +191,7 @@ impl Capabilities {
         }
         if needs.sysctl && !self.sysctls {
             return Some(
-                "sets a sysctl, and /proc/sys is read-only here (in Docker: --security-opt systempaths=unconfined)"
+                "sets a sysctl, and /proc/sys/kernel is not writable here (in Docker: --security-opt systempaths=unconfined)"
                     .into(),
             );
         }

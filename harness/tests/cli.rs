@@ -2,6 +2,7 @@
 //! precisely what is wrong, time out hung ones and kill them with their
 //! group, report in every format, and leave nothing behind, Ctrl-C included.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
@@ -523,4 +524,53 @@ fn a_third_party_python_pair_passes_the_seed_contract_and_agrees_with_the_model(
         .assert()
         .success()
         .stdout(predicate::str::contains("24 orders agree with the model"));
+}
+
+#[test]
+fn without_root_it_runs_as_root_of_a_user_namespace_of_its_own() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to switch to an unprivileged uid");
+        return;
+    }
+    // Copies uid 65534 can reach (the build tree may sit under a private dir).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for bin in ["shmconf", "shm-writer", "shm-reader"] {
+        std::fs::copy(assert_cmd::cargo::cargo_bin(bin), dir.path().join(bin)).unwrap();
+    }
+    let scen = dir.path().join("scenarios");
+    for sub in ["visibility", "orders"] {
+        std::fs::create_dir_all(scen.join(sub)).unwrap();
+    }
+    for f in [
+        "visibility/writer-then-reader.toml",
+        "orders/paused-writer.toml",
+        "orders/explore-2x2.toml",
+    ] {
+        std::fs::copy(scenarios().join(f), scen.join(f)).unwrap();
+    }
+    let run = || {
+        let mut cmd = StdCommand::new(dir.path().join("shmconf"));
+        cmd.arg("run").arg(&scen).current_dir(dir.path()).uid(65534).gid(65534);
+        cmd.output()
+    };
+    // Another test thread may still hold a copy open for writing (ETXTBSY).
+    let mut out = run();
+    for _ in 0..100 {
+        match &out {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10));
+                out = run();
+            }
+            _ => break,
+        }
+    }
+    let out = out.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("shmconf: 3 passed, 0 failed, 0 skipped"), "{stdout}");
 }
