@@ -495,9 +495,7 @@ impl Attachment {
         }
         Ok(())
     }
-}
 
-impl Attachment {
     /// The 4 bytes at `offset` as an atomic, for synchronisation between the
     /// processes that share the segment (the ring buffers of the benchmark).
     /// None when out of bounds or not 4-byte aligned. Atomics are the one sound
@@ -513,9 +511,7 @@ impl Attachment {
         // may be accessed concurrently by other processes.
         Some(unsafe { &*(ptr as *const std::sync::atomic::AtomicU32) })
     }
-}
 
-impl Attachment {
     /// read(2) from `fd` straight into the segment at `offset`, at most `len`
     /// bytes: the kernel copies file data into the shared memory with no
     /// intermediate buffer (the "one copy in" of shared-memory IPC).
@@ -548,9 +544,7 @@ impl Attachment {
         }
         Ok(n as usize)
     }
-}
 
-impl Attachment {
     /// Whether the segment holds exactly `expected` at `offset`, compared in
     /// place (no copy out): how a consumer checks data another process wrote.
     pub fn equals_at(&self, offset: usize, expected: &[u8]) -> std::result::Result<bool, OutOfBounds> {

@@ -339,10 +339,8 @@ fn check_segments(
     for exp in step.segments.as_deref().unwrap_or_default() {
         let key = match keys.get(&exp.key) {
             Some(Ok(k)) => *k,
-            Some(Err(e)) if exp.absent => {
-                let _ = e; // no key file, no key: nothing can exist under it
-                continue;
-            }
+            // No key file, no key: nothing can exist under it.
+            Some(Err(_)) if exp.absent => continue,
             Some(Err(e)) => {
                 problems.push(format!("cannot resolve key {}: {e}", exp.key));
                 continue;

@@ -124,10 +124,6 @@ impl Container {
         })
     }
 
-    pub fn name_of(c: &Container) -> &str {
-        &c.name
-    }
-
     /// The `docker exec` command line that runs `argv` in this container.
     pub fn exec_argv(
         &self,

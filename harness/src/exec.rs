@@ -222,7 +222,7 @@ impl Context {
         let mut namespaces = BTreeMap::new();
         let mut baseline = Vec::new();
         let mut pid_init = None;
-        let mut containers = BTreeMap::new();
+        let mut containers: BTreeMap<String, Container> = BTreeMap::new();
         let mut host_lock = None;
         match opts.isolation {
             Isolation::Namespaces => {
@@ -272,7 +272,7 @@ impl Context {
                         IpcMode::Host => "host".to_string(),
                         IpcMode::None => "none".to_string(),
                         IpcMode::Container(target) => match containers.get(target) {
-                            Some(c) => format!("container:{}", Container::name_of(c)),
+                            Some(c) => format!("container:{}", c.name),
                             None => format!("container:{}", container_name(cfg, r, target)),
                         },
                     };
@@ -320,18 +320,21 @@ impl Context {
                 namespaces.insert(MAIN_NS.into(), ns);
                 let table = SegTable::read().map_err(|e| format!("cannot read the segment table: {e}"))?;
                 baseline = table.rows.iter().map(|row| row.shmid).collect();
-                // The scenario's keys must be free before it starts.
-                for row in &table.rows {
-                    for f in &scenario.files {
-                        let path = dir.path().join(f);
-                        for proj in [65, 321, 1] {
-                            if Key::ftok(&path, proj).is_ok_and(|k| k == row.key) {
-                                return Err(format!(
-                                    "the shared namespace already holds a segment with the key of {f} ({}): cannot run without a namespace of its own",
-                                    row.key
-                                ));
-                            }
-                        }
+                // The scenario's keys must be free before it starts: a key's low
+                // 24 bits come from the file, so one comparison covers every proj_id.
+                for f in &scenario.files {
+                    let Ok(file_key) = Key::ftok(&dir.path().join(f), 1) else {
+                        continue;
+                    };
+                    if let Some(row) = table
+                        .rows
+                        .iter()
+                        .find(|r| r.key.as_u32() & 0xff_ffff == file_key.as_u32() & 0xff_ffff)
+                    {
+                        return Err(format!(
+                            "the shared namespace already holds a segment with the key of {f} ({}): cannot run without a namespace of its own",
+                            row.key
+                        ));
                     }
                 }
             }
@@ -921,10 +924,7 @@ impl Context {
         if let Some((mut init, _)) = self.pid_init.take() {
             init.kill_group();
         }
-        // Joiners before donors, though Docker copes with either order.
-        while let Some((_, c)) = self.containers.pop_last() {
-            drop(c);
-        }
+        self.containers.clear(); // each Container's Drop runs `docker rm -f`
         if self.isolation == Isolation::Shared || self.host_lock.is_some() {
             // No namespace dies with us: remove what the scenario made.
             if let Ok(table) = SegTable::read() {

@@ -10,7 +10,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use shmconf::sysv::{Access, Key, Segment};
@@ -576,29 +575,15 @@ pub const MAX_FAILING_ORDERS: usize = 20;
 
 fn execute_all(ctx: &Ctx, orders: &[Vec<Step>], deadline: Instant) -> Vec<OrderOutcome> {
     let failing = AtomicUsize::new(0);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<OrderOutcome>>> = Mutex::new(vec![None; orders.len()]);
-    let jobs = ctx.cfg.jobs.max(1).min(orders.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= orders.len()
-                    || procs::interrupted()
-                    || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS
-                    || Instant::now() >= deadline
-                {
-                    break;
-                }
-                let outcome = execute(ctx, &orders[i]);
-                if !outcome.problems.is_empty() || outcome.broken.is_some() {
-                    failing.fetch_add(1, Ordering::SeqCst);
-                }
-                results.lock().unwrap()[i] = Some(outcome);
-            });
+    let stop =
+        || procs::interrupted() || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS || Instant::now() >= deadline;
+    crate::runner::parallel_map(orders.len(), ctx.cfg.jobs, stop, |i| {
+        let outcome = execute(ctx, &orders[i]);
+        if !outcome.problems.is_empty() || outcome.broken.is_some() {
+            failing.fetch_add(1, Ordering::SeqCst);
         }
-    });
-    results.into_inner().unwrap().into_iter().flatten().collect()
+        outcome
+    })
 }
 
 fn shrink(ctx: &Ctx, failing: &OrderOutcome) -> OrderOutcome {

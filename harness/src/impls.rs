@@ -45,7 +45,7 @@ impl Implementation {
                 writer: vec![find_c_reference("c-writer")?.display().to_string()],
                 reader: vec![find_c_reference("c-reader")?.display().to_string()],
                 probe: probe_command()?,
-                default_expectations: Some(include_str!("../reference/expectations.toml")),
+                default_expectations: Implementation::builtin_expectations("c-reference"),
                 staging: None,
                 builtin: true,
             }

@@ -1,9 +1,9 @@
 //! From paths to results: find scenario files, select, decide what can run
 //! here, execute in parallel, judge, and apply the expectations file.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -267,22 +267,42 @@ pub fn run_all(
     } else {
         cfg.jobs.max(1)
     };
-    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..scenarios.len()).collect());
-    let results: Arc<Mutex<Vec<Option<ScenarioResult>>>> = Arc::new(Mutex::new(vec![None; scenarios.len()]));
+    parallel_map(
+        scenarios.len(),
+        jobs,
+        || false,
+        |i| {
+            let result = run_one(&scenarios[i], cfg);
+            progress(&result);
+            result
+        },
+    )
+}
+
+/// Run `f(0..n)` on up to `jobs` threads, taking indices in order, until all
+/// are done or `stop()` says so; results come back in index order, without
+/// the indices that were never started.
+pub fn parallel_map<T: Send>(
+    n: usize,
+    jobs: usize,
+    stop: impl Fn() -> bool + Sync,
+    f: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..n).map(|_| None).collect());
     std::thread::scope(|s| {
-        for _ in 0..jobs.min(scenarios.len().max(1)) {
+        for _ in 0..jobs.clamp(1, n.max(1)) {
             s.spawn(|| loop {
-                let Some(i) = queue.lock().unwrap().pop_front() else {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n || stop() {
                     break;
-                };
-                let result = run_one(&scenarios[i], cfg);
-                progress(&result);
-                results.lock().unwrap()[i] = Some(result);
+                }
+                let r = f(i);
+                results.lock().unwrap()[i] = Some(r);
             });
         }
     });
-    let results = std::mem::take(&mut *results.lock().unwrap());
-    results.into_iter().flatten().collect()
+    results.into_inner().unwrap().into_iter().flatten().collect()
 }
 
 /// Execute, check and apply expectations for one scenario.
