@@ -120,6 +120,12 @@ impl SegmentArgs {
     /// error here, where the original carried on with key 0xffffffff.
     pub fn key(&self) -> Result<Key, Failure> {
         if let Some(key) = self.key {
+            if key == Key::PRIVATE {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "--key 0 is IPC_PRIVATE: it always makes a new segment that no other program can find by key; give another key",
+                ));
+            }
             return Ok(key);
         }
         Key::ftok(&self.key_file, self.proj_id).map_err(|e| {
@@ -174,6 +180,55 @@ impl SegmentArgs {
             _ => Failure::new(Exit::Shmget, e.to_string()),
         }
     }
+}
+
+/// Fail before touching any segment when stdout was not open: then the
+/// data cannot be printed, and a reader must not remove what it could not
+/// print. Rust's runtime reopens a closed stdout on `/dev/null` before `main`
+/// (read-write, `O_RDWR`), which is how that case shows; a shell's
+/// `> /dev/null` opens it write-only and is respected as the user's choice.
+pub fn require_stdout() -> Result<(), Failure> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let stdout = std::io::stdout();
+    let flags = fcntl(stdout.as_fd(), FcntlArg::F_GETFL).map_err(|e| {
+        Failure::new(
+            Exit::Io,
+            format!("stdout is not open ({e}); nothing was read or changed"),
+        )
+    })?;
+    let read_write = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR;
+    let is_dev_null = || -> bool {
+        let Ok(fd) = stdout.as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        let (Ok(ours), Ok(null)) = (std::fs::File::from(fd).metadata(), std::fs::metadata("/dev/null")) else {
+            return false;
+        };
+        ours.rdev() == null.rdev() && ours.dev() == null.dev() && ours.ino() == null.ino()
+    };
+    if read_write && is_dev_null() {
+        return Err(Failure::new(
+            Exit::Io,
+            "stdout is closed (the runtime put /dev/null there); nothing was read or changed",
+        ));
+    }
+    Ok(())
+}
+
+/// Write `prefix`, the segment's text up to its first NUL (streamed in
+/// bounded chunks, so a segment of any size prints in constant memory) and a
+/// newline to `out`, then flush.
+pub fn print_c_string<M: sysv::Mode>(
+    out: &mut impl std::io::Write,
+    prefix: &[u8],
+    attachment: &sysv::Attachment<M>,
+) -> std::io::Result<()> {
+    out.write_all(prefix)?;
+    attachment.for_each_c_string_chunk(|chunk| out.write_all(chunk))?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// shmat/shmctl errors: permission problems get their own code.

@@ -8,4 +8,4 @@ pub mod segtable;
 pub mod sysv;
 
 pub use segtable::SegTable;
-pub use sysv::{Access, Attachment, Create, Key, Segment, SegmentStat};
+pub use sysv::{Attachment, Create, Key, ReadOnly, ReadWrite, Segment, SegmentStat};

@@ -11,7 +11,7 @@ use assert_cmd::Command;
 use common::{sandbox, Sandbox};
 use predicates::prelude::*;
 use serde_json::Value;
-use shmconf::sysv::{Access, Create, Key, Segment};
+use shmconf::sysv::{Create, Key, ReadOnly, ReadWrite, Segment};
 
 fn bin(name: &str, sb: &Sandbox) -> Command {
     let mut cmd = Command::cargo_bin(name).unwrap();
@@ -34,7 +34,7 @@ fn seed_key(sb: &Sandbox) -> Key {
 /// What the segment with the seed key holds, up to its NUL, without changing it.
 fn content(key: Key) -> Vec<u8> {
     let seg = Segment::get(key, 0, Create::No, 0).unwrap();
-    seg.attach(Access::ReadOnly).unwrap().read_c_string()
+    seg.attach::<ReadOnly>().unwrap().read_c_string_capped(usize::MAX)
 }
 
 /// Decode the transcripts' Python-style escapes and placeholders.
@@ -169,13 +169,80 @@ fn no_input_is_refused_and_segment_kept() {
             .stdout("Write Data: ")
             .stderr(predicate::str::contains("no input"));
         assert_eq!(content(seed_key(sb)), b"prior");
-        // A fresh segment at EOF: created (as shmget did) but still empty.
-        std::fs::write(sb.file("other"), b"").unwrap();
+    })
+}
+
+/// A rejected write changes nothing: with no segment before, none after
+/// (the writer removes the segment it had just created for the write).
+#[rstest::rstest]
+#[case::eof(b"".to_vec(), 5)]
+#[case::too_long(vec![b'x'; 1100], 4)]
+#[case::too_long_with_newline([vec![b'x'; 1024], b"\n".to_vec()].concat(), 4)]
+fn rejected_write_leaves_no_segment_it_created(#[case] input: Vec<u8>, #[case] code: i32) {
+    sandbox(|sb| {
+        writer(sb, input).code(code);
+        assert!(sb.table().rows.is_empty(), "{:?}", sb.table().rows);
+        // --exclusive too (the segment is certainly the writer's own).
         bin("shm-writer", sb)
-            .args(["--key-file", "other"])
+            .arg("--exclusive")
             .write_stdin("")
             .assert()
             .code(5);
+        assert!(sb.table().rows.is_empty());
+    })
+}
+
+#[test]
+fn key_zero_is_refused_as_ipc_private() {
+    sandbox(|sb| {
+        for prog in ["shm-writer", "shm-reader"] {
+            bin(prog, sb)
+                .args(["--key", "0"])
+                .write_stdin("x\n")
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains("IPC_PRIVATE"));
+        }
+        assert!(sb.table().rows.is_empty());
+    })
+}
+
+/// The reader must not remove what it could not print.
+#[test]
+fn reader_with_stdout_closed_fails_and_keeps_the_segment() {
+    sandbox(|sb| {
+        writer(sb, "precious\n").success();
+        let reader = assert_cmd::cargo::cargo_bin("shm-reader");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" >&-")
+            .arg(&reader)
+            .current_dir(sb.path())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(13));
+        assert_eq!(content(seed_key(sb)), b"precious");
+    })
+}
+
+/// `--size` bounds the line, whatever larger segment already holds the key.
+#[test]
+fn size_option_bounds_the_line_even_in_a_larger_segment() {
+    sandbox(|sb| {
+        bin("shm-writer", sb)
+            .args(["--size", "4096"])
+            .write_stdin("big\n")
+            .assert()
+            .success();
+        writer(sb, [vec![b'x'; 2000], b"\n".to_vec()].concat())
+            .code(4)
+            .stderr(predicate::str::contains("longer than 1023 bytes"));
+        assert_eq!(content(seed_key(sb)), b"big");
+        bin("shm-writer", sb)
+            .args(["--size", "4096"])
+            .write_stdin([vec![b'x'; 2000], b"\n".to_vec()].concat())
+            .assert()
+            .success();
     })
 }
 
@@ -271,7 +338,7 @@ fn reader_never_reads_past_the_segment() {
     sandbox(|sb| {
         // A 16-byte segment with no NUL: all 16 bytes, then stop.
         let seg = Segment::get(seed_key(sb), 16, Create::IfMissing, 0o666).unwrap();
-        seg.attach(Access::ReadWrite).unwrap().write_at(0, &[b'a'; 16]).unwrap();
+        seg.attach::<ReadWrite>().unwrap().write_at(0, &[b'a'; 16]).unwrap();
         bin("shm-reader", sb)
             .args(["--size", "8"])
             .assert()

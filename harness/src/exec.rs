@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shmconf::ipcns::IpcNamespace;
-use shmconf::sysv::{Access, Key, Segment};
+use shmconf::sysv::{Key, Segment};
 use shmconf::SegTable;
 
 use crate::docker::{Container, DockerConfig, IpcMode};
@@ -876,7 +876,7 @@ impl Context {
             if let (Ok(key), true) = (&resolved, exp.content.is_some() || exp.prefix.is_some()) {
                 for row in table.by_key(Key::from_raw(*key)) {
                     let bytes = Segment::from_id(row.shmid)
-                        .attach(Access::ReadOnly)
+                        .attach_unseen()
                         .map(|a| {
                             let mut v = vec![0; a.len().min(CONTENT_CAP)];
                             a.read_at(0, &mut v).map(|()| v).unwrap_or_default()

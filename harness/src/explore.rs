@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use shmconf::sysv::{Access, Key, Segment};
+use shmconf::sysv::{Key, Segment};
 use shmconf::SegTable;
 
 use crate::check::Status;
@@ -248,8 +248,8 @@ fn kernel_view() -> std::io::Result<Vec<SegView>> {
         .iter()
         .map(|r| {
             let text = Segment::from_id(r.shmid)
-                .attach(Access::ReadOnly)
-                .map(|a| a.read_c_string())
+                .attach_unseen()
+                .map(|a| a.read_c_string_capped(usize::MAX))
                 .unwrap_or_else(|e| format!("<unreadable: {e}>").into_bytes());
             (
                 r.key.to_string(),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use shmconf::cli::{parse_hex_key, parse_octal_mode};
-use shmconf::sysv::{self, Access, Create, Key, Segment};
+use shmconf::sysv::{self, Attachment, Create, Key, Mode, ReadOnly, ReadWrite, Segment};
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -156,41 +156,51 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
             touch,
         } => {
             let seg = segment()?;
-            let access = if *read_only {
-                Access::ReadOnly
-            } else {
-                Access::ReadWrite
-            };
-            let at = seg.attach(access).map_err(|e| errno_line(&e))?;
-            say(format!("ok attached shmid {} size {}", seg.id(), at.len()));
-            if *touch {
-                for offset in (0..at.len()).step_by(4096) {
-                    at.write_at(offset, &[0]).map_err(|e| format!("refused write: {e}"))?;
+            if *read_only {
+                if *touch || write.is_some() {
+                    return Err("refused write: the attachment is read-only (SHM_RDONLY)".into());
                 }
-                say(format!("ok touched {} pages", at.len().div_ceil(4096)));
+                let at = seg.attach::<ReadOnly>().map_err(|e| errno_line(&e))?;
+                say(format!("ok attached shmid {} size {}", seg.id(), at.len()));
+                finish_attach(at, *hold, *no_detach)?;
+            } else {
+                let at = seg.attach::<ReadWrite>().map_err(|e| errno_line(&e))?;
+                say(format!("ok attached shmid {} size {}", seg.id(), at.len()));
+                if *touch {
+                    for offset in (0..at.len()).step_by(4096) {
+                        at.write_at(offset, &[0]).map_err(|e| format!("refused write: {e}"))?;
+                    }
+                    say(format!("ok touched {} pages", at.len().div_ceil(4096)));
+                }
+                if let Some(text) = write {
+                    let mut bytes = text.as_bytes().to_vec();
+                    bytes.push(0);
+                    at.write_at(0, &bytes).map_err(|e| format!("refused write: {e}"))?;
+                    say(format!("ok wrote {} bytes", text.len()));
+                }
+                finish_attach(at, *hold, *no_detach)?;
             }
-            if let Some(text) = write {
-                let mut bytes = text.as_bytes().to_vec();
-                bytes.push(0);
-                at.write_at(0, &bytes).map_err(|e| format!("refused write: {e}"))?;
-                say(format!("ok wrote {} bytes", text.len()));
-            }
-            if *hold {
-                say("holding".into());
-                let mut sink = Vec::new();
-                let _ = std::io::stdin().read_to_end(&mut sink);
-            }
-            let content = at.read_c_string();
-            say(format!("ok content {}", crate::events::escape(&content)));
-            if *no_detach {
-                // Leave the attachment to the kernel's exit-time detach.
-                std::mem::forget(at);
-                say("ok exiting without shmdt".into());
-                return Ok(());
-            }
-            at.detach().map_err(|e| errno_line(&e))?;
-            say("ok detached".into());
         }
     }
+    Ok(())
+}
+
+/// Hold (until stdin closes) if asked, print the content, detach or not.
+fn finish_attach<M: Mode>(at: Attachment<M>, hold: bool, no_detach: bool) -> Result<(), String> {
+    if hold {
+        say("holding".into());
+        let mut sink = [0u8; 4096];
+        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+    }
+    let content = at.read_c_string_capped(64 * 1024);
+    say(format!("ok content {}", crate::events::escape(&content)));
+    if no_detach {
+        // Leave the attachment to the kernel's exit-time detach.
+        std::mem::forget(at);
+        say("ok exiting without shmdt".into());
+        return Ok(());
+    }
+    at.detach().map_err(|e| errno_line(&e))?;
+    say("ok detached".into());
     Ok(())
 }

@@ -3,12 +3,13 @@
 //!
 //! Unlike the original, the scan for the NUL stops at the segment's real size.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shmconf::cli::{call_failure, exit_with, Exit, Failure, SegmentArgs, EXIT_CODES_HELP};
-use shmconf::sysv::{Access, Create, Errno};
+use shmconf::cli::{
+    call_failure, exit_with, print_c_string, require_stdout, Exit, Failure, SegmentArgs, EXIT_CODES_HELP,
+};
+use shmconf::sysv::{Create, Errno, ReadWrite};
 
 const PROG: &str = "shm-reader";
 
@@ -29,20 +30,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let key = cli.segment.key()?;
+    // Where the data cannot be printed, it must not be removed either.
+    require_stdout()?;
     // IPC_CREAT as in the original: with no segment, the reader makes an empty one.
     let segment = cli.segment.get_segment(key, Create::IfMissing)?;
     let attachment = segment
-        .attach(Access::ReadWrite)
+        .attach::<ReadWrite>()
         .map_err(|e| call_failure(Exit::Shmat, e))?;
 
-    let mut out = b"Data read from memory: ".to_vec();
-    out.extend(attachment.read_c_string());
-    out.push(b'\n');
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&out)
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::io("writing stdout", e))?;
+    // Streamed: a segment of any size prints in bounded memory. A failed
+    // write (closed pipe, full disk) returns before IPC_RMID: the data stays.
+    print_c_string(&mut std::io::stdout().lock(), b"Data read from memory: ", &attachment)
+        .map_err(|e| Failure::io("writing stdout (segment kept)", e))?;
 
     attachment
         .detach()

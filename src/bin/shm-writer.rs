@@ -9,8 +9,10 @@ use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use shmconf::cli::{call_failure, exit_with, Exit, Failure, SegmentArgs, EXIT_CODES_HELP};
-use shmconf::sysv::{Access, Create};
+use shmconf::cli::{
+    call_failure, exit_with, print_c_string, require_stdout, Exit, Failure, SegmentArgs, EXIT_CODES_HELP,
+};
+use shmconf::sysv::{Create, Errno, Key, ReadWrite, Segment};
 
 const PROG: &str = "shm-writer";
 
@@ -59,60 +61,99 @@ fn read_line(input: &mut impl BufRead, capacity: usize) -> std::io::Result<Line>
     }
 }
 
+/// shmget that knows whether it created the segment: IPC_CREAT|IPC_EXCL
+/// first, then open the existing one. A rejected write removes a segment it
+/// created itself, so rejection leaves the kernel as it found it.
+fn get_or_create(cli: &Cli, key: Key) -> Result<(Segment, bool), Failure> {
+    if cli.exclusive {
+        return Ok((cli.segment.get_segment(key, Create::Exclusive)?, true));
+    }
+    // Another process may remove the segment between our two calls; a few
+    // rounds settle it (each round makes progress for someone).
+    for _ in 0..16 {
+        match Segment::get(key, cli.segment.size, Create::Exclusive, cli.segment.mode) {
+            Ok(seg) => return Ok((seg, true)),
+            Err(e) if e.errno == Errno::EEXIST => {
+                match Segment::get(key, cli.segment.size, Create::No, cli.segment.mode) {
+                    Ok(seg) => return Ok((seg, false)),
+                    Err(e) if e.errno == Errno::ENOENT => continue,
+                    Err(_) => return cli.segment.get_segment(key, Create::No).map(|s| (s, false)),
+                }
+            }
+            Err(_) => return cli.segment.get_segment(key, Create::IfMissing).map(|s| (s, false)),
+        }
+    }
+    Ok((cli.segment.get_segment(key, Create::IfMissing)?, false))
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let key = cli.segment.key()?;
-    let create = if cli.exclusive {
-        Create::Exclusive
-    } else {
-        Create::IfMissing
+    require_stdout()?;
+    let (segment, created) = get_or_create(&cli, key)?;
+    let attachment = match segment.attach::<ReadWrite>() {
+        Ok(a) => a,
+        Err(e) => {
+            if created {
+                let _ = segment.remove();
+            }
+            return Err(call_failure(Exit::Shmat, e));
+        }
     };
-    let segment = cli.segment.get_segment(key, create)?;
-    let attachment = segment
-        .attach(Access::ReadWrite)
-        .map_err(|e| call_failure(Exit::Shmat, e))?;
+    // Undo our own creation when the write is rejected (the segment was never
+    // written, so nothing of anyone's is lost).
+    let reject = |attachment: shmconf::sysv::Attachment<ReadWrite>, failure: Failure| {
+        drop(attachment);
+        if created {
+            let _ = segment.remove();
+        }
+        failure
+    };
 
     let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(b"Write Data: ")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::io("writing the prompt", e))?;
+    if let Err(e) = stdout.write_all(b"Write Data: ").and_then(|()| stdout.flush()) {
+        return Err(reject(attachment, Failure::io("writing the prompt", e)));
+    }
 
     // The whole line is read before the segment is touched, so a rejected
-    // line cannot leave half of itself in the segment.
-    let capacity = attachment.len();
-    let line = read_line(&mut std::io::stdin().lock(), capacity).map_err(|e| Failure::io("reading stdin", e))?;
-    let line = match line {
-        Line::Fits(line) => line,
-        Line::TooLong => {
-            return Err(Failure::new(
+    // line cannot leave half of itself in the segment. `--size` bounds the
+    // line (not a larger segment that happens to exist): what a line may be
+    // does not depend on who created the segment first.
+    let capacity = cli.segment.size.min(attachment.len());
+    let line = match read_line(&mut std::io::stdin().lock(), capacity) {
+        Ok(Line::Fits(line)) => line,
+        Ok(Line::TooLong) => {
+            let failure = Failure::new(
                 Exit::InputTooLong,
                 format!(
                     "input line is longer than {} bytes, the most a {capacity}-byte segment holds with its NUL terminator; segment left unchanged",
                     capacity.saturating_sub(1)
                 ),
-            ))
+            );
+            return Err(reject(attachment, failure));
         }
-        Line::Eof => {
-            return Err(Failure::new(
+        Ok(Line::Eof) => {
+            let failure = Failure::new(
                 Exit::NoInput,
                 "no input: stdin ended before a line was read; segment left unchanged",
+            );
+            return Err(reject(attachment, failure));
+        }
+        Err(e) => {
+            return Err(reject(
+                attachment,
+                Failure::io("reading stdin (segment left unchanged)", e),
             ))
         }
     };
-    attachment
-        .write_at(0, &line)
-        .expect("line length checked against the segment");
-    attachment
-        .write_at(line.len(), &[0])
-        .expect("terminator checked against the segment");
+    // In bounds: read_line returned at most capacity - 1 bytes.
+    let mut terminated = line;
+    terminated.push(0);
+    if let Err(e) = attachment.write_at(0, &terminated) {
+        return Err(reject(attachment, Failure::new(Exit::Other, e.to_string())));
+    }
 
     // Like the original, echo what the segment now holds up to its first NUL.
-    let mut out = b"Data written in memory: ".to_vec();
-    out.extend(attachment.read_c_string());
-    out.push(b'\n');
-    stdout
-        .write_all(&out)
-        .and_then(|()| stdout.flush())
+    print_c_string(&mut stdout, b"Data written in memory: ", &attachment)
         .map_err(|e| Failure::io("writing stdout", e))?;
     attachment
         .detach()

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use shmconf::sysv::{futex_wait, futex_wake, Attachment, MsgQueue, Semaphores};
+use shmconf::sysv::{futex_wait, futex_wake, Attachment, MsgQueue, ReadWrite, Semaphores};
 
 /// A bidirectional, message-preserving byte channel between two processes.
 pub trait Channel {
@@ -109,7 +109,7 @@ const SLOT_HEADER: usize = 8;
 
 /// A single-producer single-consumer ring of slots inside a segment.
 pub struct Ring<'a> {
-    at: &'a Attachment,
+    at: &'a Attachment<ReadWrite>,
     base: usize,
     slots: u32,
     slot_size: usize,
@@ -123,7 +123,14 @@ impl<'a> Ring<'a> {
         RING_HEADER + slots as usize * (SLOT_HEADER + slot_size)
     }
 
-    pub fn new(at: &'a Attachment, base: usize, slots: u32, slot_size: usize, hs: Handshake, sem_index: u16) -> Self {
+    pub fn new(
+        at: &'a Attachment<ReadWrite>,
+        base: usize,
+        slots: u32,
+        slot_size: usize,
+        hs: Handshake,
+        sem_index: u16,
+    ) -> Self {
         Ring {
             at,
             base,
@@ -181,7 +188,7 @@ impl<'a> Ring<'a> {
     /// bytes at `offset` and returns how many.
     pub fn send_with(
         &self,
-        fill: impl FnOnce(&Attachment, usize, usize) -> std::io::Result<usize>,
+        fill: impl FnOnce(&Attachment<ReadWrite>, usize, usize) -> std::io::Result<usize>,
     ) -> std::io::Result<usize> {
         let (head, tail) = (0, 1);
         let h = self.word(head).load(Ordering::Relaxed);
@@ -205,7 +212,7 @@ impl<'a> Ring<'a> {
     /// Consume one slot: `drain(attachment, offset, len)`.
     pub fn recv_with<T>(
         &self,
-        drain: impl FnOnce(&Attachment, usize, usize) -> std::io::Result<T>,
+        drain: impl FnOnce(&Attachment<ReadWrite>, usize, usize) -> std::io::Result<T>,
     ) -> std::io::Result<T> {
         let (head, tail) = (0, 1);
         let t = self.word(tail).load(Ordering::Relaxed);

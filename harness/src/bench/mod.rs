@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use serde::Serialize;
-use shmconf::sysv::{Access, Create, Key, MsgQueue, Segment, Semaphores};
+use shmconf::sysv::{Create, Key, MsgQueue, ReadWrite, Segment, Semaphores};
 
 use channel::{Channel, Handshake, Mq, Ring, ShmChannel, StdioFds, Stream};
 
@@ -364,11 +364,7 @@ fn transfer(
             scratch: Vec::new(),
         }),
         m if m.starts_with("shm") => {
-            attachment = objs
-                .segment
-                .expect("made")
-                .attach(Access::ReadWrite)
-                .map_err(|x| e(&x))?;
+            attachment = objs.segment.expect("made").attach::<ReadWrite>().map_err(|x| e(&x))?;
             let hs = handshake_of(m, objs.sems);
             let second = Ring::bytes(slots_for(chunk), slot);
             Box::new(ShmChannel {
@@ -464,7 +460,7 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
         }),
         m if m.starts_with("shm") => {
             attachment = Segment::from_id(a.shm_id.ok_or("--shm-id")?)
-                .attach(Access::ReadWrite)
+                .attach::<ReadWrite>()
                 .map_err(|e| e.to_string())?;
             let hs = handshake_of(m, a.sem_id.map(Semaphores::from_id));
             let slot = a.chunk.max(64);
@@ -570,7 +566,7 @@ fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, St
             .map_err(|e| e.to_string())?;
         let result = match seg {
             Some(s) => {
-                let at = s.attach(Access::ReadWrite).map_err(|e| e.to_string())?;
+                let at = s.attach::<ReadWrite>().map_err(|e| e.to_string())?;
                 let ring = Ring::new(
                     &at,
                     Ring::bytes(slots_for(chunk), chunk),
