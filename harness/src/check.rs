@@ -4,9 +4,11 @@
 
 use serde::Serialize;
 
+use crate::engine::CONTENT_CAP;
 use crate::events::{escape_short, Ending, EventKind, Log, SegRow, Text};
-use crate::exec::CONTENT_CAP;
-use crate::scenario::{parse_signal, Action, ExitExpect, ExitWord, Expect, Scenario, SegmentExpect, Step};
+use crate::scenario::{
+    Action, EndingExpect, Expect, Scenario, SegmentExpect, SegmentsCheck, Step, StreamExpect, WaitFor,
+};
 
 /// A scenario's outcome.
 #[derive(
@@ -24,6 +26,9 @@ pub enum Status {
     Xfail,
     /// Passed, though the expectations file says it fails.
     Xpass,
+    /// The run was stopped (SIGINT, SIGTERM, SIGHUP) before the scenario
+    /// could be judged: no verdict on the implementation.
+    Interrupted,
 }
 
 impl Status {
@@ -41,6 +46,7 @@ impl Status {
             Status::Timeout => "TIMEOUT",
             Status::Xfail => "XFAIL",
             Status::Xpass => "XPASS",
+            Status::Interrupted => "INTERRUPTED",
         }
     }
 }
@@ -72,14 +78,9 @@ impl Findings {
     }
 }
 
-/// Judge a log against its scenario.
-pub fn check(scenario: &Scenario, log: &Log) -> Verdict {
-    let mut f = Findings {
-        fail: vec![],
-        broken: vec![],
-        timeout: vec![],
-        all: vec![],
-    };
+/// Judge a log against its scenario's steps.
+pub fn check(scenario: &Scenario, steps: &[Step], log: &Log) -> Verdict {
+    let mut f = Findings::new();
     for e in log.events.iter().filter(|e| e.step.is_none()) {
         match &e.kind {
             EventKind::Broken { message } => f.add(Status::Broken, message.clone()),
@@ -100,17 +101,31 @@ pub fn check(scenario: &Scenario, log: &Log) -> Verdict {
             _ => {}
         }
     }
-    for (i, spanned) in scenario.steps.iter().enumerate() {
-        let n = i + 1;
-        let step = spanned.get_ref();
-        let events: Vec<&EventKind> = log.step_events(n).collect();
+    let mut interrupted = None;
+    for step in steps {
+        let events: Vec<&EventKind> = log.step_events(step.n).collect();
         if events.is_empty() {
-            break; // aborted before this step; the cause is already reported
+            break; // stopped before this step; the cause is already reported
         }
-        check_step(n, step, &events, &mut f);
+        if let Some(reason) = events.iter().find_map(|e| match e {
+            EventKind::Interrupted { reason } => Some(reason.clone()),
+            _ => None,
+        }) {
+            interrupted = Some(format!("step {}: {reason}; the scenario was not judged", step.n));
+            break;
+        }
+        check_step(step, &events, &mut f);
         if events.iter().any(|e| matches!(e, EventKind::Aborted { .. })) {
             break;
         }
+    }
+    if let Some(message) = interrupted {
+        // Whatever was seen before the signal is no verdict on the whole.
+        return Verdict {
+            status: Status::Interrupted,
+            message,
+            problems: f.all,
+        };
     }
     let skipped = log.events.iter().find_map(|e| match &e.kind {
         EventKind::Skipped { reason } => Some(reason.clone()),
@@ -123,58 +138,138 @@ pub fn check(scenario: &Scenario, log: &Log) -> Verdict {
             problems: vec![],
         };
     }
-    let status = if !f.broken.is_empty() {
-        Status::Broken
-    } else if !f.timeout.is_empty() {
-        Status::Timeout
-    } else if !f.fail.is_empty() {
-        Status::Fail
-    } else {
-        Status::Pass
-    };
-    let message = match status {
-        Status::Broken => f.broken[0].clone(),
-        Status::Timeout => f.timeout[0].clone(),
-        Status::Fail => f.fail[0].clone(),
-        _ => String::new(),
-    };
-    Verdict {
-        status,
-        message,
-        problems: f.all,
+    f.verdict()
+}
+
+impl Findings {
+    fn new() -> Findings {
+        Findings {
+            fail: vec![],
+            broken: vec![],
+            timeout: vec![],
+            all: vec![],
+        }
+    }
+
+    fn verdict(self) -> Verdict {
+        let status = if !self.broken.is_empty() {
+            Status::Broken
+        } else if !self.timeout.is_empty() {
+            Status::Timeout
+        } else if !self.fail.is_empty() {
+            Status::Fail
+        } else {
+            Status::Pass
+        };
+        let message = match status {
+            Status::Broken => self.broken[0].clone(),
+            Status::Timeout => self.timeout[0].clone(),
+            Status::Fail => self.fail[0].clone(),
+            _ => String::new(),
+        };
+        Verdict {
+            status,
+            message,
+            problems: self.all,
+        }
     }
 }
 
-fn check_step(n: usize, step: &Step, events: &[&EventKind], f: &mut Findings) {
+fn timeout_message(
+    n: usize,
+    proc: &str,
+    waiting_for: &str,
+    limit_ms: u64,
+    limit: &str,
+    stdout: &Text,
+    stderr: &Text,
+) -> String {
+    let which = if limit == "scenario" {
+        format!("the scenario's limit of {limit_ms} ms ran out")
+    } else {
+        format!("timed out after {limit_ms} ms (the step's limit)")
+    };
+    if proc == "kernel" || proc == "scenario" {
+        format!("step {n}: {which} waiting for {waiting_for}")
+    } else {
+        format!(
+            "step {n}: {proc}: {which} waiting for {waiting_for}; killed with its process group; stdout so far {}, stderr {}",
+            escape_short(&stdout.bytes, 120),
+            escape_short(&stderr.bytes, 120)
+        )
+    }
+}
+
+/// The expectation a step puts on a process's end, if it ends one.
+fn expectation(step: &Step) -> Option<&Expect> {
+    match &step.action {
+        Action::Spawn(sp) if sp.background.is_none() => Some(&sp.expect),
+        Action::Wait {
+            until: WaitFor::Exit(e),
+            ..
+        } => Some(e),
+        Action::Kill { expect, .. } => Some(expect),
+        _ => None,
+    }
+}
+
+fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
+    let n = step.n;
     for e in events {
         match e {
             EventKind::Broken { message } => f.add(Status::Broken, format!("step {n}: {message}")),
-            EventKind::SpawnFailed { proc, argv, error } => {
-                f.add(Status::Broken, format!("step {n}: cannot start {proc} ({}): {error}", argv.join(" ")))
-            }
-            EventKind::Timeout { proc, waiting_for, limit_ms, stdout, stderr } => f.add(
+            EventKind::SpawnFailed { proc, argv, error } => f.add(
+                Status::Broken,
+                format!("step {n}: cannot start {proc} ({}): {error}", argv.join(" ")),
+            ),
+            EventKind::Timeout {
+                proc,
+                waiting_for,
+                limit_ms,
+                limit,
+                stdout,
+                stderr,
+            } => f.add(
                 Status::Timeout,
-                if proc == "kernel" || proc == "scenario" {
-                    format!("step {n}: timed out after {limit_ms} ms waiting for {waiting_for}")
-                } else {
-                    format!(
-                        "step {n}: {proc} timed out after {limit_ms} ms waiting for {waiting_for}; killed with its process group; stdout so far {}, stderr {}",
-                        escape_short(&stdout.0, 120),
-                        escape_short(&stderr.0, 120)
-                    )
-                },
+                timeout_message(n, proc, waiting_for, *limit_ms, limit, stdout, stderr),
+            ),
+            EventKind::WaitEnded {
+                proc,
+                waiting_for,
+                ending,
+                stdout,
+                stderr,
+            } => f.add(
+                Status::Fail,
+                format!(
+                    "step {n}: {proc} ended ({ending}) before {waiting_for}; stdout {}, stderr {}",
+                    escape_short(&stdout.bytes, 120),
+                    escape_short(&stderr.bytes, 120)
+                ),
             ),
             // A process may exit before reading its input (e.g. it refuses
             // early); what it then did is judged by its exit and output.
             EventKind::StdinFailed { .. } => {}
-            EventKind::File { op, path, error: Some(e) } => {
-                f.add(Status::Broken, format!("step {n}: {op} {path}: {e}"))
-            }
+            EventKind::File {
+                op,
+                path,
+                error: Some(e),
+                ..
+            } => f.add(Status::Broken, format!("step {n}: {op} {path}: {e}")),
             EventKind::Stopped { ns, error: Some(e) } => f.add(Status::Broken, format!("step {n}: stop {ns}: {e}")),
-            EventKind::Sysctl { name, value, error: Some(e), .. } => {
-                f.add(Status::Broken, format!("step {n}: sysctl {name}={value}: {e}"))
-            }
-            EventKind::Exit { proc, ending, stdout, stderr, stray_processes } => {
+            EventKind::Sysctl {
+                name,
+                value,
+                error: Some(e),
+                ..
+            } => f.add(Status::Broken, format!("step {n}: sysctl {name}={value}: {e}")),
+            EventKind::Exit {
+                proc,
+                ending,
+                stdout,
+                stderr,
+                stray_processes,
+            } => {
                 if *stray_processes {
                     f.add(
                         Status::Fail,
@@ -182,109 +277,130 @@ fn check_step(n: usize, step: &Step, events: &[&EventKind], f: &mut Findings) {
                     );
                 }
                 let default = Expect::default();
-                let expect = step.expect.as_ref().unwrap_or(&default);
+                let expect = expectation(step).unwrap_or(&default);
                 for problem in check_process(expect, ending, stdout, stderr) {
                     f.add(Status::Fail, format!("step {n}: {proc}: {problem}"));
                 }
             }
-            EventKind::Snapshot { ns, rows, keys, contents, .. } => {
-                for problem in check_segments(step, rows, keys, contents) {
-                    f.add(Status::Fail, format!("step {n} (segment table of ns {ns}): {problem}"));
+            EventKind::Snapshot {
+                ns,
+                rows,
+                keys,
+                contents,
+                ..
+            } => {
+                if let Action::Segments(check) = &step.action {
+                    for problem in check_segments(check, rows, keys, contents) {
+                        f.add(Status::Fail, format!("step {n} (segment table of ns {ns}): {problem}"));
+                    }
                 }
             }
             _ => {}
         }
     }
-    // A step that should have ended a process but recorded no exit (and no
-    // timeout or setup error) is a harness bug; say so rather than pass.
-    let ends = matches!(step.action(), Action::Run | Action::Exec) && !step.background
-        || step.kill.is_some()
-        || (step.wait.is_some() && step.until_stdout.is_none() && step.until_attached.is_none());
+    // A step that should have ended a process but recorded no end (nor a
+    // timeout or setup error) is a harness bug: say so rather than pass.
     let ended = events.iter().any(|e| {
         matches!(
             e,
             EventKind::Exit { .. }
                 | EventKind::Timeout { .. }
+                | EventKind::WaitEnded { .. }
                 | EventKind::SpawnFailed { .. }
                 | EventKind::Aborted { .. }
                 | EventKind::Broken { .. }
         )
     });
-    if ends && !ended {
+    if expectation(step).is_some() && !ended {
         f.add(Status::Broken, format!("step {n}: no exit recorded"));
+    }
+    // A segments step must have looked at the kernel.
+    if matches!(step.action, Action::Segments(_))
+        && !events
+            .iter()
+            .any(|e| matches!(e, EventKind::Snapshot { .. } | EventKind::Broken { .. }))
+    {
+        f.add(Status::Broken, format!("step {n}: no segment table recorded"));
     }
 }
 
 /// Compare a process's ending and output with its expectations.
 pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &Text) -> Vec<String> {
     let mut problems = Vec::new();
-    match (&expect.signal, &expect.exit) {
-        (Some(sig), _) => {
-            let want = parse_signal(sig)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| sig.clone());
-            if !matches!(ending, Ending::Signaled { signal } if *signal == want) {
-                problems.push(format!("expected to be killed by {want}, but it ended with {ending}"));
+    match &expect.ending {
+        EndingExpect::Signal(sig) => {
+            if !matches!(ending, Ending::Signaled { signal } if signal == sig.as_str()) {
+                problems.push(format!(
+                    "expected to be killed by {}, but it ended with {ending}",
+                    sig.as_str()
+                ));
             }
         }
-        (None, Some(ExitExpect::Word(ExitWord::Any))) => {}
-        (None, Some(ExitExpect::Word(ExitWord::Nonzero))) => {
+        EndingExpect::Any => {}
+        EndingExpect::Nonzero => {
             if *ending == (Ending::Exited { code: 0 }) {
                 problems.push("expected to fail (nonzero exit), but it exited 0".into());
             }
         }
-        (None, exit) => {
-            let code = match exit {
-                Some(ExitExpect::Code(c)) => *c,
+        EndingExpect::Success | EndingExpect::Code(_) => {
+            let code = match expect.ending {
+                EndingExpect::Code(c) => c,
                 _ => 0,
             };
             if *ending != (Ending::Exited { code }) {
                 problems.push(format!(
                     "expected exit code {code}, but it ended with {ending}; stderr {}",
-                    escape_short(&stderr.0, 200)
+                    escape_short(&stderr.bytes, 200)
                 ));
             }
         }
     }
-    for (stream, data, exact, contains, regex) in [
-        (
-            "stdout",
-            stdout,
-            &expect.stdout,
-            &expect.stdout_contains,
-            &expect.stdout_regex,
-        ),
-        (
-            "stderr",
-            stderr,
-            &expect.stderr,
-            &expect.stderr_contains,
-            &expect.stderr_regex,
-        ),
-    ] {
-        if let Some(want) = exact {
-            let want = want.to_vec().unwrap_or_default();
-            if data.0 != want {
-                problems.push(format!("{stream} differs: {}", diff_bytes(&want, &data.0)));
-            }
+    for (stream, data, want) in [("stdout", stdout, &expect.stdout), ("stderr", stderr, &expect.stderr)] {
+        problems.extend(check_stream(stream, data, want));
+    }
+    problems
+}
+
+fn check_stream(stream: &str, data: &Text, want: &StreamExpect) -> Vec<String> {
+    let mut problems = Vec::new();
+    let cut = if data.is_cut() {
+        format!(
+            " (only the first {} of its {} bytes were kept)",
+            data.bytes.len(),
+            data.total
+        )
+    } else {
+        String::new()
+    };
+    if let Some(exact) = &want.exact {
+        // Expectations are smaller than what is kept, so a cut capture differs.
+        if data.bytes != *exact || data.is_cut() {
+            problems.push(format!(
+                "{stream} differs: {}{}",
+                diff_bytes(exact, &data.bytes),
+                if data.is_cut() {
+                    format!("; it printed {} bytes in all", data.total)
+                } else {
+                    String::new()
+                }
+            ));
         }
-        for needle in contains {
-            if !crate::procs::contains(&data.0, needle.as_bytes()) {
-                problems.push(format!(
-                    "{stream} does not contain {:?}; it is {}",
-                    needle,
-                    escape_short(&data.0, 200)
-                ));
-            }
+    }
+    for needle in &want.contains {
+        if !crate::engine::procs::contains(&data.bytes, needle) {
+            problems.push(format!(
+                "{stream} does not contain {}; it is {}{cut}",
+                escape_short(needle, 120),
+                escape_short(&data.bytes, 200)
+            ));
         }
-        if let Some(re) = regex {
-            let re = regex::bytes::Regex::new(re).expect("validated");
-            if !re.is_match(&data.0) {
-                problems.push(format!(
-                    "{stream} does not match /{re}/; it is {}",
-                    escape_short(&data.0, 200)
-                ));
-            }
+    }
+    if let Some(re) = &want.regex {
+        if !re.is_match(&data.bytes) {
+            problems.push(format!(
+                "{stream} does not match /{re}/; it is {}{cut}",
+                escape_short(&data.bytes, 200)
+            ));
         }
     }
     problems
@@ -319,7 +435,7 @@ pub fn diff_bytes(want: &[u8], got: &[u8]) -> String {
 }
 
 fn check_segments(
-    step: &Step,
+    step: &SegmentsCheck,
     rows: &[SegRow],
     keys: &std::collections::BTreeMap<String, Result<i32, String>>,
     contents: &std::collections::BTreeMap<i32, Text>,
@@ -336,21 +452,22 @@ fn check_segments(
         }
     };
     let mut matched: Vec<i32> = Vec::new();
-    for exp in step.segments.as_deref().unwrap_or_default() {
-        let key = match keys.get(&exp.key) {
+    for exp in &step.expect {
+        let spec = exp.key.to_string();
+        let key = match keys.get(&spec) {
             Some(Ok(k)) => *k,
             // No key file, no key: nothing can exist under it.
             Some(Err(_)) if exp.absent => continue,
             Some(Err(e)) => {
-                problems.push(format!("cannot resolve key {}: {e}", exp.key));
+                problems.push(format!("cannot resolve key {spec}: {e}"));
                 continue;
             }
             None => continue,
         };
-        let label = if exp.key.starts_with("0x") {
-            exp.key.clone()
+        let label = if spec.starts_with("0x") {
+            spec.clone()
         } else {
-            format!("{} (key 0x{:08x})", exp.key, key as u32)
+            format!("{spec} (key 0x{:08x})", key as u32)
         };
         let found: Vec<&SegRow> = rows.iter().filter(|r| r.raw_key == key).collect();
         if exp.absent {
@@ -410,8 +527,7 @@ fn compare_row(label: &str, exp: &SegmentExpect, row: &SegRow, content: Option<&
     if let Some(size) = exp.size {
         field("size", size.to_string(), row.size.to_string());
     }
-    if let Some(mode) = &exp.mode {
-        let want = u32::from_str_radix(mode.trim_start_matches("0o"), 8).unwrap_or(0);
+    if let Some(want) = exp.mode {
         field(
             "mode",
             format!("{:04o}", want & 0o777),
@@ -426,26 +542,24 @@ fn compare_row(label: &str, exp: &SegmentExpect, row: &SegRow, content: Option<&
         field("SHM_DEST (marked for destruction)", dest.to_string(), got.to_string());
     }
     // The log drops trailing NULs of a content; restore them up to the segment's size.
-    let mut bytes = content.map(|t| t.0.clone()).unwrap_or_default();
+    let mut bytes = content.map(|t| t.bytes.clone()).unwrap_or_default();
     bytes.resize(bytes.len().max(row.size.min(CONTENT_CAP as u64) as usize), 0);
     if let Some(want) = &exp.content {
-        let want = want.to_vec().unwrap_or_default();
         let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
         if text != want.as_slice() {
             p.push(format!(
                 "segment {label}: content (up to the first NUL): {}",
-                diff_bytes(&want, text)
+                diff_bytes(want, text)
             ));
         }
     }
-    if let Some(prefix) = &exp.prefix {
-        let want = prefix.to_vec().unwrap_or_default();
+    if let Some(want) = &exp.prefix {
         let got = &bytes[..want.len().min(bytes.len())];
         if got != want.as_slice() {
             p.push(format!(
                 "segment {label}: first {} bytes: {}",
                 want.len(),
-                diff_bytes(&want, got)
+                diff_bytes(want, got)
             ));
         }
     }
@@ -490,7 +604,7 @@ mod tests {
         for s in [Status::Fail, Status::Broken, Status::Timeout, Status::Xpass] {
             assert!(s.is_failure());
         }
-        for s in [Status::Pass, Status::Skip, Status::Xfail] {
+        for s in [Status::Pass, Status::Skip, Status::Xfail, Status::Interrupted] {
             assert!(!s.is_failure());
         }
     }

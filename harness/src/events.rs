@@ -5,13 +5,51 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
-/// Bytes shown as text with C-style escapes for anything not printable ASCII.
+/// Bytes a process printed or a segment held: what was kept (bounded) and
+/// how many there were in all. Shown as text with C-style escapes for
+/// anything not printable ASCII; reports show at most [`REPORT_KEEP`] bytes
+/// of it with the full count, so a report stays small whatever was printed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Text(pub Vec<u8>);
+pub struct Text {
+    pub bytes: Vec<u8>,
+    /// Bytes in all (more than `bytes.len()` when the capture was cut).
+    pub total: u64,
+}
+
+/// Most bytes of one text a report shows.
+pub const REPORT_KEEP: usize = 4096;
+
+impl Text {
+    pub fn new(bytes: Vec<u8>) -> Text {
+        let total = bytes.len() as u64;
+        Text { bytes, total }
+    }
+
+    pub fn captured(bytes: Vec<u8>, total: u64) -> Text {
+        Text { bytes, total }
+    }
+
+    /// Were bytes dropped when this was captured?
+    pub fn is_cut(&self) -> bool {
+        self.total > self.bytes.len() as u64
+    }
+
+    /// For reports: escaped, cut to [`REPORT_KEEP`] bytes with the count.
+    pub fn shown(&self) -> String {
+        if self.bytes.len() <= REPORT_KEEP && !self.is_cut() {
+            return escape(&self.bytes);
+        }
+        format!(
+            "{}...({} bytes in all)",
+            escape(&self.bytes[..self.bytes.len().min(REPORT_KEEP)]),
+            self.total
+        )
+    }
+}
 
 impl Serialize for Text {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&escape(&self.0))
+        s.serialize_str(&self.shown())
     }
 }
 
@@ -139,12 +177,27 @@ pub enum EventKind {
         stderr: Text,
         stray_processes: bool,
     },
+    /// A limit ran out: the step's own, or what was left of the scenario's.
     Timeout {
         proc: String,
         waiting_for: String,
         limit_ms: u64,
+        /// "step" or "scenario": which limit fired.
+        limit: String,
         stdout: Text,
         stderr: Text,
+    },
+    /// The process ended before what a wait was waiting for happened.
+    WaitEnded {
+        proc: String,
+        waiting_for: String,
+        ending: Ending,
+        stdout: Text,
+        stderr: Text,
+    },
+    /// The run was interrupted (SIGINT, SIGTERM, SIGHUP) during this step.
+    Interrupted {
+        reason: String,
     },
     Signal {
         proc: String,
@@ -157,13 +210,21 @@ pub enum EventKind {
         foreign_ignored: usize,
         /// Key specs of the step resolved in the scenario dir (error text if ftok failed).
         keys: BTreeMap<String, Result<i32, String>>,
-        /// Contents (up to 64 KiB) of segments whose content the step checks, by shmid.
+        /// Contents of segments whose content the step checks (all, for an
+        /// exploration's observation), by shmid, bounded.
         contents: BTreeMap<i32, Text>,
     },
     File {
         op: String,
         path: String,
         error: Option<String>,
+        /// Device and inode of the file afterwards (what ftok keys come from).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        identity: Option<(u64, u64)>,
+    },
+    /// What teardown removed that the scenario had left (shared namespaces).
+    Removed {
+        what: String,
     },
     Sysctl {
         ns: String,
@@ -230,6 +291,7 @@ pub struct Log {
     pub workdir: String,
     /// Namespace name → inode of the IPC namespace it ran in.
     pub namespaces: BTreeMap<String, u64>,
+    /// The backend that ran it.
     pub isolation: String,
     pub events: Vec<Event>,
 }

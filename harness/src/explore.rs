@@ -1,30 +1,30 @@
 //! Order exploration: every order (or a sample) of a scenario's runs is
-//! executed for real, each in a fresh IPC namespace, and compared after every
-//! event with the reference model ([`crate::model`]): the segment table
-//! (key, size, nattch, SHM_DEST, content) and, at the end, each process's
-//! stdout and exit code. A failing order is shrunk (runs and events dropped
-//! while it still fails) and reported with a one-line replay command.
+//! turned into engine steps (with an observation of the kernel after each
+//! event) and executed by the same engine as any scenario: fresh namespaces
+//! from the backend, the same supervision, limits and event log. Each order's
+//! log is then judged against the reference model ([`crate::model`]): the
+//! segment table (key, size, nattch, SHM_DEST, content) after every event
+//! and, at the end, each process's stdout and exit code. A failing order is
+//! shrunk (runs and events dropped while it still fails, within the
+//! scenario's limit) and reported with a one-line replay command.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-use shmconf::sysv::{Key, Segment};
-use shmconf::SegTable;
+use std::time::Instant;
 
 use crate::check::Status;
-use crate::events::escape_short;
-use crate::model::{Event, FileId, Model, Role, RunSpec};
-use crate::procs::{self, Proc, WaitOutcome};
-use crate::runner::{RunConfig, ScenarioFile, ScenarioResult};
-use crate::scenario::{Explore, Orders};
+use crate::engine::{procs, Engine, Run};
+use crate::events::{escape, escape_short, Ending, EventKind, Log};
+use crate::model::{self, Event, FileId, Model, RunSpec};
+use crate::runner::{parallel_map, ScenarioResult};
+use crate::scenario::{
+    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Orders, Program, Role, Scenario,
+    ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
+};
 
 /// One orderable event of an exploration, by label.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum Move {
     /// `w1` (a whole run), `w1:attach`, `w1:input`.
     Run { run: String, part: Part },
     /// A key-file event, by its name.
@@ -38,57 +38,57 @@ pub enum Part {
     Input,
 }
 
-impl Step {
+impl Move {
     pub fn label(&self) -> String {
         match self {
-            Step::Run { run, part: Part::Whole } => run.clone(),
-            Step::Run {
+            Move::Run { run, part: Part::Whole } => run.clone(),
+            Move::Run {
                 run,
                 part: Part::Attach,
             } => format!("{run}:attach"),
-            Step::Run { run, part: Part::Input } => format!("{run}:input"),
-            Step::File { name } => name.clone(),
+            Move::Run { run, part: Part::Input } => format!("{run}:input"),
+            Move::File { name } => name.clone(),
         }
     }
 
     fn owner(&self) -> &str {
         match self {
-            Step::Run { run, .. } => run,
-            Step::File { name } => name,
+            Move::Run { run, .. } => run,
+            Move::File { name } => name,
         }
     }
 }
 
-pub fn label_order(order: &[Step]) -> String {
-    order.iter().map(Step::label).collect::<Vec<_>>().join(",")
+pub fn label_order(order: &[Move]) -> String {
+    order.iter().map(Move::label).collect::<Vec<_>>().join(",")
 }
 
 /// Each run's (or event's) own sequence of steps.
-fn queues(ex: &Explore) -> Vec<Vec<Step>> {
-    let mut q: Vec<Vec<Step>> = ex
+fn queues(ex: &Exploration) -> Vec<Vec<Move>> {
+    let mut q: Vec<Vec<Move>> = ex
         .runs
         .iter()
         .map(|r| {
-            if r.role == "writer" && r.pause {
+            if r.role == Role::Writer && r.pause {
                 vec![
-                    Step::Run {
+                    Move::Run {
                         run: r.name.clone(),
                         part: Part::Attach,
                     },
-                    Step::Run {
+                    Move::Run {
                         run: r.name.clone(),
                         part: Part::Input,
                     },
                 ]
             } else {
-                vec![Step::Run {
+                vec![Move::Run {
                     run: r.name.clone(),
                     part: Part::Whole,
                 }]
             }
         })
         .collect();
-    q.extend(ex.events.iter().map(|e| vec![Step::File { name: e.name.clone() }]));
+    q.extend(ex.events.iter().map(|e| vec![Move::File { name: e.name.clone() }]));
     q
 }
 
@@ -96,8 +96,8 @@ fn queues(ex: &Explore) -> Vec<Vec<Step>> {
 pub const MAX_ORDERS: usize = 50_000;
 
 /// Every interleaving of the queues that keeps each queue's own order.
-pub fn all_orders(queues: &[Vec<Step>]) -> Result<Vec<Vec<Step>>, String> {
-    fn go(qs: &mut [std::collections::VecDeque<Step>], cur: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) -> bool {
+pub fn all_orders(queues: &[Vec<Move>]) -> Result<Vec<Vec<Move>>, String> {
+    fn go(qs: &mut [std::collections::VecDeque<Move>], cur: &mut Vec<Move>, out: &mut Vec<Vec<Move>>) -> bool {
         if qs.iter().all(|q| q.is_empty()) {
             out.push(cur.clone());
             return out.len() <= MAX_ORDERS;
@@ -126,7 +126,7 @@ pub fn all_orders(queues: &[Vec<Step>]) -> Result<Vec<Vec<Step>>, String> {
 }
 
 /// `n` distinct random interleavings from a seeded generator (deterministic).
-pub fn sample_orders(queues: &[Vec<Step>], n: usize, seed: u64) -> Vec<Vec<Step>> {
+pub fn sample_orders(queues: &[Vec<Move>], n: usize, seed: u64) -> Vec<Vec<Move>> {
     let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         state ^= state << 13;
@@ -136,11 +136,11 @@ pub fn sample_orders(queues: &[Vec<Step>], n: usize, seed: u64) -> Vec<Vec<Step>
     };
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
-    for _ in 0..n * 20 {
-        if out.len() == n {
+    for _ in 0..n.saturating_mul(20) {
+        if out.len() == n || procs::interrupted() {
             break;
         }
-        let mut qs: Vec<std::collections::VecDeque<Step>> =
+        let mut qs: Vec<std::collections::VecDeque<Move>> =
             queues.iter().map(|q| q.iter().cloned().collect()).collect();
         let mut order = Vec::new();
         while qs.iter().any(|q| !q.is_empty()) {
@@ -157,9 +157,9 @@ pub fn sample_orders(queues: &[Vec<Step>], n: usize, seed: u64) -> Vec<Vec<Step>
 
 /// Parse `--order "w1:attach,r1,w1:input"` against the scenario's steps.
 /// Runs and events it does not mention are left out (as shrinking does).
-pub fn parse_order(ex: &Explore, text: &str) -> Result<Vec<Step>, String> {
-    let known: Vec<Step> = queues(ex).into_iter().flatten().collect();
-    let order: Vec<Step> = text
+pub fn parse_order(ex: &Exploration, text: &str) -> Result<Vec<Move>, String> {
+    let known: Vec<Move> = queues(ex).into_iter().flatten().collect();
+    let order: Vec<Move> = text
         .split(',')
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -167,7 +167,7 @@ pub fn parse_order(ex: &Explore, text: &str) -> Result<Vec<Step>, String> {
             known.iter().find(|s| s.label() == l).cloned().ok_or_else(|| {
                 format!(
                     "--order: unknown event {l:?}; this scenario's events are {}",
-                    known.iter().map(Step::label).collect::<Vec<_>>().join(", ")
+                    known.iter().map(Move::label).collect::<Vec<_>>().join(", ")
                 )
             })
         })
@@ -177,7 +177,7 @@ pub fn parse_order(ex: &Explore, text: &str) -> Result<Vec<Step>, String> {
         if !positions.is_empty() && (positions.len() != q.len() || positions.windows(2).any(|w| w[0] > w[1])) {
             return Err(format!(
                 "--order: {} must all appear, in order",
-                q.iter().map(Step::label).collect::<Vec<_>>().join(" then ")
+                q.iter().map(Move::label).collect::<Vec<_>>().join(" then ")
             ));
         }
     }
@@ -187,37 +187,143 @@ pub fn parse_order(ex: &Explore, text: &str) -> Result<Vec<Step>, String> {
 /// What one order did that the model did not predict.
 #[derive(Debug, Clone)]
 pub struct OrderOutcome {
-    pub order: Vec<Step>,
+    pub order: Vec<Move>,
     pub problems: Vec<String>,
     /// A setup or harness error, not a disagreement.
     pub broken: Option<String>,
+    /// Stopped by a signal to the harness: no verdict.
+    pub interrupted: bool,
+    pub log: Log,
 }
 
-struct Ctx<'a> {
-    ex: &'a Explore,
-    files: &'a [String],
-    cfg: &'a RunConfig,
+impl OrderOutcome {
+    fn failed(&self) -> bool {
+        !self.problems.is_empty() && self.broken.is_none() && !self.interrupted
+    }
 }
 
-fn run_specs(ex: &Explore, order: &[Step]) -> Vec<RunSpec> {
-    ex.runs
-        .iter()
-        .filter(|r| order.iter().any(|s| s.owner() == r.name))
-        .map(|r| RunSpec {
-            name: r.name.clone(),
-            role: if r.role == "writer" { Role::Writer } else { Role::Reader },
-            key_file: r.key_file.clone().unwrap_or_else(|| "shmfile".into()),
-            proj_id: r.proj_id.unwrap_or(65),
-            size: 1024,
-            stdin: r
-                .stdin
-                .as_ref()
-                .map(|b| b.to_vec().unwrap_or_default())
-                .unwrap_or_default(),
-            pause: r.pause,
-            keep: r.keep,
-        })
-        .collect()
+fn run_spec(r: &ExploreRun) -> RunSpec {
+    RunSpec {
+        name: r.name.clone(),
+        role: if r.role == Role::Writer {
+            model::Role::Writer
+        } else {
+            model::Role::Reader
+        },
+        key_file: r.key_file.as_str().to_string(),
+        proj_id: r.proj_id,
+        size: 1024,
+        stdin: r.stdin.clone(),
+        pause: r.pause,
+        keep: r.keep,
+    }
+}
+
+/// A run's process as an engine step.
+fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>) -> Action {
+    let mut args = Vec::new();
+    if r.key_file.as_str() != "shmfile" {
+        args.extend(["--key-file".to_string(), r.key_file.as_str().to_string()]);
+    }
+    if r.proj_id != 65 {
+        args.extend(["--proj-id".to_string(), r.proj_id.to_string()]);
+    }
+    if r.keep {
+        args.push("--keep".into());
+    }
+    Action::Spawn(Spawn {
+        name: r.name.clone(),
+        program: Program::Role(r.role),
+        args: args
+            .into_iter()
+            .map(|a| crate::scenario::Arg(vec![crate::scenario::ArgPart::Text(a)]))
+            .collect(),
+        stdin,
+        env: BTreeMap::new(),
+        uid: None,
+        gid: None,
+        background,
+        expect: any_end(),
+    })
+}
+
+/// Exploration processes are judged by the model, not by the step.
+fn any_end() -> Expect {
+    Expect {
+        ending: EndingExpect::Any,
+        ..Expect::default()
+    }
+}
+
+/// The engine steps of one order: each move's actions, then an observation
+/// of the kernel. Returns the steps and, per move, (its first step, its
+/// observation step).
+pub fn order_steps(ex: &Exploration, order: &[Move]) -> (Vec<Step>, Vec<(usize, usize)>) {
+    let mut steps = Vec::new();
+    let mut spans = Vec::new();
+    let push = |steps: &mut Vec<Step>, action: Action| {
+        let n = steps.len() + 1;
+        steps.push(Step {
+            n,
+            ns: MAIN_NS.into(),
+            timeout: None,
+            action,
+        });
+        n
+    };
+    for m in order {
+        let first = steps.len() + 1;
+        match m {
+            Move::File { name } => {
+                if let Some(e) = ex.events.iter().find(|e| &e.name == name) {
+                    push(&mut steps, Action::File(e.op.clone()));
+                }
+            }
+            Move::Run { run, part } => {
+                let Some(r) = ex.runs.iter().find(|r| &r.name == run) else {
+                    continue;
+                };
+                match part {
+                    Part::Whole => {
+                        push(&mut steps, spawn_of(r, None, r.stdin.clone()));
+                    }
+                    Part::Attach => {
+                        push(
+                            &mut steps,
+                            spawn_of(r, Some(Background { close_stdin: false }), Vec::new()),
+                        );
+                        push(
+                            &mut steps,
+                            Action::Wait {
+                                proc: r.name.clone(),
+                                until: WaitFor::ReadingStdin,
+                            },
+                        );
+                    }
+                    Part::Input => {
+                        push(
+                            &mut steps,
+                            Action::Feed {
+                                proc: r.name.clone(),
+                                data: r.stdin.clone(),
+                                close: true,
+                            },
+                        );
+                        push(
+                            &mut steps,
+                            Action::Wait {
+                                proc: r.name.clone(),
+                                until: WaitFor::Exit(any_end()),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let observe = push(&mut steps, Action::Observe);
+        spans.push((first, observe));
+    }
+    (steps, spans)
 }
 
 /// A segment as compared: what both the model and the kernel can say.
@@ -233,35 +339,12 @@ fn model_view(m: &Model) -> Vec<SegView> {
                 s.size as u64,
                 s.nattch as u64,
                 s.dest,
-                crate::events::escape(&s.text()),
+                escape(&s.text()),
             )
         })
         .collect();
     v.sort();
     v
-}
-
-fn kernel_view() -> std::io::Result<Vec<SegView>> {
-    let table = SegTable::read()?;
-    let mut v: Vec<SegView> = table
-        .rows
-        .iter()
-        .map(|r| {
-            let text = Segment::from_id(r.shmid)
-                .attach_unseen()
-                .map(|a| a.read_c_string_capped(usize::MAX))
-                .unwrap_or_else(|e| format!("<unreadable: {e}>").into_bytes());
-            (
-                r.key.to_string(),
-                r.size,
-                r.nattch,
-                r.is_marked_for_destruction(),
-                crate::events::escape(&text),
-            )
-        })
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 fn show(v: &[SegView]) -> String {
@@ -279,173 +362,157 @@ fn show(v: &[SegView]) -> String {
         .join(" ")
 }
 
-/// Execute one order in a fresh IPC namespace on a thread of its own.
-fn execute(ctx: &Ctx, order: &[Step]) -> OrderOutcome {
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(|e| format!("unshare: {e}"))?;
-            execute_here(ctx, order)
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the order's thread panicked".into()))
-    });
-    match result {
-        Ok(problems) => OrderOutcome {
-            order: order.to_vec(),
-            problems,
-            broken: None,
-        },
-        Err(b) => OrderOutcome {
-            order: order.to_vec(),
-            problems: vec![],
-            broken: Some(b),
-        },
+/// Judge one order's log against the model.
+pub fn judge(
+    ex: &Exploration,
+    files: &[crate::scenario::FileName],
+    order: &[Move],
+    spans: &[(usize, usize)],
+    log: Log,
+) -> OrderOutcome {
+    let mut out = OrderOutcome {
+        order: order.to_vec(),
+        problems: vec![],
+        broken: None,
+        interrupted: false,
+        log: Log::default(),
+    };
+    for e in &log.events {
+        match &e.kind {
+            EventKind::Broken { message } => {
+                out.broken.get_or_insert_with(|| message.clone());
+            }
+            EventKind::Interrupted { .. } => out.interrupted = true,
+            _ => {}
+        }
     }
-}
-
-fn file_id(path: &Path) -> Result<FileId, String> {
-    let md = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(FileId {
-        dev: md.dev(),
-        ino: md.ino(),
-    })
-}
-
-fn execute_here(ctx: &Ctx, order: &[Step]) -> Result<Vec<String>, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("shmconf-explore-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
-    let runs = run_specs(ctx.ex, order);
+    let runs: Vec<RunSpec> = ex
+        .runs
+        .iter()
+        .filter(|r| order.iter().any(|m| m.owner() == r.name))
+        .map(run_spec)
+        .collect();
     let mut model = Model::new(&runs);
-    for f in ctx.files {
-        let p = dir.path().join(f);
-        std::fs::write(&p, b"").map_err(|e| e.to_string())?;
-        model.apply(&Event::File(f.clone(), file_id(&p)?)).map_err(|e| e.0)?;
+    // The key files made at setup, with the identities the engine recorded.
+    for e in log.events.iter().filter(|e| e.step.is_none()) {
+        if let EventKind::File {
+            op,
+            path,
+            identity: Some((dev, ino)),
+            ..
+        } = &e.kind
+        {
+            if op == "create" && files.iter().any(|f| f.as_str() == path) {
+                let _ = model.apply(&Event::File(path.clone(), FileId { dev: *dev, ino: *ino }));
+            }
+        }
     }
-    let imp = &ctx.cfg.implementation;
-    let limit = ctx.cfg.exec.step_timeout;
-    let mut procs: BTreeMap<String, Proc> = BTreeMap::new();
-    let mut outputs: BTreeMap<String, (Vec<u8>, i32)> = BTreeMap::new();
-    let mut problems = Vec::new();
-    let spawn = |run: &RunSpec| -> Result<Proc, String> {
-        let role = if run.role == Role::Writer { "writer" } else { "reader" };
-        let argv = imp.command(role);
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]).current_dir(dir.path());
-        if run.key_file != "shmfile" {
-            cmd.args(["--key-file", &run.key_file]);
-        }
-        if run.proj_id != 65 {
-            cmd.args(["--proj-id", &run.proj_id.to_string()]);
-        }
-        if run.keep {
-            cmd.arg("--keep");
-        }
-        Proc::spawn(&run.name, cmd, None).map_err(|e| format!("cannot start {} ({}): {e}", run.name, argv.join(" ")))
-    };
-    let finish = |p: &mut Proc, outputs: &mut BTreeMap<String, (Vec<u8>, i32)>, problems: &mut Vec<String>| match p
-        .wait_exit(Instant::now() + limit)
-    {
-        WaitOutcome::Done((ending, _)) => {
-            let code = match ending {
-                crate::events::Ending::Exited { code } => code,
-                crate::events::Ending::Signaled { .. } => -1,
-            };
-            if let crate::events::Ending::Signaled { signal } = &ending {
-                problems.push(format!("{} was killed by {signal}", p.name));
+    let mut outputs: BTreeMap<String, (Vec<u8>, Ending)> = BTreeMap::new();
+    for (i, (m, &(first, observe))) in order.iter().zip(spans).enumerate() {
+        let events: Vec<&EventKind> = log
+            .events
+            .iter()
+            .filter(|e| e.step.is_some_and(|n| n >= first && n <= observe))
+            .map(|e| &e.kind)
+            .collect();
+        if events.is_empty() {
+            if out.broken.is_none() && !out.interrupted {
+                out.problems
+                    .push(format!("after {}: the order stopped here (see the log)", m.label()));
             }
-            outputs.insert(p.name.clone(), (p.output().0, code));
+            break;
         }
-        WaitOutcome::TimedOut => {
-            p.kill_group();
-            problems.push(format!(
-                "{} did not exit within {} ms (killed with its group)",
-                p.name,
-                limit.as_millis()
-            ));
-            outputs.insert(p.name.clone(), (p.output().0, -1));
-        }
-        WaitOutcome::Interrupted => {}
-    };
-    for (i, step) in order.iter().enumerate() {
-        if procs::interrupted() {
-            return Err("interrupted".into());
-        }
-        let event = match step {
-            Step::File { name } => {
-                let e = ctx.ex.events.iter().find(|e| &e.name == name).expect("parsed");
-                if let Some(f) = &e.recreate_file {
-                    let tmp = dir.path().join(format!("{f}.new"));
-                    std::fs::write(&tmp, b"")
-                        .and_then(|()| std::fs::rename(&tmp, dir.path().join(f)))
-                        .map_err(|e| e.to_string())?;
-                    Event::File(f.clone(), file_id(&dir.path().join(f))?)
-                } else if let Some(f) = &e.create_file {
-                    std::fs::write(dir.path().join(f), b"").map_err(|e| e.to_string())?;
-                    Event::File(f.clone(), file_id(&dir.path().join(f))?)
-                } else {
-                    let f = e.remove_file.as_ref().expect("validated");
-                    std::fs::remove_file(dir.path().join(f)).map_err(|e| e.to_string())?;
-                    Event::RemoveFile(f.clone())
-                }
-            }
-            Step::Run { run, part } => {
-                let spec = runs.iter().find(|r| &r.name == run).expect("parsed");
-                match part {
-                    Part::Whole => {
-                        let mut p = spawn(spec)?;
-                        let _ = p.write_stdin(&spec.stdin, true);
-                        finish(&mut p, &mut outputs, &mut problems);
-                        Event::Run(run.clone())
+        let mut timed_out = false;
+        for e in &events {
+            match e {
+                EventKind::Exit {
+                    proc, ending, stdout, ..
+                } => {
+                    if let Ending::Signaled { signal } = ending {
+                        out.problems.push(format!("{proc} was killed by {signal}"));
                     }
-                    Part::Attach => {
-                        // Attached and waiting: its prompt is out, or (for a
-                        // program that does not flush it) the kernel shows one
-                        // more attachment on its key; or it exited early.
-                        let key = model.key_of(spec);
-                        let attached = || -> u64 {
-                            key.and_then(|k| {
-                                SegTable::read()
-                                    .ok()
-                                    .map(|t| t.by_key(Key::from_raw(k)).map(|r| r.nattch).sum())
-                            })
-                            .unwrap_or(0)
-                        };
-                        let before = attached();
-                        let p = spawn(spec)?;
-                        let deadline = Instant::now() + limit;
-                        loop {
-                            match p.wait_stdout(
-                                b"Write Data: ",
-                                (Instant::now() + Duration::from_millis(1)).min(deadline),
-                            ) {
-                                WaitOutcome::Done(()) => break,
-                                _ if attached() > before => break,
-                                _ if p.has_exited() || Instant::now() >= deadline || procs::interrupted() => break,
-                                _ => {}
+                    outputs.insert(proc.clone(), (stdout.bytes.clone(), ending.clone()));
+                }
+                EventKind::Timeout {
+                    proc,
+                    limit_ms,
+                    waiting_for,
+                    ..
+                } => {
+                    out.problems.push(format!(
+                        "{proc} did not finish within {limit_ms} ms waiting for {waiting_for} (killed with its group)"
+                    ));
+                    timed_out = true;
+                }
+                _ => {}
+            }
+        }
+        if timed_out {
+            break;
+        }
+        let event = match m {
+            Move::File { name } => {
+                let Some(fe) = ex.events.iter().find(|e| &e.name == name) else {
+                    break;
+                };
+                match &fe.op {
+                    FileOp::Remove(f) => Event::RemoveFile(f.as_str().to_string()),
+                    FileOp::Create(f) | FileOp::Recreate(f) | FileOp::Link { to: f, .. } => {
+                        let id = events.iter().find_map(|e| match e {
+                            EventKind::File {
+                                identity: Some((dev, ino)),
+                                ..
+                            } => Some(FileId { dev: *dev, ino: *ino }),
+                            _ => None,
+                        });
+                        match id {
+                            Some(id) => Event::File(f.as_str().to_string(), id),
+                            None => {
+                                out.broken
+                                    .get_or_insert_with(|| format!("{}: the file operation failed", m.label()));
+                                break;
                             }
                         }
-                        procs.insert(run.clone(), p);
-                        Event::Attach(run.clone())
-                    }
-                    Part::Input => {
-                        let mut p = procs.remove(run).expect("attach precedes input");
-                        let _ = p.write_stdin(&spec.stdin, true);
-                        finish(&mut p, &mut outputs, &mut problems);
-                        Event::Input(run.clone())
                     }
                 }
             }
+            Move::Run { run, part: Part::Whole } => Event::Run(run.clone()),
+            Move::Run {
+                run,
+                part: Part::Attach,
+            } => Event::Attach(run.clone()),
+            Move::Run { run, part: Part::Input } => Event::Input(run.clone()),
         };
-        model.apply(&event).map_err(|e| format!("model: {}", e.0))?;
-        let kernel = kernel_view().map_err(|e| format!("reading the segment table: {e}"))?;
+        if let Err(e) = model.apply(&event) {
+            out.broken.get_or_insert_with(|| format!("model: {}", e.0));
+            break;
+        }
+        let Some((rows, contents)) = events.iter().find_map(|e| match e {
+            EventKind::Snapshot { rows, contents, .. } => Some((rows, contents)),
+            _ => None,
+        }) else {
+            break;
+        };
+        let mut kernel: Vec<SegView> = rows
+            .iter()
+            .map(|r| {
+                let bytes = contents.get(&r.shmid).map(|t| t.bytes.clone()).unwrap_or_default();
+                let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
+                (
+                    r.key.clone(),
+                    r.size,
+                    r.nattch,
+                    r.raw_mode & shmconf::sysv::SHM_DEST != 0,
+                    escape(text),
+                )
+            })
+            .collect();
+        kernel.sort();
         let expected = model_view(&model);
         if kernel != expected {
-            problems.push(format!(
+            out.problems.push(format!(
                 "after {} (event {} of {}): the model expects {}, the kernel has {}",
-                step.label(),
+                m.label(),
                 i + 1,
                 order.len(),
                 show(&expected),
@@ -455,61 +522,94 @@ fn execute_here(ctx: &Ctx, order: &[Step]) -> Result<Vec<String>, String> {
         }
     }
     for run in &runs {
-        let (Some(want), Some((stdout, code))) = (model.outcome(&run.name), outputs.get(&run.name)) else {
+        let (Some(want), Some((stdout, ending))) = (model.outcome(&run.name), outputs.get(&run.name)) else {
             continue;
         };
         if &want.stdout != stdout {
-            problems.push(format!(
+            out.problems.push(format!(
                 "{}: stdout: the model expects {}, it printed {}",
                 run.name,
                 escape_short(&want.stdout, 120),
                 escape_short(stdout, 120)
             ));
         }
-        if want.exit != *code {
-            problems.push(format!(
-                "{}: exit code: the model expects {}, it exited {code}",
+        if *ending != (Ending::Exited { code: want.exit }) {
+            out.problems.push(format!(
+                "{}: the model expects exit code {}, it ended with {ending}",
                 run.name, want.exit
             ));
         }
     }
-    Ok(problems)
+    out.log = log;
+    out
 }
 
+/// Execute one order through the engine and judge it.
+fn execute(engine: &Engine, sf: &ScenarioFile, ex: &Exploration, order: &[Move], deadline: Instant) -> OrderOutcome {
+    let (steps, spans) = order_steps(ex, order);
+    let log = engine.execute(&Run {
+        id: &sf.id,
+        scenario: &sf.scenario,
+        steps: &steps,
+        hard_deadline: Some(deadline),
+    });
+    judge(ex, &sf.scenario.files, order, &spans, log)
+}
+
+/// Exploration stops early after this many failing orders (each may have
+/// waited for timeouts; the first ones say enough).
+pub const MAX_FAILING_ORDERS: usize = 20;
+
 /// Run the exploration of one scenario file.
-pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> ScenarioResult {
+pub fn run(sf: &ScenarioFile, engine: &Engine, jobs: usize, replay: Option<&str>) -> ScenarioResult {
     let start = Instant::now();
-    let ex = sf.scenario.explore.as_ref().expect("an exploration scenario");
-    let result = |status, message: String, problems| ScenarioResult {
+    let result = |status, message: String, problems, log| ScenarioResult {
         id: sf.id.clone(),
         status,
         duration: start.elapsed(),
         message,
         problems,
-        log: None,
+        log,
+    };
+    let crate::scenario::Body::Explore(ex) = &sf.scenario.body else {
+        return result(Status::Broken, "not an exploration".into(), vec![], None);
     };
     let orders = match (replay, &ex.orders) {
         (Some(text), _) => parse_order(ex, text).map(|o| vec![o]),
-        (None, Orders::All(_)) => all_orders(&queues(ex)),
-        (None, Orders::Sample { sample, seed }) => Ok(sample_orders(&queues(ex), *sample, *seed)),
+        (None, Orders::All) => all_orders(&queues(ex)),
+        (None, Orders::Sample { n, seed }) => Ok(sample_orders(&queues(ex), *n, *seed)),
     };
     let orders = match orders {
         Ok(o) => o,
-        Err(e) => return result(Status::Broken, e, vec![]),
+        Err(e) => return result(Status::Broken, e, vec![], None),
     };
-    let ctx = Ctx {
-        ex,
-        files: &sf.scenario.files,
-        cfg,
-    };
-    let limit = sf
-        .scenario
-        .timeout_ms
-        .map_or(cfg.exec.scenario_timeout, Duration::from_millis);
-    let outcomes = execute_all(&ctx, &orders, start + limit);
+    let limit = sf.scenario.timeout.unwrap_or(engine.limits.scenario);
+    let deadline = start + limit;
+    let failing = AtomicUsize::new(0);
+    let stop =
+        || procs::interrupted() || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS || Instant::now() >= deadline;
+    let outcomes = parallel_map(orders.len(), jobs, stop, |i| {
+        let o = execute(engine, sf, ex, &orders[i], deadline);
+        if o.failed() || o.broken.is_some() {
+            failing.fetch_add(1, Ordering::SeqCst);
+        }
+        o
+    });
+    if procs::interrupted() || outcomes.iter().any(|o| o.interrupted) {
+        return result(
+            Status::Interrupted,
+            format!(
+                "{} after {} of {} orders; the exploration was not judged",
+                procs::interruption(),
+                outcomes.len(),
+                orders.len()
+            ),
+            vec![],
+            None,
+        );
+    }
     let not_run = orders.len() - outcomes.len();
-    let broken: Vec<&OrderOutcome> = outcomes.iter().filter(|o| o.broken.is_some()).collect();
-    if let Some(b) = broken.first() {
+    if let Some(b) = outcomes.iter().find(|o| o.broken.is_some()) {
         return result(
             Status::Broken,
             format!(
@@ -518,10 +618,11 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
                 b.broken.as_deref().unwrap_or_default()
             ),
             vec![],
+            Some(b.log.clone()),
         );
     }
-    let failed: Vec<&OrderOutcome> = outcomes.iter().filter(|o| !o.problems.is_empty()).collect();
-    let rate = orders.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let failed: Vec<&OrderOutcome> = outcomes.iter().filter(|o| o.failed()).collect();
+    let rate = outcomes.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
     if failed.is_empty() && not_run > 0 {
         return result(
             Status::Timeout,
@@ -532,6 +633,7 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
                 limit.as_millis()
             ),
             vec![],
+            None,
         );
     }
     if failed.is_empty() {
@@ -539,12 +641,16 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
             Status::Pass,
             format!("{} orders agree with the model ({rate:.0} orders/s)", orders.len()),
             vec![],
+            None,
         );
     }
     // Shrink the shortest failing order: drop whole runs/events while it still fails.
-    let shortest = failed.iter().min_by_key(|o| o.order.len()).expect("non-empty");
-    let shrunk = shrink(&ctx, shortest);
-    let replay = replay_command(sf, cfg, &shrunk.order);
+    let shortest = failed.iter().min_by_key(|o| o.order.len()).copied().cloned();
+    let Some(shortest) = shortest else {
+        return result(Status::Broken, "no failing order to shrink".into(), vec![], None);
+    };
+    let shrunk = shrink(engine, sf, ex, shortest, deadline);
+    let replay = replay_command(sf, engine, &shrunk.order);
     let mut problems: Vec<String> = shrunk.problems.clone();
     problems.push(format!("replay: {replay}"));
     for o in failed.iter().take(5) {
@@ -566,44 +672,35 @@ pub fn run(sf: &ScenarioFile, cfg: &RunConfig, replay: Option<&str>) -> Scenario
             shrunk.problems[0]
         ),
         problems,
+        Some(shrunk.log.clone()),
     )
 }
 
-/// Exploration stops early after this many failing orders (each may have
-/// waited for timeouts; the first ones say enough).
-pub const MAX_FAILING_ORDERS: usize = 20;
-
-fn execute_all(ctx: &Ctx, orders: &[Vec<Step>], deadline: Instant) -> Vec<OrderOutcome> {
-    let failing = AtomicUsize::new(0);
-    let stop =
-        || procs::interrupted() || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS || Instant::now() >= deadline;
-    crate::runner::parallel_map(orders.len(), ctx.cfg.jobs, stop, |i| {
-        let outcome = execute(ctx, &orders[i]);
-        if !outcome.problems.is_empty() || outcome.broken.is_some() {
-            failing.fetch_add(1, Ordering::SeqCst);
-        }
-        outcome
-    })
-}
-
-fn shrink(ctx: &Ctx, failing: &OrderOutcome) -> OrderOutcome {
-    let mut best = failing.clone();
+/// Drop whole runs or events while the order still fails, until nothing
+/// more can go or the scenario's limit is reached.
+fn shrink(
+    engine: &Engine,
+    sf: &ScenarioFile,
+    ex: &Exploration,
+    failing: OrderOutcome,
+    deadline: Instant,
+) -> OrderOutcome {
+    let mut best = failing;
     loop {
-        let owners: Vec<String> = {
-            let mut o: Vec<String> = best.order.iter().map(|s| s.owner().to_string()).collect();
-            o.dedup();
-            o.sort();
-            o.dedup();
-            o
-        };
+        let mut owners: Vec<String> = best.order.iter().map(|s| s.owner().to_string()).collect();
+        owners.sort();
+        owners.dedup();
         let mut improved = false;
         for owner in owners {
-            let candidate: Vec<Step> = best.order.iter().filter(|s| s.owner() != owner).cloned().collect();
+            if Instant::now() >= deadline || procs::interrupted() {
+                return best;
+            }
+            let candidate: Vec<Move> = best.order.iter().filter(|s| s.owner() != owner).cloned().collect();
             if candidate.is_empty() {
                 continue;
             }
-            let outcome = execute(ctx, &candidate);
-            if outcome.broken.is_none() && !outcome.problems.is_empty() {
+            let outcome = execute(engine, sf, ex, &candidate, deadline);
+            if outcome.failed() {
                 best = outcome;
                 improved = true;
                 break;
@@ -615,8 +712,8 @@ fn shrink(ctx: &Ctx, failing: &OrderOutcome) -> OrderOutcome {
     }
 }
 
-fn replay_command(sf: &ScenarioFile, cfg: &RunConfig, order: &[Step]) -> String {
-    let imp = &cfg.implementation;
+fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &[Move]) -> String {
+    let imp = engine.implementation;
     let impl_args = if imp.builtin {
         format!("--impl {}", imp.name)
     } else {
@@ -633,26 +730,34 @@ fn replay_command(sf: &ScenarioFile, cfg: &RunConfig, order: &[Step]) -> String 
     )
 }
 
+/// The scenario an exploration runs in (for tests and tools).
+pub fn exploration(s: &Scenario) -> Option<&Exploration> {
+    match &s.body {
+        crate::scenario::Body::Explore(ex) => Some(ex),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn q(spec: &[(&str, bool)]) -> Vec<Vec<Step>> {
+    fn q(spec: &[(&str, bool)]) -> Vec<Vec<Move>> {
         spec.iter()
             .map(|(n, pause)| {
                 if *pause {
                     vec![
-                        Step::Run {
+                        Move::Run {
                             run: n.to_string(),
                             part: Part::Attach,
                         },
-                        Step::Run {
+                        Move::Run {
                             run: n.to_string(),
                             part: Part::Input,
                         },
                     ]
                 } else {
-                    vec![Step::Run {
+                    vec![Move::Run {
                         run: n.to_string(),
                         part: Part::Whole,
                     }]

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::scenario::Role;
+
 /// An implementation of the writer/reader pair (and the probe role).
 #[derive(Debug, Clone)]
 pub struct Implementation {
@@ -19,11 +21,11 @@ pub struct Implementation {
 }
 
 impl Implementation {
-    pub fn command(&self, role: &str) -> &[String] {
+    pub fn command(&self, role: Role) -> &[String] {
         match role {
-            "writer" => &self.writer,
-            "reader" => &self.reader,
-            _ => &self.probe,
+            Role::Writer => &self.writer,
+            Role::Reader => &self.reader,
+            Role::Probe => &self.probe,
         }
     }
 
@@ -110,10 +112,10 @@ impl Implementation {
         if programs.iter().all(|p| reachable_by_others(Path::new(p))) {
             return self;
         }
-        let Ok(dir) = tempfile::Builder::new().prefix("shmconf-bin-").tempdir() else {
+        // Inside the run's dir, so a killed run's copies are swept too.
+        let Ok(dir) = crate::engine::rundir::scenario_dir("bin-") else {
             return self;
         };
-        let _ = std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755));
         for argv in [&mut self.writer, &mut self.reader, &mut self.probe] {
             let src = PathBuf::from(&argv[0]);
             let dst = dir.path().join(src.file_name().unwrap_or_default());

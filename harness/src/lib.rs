@@ -1,21 +1,24 @@
 //! shmconf's scenario runner.
 //!
-//! Data flows one way: scenario file ([`scenario`]) → execution that records
-//! an event log ([`exec`], [`procs`], [`events`]) → verdicts from the log
-//! alone ([`check`]) → reports ([`report`]). [`runner`] ties them together;
-//! [`impls`] says how an implementation's roles are started; [`probe`] is the
-//! raw-syscall role.
+//! Data flows one way (see `docs/architecture.md`): scenario file
+//! ([`scenario`]: wire types → typed scenario, checked once) → [`plan`]
+//! (run or skip, typed reason) → [`engine`] (one step interpreter over a
+//! [`engine::backend`] and an [`engine::oracle`], recording [`events`]) →
+//! [`check`] (verdicts from the log alone; [`explore`] judges orders against
+//! the [`model`]) → [`outcome`] (expectations) → [`report`]. [`compose`]
+//! builds the [`runner::Runner`] that ties them, for the CLI and the tests.
 
 pub mod bench;
 pub mod check;
-pub mod docker;
+pub mod compose;
+pub mod engine;
 pub mod events;
-pub mod exec;
 pub mod explore;
 pub mod impls;
 pub mod model;
+pub mod outcome;
+pub mod plan;
 pub mod probe;
-pub mod procs;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use shmconf_harness::exec::{Isolation, Options};
-use shmconf_harness::impls::Implementation;
-use shmconf_harness::runner::{self, Capabilities, Expectations, RunConfig};
-use shmconf_harness::{probe, procs, report, scenario};
+use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation};
+use shmconf_harness::engine::{procs, rundir, Limits};
+use shmconf_harness::runner::ScenarioResult;
+use shmconf_harness::scenario::ScenarioFile;
+use shmconf_harness::{probe, report, scenario};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -166,7 +167,14 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = dispatch(Cli::parse());
+    // Whatever the command made under the run's dir (scenario dirs, staged
+    // binaries) goes with it.
+    rundir::finish();
+    code
+}
+
+fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Probe(args) => ExitCode::from(probe::run(args) as u8),
         Command::Schema => {
@@ -188,7 +196,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Run(args) => run(*args),
-        Command::PidInit => shmconf_harness::procs::pid_init(),
+        Command::PidInit => procs::pid_init(),
         Command::BenchPeer(args) => match shmconf_harness::bench::peer(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -205,15 +213,15 @@ fn first_sentence(s: &str) -> &str {
     s.split_once(". ").map_or(s, |(a, _)| a)
 }
 
-fn load(select: &SelectArgs) -> Result<Vec<runner::ScenarioFile>, ExitCode> {
+fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode> {
     let paths = if select.paths.is_empty() {
         let default = std::env::var_os("SHMCONF_SCENARIOS").map_or_else(|| PathBuf::from("scenarios"), PathBuf::from);
         vec![default]
     } else {
         select.paths.clone()
     };
-    match runner::discover(&paths) {
-        Ok(all) => Ok(runner::select(all, &select.tags, &select.skip)),
+    match scenario::discover(&paths) {
+        Ok(all) => Ok(scenario::select(all, &select.tags, &select.skip)),
         Err(errors) => {
             for e in errors {
                 eprintln!("shmconf: {e}");
@@ -223,146 +231,113 @@ fn load(select: &SelectArgs) -> Result<Vec<runner::ScenarioFile>, ExitCode> {
     }
 }
 
-/// Without root, become root of a user namespace of our own (while still
-/// single-threaded, as unshare(CLONE_NEWUSER) requires) so IPC namespaces can
-/// be made.
-fn enter_user_namespace_if_unprivileged() {
-    use nix::sched::{unshare, CloneFlags};
-    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
-    if uid.is_root() || unshare(CloneFlags::CLONE_NEWUSER).is_err() {
-        return;
-    }
-    let _ = std::fs::write("/proc/self/setgroups", "deny");
-    let _ = std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"));
-    let _ = std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"));
-}
-
 fn run(args: RunArgs) -> ExitCode {
-    enter_user_namespace_if_unprivileged();
+    compose::enter_user_namespace_if_unprivileged();
+    // First, before any scenario starts a process: SIGINT, SIGTERM and SIGHUP
+    // all stop the run and clean up.
+    if let Err(e) = procs::handle_termination_signals() {
+        eprintln!("shmconf: cannot install the signal handlers: {e}");
+        return ExitCode::from(2);
+    }
     let scenarios = match load(&args.select) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let docker = args.backend == BackendArg::Docker;
-    if docker && !shmconf_harness::docker::available() {
-        eprintln!("shmconf: --backend docker: `docker info` failed: the Docker engine is not reachable");
-        return ExitCode::from(2);
-    }
-    let implementation = match (&args.writer, &args.reader) {
-        (Some(w), Some(r)) => Implementation::custom(&args.name, w, r),
-        _ if docker => Implementation::in_image(&args.implementation),
-        _ => Implementation::builtin(&args.implementation),
+    let choices = Choices {
+        implementation: match (&args.writer, &args.reader) {
+            (Some(w), Some(r)) => ImplChoice::Custom {
+                name: args.name.clone(),
+                writer: w.clone(),
+                reader: r.clone(),
+            },
+            _ => ImplChoice::Builtin(args.implementation.clone()),
+        },
+        backend: match args.backend {
+            BackendArg::Docker => BackendChoice::Docker {
+                image: args.image.clone(),
+            },
+            BackendArg::Local => BackendChoice::Local(match args.isolation {
+                IsolationArg::Auto => Isolation::Auto,
+                IsolationArg::Namespaces => Isolation::Namespaces,
+                IsolationArg::Shared => Isolation::Shared,
+            }),
+        },
+        limits: Limits {
+            step: Duration::from_millis(args.step_timeout.clamp(1, 600_000)),
+            scenario: Duration::from_millis(args.scenario_timeout.clamp(1, 3_600_000)),
+        },
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        expectations: args.expectations.clone(),
+        replay_order: args.order.clone(),
     };
-    let implementation = match implementation {
-        Ok(i) => i,
+    let runner = match compose::compose(&choices) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("shmconf: {e}");
             return ExitCode::from(2);
         }
     };
-    let expectations = match &args.expectations {
-        Some(p) => match Expectations::load(p) {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("shmconf: {e}");
-                return ExitCode::from(2);
+    if args.expectations.is_some() {
+        for id in runner.expectations.0.keys() {
+            if !scenarios.iter().any(|s| &s.id == id) {
+                eprintln!("shmconf: note: expectations name {id:?}, which is not among the selected scenarios");
             }
-        },
-        None => match implementation.default_expectations {
-            Some(text) => Expectations::parse(std::path::Path::new("(built-in expectations)"), text)
-                .expect("built-in expectations parse"),
-            None => Expectations::default(),
-        },
-    };
-    for id in expectations.0.keys().filter(|_| args.expectations.is_some()) {
-        if !scenarios.iter().any(|s| &s.id == id) {
-            eprintln!("shmconf: note: expectations name {id:?}, which is not among the selected scenarios");
         }
     }
-    if let Err(e) = ctrlc::set_handler(procs::interrupt_all) {
-        eprintln!("shmconf: cannot install the Ctrl-C handler: {e}");
-    }
-    let mut capabilities = Capabilities::detect();
-    match args.isolation {
-        IsolationArg::Auto => {}
-        IsolationArg::Namespaces if !capabilities.namespaces => {
-            eprintln!("shmconf: --isolation namespaces: this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN)");
-            return ExitCode::from(2);
-        }
-        IsolationArg::Namespaces => {}
-        IsolationArg::Shared => capabilities.namespaces = false,
-    }
-    let cfg = RunConfig {
-        implementation,
-        replay_order: args.order.clone(),
-        exec: Options {
-            step_timeout: Duration::from_millis(args.step_timeout),
-            scenario_timeout: Duration::from_millis(args.scenario_timeout),
-            isolation: if docker {
-                Isolation::Docker
-            } else {
-                capabilities.isolation()
-            },
-            tmp_root: None,
-            pid_init: shmconf_harness::impls::pid_init_command(),
-            docker: docker.then(|| shmconf_harness::docker::DockerConfig::new(&args.image)),
-        },
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        expectations,
-        capabilities,
-    };
     let human = matches!(args.format, Format::Human);
     if human {
         eprintln!(
-            "shmconf: {} scenario(s), implementation {}, isolation {:?}, jobs {}",
+            "shmconf: {} scenario(s), implementation {}, backend {}, jobs {}",
             scenarios.len(),
-            cfg.implementation.name,
-            cfg.exec.isolation,
-            if cfg.exec.isolation == shmconf_harness::exec::Isolation::Shared {
-                1
-            } else {
-                cfg.jobs
-            }
+            runner.implementation.name,
+            runner.backend.name(),
+            runner.parallel()
         );
     }
-    let progress = |r: &runner::ScenarioResult| {
+    let progress = |r: &ScenarioResult| {
         if human {
             println!("{}", report::progress_line(r));
         }
     };
-    let results = runner::run_all(&scenarios, &cfg, &progress);
-    let name = cfg.implementation.name.as_str();
+    let results = runner.run_all(&scenarios, &progress);
+    finish_run(&args, &runner.implementation.name, &results)
+}
+
+fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCode {
     if let Some(dir) = &args.record {
-        if let Err(e) = record(dir, &results) {
+        if let Err(e) = record(dir, results) {
             eprintln!("shmconf: --record {}: {e}", dir.display());
         }
     }
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, report::junit(name, &results)) {
+        if let Err(e) = std::fs::write(path, report::junit(name, results)) {
             eprintln!("shmconf: --junit {}: {e}", path.display());
             return ExitCode::from(2);
         }
     }
     match args.format {
         Format::Human => {
-            let _ = report::human(&mut std::io::stdout().lock(), name, &results);
+            let _ = report::human(&mut std::io::stdout().lock(), name, results);
         }
-        Format::Json => println!("{}", report::json(name, &results)),
+        Format::Json => println!("{}", report::json(name, results)),
     }
-    if procs::interrupted() {
-        eprintln!("shmconf: interrupted; every process, temp dir and namespace of the run is gone");
-        return ExitCode::from(130);
+    if let Some(sig) = procs::interrupting_signal() {
+        eprintln!(
+            "shmconf: {}; every process, temp dir and namespace of the run is gone",
+            procs::interruption()
+        );
+        return ExitCode::from(128 + sig as u8);
     }
-    if report::Summary::of(&results).failed() > 0 {
+    if report::Summary::of(results).failed() > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
 }
 
-fn record(dir: &std::path::Path, results: &[runner::ScenarioResult]) -> std::io::Result<()> {
+fn record(dir: &std::path::Path, results: &[ScenarioResult]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for r in results {
         let file = dir.join(format!("{}.json", r.id.replace('/', "__")));

@@ -17,6 +17,7 @@ pub struct Summary {
     pub timeout: usize,
     pub xfail: usize,
     pub xpass: usize,
+    pub interrupted: usize,
 }
 
 impl Summary {
@@ -34,6 +35,7 @@ impl Summary {
                 Status::Timeout => &mut s.timeout,
                 Status::Xfail => &mut s.xfail,
                 Status::Xpass => &mut s.xpass,
+                Status::Interrupted => &mut s.interrupted,
             } += 1;
         }
         s
@@ -77,8 +79,20 @@ pub fn human(out: &mut dyn Write, implementation: &str, results: &[ScenarioResul
     writeln!(out)?;
     writeln!(
         out,
-        "implementation {implementation}: {} scenarios: {} PASS, {} FAIL, {} BROKEN, {} TIMEOUT, {} XPASS, {} XFAIL, {} SKIP",
-        s.total, s.pass, s.fail, s.broken, s.timeout, s.xpass, s.xfail, s.skip
+        "implementation {implementation}: {} scenarios: {} PASS, {} FAIL, {} BROKEN, {} TIMEOUT, {} XPASS, {} XFAIL, {} SKIP{}",
+        s.total,
+        s.pass,
+        s.fail,
+        s.broken,
+        s.timeout,
+        s.xpass,
+        s.xfail,
+        s.skip,
+        if s.interrupted > 0 {
+            format!(", {} INTERRUPTED (not judged)", s.interrupted)
+        } else {
+            String::new()
+        }
     )?;
     // The plain closing line CI tools read.
     writeln!(
@@ -131,7 +145,7 @@ pub fn junit(implementation: &str, results: &[ScenarioResult]) -> String {
     for r in results {
         let status = match r.status {
             Status::Pass | Status::Xfail => TestCaseStatus::success(),
-            Status::Skip => {
+            Status::Skip | Status::Interrupted => {
                 let mut s = TestCaseStatus::skipped();
                 s.set_message(r.message.as_str());
                 s

@@ -2,18 +2,21 @@
 //! implementation, named `impl::theme/scenario` (filter with
 //! `cargo test -p shmconf-harness --test scenarios -- rust::orders`).
 //! SKIP shows as ignored with its reason; XFAIL (a deviation the
-//! implementation's expectations file declares) passes.
+//! implementation's expectations file declares) passes. The runner comes
+//! from the same composition root as the CLI's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use shmconf_harness::check::Status;
-use shmconf_harness::exec::Options;
-use shmconf_harness::impls::{pid_init_command, Implementation};
-use shmconf_harness::runner::{discover, run_one, Capabilities, Expectations, RunConfig};
+use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation};
+use shmconf_harness::engine::{procs, rundir, Limits};
+use shmconf_harness::scenario::discover;
 
 fn main() {
+    // Single-threaded here, as entering a user namespace requires.
+    compose::enter_user_namespace_if_unprivileged();
     let args = Arguments::from_args();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let scenarios = discover(&[root]).unwrap_or_else(|errors| {
@@ -22,33 +25,26 @@ fn main() {
         }
         panic!("scenario files must load");
     });
-    let caps = Capabilities::detect();
+    let _ = procs::handle_termination_signals();
     let mut trials = Vec::new();
     for name in ["rust", "c-reference"] {
-        let implementation = Implementation::builtin(name).expect("built-in implementation");
-        let expectations = implementation
-            .default_expectations
-            .map(|t| Expectations::parse(Path::new(name), t).expect("built-in expectations parse"))
-            .unwrap_or_default();
-        let cfg = Arc::new(RunConfig {
-            implementation,
-            replay_order: None,
-            exec: Options {
-                isolation: caps.isolation(),
-                pid_init: pid_init_command(),
-                ..Options::default()
-            },
+        let runner = compose::compose(&Choices {
+            implementation: ImplChoice::Builtin(name.into()),
+            backend: BackendChoice::Local(Isolation::Auto),
+            limits: Limits::default(),
             jobs: 1,
-            expectations,
-            capabilities: caps,
-        });
+            expectations: None,
+            replay_order: None,
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let runner = Arc::new(runner);
         for sf in &scenarios {
-            let (cfg, sf) = (Arc::clone(&cfg), sf.clone());
-            let shared_ns = caps.isolation() == shmconf_harness::exec::Isolation::Shared;
+            let (runner, sf) = (Arc::clone(&runner), sf.clone());
             trials.push(Trial::ignorable_test(format!("{name}::{}", sf.id), move || {
-                // Without namespaces scenarios share the host's: one at a time.
-                let _guard = shared_ns.then(|| SERIAL.lock().unwrap_or_else(|p| p.into_inner()));
-                let r = run_one(&sf, &cfg);
+                // A backend that shares one namespace runs one scenario at a time.
+                let _guard = (runner.backend.max_parallel() == Some(1))
+                    .then(|| SERIAL.lock().unwrap_or_else(|p| p.into_inner()));
+                let r = runner.run_one(&sf);
                 match r.status {
                     Status::Pass | Status::Xfail => Ok(Completion::Completed),
                     Status::Skip => Ok(Completion::ignored_with(r.message)),
@@ -60,7 +56,9 @@ fn main() {
             }));
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    rundir::finish();
+    conclusion.exit();
 }
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -22,8 +22,10 @@ pub fn die_with_parent(cmd: &mut Command) {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect: then the
-            // signal will never come, so go now.
-            if libc::getppid() != parent {
+            // signal will never come, so go now. (In a new PID namespace the
+            // parent outside it shows as 0; an orphan there shows its init.)
+            let ppid = libc::getppid();
+            if ppid != parent && ppid != 0 {
                 libc::_exit(137);
             }
         }

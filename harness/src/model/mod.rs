@@ -95,6 +95,8 @@ enum ProcState {
     /// A paused writer, attached to segment `seg`, prompt printed.
     Attached {
         seg: u32,
+        /// It created the segment (and removes it if its write is rejected).
+        created: bool,
         stdout: Vec<u8>,
     },
     Done(Outcome),
@@ -165,8 +167,9 @@ impl Model {
                 let run = self.run(name)?;
                 self.expect_state(name, |s| matches!(s, ProcState::NotStarted), "not started")?;
                 let state = match self.writer_attach(&run) {
-                    Ok(seg) => ProcState::Attached {
+                    Ok((seg, created)) => ProcState::Attached {
                         seg,
+                        created,
                         stdout: b"Write Data: ".to_vec(),
                     },
                     Err(outcome) => ProcState::Done(outcome),
@@ -178,8 +181,8 @@ impl Model {
                 let run = self.run(name)?;
                 let state = self.procs.get(name).cloned();
                 match state {
-                    Some(ProcState::Attached { seg, stdout }) => {
-                        let outcome = self.writer_input(&run, seg, stdout);
+                    Some(ProcState::Attached { seg, created, stdout }) => {
+                        let outcome = self.writer_input(&run, seg, created, stdout);
                         self.procs.insert(name.clone(), ProcState::Done(outcome));
                         Ok(())
                     }
@@ -193,7 +196,7 @@ impl Model {
                 self.expect_state(name, |s| matches!(s, ProcState::NotStarted), "not started")?;
                 let outcome = match run.role {
                     Role::Writer => match self.writer_attach(&run) {
-                        Ok(seg) => self.writer_input(&run, seg, b"Write Data: ".to_vec()),
+                        Ok((seg, created)) => self.writer_input(&run, seg, created, b"Write Data: ".to_vec()),
                         Err(outcome) => outcome,
                     },
                     Role::Reader => self.reader(&run),
@@ -218,13 +221,14 @@ impl Model {
         }
     }
 
-    /// shmget(key, size, 0666|IPC_CREAT): the live segment with the key, or a new one.
-    fn shmget_create(&mut self, key: i32, size: usize) -> Result<u32, i32> {
+    /// shmget(key, size, 0666|IPC_CREAT): the live segment with the key (and
+    /// false), or a new one (and true).
+    fn shmget_create(&mut self, key: i32, size: usize) -> Result<(u32, bool), i32> {
         if let Some(seg) = self.segs.iter().find(|s| s.key == key && key != 0 && !s.dest) {
             if seg.size < size {
                 return Err(exit::SIZE);
             }
-            return Ok(seg.id);
+            return Ok((seg.id, false));
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -237,7 +241,7 @@ impl Model {
             nattch: 0,
             dest: false,
         });
-        Ok(id)
+        Ok((id, true))
     }
 
     fn seg_mut(&mut self, id: u32) -> Option<&mut Seg> {
@@ -273,20 +277,22 @@ impl Model {
         }
     }
 
-    fn writer_attach(&mut self, run: &RunSpec) -> Result<u32, Outcome> {
+    fn writer_attach(&mut self, run: &RunSpec) -> Result<(u32, bool), Outcome> {
         let fail = |exit| Outcome {
             stdout: Vec::new(),
             exit,
         };
         let key = self.key_of(run).ok_or(fail(exit::KEY_FILE))?;
-        let id = self.shmget_create(key, run.size).map_err(fail)?;
+        let (id, created) = self.shmget_create(key, run.size).map_err(fail)?;
         self.attach(id);
-        Ok(id)
+        Ok((id, created))
     }
 
-    fn writer_input(&mut self, run: &RunSpec, seg: u32, mut stdout: Vec<u8>) -> Outcome {
-        let size = self.segs.iter().find(|s| s.id == seg).map_or(run.size, |s| s.size);
-        let line = first_line(&run.stdin, size);
+    /// The line goes in if it fits `--size` (a larger existing segment does
+    /// not widen it); a rejected line leaves the kernel as the writer found
+    /// it: a segment it had created for the write is removed again.
+    fn writer_input(&mut self, run: &RunSpec, seg: u32, created: bool, mut stdout: Vec<u8>) -> Outcome {
+        let line = first_line(&run.stdin, run.size);
         let exit = match line {
             Line::Fits(line) => {
                 if let Some(s) = self.seg_mut(seg) {
@@ -302,6 +308,9 @@ impl Model {
             Line::Eof => exit::NO_INPUT,
         };
         self.detach(seg);
+        if exit != exit::OK && created {
+            self.rmid(seg);
+        }
         Outcome { stdout, exit }
     }
 
@@ -314,7 +323,7 @@ impl Model {
             return fail(exit::KEY_FILE);
         };
         let id = match self.shmget_create(key, run.size) {
-            Ok(id) => id,
+            Ok((id, _)) => id,
             Err(code) => return fail(code),
         };
         self.attach(id);

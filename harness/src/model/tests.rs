@@ -151,7 +151,29 @@ fn errors_of_our_contract() {
     run(&mut m, &[Event::Run("e".into()), Event::Run("l".into())]);
     assert_eq!(out(&m, "e"), ("Write Data: ".into(), exit::NO_INPUT));
     assert_eq!(out(&m, "l"), ("Write Data: ".into(), exit::INPUT_TOO_LONG));
-    assert_eq!(m.segs[0].text(), b"", "rejected writes leave the segment untouched");
+    assert!(
+        m.segs.is_empty(),
+        "a rejected write removes the segment it created: {:?}",
+        m.segs
+    );
+    // With a segment already there, a rejected write leaves it untouched.
+    let mut m = model(&[
+        writer("w", "kept\n", false),
+        writer("e", "", false),
+        writer("l", &"z".repeat(1024), false),
+    ]);
+    run(
+        &mut m,
+        &[Event::Run("w".into()), Event::Run("e".into()), Event::Run("l".into())],
+    );
+    assert_eq!(out(&m, "e").1, exit::NO_INPUT);
+    assert_eq!(out(&m, "l").1, exit::INPUT_TOO_LONG);
+    assert_eq!(m.segs.len(), 1);
+    assert_eq!(
+        m.segs[0].text(),
+        b"kept",
+        "rejected writes leave an existing segment untouched"
+    );
 }
 
 #[test]

@@ -1,0 +1,120 @@
+//! The one composition root: from what the user chose (or what the test
+//! harness chooses) to a [`Runner`]: implementation, backend, oracle,
+//! limits, expectations. `main.rs` and `harness/tests/scenarios.rs` both
+//! build their runner here, so tests run exactly what the CLI runs.
+
+use std::path::{Path, PathBuf};
+
+use crate::engine::backend::docker::{DockerBackend, DockerConfig};
+use crate::engine::backend::local::LocalNamespaces;
+use crate::engine::backend::shared::SharedNamespace;
+use crate::engine::backend::{Backend, Capabilities};
+use crate::engine::oracle::Procfs;
+use crate::engine::Limits;
+use crate::impls::Implementation;
+use crate::outcome::Expectations;
+use crate::runner::Runner;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImplChoice {
+    Builtin(String),
+    Custom {
+        name: String,
+        writer: String,
+        reader: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Namespaces where this process can make them, else the shared namespace.
+    Auto,
+    Namespaces,
+    Shared,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendChoice {
+    Local(Isolation),
+    Docker { image: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Choices {
+    pub implementation: ImplChoice,
+    pub backend: BackendChoice,
+    pub limits: Limits,
+    pub jobs: usize,
+    pub expectations: Option<PathBuf>,
+    pub replay_order: Option<String>,
+}
+
+/// Without root, become root of a user namespace of our own so IPC
+/// namespaces can be made. Call while the process is single-threaded
+/// (unshare(CLONE_NEWUSER) requires it): first thing in `main`.
+pub fn enter_user_namespace_if_unprivileged() {
+    use nix::sched::{unshare, CloneFlags};
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    if uid.is_root() || unshare(CloneFlags::CLONE_NEWUSER).is_err() {
+        return;
+    }
+    let _ = std::fs::write("/proc/self/setgroups", "deny");
+    let _ = std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"));
+    let _ = std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"));
+}
+
+/// Build the runner; errors are one line for the user (exit 2).
+pub fn compose(c: &Choices) -> Result<Runner, String> {
+    let docker = matches!(c.backend, BackendChoice::Docker { .. });
+    let implementation = match &c.implementation {
+        ImplChoice::Custom { name, writer, reader } => Implementation::custom(name, writer, reader)?,
+        ImplChoice::Builtin(name) if docker => Implementation::in_image(name)?,
+        ImplChoice::Builtin(name) => Implementation::builtin(name)?,
+    };
+    let expectations = match &c.expectations {
+        Some(p) => Expectations::load(p).map_err(|e| e.to_string())?,
+        None => match implementation.default_expectations {
+            Some(text) => Expectations::parse(Path::new("(built-in expectations)"), text).map_err(|e| e.to_string())?,
+            None => Expectations::default(),
+        },
+    };
+    let capabilities = Capabilities::detect();
+    let backend: Box<dyn Backend> = match &c.backend {
+        BackendChoice::Docker { image } => {
+            if !crate::engine::backend::docker::available() {
+                return Err("--backend docker: `docker info` failed: the Docker engine is not reachable".into());
+            }
+            Box::new(DockerBackend {
+                config: DockerConfig::new(image),
+            })
+        }
+        BackendChoice::Local(isolation) => {
+            let namespaces = match isolation {
+                Isolation::Auto => capabilities.namespaces,
+                Isolation::Namespaces if !capabilities.namespaces => return Err(
+                    "--isolation namespaces: this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN)"
+                        .into(),
+                ),
+                Isolation::Namespaces => true,
+                Isolation::Shared => false,
+            };
+            if namespaces {
+                Box::new(LocalNamespaces {
+                    capabilities,
+                    pid_init: crate::impls::pid_init_command(),
+                })
+            } else {
+                Box::new(SharedNamespace { capabilities })
+            }
+        }
+    };
+    Ok(Runner {
+        implementation,
+        backend,
+        oracle: Box::new(Procfs),
+        limits: c.limits,
+        jobs: c.jobs.max(1),
+        expectations,
+        replay_order: c.replay_order.clone(),
+    })
+}

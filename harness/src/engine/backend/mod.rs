@@ -1,0 +1,162 @@
+//! Where a scenario's namespaces live and how its processes start there.
+//!
+//! A [`Backend`] says once, before a scenario runs, whether it can run it
+//! (a typed [`SkipReason`] when not), and sets up a [`World`] for it on the
+//! scenario's own thread: the namespaces (or containers), the way a process
+//! is started in one, and what is removed at the end. The step interpreter
+//! (`engine`) talks only to these traits, so a new backend is one file here,
+//! not branches in the interpreter.
+
+pub mod docker;
+pub mod local;
+pub mod shared;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::events::{Ending, SegRow};
+use crate::scenario::files::FileIdentity;
+use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
+
+/// Why a scenario cannot run on a backend here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// It needs more IPC namespaces than the backend can make.
+    Namespaces { needed: usize, why: String },
+    /// It sets a sysctl, and the backend cannot do that safely or at all.
+    Sysctl(String),
+    /// It runs a process as another uid, which needs real root.
+    OtherUid,
+    /// It uses Docker IPC modes or stops containers.
+    NeedsDocker,
+    /// The backend cannot do what a step asks (signal, drop a namespace, explore).
+    Unsupported(String),
+    /// Found out while running (e.g. a filesystem that gives no colliding inodes).
+    Environment(String),
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Namespaces { needed, why } => write!(f, "needs {needed} IPC namespaces: {why}"),
+            SkipReason::Sysctl(why) => write!(f, "sets a sysctl: {why}"),
+            SkipReason::OtherUid => f.write_str("runs a process as another uid, which needs real root"),
+            SkipReason::NeedsDocker => f.write_str("uses Docker IPC modes or containers: run it with --backend docker"),
+            SkipReason::Unsupported(why) | SkipReason::Environment(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What this process can do, probed once.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub namespaces: bool,
+    pub other_uids: bool,
+    /// /proc/sys/kernel is writable (Docker mounts it read-only).
+    pub sysctls: bool,
+}
+
+impl Capabilities {
+    pub fn detect() -> Capabilities {
+        let namespaces = shmconf::ipcns::can_unshare_ipc();
+        // Running as another uid needs real root: root in a user namespace
+        // of our own maps a single uid.
+        let other_uids = nix::unistd::geteuid().is_root()
+            && std::fs::read_to_string("/proc/self/uid_map")
+                .map(|m| m.lines().any(|l| l.split_whitespace().nth(2).is_some_and(|n| n != "1")))
+                .unwrap_or(false);
+        let sysctls = nix::unistd::access("/proc/sys/kernel/shm_rmid_forced", nix::unistd::AccessFlags::W_OK).is_ok();
+        Capabilities {
+            namespaces,
+            other_uids,
+            sysctls,
+        }
+    }
+}
+
+/// A process as the interpreter wants it started.
+pub struct SpawnRequest<'a> {
+    pub ns: &'a str,
+    pub argv: Vec<String>,
+    pub env: &'a BTreeMap<String, String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Records setup and teardown events of a backend.
+pub trait SetupLog {
+    fn namespace(&mut self, name: &str, inode: u64);
+    fn event(&mut self, kind: crate::events::EventKind);
+}
+
+pub trait Backend: Send + Sync {
+    /// Name in logs and reports.
+    fn name(&self) -> &'static str;
+
+    /// Why `scenario` cannot run here, decided before it starts.
+    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason>;
+
+    /// How many scenarios may run at once (1 where they share a namespace).
+    fn max_parallel(&self) -> Option<usize> {
+        None
+    }
+
+    /// Make the scenario's namespaces, on the calling thread (the scenario's
+    /// own), which the world may move between them.
+    fn set_up(&self, scenario: &Scenario, dir: &ScenarioDir, log: &mut dyn SetupLog) -> Result<Box<dyn World>, String>;
+}
+
+/// One scenario's namespaces, alive until [`World::tear_down`] (or drop).
+pub trait World {
+    /// Move the calling thread into namespace `ns` (where the oracle reads and
+    /// where local processes are spawned).
+    fn enter(&mut self, ns: &str) -> Result<(), String>;
+
+    /// The command that starts `req` in its namespace, with the scenario dir
+    /// as working directory.
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String>;
+
+    /// The PID namespace to start processes in, if the world has one.
+    fn pid_namespace(&mut self) -> Option<&mut crate::engine::procs::PidNamespace> {
+        None
+    }
+
+    /// How the backend's wrapper reports a process's end, mapped back to it
+    /// (`docker exec` turns a death by signal into exit 128+N).
+    fn ending(&self, ending: Ending) -> Ending {
+        ending
+    }
+
+    /// Note a process the scenario started (its pid as the oracle shows cpid).
+    fn spawned(&mut self, _pid: i32) {}
+
+    /// Note a key the scenario resolved, a segment id it saved, a key file it
+    /// made: each marks segments as the scenario's own where the namespace
+    /// is shared with other programs.
+    fn claims_key(&mut self, _key: i32) {}
+    fn claims_id(&mut self, _shmid: i32) {}
+    fn claims_file(&mut self, _file: FileIdentity) {}
+
+    /// Is this row one of the scenario's own? Where the namespace is shared
+    /// with other programs, their segments are neither judged nor touched.
+    /// (A row once judged own stays own, e.g. after IPC_RMID resets its key.)
+    fn is_own(&mut self, _row: &SegRow) -> bool {
+        true
+    }
+
+    fn set_sysctl(&mut self, ns: &str, sysctl: IpcSysctl, value: &str) -> Result<(), String>;
+
+    /// Remove the container behind `ns` (Docker).
+    fn stop(&mut self, ns: &str) -> Result<(), String> {
+        Err(format!("namespace {ns:?} has no container to stop on this backend"))
+    }
+
+    /// Close the world's handle on `ns`, so it lives only as long as its processes.
+    fn drop_namespace(&mut self, ns: &str) -> Result<(), String> {
+        Err(format!("namespace {ns:?} cannot be dropped on this backend"))
+    }
+
+    /// Remove what the scenario made that does not go away by itself, after
+    /// every process is gone; returns what was removed, for the log.
+    fn tear_down(&mut self) -> Vec<String>;
+}

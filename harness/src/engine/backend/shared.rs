@@ -1,0 +1,205 @@
+//! The shared namespace: where no namespace can be made (an unprivileged
+//! container), scenarios run one at a time in the harness's own IPC
+//! namespace, among whatever other programs keep there.
+//!
+//! The harness then judges and removes only what is provably the
+//! scenario's own ([`Ownership`]): segments created by a process it started,
+//! under a key it resolved or of a key file it made, or whose id it saved.
+//! Anything else, before or during the scenario, is another program's: it is
+//! neither judged nor touched.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use shmconf::{Key, SegTable, Segment};
+
+use super::{Backend, Capabilities, SetupLog, SkipReason, SpawnRequest, World};
+use crate::events::SegRow;
+use crate::scenario::files::FileIdentity;
+use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
+
+pub struct SharedNamespace {
+    pub capabilities: Capabilities,
+}
+
+impl Backend for SharedNamespace {
+    fn name(&self) -> &'static str {
+        "shared"
+    }
+
+    fn max_parallel(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
+        let why = "this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN, e.g. docker run --cap-add SYS_ADMIN)";
+        if needs.docker {
+            return Some(SkipReason::NeedsDocker);
+        }
+        if needs.explore {
+            return Some(SkipReason::Namespaces {
+                needed: 2,
+                why: format!("explores orders, each in a fresh IPC namespace, and {why}"),
+            });
+        }
+        if needs.namespaces > 1 {
+            return Some(SkipReason::Namespaces {
+                needed: needs.namespaces,
+                why: why.into(),
+            });
+        }
+        if needs.sysctl {
+            return Some(SkipReason::Sysctl(
+                "only safe in an IPC namespace of the scenario's own, and this process cannot create one".into(),
+            ));
+        }
+        if needs.drop_ns {
+            return Some(SkipReason::Unsupported(
+                "drops a namespace, which needs namespaces of the scenario's own".into(),
+            ));
+        }
+        if needs.other_uid && !self.capabilities.other_uids {
+            return Some(SkipReason::OtherUid);
+        }
+        None
+    }
+
+    fn set_up(&self, scenario: &Scenario, dir: &ScenarioDir, log: &mut dyn SetupLog) -> Result<Box<dyn World>, String> {
+        let ns = shmconf::ipcns::IpcNamespace::current().map_err(|e| e.to_string())?;
+        log.namespace(crate::scenario::MAIN_NS, ns.inode().unwrap_or(0));
+        let ownership = Ownership::take_baseline()?;
+        // The scenario's key files must not collide with a segment already
+        // there: then "its" key would name another program's segment.
+        for f in &scenario.files {
+            let Ok(id) = dir.identity(f) else { continue };
+            if let Some(row) = ownership.row_with_file_key(id)? {
+                return Err(format!(
+                    "the shared namespace already holds a segment with the key of {f} ({}): cannot run without a namespace of its own",
+                    row.key
+                ));
+            }
+        }
+        Ok(Box::new(SharedWorld { ownership }))
+    }
+}
+
+/// Which segments of a shared namespace are a scenario's own.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    baseline: BTreeSet<i32>,
+    pids: BTreeSet<i32>,
+    keys: BTreeSet<i32>,
+    /// Low 24 bits of keys made from the scenario's key files (every proj id).
+    file_keys: BTreeSet<u32>,
+    ids: BTreeSet<i32>,
+}
+
+impl Ownership {
+    pub fn take_baseline() -> Result<Ownership, String> {
+        let table = SegTable::read().map_err(|e| format!("cannot read the segment table: {e}"))?;
+        Ok(Ownership {
+            baseline: table.rows.iter().map(|r| r.shmid).collect(),
+            ..Ownership::default()
+        })
+    }
+
+    fn row_with_file_key(&self, id: FileIdentity) -> Result<Option<shmconf::segtable::Row>, String> {
+        let low = shmconf::sysv::ftok_formula(id.dev, id.ino, 0).as_u32() & 0xff_ffff;
+        let table = SegTable::read().map_err(|e| format!("cannot read the segment table: {e}"))?;
+        Ok(table
+            .rows
+            .into_iter()
+            .find(|r| r.key != Key::PRIVATE && r.key.as_u32() & 0xff_ffff == low))
+    }
+
+    pub fn pid(&mut self, pid: i32) {
+        self.pids.insert(pid);
+    }
+    pub fn key(&mut self, key: i32) {
+        if key != 0 {
+            self.keys.insert(key);
+        }
+    }
+    pub fn id(&mut self, shmid: i32) {
+        self.ids.insert(shmid);
+    }
+    pub fn file(&mut self, id: FileIdentity) {
+        self.file_keys
+            .insert(shmconf::sysv::ftok_formula(id.dev, id.ino, 0).as_u32() & 0xff_ffff);
+    }
+
+    pub fn is_own(&mut self, row: &SegRow) -> bool {
+        if self.baseline.contains(&row.shmid) {
+            return false;
+        }
+        let key = row.raw_key;
+        let own = self.ids.contains(&row.shmid)
+            || row.cpid.is_some_and(|p| self.pids.contains(&p))
+            || (key != 0 && (self.keys.contains(&key) || self.file_keys.contains(&(key as u32 & 0xff_ffff))));
+        if own {
+            self.ids.insert(row.shmid);
+        }
+        own
+    }
+
+    /// IPC_RMID every segment that is the scenario's own; what was removed.
+    pub fn remove_own(&mut self) -> Vec<String> {
+        let Ok(table) = SegTable::read() else { return vec![] };
+        let mut removed = Vec::new();
+        for row in &table.rows {
+            let r = SegRow::from_row(row);
+            if self.is_own(&r) && Segment::from_id(row.shmid).remove().is_ok() {
+                removed.push(r.describe());
+            }
+        }
+        removed
+    }
+}
+
+struct SharedWorld {
+    ownership: Ownership,
+}
+
+impl World for SharedWorld {
+    fn enter(&mut self, _ns: &str) -> Result<(), String> {
+        // One namespace, the thread's own: no setns (which would need
+        // CAP_SYS_ADMIN, exactly what is missing here).
+        Ok(())
+    }
+
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(&req.argv[0]);
+        cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
+        if let Some(uid) = req.uid {
+            cmd.uid(uid).gid(req.gid.unwrap_or(uid));
+        } else if let Some(gid) = req.gid {
+            cmd.gid(gid);
+        }
+        Ok(cmd)
+    }
+
+    fn spawned(&mut self, pid: i32) {
+        self.ownership.pid(pid);
+    }
+    fn claims_key(&mut self, key: i32) {
+        self.ownership.key(key);
+    }
+    fn claims_id(&mut self, shmid: i32) {
+        self.ownership.id(shmid);
+    }
+    fn claims_file(&mut self, file: FileIdentity) {
+        self.ownership.file(file);
+    }
+    fn is_own(&mut self, row: &SegRow) -> bool {
+        self.ownership.is_own(row)
+    }
+
+    fn set_sysctl(&mut self, _ns: &str, _sysctl: IpcSysctl, _value: &str) -> Result<(), String> {
+        Err("refused: no namespace of the scenario's own, the sysctl would change the shared one".into())
+    }
+
+    fn tear_down(&mut self) -> Vec<String> {
+        self.ownership.remove_own()
+    }
+}

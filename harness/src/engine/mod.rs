@@ -1,0 +1,941 @@
+//! The engine: run typed steps for real, on one backend, and record what
+//! happened. It judges nothing: checks read the log afterwards.
+//!
+//! Each run of steps gets a thread of its own (namespaces are per thread,
+//! and every child inherits the thread's), a scenario dir inside the run's
+//! dir, and a [`World`] from the backend. Whatever ends the steps (their
+//! end, a timeout, a signal to the harness, a panic), the thread kills every
+//! process it started with its group, the world removes what does not go
+//! away by itself, and the dir is removed. The same engine runs scripted
+//! scenarios and every order of an exploration.
+
+pub mod backend;
+pub mod oracle;
+pub mod procs;
+pub mod rundir;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use backend::{Backend, SpawnRequest, World};
+use oracle::Oracle;
+use procs::{Proc, WaitOutcome};
+
+use crate::events::{Event, EventKind, Log, Text};
+use crate::impls::Implementation;
+use crate::scenario::files::FileIdentity;
+use crate::scenario::{
+    Action, FileName, FileOp, KeySpec, Program, Scenario, ScenarioDir, SegmentsCheck, Spawn, Step, WaitFor,
+    MAX_EXPECT_BYTES,
+};
+
+/// Most bytes of a segment's content a snapshot keeps: enough to judge any
+/// expectation (which is at most [`MAX_EXPECT_BYTES`]) exactly.
+pub const CONTENT_CAP: usize = MAX_EXPECT_BYTES + 1;
+
+/// Default limits, overridden by a scenario's or step's own.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub step: Duration,
+    pub scenario: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            step: Duration::from_secs(5),
+            scenario: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything the engine needs besides the steps.
+pub struct Engine<'a> {
+    pub backend: &'a dyn Backend,
+    pub oracle: &'a dyn Oracle,
+    pub implementation: &'a Implementation,
+    pub limits: Limits,
+}
+
+/// Steps to run beyond a scenario's own: an exploration's order is a list of
+/// steps made by the explorer, plus an observation after each event.
+pub struct Run<'a> {
+    pub id: &'a str,
+    pub scenario: &'a Scenario,
+    pub steps: &'a [Step],
+    /// No step starts, and no wait lasts, past this (an exploration's overall limit).
+    pub hard_deadline: Option<Instant>,
+}
+
+struct Recorder {
+    start: Instant,
+    log: Log,
+}
+
+impl Recorder {
+    fn rec(&mut self, step: Option<usize>, kind: EventKind) {
+        let t_us = self.start.elapsed().as_micros() as u64;
+        self.log.events.push(Event { t_us, step, kind });
+    }
+}
+
+impl backend::SetupLog for Recorder {
+    fn namespace(&mut self, name: &str, inode: u64) {
+        self.log.namespaces.insert(name.to_string(), inode);
+    }
+    fn event(&mut self, kind: EventKind) {
+        self.rec(None, kind);
+    }
+}
+
+/// When a wait must end, and which limit that is.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    limit: Duration,
+    which: &'static str,
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+impl Engine<'_> {
+    /// Run the steps on a thread of their own and return the event log. A
+    /// panic inside becomes a BROKEN event in the log, never the caller's.
+    pub fn execute(&self, run: &Run) -> Log {
+        std::thread::scope(|s| {
+            let worker = std::thread::Builder::new()
+                .name(format!("scenario {}", run.id))
+                .spawn_scoped(s, || self.execute_here(run));
+            match worker.map(|h| h.join()) {
+                Ok(Ok(log)) => log,
+                Ok(Err(panic)) => self.broken_log(run, format!("harness panicked: {}", panic_text(&*panic))),
+                Err(e) => self.broken_log(run, format!("cannot start the scenario's thread: {e}")),
+            }
+        })
+    }
+
+    fn broken_log(&self, run: &Run, message: String) -> Log {
+        let mut log = Log {
+            scenario: run.id.into(),
+            implementation: self.implementation.name.clone(),
+            isolation: self.backend.name().into(),
+            ..Log::default()
+        };
+        log.events.push(Event {
+            t_us: 0,
+            step: None,
+            kind: EventKind::Broken { message },
+        });
+        log
+    }
+
+    fn execute_here(&self, run: &Run) -> Log {
+        let mut r = Recorder {
+            start: Instant::now(),
+            log: Log {
+                scenario: run.id.into(),
+                implementation: self.implementation.name.clone(),
+                isolation: self.backend.name().into(),
+                ..Log::default()
+            },
+        };
+        let tmp = match rundir::scenario_dir("scenario-") {
+            Ok(t) => t,
+            Err(e) => {
+                r.rec(
+                    None,
+                    EventKind::Broken {
+                        message: format!("cannot make the scenario's dir: {e}"),
+                    },
+                );
+                return r.log;
+            }
+        };
+        r.log.workdir = tmp.path().display().to_string();
+        let dir = match ScenarioDir::open(tmp.path()) {
+            Ok(d) => d,
+            Err(e) => {
+                r.rec(
+                    None,
+                    EventKind::Broken {
+                        message: format!("cannot open the scenario's dir: {e}"),
+                    },
+                );
+                return r.log;
+            }
+        };
+        for f in &run.scenario.files {
+            if let Err(e) = dir.create(f) {
+                r.rec(
+                    None,
+                    EventKind::Broken {
+                        message: format!("cannot create key file {f}: {e}"),
+                    },
+                );
+                return r.log;
+            }
+            let identity = dir.identity(f).ok();
+            r.rec(
+                None,
+                EventKind::File {
+                    op: "create".into(),
+                    path: f.to_string(),
+                    error: None,
+                    identity: identity.map(|i| (i.dev, i.ino)),
+                },
+            );
+        }
+        let mut world = match self.backend.set_up(run.scenario, &dir, &mut r) {
+            Ok(w) => w,
+            Err(message) => {
+                r.rec(None, EventKind::Broken { message });
+                return r.log;
+            }
+        };
+        for f in &run.scenario.files {
+            if let Ok(id) = dir.identity(f) {
+                world.claims_file(id);
+            }
+        }
+        let scenario_limit = run.scenario.timeout.unwrap_or(self.limits.scenario);
+        let mut scenario_deadline = Deadline {
+            at: r.start + scenario_limit,
+            limit: scenario_limit,
+            which: "scenario",
+        };
+        if let Some(hard) = run.hard_deadline {
+            if hard < scenario_deadline.at {
+                scenario_deadline.at = hard;
+            }
+        }
+        let mut state = State {
+            dir: &dir,
+            oracle: self.oracle,
+            world: world.as_mut(),
+            procs: BTreeMap::new(),
+            saved_ids: BTreeMap::new(),
+            shmem_marks: BTreeMap::new(),
+        };
+        for step in run.steps {
+            let n = Some(step.n);
+            if procs::interrupted() {
+                r.rec(
+                    n,
+                    EventKind::Interrupted {
+                        reason: procs::interruption(),
+                    },
+                );
+                break;
+            }
+            if Instant::now() >= scenario_deadline.at {
+                r.rec(
+                    n,
+                    EventKind::Timeout {
+                        proc: "scenario".into(),
+                        waiting_for: "the whole scenario".into(),
+                        limit_ms: scenario_deadline.limit.as_millis() as u64,
+                        limit: "scenario".into(),
+                        stdout: Text::default(),
+                        stderr: Text::default(),
+                    },
+                );
+                r.rec(
+                    n,
+                    EventKind::Aborted {
+                        reason: "scenario time limit".into(),
+                    },
+                );
+                break;
+            }
+            if let Err(message) = state.world.enter(&step.ns) {
+                r.rec(n, EventKind::Broken { message });
+                break;
+            }
+            let step_limit = step.timeout.unwrap_or(self.limits.step);
+            let step_deadline = Instant::now() + step_limit;
+            let deadline = if step_deadline <= scenario_deadline.at {
+                Deadline {
+                    at: step_deadline,
+                    limit: step_limit,
+                    which: "step",
+                }
+            } else {
+                scenario_deadline
+            };
+            if !state.run_step(self, step, deadline, &mut r) {
+                break;
+            }
+        }
+        state.tear_down(&mut r);
+        drop(state);
+        drop(world);
+        drop(dir);
+        if let Err(e) = tmp.close() {
+            r.rec(
+                None,
+                EventKind::Broken {
+                    message: format!("cannot remove the scenario's dir: {e}"),
+                },
+            );
+        }
+        r.log
+    }
+}
+
+struct State<'w> {
+    dir: &'w ScenarioDir,
+    oracle: &'w dyn Oracle,
+    world: &'w mut dyn World,
+    procs: BTreeMap<String, Proc>,
+    /// Segment ids saved by `save_id`, for `{NAME}` in args.
+    saved_ids: BTreeMap<String, i32>,
+    /// `shmem_mark` values (KiB of Shmem) by name.
+    shmem_marks: BTreeMap<String, u64>,
+}
+
+fn timeout_event(proc: &str, waiting_for: String, d: Deadline, out: (Text, Text)) -> EventKind {
+    EventKind::Timeout {
+        proc: proc.into(),
+        waiting_for,
+        limit_ms: d.limit.as_millis() as u64,
+        limit: d.which.into(),
+        stdout: out.0,
+        stderr: out.1,
+    }
+}
+
+impl State<'_> {
+    fn resolve_key(&mut self, key: &KeySpec) -> Result<i32, String> {
+        let raw = match key {
+            KeySpec::Ftok { file, proj_id } => self
+                .dir
+                .ftok(file, *proj_id)
+                .map(|k| k.raw())
+                .map_err(|e| format!("ftok({file}): {e}"))?,
+            KeySpec::Raw(v) => *v,
+            KeySpec::Private => 0,
+        };
+        self.world.claims_key(raw);
+        Ok(raw)
+    }
+
+    /// Run one step; false stops the scenario (timeout, setup error, signal).
+    fn run_step(&mut self, engine: &Engine, step: &Step, deadline: Deadline, r: &mut Recorder) -> bool {
+        let n = Some(step.n);
+        match &step.action {
+            Action::Spawn(spawn) => self.spawn(engine, step, spawn, deadline, r),
+            Action::Feed { proc, data, close } => {
+                let Some(p) = self.procs.get_mut(proc) else {
+                    return self.gone(step, proc, r);
+                };
+                match p.write_stdin(data, *close) {
+                    Ok(()) => r.rec(
+                        n,
+                        EventKind::Stdin {
+                            proc: proc.clone(),
+                            data: Text::new(data.clone()),
+                            closed: *close,
+                        },
+                    ),
+                    Err(e) => r.rec(
+                        n,
+                        EventKind::StdinFailed {
+                            proc: proc.clone(),
+                            error: e.to_string(),
+                        },
+                    ),
+                }
+                true
+            }
+            Action::Wait { proc, until } => self.wait(step, proc, until, deadline, r),
+            Action::Kill { proc, signal, .. } => {
+                let Some(p) = self.procs.get_mut(proc) else {
+                    return self.gone(step, proc, r);
+                };
+                if let Err(e) = p.signal(*signal) {
+                    r.rec(
+                        n,
+                        EventKind::Broken {
+                            message: format!("cannot signal {proc}: {e}"),
+                        },
+                    );
+                    return false;
+                }
+                r.rec(
+                    n,
+                    EventKind::Signal {
+                        proc: proc.clone(),
+                        signal: signal.as_str().into(),
+                    },
+                );
+                let Some(mut p) = self.procs.remove(proc) else {
+                    return self.gone(step, proc, r);
+                };
+                finish(self.world, step.n, &mut p, deadline, "its exit after the signal", r)
+            }
+            Action::Segments(check) => {
+                self.snapshot(step, Some(check), r);
+                true
+            }
+            Action::File(op) => {
+                let (name, result) = match op {
+                    FileOp::Create(f) => (f, self.dir.create(f)),
+                    FileOp::Remove(f) => (f, self.dir.remove(f)),
+                    FileOp::Recreate(f) => (f, self.dir.recreate(f)),
+                    FileOp::Link { from, to } => (to, self.dir.link(from, to)),
+                };
+                let identity = match op {
+                    FileOp::Remove(_) => None,
+                    _ => self.dir.identity(name).ok(),
+                };
+                if let Some(id) = identity {
+                    self.world.claims_file(id);
+                }
+                let (op_name, path) = op.describe();
+                let ok = result.is_ok();
+                r.rec(
+                    n,
+                    EventKind::File {
+                        op: op_name.into(),
+                        path,
+                        error: result.err().map(|e| e.to_string()),
+                        identity: identity.map(|i| (i.dev, i.ino)),
+                    },
+                );
+                ok
+            }
+            Action::CollideFiles { a, b } => match collide_files(self.dir, a, b, deadline.at) {
+                Ok((detail, ids)) => {
+                    for id in ids {
+                        self.world.claims_file(id);
+                    }
+                    r.rec(
+                        n,
+                        EventKind::File {
+                            op: "collide".into(),
+                            path: detail,
+                            error: None,
+                            identity: None,
+                        },
+                    );
+                    true
+                }
+                Err(Collide::NotFound(reason)) => {
+                    r.rec(n, EventKind::Skipped { reason });
+                    false
+                }
+                Err(Collide::Io(e)) => {
+                    r.rec(
+                        n,
+                        EventKind::File {
+                            op: "collide".into(),
+                            path: format!("{a} ~ {b}"),
+                            error: Some(e),
+                            identity: None,
+                        },
+                    );
+                    false
+                }
+            },
+            Action::Sysctl { sysctl, value } => {
+                let result = self.world.set_sysctl(&step.ns, *sysctl, value);
+                let ok = result.is_ok();
+                r.rec(
+                    n,
+                    EventKind::Sysctl {
+                        ns: step.ns.clone(),
+                        name: sysctl.name().into(),
+                        value: value.clone(),
+                        error: result.err(),
+                    },
+                );
+                ok
+            }
+            Action::Stop { ns } => {
+                let result = self.world.stop(ns);
+                let ok = result.is_ok();
+                r.rec(
+                    n,
+                    EventKind::Stopped {
+                        ns: ns.clone(),
+                        error: result.err(),
+                    },
+                );
+                ok
+            }
+            Action::DropNs { ns } => match self.world.drop_namespace(ns) {
+                Ok(()) => {
+                    r.rec(n, EventKind::NamespaceDropped { ns: ns.clone() });
+                    true
+                }
+                Err(message) => {
+                    r.rec(n, EventKind::Broken { message });
+                    false
+                }
+            },
+            Action::ShmemMark { mark } => match shmem_kib() {
+                Ok(kib) => {
+                    self.shmem_marks.insert(mark.clone(), kib);
+                    r.rec(
+                        n,
+                        EventKind::Shmem {
+                            mark: mark.clone(),
+                            shmem_kib: kib,
+                            freed_kib: None,
+                        },
+                    );
+                    true
+                }
+                Err(e) => {
+                    r.rec(
+                        n,
+                        EventKind::Broken {
+                            message: format!("reading /proc/meminfo: {e}"),
+                        },
+                    );
+                    false
+                }
+            },
+            Action::ShmemFreed { since, at_least_kib } => {
+                let Some(&base) = self.shmem_marks.get(since) else {
+                    r.rec(
+                        n,
+                        EventKind::Broken {
+                            message: format!("mark {since:?} was not recorded"),
+                        },
+                    );
+                    return false;
+                };
+                // The kernel frees a dead namespace's segments from a work
+                // queue, a little after the last process is gone: poll.
+                loop {
+                    let now = shmem_kib().unwrap_or(base);
+                    let freed = base as i64 - now as i64;
+                    if freed >= *at_least_kib as i64 {
+                        r.rec(
+                            n,
+                            EventKind::Shmem {
+                                mark: since.clone(),
+                                shmem_kib: now,
+                                freed_kib: Some(freed),
+                            },
+                        );
+                        return true;
+                    }
+                    if procs::interrupted() {
+                        r.rec(
+                            n,
+                            EventKind::Interrupted {
+                                reason: procs::interruption(),
+                            },
+                        );
+                        return false;
+                    }
+                    if Instant::now() >= deadline.at {
+                        let what =
+                            format!("Shmem to fall {at_least_kib} KiB below mark {since:?} (it fell {freed} KiB)");
+                        r.rec(n, timeout_event("kernel", what, deadline, Default::default()));
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            Action::Observe => {
+                self.snapshot(step, None, r);
+                true
+            }
+        }
+    }
+
+    /// A step names a process that is no longer there: it was waited for or
+    /// killed by an earlier step that the load-time check could not see end
+    /// (an exploration's generated steps); a harness error, said so.
+    fn gone(&self, step: &Step, proc: &str, r: &mut Recorder) -> bool {
+        r.rec(
+            Some(step.n),
+            EventKind::Broken {
+                message: format!("no running process named {proc:?}"),
+            },
+        );
+        false
+    }
+
+    fn spawn(&mut self, engine: &Engine, step: &Step, spawn: &Spawn, deadline: Deadline, r: &mut Recorder) -> bool {
+        let n = Some(step.n);
+        let mut argv: Vec<String> = match &spawn.program {
+            Program::Role(role) => engine.implementation.command(*role).to_vec(),
+            Program::Exec(argv) => argv.clone(),
+        };
+        for arg in &spawn.args {
+            match arg.render(&self.saved_ids) {
+                Ok(a) => argv.push(a),
+                Err(message) => {
+                    r.rec(n, EventKind::Broken { message });
+                    return false;
+                }
+            }
+        }
+        let req = SpawnRequest {
+            ns: &step.ns,
+            argv: argv.clone(),
+            env: &spawn.env,
+            uid: spawn.uid,
+            gid: spawn.gid,
+        };
+        let cmd = match self.world.command(&req, self.dir) {
+            Ok(c) => c,
+            Err(message) => {
+                r.rec(n, EventKind::Broken { message });
+                return false;
+            }
+        };
+        let mut proc = match Proc::spawn(&spawn.name, cmd, self.world.pid_namespace()) {
+            Ok(p) => p,
+            Err(e) => {
+                if procs::interrupted() {
+                    r.rec(
+                        n,
+                        EventKind::Interrupted {
+                            reason: procs::interruption(),
+                        },
+                    );
+                    return false;
+                }
+                r.rec(
+                    n,
+                    EventKind::SpawnFailed {
+                        proc: spawn.name.clone(),
+                        argv,
+                        error: e.to_string(),
+                    },
+                );
+                return true;
+            }
+        };
+        self.world.spawned(proc.pid);
+        r.rec(
+            n,
+            EventKind::Spawn {
+                proc: spawn.name.clone(),
+                argv,
+                ns: step.ns.clone(),
+                pid: proc.pid,
+                uid: spawn.uid,
+            },
+        );
+        let close = spawn.background.map_or(true, |b| b.close_stdin);
+        if !spawn.stdin.is_empty() || close {
+            match proc.write_stdin(&spawn.stdin, close) {
+                Ok(()) => r.rec(
+                    n,
+                    EventKind::Stdin {
+                        proc: spawn.name.clone(),
+                        data: Text::new(spawn.stdin.clone()),
+                        closed: close,
+                    },
+                ),
+                Err(e) => r.rec(
+                    n,
+                    EventKind::StdinFailed {
+                        proc: spawn.name.clone(),
+                        error: e.to_string(),
+                    },
+                ),
+            }
+        }
+        if spawn.background.is_some() {
+            self.procs.insert(spawn.name.clone(), proc);
+            true
+        } else {
+            finish(self.world, step.n, &mut proc, deadline, "its exit", r)
+        }
+    }
+
+    fn wait(&mut self, step: &Step, name: &str, until: &WaitFor, deadline: Deadline, r: &mut Recorder) -> bool {
+        let n = Some(step.n);
+        if !self.procs.contains_key(name) {
+            return self.gone(step, name, r);
+        }
+        let key = match until {
+            WaitFor::Attached(spec) => match self.resolve_key(spec) {
+                Ok(k) => Some((k, spec.to_string())),
+                // No key file: nothing can be attached under it; wait for the process.
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let Some(proc) = self.procs.get_mut(name) else {
+            return self.gone(step, name, r);
+        };
+        let waiting_for = match until {
+            WaitFor::Exit(_) => {
+                let Some(mut p) = self.procs.remove(name) else {
+                    return self.gone(step, name, r);
+                };
+                return finish(self.world, step.n, &mut p, deadline, "its exit", r);
+            }
+            WaitFor::Stdout(text) => format!("stdout to contain {}", crate::events::escape_short(text, 80)),
+            WaitFor::Attached(spec) => format!("a segment with key {spec} to be attached"),
+            WaitFor::ReadingStdin => "it to block reading its input".to_string(),
+        };
+        loop {
+            let reached = match until {
+                WaitFor::Stdout(text) => matches!(
+                    proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at)),
+                    WaitOutcome::Done(())
+                ),
+                WaitFor::Attached(_) => key.as_ref().is_some_and(|(k, _)| {
+                    crate::engine::oracle::Procfs
+                        .table()
+                        .map(|rows| rows.iter().any(|row| row.raw_key == *k && row.nattch >= 1))
+                        .unwrap_or(false)
+                }),
+                WaitFor::ReadingStdin => proc.is_reading_stdin(),
+                WaitFor::Exit(_) => unreachable!("handled above"),
+            };
+            if reached {
+                r.rec(
+                    n,
+                    EventKind::OutputSeen {
+                        proc: name.into(),
+                        text: waiting_for.trim_end_matches(" to be attached").to_string(),
+                    },
+                );
+                return true;
+            }
+            if let Some(ending) = proc.ending() {
+                if matches!(until, WaitFor::ReadingStdin) {
+                    // An exploration's writer that ended early (e.g. no key
+                    // file): its exit is collected, and judged, at its input.
+                    r.rec(
+                        n,
+                        EventKind::OutputSeen {
+                            proc: name.into(),
+                            text: format!("it ended ({ending}) before reading input"),
+                        },
+                    );
+                    return true;
+                }
+                // It will not happen any more: say so now, not at the deadline.
+                let ending = self.world.ending(ending);
+                let (stdout, stderr) = proc.output();
+                r.rec(
+                    n,
+                    EventKind::WaitEnded {
+                        proc: name.into(),
+                        waiting_for,
+                        ending,
+                        stdout,
+                        stderr,
+                    },
+                );
+                if let Some(mut p) = self.procs.remove(name) {
+                    p.kill_group();
+                }
+                return false;
+            }
+            if procs::interrupted() {
+                r.rec(
+                    n,
+                    EventKind::Interrupted {
+                        reason: procs::interruption(),
+                    },
+                );
+                return false;
+            }
+            if Instant::now() >= deadline.at {
+                let out = proc.output();
+                proc.kill_group();
+                r.rec(n, timeout_event(name, waiting_for, deadline, out));
+                return false;
+            }
+            if !matches!(until, WaitFor::Stdout(_)) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Record the segment table of the step's namespace: the scenario's own
+    /// rows, with the keys the check names resolved and the contents it
+    /// needs (all contents for an exploration's observation).
+    fn snapshot(&mut self, step: &Step, check: Option<&SegmentsCheck>, r: &mut Recorder) {
+        let n = Some(step.n);
+        // The table first: reading contents attaches, which changes lpid and
+        // atime (and, with shm_rmid_forced, detaching could destroy).
+        let table = match self.oracle.table() {
+            Ok(t) => t,
+            Err(message) => {
+                r.rec(n, EventKind::Broken { message });
+                return;
+            }
+        };
+        let mut keys = BTreeMap::new();
+        let mut content_keys = Vec::new();
+        for exp in check.map(|c| c.expect.as_slice()).unwrap_or_default() {
+            let resolved = self.resolve_key(&exp.key);
+            if let Ok(k) = &resolved {
+                if exp.content.is_some() || exp.prefix.is_some() {
+                    content_keys.push(*k);
+                }
+                if let Some(name) = &exp.save_id {
+                    if let Some(row) = table.iter().find(|row| row.raw_key == *k) {
+                        self.saved_ids.insert(name.clone(), row.shmid);
+                        self.world.claims_id(row.shmid);
+                    }
+                }
+            }
+            keys.insert(exp.key.to_string(), resolved);
+        }
+        let (rows, foreign): (Vec<_>, Vec<_>) = table.into_iter().partition(|row| self.world.is_own(row));
+        let mut contents = BTreeMap::new();
+        for row in &rows {
+            if check.is_none() || content_keys.contains(&row.raw_key) {
+                let bytes = self
+                    .oracle
+                    .content(row.shmid, CONTENT_CAP)
+                    .map(|mut v| {
+                        // Keep logs readable: trailing NULs are implied up to the size.
+                        let end = v.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                        v.truncate(end);
+                        v
+                    })
+                    .unwrap_or_default();
+                contents.insert(row.shmid, Text::new(bytes));
+            }
+        }
+        r.rec(
+            n,
+            EventKind::Snapshot {
+                ns: step.ns.clone(),
+                rows,
+                foreign_ignored: foreign.len(),
+                keys,
+                contents,
+            },
+        );
+    }
+
+    fn tear_down(&mut self, r: &mut Recorder) {
+        for (name, proc) in self.procs.iter_mut() {
+            if !proc.has_exited() {
+                r.rec(None, EventKind::Reaped { proc: name.clone() });
+            }
+            proc.kill_group();
+        }
+        self.procs.clear();
+        for what in self.world.tear_down() {
+            r.rec(None, EventKind::Removed { what });
+        }
+    }
+}
+
+/// Wait for a process's exit and record it (or the timeout).
+fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, what: &str, r: &mut Recorder) -> bool {
+    match proc.wait_exit(deadline.at) {
+        WaitOutcome::Done((ending, stray)) => {
+            let ending = world.ending(ending);
+            let (stdout, stderr) = proc.output();
+            r.rec(
+                Some(n),
+                EventKind::Exit {
+                    proc: proc.name.clone(),
+                    ending,
+                    stdout,
+                    stderr,
+                    stray_processes: stray,
+                },
+            );
+            true
+        }
+        WaitOutcome::Exited(_) | WaitOutcome::TimedOut => {
+            let out = proc.output();
+            proc.kill_group();
+            r.rec(Some(n), timeout_event(&proc.name, what.to_string(), deadline, out));
+            false
+        }
+        WaitOutcome::Interrupted => {
+            r.rec(
+                Some(n),
+                EventKind::Interrupted {
+                    reason: procs::interruption(),
+                },
+            );
+            false
+        }
+    }
+}
+
+/// Why no colliding pair of files was made.
+enum Collide {
+    Io(String),
+    /// The filesystem gave no colliding pair in time: the scenario cannot run here.
+    NotFound(String),
+}
+
+/// Create files until two have inodes equal modulo 65536 (same device, so
+/// the same ftok key for one proj_id); name them `a` and `b`, remove the rest.
+fn collide_files(
+    dir: &ScenarioDir,
+    a: &FileName,
+    b: &FileName,
+    deadline: Instant,
+) -> Result<(String, Vec<FileIdentity>), Collide> {
+    let io = |e: std::io::Error| Collide::Io(e.to_string());
+    let mut seen: BTreeMap<u64, FileName> = BTreeMap::new();
+    let mut made: Vec<FileName> = Vec::new();
+    let mut found = None;
+    for i in 0..400_000u32 {
+        if Instant::now() >= deadline || procs::interrupted() {
+            break;
+        }
+        let name = FileName::parse(&format!(".collide-{i}")).map_err(Collide::Io)?;
+        dir.create(&name).map_err(io)?;
+        made.push(name.clone());
+        let ino = dir.identity(&name).map_err(io)?.ino;
+        if let Some(first) = seen.insert(ino & 0xffff, name.clone()) {
+            found = Some((first, name));
+            break;
+        }
+    }
+    let result = match found {
+        Some((first, second)) => {
+            let renamed = dir.rename(&first, a).and_then(|()| dir.rename(&second, b)).map_err(io);
+            made.retain(|m| *m != first && *m != second);
+            renamed.and_then(|()| {
+                let (ia, ib) = (dir.identity(a).map_err(io)?, dir.identity(b).map_err(io)?);
+                Ok((
+                    format!(
+                        "{a} (inode {}) ~ {b} (inode {}) after {} files",
+                        ia.ino,
+                        ib.ino,
+                        seen.len() + 1
+                    ),
+                    vec![ia, ib],
+                ))
+            })
+        }
+        None => Err(Collide::NotFound(format!(
+            "no two of {} files got inodes equal modulo 65536 within the step's time limit on this filesystem",
+            seen.len()
+        ))),
+    };
+    for m in made {
+        let _ = dir.remove(&m);
+    }
+    result
+}
+
+/// `Shmem:` of /proc/meminfo in KiB: memory of shared segments and tmpfs.
+fn shmem_kib() -> std::io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Shmem:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no Shmem line"))
+}

@@ -1,0 +1,463 @@
+//! Child processes under supervision. Each child leads its own process
+//! group, dies with the scenario thread that spawned it (parent-death
+//! signal, so even a SIGKILLed harness leaves no child running), has its
+//! output captured in bounded buffers, and is waited for with deadlines.
+//!
+//! A finished leader is observed with `waitid(WNOWAIT)` and stays a zombie
+//! until [`Proc::kill_group`] has signalled its group and reaps it: its pid,
+//! and so its process-group id, cannot be reused while we may still signal
+//! them (a pid that a waiter thread had already reaped could name somebody
+//! else's process by the time we kill it).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::events::{Ending, Text};
+
+/// Bytes of each output stream kept for judging; the rest is only counted.
+/// More than any expectation may hold (`scenario::MAX_EXPECT_BYTES`), so an
+/// exact comparison is still exact when output is cut.
+pub const CAPTURE_KEEP: usize = 2 << 20;
+
+/// The signal that stopped the run (SIGINT, SIGTERM, SIGHUP), or 0.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// Process groups alive right now, for the signal handler.
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Mark the run interrupted by `signal` and kill every live group: running
+/// scenarios then stop at their next wait and clean up as at a normal end.
+pub fn interrupt_all(signal: i32) {
+    let _ = INTERRUPTED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for pgid in groups {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst) != 0
+}
+
+/// The signal that interrupted the run, if any.
+pub fn interrupting_signal() -> Option<Signal> {
+    Signal::try_from(INTERRUPTED.load(Ordering::SeqCst)).ok()
+}
+
+/// What a run was interrupted by, for messages.
+pub fn interruption() -> String {
+    interrupting_signal().map_or("interrupted".into(), |s| format!("interrupted by {}", s.as_str()))
+}
+
+/// Install the handler for SIGINT, SIGTERM and SIGHUP: each cleans up like
+/// Ctrl-C always did (processes killed, namespaces and temp dirs gone).
+pub fn handle_termination_signals() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            interrupt_all(sig);
+        }
+    })?;
+    Ok(())
+}
+
+/// One output stream: the first [`CAPTURE_KEEP`] bytes and the total count.
+#[derive(Default)]
+struct Capture {
+    kept: Vec<u8>,
+    total: u64,
+    eof: bool,
+}
+
+impl Capture {
+    fn push(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        let room = CAPTURE_KEEP.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    fn text(&self) -> Text {
+        Text::captured(self.kept.clone(), self.total)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    stdout: Capture,
+    stderr: Capture,
+    ending: Option<Ending>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// A running (or finished) child and its process group.
+pub struct Proc {
+    pub name: String,
+    pub pid: i32,
+    stdin: Option<ChildStdin>,
+    shared: Arc<Shared>,
+    /// The group may still have members and the leader is not reaped yet.
+    group_live: bool,
+}
+
+/// What a wait saw.
+pub enum WaitOutcome<T> {
+    Done(T),
+    /// The process ended before the awaited thing happened.
+    Exited(Ending),
+    TimedOut,
+    Interrupted,
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Proc {
+    /// Spawn `cmd` as the leader of a new process group with piped stdio,
+    /// dying with the calling thread, inside `pid_ns` when given.
+    pub fn spawn(name: &str, mut cmd: Command, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        shmconf::sysv::process::die_with_parent(&mut cmd);
+        // Hold the registry lock across spawn so a signal cannot miss the group.
+        let mut live = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner());
+        if interrupted() {
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, interruption()));
+        }
+        let mut child = match pid_ns {
+            // The thread may not start threads while its children's PID
+            // namespace differs from its own: switch for the spawn only.
+            Some(ns) => {
+                ns.enter_for_children()?;
+                let spawned = cmd.spawn();
+                let left = ns.leave(spawned.as_ref().ok().map(|c| c.id()));
+                let child = spawned?;
+                if let Err(e) = left {
+                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(child.id() as i32), None);
+                    return Err(e);
+                }
+                child
+            }
+            None => cmd.spawn()?,
+        };
+        let pid = child.id() as i32;
+        live.insert(pid);
+        drop(live);
+
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let pump = |mut src: Box<dyn Read + Send>, is_out: bool| {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    let n = src.read(&mut buf).unwrap_or(0);
+                    let mut st = lock(&shared);
+                    let cap = if is_out { &mut st.stdout } else { &mut st.stderr };
+                    if n == 0 {
+                        cap.eof = true;
+                    } else {
+                        cap.push(&buf[..n]);
+                    }
+                    drop(st);
+                    shared.changed.notify_all();
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        };
+        if let Some(out) = child.stdout.take() {
+            pump(Box::new(out), true);
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(Box::new(err), false);
+        }
+        let stdin = child.stdin.take();
+        // `child` is dropped without waiting: the leader is ours to reap below.
+        drop(child);
+        {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                // Observe the exit, leave the zombie (see the module docs).
+                let ending = loop {
+                    match waitid(Id::Pid(Pid::from_raw(pid)), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+                        Ok(WaitStatus::Exited(_, code)) => break Ending::Exited { code },
+                        Ok(WaitStatus::Signaled(_, sig, _)) => {
+                            break Ending::Signaled {
+                                signal: sig.as_str().into(),
+                            }
+                        }
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                        Err(_) => break Ending::Exited { code: -1 },
+                    }
+                };
+                lock(&shared).ending = Some(ending);
+                shared.changed.notify_all();
+            });
+        }
+        Ok(Proc {
+            name: name.to_string(),
+            pid,
+            stdin,
+            shared,
+            group_live: true,
+        })
+    }
+
+    /// Write to stdin, optionally closing it. A write to a process that has
+    /// closed its stdin or exited fails with EPIPE.
+    pub fn write_stdin(&mut self, data: &[u8], close: bool) -> std::io::Result<()> {
+        let result = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(data).and_then(|()| stdin.flush()),
+            None if data.is_empty() => Ok(()),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "stdin already closed",
+            )),
+        };
+        if close {
+            self.stdin = None;
+        }
+        result
+    }
+
+    fn wait_until<T>(
+        &self,
+        deadline: Instant,
+        interruptible: bool,
+        mut pred: impl FnMut(&State) -> Option<T>,
+    ) -> WaitOutcome<T> {
+        let mut st = lock(&self.shared);
+        loop {
+            if let Some(v) = pred(&st) {
+                return WaitOutcome::Done(v);
+            }
+            if interruptible && interrupted() {
+                return WaitOutcome::Interrupted;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return WaitOutcome::TimedOut;
+            }
+            // Wake at least every 50 ms to notice a signal.
+            let slice = (deadline - now).min(Duration::from_millis(50));
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, slice)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Wait until stdout contains `needle` (within what is kept), or the
+    /// process ends without printing it (then at once, not at the deadline).
+    pub fn wait_stdout(&self, needle: &[u8], deadline: Instant) -> WaitOutcome<()> {
+        let seen = self.wait_until(deadline, true, |st| {
+            if contains(&st.stdout.kept, needle) {
+                Some(None)
+            } else if st.stdout.eof {
+                // stdout closed: the text can no longer come.
+                Some(Some(()))
+            } else {
+                None
+            }
+        });
+        match seen {
+            WaitOutcome::Done(None) => WaitOutcome::Done(()),
+            WaitOutcome::Done(Some(())) => {
+                match self.wait_until(Instant::now() + Duration::from_secs(1), false, |st| st.ending.clone()) {
+                    WaitOutcome::Done(ending) => WaitOutcome::Exited(ending),
+                    // stdout closed but the process lives on: it will never print it.
+                    _ => WaitOutcome::TimedOut,
+                }
+            }
+            WaitOutcome::Exited(e) => WaitOutcome::Exited(e),
+            WaitOutcome::TimedOut => WaitOutcome::TimedOut,
+            WaitOutcome::Interrupted => WaitOutcome::Interrupted,
+        }
+    }
+
+    /// Wait for the leader to exit; then report whether other members of its
+    /// group were still running (they are killed), and collect all output.
+    pub fn wait_exit(&mut self, deadline: Instant) -> WaitOutcome<(Ending, bool)> {
+        let ending = match self.wait_until(deadline, true, |st| st.ending.clone()) {
+            WaitOutcome::Done(e) => e,
+            WaitOutcome::TimedOut => return WaitOutcome::TimedOut,
+            WaitOutcome::Interrupted => return WaitOutcome::Interrupted,
+            WaitOutcome::Exited(e) => e,
+        };
+        // Signal 0 to the group: does anything of it outlive the leader?
+        // (The leader is an unreaped zombie, so the group id is still ours.)
+        let stray = killpg(Pid::from_raw(self.pid), None).is_ok() && self.group_has_live_members();
+        self.kill_group();
+        // Pipes close once every holder is gone; bounded in case one escaped the group.
+        let eof_deadline = Instant::now() + Duration::from_millis(500);
+        let _ = self.wait_until(eof_deadline, false, |st| (st.stdout.eof && st.stderr.eof).then_some(()));
+        WaitOutcome::Done((ending, stray))
+    }
+
+    /// Members of our group other than the zombie leader (killpg succeeds on
+    /// a group whose only member is a zombie).
+    fn group_has_live_members(&self) -> bool {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return true;
+        };
+        entries.filter_map(Result::ok).any(|e| {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                return false;
+            };
+            if pid == self.pid {
+                return false;
+            }
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the ")" of the command: state ppid pgrp ...
+                    let rest = s.rsplit_once(')')?.1;
+                    let mut f = rest.split_whitespace();
+                    let state = f.next()?;
+                    let pgrp: i32 = f.nth(1)?.parse().ok()?;
+                    Some(pgrp == self.pid && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    pub fn has_exited(&self) -> bool {
+        lock(&self.shared).ending.is_some()
+    }
+
+    pub fn ending(&self) -> Option<Ending> {
+        lock(&self.shared).ending.clone()
+    }
+
+    /// Captured output so far (bounded, with the total byte counts).
+    pub fn output(&self) -> (Text, Text) {
+        let st = lock(&self.shared);
+        (st.stdout.text(), st.stderr.text())
+    }
+
+    /// Signal the leader. Safe against pid reuse: the leader is not reaped
+    /// before `kill_group`, which ends the handle's use of the pid.
+    pub fn signal(&self, sig: Signal) -> nix::Result<()> {
+        if !self.group_live {
+            return Err(nix::errno::Errno::ESRCH);
+        }
+        nix::sys::signal::kill(Pid::from_raw(self.pid), sig)
+    }
+
+    /// Is the leader blocked reading its stdin (fd 0)? `/proc/PID/syscall`
+    /// names the system call a blocked task sleeps in: a kernel-side barrier
+    /// for "attached and waiting for input" that needs no cooperation from
+    /// the program (such as flushing a prompt).
+    pub fn is_reading_stdin(&self) -> bool {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/syscall", self.pid)) else {
+            return false;
+        };
+        let mut f = text.split_whitespace();
+        let (Some(nr), Some(fd)) = (f.next(), f.next()) else {
+            return false;
+        };
+        let reads = [libc::SYS_read, libc::SYS_readv, libc::SYS_pread64];
+        nr.parse::<i64>().is_ok_and(|n| reads.contains(&n)) && fd == "0x0"
+    }
+
+    /// SIGKILL the whole group (idempotent), wait for the leader and reap it.
+    pub fn kill_group(&mut self) {
+        if !self.group_live {
+            return;
+        }
+        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+        self.stdin = None;
+        // SIGKILL cannot be ignored; on a loaded machine dying can still take
+        // a moment (a PID namespace's init first reaps every member).
+        let _ = self.wait_until(Instant::now() + Duration::from_secs(10), false, |st| st.ending.clone());
+        let _ = waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG));
+        LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pid);
+        self.group_live = false;
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+/// A scenario's PID namespace, entered only around each spawn.
+pub struct PidNamespace {
+    /// The namespace (none until its init has been spawned).
+    target: Option<std::fs::File>,
+    /// This thread's own PID namespace, to return to.
+    home: std::fs::File,
+}
+
+impl PidNamespace {
+    /// Prepare a new PID namespace; the first process spawned in it is its init.
+    pub fn new() -> std::io::Result<PidNamespace> {
+        let home = std::fs::File::open("/proc/thread-self/ns/pid")?;
+        // Returning home after each spawn must be allowed, or the thread would
+        // be stuck with children in the new namespace. As root of a user
+        // namespace of our own it is not (the home namespace belongs to the
+        // initial user namespace): then no PID namespace at all.
+        nix::sched::setns(&home, nix::sched::CloneFlags::CLONE_NEWPID)?;
+        Ok(PidNamespace { target: None, home })
+    }
+
+    fn enter_for_children(&mut self) -> std::io::Result<()> {
+        use nix::sched::{setns, unshare, CloneFlags};
+        match &self.target {
+            Some(ns) => setns(ns, CloneFlags::CLONE_NEWPID)?,
+            None => unshare(CloneFlags::CLONE_NEWPID)?,
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, spawned: Option<u32>) -> std::io::Result<()> {
+        use nix::sched::{setns, CloneFlags};
+        if self.target.is_none() {
+            if let Some(pid) = spawned {
+                self.target = Some(std::fs::File::open(format!("/proc/{pid}/ns/pid"))?);
+            }
+        }
+        setns(&self.home, CloneFlags::CLONE_NEWPID)?;
+        Ok(())
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Body of `shmconf pid-init`: as PID 1 of a scenario's PID namespace, reap
+/// every orphan until the harness kills us (which kills the namespace). It
+/// dies with the harness too (parent-death signal, set at its spawn).
+pub fn pid_init() -> ! {
+    loop {
+        match nix::sys::wait::wait() {
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! One directory per run of the harness, `$TMPDIR/shmconf-runs/<pid>-<n>/`,
+//! holding every scenario dir and staged binary of the run, and locked
+//! (`flock`) for as long as the run lives. The run removes it at its end; if
+//! the run is killed outright (SIGKILL), the lock dies with it and the next
+//! run sweeps the dir away, with the containers it had noted there. So temp
+//! dirs never accumulate, whatever ended a run.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// The name of the folder (under the temp dir) that holds run dirs.
+pub const RUNS: &str = "shmconf-runs";
+
+pub struct RunDir {
+    path: PathBuf,
+    /// Held (locked) for the run's life; released by the kernel however it ends.
+    _lock: Flock<File>,
+}
+
+static CURRENT: OnceLock<RunDir> = OnceLock::new();
+static NOTES: Mutex<()> = Mutex::new(());
+
+impl RunDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The run's dir, made (and dead runs' dirs swept) on first use.
+pub fn current() -> std::io::Result<&'static RunDir> {
+    if let Some(r) = CURRENT.get() {
+        return Ok(r);
+    }
+    // One maker at a time: scenarios start on several threads at once.
+    let _guard = NOTES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = CURRENT.get() {
+        return Ok(r);
+    }
+    let made = make(&std::env::temp_dir())?;
+    Ok(CURRENT.get_or_init(|| made))
+}
+
+/// The shared folder of run dirs, if it is a real directory of this user
+/// (another user's, or a link in its place, is never used).
+fn runs_folder(tmp: &Path) -> Option<PathBuf> {
+    let runs = tmp.join(RUNS);
+    match std::fs::DirBuilder::new().mode(0o755).create(&runs) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    let md = std::fs::symlink_metadata(&runs).ok()?;
+    (md.is_dir() && md.uid() == nix::unistd::geteuid().as_raw()).then_some(runs)
+}
+
+fn make(tmp: &Path) -> std::io::Result<RunDir> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("{}-{nanos:x}", std::process::id());
+    // Made under a dot name and renamed once locked, so a concurrent sweep
+    // never sees a run dir without its lock held.
+    let (parent, final_name) = match runs_folder(tmp) {
+        Some(runs) => {
+            sweep(&runs);
+            (runs, name)
+        }
+        // Not usable (e.g. another user's): a dir of our own beside it.
+        None => (tmp.to_path_buf(), format!("{RUNS}-{name}")),
+    };
+    let building = parent.join(format!(".{final_name}"));
+    std::fs::DirBuilder::new().mode(0o755).create(&building)?;
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(building.join("lock"))?;
+    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| std::io::Error::from(e))?;
+    let path = parent.join(final_name);
+    std::fs::rename(&building, &path)?;
+    Ok(RunDir { path, _lock: lock })
+}
+
+/// Remove the dirs of runs that are gone (their lock is free), and the
+/// containers they noted.
+pub fn sweep(runs: &Path) -> Vec<PathBuf> {
+    let mut swept = Vec::new();
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return swept;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let dir = entry.path();
+        // Dot names are dirs still being made (see `make`).
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) || entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let alive = match File::open(dir.join("lock")) {
+            Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err(),
+            // No lock file: a run that died while making its dir (or not ours).
+            Err(_) => false,
+        };
+        if alive {
+            continue;
+        }
+        if let Ok(names) = std::fs::read_to_string(dir.join("containers")) {
+            for name in names.lines().filter(|l| l.starts_with("shmconf-")) {
+                let _ = std::process::Command::new("docker")
+                    .args(["rm", "-f", name])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            swept.push(dir);
+        }
+    }
+    swept
+}
+
+/// A new scenario dir inside the run's dir (other uids can traverse it).
+pub fn scenario_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let run = current()?;
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(run.path())?;
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// Note a container this run started, so a sweep can remove it if the run
+/// is killed before it does.
+pub fn note_container(name: &str) {
+    let Ok(run) = current() else { return };
+    let _guard = NOTES.lock().unwrap_or_else(|p| p.into_inner());
+    // (current() released NOTES before this lock is taken.)
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.path().join("containers"))
+    {
+        let _ = writeln!(f, "{name}");
+    }
+}
+
+/// Remove the run's dir at a normal end (or after a handled signal).
+pub fn finish() {
+    if let Some(run) = CURRENT.get() {
+        let _ = std::fs::remove_dir_all(run.path());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_runs_dir_is_swept_a_live_one_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = make(tmp.path()).unwrap();
+        std::fs::write(live.path().join("x"), b"").unwrap();
+        let dead = tmp.path().join(RUNS).join("1-dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("lock"), b"").unwrap();
+        std::fs::create_dir(dead.join("shmconf-scenario")).unwrap();
+        let swept = sweep(&tmp.path().join(RUNS));
+        assert_eq!(swept, vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(live.path().join("x").exists(), "a live run's dir stays");
+    }
+}

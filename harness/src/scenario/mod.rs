@@ -1,0 +1,1271 @@
+//! Scenarios: a TOML file ([`wire`]) turned once, at load, into a typed
+//! scenario whose every value is already checked, decoded and bounded:
+//! bytes decoded (within size limits), regexes compiled, signals, modes and
+//! keys parsed, file names confined to the scenario's dir ([`files`]),
+//! sysctls limited to the IPC namespace's own, references between steps
+//! (process names, saved ids, namespaces, marks) resolved. Any problem is a
+//! [`LoadError`] at `file:line:col`. Run time matches on [`Action`] and has
+//! nothing left to validate.
+//!
+//! The format is documented in `scenarios/README.md`; the JSON Schema
+//! (`shmconf schema`) is generated from the wire types.
+
+pub mod discover;
+pub mod files;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use toml::Spanned;
+
+pub use discover::{discover, select, ScenarioFile};
+pub use files::{FileName, ScenarioDir};
+pub use wire::{json_schema, LoadError};
+
+use crate::engine::backend::docker::IpcMode;
+
+/// The namespace every scenario has.
+pub const MAIN_NS: &str = "main";
+/// Most bytes a step may write to a process's stdin.
+pub const MAX_STDIN_BYTES: usize = 16 << 20;
+/// Most bytes an expectation (stdout, stderr, content, prefix) may hold; the
+/// engine keeps more than this of each output, so exact comparisons stay exact.
+pub const MAX_EXPECT_BYTES: usize = 1 << 20;
+/// Longest limit a scenario or step may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most steps, namespaces and files a scenario may have.
+pub const MAX_STEPS: usize = 1000;
+pub const MAX_NAMESPACES: usize = 16;
+pub const MAX_FILES: usize = 64;
+/// Most orders a sampled exploration may ask for.
+pub const MAX_SAMPLE: usize = 100_000;
+/// Most runs and events of an exploration (orders grow factorially).
+pub const MAX_EXPLORE_PARTS: usize = 12;
+
+/// A loaded, checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub description: String,
+    pub tags: Vec<String>,
+    pub reference: Option<String>,
+    /// Key files created (empty) before the first step.
+    pub files: Vec<FileName>,
+    /// Declared namespaces beyond `main`.
+    pub namespaces: BTreeMap<String, NamespaceDecl>,
+    /// The scenario's own limit, if it sets one.
+    pub timeout: Option<Duration>,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    Steps(Vec<Step>),
+    Explore(Exploration),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceDecl {
+    /// Same namespace as this one.
+    pub share: Option<String>,
+    /// Docker backend: the container's `--ipc` mode.
+    pub docker: Option<IpcMode>,
+    /// Docker backend: starting the container must fail with this text.
+    pub expect_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// 1-based position in the scenario.
+    pub n: usize,
+    /// The namespace the step runs in, after `share` is resolved.
+    pub ns: String,
+    /// The step's own limit, if it sets one.
+    pub timeout: Option<Duration>,
+    pub action: Action,
+}
+
+/// What a step does. Each variant carries exactly what it needs, checked.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Spawn(Spawn),
+    Feed {
+        proc: String,
+        data: Vec<u8>,
+        close: bool,
+    },
+    Wait {
+        proc: String,
+        until: WaitFor,
+    },
+    Kill {
+        proc: String,
+        signal: Signal,
+        expect: Expect,
+    },
+    Segments(SegmentsCheck),
+    File(FileOp),
+    CollideFiles {
+        a: FileName,
+        b: FileName,
+    },
+    Sysctl {
+        sysctl: IpcSysctl,
+        value: String,
+    },
+    Stop {
+        ns: String,
+    },
+    DropNs {
+        ns: String,
+    },
+    ShmemMark {
+        mark: String,
+    },
+    ShmemFreed {
+        since: String,
+        at_least_kib: u64,
+    },
+    /// Record every segment with its content (an exploration's observation
+    /// after each event, judged against the model; not in scenario files).
+    Observe,
+}
+
+#[derive(Debug, Clone)]
+pub enum WaitFor {
+    /// The process's exit, judged by `expect`.
+    Exit(Expect),
+    /// This text on its stdout.
+    Stdout(Vec<u8>),
+    /// A segment with this key attached (nattch >= 1): a kernel barrier.
+    Attached(KeySpec),
+    /// The process blocked reading its stdin, or ended: a barrier that needs
+    /// no cooperation from the program (an exploration's paused writer).
+    ReadingStdin,
+}
+
+/// A process to start.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub name: String,
+    pub program: Program,
+    pub args: Vec<Arg>,
+    pub stdin: Vec<u8>,
+    pub env: BTreeMap<String, String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// None: run to the end and judge it; Some: leave it running.
+    pub background: Option<Background>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Background {
+    /// Close stdin after writing it (false keeps the process waiting for input).
+    pub close_stdin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    Role(Role),
+    Exec(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Writer,
+    Reader,
+    Probe,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Probe => "probe",
+        }
+    }
+}
+
+/// An argument, possibly with `{NAME}` parts replaced by a saved segment id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arg(pub Vec<ArgPart>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgPart {
+    Text(String),
+    SavedId(String),
+}
+
+impl Arg {
+    /// The argument with saved ids filled in (every name was saved by an
+    /// earlier step, checked at load; a save that found no segment is the
+    /// one case left, reported as such).
+    pub fn render(&self, saved: &BTreeMap<String, i32>) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                ArgPart::Text(t) => out.push_str(t),
+                ArgPart::SavedId(name) => match saved.get(name) {
+                    Some(id) => out.push_str(&id.to_string()),
+                    None => {
+                        return Err(format!(
+                            "argument uses {{{name}}}, but the segments step that saves it found no segment"
+                        ))
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a process must do.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    pub ending: EndingExpect,
+    pub stdout: StreamExpect,
+    pub stderr: StreamExpect,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EndingExpect {
+    /// Exit 0 (the default when neither exit nor signal is given).
+    #[default]
+    Success,
+    Code(i32),
+    Any,
+    Nonzero,
+    Signal(Signal),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StreamExpect {
+    pub exact: Option<Vec<u8>>,
+    pub contains: Vec<Vec<u8>>,
+    pub regex: Option<regex::bytes::Regex>,
+}
+
+/// A key as scenarios write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySpec {
+    Ftok { file: FileName, proj_id: i32 },
+    Raw(i32),
+    Private,
+}
+
+impl std::fmt::Display for KeySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySpec::Ftok { file, proj_id } => write!(f, "ftok:{file}:{proj_id}"),
+            KeySpec::Raw(v) => write!(f, "0x{:08x}", *v as u32),
+            KeySpec::Private => f.write_str("private"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentsCheck {
+    pub expect: Vec<SegmentExpect>,
+    /// Other segments may exist besides those listed.
+    pub partial: bool,
+    /// Total number of segments in the namespace.
+    pub count: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentExpect {
+    pub key: KeySpec,
+    pub absent: bool,
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+    pub nattch: Option<u64>,
+    pub dest: Option<bool>,
+    pub content: Option<Vec<u8>>,
+    pub prefix: Option<Vec<u8>>,
+    pub count: Option<usize>,
+    pub save_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    Create(FileName),
+    Remove(FileName),
+    Recreate(FileName),
+    Link { from: FileName, to: FileName },
+}
+
+impl FileOp {
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            FileOp::Create(f) => ("create", f.to_string()),
+            FileOp::Remove(f) => ("remove", f.to_string()),
+            FileOp::Recreate(f) => ("recreate", f.to_string()),
+            FileOp::Link { from, to } => ("link", format!("{to} -> {from}")),
+        }
+    }
+}
+
+/// The sysctls a scenario may set: the IPC namespace's own (ipc_namespaces(7)),
+/// nothing else on the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpcSysctl {
+    ShmMax,
+    ShmAll,
+    ShmMni,
+    ShmRmidForced,
+    ShmNextId,
+    MsgMax,
+    MsgMnb,
+    MsgMni,
+    MsgNextId,
+    Sem,
+    SemNextId,
+}
+
+impl IpcSysctl {
+    pub const ALL: [IpcSysctl; 11] = [
+        IpcSysctl::ShmMax,
+        IpcSysctl::ShmAll,
+        IpcSysctl::ShmMni,
+        IpcSysctl::ShmRmidForced,
+        IpcSysctl::ShmNextId,
+        IpcSysctl::MsgMax,
+        IpcSysctl::MsgMnb,
+        IpcSysctl::MsgMni,
+        IpcSysctl::MsgNextId,
+        IpcSysctl::Sem,
+        IpcSysctl::SemNextId,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IpcSysctl::ShmMax => "kernel.shmmax",
+            IpcSysctl::ShmAll => "kernel.shmall",
+            IpcSysctl::ShmMni => "kernel.shmmni",
+            IpcSysctl::ShmRmidForced => "kernel.shm_rmid_forced",
+            IpcSysctl::ShmNextId => "kernel.shm_next_id",
+            IpcSysctl::MsgMax => "kernel.msgmax",
+            IpcSysctl::MsgMnb => "kernel.msgmnb",
+            IpcSysctl::MsgMni => "kernel.msgmni",
+            IpcSysctl::MsgNextId => "kernel.msg_next_id",
+            IpcSysctl::Sem => "kernel.sem",
+            IpcSysctl::SemNextId => "kernel.sem_next_id",
+        }
+    }
+
+    /// Its file under /proc/sys (a fixed path per variant, never joined from input).
+    pub fn proc_path(self) -> &'static str {
+        match self {
+            IpcSysctl::ShmMax => "/proc/sys/kernel/shmmax",
+            IpcSysctl::ShmAll => "/proc/sys/kernel/shmall",
+            IpcSysctl::ShmMni => "/proc/sys/kernel/shmmni",
+            IpcSysctl::ShmRmidForced => "/proc/sys/kernel/shm_rmid_forced",
+            IpcSysctl::ShmNextId => "/proc/sys/kernel/shm_next_id",
+            IpcSysctl::MsgMax => "/proc/sys/kernel/msgmax",
+            IpcSysctl::MsgMnb => "/proc/sys/kernel/msgmnb",
+            IpcSysctl::MsgMni => "/proc/sys/kernel/msgmni",
+            IpcSysctl::MsgNextId => "/proc/sys/kernel/msg_next_id",
+            IpcSysctl::Sem => "/proc/sys/kernel/sem",
+            IpcSysctl::SemNextId => "/proc/sys/kernel/sem_next_id",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<IpcSysctl, String> {
+        IpcSysctl::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+            format!(
+                "sysctl {name:?} is not an IPC namespace sysctl; a scenario may set only {}",
+                IpcSysctl::ALL.map(IpcSysctl::name).join(", ")
+            )
+        })
+    }
+}
+
+/// `[explore]`, checked.
+#[derive(Debug, Clone)]
+pub struct Exploration {
+    pub runs: Vec<ExploreRun>,
+    pub events: Vec<FileEvent>,
+    pub orders: Orders,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExploreRun {
+    pub name: String,
+    pub role: Role,
+    pub stdin: Vec<u8>,
+    pub pause: bool,
+    pub keep: bool,
+    pub key_file: FileName,
+    pub proj_id: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileEvent {
+    pub name: String,
+    pub op: FileOp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orders {
+    All,
+    Sample { n: usize, seed: u64 },
+}
+
+/// What the scenario needs from the machine, derived from its steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Distinct IPC namespaces.
+    pub namespaces: usize,
+    pub other_uid: bool,
+    pub sysctl: bool,
+    pub docker: bool,
+    pub kill: bool,
+    pub drop_ns: bool,
+    pub explore: bool,
+}
+
+impl Scenario {
+    pub fn parse(file: &Path, text: &str) -> Result<Scenario, LoadError> {
+        if text.len() > 1 << 20 {
+            return Err(LoadError::at(
+                file,
+                text,
+                0,
+                "scenario file is larger than 1 MiB".into(),
+            ));
+        }
+        let raw: wire::Scenario = wire::from_toml(file, text)?;
+        lower(raw).map_err(|(offset, msg)| LoadError::at(file, text, offset, msg))
+    }
+
+    pub fn load(file: &Path) -> Result<Scenario, LoadError> {
+        let text = std::fs::read_to_string(file).map_err(|e| LoadError::unreadable(file, e))?;
+        Self::parse(file, &text)
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        match &self.body {
+            Body::Steps(s) => s,
+            Body::Explore(_) => &[],
+        }
+    }
+
+    /// Follow `share` links to the namespace that is really created.
+    pub fn resolve_ns<'a>(&'a self, name: &'a str) -> &'a str {
+        resolve_ns(&self.namespaces, name)
+    }
+
+    pub fn needs(&self) -> Needs {
+        let steps = self.steps();
+        let mut used: BTreeSet<&str> = BTreeSet::new();
+        used.insert(MAIN_NS);
+        for s in steps {
+            used.insert(&s.ns);
+        }
+        Needs {
+            namespaces: used.len(),
+            other_uid: steps
+                .iter()
+                .any(|s| matches!(&s.action, Action::Spawn(sp) if sp.uid.is_some() || sp.gid.is_some())),
+            sysctl: steps.iter().any(|s| matches!(s.action, Action::Sysctl { .. })),
+            docker: self
+                .namespaces
+                .values()
+                .any(|d| d.docker.is_some() || d.expect_error.is_some())
+                || steps.iter().any(|s| matches!(s.action, Action::Stop { .. })),
+            kill: steps.iter().any(|s| matches!(s.action, Action::Kill { .. })),
+            drop_ns: steps.iter().any(|s| matches!(s.action, Action::DropNs { .. })),
+            explore: matches!(self.body, Body::Explore(_)),
+        }
+    }
+}
+
+fn resolve_ns<'a>(namespaces: &'a BTreeMap<String, NamespaceDecl>, mut name: &'a str) -> &'a str {
+    for _ in 0..=namespaces.len() {
+        match namespaces.get(name).and_then(|d| d.share.as_deref()) {
+            Some(t) => name = t,
+            None => break,
+        }
+    }
+    name
+}
+
+type Lowered<T> = Result<T, (usize, String)>;
+
+fn at<T>(offset: usize, r: Result<T, String>) -> Lowered<T> {
+    r.map_err(|m| (offset, m))
+}
+
+/// Decode scenario bytes, refusing more than `limit` before allocating them.
+pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
+    let too_big = |n: String| format!("{n} bytes is more than the limit of {limit} bytes");
+    match b {
+        wire::Bytes::Text(s) => {
+            if s.len() > limit {
+                return Err(too_big(s.len().to_string()));
+            }
+            Ok(s.as_bytes().to_vec())
+        }
+        wire::Bytes::Hex { hex } => {
+            let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+            if digits.len() % 2 != 0 {
+                return Err(format!("hex {hex:?} has an odd number of digits"));
+            }
+            if digits.len() / 2 > limit {
+                return Err(too_big((digits.len() / 2).to_string()));
+            }
+            digits
+                .chunks(2)
+                .map(|p| {
+                    let hi = (p[0] as char).to_digit(16);
+                    let lo = (p[1] as char).to_digit(16);
+                    match (hi, lo) {
+                        (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
+                        _ => Err(format!(
+                            "hex {hex:?} has a non-hex digit in {:?}",
+                            String::from_utf8_lossy(p)
+                        )),
+                    }
+                })
+                .collect()
+        }
+        wire::Bytes::Repeat { repeat, count, suffix } => {
+            let total = repeat
+                .len()
+                .checked_mul(*count)
+                .and_then(|n| n.checked_add(suffix.len()))
+                .filter(|&n| n <= limit)
+                .ok_or_else(|| too_big(format!("{count} x {} + {}", repeat.len(), suffix.len())))?;
+            let mut v = Vec::with_capacity(total);
+            for _ in 0..*count {
+                v.extend_from_slice(repeat.as_bytes());
+            }
+            v.extend_from_slice(suffix.as_bytes());
+            Ok(v)
+        }
+    }
+}
+
+pub fn parse_key_spec(s: &str) -> Result<KeySpec, String> {
+    if s == "private" {
+        return Ok(KeySpec::Private);
+    }
+    if let Some(rest) = s.strip_prefix("ftok:") {
+        let (file, proj) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("key {s:?}: expected ftok:FILE:PROJ, e.g. ftok:shmfile:65"))?;
+        let proj_id = proj
+            .parse()
+            .map_err(|_| format!("key {s:?}: proj id {proj:?} is not a number"))?;
+        let file = FileName::parse(file).map_err(|e| format!("key {s:?}: {e}"))?;
+        return Ok(KeySpec::Ftok { file, proj_id });
+    }
+    let digits = s.strip_prefix("0x").ok_or_else(|| {
+        format!("key {s:?}: expected \"ftok:FILE:PROJ\", a hex key like \"0x41020001\", or \"private\"")
+    })?;
+    u32::from_str_radix(digits, 16)
+        .map(|v| KeySpec::Raw(v as i32))
+        .map_err(|e| format!("key {s:?}: {e}"))
+}
+
+pub fn parse_signal(name: &str) -> Result<Signal, String> {
+    let full = if name.starts_with("SIG") {
+        name.to_string()
+    } else {
+        format!("SIG{name}")
+    };
+    full.parse()
+        .map_err(|_| format!("unknown signal {name:?}, expected a name like SIGKILL"))
+}
+
+fn parse_timeout(ms: Option<u64>, what: &str) -> Result<Option<Duration>, String> {
+    match ms {
+        None => Ok(None),
+        Some(0) => Err(format!("{what}: timeout_ms must be at least 1")),
+        Some(ms) if Duration::from_millis(ms) > MAX_TIMEOUT => Err(format!(
+            "{what}: timeout_ms {ms} is more than the limit of {} ms",
+            MAX_TIMEOUT.as_millis()
+        )),
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+    }
+}
+
+fn parse_mode(m: &str) -> Result<u32, String> {
+    match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+        Ok(v) if v <= 0o777 => Ok(v),
+        _ => Err(format!("mode {m:?} is not octal permission bits (000..777)")),
+    }
+}
+
+fn parse_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c)) {
+        return Err(format!(
+            "{kind} name {name:?}: expected 1-64 characters of letters, digits, '_', '-', '.', '@'"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_args(args: &[String], saved: &BTreeSet<String>) -> Result<Vec<Arg>, String> {
+    args.iter()
+        .map(|arg| {
+            let mut parts = Vec::new();
+            let mut rest = arg.as_str();
+            while let Some(open) = rest.find('{') {
+                let Some(close) = rest[open..].find('}') else { break };
+                let name = &rest[open + 1..open + close];
+                if !saved.contains(name) {
+                    return Err(format!(
+                        "argument {arg:?} uses {{{name}}}, but no earlier segments step has save_id = {name:?}"
+                    ));
+                }
+                if open > 0 {
+                    parts.push(ArgPart::Text(rest[..open].to_string()));
+                }
+                parts.push(ArgPart::SavedId(name.to_string()));
+                rest = &rest[open + close + 1..];
+            }
+            if !rest.is_empty() || parts.is_empty() {
+                parts.push(ArgPart::Text(rest.to_string()));
+            }
+            Ok(Arg(parts))
+        })
+        .collect()
+}
+
+fn lower_stream(
+    exact: &Option<wire::Bytes>,
+    contains: &[String],
+    regex: &Option<String>,
+    stream: &str,
+) -> Result<StreamExpect, String> {
+    Ok(StreamExpect {
+        exact: exact
+            .as_ref()
+            .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("expect.{stream}: {e}")))
+            .transpose()?,
+        contains: contains
+            .iter()
+            .map(|c| {
+                if c.len() > MAX_EXPECT_BYTES {
+                    Err(format!(
+                        "expect.{stream}_contains: text longer than {MAX_EXPECT_BYTES} bytes"
+                    ))
+                } else {
+                    Ok(c.as_bytes().to_vec())
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        regex: regex
+            .as_ref()
+            .map(|re| {
+                regex::bytes::RegexBuilder::new(re)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| format!("expect.{stream}_regex: {e}"))
+            })
+            .transpose()?,
+    })
+}
+
+fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, String> {
+    let Some(e) = e else { return Ok(Expect::default()) };
+    let ending = match (&e.signal, &e.exit) {
+        (Some(_), Some(_)) => return Err("expect: give exit or signal, not both".into()),
+        (Some(sig), None) => EndingExpect::Signal(parse_signal(sig).map_err(|m| format!("expect.signal: {m}"))?),
+        (None, Some(wire::ExitExpect::Code(c))) => EndingExpect::Code(*c),
+        (None, Some(wire::ExitExpect::Word(wire::ExitWord::Any))) => EndingExpect::Any,
+        (None, Some(wire::ExitExpect::Word(wire::ExitWord::Nonzero))) => EndingExpect::Nonzero,
+        (None, None) => EndingExpect::Success,
+    };
+    Ok(Expect {
+        ending,
+        stdout: lower_stream(&e.stdout, &e.stdout_contains, &e.stdout_regex, "stdout")?,
+        stderr: lower_stream(&e.stderr, &e.stderr_contains, &e.stderr_regex, "stderr")?,
+    })
+}
+
+fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Result<SegmentExpect, String> {
+    if let Some(name) = &s.save_id {
+        parse_name("save_id", name)?;
+        saved.insert(name.clone());
+    }
+    let content = s
+        .content
+        .as_ref()
+        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("content: {e}")))
+        .transpose()?;
+    let prefix = s
+        .prefix
+        .as_ref()
+        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("prefix: {e}")))
+        .transpose()?;
+    if s.absent
+        && (s.size.is_some()
+            || s.mode.is_some()
+            || s.nattch.is_some()
+            || s.dest.is_some()
+            || content.is_some()
+            || prefix.is_some()
+            || s.count.is_some()
+            || s.save_id.is_some())
+    {
+        return Err(format!("segment {:?}: absent = true takes no other field", s.key));
+    }
+    Ok(SegmentExpect {
+        key: parse_key_spec(&s.key)?,
+        absent: s.absent,
+        size: s.size,
+        mode: s.mode.as_deref().map(parse_mode).transpose()?,
+        nattch: s.nattch,
+        dest: s.dest,
+        content,
+        prefix,
+        count: s.count,
+        save_id: s.save_id.clone(),
+    })
+}
+
+/// Every action field that is set on a wire step, by name.
+fn actions_set(step: &wire::Step) -> Vec<&'static str> {
+    [
+        (step.run.is_some(), "run"),
+        (step.exec.is_some(), "exec"),
+        (step.feed.is_some(), "feed"),
+        (step.wait.is_some(), "wait"),
+        (step.kill.is_some(), "kill"),
+        (step.segments.is_some(), "segments"),
+        (step.create_file.is_some(), "create_file"),
+        (step.remove_file.is_some(), "remove_file"),
+        (step.recreate_file.is_some(), "recreate_file"),
+        (step.link_file.is_some(), "link_file"),
+        (step.sysctl.is_some(), "sysctl"),
+        (step.stop.is_some(), "stop"),
+        (step.collide_files.is_some(), "collide_files"),
+        (step.drop_ns.is_some(), "drop_ns"),
+        (step.shmem_mark.is_some(), "shmem_mark"),
+        (step.shmem_freed.is_some(), "shmem_freed"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect()
+}
+
+pub const ACTION_NAMES: &str = "run, exec, feed, wait, kill, segments, create_file, remove_file, recreate_file, \
+link_file, collide_files, sysctl, stop, drop_ns, shmem_mark, shmem_freed";
+
+/// What the load-time walk over the steps has seen so far.
+#[derive(Default)]
+struct Seen {
+    procs: BTreeSet<String>,
+    background: BTreeSet<String>,
+    saved_ids: BTreeSet<String>,
+    marks: BTreeSet<String>,
+    dropped: BTreeSet<String>,
+    stopped: BTreeSet<String>,
+}
+
+fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
+    if raw.description.trim().is_empty() {
+        return Err((0, "description: say in one paragraph what the scenario shows".into()));
+    }
+    let files_at = raw.files.span().start;
+    if raw.files.get_ref().len() > MAX_FILES {
+        return Err((files_at, format!("files: more than {MAX_FILES} files")));
+    }
+    let files = raw
+        .files
+        .get_ref()
+        .iter()
+        .map(|f| FileName::parse(f).map_err(|e| (files_at, format!("files: {e}"))))
+        .collect::<Lowered<Vec<_>>>()?;
+    if raw.namespaces.len() > MAX_NAMESPACES {
+        return Err((0, format!("namespaces: more than {MAX_NAMESPACES}")));
+    }
+    let mut namespaces = BTreeMap::new();
+    for (name, decl) in &raw.namespaces {
+        let off = decl.span().start;
+        let d = decl.get_ref();
+        at(off, parse_name("namespace", name))?;
+        if name == MAIN_NS {
+            return Err((off, "namespace \"main\" always exists; declare only the others".into()));
+        }
+        let docker = d
+            .docker
+            .as_deref()
+            .map(|m| IpcMode::parse(m).map_err(|e| (off, format!("namespace {name:?}: {e}"))))
+            .transpose()?;
+        if docker.is_some() && d.share.is_some() {
+            return Err((
+                off,
+                format!("namespace {name:?}: use docker = \"container:NS\" instead of share"),
+            ));
+        }
+        namespaces.insert(
+            name.clone(),
+            NamespaceDecl {
+                share: d.share.clone(),
+                docker,
+                expect_error: d.expect_error.clone(),
+            },
+        );
+    }
+    for (name, decl) in &raw.namespaces {
+        let off = decl.span().start;
+        let d = &namespaces[name];
+        if let Some(t) = &d.share {
+            if t != MAIN_NS && !namespaces.contains_key(t) {
+                return Err((off, format!("namespace {name:?} shares unknown namespace {t:?}")));
+            }
+        }
+        if let Some(IpcMode::Container(t)) = &d.docker {
+            if t != MAIN_NS && !namespaces.contains_key(t) {
+                return Err((off, format!("namespace {name:?} joins unknown namespace {t:?}")));
+            }
+        }
+        // A cycle of shares would never resolve.
+        let mut cur = name.as_str();
+        for _ in 0..=namespaces.len() {
+            match namespaces.get(cur).and_then(|d| d.share.as_deref()) {
+                Some(t) => cur = t,
+                None => break,
+            }
+        }
+        if namespaces.get(cur).is_some_and(|d| d.share.is_some()) {
+            return Err((off, format!("namespace {name:?}: shares form a cycle")));
+        }
+    }
+    let timeout = at(0, parse_timeout(raw.timeout_ms, "scenario"))?;
+    let body = match (&raw.explore, raw.steps.is_empty()) {
+        (Some(_), false) => return Err((0, "a scenario has either [[step]]s or [explore], not both".into())),
+        (Some(ex), true) => Body::Explore(lower_explore(ex)?),
+        (None, true) => return Err((0, "expected at least one [[step]] (or an [explore] table)".into())),
+        (None, false) => {
+            if raw.steps.len() > MAX_STEPS {
+                return Err((0, format!("more than {MAX_STEPS} steps")));
+            }
+            let mut seen = Seen::default();
+            let mut steps = Vec::new();
+            for (i, spanned) in raw.steps.iter().enumerate() {
+                steps.push(lower_step(i + 1, spanned, &namespaces, &mut seen)?);
+            }
+            Body::Steps(steps)
+        }
+    };
+    Ok(Scenario {
+        description: raw.description,
+        tags: raw.tags,
+        reference: raw.reference,
+        files,
+        namespaces,
+        timeout,
+        body,
+    })
+}
+
+fn lower_step(
+    n: usize,
+    spanned: &Spanned<wire::Step>,
+    namespaces: &BTreeMap<String, NamespaceDecl>,
+    seen: &mut Seen,
+) -> Lowered<Step> {
+    let off = spanned.span().start;
+    let step = spanned.get_ref();
+    let fail = |m: String| (off, format!("step {n}: {m}"));
+    let set = actions_set(step);
+    if set.len() != 1 {
+        return Err(fail(format!(
+            "expected exactly one action ({ACTION_NAMES}), found {}",
+            if set.is_empty() {
+                "none".to_string()
+            } else {
+                set.join(" and ")
+            }
+        )));
+    }
+    let declared_ns = step.ns.clone().unwrap_or_else(|| MAIN_NS.into());
+    let known_ns = |ns: &str| ns == MAIN_NS || namespaces.contains_key(ns);
+    for ns in [
+        Some(declared_ns.as_str()),
+        step.stop.as_deref(),
+        step.drop_ns.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !known_ns(ns) {
+            return Err(fail(format!("namespace {ns:?} is not declared in [namespaces]")));
+        }
+    }
+    let ns = resolve_ns(namespaces, &declared_ns).to_string();
+    if seen.dropped.contains(&ns) {
+        return Err(fail(format!(
+            "namespace {declared_ns:?} was dropped by an earlier step"
+        )));
+    }
+    let spawns = step.run.is_some() || step.exec.is_some();
+    if !spawns {
+        for (field, is_set) in [
+            ("background", step.background),
+            ("args", !step.args.is_empty()),
+            ("uid", step.uid.is_some()),
+            ("gid", step.gid.is_some()),
+            ("env", !step.env.is_empty()),
+            ("name", step.name.is_some()),
+        ] {
+            if is_set {
+                return Err(fail(format!("'{field}' only applies to run and exec steps")));
+            }
+        }
+    }
+    let only = |field: &str, is_set: bool, applies: &str| -> Lowered<()> {
+        if is_set {
+            Err(fail(format!("'{field}' only applies to {applies}")))
+        } else {
+            Ok(())
+        }
+    };
+    only(
+        "until_stdout",
+        step.until_stdout.is_some() && step.wait.is_none(),
+        "wait",
+    )?;
+    only(
+        "until_attached",
+        step.until_attached.is_some() && step.wait.is_none(),
+        "wait",
+    )?;
+    only("signal", step.signal.is_some() && step.kill.is_none(), "kill")?;
+    only("partial", step.partial && step.segments.is_none(), "segments")?;
+    only("count", step.count.is_some() && step.segments.is_none(), "segments")?;
+    only(
+        "close_stdin",
+        step.close_stdin.is_some() && !(step.feed.is_some() || step.background),
+        "feed and background run/exec steps",
+    )?;
+    only(
+        "stdin",
+        step.stdin.is_some() && !(spawns || step.feed.is_some()),
+        "run, exec and feed",
+    )?;
+    only(
+        "expect",
+        step.expect.is_some() && !(spawns || step.wait.is_some() || step.kill.is_some()),
+        "run, exec, wait and kill",
+    )?;
+    let timeout = parse_timeout(step.timeout_ms, &format!("step {n}")).map_err(|m| (off, m))?;
+    let stdin = step
+        .stdin
+        .as_ref()
+        .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}"))))
+        .transpose()?;
+    let expect = lower_expect(&step.expect).map_err(fail)?;
+    let known_proc = |name: &str, seen: &Seen| -> Lowered<()> {
+        if seen.background.contains(name) {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "no background process named {name:?} started before this step"
+            )))
+        }
+    };
+
+    let action = if spawns {
+        let program = match (&step.run, &step.exec) {
+            (Some(role), _) => Program::Role(match role.as_str() {
+                "writer" => Role::Writer,
+                "reader" => Role::Reader,
+                "probe" => Role::Probe,
+                other => {
+                    return Err(fail(format!(
+                        "unknown role {other:?}, expected writer, reader or probe"
+                    )))
+                }
+            }),
+            (_, Some(argv)) => {
+                if argv.is_empty() || argv[0].is_empty() {
+                    return Err(fail("exec needs a command".into()));
+                }
+                if argv.iter().any(|a| a.contains('\0')) {
+                    return Err(fail("exec: an argument has a NUL byte".into()));
+                }
+                Program::Exec(argv.clone())
+            }
+            _ => return Err(fail("run or exec".into())),
+        };
+        let name = step.name.clone().unwrap_or_else(|| default_proc_name(&program, n));
+        parse_name("process", &name).map_err(fail)?;
+        if !seen.procs.insert(name.clone()) {
+            return Err(fail(format!("process name {name:?} is already used")));
+        }
+        if step.args.iter().any(|a| a.contains('\0')) {
+            return Err(fail("an argument has a NUL byte".into()));
+        }
+        for (k, v) in &step.env {
+            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+                return Err(fail(format!("env: {k:?} is not a valid variable")));
+            }
+        }
+        let background = if step.background {
+            if step.expect.is_some() {
+                return Err(fail(
+                    "a background process's expectations go on the step that waits for it or kills it".into(),
+                ));
+            }
+            seen.background.insert(name.clone());
+            Some(Background {
+                close_stdin: step.close_stdin.unwrap_or(stdin.is_some()),
+            })
+        } else {
+            None
+        };
+        Action::Spawn(Spawn {
+            name,
+            program,
+            args: parse_args(&step.args, &seen.saved_ids).map_err(fail)?,
+            stdin: stdin.unwrap_or_default(),
+            env: step.env.clone(),
+            uid: step.uid,
+            gid: step.gid,
+            background,
+            expect,
+        })
+    } else if let Some(proc) = &step.feed {
+        known_proc(proc, seen)?;
+        Action::Feed {
+            proc: proc.clone(),
+            data: stdin.ok_or_else(|| fail("feed needs stdin".into()))?,
+            close: step.close_stdin.unwrap_or(true),
+        }
+    } else if let Some(proc) = &step.wait {
+        known_proc(proc, seen)?;
+        let until = match (&step.until_stdout, &step.until_attached) {
+            (Some(_), Some(_)) => return Err(fail("give until_stdout or until_attached, not both".into())),
+            (Some(_), None) | (None, Some(_)) if step.expect.is_some() => {
+                return Err(fail(
+                    "a wait for output or attachment has no exit to check; drop expect or the until".into(),
+                ))
+            }
+            (Some(text), None) => {
+                if text.is_empty() || text.len() > 4096 {
+                    return Err(fail("until_stdout: expected 1 to 4096 bytes of text".into()));
+                }
+                WaitFor::Stdout(text.as_bytes().to_vec())
+            }
+            (None, Some(k)) => WaitFor::Attached(parse_key_spec(k).map_err(|e| fail(format!("until_attached: {e}")))?),
+            (None, None) => {
+                // After its exit, nothing more can be done with the process.
+                seen.background.remove(proc);
+                WaitFor::Exit(expect)
+            }
+        };
+        Action::Wait {
+            proc: proc.clone(),
+            until,
+        }
+    } else if let Some(proc) = &step.kill {
+        known_proc(proc, seen)?;
+        seen.background.remove(proc);
+        let signal = parse_signal(step.signal.as_deref().unwrap_or("SIGKILL")).map_err(fail)?;
+        Action::Kill {
+            proc: proc.clone(),
+            signal,
+            expect,
+        }
+    } else if let Some(segs) = &step.segments {
+        Action::Segments(SegmentsCheck {
+            expect: segs
+                .iter()
+                .map(|s| lower_segment(s, &mut seen.saved_ids))
+                .collect::<Result<_, _>>()
+                .map_err(fail)?,
+            partial: step.partial,
+            count: step.count,
+        })
+    } else if let Some(f) = &step.create_file {
+        Action::File(FileOp::Create(FileName::parse(f).map_err(fail)?))
+    } else if let Some(f) = &step.remove_file {
+        Action::File(FileOp::Remove(FileName::parse(f).map_err(fail)?))
+    } else if let Some(f) = &step.recreate_file {
+        Action::File(FileOp::Recreate(FileName::parse(f).map_err(fail)?))
+    } else if let Some(l) = &step.link_file {
+        Action::File(FileOp::Link {
+            from: FileName::parse(&l.from).map_err(fail)?,
+            to: FileName::parse(&l.to).map_err(fail)?,
+        })
+    } else if let Some([a, b]) = &step.collide_files {
+        let (a, b) = (FileName::parse(a).map_err(fail)?, FileName::parse(b).map_err(fail)?);
+        if a == b {
+            return Err(fail("collide_files needs two different names".into()));
+        }
+        Action::CollideFiles { a, b }
+    } else if let Some(s) = &step.sysctl {
+        let sysctl = IpcSysctl::parse(&s.name).map_err(fail)?;
+        let value = s.value.trim();
+        if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '\t') {
+            return Err(fail(format!(
+                "sysctl {}: value {:?} is not one or more numbers",
+                s.name, s.value
+            )));
+        }
+        Action::Sysctl {
+            sysctl,
+            value: value.to_string(),
+        }
+    } else if let Some(target) = &step.stop {
+        if !seen.stopped.insert(target.clone()) {
+            return Err(fail(format!("namespace {target:?} was already stopped")));
+        }
+        Action::Stop { ns: target.clone() }
+    } else if let Some(target) = &step.drop_ns {
+        if target == MAIN_NS {
+            return Err(fail("the main namespace cannot be dropped".into()));
+        }
+        let real = resolve_ns(namespaces, target).to_string();
+        if real == MAIN_NS || !seen.dropped.insert(real) {
+            return Err(fail(format!(
+                "namespace {target:?} cannot be dropped (main, or dropped already)"
+            )));
+        }
+        Action::DropNs { ns: target.clone() }
+    } else if let Some(m) = &step.shmem_mark {
+        parse_name("mark", m).map_err(fail)?;
+        seen.marks.insert(m.clone());
+        Action::ShmemMark { mark: m.clone() }
+    } else if let Some(f) = &step.shmem_freed {
+        if !seen.marks.contains(&f.since) {
+            return Err(fail(format!("no earlier shmem_mark named {:?}", f.since)));
+        }
+        Action::ShmemFreed {
+            since: f.since.clone(),
+            at_least_kib: f.at_least_kib,
+        }
+    } else {
+        return Err(fail("no action".into()));
+    };
+    Ok(Step { n, ns, timeout, action })
+}
+
+fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
+    let off = ex.span().start;
+    let ex = ex.get_ref();
+    let orders = match &ex.orders {
+        wire::Orders::All(word) if word == "all" => Orders::All,
+        wire::Orders::All(word) => {
+            return Err((
+                off,
+                format!("explore.orders: expected \"all\" or {{ sample = N, seed = S }}, found {word:?}"),
+            ))
+        }
+        wire::Orders::Sample { sample, seed } => {
+            if *sample == 0 || *sample > MAX_SAMPLE {
+                return Err((off, format!("explore.orders: sample must be 1..={MAX_SAMPLE}")));
+            }
+            Orders::Sample {
+                n: *sample,
+                seed: *seed,
+            }
+        }
+    };
+    if ex.runs.is_empty() {
+        return Err((off, "explore: expected at least one run".into()));
+    }
+    if ex.runs.len() + ex.events.len() > MAX_EXPLORE_PARTS {
+        return Err((
+            off,
+            format!("explore: more than {MAX_EXPLORE_PARTS} runs and events (orders grow factorially)"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let mut runs = Vec::new();
+    for r in &ex.runs {
+        let roff = r.span().start;
+        let r = r.get_ref();
+        let fail = |m: String| (roff, format!("explore: run {:?}: {m}", r.name));
+        if r.name.contains([',', ':']) || !names.insert(r.name.clone()) {
+            return Err(fail("the name is repeated or has ',' or ':'".into()));
+        }
+        parse_name("run", &r.name).map_err(fail)?;
+        let role = match r.role.as_str() {
+            "writer" => Role::Writer,
+            "reader" if r.pause || r.stdin.is_some() => {
+                return Err(fail("a reader takes no stdin and cannot pause".into()))
+            }
+            "reader" => Role::Reader,
+            other => return Err(fail(format!("unknown role {other:?}, expected writer or reader"))),
+        };
+        if role == Role::Writer && r.keep {
+            return Err(fail("keep applies to readers".into()));
+        }
+        runs.push(ExploreRun {
+            name: r.name.clone(),
+            role,
+            stdin: r
+                .stdin
+                .as_ref()
+                .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}"))))
+                .transpose()?
+                .unwrap_or_default(),
+            pause: r.pause,
+            keep: r.keep,
+            key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(fail)?,
+            proj_id: r.proj_id.unwrap_or(65),
+        });
+    }
+    let mut events = Vec::new();
+    for e in &ex.events {
+        let eoff = e.span().start;
+        let e = e.get_ref();
+        let fail = |m: String| (eoff, format!("explore: event {:?}: {m}", e.name));
+        let ops: Vec<FileOp> = [
+            e.recreate_file
+                .as_deref()
+                .map(|f| FileName::parse(f).map(FileOp::Recreate)),
+            e.remove_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
+            e.create_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+        if ops.len() != 1 || e.name.contains([',', ':']) || !names.insert(e.name.clone()) {
+            return Err(fail(
+                "needs a unique name (no ',' or ':') and exactly one of recreate_file, remove_file, create_file".into(),
+            ));
+        }
+        parse_name("event", &e.name).map_err(fail)?;
+        events.push(FileEvent {
+            name: e.name.clone(),
+            op: ops.into_iter().next().ok_or_else(|| fail("no operation".into()))?,
+        });
+    }
+    Ok(Exploration { runs, events, orders })
+}
+
+pub fn default_proc_name(program: &Program, n: usize) -> String {
+    let base: String = match program {
+        Program::Role(role) => role.as_str().into(),
+        Program::Exec(argv) => Path::new(&argv[0])
+            .file_name()
+            .map_or("exec".into(), |f| f.to_string_lossy().into()),
+    };
+    let base: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    format!("{base}@{n}")
+}
+
+#[cfg(test)]
+mod tests;

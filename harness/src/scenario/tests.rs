@@ -1,0 +1,261 @@
+use super::*;
+use rstest::rstest;
+
+fn parse(text: &str) -> Result<Scenario, LoadError> {
+    Scenario::parse(Path::new("t.toml"), text)
+}
+
+const OK: &str = r#"
+description = "writer then reader"
+tags = ["seed-contract"]
+
+[[step]]
+run = "writer"
+stdin = "hello\n"
+expect = { exit = 0, stdout = "Write Data: Data written in memory: hello\n" }
+
+[[step]]
+segments = [{ key = "ftok:shmfile:65", size = 1024, mode = "0666", nattch = 0 }]
+"#;
+
+#[test]
+fn parses_a_scenario_into_typed_steps() {
+    let s = parse(OK).unwrap();
+    let steps = s.steps();
+    assert_eq!(steps.len(), 2);
+    let Action::Spawn(sp) = &steps[0].action else {
+        panic!("{:?}", steps[0].action)
+    };
+    assert_eq!(sp.program, Program::Role(Role::Writer));
+    assert_eq!(sp.stdin, b"hello\n");
+    assert_eq!(
+        sp.expect.stdout.exact.as_deref(),
+        Some(&b"Write Data: Data written in memory: hello\n"[..])
+    );
+    let Action::Segments(check) = &steps[1].action else {
+        panic!()
+    };
+    assert_eq!(check.expect[0].mode, Some(0o666));
+    assert_eq!(s.files, vec![FileName::parse("shmfile").unwrap()]);
+    assert_eq!(
+        s.needs(),
+        Needs {
+            namespaces: 1,
+            ..Needs::default()
+        }
+    );
+}
+
+const D: &str = "description = \"x\"\n";
+
+/// Every way a file can be wrong: the error names file:line:col and the cause.
+#[rstest]
+#[case::unknown_key("bogus = 1\n[[step]]\nrun = \"writer\"\n", 2, 1, "unknown field `bogus`")]
+#[case::unknown_step_key("[[step]]\nrun = \"writer\"\nstdn = \"x\"\n", 4, 1, "unknown field `stdn`")]
+#[case::two_actions("[[step]]\nrun = \"writer\"\nfeed = \"w\"\n", 2, 1, "found run and feed")]
+#[case::no_action("[[step]]\nstdin = \"x\"\n", 2, 1, "found none")]
+#[case::bad_role("[[step]]\nrun = \"writter\"\n", 2, 1, "unknown role \"writter\"")]
+#[case::wrong_type("[[step]]\nrun = 3\n", 3, 7, "invalid type")]
+#[case::feed_unknown("[[step]]\nfeed = \"w\"\nstdin = \"x\"\n", 2, 1, "no background process named \"w\"")]
+#[case::bad_key(
+    "[[step]]\nsegments = [{ key = \"shmfile\" }]\n",
+    2,
+    1,
+    "expected \"ftok:FILE:PROJ\""
+)]
+#[case::bad_ns("[[step]]\nrun = \"reader\"\nns = \"b\"\n", 2, 1, "not declared")]
+#[case::no_steps("", 1, 1, "expected at least one [[step]]")]
+#[case::bad_signal(
+    "[[step]]\nrun = \"reader\"\nexpect = { signal = \"SIGFOO\" }\n",
+    2,
+    1,
+    "unknown signal"
+)]
+#[case::bad_hex(
+    "[[step]]\nrun = \"reader\"\nexpect = { stdout = { hex = \"zz\" } }\n",
+    2,
+    1,
+    "non-hex digit"
+)]
+#[case::odd_hex(
+    "[[step]]\nsegments = [{ key = \"ftok:shmfile:65\", content = { hex = \"0\" } }]\n",
+    2,
+    1,
+    "odd number"
+)]
+#[case::huge_repeat_stdin(
+    "[[step]]\nrun = \"writer\"\nstdin = { repeat = \"x\", count = 18446744073709551615 }\n",
+    2,
+    1,
+    "more than the limit"
+)]
+#[case::huge_repeat_expect(
+    "[[step]]\nrun = \"writer\"\nexpect = { stdout = { repeat = \"xy\", count = 9223372036854775807 } }\n",
+    2,
+    1,
+    "more than the limit"
+)]
+#[case::ten_gib_stdin(
+    "[[step]]\nrun = \"writer\"\nstdin = { repeat = \"x\", count = 10737418240 }\n",
+    2,
+    1,
+    "limit"
+)]
+#[case::absolute_file("files = [\"/etc/passwd\"]\n[[step]]\nrun = \"writer\"\n", 2, 9, "'/'")]
+#[case::dotdot_remove("[[step]]\nremove_file = \"../../../x\"\n", 2, 1, "'/'")]
+#[case::dotdot_create("[[step]]\ncreate_file = \"..\"\n", 2, 1, "not a file name")]
+#[case::link_out("[[step]]\nlink_file = { from = \"shmfile\", to = \"/tmp/x\" }\n", 2, 1, "'/'")]
+#[case::recreate_out("[[step]]\nrecreate_file = \"/etc/hostname\"\n", 2, 1, "'/'")]
+#[case::collide_out("[[step]]\ncollide_files = [\"a\", \"../b\"]\n", 2, 1, "'/'")]
+#[case::ftok_out("[[step]]\nsegments = [{ key = \"ftok:/etc/passwd:65\" }]\n", 2, 1, "'/'")]
+#[case::sysctl_path(
+    "[[step]]\nsysctl = { name = \"../../../outside/f\", value = \"1\" }\n",
+    2,
+    1,
+    "not an IPC namespace sysctl"
+)]
+#[case::sysctl_other(
+    "[[step]]\nsysctl = { name = \"kernel.core_pattern\", value = \"1\" }\n",
+    2,
+    1,
+    "not an IPC namespace sysctl"
+)]
+#[case::sysctl_value(
+    "[[step]]\nsysctl = { name = \"kernel.shm_rmid_forced\", value = \"1; rm\" }\n",
+    2,
+    1,
+    "not one or more numbers"
+)]
+#[case::bad_regex(
+    "[[step]]\nrun = \"reader\"\nexpect = { stdout_regex = \"(\" }\n",
+    2,
+    1,
+    "stdout_regex"
+)]
+#[case::timeout_huge(
+    "timeout_ms = 99999999999\n[[step]]\nrun = \"reader\"\n",
+    1,
+    1,
+    "more than the limit"
+)]
+#[case::saved_id_unknown(
+    "[[step]]\nrun = \"probe\"\nargs = [\"stat\", \"--id\", \"{SEG}\"]\n",
+    2,
+    1,
+    "no earlier segments step"
+)]
+#[case::sample_huge(
+    "[explore]\nruns = [{ name = \"w\", role = \"writer\" }]\norders = { sample = 1000000000, seed = 1 }\n",
+    2,
+    1,
+    "sample must be"
+)]
+#[case::explore_key_file_out(
+    "[explore]\nruns = [{ name = \"w\", role = \"writer\", key_file = \"../k\" }]\n",
+    3,
+    9,
+    "'/'"
+)]
+#[case::explore_event_out(
+    "[explore]\nruns = [{ name = \"w\", role = \"writer\" }]\nevents = [{ name = \"e\", remove_file = \"/etc/x\" }]\n",
+    4,
+    11,
+    "'/'"
+)]
+#[case::mode_not_octal(
+    "[[step]]\nsegments = [{ key = \"ftok:shmfile:65\", mode = \"999\" }]\n",
+    2,
+    1,
+    "not octal"
+)]
+#[case::absent_with_fields(
+    "[[step]]\nsegments = [{ key = \"ftok:shmfile:65\", absent = true, size = 1 }]\n",
+    2,
+    1,
+    "absent = true"
+)]
+fn load_errors_say_where_and_what(
+    #[case] body: &str,
+    #[case] line: usize,
+    #[case] column: usize,
+    #[case] needle: &str,
+) {
+    let text = format!("{D}{body}");
+    let e = parse(&text).unwrap_err();
+    assert!(e.message.contains(needle), "{e}");
+    assert_eq!((e.line, e.column), (line, column), "{e}");
+    assert!(e.to_string().starts_with(&format!("t.toml:{line}:{column}: ")), "{e}");
+}
+
+#[test]
+fn bytes_forms_decode_once_and_bounded() {
+    let dec = |b: wire::Bytes| decode_bytes(&b, 16);
+    assert_eq!(dec(wire::Bytes::Text("a\n".into())).unwrap(), b"a\n");
+    assert_eq!(
+        dec(wire::Bytes::Hex { hex: "00ff 0a".into() }).unwrap(),
+        vec![0, 0xff, 0x0a]
+    );
+    assert!(dec(wire::Bytes::Hex { hex: "0".into() }).is_err());
+    assert!(dec(wire::Bytes::Hex { hex: "zz".into() }).is_err());
+    let r = wire::Bytes::Repeat {
+        repeat: "x".into(),
+        count: 3,
+        suffix: "\n".into(),
+    };
+    assert_eq!(dec(r).unwrap(), b"xxx\n");
+    let big = wire::Bytes::Repeat {
+        repeat: "x".into(),
+        count: 17,
+        suffix: String::new(),
+    };
+    assert!(dec(big).is_err());
+}
+
+#[test]
+fn key_spec_forms() {
+    assert_eq!(
+        parse_key_spec("ftok:a:b:65").unwrap(),
+        KeySpec::Ftok {
+            file: FileName::parse("a:b").unwrap(),
+            proj_id: 65
+        }
+    );
+    assert_eq!(parse_key_spec("0xffffffff").unwrap(), KeySpec::Raw(-1));
+    assert_eq!(parse_key_spec("private").unwrap(), KeySpec::Private);
+}
+
+#[test]
+fn shared_namespaces_resolve() {
+    let s = parse(
+        "description = \"x\"\n[namespaces]\na = {}\nb = { share = \"a\" }\n[[step]]\nrun = \"writer\"\nns = \"a\"\n[[step]]\nrun = \"reader\"\nns = \"b\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.resolve_ns("b"), "a");
+    assert_eq!(s.steps()[1].ns, "a");
+    assert_eq!(s.needs().namespaces, 2);
+}
+
+#[test]
+fn saved_ids_are_split_out_of_arguments() {
+    let s = parse(
+        "description = \"x\"\n[[step]]\nsegments = [{ key = \"ftok:shmfile:65\", save_id = \"S\" }]\n[[step]]\nrun = \"probe\"\nargs = [\"rmid\", \"--id={S}\"]\n",
+    )
+    .unwrap();
+    let Action::Spawn(sp) = &s.steps()[1].action else {
+        panic!()
+    };
+    assert_eq!(
+        sp.args[1],
+        Arg(vec![ArgPart::Text("--id=".into()), ArgPart::SavedId("S".into())])
+    );
+    let saved = BTreeMap::from([("S".to_string(), 42)]);
+    assert_eq!(sp.args[1].render(&saved).unwrap(), "--id=42");
+}
+
+#[test]
+fn schema_mentions_every_action() {
+    let schema = json_schema();
+    for a in ACTION_NAMES.split(", ") {
+        assert!(schema.contains(&format!("\"{a}\"")), "{a}");
+    }
+}
