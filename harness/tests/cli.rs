@@ -377,34 +377,68 @@ fn scenario_docs_list_every_scenario_and_the_schema_is_current() {
 
 #[test]
 fn shared_isolation_runs_one_at_a_time_and_leaves_others_segments_alone() {
-    use shmconf::sysv::{Create, Key, Segment};
-    // A private namespace standing in for a container's: it already holds
-    // segments that are not the scenarios'.
+    use shmconf::sysv::{Create, Key, ReadOnly, ReadWrite, Segment};
+    // A private namespace standing in for a container's: it holds segments
+    // of another program before the run, and that program keeps creating
+    // more (keys 0x7700..) while the whole catalogue runs.
     shmconf::ipcns::in_private_ipc_ns(|| {
-        let theirs: Vec<i32> = (1..=3)
-            .map(|k| {
-                Segment::get(Key::from_raw(0x7000 + k), 64, Create::Exclusive, 0o600)
-                    .unwrap()
-                    .id()
-            })
-            .collect();
-        shmconf()
-            .args(["run", "--isolation", "shared"])
-            .arg(scenarios())
-            .assert()
-            .success()
-            .stderr(predicate::str::contains("backend shared, jobs 1"))
-            .stdout(predicate::str::contains(
-                "SKIP    namespaces/independent-segments (0 ms) - needs 2 IPC namespaces",
-            ));
-        let left: Vec<i32> = shmconf::SegTable::read()
-            .unwrap()
-            .rows
-            .iter()
-            .map(|r| r.shmid)
-            .collect();
-        assert_eq!(left, theirs, "the run removed exactly what it made");
-        for id in theirs {
+        let make = |k: i32| {
+            let seg = Segment::get(Key::from_raw(0x7700 + k), 64, Create::Exclusive, 0o600).unwrap();
+            seg.attach::<ReadWrite>()
+                .unwrap()
+                .write_at(0, format!("theirs {k}\0").as_bytes())
+                .unwrap();
+            (k, seg.id())
+        };
+        let mut theirs: Vec<(i32, i32)> = (0..3).map(make).collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let during = std::thread::scope(|s| {
+            let creator = s.spawn(|| {
+                let mut made = Vec::new();
+                for k in 3..43 {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    made.push(make(k));
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                made
+            });
+            shmconf()
+                .args(["run", "--isolation", "shared"])
+                .arg(scenarios())
+                .timeout(Duration::from_secs(300))
+                .assert()
+                .success()
+                .stderr(predicate::str::contains("backend shared, jobs 1"))
+                .stdout(predicate::str::contains(
+                    "SKIP    namespaces/independent-segments (0 ms) - needs 2 IPC namespaces",
+                ));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            creator.join().unwrap()
+        });
+        assert!(during.len() >= 10, "only {} segments made during the run", during.len());
+        theirs.extend(during);
+        let table = shmconf::SegTable::read().unwrap();
+        let left: Vec<i32> = table.rows.iter().map(|r| r.shmid).collect();
+        for (k, id) in &theirs {
+            let row = table
+                .find_id(*id)
+                .unwrap_or_else(|| panic!("segment {k} (id {id}) was removed"));
+            assert_eq!(row.key, Key::from_raw(0x7700 + k), "segment {k}'s key changed");
+            let text = Segment::from_id(*id)
+                .attach::<ReadOnly>()
+                .unwrap()
+                .read_c_string_capped(64);
+            assert_eq!(text, format!("theirs {k}").as_bytes(), "segment {k}'s content changed");
+        }
+        assert_eq!(
+            left.len(),
+            theirs.len(),
+            "the run left segments of its own: {:?}",
+            table.rows
+        );
+        for (_, id) in theirs {
             Segment::from_id(id).remove().unwrap();
         }
     })

@@ -709,6 +709,15 @@ impl State<'_> {
                 );
                 return true;
             }
+            if procs::interrupted() {
+                r.rec(
+                    n,
+                    EventKind::Interrupted {
+                        reason: procs::interruption(),
+                    },
+                );
+                return false;
+            }
             if let Some(ending) = proc.ending() {
                 if matches!(until, WaitFor::ReadingStdin) {
                     // An exploration's writer that ended early (e.g. no key

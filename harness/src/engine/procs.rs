@@ -249,11 +249,13 @@ impl Proc {
     ) -> WaitOutcome<T> {
         let mut st = lock(&self.shared);
         loop {
-            if let Some(v) = pred(&st) {
-                return WaitOutcome::Done(v);
-            }
+            // First: a signal to the harness kills every group, so an end
+            // seen after it is the harness's doing, not the program's.
             if interruptible && interrupted() {
                 return WaitOutcome::Interrupted;
+            }
+            if let Some(v) = pred(&st) {
+                return WaitOutcome::Done(v);
             }
             let now = Instant::now();
             if now >= deadline {

@@ -1,0 +1,297 @@
+//! The hostile-input corpus (`hostile/cases.toml`) as cargo tests: every
+//! case runs `shmconf run` and then proves that nothing was harmed or left:
+//! the exit code and message are the documented ones, no process started in
+//! the case is still running, no segment is left in the IPC namespace the
+//! run was given, no temp dir is left (after a SIGKILL: once the next run
+//! has swept), and the decoy tree beside the scenario is byte for byte
+//! unchanged.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    case: Vec<Case>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    scenario: String,
+    #[serde(default)]
+    args: Vec<String>,
+    exit: i32,
+    #[serde(default)]
+    stdout: Vec<String>,
+    #[serde(default)]
+    stderr: Vec<String>,
+    signal: Option<SignalAt>,
+    max_rss_mib: Option<u64>,
+    max_report_kib: Option<u64>,
+    max_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalAt {
+    name: String,
+    /// Send once a process of the case whose command line contains this runs ("" = at once).
+    when: String,
+}
+
+fn bin(name: &str) -> PathBuf {
+    assert_cmd::cargo::cargo_bin(name)
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
+        let p = e.path();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        if md.is_dir() {
+            out.extend(snapshot(&p));
+        } else {
+            out.insert(p.clone(), std::fs::read(&p).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// Processes whose working directory or command line is inside `root`.
+fn processes_inside(root: &Path) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+        let cmdline = std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie && (cwd.starts_with(root) || cmdline.contains(&root.display().to_string())) {
+            found.push(format!("pid {name} cwd {} cmd {cmdline}", cwd.display()));
+        }
+    }
+    found
+}
+
+/// Command lines of live processes containing `needle`, started in the case.
+fn case_process_running(root: &Path, needle: &str) -> bool {
+    for e in std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok) {
+        let cmdline = std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+        if cmdline.contains(needle) && cwd.starts_with(root) {
+            return true;
+        }
+    }
+    false
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "shmconf-runs") && p.is_dir() {
+            out.extend(leftovers(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn run_case(case: &Case) -> Result<(), Failed> {
+    let root = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let root_path = root.path().canonicalize().map_err(|e| e.to_string())?;
+    let decoy = root_path.join("decoy");
+    std::fs::create_dir_all(decoy.join("sub")).unwrap();
+    std::fs::write(decoy.join("victim"), b"precious bytes\n").unwrap();
+    std::fs::write(decoy.join("sub/victim2"), b"more\n").unwrap();
+    std::fs::write(decoy.join("shmfile"), b"").unwrap();
+    let before = snapshot(&decoy);
+    let scen_dir = root_path.join("scen/cases");
+    std::fs::create_dir_all(&scen_dir).unwrap();
+    let file = scen_dir.join(format!("{}.toml", case.name));
+    let subst = |s: &str| {
+        s.replace("@DECOY@", &decoy.display().to_string())
+            .replace("@FILE@", &file.display().to_string())
+            .replace("@WRITER@", &bin("shm-writer").display().to_string())
+            .replace("@READER@", &bin("shm-reader").display().to_string())
+    };
+    std::fs::write(&file, subst(&case.scenario)).unwrap();
+    let tmp = root_path.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+
+    let args: Vec<String> = case.args.iter().map(|a| subst(a)).collect();
+    let limit = Duration::from_secs(case.max_seconds.unwrap_or(150));
+    // The run gets an IPC namespace of the test's own, so what it leaves in
+    // "its host's" namespace (the shared isolation) can be read afterwards.
+    let outcome = shmconf::ipcns::in_private_ipc_ns(|| -> Result<_, String> {
+        let start = Instant::now();
+        let mut child = Command::new(bin("shmconf"))
+            .arg("run")
+            .args(&args)
+            .arg(&file)
+            .current_dir(&root_path)
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let pid = child.id();
+        let out_reader = {
+            let mut out = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut out, &mut v);
+                v
+            })
+        };
+        let err_reader = {
+            let mut err = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut err, &mut v);
+                v
+            })
+        };
+        let mut signalled = case.signal.is_none();
+        let mut peak_kib = 0;
+        let status = loop {
+            if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+                break s;
+            }
+            peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+            if !signalled {
+                let sig = case.signal.as_ref().unwrap();
+                if sig.when.is_empty() || case_process_running(&tmp, &sig.when) {
+                    let signal: nix::sys::signal::Signal = sig.name.parse().map_err(|_| "bad signal".to_string())?;
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+                        .map_err(|e| e.to_string())?;
+                    signalled = true;
+                }
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("shmconf did not finish within {limit:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let stdout = out_reader.join().unwrap_or_default();
+        let stderr = err_reader.join().unwrap_or_default();
+        // Processes killed by the parent-death signal die asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_inside(&root_path).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left_procs = processes_inside(&root_path);
+        let segments = shmconf::SegTable::read().map(|t| t.rows.len()).unwrap_or(usize::MAX);
+        Ok((status, stdout, stderr, peak_kib, left_procs, segments))
+    })
+    .map_err(|e| format!("cannot make a private IPC namespace for the case: {e}"))??;
+    let (status, stdout, stderr, peak_kib, left_procs, segments) = outcome;
+    let stdout_s = String::from_utf8_lossy(&stdout);
+    let stderr_s = String::from_utf8_lossy(&stderr);
+    let show = || format!("\n--- stdout ---\n{stdout_s}\n--- stderr ---\n{stderr_s}");
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if code != case.exit {
+        return Err(format!("exit {code}, expected {}{}", case.exit, show()).into());
+    }
+    for want in &case.stdout {
+        let want = subst(want);
+        if !stdout_s.contains(&want) {
+            return Err(format!("stdout lacks {want:?}{}", show()).into());
+        }
+    }
+    for want in &case.stderr {
+        let want = subst(want);
+        if !stderr_s.contains(&want) {
+            return Err(format!("stderr lacks {want:?}{}", show()).into());
+        }
+    }
+    if let Some(max) = case.max_rss_mib {
+        if peak_kib > max * 1024 {
+            return Err(format!("peak RSS {} MiB, limit {max} MiB{}", peak_kib / 1024, show()).into());
+        }
+        eprintln!("{}: peak RSS of shmconf {} MiB", case.name, peak_kib / 1024);
+    }
+    if let Some(max) = case.max_report_kib {
+        if stdout.len() as u64 > max * 1024 {
+            return Err(format!("report of {} bytes, limit {max} KiB", stdout.len()).into());
+        }
+    }
+    if !left_procs.is_empty() {
+        return Err(format!("processes left running: {left_procs:?}{}", show()).into());
+    }
+    if segments != 0 {
+        return Err(format!("{segments} segment(s) left in the run's IPC namespace{}", show()).into());
+    }
+    if status.signal() == Some(libc::SIGKILL) {
+        // A killed run cannot clean up: the next run must sweep its dir.
+        let sweeper = scen_dir.join("sweeper.toml");
+        std::fs::write(&sweeper, "description = \"x\"\n[[step]]\nexec = [\"true\"]\n").unwrap();
+        let ok = Command::new(bin("shmconf"))
+            .arg("run")
+            .arg(&sweeper)
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !ok.success() {
+            return Err("the sweeping run failed".into());
+        }
+    }
+    let left = leftovers(&tmp);
+    if !left.is_empty() {
+        return Err(format!("temp files left: {left:?}{}", show()).into());
+    }
+    if snapshot(&decoy) != before {
+        return Err(format!("the decoy tree outside the scenario changed{}", show()).into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let text = include_str!("hostile/cases.toml");
+    let manifest: Manifest = toml::from_str(text).expect("hostile/cases.toml parses");
+    assert!(manifest.case.len() >= 40, "the corpus holds at least 40 cases");
+    let root_needed = !nix::unistd::geteuid().is_root();
+    let trials = manifest
+        .case
+        .into_iter()
+        .map(|case| {
+            let name = format!("hostile::{}", case.name);
+            Trial::test(name, move || run_case(&case)).with_ignored_flag(root_needed)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
