@@ -78,7 +78,7 @@ fn golden_seed_transcripts() {
             for (i, step) in case["steps"].as_array().unwrap().iter().enumerate() {
                 let role = step["role"].as_str().unwrap();
                 let stdin = step["stdin"].as_str().map(decode).unwrap_or_default();
-                // design.md: at EOF with no input ours deviates (exit 5, segment kept).
+                // docs/conformance.md (EOF deviation): at EOF with no input ours deviates (exit 5, segment kept).
                 if role == "writer" && stdin.is_empty() {
                     let before = content(key);
                     writer(sb, stdin).code(5).stdout("Write Data: ");
