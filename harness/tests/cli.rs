@@ -2,22 +2,15 @@
 //! precisely what is wrong, time out hung ones and kill them with their
 //! group, report in every format, and leave nothing behind, Ctrl-C included.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use rstest::rstest;
 
-fn scenarios() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
-}
-
-fn shmconf() -> Command {
-    Command::cargo_bin("shmconf").unwrap()
-}
+mod common;
+use common::{all_seed_contract_pass, scenarios, shmconf};
 
 /// Build tests/faults/faulty.c with `-DFAULT_<fault>` (none: the faithful build).
 fn faulty(dir: &Path, fault: Option<&str>) -> PathBuf {
@@ -49,24 +42,6 @@ fn run_impl_on(bin: &Path, scenarios: &Path, extra: &[&str]) -> assert_cmd::asse
 }
 
 /// Processes whose command line contains `needle` (other than ourselves).
-/// How many scenarios carry `tag`, from `shmconf list` (not a literal that
-/// goes stale when the catalogue grows).
-fn tagged(tag: &str) -> usize {
-    let out = shmconf()
-        .args(["list", "--tag", tag])
-        .arg(scenarios())
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
-/// `shmconf: N passed, 0 failed` for every scenario of the seed contract.
-fn all_seed_contract_pass() -> String {
-    format!("shmconf: {} passed, 0 failed", tagged("seed-contract"))
-}
-
 /// Files and dirs left under `dir`, except the (empty) shared folder of run dirs.
 fn leftovers(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -558,93 +533,4 @@ fn a_filesystem_without_colliding_inodes_in_time_is_a_skip_not_a_failure() {
         .stdout(predicate::str::contains(
             "got inodes equal modulo 65536 within the step's time limit",
         ));
-}
-
-#[test]
-fn a_third_party_python_pair_passes_the_seed_contract_and_agrees_with_the_model() {
-    let python = std::env::var("SHMCONF_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_sysv_ipc = StdCommand::new(&python)
-        .args(["-c", "import sysv_ipc"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_sysv_ipc {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide sysv_ipc (SHMCONF_PYTHON)"
-        );
-        eprintln!("skipped: no Python with sysv_ipc");
-        return;
-    }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/thirdparty");
-    let role = |r: &str| format!("{python} {}", dir.join(format!("{r}.py")).display());
-    shmconf()
-        .args([
-            "run",
-            "--tag",
-            "seed-contract",
-            "--name",
-            "python-sysv_ipc",
-            "--writer",
-            &role("writer"),
-        ])
-        .args(["--reader", &role("reader")])
-        .arg(scenarios())
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(all_seed_contract_pass()));
-    shmconf()
-        .args(["run", "--writer", &role("writer"), "--reader", &role("reader")])
-        .arg(scenarios().join("orders/explore-2x2.toml"))
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("24 orders agree with the model"));
-}
-
-#[test]
-fn without_root_it_runs_as_root_of_a_user_namespace_of_its_own() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to switch to an unprivileged uid");
-        return;
-    }
-    // Copies uid 65534 can reach (the build tree may sit under a private dir).
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    for bin in ["shmconf", "shm-writer", "shm-reader"] {
-        std::fs::copy(assert_cmd::cargo::cargo_bin(bin), dir.path().join(bin)).unwrap();
-    }
-    let scen = dir.path().join("scenarios");
-    for sub in ["visibility", "orders"] {
-        std::fs::create_dir_all(scen.join(sub)).unwrap();
-    }
-    for f in [
-        "visibility/writer-then-reader.toml",
-        "orders/paused-writer.toml",
-        "orders/explore-2x2.toml",
-    ] {
-        std::fs::copy(scenarios().join(f), scen.join(f)).unwrap();
-    }
-    let run = || {
-        let mut cmd = StdCommand::new(dir.path().join("shmconf"));
-        cmd.arg("run").arg(&scen).current_dir(dir.path()).uid(65534).gid(65534);
-        cmd.output()
-    };
-    // Another test thread may still hold a copy open for writing (ETXTBSY).
-    let mut out = run();
-    for _ in 0..100 {
-        match &out {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(10));
-                out = run();
-            }
-            _ => break,
-        }
-    }
-    let out = out.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("shmconf: 3 passed, 0 failed, 0 skipped"), "{stdout}");
 }

@@ -30,8 +30,12 @@ static HOST_NS: Mutex<()> = Mutex::new(());
 
 /// Run `f` with a fresh temp dir (holding an empty `shmfile`) inside a
 /// private IPC namespace. Where namespaces cannot be made (no privilege),
-/// fall back to the host namespace one test at a time, removing every
-/// segment the test made, even when it panics.
+/// fall back to the host namespace one test at a time, removing the
+/// segments the test made (created by this process, or under its key
+/// file's key), even when it panics, and no other program's.
+///
+/// (No `serial_test`: every test has a namespace of its own, so none needs
+/// to share the host's by design; the fallback serialises itself here.)
 pub fn sandbox<T: Send>(f: impl FnOnce(&Sandbox) -> T + Send) -> T {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("shmfile"), b"").unwrap();
@@ -41,16 +45,19 @@ pub fn sandbox<T: Send>(f: impl FnOnce(&Sandbox) -> T + Send) -> T {
     }
     let _serial = HOST_NS.lock().unwrap_or_else(|p| p.into_inner());
     let before: Vec<i32> = SegTable::read().unwrap().rows.iter().map(|r| r.shmid).collect();
-    struct Cleanup(Vec<i32>);
+    let file_key = shmconf::Key::ftok(&sb.file("shmfile"), 0).map_or(0, |k| k.as_u32() & 0xff_ffff);
+    struct Cleanup(Vec<i32>, u32);
     impl Drop for Cleanup {
         fn drop(&mut self) {
+            let me = std::process::id() as i32;
             for row in SegTable::read().map(|t| t.rows).unwrap_or_default() {
-                if !self.0.contains(&row.shmid) {
+                let ours = row.cpid == Some(me) || (row.key.as_u32() != 0 && row.key.as_u32() & 0xff_ffff == self.1);
+                if !self.0.contains(&row.shmid) && ours {
                     let _ = shmconf::Segment::from_id(row.shmid).remove();
                 }
             }
         }
     }
-    let _cleanup = Cleanup(before);
+    let _cleanup = Cleanup(before, file_key);
     f(&sb)
 }

@@ -1,0 +1,36 @@
+//! Helpers shared by the harness's CLI test files.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+pub fn scenarios() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// Every run of shmconf in these tests is bounded: a hang fails the test.
+pub fn shmconf() -> Command {
+    let mut cmd = Command::cargo_bin("shmconf").unwrap();
+    cmd.timeout(Duration::from_secs(300));
+    cmd
+}
+
+/// How many scenarios carry `tag`, from `shmconf list` (not a literal that
+/// goes stale when the catalogue grows).
+pub fn tagged(tag: &str) -> usize {
+    let out = shmconf()
+        .args(["list", "--tag", tag])
+        .arg(scenarios())
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// `shmconf: N passed, 0 failed` for every scenario of the seed contract.
+pub fn all_seed_contract_pass() -> String {
+    format!("shmconf: {} passed, 0 failed", tagged("seed-contract"))
+}

@@ -1,0 +1,129 @@
+//! Tests that need something of the machine: root (to run shmconf as
+//! another uid), or a Python with `sysv_ipc` (a third-party pair). Where it is
+//! missing they show as ignored with the reason, never as a silent pass; CI
+//! provides both (`.ci/run`), and there a missing one fails.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command as StdCommand;
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use predicates::prelude::*;
+
+mod common;
+use common::{all_seed_contract_pass, scenarios, shmconf};
+
+fn python_with_sysv_ipc() -> Option<String> {
+    let python = std::env::var("SHMCONF_PYTHON").unwrap_or_else(|_| "python3".into());
+    StdCommand::new(&python)
+        .args(["-c", "import sysv_ipc"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(python)
+}
+
+/// Run `f`, or ignore the test with `missing` where the machine lacks it (a
+/// failure under CI, which must provide it).
+fn needing(missing: Option<&'static str>, f: impl FnOnce() -> Result<(), Failed>) -> Result<Completion, Failed> {
+    match missing {
+        None => f().map(|()| Completion::Completed),
+        Some(what) if std::env::var_os("CI").is_some() => Err(format!("CI must provide {what}").into()),
+        Some(what) => Ok(Completion::ignored_with(format!("needs {what}"))),
+    }
+}
+
+fn a_third_party_python_pair_passes_the_seed_contract_and_agrees_with_the_model(python: String) -> Result<(), Failed> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/thirdparty");
+    let role = |r: &str| format!("{python} {}", dir.join(format!("{r}.py")).display());
+    shmconf()
+        .args([
+            "run",
+            "--tag",
+            "seed-contract",
+            "--name",
+            "python-sysv_ipc",
+            "--writer",
+            &role("writer"),
+        ])
+        .args(["--reader", &role("reader")])
+        .arg(scenarios())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(all_seed_contract_pass()));
+    shmconf()
+        .args(["run", "--writer", &role("writer"), "--reader", &role("reader")])
+        .arg(scenarios().join("orders/explore-2x2.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("24 orders agree with the model"));
+    Ok(())
+}
+
+fn without_root_it_runs_as_root_of_a_user_namespace_of_its_own() -> Result<(), Failed> {
+    // Copies uid 65534 can reach (the build tree may sit under a private dir).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for bin in ["shmconf", "shm-writer", "shm-reader"] {
+        std::fs::copy(assert_cmd::cargo::cargo_bin(bin), dir.path().join(bin)).unwrap();
+    }
+    let scen = dir.path().join("scenarios");
+    for sub in ["visibility", "orders"] {
+        std::fs::create_dir_all(scen.join(sub)).unwrap();
+    }
+    for f in [
+        "visibility/writer-then-reader.toml",
+        "orders/paused-writer.toml",
+        "orders/explore-2x2.toml",
+    ] {
+        std::fs::copy(scenarios().join(f), scen.join(f)).unwrap();
+    }
+    let run = || {
+        let mut cmd = StdCommand::new(dir.path().join("shmconf"));
+        cmd.arg("run").arg(&scen).current_dir(dir.path()).uid(65534).gid(65534);
+        cmd.output()
+    };
+    // Another test thread may still hold a copy open for writing (ETXTBSY).
+    let mut out = run();
+    for _ in 0..100 {
+        match &out {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10));
+                out = run();
+            }
+            _ => break,
+        }
+    }
+    let out = out.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("shmconf: 3 passed, 0 failed, 0 skipped"), "{stdout}");
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = vec![
+        Trial::ignorable_test(
+            "a_third_party_python_pair_passes_the_seed_contract_and_agrees_with_the_model",
+            || {
+                let python = python_with_sysv_ipc();
+                let missing = python.is_none().then_some("a Python with sysv_ipc (SHMCONF_PYTHON)");
+                needing(missing, || {
+                    a_third_party_python_pair_passes_the_seed_contract_and_agrees_with_the_model(
+                        python.unwrap_or_default(),
+                    )
+                })
+            },
+        ),
+        Trial::ignorable_test("without_root_it_runs_as_root_of_a_user_namespace_of_its_own", || {
+            let missing = (!nix::unistd::geteuid().is_root()).then_some("root, to switch to an unprivileged uid");
+            needing(missing, without_root_it_runs_as_root_of_a_user_namespace_of_its_own)
+        }),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
