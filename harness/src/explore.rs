@@ -15,10 +15,10 @@ use std::time::Instant;
 use crate::check::Status;
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
-use crate::model::{self, Event, FileId, Model, RunSpec};
+use crate::model::{Change, FileId, Model, RunSpec};
 use crate::runner::{parallel_map, ScenarioResult};
 use crate::scenario::{
-    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Orders, Program, Role, Scenario,
+    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Orders, PairRole, Program, Scenario,
     ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
 };
 
@@ -69,7 +69,7 @@ fn queues(ex: &Exploration) -> Vec<Vec<Move>> {
         .runs
         .iter()
         .map(|r| {
-            if r.role == Role::Writer && r.pause {
+            if r.role == PairRole::Writer && r.pause {
                 vec![
                     Move::Run {
                         run: r.name.clone(),
@@ -205,11 +205,7 @@ impl OrderOutcome {
 fn run_spec(r: &ExploreRun) -> RunSpec {
     RunSpec {
         name: r.name.clone(),
-        role: if r.role == Role::Writer {
-            model::Role::Writer
-        } else {
-            model::Role::Reader
-        },
+        role: r.role,
         key_file: r.key_file.as_str().to_string(),
         proj_id: r.proj_id,
         size: 1024,
@@ -233,7 +229,7 @@ fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>) -> A
     }
     Action::Spawn(Spawn {
         name: r.name.clone(),
-        program: Program::Role(r.role),
+        program: Program::Role(r.role.role()),
         args: args
             .into_iter()
             .map(|a| crate::scenario::Arg(vec![crate::scenario::ArgPart::Text(a)]))
@@ -403,7 +399,7 @@ pub fn judge(
         } = &e.kind
         {
             if op == "create" && files.iter().any(|f| f.as_str() == path) {
-                let _ = model.apply(&Event::File(path.clone(), FileId { dev: *dev, ino: *ino }));
+                let _ = model.apply(&Change::File(path.clone(), FileId { dev: *dev, ino: *ino }));
             }
         }
     }
@@ -456,7 +452,7 @@ pub fn judge(
                     break;
                 };
                 match &fe.op {
-                    FileOp::Remove(f) => Event::RemoveFile(f.as_str().to_string()),
+                    FileOp::Remove(f) => Change::RemoveFile(f.as_str().to_string()),
                     FileOp::Create(f) | FileOp::Recreate(f) | FileOp::Link { to: f, .. } => {
                         let id = events.iter().find_map(|e| match e {
                             EventKind::File {
@@ -466,7 +462,7 @@ pub fn judge(
                             _ => None,
                         });
                         match id {
-                            Some(id) => Event::File(f.as_str().to_string(), id),
+                            Some(id) => Change::File(f.as_str().to_string(), id),
                             None => {
                                 out.broken
                                     .get_or_insert_with(|| format!("{}: the file operation failed", m.label()));
@@ -476,12 +472,12 @@ pub fn judge(
                     }
                 }
             }
-            Move::Run { run, part: Part::Whole } => Event::Run(run.clone()),
+            Move::Run { run, part: Part::Whole } => Change::Run(run.clone()),
             Move::Run {
                 run,
                 part: Part::Attach,
-            } => Event::Attach(run.clone()),
-            Move::Run { run, part: Part::Input } => Event::Input(run.clone()),
+            } => Change::Attach(run.clone()),
+            Move::Run { run, part: Part::Input } => Change::Input(run.clone()),
         };
         if let Err(e) = model.apply(&event) {
             out.broken.get_or_insert_with(|| format!("model: {}", e.0));
@@ -545,7 +541,7 @@ pub fn judge(
 }
 
 /// Execute one order through the engine and judge it.
-fn execute(engine: &Engine, sf: &ScenarioFile, ex: &Exploration, order: &[Move], deadline: Instant) -> OrderOutcome {
+fn run_order(engine: &Engine, sf: &ScenarioFile, ex: &Exploration, order: &[Move], deadline: Instant) -> OrderOutcome {
     let (steps, spans) = order_steps(ex, order);
     let log = engine.execute(&Run {
         id: &sf.id,
@@ -589,7 +585,7 @@ pub fn run(sf: &ScenarioFile, engine: &Engine, jobs: usize, replay: Option<&str>
     let stop =
         || procs::interrupted() || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS || Instant::now() >= deadline;
     let outcomes = parallel_map(orders.len(), jobs, stop, |i| {
-        let o = execute(engine, sf, ex, &orders[i], deadline);
+        let o = run_order(engine, sf, ex, &orders[i], deadline);
         if o.failed() || o.broken.is_some() {
             failing.fetch_add(1, Ordering::SeqCst);
         }
@@ -699,7 +695,7 @@ fn shrink(
             if candidate.is_empty() {
                 continue;
             }
-            let outcome = execute(engine, sf, ex, &candidate, deadline);
+            let outcome = run_order(engine, sf, ex, &candidate, deadline);
             if outcome.failed() {
                 best = outcome;
                 improved = true;

@@ -388,7 +388,7 @@ fn bench(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", bench::report::table(&results));
+    print!("{}", bench::summary::table(&results));
     if let Some(path) = &args.json {
         if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&results).unwrap_or_default()) {
             eprintln!("shmconf bench: --json {}: {e}", path.display());
@@ -396,7 +396,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         }
     }
     if let Some(path) = &args.svg {
-        if let Err(e) = bench::report::svg(&results, path) {
+        if let Err(e) = bench::summary::svg(&results, path) {
             eprintln!("shmconf bench: --svg {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

@@ -9,7 +9,7 @@
 
 pub mod channel;
 pub mod harness_speed;
-pub mod report;
+pub mod summary;
 
 use std::fs::File;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -83,7 +83,7 @@ pub struct FileToFile {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
-    pub machine: report::Machine,
+    pub machine: summary::Machine,
     pub msg_piece: usize,
     pub throughput: Vec<Throughput>,
     pub latency: Vec<Latency>,
@@ -197,7 +197,7 @@ fn run_here(opts: &Options) -> Result<Results, String> {
         None => None,
     };
     Ok(Results {
-        machine: report::Machine::read(),
+        machine: summary::Machine::read(),
         msg_piece: piece,
         throughput,
         latency,

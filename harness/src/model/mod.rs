@@ -18,12 +18,7 @@ use std::collections::BTreeMap;
 
 use shmconf::sysv::ftok_formula;
 
-/// Which program a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Writer,
-    Reader,
-}
+pub use crate::scenario::PairRole as Role;
 
 /// One process of an exploration: its role and how it is invoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +45,7 @@ pub struct FileId {
 
 /// What happens, in order. Process events name a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Change {
     /// A paused writer starts: ftok, shmget, shmat, prompt; then it waits.
     Attach(String),
     /// A paused writer gets its input: writes, prints, detaches, exits.
@@ -153,17 +148,17 @@ impl Model {
         }
     }
 
-    pub fn apply(&mut self, event: &Event) -> Result<(), ModelError> {
+    pub fn apply(&mut self, event: &Change) -> Result<(), ModelError> {
         match event {
-            Event::File(name, id) => {
+            Change::File(name, id) => {
                 self.files.insert(name.clone(), *id);
                 Ok(())
             }
-            Event::RemoveFile(name) => {
+            Change::RemoveFile(name) => {
                 self.files.remove(name);
                 Ok(())
             }
-            Event::Attach(name) => {
+            Change::Attach(name) => {
                 let run = self.run(name)?;
                 self.expect_state(name, |s| matches!(s, ProcState::NotStarted), "not started")?;
                 let state = match self.writer_attach(&run) {
@@ -177,7 +172,7 @@ impl Model {
                 self.procs.insert(name.clone(), state);
                 Ok(())
             }
-            Event::Input(name) => {
+            Change::Input(name) => {
                 let run = self.run(name)?;
                 let state = self.procs.get(name).cloned();
                 match state {
@@ -191,7 +186,7 @@ impl Model {
                     _ => Err(ModelError(format!("{name}: input before it attached"))),
                 }
             }
-            Event::Run(name) => {
+            Change::Run(name) => {
                 let run = self.run(name)?;
                 self.expect_state(name, |s| matches!(s, ProcState::NotStarted), "not started")?;
                 let outcome = match run.role {

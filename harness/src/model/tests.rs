@@ -29,11 +29,11 @@ fn reader(name: &str) -> RunSpec {
 
 fn model(runs: &[RunSpec]) -> Model {
     let mut m = Model::new(runs);
-    m.apply(&Event::File("shmfile".into(), F)).unwrap();
+    m.apply(&Change::File("shmfile".into(), F)).unwrap();
     m
 }
 
-fn run(m: &mut Model, events: &[Event]) {
+fn run(m: &mut Model, events: &[Change]) {
     for e in events {
         m.apply(e).unwrap();
     }
@@ -47,7 +47,7 @@ fn out(m: &Model, name: &str) -> (String, i32) {
 #[test]
 fn writer_then_reader_is_the_seed_contract() {
     let mut m = model(&[writer("w", "hello\n", false), reader("r")]);
-    m.apply(&Event::Run("w".into())).unwrap();
+    m.apply(&Change::Run("w".into())).unwrap();
     assert_eq!(out(&m, "w"), ("Write Data: Data written in memory: hello\n".into(), 0));
     assert_eq!(m.segs.len(), 1);
     let s = &m.segs[0];
@@ -56,7 +56,7 @@ fn writer_then_reader_is_the_seed_contract() {
         (ftok_formula(0x803, 1234, 65).raw(), 1024, 0o666, 0, false)
     );
     assert_eq!(&s.data[..6], b"hello\0");
-    m.apply(&Event::Run("r".into())).unwrap();
+    m.apply(&Change::Run("r".into())).unwrap();
     assert_eq!(out(&m, "r"), ("Data read from memory: hello\n".into(), 0));
     assert!(m.segs.is_empty());
 }
@@ -67,10 +67,10 @@ fn reader_first_and_second_reader_see_a_fresh_empty_segment() {
     run(
         &mut m,
         &[
-            Event::Run("r0".into()),
-            Event::Run("w".into()),
-            Event::Run("r1".into()),
-            Event::Run("r2".into()),
+            Change::Run("r0".into()),
+            Change::Run("w".into()),
+            Change::Run("r1".into()),
+            Change::Run("r2".into()),
         ],
     );
     assert_eq!(out(&m, "r0").0, "Data read from memory: \n");
@@ -86,22 +86,22 @@ fn shorter_second_write_hides_the_tail() {
         writer("b", "short\n", false),
         reader("r"),
     ]);
-    run(&mut m, &[Event::Run("a".into()), Event::Run("b".into())]);
+    run(&mut m, &[Change::Run("a".into()), Change::Run("b".into())]);
     assert_eq!(&m.segs[0].data[..8], b"short\0 l");
-    m.apply(&Event::Run("r".into())).unwrap();
+    m.apply(&Change::Run("r".into())).unwrap();
     assert_eq!(out(&m, "r").0, "Data read from memory: short\n");
 }
 
 #[test]
 fn rmid_while_a_writer_is_attached_marks_dest_and_frees_the_key() {
     let mut m = model(&[writer("w", "late\n", true), reader("r"), reader("r2")]);
-    run(&mut m, &[Event::Attach("w".into()), Event::Run("r".into())]);
+    run(&mut m, &[Change::Attach("w".into()), Change::Run("r".into())]);
     assert_eq!(out(&m, "r").0, "Data read from memory: \n");
     assert_eq!((m.segs[0].key, m.segs[0].dest, m.segs[0].nattch), (0, true, 1));
     // The key is free: a second reader makes (and removes) a fresh segment.
-    m.apply(&Event::Run("r2".into())).unwrap();
+    m.apply(&Change::Run("r2".into())).unwrap();
     assert_eq!(m.segs.len(), 1);
-    m.apply(&Event::Input("w".into())).unwrap();
+    m.apply(&Change::Input("w".into())).unwrap();
     assert_eq!(out(&m, "w"), ("Write Data: Data written in memory: late\n".into(), 0));
     assert!(m.segs.is_empty(), "destroyed at its last detach");
 }
@@ -111,7 +111,7 @@ fn proj_ids_equal_mod_256_share_a_segment() {
     let mut w = writer("w", "collide\n", false);
     w.proj_id = 321;
     let mut m = model(&[w, reader("r")]);
-    run(&mut m, &[Event::Run("w".into()), Event::Run("r".into())]);
+    run(&mut m, &[Change::Run("w".into()), Change::Run("r".into())]);
     assert_eq!(out(&m, "r").0, "Data read from memory: collide\n");
 }
 
@@ -121,9 +121,9 @@ fn recreated_key_file_means_a_new_key_and_a_leak() {
     run(
         &mut m,
         &[
-            Event::Run("w".into()),
-            Event::File("shmfile".into(), FileId { dev: 0x803, ino: 99 }),
-            Event::Run("r".into()),
+            Change::Run("w".into()),
+            Change::File("shmfile".into(), FileId { dev: 0x803, ino: 99 }),
+            Change::Run("r".into()),
         ],
     );
     assert_eq!(out(&m, "r").0, "Data read from memory: \n");
@@ -134,7 +134,7 @@ fn recreated_key_file_means_a_new_key_and_a_leak() {
 #[test]
 fn errors_of_our_contract() {
     let mut m = Model::new(&[writer("w", "x\n", false), reader("r")]);
-    run(&mut m, &[Event::Run("w".into()), Event::Run("r".into())]);
+    run(&mut m, &[Change::Run("w".into()), Change::Run("r".into())]);
     assert_eq!(out(&m, "w"), (String::new(), exit::KEY_FILE));
     assert_eq!(out(&m, "r"), (String::new(), exit::KEY_FILE));
     let mut small = writer("s", "x\n", false);
@@ -145,10 +145,10 @@ fn errors_of_our_contract() {
         writer("e", "", false),
         writer("l", &"z".repeat(1024), false),
     ]);
-    run(&mut m, &[Event::Run("s".into()), Event::Run("w".into())]);
+    run(&mut m, &[Change::Run("s".into()), Change::Run("w".into())]);
     assert_eq!(out(&m, "w").1, exit::SIZE);
     let mut m = model(&[writer("e", "", false), writer("l", &"z".repeat(1024), false)]);
-    run(&mut m, &[Event::Run("e".into()), Event::Run("l".into())]);
+    run(&mut m, &[Change::Run("e".into()), Change::Run("l".into())]);
     assert_eq!(out(&m, "e"), ("Write Data: ".into(), exit::NO_INPUT));
     assert_eq!(out(&m, "l"), ("Write Data: ".into(), exit::INPUT_TOO_LONG));
     assert!(
@@ -164,7 +164,11 @@ fn errors_of_our_contract() {
     ]);
     run(
         &mut m,
-        &[Event::Run("w".into()), Event::Run("e".into()), Event::Run("l".into())],
+        &[
+            Change::Run("w".into()),
+            Change::Run("e".into()),
+            Change::Run("l".into()),
+        ],
     );
     assert_eq!(out(&m, "e").1, exit::NO_INPUT);
     assert_eq!(out(&m, "l").1, exit::INPUT_TOO_LONG);
@@ -180,21 +184,21 @@ fn errors_of_our_contract() {
 fn shm_rmid_forced_destroys_at_last_detach() {
     let mut m = model(&[writer("w", "gone\n", false), reader("r")]);
     m.rmid_forced = true;
-    m.apply(&Event::Run("w".into())).unwrap();
+    m.apply(&Change::Run("w".into())).unwrap();
     assert!(m.segs.is_empty());
-    m.apply(&Event::Run("r".into())).unwrap();
+    m.apply(&Change::Run("r".into())).unwrap();
     assert_eq!(out(&m, "r"), ("Data read from memory: \n".into(), 0));
 }
 
 #[test]
 fn misordered_events_are_model_errors() {
     let mut m = model(&[writer("w", "x\n", true)]);
-    assert!(m.apply(&Event::Input("w".into())).is_err());
-    assert!(m.apply(&Event::Run("nobody".into())).is_err());
+    assert!(m.apply(&Change::Input("w".into())).is_err());
+    assert!(m.apply(&Change::Run("nobody".into())).is_err());
 }
 
 /// A set of runs and one valid interleaving of their events.
-fn runs_and_order() -> impl Strategy<Value = (Vec<RunSpec>, Vec<Event>)> {
+fn runs_and_order() -> impl Strategy<Value = (Vec<RunSpec>, Vec<Change>)> {
     let run = (
         any::<bool>(),
         any::<bool>(),
@@ -218,11 +222,11 @@ fn runs_and_order() -> impl Strategy<Value = (Vec<RunSpec>, Vec<Event>)> {
             })
             .collect();
         // Interleave: a deterministic shuffle that keeps each run's own order.
-        let mut queues: Vec<Vec<Event>> = runs
+        let mut queues: Vec<Vec<Change>> = runs
             .iter()
             .map(|r| match (r.role, r.pause) {
-                (Role::Writer, true) => vec![Event::Attach(r.name.clone()), Event::Input(r.name.clone())],
-                _ => vec![Event::Run(r.name.clone())],
+                (Role::Writer, true) => vec![Change::Attach(r.name.clone()), Change::Input(r.name.clone())],
+                _ => vec![Change::Run(r.name.clone())],
             })
             .collect();
         let mut order = Vec::new();
@@ -283,7 +287,7 @@ proptest! {
         let mut m = model(&runs);
         for e in &order {
             m.apply(e).unwrap();
-            if let Event::Run(name) = e {
+            if let Change::Run(name) = e {
                 let run = &m.runs[name];
                 if run.role == Role::Reader && !run.keep {
                     let key = m.key_of(run).unwrap();

@@ -180,6 +180,22 @@ pub enum Role {
     Probe,
 }
 
+/// One of the pair's two programs (what an exploration runs and the model knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PairRole {
+    Writer,
+    Reader,
+}
+
+impl PairRole {
+    pub fn role(self) -> Role {
+        match self {
+            PairRole::Writer => Role::Writer,
+            PairRole::Reader => Role::Reader,
+        }
+    }
+}
+
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -395,7 +411,7 @@ pub struct Exploration {
 #[derive(Debug, Clone)]
 pub struct ExploreRun {
     pub name: String,
-    pub role: Role,
+    pub role: PairRole,
     pub stdin: Vec<u8>,
     pub pause: bool,
     pub keep: bool,
@@ -1191,14 +1207,14 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
         }
         parse_name("run", &r.name).map_err(fail)?;
         let role = match r.role.as_str() {
-            "writer" => Role::Writer,
+            "writer" => PairRole::Writer,
             "reader" if r.pause || r.stdin.is_some() => {
                 return Err(fail("a reader takes no stdin and cannot pause".into()))
             }
-            "reader" => Role::Reader,
+            "reader" => PairRole::Reader,
             other => return Err(fail(format!("unknown role {other:?}, expected writer or reader"))),
         };
-        if role == Role::Writer && r.keep {
+        if role == PairRole::Writer && r.keep {
             return Err(fail("keep applies to readers".into()));
         }
         runs.push(ExploreRun {
