@@ -193,12 +193,14 @@ pub struct OrderOutcome {
     pub broken: Option<String>,
     /// Stopped by a signal to the harness: no verdict.
     pub interrupted: bool,
+    /// Cut off by the exploration's overall limit: not finished, no verdict.
+    pub cut: bool,
     pub log: Log,
 }
 
 impl OrderOutcome {
     fn failed(&self) -> bool {
-        !self.problems.is_empty() && self.broken.is_none() && !self.interrupted
+        !self.problems.is_empty() && self.broken.is_none() && !self.interrupted && !self.cut
     }
 }
 
@@ -371,6 +373,7 @@ pub fn judge(
         problems: vec![],
         broken: None,
         interrupted: false,
+        cut: false,
         log: Log::default(),
     };
     for e in &log.events {
@@ -428,6 +431,12 @@ pub fn judge(
                         out.problems.push(format!("{proc} was killed by {signal}"));
                     }
                     outputs.insert(proc.clone(), (stdout.bytes.clone(), ending.clone()));
+                }
+                // The exploration's own limit ran out during this order: it
+                // is unfinished, which says nothing about the implementation.
+                EventKind::Timeout { limit, .. } if limit == "scenario" => {
+                    out.cut = true;
+                    timed_out = true;
                 }
                 EventKind::Timeout {
                     proc,
@@ -517,6 +526,10 @@ pub fn judge(
             break; // later tables follow from this difference
         }
     }
+    if out.cut {
+        out.log = log;
+        return out;
+    }
     for run in &runs {
         let (Some(want), Some((stdout, ending))) = (model.outcome(&run.name), outputs.get(&run.name)) else {
             continue;
@@ -604,7 +617,8 @@ pub fn run(sf: &ScenarioFile, engine: &Engine, jobs: usize, replay: Option<&str>
             None,
         );
     }
-    let not_run = orders.len() - outcomes.len();
+    let finished = outcomes.iter().filter(|o| !o.cut).count();
+    let not_run = orders.len() - finished;
     if let Some(b) = outcomes.iter().find(|o| o.broken.is_some()) {
         return result(
             Status::Broken,
@@ -624,7 +638,7 @@ pub fn run(sf: &ScenarioFile, engine: &Engine, jobs: usize, replay: Option<&str>
             Status::Timeout,
             format!(
                 "explored {} of {} orders within the scenario limit of {} ms (all agreed); raise timeout_ms or sample",
-                outcomes.len(),
+                finished,
                 orders.len(),
                 limit.as_millis()
             ),
@@ -657,7 +671,7 @@ pub fn run(sf: &ScenarioFile, engine: &Engine, jobs: usize, replay: Option<&str>
         format!(
             "{} of {} orders disagree with the model{}; shortest failing order: {} ({} events): {}; replay: {replay}",
             failed.len(),
-            outcomes.len(),
+            finished,
             if not_run > 0 {
                 format!(" (stopped early; {not_run} of {} orders not run)", orders.len())
             } else {
