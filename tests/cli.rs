@@ -358,3 +358,41 @@ fn help_documents_exit_codes_and_bad_options_are_usage_errors() {
         assert!(sb.table().is_empty());
     })
 }
+
+/// The reader streams a segment to stdout in bounded chunks: with its
+/// address space capped just above the segment's own mapping, a reader that
+/// copied the segment into memory (twice, with its output line) could not
+/// allocate it, and a streaming one prints every byte.
+#[test]
+fn reader_streams_a_large_segment_in_bounded_memory() {
+    sandbox(|sb| {
+        const SIZE: usize = 128 << 20;
+        let seg = Segment::get(seed_key(sb), SIZE, Create::IfMissing, 0o666).unwrap();
+        {
+            let at = seg.attach::<ReadWrite>().unwrap();
+            let chunk = vec![b'a'; 1 << 20];
+            for off in (0..SIZE).step_by(chunk.len()) {
+                at.write_at(off, &chunk).unwrap();
+            }
+        }
+        let reader = assert_cmd::cargo::cargo_bin("shm-reader");
+        let limit_kib = (SIZE >> 10) + 64 * 1024;
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v {limit_kib} && exec \"$0\" --size {SIZE} --keep | wc -c"
+            ))
+            .arg(&reader)
+            .current_dir(sb.path())
+            .output()
+            .unwrap();
+        let printed: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+        assert_eq!(
+            printed,
+            "Data read from memory: ".len() + SIZE + 1,
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seg.remove().unwrap();
+    })
+}
