@@ -85,6 +85,20 @@ impl Implementation {
         (name == "c-reference").then_some(include_str!("../reference/expectations.toml"))
     }
 
+    /// An implementation from ready argv vectors (tools and tests).
+    pub fn from_commands(name: &str, writer: &[&str], reader: &[&str], probe: &[&str]) -> Implementation {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Implementation {
+            name: name.into(),
+            writer: own(writer),
+            reader: own(reader),
+            probe: own(probe),
+            default_expectations: None,
+            staging: None,
+            builtin: false,
+        }
+    }
+
     /// `--writer CMD --reader CMD`: split like a shell; a relative program
     /// path is taken from the invocation's directory (roles run in the
     /// scenario's temp dir).

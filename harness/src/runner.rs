@@ -161,3 +161,68 @@ pub fn parallel_map<T: Send>(
         .flatten()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::backend::{Capabilities, SetupLog, SkipReason, World};
+    use crate::engine::oracle::Procfs;
+    use crate::scenario::{Needs, Scenario, ScenarioDir};
+
+    /// Delegates to a real backend, except that setting up the scenario
+    /// described "boom" panics (a harness bug in one scenario).
+    struct PanicsOnBoom(Box<dyn Backend>);
+
+    impl Backend for PanicsOnBoom {
+        fn name(&self) -> &'static str {
+            "panics-on-boom"
+        }
+        fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
+            self.0.cannot_run(needs)
+        }
+        fn set_up(&self, s: &Scenario, dir: &ScenarioDir, log: &mut dyn SetupLog) -> Result<Box<dyn World>, String> {
+            assert!(s.description != "boom", "injected harness bug");
+            self.0.set_up(s, dir, log)
+        }
+    }
+
+    fn scenario(id: &str, description: &str) -> ScenarioFile {
+        let text = format!("description = \"{description}\"\n[[step]]\nexec = [\"true\"]\n");
+        ScenarioFile {
+            id: id.into(),
+            path: id.into(),
+            scenario: Scenario::parse(std::path::Path::new(id), &text).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_panic_is_that_scenarios_broken_and_the_run_goes_on() {
+        let capabilities = Capabilities::detect();
+        let inner: Box<dyn Backend> = if capabilities.namespaces {
+            Box::new(crate::engine::backend::local::LocalNamespaces {
+                capabilities,
+                pid_init: None,
+            })
+        } else {
+            Box::new(crate::engine::backend::shared::SharedNamespace { capabilities })
+        };
+        let runner = Runner {
+            implementation: Implementation::from_commands("t", &["true"], &["true"], &["true"]),
+            backend: Box::new(PanicsOnBoom(inner)),
+            oracle: Box::new(Procfs),
+            limits: Limits::default(),
+            jobs: 2,
+            expectations: Expectations::default(),
+            replay_order: None,
+        };
+        let results = runner.run_all(&[scenario("a", "boom"), scenario("b", "fine")], &|_| {});
+        assert_eq!(results.len(), 2, "the run went on");
+        assert_eq!(results[0].status, Status::Broken);
+        assert!(
+            results[0].message.contains("injected harness bug"),
+            "{}",
+            results[0].message
+        );
+        assert_eq!(results[1].status, Status::Pass, "{}", results[1].message);
+    }
+}

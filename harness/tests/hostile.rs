@@ -44,7 +44,26 @@ struct Case {
 struct SignalAt {
     name: String,
     /// Send once a process of the case whose command line contains this runs ("" = at once).
+    #[serde(default)]
     when: String,
+    /// Or once a file of this name exists in a scenario dir of the case.
+    when_file: Option<String>,
+}
+
+/// Is there a file named `name` in a scenario dir under `tmp` (tmp/shmconf-runs/RUN/DIR/name)?
+fn case_file_exists(tmp: &Path, name: &str) -> bool {
+    let runs = tmp.join("shmconf-runs");
+    std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|run| {
+            std::fs::read_dir(run.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .any(|dir| dir.path().join(name).exists())
+        })
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -190,7 +209,11 @@ fn run_case(case: &Case) -> Result<(), Failed> {
             peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
             if !signalled {
                 let sig = case.signal.as_ref().unwrap();
-                if sig.when.is_empty() || case_process_running(&tmp, &sig.when) {
+                let due = match &sig.when_file {
+                    Some(f) => case_file_exists(&tmp, f),
+                    None => sig.when.is_empty() || case_process_running(&tmp, &sig.when),
+                };
+                if due {
                     let signal: nix::sys::signal::Signal = sig.name.parse().map_err(|_| "bad signal".to_string())?;
                     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
                         .map_err(|e| e.to_string())?;

@@ -426,6 +426,16 @@ impl State<'_> {
                     );
                     true
                 }
+                // Stopped by a signal, the search proves nothing about the filesystem.
+                Err(Collide::NotFound(_)) if procs::interrupted() => {
+                    r.rec(
+                        n,
+                        EventKind::Interrupted {
+                            reason: procs::interruption(),
+                        },
+                    );
+                    false
+                }
                 Err(Collide::NotFound(reason)) => {
                     r.rec(n, EventKind::Skipped { reason });
                     false
