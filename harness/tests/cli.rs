@@ -10,7 +10,7 @@ use predicates::prelude::*;
 use rstest::rstest;
 
 mod common;
-use common::{all_seed_contract_pass, scenarios, shmconf};
+use common::{all_seed_contract_pass, leftovers, scenarios, shmconf};
 
 /// Build tests/faults/faulty.c with `-DFAULT_<fault>` (none: the faithful build).
 fn faulty(dir: &Path, fault: Option<&str>) -> PathBuf {
@@ -42,23 +42,6 @@ fn run_impl_on(bin: &Path, scenarios: &Path, extra: &[&str]) -> assert_cmd::asse
 }
 
 /// Processes whose command line contains `needle` (other than ourselves).
-/// Files and dirs left under `dir`, except the (empty) shared folder of run dirs.
-fn leftovers(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.filter_map(Result::ok) {
-        let p = e.path();
-        if p.file_name().is_some_and(|n| n == "shmconf-runs") && p.is_dir() {
-            out.extend(leftovers(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn processes_matching(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

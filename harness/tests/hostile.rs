@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::Deserialize;
 
+mod common;
+use common::leftovers;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {
@@ -129,19 +132,6 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn leftovers(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
-        let p = e.path();
-        if p.file_name().is_some_and(|n| n == "shmconf-runs") && p.is_dir() {
-            out.extend(leftovers(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn run_case(case: &Case) -> Result<(), Failed> {

@@ -225,12 +225,7 @@ impl Engine<'_> {
         for step in run.steps {
             let n = Some(step.n);
             if procs::interrupted() {
-                r.rec(
-                    n,
-                    EventKind::Interrupted {
-                        reason: procs::interruption(),
-                    },
-                );
+                r.rec(n, interrupted_event());
                 break;
             }
             if Instant::now() >= scenario_deadline.at {
@@ -297,6 +292,13 @@ struct State<'w> {
     saved_ids: BTreeMap<String, i32>,
     /// `shmem_mark` values (KiB of Shmem) by name.
     shmem_marks: BTreeMap<String, u64>,
+}
+
+/// The run was interrupted during this step (a signal to the harness).
+fn interrupted_event() -> EventKind {
+    EventKind::Interrupted {
+        reason: procs::interruption(),
+    }
 }
 
 fn timeout_event(proc: &str, waiting_for: String, d: Deadline, out: (Text, Text)) -> EventKind {
@@ -428,12 +430,7 @@ impl State<'_> {
                 }
                 // Stopped by a signal, the search proves nothing about the filesystem.
                 Err(Collide::NotFound(_)) if procs::interrupted() => {
-                    r.rec(
-                        n,
-                        EventKind::Interrupted {
-                            reason: procs::interruption(),
-                        },
-                    );
+                    r.rec(n, interrupted_event());
                     false
                 }
                 Err(Collide::NotFound(reason)) => {
@@ -539,12 +536,7 @@ impl State<'_> {
                         return true;
                     }
                     if procs::interrupted() {
-                        r.rec(
-                            n,
-                            EventKind::Interrupted {
-                                reason: procs::interruption(),
-                            },
-                        );
+                        r.rec(n, interrupted_event());
                         return false;
                     }
                     if Instant::now() >= deadline.at {
@@ -609,12 +601,7 @@ impl State<'_> {
             Ok(p) => p,
             Err(e) => {
                 if procs::interrupted() {
-                    r.rec(
-                        n,
-                        EventKind::Interrupted {
-                            reason: procs::interruption(),
-                        },
-                    );
+                    r.rec(n, interrupted_event());
                     return false;
                 }
                 r.rec(
@@ -720,12 +707,7 @@ impl State<'_> {
                 return true;
             }
             if procs::interrupted() {
-                r.rec(
-                    n,
-                    EventKind::Interrupted {
-                        reason: procs::interruption(),
-                    },
-                );
+                r.rec(n, interrupted_event());
                 return false;
             }
             if let Some(ending) = proc.ending() {
@@ -760,12 +742,7 @@ impl State<'_> {
                 return false;
             }
             if procs::interrupted() {
-                r.rec(
-                    n,
-                    EventKind::Interrupted {
-                        reason: procs::interruption(),
-                    },
-                );
+                r.rec(n, interrupted_event());
                 return false;
             }
             if Instant::now() >= deadline.at {
@@ -879,12 +856,7 @@ fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, 
             false
         }
         WaitOutcome::Interrupted => {
-            r.rec(
-                Some(n),
-                EventKind::Interrupted {
-                    reason: procs::interruption(),
-                },
-            );
+            r.rec(Some(n), interrupted_event());
             false
         }
     }

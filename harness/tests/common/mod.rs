@@ -1,7 +1,7 @@
 //! Helpers shared by the harness's CLI test files.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -33,4 +33,21 @@ pub fn tagged(tag: &str) -> usize {
 /// `shmconf: N passed, 0 failed` for every scenario of the seed contract.
 pub fn all_seed_contract_pass() -> String {
     format!("shmconf: {} passed, 0 failed", tagged("seed-contract"))
+}
+
+/// Files and dirs left under `dir`, except the (empty) shared folder of run dirs.
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "shmconf-runs") && p.is_dir() {
+            out.extend(leftovers(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

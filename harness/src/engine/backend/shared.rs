@@ -168,15 +168,7 @@ impl World for SharedWorld {
     }
 
     fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(&req.argv[0]);
-        cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
-        if let Some(uid) = req.uid {
-            cmd.uid(uid).gid(req.gid.unwrap_or(uid));
-        } else if let Some(gid) = req.gid {
-            cmd.gid(gid);
-        }
-        Ok(cmd)
+        Ok(super::local_command(req, dir))
     }
 
     fn spawned(&mut self, pid: i32) {
