@@ -224,5 +224,6 @@ mod tests {
             results[0].message
         );
         assert_eq!(results[1].status, Status::Pass, "{}", results[1].message);
+        crate::engine::rundir::finish();
     }
 }
