@@ -13,9 +13,10 @@
 //! * [`Attachment`] is a live `shmat` mapping, detached on `Drop`, typed by
 //!   its [`Mode`] ([`ReadOnly`] or [`ReadWrite`]: only the latter can write).
 //!   Every access is bounded by the segment's real size (`shm_segsz`, read
-//!   after attaching), not the page size, and goes through volatile copies:
-//!   another process may write the segment at any time, so no
-//!   `&[u8]`/`&mut [u8]` into it is ever formed.
+//!   after attaching), not the page size, and is a byte-wise atomic copy or
+//!   compare (SSE2 in inline assembly on x86_64, volatile elsewhere):
+//!   another process may write the segment at any time, so no plain Rust
+//!   access and no `&[u8]`/`&mut [u8]` into it is ever formed.
 //!
 //! A read-only attachment has no writing methods, so this does not compile:
 //!
@@ -464,11 +465,9 @@ impl std::error::Error for OutOfBounds {}
 /// Other processes may write the segment at any moment, so its bytes are
 /// never reachable through a Rust reference (`&[u8]` would promise the
 /// compiler they do not change, a data race the compiler may exploit): every
-/// access is a volatile copy in or out ([`copy_out`], [`copy_in`]), or a
-/// system call that the kernel performs on the memory, bounded by the
-/// segment's real size. Volatile accesses are what the language offers for
-/// memory that something outside the program changes: each one is performed
-/// exactly once, at its width, and never assumed stable.
+/// access is a byte-wise atomic copy in or out or compare ([`copy_bytes`],
+/// [`equal_bytes`]), or a system call that the kernel performs on the
+/// memory, bounded by the segment's real size.
 #[derive(Debug)]
 pub struct Attachment<M: Mode> {
     segment: Segment,
@@ -477,58 +476,94 @@ pub struct Attachment<M: Mode> {
     _mode: PhantomData<M>,
 }
 
-/// Bytes moved per volatile access where alignment allows.
+/// Bytes moved per volatile access where alignment allows (non-x86_64).
+#[cfg(not(target_arch = "x86_64"))]
 type Word = usize;
+#[cfg(not(target_arch = "x86_64"))]
 const WORD: usize = std::mem::size_of::<Word>();
 
-/// Copy `dst.len()` bytes from shared memory at `src` into `dst`, with
-/// volatile reads (a word at a time where aligned).
+/// Copy `dst.len()` bytes from shared memory at `src` into `dst` ([`copy_bytes`]).
 ///
 /// # Safety
 /// `src` must be valid for reads of `dst.len()` bytes for the whole call.
 unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
-    let mut i = 0;
-    let n = dst.len();
-    while i < n && (src as usize + i) % WORD != 0 {
-        // SAFETY: i < n, inside the range the caller vouches for.
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
-    while i + WORD <= n {
-        // SAFETY: aligned (checked above) and inside the range.
-        let w = unsafe { src.add(i).cast::<Word>().read_volatile() };
-        dst[i..i + WORD].copy_from_slice(&w.to_ne_bytes());
-        i += WORD;
-    }
-    while i < n {
-        // SAFETY: i < n, inside the range.
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
+    // SAFETY: forwarded from the caller; `dst` is ours and cannot overlap.
+    unsafe { copy_bytes(src, dst.as_mut_ptr(), dst.len()) }
 }
 
-/// Copy `src` into shared memory at `dst` with volatile writes.
+/// Copy `src` into shared memory at `dst` ([`copy_bytes`]).
 ///
 /// # Safety
 /// `dst` must be valid for writes of `src.len()` bytes for the whole call.
 unsafe fn copy_in(src: &[u8], dst: *mut u8) {
-    let mut i = 0;
-    let n = src.len();
-    while i < n && (dst as usize + i) % WORD != 0 {
-        // SAFETY: i < n, inside the range the caller vouches for.
-        unsafe { dst.add(i).write_volatile(src[i]) };
-        i += 1;
+    // SAFETY: forwarded from the caller; `src` is ours and cannot overlap.
+    unsafe { copy_bytes(src.as_ptr(), dst, src.len()) }
+}
+
+/// Copy `n` bytes between non-overlapping ranges, one of them shared memory.
+///
+/// On x86_64: 16-byte SSE2 moves in inline assembly (64 bytes a round), then
+/// single bytes. The compiler sees no Rust access to the shared bytes, and
+/// every byte the CPU moves is single-copy atomic, so this is a byte-wise
+/// atomic memcpy (the semantics C++ proposes for exactly this, P1478) near
+/// memcpy's speed. (`rep movsb` measured 5x slower on this project's AMD VMs.)
+/// Elsewhere: volatile accesses, a word at a time where aligned.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` bytes for the whole
+/// call; the ranges do not overlap.
+#[cfg(target_arch = "x86_64")]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+    let bulk = n / 64 * 64;
+    if bulk > 0 {
+        // SAFETY: reads [src, src+bulk) and writes [dst, dst+bulk), inside
+        // the ranges the caller vouches for; xmm0-3 and the pointer/count
+        // registers are declared clobbered; SSE2 is baseline on x86_64.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "movdqu xmm0, [{s}]",
+                "movdqu xmm1, [{s} + 16]",
+                "movdqu xmm2, [{s} + 32]",
+                "movdqu xmm3, [{s} + 48]",
+                "movdqu [{d}], xmm0",
+                "movdqu [{d} + 16], xmm1",
+                "movdqu [{d} + 32], xmm2",
+                "movdqu [{d} + 48], xmm3",
+                "add {s}, 64",
+                "add {d}, 64",
+                "sub {n}, 64",
+                "jnz 2b",
+                s = inout(reg) src => _,
+                d = inout(reg) dst => _,
+                n = inout(reg) bulk => _,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                options(nostack)
+            );
+        }
     }
-    while i + WORD <= n {
-        let mut w = [0u8; WORD];
-        w.copy_from_slice(&src[i..i + WORD]);
-        // SAFETY: aligned (checked above) and inside the range.
-        unsafe { dst.add(i).cast::<Word>().write_volatile(Word::from_ne_bytes(w)) };
+    for i in bulk..n {
+        // SAFETY: i < n, inside both ranges.
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+    // One side is shared memory: volatile on both keeps the rule simple.
+    let mut i = 0;
+    while i + WORD <= n && (src as usize + i) % WORD == 0 && (dst as usize + i) % WORD == 0 {
+        // SAFETY: aligned and inside both ranges.
+        unsafe {
+            dst.add(i)
+                .cast::<Word>()
+                .write_volatile(src.add(i).cast::<Word>().read_volatile())
+        };
         i += WORD;
     }
     while i < n {
-        // SAFETY: i < n, inside the range.
-        unsafe { dst.add(i).write_volatile(src[i]) };
+        // SAFETY: inside both ranges.
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
         i += 1;
     }
 }
@@ -651,38 +686,69 @@ impl<M: Mode> Attachment<M> {
     }
 
     /// Whether the segment holds exactly `expected` at `offset`, compared in
-    /// place with volatile reads (no copy of the chunk out of the segment):
-    /// how a consumer checks data another process wrote.
+    /// place ([`equal_bytes`]: no copy out, no Rust reference to the shared
+    /// bytes): how a consumer checks data another process wrote.
     pub fn equals_at(&self, offset: usize, expected: &[u8]) -> std::result::Result<bool, OutOfBounds> {
         self.check(offset, expected.len())?;
-        let base = self.ptr.as_ptr().wrapping_add(offset);
-        let n = expected.len();
-        let mut i = 0;
-        while i < n && (base as usize + i) % WORD != 0 {
-            // SAFETY: i < n and the range was checked against the mapping.
-            if unsafe { base.add(i).read_volatile() } != expected[i] {
-                return Ok(false);
-            }
-            i += 1;
-        }
-        while i + WORD <= n {
-            let mut w = [0u8; WORD];
-            w.copy_from_slice(&expected[i..i + WORD]);
-            // SAFETY: aligned (checked above) and inside the checked range.
-            if unsafe { base.add(i).cast::<Word>().read_volatile() } != Word::from_ne_bytes(w) {
-                return Ok(false);
-            }
-            i += WORD;
-        }
-        while i < n {
-            // SAFETY: i < n and inside the checked range.
-            if unsafe { base.add(i).read_volatile() } != expected[i] {
-                return Ok(false);
-            }
-            i += 1;
-        }
-        Ok(true)
+        // SAFETY: inside the checked range; `expected` is ours.
+        Ok(unsafe { equal_bytes(self.ptr.as_ptr().add(offset), expected) })
     }
+}
+
+/// Do the `expected.len()` shared bytes at `shared` equal `expected`?
+///
+/// On x86_64: 16 bytes at a time with SSE2 loads and compares in inline
+/// assembly (each byte read single-copy atomic, as in [`copy_bytes`]), then
+/// single volatile bytes. Elsewhere: volatile bytes.
+///
+/// # Safety
+/// `shared` must be valid for reads of `expected.len()` bytes for the call.
+unsafe fn equal_bytes(shared: *const u8, expected: &[u8]) -> bool {
+    let n = expected.len();
+    #[cfg(target_arch = "x86_64")]
+    let bulk = n / 16 * 16;
+    #[cfg(not(target_arch = "x86_64"))]
+    let bulk = 0;
+    #[cfg(target_arch = "x86_64")]
+    if bulk > 0 {
+        let mismatch: usize;
+        // SAFETY: reads [shared, shared+bulk) and [expected, expected+bulk),
+        // both inside their ranges; only registers are written (declared).
+        unsafe {
+            std::arch::asm!(
+                "xor {m:e}, {m:e}",
+                "2:",
+                "movdqu xmm0, [{a}]",
+                "movdqu xmm1, [{b}]",
+                "pcmpeqb xmm0, xmm1",
+                "pmovmskb {t:e}, xmm0",
+                "cmp {t:e}, 0xffff",
+                "jne 3f",
+                "add {a}, 16",
+                "add {b}, 16",
+                "sub {n}, 16",
+                "jnz 2b",
+                "jmp 4f",
+                "3:",
+                "mov {m:e}, 1",
+                "4:",
+                a = inout(reg) shared => _,
+                b = inout(reg) expected.as_ptr() => _,
+                n = inout(reg) bulk => _,
+                t = out(reg) _,
+                m = out(reg) mismatch,
+                out("xmm0") _, out("xmm1") _,
+                options(nostack, readonly)
+            );
+        }
+        if mismatch != 0 {
+            return false;
+        }
+    }
+    (bulk..n).all(|i| {
+        // SAFETY: i < n, inside the range.
+        unsafe { shared.add(i).read_volatile() == expected[i] }
+    })
 }
 
 impl Attachment<ReadWrite> {
@@ -965,23 +1031,29 @@ mod tests {
     }
 
     #[test]
-    fn volatile_copies_round_trip_at_every_alignment() {
+    fn shared_copies_and_compares_round_trip_at_every_alignment() {
         let seg = Segment::get(Key::PRIVATE, 256, Create::IfMissing, 0o600).unwrap();
         let at = seg.attach::<ReadWrite>().unwrap();
         seg.remove().unwrap(); // destroyed at our detach
         let data: Vec<u8> = (0..=255u8).collect();
         for start in 0..9 {
-            for len in [0, 1, 7, 8, 9, 31, 100] {
+            // Lengths around the 16- and 64-byte steps of the x86_64 loops.
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 31, 63, 64, 65, 100, 127, 128, 200] {
                 let bytes = &data[start..start + len];
                 at.write_at(start, bytes).unwrap();
                 let mut back = vec![0; len];
                 at.read_at(start, &mut back).unwrap();
-                assert_eq!(back, bytes);
+                assert_eq!(back, bytes, "start {start} len {len}");
                 assert!(at.equals_at(start, bytes).unwrap());
-                if len > 0 {
-                    let mut other = bytes.to_vec();
-                    other[len - 1] ^= 0xff;
-                    assert!(!at.equals_at(start, &other).unwrap());
+                for flip in [0, len / 2, len.saturating_sub(1)] {
+                    if flip < len {
+                        let mut other = bytes.to_vec();
+                        other[flip] ^= 0xff;
+                        assert!(
+                            !at.equals_at(start, &other).unwrap(),
+                            "start {start} len {len} flip {flip}"
+                        );
+                    }
                 }
             }
         }
