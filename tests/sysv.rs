@@ -176,3 +176,36 @@ fn atomics_and_file_io_stay_inside_the_segment() {
         seg.remove().unwrap();
     })
 }
+
+/// SHM_INFO and SHM_STAT_ANY enumerate exactly what /proc/sysvipc/shm lists
+/// (the syscall oracle's ground, for kernels without procfs).
+#[test]
+fn shm_info_and_stat_index_enumerate_the_table() {
+    sandbox(|sb| {
+        let empty = shmconf::sysv::shm_info().unwrap();
+        assert_eq!(empty.used_ids, 0);
+        let a = Segment::get(Key::from_raw(0x51), 4096, Create::IfMissing, 0o640).unwrap();
+        let b = Segment::get(Key::PRIVATE, 100, Create::IfMissing, 0o600).unwrap();
+        let _held = b.attach::<ReadOnly>().unwrap();
+        let info = shmconf::sysv::shm_info().unwrap();
+        assert_eq!(info.used_ids, 2);
+        let mut found = Vec::new();
+        for index in 0..=info.max_index {
+            if let Ok((seg, st)) = Segment::stat_index(index) {
+                found.push((seg.id(), st.key.raw(), st.size, st.nattch, st.perms()));
+            }
+        }
+        found.sort();
+        let mut table: Vec<_> = sb
+            .table()
+            .rows
+            .iter()
+            .map(|r| (r.shmid, r.key.raw(), r.size as usize, r.nattch, r.perms()))
+            .collect();
+        table.sort();
+        assert_eq!(found, table);
+        assert!(found.contains(&(a.id(), 0x51, 4096, 0, 0o640)));
+        assert!(found.contains(&(b.id(), 0, 100, 1, 0o600)));
+        assert!(Segment::stat_index(info.max_index + 1).is_err());
+    })
+}

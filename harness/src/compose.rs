@@ -9,7 +9,7 @@ use crate::engine::backend::docker::{DockerBackend, DockerConfig};
 use crate::engine::backend::local::LocalNamespaces;
 use crate::engine::backend::shared::SharedNamespace;
 use crate::engine::backend::{Backend, Capabilities};
-use crate::engine::oracle::Procfs;
+use crate::engine::oracle::{self, CrossCheck, Oracle, Procfs, Syscalls};
 use crate::engine::Limits;
 use crate::impls::Implementation;
 use crate::outcome::Expectations;
@@ -39,10 +39,22 @@ pub enum BackendChoice {
     Docker { image: String },
 }
 
+/// How the kernel's view is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OracleChoice {
+    /// /proc/sysvipc/shm where it exists, else shmctl (with a note).
+    Auto,
+    Procfs,
+    Syscalls,
+    /// Both, compared on every read.
+    CrossCheck,
+}
+
 #[derive(Debug, Clone)]
 pub struct Choices {
     pub implementation: ImplChoice,
     pub backend: BackendChoice,
+    pub oracle: OracleChoice,
     pub limits: Limits,
     pub jobs: usize,
     pub expectations: Option<PathBuf>,
@@ -108,10 +120,17 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             }
         }
     };
+    let (oracle, oracle_note): (Box<dyn Oracle>, Option<String>) = match c.oracle {
+        OracleChoice::Auto => oracle::detect(),
+        OracleChoice::Procfs => (Box::new(Procfs), None),
+        OracleChoice::Syscalls => (Box::new(Syscalls), None),
+        OracleChoice::CrossCheck => (Box::new(CrossCheck), None),
+    };
     Ok(Runner {
         implementation,
         backend,
-        oracle: Box::new(Procfs),
+        oracle,
+        oracle_note,
         limits: c.limits,
         jobs: c.jobs.max(1),
         expectations,

@@ -293,6 +293,8 @@ pub struct Log {
     pub namespaces: BTreeMap<String, u64>,
     /// The backend that ran it.
     pub isolation: String,
+    /// The oracle that read the kernel's view.
+    pub oracle: String,
     pub events: Vec<Event>,
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation};
+use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
 use shmconf_harness::engine::{procs, rundir, Limits};
 use shmconf_harness::runner::ScenarioResult;
 use shmconf_harness::scenario::ScenarioFile;
@@ -103,6 +103,18 @@ struct BenchArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OracleArg {
+    /// /proc/sysvipc/shm where it exists, else shmctl (said once).
+    Auto,
+    /// /proc/sysvipc/shm.
+    Procfs,
+    /// shmctl only: SHM_INFO and SHM_STAT_ANY to enumerate, IPC_STAT by key or id.
+    Syscalls,
+    /// Both, compared on every read: a disagreement is BROKEN naming the fields.
+    CrossCheck,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendArg {
     Local,
     Docker,
@@ -158,6 +170,9 @@ struct RunArgs {
     /// How scenarios are isolated from the host and each other.
     #[arg(long, value_enum, default_value = "auto")]
     isolation: IsolationArg,
+    /// How the kernel's view of the segments is read.
+    #[arg(long, value_enum, default_value = "auto")]
+    oracle: OracleArg,
     /// Limit per step in milliseconds.
     #[arg(long, default_value_t = 5000)]
     step_timeout: u64,
@@ -262,6 +277,12 @@ fn run(args: RunArgs) -> ExitCode {
                 IsolationArg::Shared => Isolation::Shared,
             }),
         },
+        oracle: match args.oracle {
+            OracleArg::Auto => OracleChoice::Auto,
+            OracleArg::Procfs => OracleChoice::Procfs,
+            OracleArg::Syscalls => OracleChoice::Syscalls,
+            OracleArg::CrossCheck => OracleChoice::CrossCheck,
+        },
         limits: Limits {
             step: Duration::from_millis(args.step_timeout.clamp(1, 600_000)),
             scenario: Duration::from_millis(args.scenario_timeout.clamp(1, 3_600_000)),
@@ -286,13 +307,17 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
+    if let Some(note) = &runner.oracle_note {
+        eprintln!("shmconf: note: {note}");
+    }
     let human = matches!(args.format, Format::Human);
     if human {
         eprintln!(
-            "shmconf: {} scenario(s), implementation {}, backend {}, jobs {}",
+            "shmconf: {} scenario(s), implementation {}, backend {}, oracle {}, jobs {}",
             scenarios.len(),
             runner.implementation.name,
             runner.backend.name(),
+            runner.oracle.name(),
             runner.parallel()
         );
     }

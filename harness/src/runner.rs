@@ -21,6 +21,8 @@ pub struct Runner {
     pub implementation: Implementation,
     pub backend: Box<dyn Backend>,
     pub oracle: Box<dyn Oracle>,
+    /// Said once to the user when the oracle was chosen for them (e.g. no procfs).
+    pub oracle_note: Option<String>,
     pub limits: Limits,
     pub jobs: usize,
     pub expectations: Expectations,
@@ -210,6 +212,7 @@ mod tests {
             implementation: Implementation::from_commands("t", &["true"], &["true"], &["true"]),
             backend: Box::new(PanicsOnBoom(inner)),
             oracle: Box::new(Procfs),
+            oracle_note: None,
             limits: Limits::default(),
             jobs: 2,
             expectations: Expectations::default(),

@@ -333,6 +333,22 @@ fn scenario_docs_list_every_scenario_and_the_schema_is_current() {
     );
 }
 
+/// The syscall oracle (no procfs) judges the catalogue as procfs does, and
+/// the cross-check (both, compared at every read) finds no disagreement.
+#[rstest]
+#[case::syscalls("syscalls", "rust")]
+#[case::cross_check_rust("cross-check", "rust")]
+#[case::cross_check_c_reference("cross-check", "c-reference")]
+fn other_oracles_agree_on_the_whole_catalogue(#[case] oracle: &str, #[case] implementation: &str) {
+    shmconf()
+        .args(["run", "--oracle", oracle, "--impl", implementation])
+        .arg(scenarios())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!("oracle {oracle}")))
+        .stdout(predicate::str::contains(", 0 failed,"));
+}
+
 #[test]
 fn shared_isolation_runs_one_at_a_time_and_leaves_others_segments_alone() {
     use shmconf::sysv::{Create, Key, ReadOnly, ReadWrite, Segment};

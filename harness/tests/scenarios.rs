@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use shmconf_harness::check::Status;
-use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation};
+use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
 use shmconf_harness::engine::{procs, rundir, Limits};
 use shmconf_harness::scenario::discover;
 
@@ -31,6 +31,7 @@ fn main() {
         let runner = compose::compose(&Choices {
             implementation: ImplChoice::Builtin(name.into()),
             backend: BackendChoice::Local(Isolation::Auto),
+            oracle: OracleChoice::Auto,
             limits: Limits::default(),
             jobs: 1,
             expectations: None,

@@ -50,6 +50,55 @@ pub const SHM_DEST: u32 = 0o1000;
 /// `SHM_LOCKED` in `shm_perm.mode`.
 pub const SHM_LOCKED: u32 = 0o2000;
 
+// shmctl commands of <linux/shm.h> that the libc crate does not define for Linux.
+const SHM_STAT: i32 = 13;
+const SHM_INFO: i32 = 14;
+const SHM_STAT_ANY: i32 = 15;
+
+/// `struct shm_info` of <linux/shm.h>, what SHM_INFO fills.
+#[repr(C)]
+#[derive(Default)]
+struct RawShmInfo {
+    used_ids: libc::c_int,
+    shm_tot: libc::c_ulong,
+    shm_rss: libc::c_ulong,
+    shm_swp: libc::c_ulong,
+    swap_attempts: libc::c_ulong,
+    swap_successes: libc::c_ulong,
+}
+
+/// What `shmctl(0, SHM_INFO)` says of the calling thread's IPC namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmInfo {
+    /// Segments in use.
+    pub used_ids: i32,
+    /// Highest slot index in use (-1 when none): enumerate 0..=max_index.
+    pub max_index: i32,
+    /// Pages allocated to segments.
+    pub pages_total: u64,
+    pub pages_resident: u64,
+}
+
+/// `shmctl(0, SHM_INFO)`: counts of the namespace's segments, without /proc.
+pub fn shm_info() -> Result<ShmInfo> {
+    let mut raw = RawShmInfo::default();
+    // SAFETY: SHM_INFO writes a struct shm_info, which RawShmInfo mirrors
+    // (repr(C)); the kernel writes no more than its size.
+    let max_index = unsafe { libc::shmctl(0, SHM_INFO, (&mut raw as *mut RawShmInfo).cast()) };
+    if max_index == -1 {
+        return Err(Error {
+            call: Call::ShmInfo,
+            errno: Errno::last(),
+        });
+    }
+    Ok(ShmInfo {
+        used_ids: raw.used_ids,
+        max_index,
+        pages_total: raw.shm_tot as u64,
+        pages_resident: raw.shm_rss as u64,
+    })
+}
+
 /// A System V IPC key (`key_t`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key(libc::key_t);
@@ -143,6 +192,8 @@ pub enum Call {
     IpcStat { id: i32 },
     IpcRmid { id: i32 },
     IpcSet { id: i32 },
+    ShmInfo,
+    ShmStat { index: i32 },
 }
 
 impl fmt::Display for Call {
@@ -158,6 +209,8 @@ impl fmt::Display for Call {
             Call::IpcStat { id } => write!(f, "shmctl(id {id}, IPC_STAT)"),
             Call::IpcRmid { id } => write!(f, "shmctl(id {id}, IPC_RMID)"),
             Call::IpcSet { id } => write!(f, "shmctl(id {id}, IPC_SET)"),
+            Call::ShmInfo => write!(f, "shmctl(0, SHM_INFO)"),
+            Call::ShmStat { index } => write!(f, "shmctl(index {index}, SHM_STAT_ANY)"),
         }
     }
 }
@@ -341,6 +394,32 @@ impl Segment {
             }
         }
         Ok(attachment)
+    }
+
+    /// `shmctl(index, SHM_STAT_ANY)` (Linux >= 4.17; SHM_STAT before, which
+    /// needs read permission): the segment at a slot of the kernel's table,
+    /// with its id and IPC_STAT view. EINVAL for an unused slot. This is how
+    /// a namespace's segments are enumerated without /proc (`ipcs` does it).
+    pub fn stat_index(index: i32) -> Result<(Segment, SegmentStat)> {
+        let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
+        let mut id = -1;
+        for cmd in [SHM_STAT_ANY, SHM_STAT] {
+            // SAFETY: `ds` is a writable shmid_ds the kernel fills on success.
+            id = unsafe { libc::shmctl(index, cmd, ds.as_mut_ptr()) };
+            if id != -1 || Errno::last() != Errno::EINVAL || cmd == SHM_STAT {
+                break;
+            }
+            // EINVAL from SHM_STAT_ANY: an unused slot, or a kernel without it.
+        }
+        if id == -1 {
+            return Err(Error {
+                call: Call::ShmStat { index },
+                errno: Errno::last(),
+            });
+        }
+        // SAFETY: the call succeeded, so the kernel initialised `ds`.
+        let ds = unsafe { ds.assume_init() };
+        Ok((Segment { id }, SegmentStat::from_raw(&ds)))
     }
 
     fn error(self, call: Call) -> Error {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use backend::{Backend, SpawnRequest, World};
-use oracle::Oracle;
+use oracle::{Known, Oracle};
 use procs::{Proc, WaitOutcome};
 
 use crate::events::{Event, EventKind, Log, Text};
@@ -142,6 +142,7 @@ impl Engine<'_> {
                 scenario: run.id.into(),
                 implementation: self.implementation.name.clone(),
                 isolation: self.backend.name().into(),
+                oracle: self.oracle.name().into(),
                 ..Log::default()
             },
         };
@@ -217,6 +218,7 @@ impl Engine<'_> {
         let mut state = State {
             dir: &dir,
             oracle: self.oracle,
+            known: Known::default(),
             world: world.as_mut(),
             procs: BTreeMap::new(),
             saved_ids: BTreeMap::new(),
@@ -286,6 +288,8 @@ impl Engine<'_> {
 struct State<'w> {
     dir: &'w ScenarioDir,
     oracle: &'w dyn Oracle,
+    /// Keys and ids the scenario named, for an oracle that cannot enumerate.
+    known: Known,
     world: &'w mut dyn World,
     procs: BTreeMap<String, Proc>,
     /// Segment ids saved by `save_id`, for `{NAME}` in args.
@@ -324,6 +328,7 @@ impl State<'_> {
             KeySpec::Private => 0,
         };
         self.world.claims_key(raw);
+        self.known.keys.insert(raw);
         Ok(raw)
     }
 
@@ -688,8 +693,8 @@ impl State<'_> {
                     WaitOutcome::Done(())
                 ),
                 WaitFor::Attached(_) => key.as_ref().is_some_and(|(k, _)| {
-                    crate::engine::oracle::Procfs
-                        .table()
+                    self.oracle
+                        .table(&self.known)
                         .map(|rows| rows.iter().any(|row| row.raw_key == *k && row.nattch >= 1))
                         .unwrap_or(false)
                 }),
@@ -764,7 +769,7 @@ impl State<'_> {
         let n = Some(step.n);
         // The table first: reading contents attaches, which changes lpid and
         // atime (and, with shm_rmid_forced, detaching could destroy).
-        let table = match self.oracle.table() {
+        let table = match self.oracle.table(&self.known) {
             Ok(t) => t,
             Err(message) => {
                 r.rec(n, EventKind::Broken { message });
@@ -783,6 +788,7 @@ impl State<'_> {
                     if let Some(row) = table.iter().find(|row| row.raw_key == *k) {
                         self.saved_ids.insert(name.clone(), row.shmid);
                         self.world.claims_id(row.shmid);
+                        self.known.ids.insert(row.shmid);
                     }
                 }
             }
