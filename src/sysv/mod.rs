@@ -94,8 +94,8 @@ pub fn shm_info() -> Result<ShmInfo> {
     Ok(ShmInfo {
         used_ids: raw.used_ids,
         max_index,
-        pages_total: raw.shm_tot as u64,
-        pages_resident: raw.shm_rss as u64,
+        pages_total: u64::from(raw.shm_tot),
+        pages_resident: u64::from(raw.shm_rss),
     })
 }
 
