@@ -80,6 +80,8 @@ pub struct ShmInfo {
 }
 
 /// `shmctl(0, SHM_INFO)`: counts of the namespace's segments, without /proc.
+// c_ulong is u64 here but not on every target, hence the conversions.
+#[allow(clippy::useless_conversion)]
 pub fn shm_info() -> Result<ShmInfo> {
     let mut raw = RawShmInfo::default();
     // SAFETY: SHM_INFO writes a struct shm_info, which RawShmInfo mirrors

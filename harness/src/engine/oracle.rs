@@ -1,13 +1,13 @@
 //! The kernel's view of the segments, behind one seam: the step interpreter
 //! and the exploration both ask an [`Oracle`], never `/proc` directly.
 //!
-//! * [`Procfs`]: `/proc/sysvipc/shm`.
-//! * [`Syscalls`]: no procfs needed: `shmctl(SHM_INFO)` and
+//! * [`Procfs`] reads `/proc/sysvipc/shm`.
+//! * [`Syscalls`] needs no procfs: `shmctl(SHM_INFO)` and
 //!   `shmctl(index, SHM_STAT_ANY)` enumerate the namespace's segments (as
 //!   `ipcs` does), and where a kernel refuses enumeration (gVisor answers
 //!   SHM_STAT with EINVAL), the keys and ids the scenario named are looked up
 //!   with `shmget(key, 0, 0)` + `IPC_STAT`.
-//! * [`CrossCheck`]: both, compared on every read; a disagreement is an
+//! * [`CrossCheck`] reads both and compares them on every read; a disagreement is an
 //!   error naming the fields, which makes the oracle a conformance check of
 //!   procfs against shmctl.
 
