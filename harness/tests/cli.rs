@@ -384,7 +384,7 @@ fn shared_isolation_runs_one_at_a_time_and_leaves_others_segments_alone() {
                 .timeout(Duration::from_secs(300))
                 .assert()
                 .success()
-                .stderr(predicate::str::contains("backend shared, jobs 1"))
+                .stderr(predicate::str::contains("backend shared, oracle procfs, jobs 1"))
                 .stdout(predicate::str::contains(
                     "SKIP    namespaces/independent-segments (0 ms) - needs 2 IPC namespaces",
                 ));
