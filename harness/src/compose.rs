@@ -79,7 +79,16 @@ pub fn enter_user_namespace_if_unprivileged() {
 pub fn compose(c: &Choices) -> Result<Runner, String> {
     let docker = matches!(c.backend, BackendChoice::Docker { .. });
     let implementation = match &c.implementation {
-        ImplChoice::Custom { name, writer, reader } => Implementation::custom(name, writer, reader)?,
+        ImplChoice::Custom { name, writer, reader } => {
+            let imp = Implementation::custom(name, writer, reader)?;
+            // Commands run on this machine: check they can start. (In a
+            // container they name the container's files, not ours.)
+            if !docker {
+                crate::impls::check_program("--writer", &imp.writer)?;
+                crate::impls::check_program("--reader", &imp.reader)?;
+            }
+            imp
+        }
         ImplChoice::Builtin(name) if docker => Implementation::in_image(name)?,
         ImplChoice::Builtin(name) => Implementation::builtin(name)?,
     };

@@ -149,6 +149,31 @@ fn reachable_by_others(path: &Path) -> bool {
         .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
+/// Preflight: the program of a command exists and is executable (a path, or
+/// a name found in PATH), so a typo is one clear error before any scenario
+/// runs rather than a BROKEN per scenario.
+pub fn check_program(flag: &str, argv: &[String]) -> Result<(), String> {
+    use nix::unistd::{access, AccessFlags};
+    let program = &argv[0];
+    let executable = |p: &Path| p.is_file() && access(p, AccessFlags::X_OK).is_ok();
+    if program.contains('/') {
+        let p = Path::new(program);
+        if !p.exists() {
+            return Err(format!("{flag}: program {program:?} not found"));
+        }
+        if !executable(p) {
+            return Err(format!("{flag}: program {program:?} is not an executable file"));
+        }
+        return Ok(());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| executable(&d.join(program))) {
+        Ok(())
+    } else {
+        Err(format!("{flag}: program {program:?} not found in PATH"))
+    }
+}
+
 fn split_command(flag: &str, cmd: &str) -> Result<Vec<String>, String> {
     let mut argv = shlex::split(cmd).ok_or_else(|| format!("{flag} {cmd:?}: unbalanced quotes"))?;
     if argv.is_empty() {

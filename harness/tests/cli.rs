@@ -220,16 +220,56 @@ fn expectations_turn_failures_into_xfail_and_passes_into_xpass() {
         .stdout(predicate::str::contains("silently uses key 0xffffffff"));
 }
 
+/// A typo in a command is one line and exit 2 before any scenario runs,
+/// not a BROKEN per scenario.
+#[rstest]
+#[case::missing_path(&["/nonexistent/writer", "true"], "--writer: program \"/nonexistent/writer\" not found")]
+#[case::missing_in_path(&["true", "no-such-reader-xyz --keep"], "--reader: program \"no-such-reader-xyz\" not found in PATH")]
+fn a_missing_implementation_command_is_one_error_before_any_scenario(#[case] cmds: &[&str], #[case] message: &str) {
+    let out = shmconf()
+        .args(["run", "--writer", cmds[0], "--reader", cmds[1]])
+        .arg(scenarios())
+        .assert()
+        .code(2)
+        .stdout("")
+        .get_output()
+        .stderr
+        .clone();
+    let stderr = String::from_utf8_lossy(&out);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.trim(), format!("shmconf: {message}"));
+}
+
 #[test]
-fn a_missing_implementation_is_broken_not_failed() {
+fn a_writer_that_is_not_executable_is_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain-file");
+    std::fs::write(&plain, "not a program").unwrap();
+    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     shmconf()
-        .args([
-            "run",
-            "--writer",
-            "/nonexistent/writer",
-            "--reader",
-            "/nonexistent/reader",
-        ])
+        .args(["run", "--reader", "true", "--writer"])
+        .arg(&plain)
+        .arg(scenarios())
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(format!(
+            "shmconf: --writer: program {:?} is not an executable file\n",
+            plain.display().to_string()
+        ));
+}
+
+/// A program that passes the preflight but cannot start (its interpreter is
+/// missing) is BROKEN for the scenarios it is in, not FAIL.
+#[test]
+fn an_implementation_that_cannot_start_is_broken_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad-interpreter");
+    std::fs::write(&bad, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    shmconf()
+        .args(["run", "--writer", "true", "--reader"])
+        .arg(&bad)
         .arg(scenarios().join("orders/reader-first.toml"))
         .assert()
         .code(1)
