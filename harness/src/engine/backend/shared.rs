@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use shmconf::{Key, SegTable, Segment};
+use shmconf::{Key, Segment};
 
 use super::{Backend, Capabilities, SetupLog, SkipReason, SpawnRequest, World};
 use crate::events::SegRow;
@@ -94,22 +94,27 @@ pub struct Ownership {
     ids: BTreeSet<i32>,
 }
 
+/// The shared namespace's whole table, through the oracle this machine
+/// has (procfs, or shmctl where /proc/sysvipc/shm is missing).
+fn whole_table() -> Result<Vec<SegRow>, String> {
+    crate::engine::oracle::detect()
+        .0
+        .table(&crate::engine::oracle::Known::default())
+}
+
 impl Ownership {
     pub fn take_baseline() -> Result<Ownership, String> {
-        let table = SegTable::read().map_err(|e| format!("cannot read the segment table: {e}"))?;
         Ok(Ownership {
-            baseline: table.rows.iter().map(|r| r.shmid).collect(),
+            baseline: whole_table()?.iter().map(|r| r.shmid).collect(),
             ..Ownership::default()
         })
     }
 
-    fn row_with_file_key(&self, id: FileIdentity) -> Result<Option<shmconf::segtable::Row>, String> {
+    fn row_with_file_key(&self, id: FileIdentity) -> Result<Option<SegRow>, String> {
         let low = shmconf::sysv::ftok_formula(id.dev, id.ino, 0).as_u32() & 0xff_ffff;
-        let table = SegTable::read().map_err(|e| format!("cannot read the segment table: {e}"))?;
-        Ok(table
-            .rows
+        Ok(whole_table()?
             .into_iter()
-            .find(|r| r.key != Key::PRIVATE && r.key.as_u32() & 0xff_ffff == low))
+            .find(|r| r.raw_key != Key::PRIVATE.raw() && r.raw_key as u32 & 0xff_ffff == low))
     }
 
     pub fn pid(&mut self, pid: i32) {
@@ -144,11 +149,10 @@ impl Ownership {
 
     /// IPC_RMID every segment that is the scenario's own; what was removed.
     pub fn remove_own(&mut self) -> Vec<String> {
-        let Ok(table) = SegTable::read() else { return vec![] };
+        let Ok(table) = whole_table() else { return vec![] };
         let mut removed = Vec::new();
-        for row in &table.rows {
-            let r = SegRow::from_row(row);
-            if self.is_own(&r) && Segment::from_id(row.shmid).remove().is_ok() {
+        for r in &table {
+            if self.is_own(r) && Segment::from_id(r.shmid).remove().is_ok() {
                 removed.push(r.describe());
             }
         }
