@@ -100,6 +100,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
         },
     };
     let capabilities = Capabilities::detect();
+    let mut notes = Vec::new();
     let backend: Box<dyn Backend> = match &c.backend {
         BackendChoice::Docker { image } => {
             if !crate::engine::backend::docker::available() {
@@ -119,6 +120,12 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
                 Isolation::Namespaces => true,
                 Isolation::Shared => false,
             };
+            if !namespaces && *isolation == Isolation::Auto {
+                notes.push(
+                    "this process cannot make and hold IPC namespaces: scenarios run one at a time in its own (shared isolation)"
+                        .to_string(),
+                );
+            }
             if namespaces {
                 Box::new(LocalNamespaces {
                     capabilities,
@@ -139,7 +146,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
         implementation,
         backend,
         oracle,
-        oracle_note,
+        notes: notes.into_iter().chain(oracle_note).collect(),
         limits: c.limits,
         jobs: c.jobs.max(1),
         expectations,

@@ -307,7 +307,7 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
-    if let Some(note) = &runner.oracle_note {
+    for note in &runner.notes {
         eprintln!("shmconf: note: {note}");
     }
     let human = matches!(args.format, Format::Human);

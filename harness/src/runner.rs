@@ -21,8 +21,9 @@ pub struct Runner {
     pub implementation: Implementation,
     pub backend: Box<dyn Backend>,
     pub oracle: Box<dyn Oracle>,
-    /// Said once to the user when the oracle was chosen for them (e.g. no procfs).
-    pub oracle_note: Option<String>,
+    /// Said once to the user: what was chosen for them and why (no procfs,
+    /// no namespaces).
+    pub notes: Vec<String>,
     pub limits: Limits,
     pub jobs: usize,
     pub expectations: Expectations,
@@ -212,7 +213,7 @@ mod tests {
             implementation: Implementation::from_commands("t", &["true"], &["true"], &["true"]),
             backend: Box::new(PanicsOnBoom(inner)),
             oracle: Box::new(Procfs),
-            oracle_note: None,
+            notes: vec![],
             limits: Limits::default(),
             jobs: 2,
             expectations: Expectations::default(),

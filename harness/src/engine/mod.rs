@@ -767,8 +767,17 @@ impl State<'_> {
     /// needs (all contents for an exploration's observation).
     fn snapshot(&mut self, step: &Step, check: Option<&SegmentsCheck>, r: &mut Recorder) {
         let n = Some(step.n);
-        // The table first: reading contents attaches, which changes lpid and
-        // atime (and, with shm_rmid_forced, detaching could destroy).
+        // Keys first (ftok only stats files), so an oracle that cannot
+        // enumerate the table can look them up; then the table, before any
+        // content: reading contents attaches, which changes lpid and atime
+        // (and, with shm_rmid_forced, detaching could destroy).
+        let mut keys = BTreeMap::new();
+        let mut resolved_keys = Vec::new();
+        for exp in check.map(|c| c.expect.as_slice()).unwrap_or_default() {
+            let resolved = self.resolve_key(&exp.key);
+            resolved_keys.push(resolved.clone().ok());
+            keys.insert(exp.key.to_string(), resolved);
+        }
         let table = match self.oracle.table(&self.known) {
             Ok(t) => t,
             Err(message) => {
@@ -776,23 +785,22 @@ impl State<'_> {
                 return;
             }
         };
-        let mut keys = BTreeMap::new();
+        // Every id seen stays known: after IPC_RMID its key is gone.
+        self.known.ids.extend(table.iter().map(|r| r.shmid));
         let mut content_keys = Vec::new();
-        for exp in check.map(|c| c.expect.as_slice()).unwrap_or_default() {
-            let resolved = self.resolve_key(&exp.key);
-            if let Ok(k) = &resolved {
-                if exp.content.is_some() || exp.prefix.is_some() {
-                    content_keys.push(*k);
-                }
-                if let Some(name) = &exp.save_id {
-                    if let Some(row) = table.iter().find(|row| row.raw_key == *k) {
-                        self.saved_ids.insert(name.clone(), row.shmid);
-                        self.world.claims_id(row.shmid);
-                        self.known.ids.insert(row.shmid);
-                    }
+        let expects = check.map(|c| c.expect.as_slice()).unwrap_or_default();
+        for (exp, k) in expects.iter().zip(resolved_keys) {
+            let Some(k) = k else { continue };
+            if exp.content.is_some() || exp.prefix.is_some() {
+                content_keys.push(k);
+            }
+            if let Some(name) = &exp.save_id {
+                if let Some(row) = table.iter().find(|row| row.raw_key == k) {
+                    self.saved_ids.insert(name.clone(), row.shmid);
+                    self.world.claims_id(row.shmid);
+                    self.known.ids.insert(row.shmid);
                 }
             }
-            keys.insert(exp.key.to_string(), resolved);
         }
         let (rows, foreign): (Vec<_>, Vec<_>) = table.into_iter().partition(|row| self.world.is_own(row));
         let mut contents = BTreeMap::new();

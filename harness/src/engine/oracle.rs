@@ -6,7 +6,8 @@
 //!   `shmctl(index, SHM_STAT_ANY)` enumerate the namespace's segments (as
 //!   `ipcs` does), and where a kernel refuses enumeration (gVisor answers
 //!   SHM_STAT with EINVAL), the keys and ids the scenario named are looked up
-//!   with `shmget(key, 0, 0)` + `IPC_STAT`.
+//!   with `shmget(key, 0, 0)` + `IPC_STAT`, and ids are tried upward from 0
+//!   until SHM_INFO's count of segments is found.
 //! * [`CrossCheck`] reads both and compares them on every read; a disagreement is an
 //!   error naming the fields, which makes the oracle a conformance check of
 //!   procfs against shmctl.
@@ -78,9 +79,9 @@ fn row(id: i32, st: &sysv::SegmentStat) -> SegRow {
 }
 
 impl Syscalls {
-    /// Every slot 0..=max_index; None when the kernel refuses SHM_STAT for
-    /// slots SHM_INFO counts as used.
-    fn enumerate() -> Result<Option<Vec<SegRow>>, String> {
+    /// Every slot 0..=max_index, and the count SHM_INFO gives; the rows fall
+    /// short of the count where the kernel refuses SHM_STAT for used slots.
+    fn enumerate() -> Result<(Vec<SegRow>, usize), String> {
         let info = sysv::shm_info().map_err(|e| e.to_string())?;
         let mut rows = Vec::new();
         for index in 0..=info.max_index {
@@ -90,22 +91,40 @@ impl Syscalls {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        if rows.len() < info.used_ids.max(0) as usize {
-            return Ok(None);
-        }
-        Ok(Some(rows))
+        Ok((rows, info.used_ids.max(0) as usize))
     }
 
-    fn lookup(known: &Known) -> Vec<SegRow> {
+    /// Without SHM_STAT: the ids and keys the scenario named, then IPC_STAT
+    /// of ids upward from 0 until SHM_INFO's count is reached (kernels that
+    /// refuse SHM_STAT, such as gVisor, hand out small sequential ids).
+    fn lookup(known: &Known, used: usize) -> Vec<SegRow> {
+        /// Ids tried at most, whatever SHM_INFO says.
+        const SCAN: i32 = 1 << 16;
         let mut ids: BTreeSet<i32> = known.ids.clone();
         for &k in known.keys.iter().filter(|&&k| k != 0) {
             if let Ok(seg) = Segment::get(Key::from_raw(k), 0, Create::No, 0) {
                 ids.insert(seg.id());
             }
         }
-        ids.into_iter()
-            .filter_map(|id| Segment::from_id(id).stat().ok().map(|st| row(id, &st)))
-            .collect()
+        let mut rows: Vec<SegRow> = ids
+            .iter()
+            .filter_map(|&id| Segment::from_id(id).stat().ok().map(|st| row(id, &st)))
+            .collect();
+        // Upward from 0, until the count is reached, or 1024 ids past the
+        // highest id seen (SHM_INFO may count segments IPC_STAT cannot see).
+        let mut id = 0;
+        let mut last_hit = ids.iter().next_back().copied().unwrap_or(0);
+        while rows.len() < used && id < SCAN && id <= last_hit + 1024 {
+            if !ids.contains(&id) {
+                if let Ok(st) = Segment::from_id(id).stat() {
+                    rows.push(row(id, &st));
+                    last_hit = last_hit.max(id);
+                }
+            }
+            id += 1;
+        }
+        rows.sort_by_key(|r| r.shmid);
+        rows
     }
 }
 
@@ -115,10 +134,11 @@ impl Oracle for Syscalls {
     }
 
     fn table(&self, known: &Known) -> Result<Vec<SegRow>, String> {
-        match Self::enumerate()? {
-            Some(rows) => Ok(rows),
-            None => Ok(Self::lookup(known)),
+        let (rows, used) = Self::enumerate()?;
+        if rows.len() >= used {
+            return Ok(rows);
         }
+        Ok(Self::lookup(known, used))
     }
 }
 

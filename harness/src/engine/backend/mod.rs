@@ -50,6 +50,7 @@ impl std::fmt::Display for SkipReason {
 /// What this process can do, probed once.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {
+    /// IPC namespaces can be made and entered by handle.
     pub namespaces: bool,
     pub other_uids: bool,
     /// /proc/sys/kernel is writable (Docker mounts it read-only).
@@ -58,7 +59,9 @@ pub struct Capabilities {
 
 impl Capabilities {
     pub fn detect() -> Capabilities {
-        let namespaces = shmconf::ipcns::can_unshare_ipc();
+        // A namespace must be made *and* held by a handle (gVisor lets a
+        // thread unshare but has no /proc/thread-self/ns/ipc to hold it by).
+        let namespaces = shmconf::ipcns::can_unshare_ipc() && std::fs::File::open("/proc/thread-self/ns/ipc").is_ok();
         // Running as another uid needs real root: root in a user namespace
         // of our own maps a single uid.
         let other_uids = nix::unistd::geteuid().is_root()
