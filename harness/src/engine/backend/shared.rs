@@ -66,7 +66,9 @@ impl Backend for SharedNamespace {
 
     fn set_up(&self, scenario: &Scenario, dir: &ScenarioDir, log: &mut dyn SetupLog) -> Result<Box<dyn World>, String> {
         // Its inode, where this kernel shows one (gVisor has no /proc/thread-self/ns).
-        let inode = shmconf::ipcns::IpcNamespace::current().and_then(|ns| ns.inode()).unwrap_or(0);
+        let inode = shmconf::ipcns::IpcNamespace::current()
+            .and_then(|ns| ns.inode())
+            .unwrap_or(0);
         log.namespace(crate::scenario::MAIN_NS, inode);
         let ownership = Ownership::take_baseline()?;
         // The scenario's key files must not collide with a segment already
