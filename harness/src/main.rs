@@ -124,6 +124,8 @@ enum BackendArg {
 enum Format {
     Human,
     Json,
+    /// TAP version 13 (for `prove` and TAP consumers).
+    Tap,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +155,10 @@ struct RunArgs {
     /// Also write a JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Also write a Markdown summary (counts, and every scenario that did not
+    /// pass) here, e.g. "$GITHUB_STEP_SUMMARY".
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
     /// Keep every scenario's event log and verdict as JSON in this directory.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
@@ -336,6 +342,19 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCod
             eprintln!("shmconf: --record {}: {e}", dir.display());
         }
     }
+    if let Some(path) = &args.summary {
+        // Appended: a CI step summary collects several runs.
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(report::markdown(name, results).as_bytes()));
+        if let Err(e) = written {
+            eprintln!("shmconf: --summary {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, report::junit(name, results)) {
             eprintln!("shmconf: --junit {}: {e}", path.display());
@@ -347,6 +366,7 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCod
             let _ = report::human(&mut std::io::stdout().lock(), name, results);
         }
         Format::Json => println!("{}", report::json(name, results)),
+        Format::Tap => print!("{}", report::tap(name, results)),
     }
     if let Some(sig) = procs::interrupting_signal() {
         eprintln!(

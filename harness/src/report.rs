@@ -1,4 +1,5 @@
-//! Reporters: human text, JSON and JUnit. They only present verdicts.
+//! Reporters: human text, JSON, JUnit, TAP and a Markdown summary. They only
+//! present verdicts.
 
 use std::io::Write;
 
@@ -136,6 +137,66 @@ pub fn json(implementation: &str, results: &[ScenarioResult]) -> String {
         summary: Summary::of(results),
     };
     serde_json::to_string_pretty(&report).expect("report serialises")
+}
+
+/// TAP version 13 (what `prove` and many CI systems read): one test point per
+/// scenario; SKIP and INTERRUPTED are `# SKIP`, XFAIL is `# TODO` (a known
+/// deviation), failures carry their message as a YAML block.
+pub fn tap(implementation: &str, results: &[ScenarioResult]) -> String {
+    let mut out = format!("TAP version 13\n1..{}\n", results.len());
+    for (i, r) in results.iter().enumerate() {
+        let n = i + 1;
+        let one_line = |s: &str| s.replace(['\n', '\r'], " ").replace('#', "\\#");
+        let line = match r.status {
+            Status::Pass => format!("ok {n} - {}", r.id),
+            Status::Skip | Status::Interrupted => {
+                format!("ok {n} - {} # SKIP {}", r.id, one_line(&r.message))
+            }
+            Status::Xfail => format!("not ok {n} - {} # TODO {}", r.id, one_line(&r.message)),
+            _ => format!("not ok {n} - {}", r.id),
+        };
+        out.push_str(&line);
+        out.push('\n');
+        if r.status.is_failure() {
+            out.push_str("  ---\n");
+            out.push_str(&format!("  status: {}\n", r.status.label()));
+            out.push_str(&format!("  implementation: {implementation}\n"));
+            out.push_str(&format!(
+                "  message: {}\n",
+                serde_json::to_string(&r.message).unwrap_or_default()
+            ));
+            out.push_str("  ...\n");
+        }
+    }
+    out
+}
+
+/// A Markdown summary for a CI page (`$GITHUB_STEP_SUMMARY`): the counts as
+/// a table, then every scenario that did not pass with its message.
+pub fn markdown(implementation: &str, results: &[ScenarioResult]) -> String {
+    let s = Summary::of(results);
+    let cell = |t: &str| t.replace('|', "\\|").replace(['\n', '\r'], " ");
+    let mut out = format!("## shmconf: {implementation}\n\n");
+    out.push_str("| total | pass | fail | broken | timeout | xpass | xfail | skip | interrupted |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    out.push_str(&format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        s.total, s.pass, s.fail, s.broken, s.timeout, s.xpass, s.xfail, s.skip, s.interrupted
+    ));
+    let notable: Vec<&ScenarioResult> = results.iter().filter(|r| r.status != Status::Pass).collect();
+    if !notable.is_empty() {
+        out.push_str("\n| scenario | status | message |\n| --- | --- | --- |\n");
+        for r in notable {
+            let mut msg = cell(&r.message);
+            if msg.len() > 300 {
+                let cut = (0..=300).rev().find(|&i| msg.is_char_boundary(i)).unwrap_or(0);
+                msg.truncate(cut);
+                msg.push_str("...");
+            }
+            out.push_str(&format!("| `{}` | {} | {} |\n", r.id, r.status.label(), msg));
+        }
+    }
+    out
 }
 
 pub fn junit(implementation: &str, results: &[ScenarioResult]) -> String {

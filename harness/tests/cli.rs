@@ -573,3 +573,59 @@ fn a_filesystem_without_colliding_inodes_in_time_is_a_skip_not_a_failure() {
             "got inodes equal modulo 65536 within the step's time limit",
         ));
 }
+
+/// `--format tap` is TAP that `prove` reads: a faithful build passes, a
+/// faulty one fails with the failing scenario named; `--summary` appends a
+/// Markdown table.
+#[test]
+fn tap_output_passes_prove_and_the_summary_is_a_markdown_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let shmconf_bin = assert_cmd::cargo::cargo_bin("shmconf");
+    let scenario = scenarios().join("visibility/writer-then-reader.toml");
+    for (fault, ok) in [(None, true), (Some("CONTENT"), false)] {
+        let b = faulty(dir.path(), fault);
+        // prove splits --exec on spaces: the quoting goes in a script, which
+        // sh reads (not executed itself: no ETXTBSY from a concurrent fork).
+        let wrapper = dir.path().join(format!("tap-{}", fault.unwrap_or("none")));
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec '{}' run --format tap --writer '{} writer' --reader '{} reader' \"$@\"\n",
+                shmconf_bin.display(),
+                b.display(),
+                b.display()
+            ),
+        )
+        .unwrap();
+        let out = StdCommand::new("prove")
+            .arg("--exec")
+            .arg(format!("sh {}", wrapper.display()))
+            .arg(&scenario)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.success(), ok, "{fault:?}: {text}");
+        assert!(
+            text.contains(if ok { "Result: PASS" } else { "Result: FAIL" }),
+            "{text}"
+        );
+    }
+    let summary = dir.path().join("summary.md");
+    std::fs::write(&summary, "# earlier step\n").unwrap();
+    shmconf()
+        .args(["run", "--impl", "c-reference", "--summary"])
+        .arg(&summary)
+        .arg(scenarios().join("errors"))
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with("# earlier step\n## shmconf: c-reference\n"),
+        "appended: {md}"
+    );
+    assert!(
+        md.contains("| total | pass | fail | broken | timeout | xpass | xfail | skip | interrupted |"),
+        "{md}"
+    );
+    assert!(md.contains("| `errors/eof-without-input` | XFAIL |"), "{md}");
+}
