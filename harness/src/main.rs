@@ -28,6 +28,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// List scenarios with their tags and description.
     List(SelectArgs),
+    /// Describe scenarios in plain words: their steps and what each expects.
+    Show(SelectArgs),
     /// Print the JSON Schema of scenario files.
     Schema,
     /// One raw SysV call (a scenario role).
@@ -216,6 +218,21 @@ fn dispatch(cli: Cli) -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Show(select) => match load_by_path_or_id(&select) {
+            Ok(scenarios) if scenarios.is_empty() => {
+                eprintln!("shmconf: no scenario matches");
+                ExitCode::from(2)
+            }
+            Ok(scenarios) => {
+                let shown: Vec<String> = scenarios
+                    .iter()
+                    .map(|s| scenario::describe::describe(&s.id, &s.scenario))
+                    .collect();
+                print!("{}", shown.join("\n"));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
         Command::Run(args) => run(*args),
         Command::PidInit => procs::pid_init(),
         Command::BenchPeer(args) => match shmconf_harness::bench::peer(args) {
@@ -232,6 +249,40 @@ fn dispatch(cli: Cli) -> ExitCode {
 fn first_sentence(s: &str) -> &str {
     let s = s.trim();
     s.split_once(". ").map_or(s, |(a, _)| a)
+}
+
+/// Like `load`, but an argument that is not a path names a scenario id of
+/// the default scenarios dir (`shmconf show orders/paused-writer`).
+fn load_by_path_or_id(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode> {
+    let (paths, ids): (Vec<PathBuf>, Vec<PathBuf>) = select.paths.iter().cloned().partition(|p| p.exists());
+    if ids.is_empty() {
+        return load(select);
+    }
+    let mut found = if paths.is_empty() {
+        Vec::new()
+    } else {
+        load(&SelectArgs {
+            paths,
+            tags: select.tags.clone(),
+            skip: select.skip.clone(),
+        })?
+    };
+    let all = load(&SelectArgs {
+        paths: vec![],
+        tags: select.tags.clone(),
+        skip: select.skip.clone(),
+    })?;
+    for id in &ids {
+        let id = id.to_string_lossy();
+        match all.iter().find(|s| s.id == id.trim_end_matches(".toml")) {
+            Some(s) => found.push(s.clone()),
+            None => {
+                eprintln!("shmconf: {id}: no such file, and no scenario with that id");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode> {

@@ -629,3 +629,47 @@ fn tap_output_passes_prove_and_the_summary_is_a_markdown_table() {
     );
     assert!(md.contains("| `errors/eof-without-input` | XFAIL |"), "{md}");
 }
+
+/// `shmconf show` describes every scenario in plain words.
+#[test]
+fn show_describes_every_scenario_in_plain_words() {
+    let out = shmconf().arg("show").arg(scenarios()).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for s in shmconf_harness::scenario::discover(&[scenarios()]).unwrap() {
+        assert!(
+            text.contains(&format!("{}\n\n{}", s.id, s.scenario.description.trim())),
+            "{}",
+            s.id
+        );
+    }
+    shmconf()
+        .arg("show")
+        .arg(scenarios().join("orders/paused-writer.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "  2. wait until the kernel shows a segment with key ftok:shmfile:65 attached (w runs)",
+        ))
+        .stdout(predicate::str::contains(
+            "  8. check the kernel's segment table: no segments",
+        ));
+    shmconf()
+        .args(["show", "--tag", "no-such-tag"])
+        .arg(scenarios())
+        .assert()
+        .code(2);
+    // By id, from the default scenarios dir.
+    shmconf()
+        .args(["show", "keys/proj-id-collision"])
+        .current_dir(scenarios().join(".."))
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("keys/proj-id-collision\n"));
+    shmconf()
+        .args(["show", "keys/no-such-scenario"])
+        .current_dir(scenarios().join(".."))
+        .assert()
+        .code(2)
+        .stderr("shmconf: keys/no-such-scenario: no such file, and no scenario with that id\n");
+}
