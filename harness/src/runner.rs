@@ -74,11 +74,7 @@ impl Runner {
         let start = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_one_inner(sf)));
         result.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let what = crate::engine::panic_text(&*panic);
             ScenarioResult {
                 id: sf.id.clone(),
                 status: Status::Broken,
@@ -111,7 +107,7 @@ impl Runner {
         }
         let engine = self.engine();
         let r = match &sf.scenario.body {
-            Body::Explore(_) => crate::explore::run(sf, &engine, self.jobs, self.replay_order.as_deref()),
+            Body::Explore(ex) => crate::explore::run(sf, ex, &engine, self.jobs, self.replay_order.as_deref()),
             Body::Steps(steps) => {
                 let log = engine.execute(&Run {
                     id: &sf.id,

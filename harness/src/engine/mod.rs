@@ -96,7 +96,8 @@ struct Deadline {
     which: &'static str,
 }
 
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+/// What a caught panic said.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()
@@ -120,13 +121,47 @@ impl Engine<'_> {
         })
     }
 
-    fn broken_log(&self, run: &Run, message: String) -> Log {
-        let mut log = Log {
+    /// An empty log naming what runs where.
+    fn new_log(&self, run: &Run) -> Log {
+        Log {
             scenario: run.id.into(),
             implementation: self.implementation.name.clone(),
             isolation: self.backend.name().into(),
+            oracle: self.oracle.name().into(),
             ..Log::default()
-        };
+        }
+    }
+
+    /// The scenario's dir with its key files (each recorded with its
+    /// identity, which the world claims), and the backend's world.
+    fn prepare(&self, run: &Run, r: &mut Recorder) -> Result<(tempfile::TempDir, ScenarioDir, Box<dyn World>), String> {
+        let tmp = rundir::scenario_dir("scenario-").map_err(|e| format!("cannot make the scenario's dir: {e}"))?;
+        r.log.workdir = tmp.path().display().to_string();
+        let dir = ScenarioDir::open(tmp.path()).map_err(|e| format!("cannot open the scenario's dir: {e}"))?;
+        let mut identities = Vec::new();
+        for f in &run.scenario.files {
+            dir.create(f).map_err(|e| format!("cannot create key file {f}: {e}"))?;
+            let identity = dir.identity(f).ok();
+            identities.extend(identity);
+            r.rec(
+                None,
+                EventKind::File {
+                    op: "create".into(),
+                    path: f.to_string(),
+                    error: None,
+                    identity: identity.map(|i| (i.dev, i.ino)),
+                },
+            );
+        }
+        let mut world = self.backend.set_up(run.scenario, &dir, r)?;
+        for id in identities {
+            world.claims_file(id);
+        }
+        Ok((tmp, dir, world))
+    }
+
+    fn broken_log(&self, run: &Run, message: String) -> Log {
+        let mut log = self.new_log(run);
         log.events.push(Event {
             t_us: 0,
             step: None,
@@ -138,72 +173,15 @@ impl Engine<'_> {
     fn execute_here(&self, run: &Run) -> Log {
         let mut r = Recorder {
             start: Instant::now(),
-            log: Log {
-                scenario: run.id.into(),
-                implementation: self.implementation.name.clone(),
-                isolation: self.backend.name().into(),
-                oracle: self.oracle.name().into(),
-                ..Log::default()
-            },
+            log: self.new_log(run),
         };
-        let tmp = match rundir::scenario_dir("scenario-") {
-            Ok(t) => t,
-            Err(e) => {
-                r.rec(
-                    None,
-                    EventKind::Broken {
-                        message: format!("cannot make the scenario's dir: {e}"),
-                    },
-                );
-                return r.log;
-            }
-        };
-        r.log.workdir = tmp.path().display().to_string();
-        let dir = match ScenarioDir::open(tmp.path()) {
-            Ok(d) => d,
-            Err(e) => {
-                r.rec(
-                    None,
-                    EventKind::Broken {
-                        message: format!("cannot open the scenario's dir: {e}"),
-                    },
-                );
-                return r.log;
-            }
-        };
-        for f in &run.scenario.files {
-            if let Err(e) = dir.create(f) {
-                r.rec(
-                    None,
-                    EventKind::Broken {
-                        message: format!("cannot create key file {f}: {e}"),
-                    },
-                );
-                return r.log;
-            }
-            let identity = dir.identity(f).ok();
-            r.rec(
-                None,
-                EventKind::File {
-                    op: "create".into(),
-                    path: f.to_string(),
-                    error: None,
-                    identity: identity.map(|i| (i.dev, i.ino)),
-                },
-            );
-        }
-        let mut world = match self.backend.set_up(run.scenario, &dir, &mut r) {
-            Ok(w) => w,
+        let (tmp, dir, mut world) = match self.prepare(run, &mut r) {
+            Ok(ready) => ready,
             Err(message) => {
                 r.rec(None, EventKind::Broken { message });
                 return r.log;
             }
         };
-        for f in &run.scenario.files {
-            if let Ok(id) = dir.identity(f) {
-                world.claims_file(id);
-            }
-        }
         let scenario_limit = run.scenario.timeout.unwrap_or(self.limits.scenario);
         let mut scenario_deadline = Deadline {
             at: r.start + scenario_limit,
@@ -661,52 +639,53 @@ impl State<'_> {
 
     fn wait(&mut self, step: &Step, name: &str, until: &WaitFor, deadline: Deadline, r: &mut Recorder) -> bool {
         let n = Some(step.n);
-        if !self.procs.contains_key(name) {
-            return self.gone(step, name, r);
+        /// What is polled for, once the exit (a plain wait) is set aside.
+        enum Barrier<'a> {
+            Stdout(&'a [u8]),
+            /// The key, if its file exists (else nothing can attach under it).
+            Attached(Option<i32>),
+            ReadingStdin,
         }
-        let key = match until {
-            WaitFor::Attached(spec) => match self.resolve_key(spec) {
-                Ok(k) => Some((k, spec.to_string())),
-                // No key file: nothing can be attached under it; wait for the process.
-                Err(_) => None,
-            },
-            _ => None,
-        };
-        let Some(proc) = self.procs.get_mut(name) else {
-            return self.gone(step, name, r);
-        };
-        let waiting_for = match until {
+        let (barrier, waiting_for) = match until {
             WaitFor::Exit(_) => {
                 let Some(mut p) = self.procs.remove(name) else {
                     return self.gone(step, name, r);
                 };
                 return finish(self.world, step.n, &mut p, deadline, "its exit", r);
             }
-            WaitFor::Stdout(text) => format!("stdout to contain {}", crate::events::escape_short(text, 80)),
-            WaitFor::Attached(spec) => format!("a segment with key {spec} to be attached"),
-            WaitFor::ReadingStdin => "it to block reading its input".to_string(),
+            WaitFor::Stdout(text) => (
+                Barrier::Stdout(text),
+                format!("stdout to contain {}", crate::events::escape_short(text, 80)),
+            ),
+            WaitFor::Attached(spec) => (
+                Barrier::Attached(self.resolve_key(spec).ok()),
+                format!("a segment with key {spec} to be attached"),
+            ),
+            WaitFor::ReadingStdin => (Barrier::ReadingStdin, "it to block reading its input".to_string()),
+        };
+        let Some(proc) = self.procs.get_mut(name) else {
+            return self.gone(step, name, r);
         };
         loop {
-            let reached = match until {
-                WaitFor::Stdout(text) => matches!(
+            let reached = match barrier {
+                Barrier::Stdout(text) => matches!(
                     proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at)),
                     WaitOutcome::Done(())
                 ),
-                WaitFor::Attached(_) => key.as_ref().is_some_and(|(k, _)| {
+                Barrier::Attached(key) => key.is_some_and(|k| {
                     self.oracle
                         .table(&self.known)
-                        .map(|rows| rows.iter().any(|row| row.raw_key == *k && row.nattch >= 1))
+                        .map(|rows| rows.iter().any(|row| row.raw_key == k && row.nattch >= 1))
                         .unwrap_or(false)
                 }),
-                WaitFor::ReadingStdin => proc.is_reading_stdin(),
-                WaitFor::Exit(_) => unreachable!("handled above"),
+                Barrier::ReadingStdin => proc.is_reading_stdin(),
             };
             if reached {
                 r.rec(
                     n,
                     EventKind::OutputSeen {
                         proc: name.into(),
-                        text: waiting_for.trim_end_matches(" to be attached").to_string(),
+                        text: waiting_for,
                     },
                 );
                 return true;
@@ -716,7 +695,7 @@ impl State<'_> {
                 return false;
             }
             if let Some(ending) = proc.ending() {
-                if matches!(until, WaitFor::ReadingStdin) {
+                if matches!(barrier, Barrier::ReadingStdin) {
                     // An exploration's writer that ended early (e.g. no key
                     // file): its exit is collected, and judged, at its input.
                     r.rec(
@@ -746,17 +725,13 @@ impl State<'_> {
                 }
                 return false;
             }
-            if procs::interrupted() {
-                r.rec(n, interrupted_event());
-                return false;
-            }
             if Instant::now() >= deadline.at {
                 let out = proc.output();
                 proc.kill_group();
                 r.rec(n, timeout_event(name, waiting_for, deadline, out));
                 return false;
             }
-            if !matches!(until, WaitFor::Stdout(_)) {
+            if !matches!(barrier, Barrier::Stdout(_)) {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -863,7 +838,7 @@ fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, 
             );
             true
         }
-        WaitOutcome::Exited(_) | WaitOutcome::TimedOut => {
+        WaitOutcome::TimedOut => {
             let out = proc.output();
             proc.kill_group();
             r.rec(Some(n), timeout_event(&proc.name, what.to_string(), deadline, out));

@@ -116,8 +116,6 @@ pub struct Proc {
 /// What a wait saw.
 pub enum WaitOutcome<T> {
     Done(T),
-    /// The process ended before the awaited thing happened.
-    Exited(Ending),
     TimedOut,
     Interrupted,
 }
@@ -272,32 +270,10 @@ impl Proc {
         }
     }
 
-    /// Wait until stdout contains `needle` (within what is kept), or the
-    /// process ends without printing it (then at once, not at the deadline).
+    /// Wait until stdout contains `needle` (within what is kept). The
+    /// caller polls in short slices and sees the process's end itself.
     pub fn wait_stdout(&self, needle: &[u8], deadline: Instant) -> WaitOutcome<()> {
-        let seen = self.wait_until(deadline, true, |st| {
-            if contains(&st.stdout.kept, needle) {
-                Some(None)
-            } else if st.stdout.eof {
-                // stdout closed: the text can no longer come.
-                Some(Some(()))
-            } else {
-                None
-            }
-        });
-        match seen {
-            WaitOutcome::Done(None) => WaitOutcome::Done(()),
-            WaitOutcome::Done(Some(())) => {
-                match self.wait_until(Instant::now() + Duration::from_secs(1), false, |st| st.ending.clone()) {
-                    WaitOutcome::Done(ending) => WaitOutcome::Exited(ending),
-                    // stdout closed but the process lives on: it will never print it.
-                    _ => WaitOutcome::TimedOut,
-                }
-            }
-            WaitOutcome::Exited(e) => WaitOutcome::Exited(e),
-            WaitOutcome::TimedOut => WaitOutcome::TimedOut,
-            WaitOutcome::Interrupted => WaitOutcome::Interrupted,
-        }
+        self.wait_until(deadline, true, |st| contains(&st.stdout.kept, needle).then_some(()))
     }
 
     /// Wait for the leader to exit; then report whether other members of its
@@ -307,7 +283,6 @@ impl Proc {
             WaitOutcome::Done(e) => e,
             WaitOutcome::TimedOut => return WaitOutcome::TimedOut,
             WaitOutcome::Interrupted => return WaitOutcome::Interrupted,
-            WaitOutcome::Exited(e) => e,
         };
         // Signal 0 to the group: does anything of it outlive the leader?
         // (The leader is an unreaped zombie, so the group id is still ours.)
