@@ -18,8 +18,8 @@ use crate::events::{escape, escape_short, Ending, EventKind, Log};
 use crate::model::{Change, FileId, Model, RunSpec};
 use crate::runner::{parallel_map, ScenarioResult};
 use crate::scenario::{
-    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Orders, PairRole, Program, Scenario,
-    ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
+    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Orders, PairRole, Program, ScenarioFile,
+    Spawn, Step, WaitFor, MAIN_NS,
 };
 
 /// One orderable event of an exploration, by label.
@@ -361,13 +361,7 @@ fn show(v: &[SegView]) -> String {
 }
 
 /// Judge one order's log against the model.
-pub fn judge(
-    ex: &Exploration,
-    files: &[crate::scenario::FileName],
-    order: &[Move],
-    spans: &[(usize, usize)],
-    log: Log,
-) -> OrderOutcome {
+pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Log) -> OrderOutcome {
     let mut out = OrderOutcome {
         order: order.to_vec(),
         problems: vec![],
@@ -392,7 +386,8 @@ pub fn judge(
         .map(run_spec)
         .collect();
     let mut model = Model::new(&runs);
-    // The key files made at setup, with the identities the engine recorded.
+    // The key files made at setup (the only file events outside a step),
+    // with the identities the engine recorded.
     for e in log.events.iter().filter(|e| e.step.is_none()) {
         if let EventKind::File {
             op,
@@ -401,7 +396,7 @@ pub fn judge(
             ..
         } = &e.kind
         {
-            if op == "create" && files.iter().any(|f| f.as_str() == path) {
+            if op == "create" {
                 let _ = model.apply(&Change::File(path.clone(), FileId { dev: *dev, ino: *ino }));
             }
         }
@@ -562,7 +557,7 @@ fn run_order(engine: &Engine, sf: &ScenarioFile, ex: &Exploration, order: &[Move
         steps: &steps,
         hard_deadline: Some(deadline),
     });
-    judge(ex, &sf.scenario.files, order, &spans, log)
+    judge(ex, order, &spans, log)
 }
 
 /// Exploration stops early after this many failing orders (each may have
@@ -570,7 +565,7 @@ fn run_order(engine: &Engine, sf: &ScenarioFile, ex: &Exploration, order: &[Move
 pub const MAX_FAILING_ORDERS: usize = 20;
 
 /// Run the exploration of one scenario file.
-pub fn run(sf: &ScenarioFile, engine: &Engine, jobs: usize, replay: Option<&str>) -> ScenarioResult {
+pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, replay: Option<&str>) -> ScenarioResult {
     let start = Instant::now();
     let result = |status, message: String, problems, log| ScenarioResult {
         id: sf.id.clone(),
@@ -579,9 +574,6 @@ pub fn run(sf: &ScenarioFile, engine: &Engine, jobs: usize, replay: Option<&str>
         message,
         problems,
         log,
-    };
-    let crate::scenario::Body::Explore(ex) = &sf.scenario.body else {
-        return result(Status::Broken, "not an exploration".into(), vec![], None);
     };
     let orders = match (replay, &ex.orders) {
         (Some(text), _) => parse_order(ex, text).map(|o| vec![o]),
@@ -738,14 +730,6 @@ fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &[Move]) -> String 
         sf.path.display(),
         label_order(order)
     )
-}
-
-/// The scenario an exploration runs in (for tests and tools).
-pub fn exploration(s: &Scenario) -> Option<&Exploration> {
-    match &s.body {
-        crate::scenario::Body::Explore(ex) => Some(ex),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
