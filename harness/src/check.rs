@@ -60,6 +60,7 @@ pub struct Verdict {
     pub problems: Vec<String>,
 }
 
+#[derive(Default)]
 struct Findings {
     fail: Vec<String>,
     broken: Vec<String>,
@@ -80,7 +81,7 @@ impl Findings {
 
 /// Judge a log against its scenario's steps.
 pub fn check(scenario: &Scenario, steps: &[Step], log: &Log) -> Verdict {
-    let mut f = Findings::new();
+    let mut f = Findings::default();
     for e in log.events.iter().filter(|e| e.step.is_none()) {
         match &e.kind {
             EventKind::Broken { message } => f.add(Status::Broken, message.clone()),
@@ -142,31 +143,17 @@ pub fn check(scenario: &Scenario, steps: &[Step], log: &Log) -> Verdict {
 }
 
 impl Findings {
-    fn new() -> Findings {
-        Findings {
-            fail: vec![],
-            broken: vec![],
-            timeout: vec![],
-            all: vec![],
-        }
-    }
-
+    /// The worst kind found decides (BROKEN, then TIMEOUT, then FAIL); its
+    /// first problem is the message.
     fn verdict(self) -> Verdict {
-        let status = if !self.broken.is_empty() {
-            Status::Broken
-        } else if !self.timeout.is_empty() {
-            Status::Timeout
-        } else if !self.fail.is_empty() {
-            Status::Fail
-        } else {
-            Status::Pass
-        };
-        let message = match status {
-            Status::Broken => self.broken[0].clone(),
-            Status::Timeout => self.timeout[0].clone(),
-            Status::Fail => self.fail[0].clone(),
-            _ => String::new(),
-        };
+        let worst = [
+            (Status::Broken, &self.broken),
+            (Status::Timeout, &self.timeout),
+            (Status::Fail, &self.fail),
+        ]
+        .into_iter()
+        .find_map(|(status, found)| found.first().map(|m| (status, m.clone())));
+        let (status, message) = worst.unwrap_or((Status::Pass, String::new()));
         Verdict {
             status,
             message,
