@@ -374,21 +374,10 @@ impl IpcSysctl {
         }
     }
 
-    /// Its file under /proc/sys (a fixed path per variant, never joined from input).
-    pub fn proc_path(self) -> &'static str {
-        match self {
-            IpcSysctl::ShmMax => "/proc/sys/kernel/shmmax",
-            IpcSysctl::ShmAll => "/proc/sys/kernel/shmall",
-            IpcSysctl::ShmMni => "/proc/sys/kernel/shmmni",
-            IpcSysctl::ShmRmidForced => "/proc/sys/kernel/shm_rmid_forced",
-            IpcSysctl::ShmNextId => "/proc/sys/kernel/shm_next_id",
-            IpcSysctl::MsgMax => "/proc/sys/kernel/msgmax",
-            IpcSysctl::MsgMnb => "/proc/sys/kernel/msgmnb",
-            IpcSysctl::MsgMni => "/proc/sys/kernel/msgmni",
-            IpcSysctl::MsgNextId => "/proc/sys/kernel/msg_next_id",
-            IpcSysctl::Sem => "/proc/sys/kernel/sem",
-            IpcSysctl::SemNextId => "/proc/sys/kernel/sem_next_id",
-        }
+    /// Its file under /proc/sys, made from the variant's own fixed name
+    /// (never from scenario input).
+    pub fn proc_path(self) -> String {
+        format!("/proc/sys/{}", self.name().replace('.', "/"))
     }
 
     pub fn parse(name: &str) -> Result<IpcSysctl, String> {

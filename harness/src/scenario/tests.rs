@@ -259,3 +259,12 @@ fn schema_mentions_every_action() {
         assert!(schema.contains(&format!("\"{a}\"")), "{a}");
     }
 }
+
+#[test]
+fn ipc_sysctls_map_to_their_proc_files() {
+    assert_eq!(IpcSysctl::ShmRmidForced.proc_path(), "/proc/sys/kernel/shm_rmid_forced");
+    for s in IpcSysctl::ALL {
+        assert_eq!(IpcSysctl::parse(s.name()), Ok(s));
+        assert!(s.proc_path().starts_with("/proc/sys/kernel/"), "{}", s.proc_path());
+    }
+}

@@ -139,8 +139,8 @@ impl World for LocalWorld {
 /// Write an IPC sysctl of the calling thread's IPC namespace and read it back.
 pub fn write_sysctl(sysctl: IpcSysctl, value: &str) -> Result<(), String> {
     let path = sysctl.proc_path();
-    std::fs::write(path, format!("{value}\n"))
-        .and_then(|()| std::fs::read_to_string(path))
+    std::fs::write(&path, format!("{value}\n"))
+        .and_then(|()| std::fs::read_to_string(&path))
         .map_err(|e| format!("{path}: {e}"))
         .and_then(|back| {
             let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
