@@ -74,7 +74,14 @@ fn make(tmp: &Path) -> std::io::Result<RunDir> {
         None => (tmp.to_path_buf(), format!("{RUNS}-{name}")),
     };
     let building = parent.join(format!(".{final_name}"));
-    std::fs::DirBuilder::new().mode(0o755).create(&building)?;
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o755).create(&building) {
+        // Another run's `finish` may just have removed the empty folder.
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        runs_folder(tmp);
+        std::fs::DirBuilder::new().mode(0o755).create(&building)?;
+    }
     let lock_file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -152,6 +159,10 @@ pub fn note_container(name: &str) {
 pub fn finish() {
     if let Some(run) = CURRENT.get() {
         let _ = std::fs::remove_dir_all(run.path());
+        // The shared folder too, once no run is left in it (fails otherwise).
+        if let Some(folder) = run.path().parent().filter(|p| p.ends_with(RUNS)) {
+            let _ = std::fs::remove_dir(folder);
+        }
     }
 }
 
