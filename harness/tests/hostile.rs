@@ -88,42 +88,54 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// Processes whose working directory or command line is inside `root`.
-fn processes_inside(root: &Path) -> Vec<String> {
+/// A live (not zombie) process other than this test: pid, cwd, command line.
+struct Live {
+    pid: String,
+    cwd: PathBuf,
+    cmdline: String,
+}
+
+fn live_processes() -> Vec<Live> {
     let me = std::process::id().to_string();
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok) {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+        let pid = e.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
             continue;
         }
-        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
-        let cmdline = std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .unwrap_or_default();
         let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let zombie = state
+        if state
             .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-        if !zombie && (cwd.starts_with(root) || cmdline.contains(&root.display().to_string())) {
-            found.push(format!("pid {name} cwd {} cmd {cmdline}", cwd.display()));
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        {
+            continue;
         }
+        found.push(Live {
+            cwd: std::fs::read_link(e.path().join("cwd")).unwrap_or_default(),
+            cmdline: std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default(),
+            pid,
+        });
     }
     found
 }
 
-/// Command lines of live processes containing `needle`, started in the case.
+/// Processes whose working directory or command line is inside `root`.
+fn processes_inside(root: &Path) -> Vec<String> {
+    let root_text = root.display().to_string();
+    live_processes()
+        .into_iter()
+        .filter(|p| p.cwd.starts_with(root) || p.cmdline.contains(&root_text))
+        .map(|p| format!("pid {} cwd {} cmd {}", p.pid, p.cwd.display(), p.cmdline))
+        .collect()
+}
+
+/// Is a process of the case (working dir under `root`) running `needle`?
 fn case_process_running(root: &Path, needle: &str) -> bool {
-    for e in std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok) {
-        let cmdline = std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .unwrap_or_default();
-        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
-        if cmdline.contains(needle) && cwd.starts_with(root) {
-            return true;
-        }
-    }
-    false
+    live_processes()
+        .iter()
+        .any(|p| p.cmdline.contains(needle) && p.cwd.starts_with(root))
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
