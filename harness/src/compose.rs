@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::backend::docker::{DockerBackend, DockerConfig};
+use crate::engine::backend::containers::{ContainerBackend, ContainerConfig, EngineKind, ProbeError};
 use crate::engine::backend::local::LocalNamespaces;
 use crate::engine::backend::shared::SharedNamespace;
 use crate::engine::backend::{Backend, Capabilities};
@@ -36,7 +36,15 @@ pub enum Isolation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendChoice {
     Local(Isolation),
-    Docker { image: String },
+    /// Every scenario namespace a container (or pod member) of `image`.
+    Containers {
+        engine: EngineKind,
+        image: String,
+        /// Podman's OCI runtime (runc, crun, runsc).
+        runtime: Option<String>,
+        /// Podman: the project's containers.conf.
+        containers_conf: Option<PathBuf>,
+    },
 }
 
 /// How the kernel's view is read.
@@ -77,7 +85,7 @@ pub fn enter_user_namespace_if_unprivileged() {
 
 /// Build the runner; errors are one line for the user (exit 2).
 pub fn compose(c: &Choices) -> Result<Runner, String> {
-    let docker = matches!(c.backend, BackendChoice::Docker { .. });
+    let docker = matches!(c.backend, BackendChoice::Containers { .. });
     let implementation = match &c.implementation {
         ImplChoice::Custom { name, writer, reader } => {
             let imp = Implementation::custom(name, writer, reader)?;
@@ -102,13 +110,48 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
     let capabilities = Capabilities::detect();
     let mut notes = Vec::new();
     let backend: Box<dyn Backend> = match &c.backend {
-        BackendChoice::Docker { image } => {
-            if !crate::engine::backend::docker::available() {
-                return Err("--backend docker: `docker info` failed: the Docker engine is not reachable".into());
+        BackendChoice::Containers {
+            engine,
+            image,
+            runtime,
+            containers_conf,
+        } => {
+            let program = engine.program();
+            if runtime.is_some() && *engine == EngineKind::Docker {
+                return Err(
+                    "--runtime is for --backend podman (Docker's runtimes are the daemon's: see docs/runtimes.md)"
+                        .into(),
+                );
             }
-            Box::new(DockerBackend {
-                config: DockerConfig::new(image),
-            })
+            let mut config = ContainerConfig::new(*engine, image);
+            config.runtime = runtime.clone();
+            config.containers_conf = containers_conf
+                .clone()
+                .or_else(|| std::env::var_os("CONTAINERS_CONF").map(PathBuf::from));
+            if let Some(conf) = &config.containers_conf {
+                if !conf.is_file() {
+                    return Err(format!("--containers-conf {}: no such file", conf.display()));
+                }
+            }
+            // An engine that is not there at all is the user's mistake; a
+            // runtime that cannot start containers here is this machine's
+            // limit: every scenario a SKIP with its reason.
+            let unavailable = match config.probe() {
+                Ok(()) => None,
+                Err(ProbeError::Unusable(why)) => return Err(format!("--backend {program}: {why}")),
+                Err(ProbeError::CannotStart(why)) => Some(why),
+            };
+            notes.push(format!("containers: {}", config.describe()));
+            if config.sandboxed() {
+                notes.push(
+                    "the runtime is a sandbox with a kernel of its own: the kernel's view is read inside each container (shmconf kernel-view)"
+                        .into(),
+                );
+            }
+            if let Some(why) = &unavailable {
+                notes.push(format!("no container can start here: {why}"));
+            }
+            Box::new(ContainerBackend { config, unavailable })
         }
         BackendChoice::Local(isolation) => {
             let namespaces = match isolation {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
-use shmconf_harness::engine::{procs, rundir, Limits};
+use shmconf_harness::engine::backend::containers::EngineKind;
+use shmconf_harness::engine::{oracle, procs, rundir, Limits};
 use shmconf_harness::runner::ScenarioResult;
 use shmconf_harness::scenario::ScenarioFile;
 use shmconf_harness::{probe, report, scenario};
@@ -43,6 +44,9 @@ enum Command {
     /// Init of a scenario's PID namespace: reaps orphans until killed (internal).
     #[command(hide = true)]
     PidInit,
+    /// The kernel's view from inside a sandbox, for a harness outside it (internal).
+    #[command(hide = true, subcommand)]
+    KernelView(oracle::KernelView),
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +124,7 @@ enum OracleArg {
 enum BackendArg {
     Local,
     Docker,
+    Podman,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,13 +169,24 @@ struct RunArgs {
     /// Keep every scenario's event log and verdict as JSON in this directory.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
-    /// Where scenarios run: local namespaces, or Docker containers (each
-    /// scenario namespace a container of --image with its Docker --ipc mode).
+    /// Where scenarios run: local namespaces, or Docker or Podman containers
+    /// (each scenario namespace a container of --image with its --ipc mode,
+    /// or a member of a pod).
     #[arg(long, value_enum, default_value = "local")]
     backend: BackendArg,
-    /// Our image, for --backend docker (build it with docker/build-dist.sh && docker build -t shmconf .).
+    /// Our image, for --backend docker|podman (build it with
+    /// docker/build-dist.sh && docker build -t shmconf . (or podman build)).
     #[arg(long, default_value = "shmconf")]
     image: String,
+    /// --backend podman: the OCI runtime, a name or a path (runc, crun,
+    /// runsc). Where it cannot start a container here, every scenario is a
+    /// SKIP with the runtime's error.
+    #[arg(long, value_name = "RUNTIME")]
+    runtime: Option<String>,
+    /// --backend podman: a containers.conf of the project's (default:
+    /// $CONTAINERS_CONF, else Podman's own search).
+    #[arg(long, value_name = "FILE")]
+    containers_conf: Option<PathBuf>,
     /// Exploration scenarios: run only this order, e.g. "w1:attach,r1,w1:input"
     /// (as printed in a failure's replay command).
     #[arg(long, value_name = "EVENTS")]
@@ -235,6 +251,23 @@ fn dispatch(cli: Cli) -> ExitCode {
         },
         Command::Run(args) => run(*args),
         Command::PidInit => procs::pid_init(),
+        Command::KernelView(request) => match request.serve() {
+            Ok(bytes) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                match out.write_all(&bytes).and_then(|()| out.flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("shmconf kernel-view: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("shmconf kernel-view: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::BenchPeer(args) => match shmconf_harness::bench::peer(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -325,8 +358,17 @@ fn run(args: RunArgs) -> ExitCode {
             _ => ImplChoice::Builtin(args.implementation.clone()),
         },
         backend: match args.backend {
-            BackendArg::Docker => BackendChoice::Docker {
+            BackendArg::Docker => BackendChoice::Containers {
+                engine: EngineKind::Docker,
                 image: args.image.clone(),
+                runtime: args.runtime.clone(),
+                containers_conf: None,
+            },
+            BackendArg::Podman => BackendChoice::Containers {
+                engine: EngineKind::Podman,
+                image: args.image.clone(),
+                runtime: args.runtime.clone(),
+                containers_conf: args.containers_conf.clone(),
             },
             BackendArg::Local => BackendChoice::Local(match args.isolation {
                 IsolationArg::Auto => Isolation::Auto,

@@ -164,7 +164,7 @@ pub fn parallel_map<T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::backend::{Capabilities, SetupLog, SkipReason, World};
+    use crate::engine::backend::{Capabilities, SetUpError, SetupLog, SkipReason, World};
     use crate::engine::oracle::Procfs;
     use crate::scenario::{Needs, Scenario, ScenarioDir};
 
@@ -179,7 +179,12 @@ mod tests {
         fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
             self.0.cannot_run(needs)
         }
-        fn set_up(&self, s: &Scenario, dir: &ScenarioDir, log: &mut dyn SetupLog) -> Result<Box<dyn World>, String> {
+        fn set_up(
+            &self,
+            s: &Scenario,
+            dir: &ScenarioDir,
+            log: &mut dyn SetupLog,
+        ) -> Result<Box<dyn World>, SetUpError> {
             assert!(s.description != "boom", "injected harness bug");
             self.0.set_up(s, dir, log)
         }

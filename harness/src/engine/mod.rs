@@ -17,8 +17,8 @@ pub mod rundir;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use backend::{Backend, SpawnRequest, World};
-use oracle::{Known, Oracle};
+use backend::{Backend, SetUpError, SpawnRequest, World};
+use oracle::{Known, Oracle, OracleError};
 use procs::{Proc, WaitOutcome};
 
 use crate::events::{Event, EventKind, Log, Text};
@@ -134,7 +134,11 @@ impl Engine<'_> {
 
     /// The scenario's dir with its key files (each recorded with its
     /// identity, which the world claims), and the backend's world.
-    fn prepare(&self, run: &Run, r: &mut Recorder) -> Result<(tempfile::TempDir, ScenarioDir, Box<dyn World>), String> {
+    fn prepare(
+        &self,
+        run: &Run,
+        r: &mut Recorder,
+    ) -> Result<(tempfile::TempDir, ScenarioDir, Box<dyn World>), SetUpError> {
         let tmp = rundir::scenario_dir("scenario-").map_err(|e| format!("cannot make the scenario's dir: {e}"))?;
         r.log.workdir = tmp.path().display().to_string();
         let dir = ScenarioDir::open(tmp.path()).map_err(|e| format!("cannot open the scenario's dir: {e}"))?;
@@ -177,8 +181,12 @@ impl Engine<'_> {
         };
         let (tmp, dir, mut world) = match self.prepare(run, &mut r) {
             Ok(ready) => ready,
-            Err(message) => {
+            Err(SetUpError::Broken(message)) => {
                 r.rec(None, EventKind::Broken { message });
+                return r.log;
+            }
+            Err(SetUpError::Unavailable(reason)) => {
+                r.rec(None, EventKind::Skipped { reason });
                 return r.log;
             }
         };
@@ -297,11 +305,14 @@ fn timeout_event(proc: &str, waiting_for: String, d: Deadline, out: (Text, Text)
 impl State<'_> {
     fn resolve_key(&mut self, key: &KeySpec) -> Result<i32, String> {
         let raw = match key {
-            KeySpec::Ftok { file, proj_id } => self
-                .dir
-                .ftok(file, *proj_id)
-                .map(|k| k.raw())
-                .map_err(|e| format!("ftok({file}): {e}"))?,
+            KeySpec::Ftok { file, proj_id } => match self.world.ftok(file.as_str(), *proj_id) {
+                Some(key) => key.map_err(|e| format!("ftok({file}): {e}"))?,
+                None => self
+                    .dir
+                    .ftok(file, *proj_id)
+                    .map(|k| k.raw())
+                    .map_err(|e| format!("ftok({file}): {e}"))?,
+            },
             KeySpec::Raw(v) => *v,
             KeySpec::Private => 0,
         };
@@ -364,10 +375,7 @@ impl State<'_> {
                 };
                 finish(self.world, step.n, &mut p, deadline, "its exit after the signal", r)
             }
-            Action::Segments(check) => {
-                self.snapshot(step, Some(check), r);
-                true
-            }
+            Action::Segments(check) => self.snapshot(step, Some(check), r),
             Action::File(op) => {
                 let (name, result) = match op {
                     FileOp::Create(f) => (f, self.dir.create(f)),
@@ -399,6 +407,24 @@ impl State<'_> {
                 Ok((detail, ids)) => {
                     for id in ids {
                         self.world.claims_file(id);
+                    }
+                    // Where the namespace computes ftok itself (a sandbox's
+                    // kernel numbers inodes its own way), the pair must
+                    // collide there too, or the scenario checks nothing.
+                    if let (Some(ka), Some(kb)) = (self.world.ftok(a.as_str(), 65), self.world.ftok(b.as_str(), 65)) {
+                        if ka != kb {
+                            r.rec(
+                                n,
+                                EventKind::Skipped {
+                                    reason: format!(
+                                        "{detail} collide here, but not where the scenario runs (its kernel gives them keys {} and {})",
+                                        ka.map_or_else(|e| e, |k| format!("{k:#010x}")),
+                                        kb.map_or_else(|e| e, |k| format!("{k:#010x}"))
+                                    ),
+                                },
+                            );
+                            return false;
+                        }
                     }
                     r.rec(
                         n,
@@ -531,10 +557,7 @@ impl State<'_> {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            Action::Observe => {
-                self.snapshot(step, None, r);
-                true
-            }
+            Action::Observe => self.snapshot(step, None, r),
         }
     }
 
@@ -673,7 +696,9 @@ impl State<'_> {
                     WaitOutcome::Done(())
                 ),
                 Barrier::Attached(key) => key.is_some_and(|k| {
-                    self.oracle
+                    self.world
+                        .oracle()
+                        .unwrap_or(self.oracle)
                         .table(&self.known)
                         .map(|rows| rows.iter().any(|row| row.raw_key == k && row.nattch >= 1))
                         .unwrap_or(false)
@@ -740,7 +765,8 @@ impl State<'_> {
     /// Record the segment table of the step's namespace: the scenario's own
     /// rows, with the keys the check names resolved and the contents it
     /// needs (all contents for an exploration's observation).
-    fn snapshot(&mut self, step: &Step, check: Option<&SegmentsCheck>, r: &mut Recorder) {
+    /// False where the table cannot be judged (the scenario stops).
+    fn snapshot(&mut self, step: &Step, check: Option<&SegmentsCheck>, r: &mut Recorder) -> bool {
         let n = Some(step.n);
         // Keys first (ftok only stats files), so an oracle that cannot
         // enumerate the table can look them up; then the table, before any
@@ -753,11 +779,21 @@ impl State<'_> {
             resolved_keys.push(resolved.clone().ok());
             keys.insert(exp.key.to_string(), resolved);
         }
-        let table = match self.oracle.table(&self.known) {
+        let table = match self.world.oracle().unwrap_or(self.oracle).table(&self.known) {
             Ok(t) => t,
-            Err(message) => {
+            Err(OracleError::Failed(message)) => {
                 r.rec(n, EventKind::Broken { message });
-                return;
+                return false;
+            }
+            // A table with rows missing proves nothing either way.
+            Err(OracleError::Unreadable { why, .. }) => {
+                r.rec(
+                    n,
+                    EventKind::Skipped {
+                        reason: format!("the kernel's view is incomplete here: {why}"),
+                    },
+                );
+                return false;
             }
         };
         // Every id seen stays known: after IPC_RMID its key is gone.
@@ -782,7 +818,9 @@ impl State<'_> {
         for row in &rows {
             if check.is_none() || content_keys.contains(&row.raw_key) {
                 let bytes = self
-                    .oracle
+                    .world
+                    .oracle()
+                    .unwrap_or(self.oracle)
                     .content(row.shmid, CONTENT_CAP)
                     .map(|mut v| {
                         // Keep logs readable: trailing NULs are implied up to the size.
@@ -804,6 +842,7 @@ impl State<'_> {
                 contents,
             },
         );
+        true
     }
 
     fn tear_down(&mut self, r: &mut Recorder) {

@@ -27,12 +27,37 @@ pub struct Known {
     pub ids: BTreeSet<i32>,
 }
 
+/// Why an oracle gives no (whole) table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OracleError {
+    /// The read failed.
+    Failed(String),
+    /// The kernel counts segments this oracle cannot read here (SHM_STAT
+    /// refused, IPC_STAT denied by the mode without CAP_IPC_OWNER): `rows`
+    /// is what it could read. Nothing may be judged on such a table.
+    Unreadable { rows: Vec<SegRow>, why: String },
+}
+
+impl std::fmt::Display for OracleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OracleError::Failed(why) | OracleError::Unreadable { why, .. } => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for OracleError {
+    fn from(why: String) -> OracleError {
+        OracleError::Failed(why)
+    }
+}
+
 pub trait Oracle: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Every segment of the calling thread's IPC namespace (or, where the
     /// kernel refuses enumeration, every one of those `known` names).
-    fn table(&self, known: &Known) -> Result<Vec<SegRow>, String>;
+    fn table(&self, known: &Known) -> Result<Vec<SegRow>, OracleError>;
 
     /// Up to `max` bytes of a segment, read through an attachment that
     /// nothing else can see (not inherited by a concurrent fork, so it never
@@ -53,10 +78,10 @@ impl Oracle for Procfs {
         "procfs"
     }
 
-    fn table(&self, _known: &Known) -> Result<Vec<SegRow>, String> {
+    fn table(&self, _known: &Known) -> Result<Vec<SegRow>, OracleError> {
         SegTable::read()
             .map(|t| t.rows.iter().map(SegRow::from_row).collect())
-            .map_err(|e| format!("cannot read the segment table: {e}"))
+            .map_err(|e| OracleError::Failed(format!("cannot read the segment table: {e}")))
     }
 }
 
@@ -97,35 +122,55 @@ impl Syscalls {
     /// Without SHM_STAT: the ids and keys the scenario named, then IPC_STAT
     /// of ids upward from 0 until SHM_INFO's count is reached (kernels that
     /// refuse SHM_STAT, such as gVisor, hand out small sequential ids).
-    fn lookup(known: &Known, used: usize) -> Vec<SegRow> {
+    fn lookup(known: &Known, used: usize) -> Lookup {
         /// Ids tried at most, whatever SHM_INFO says.
         const SCAN: i32 = 1 << 16;
+        let mut denied = BTreeSet::new();
         let mut ids: BTreeSet<i32> = known.ids.clone();
         for &k in known.keys.iter().filter(|&&k| k != 0) {
-            if let Ok(seg) = Segment::get(Key::from_raw(k), 0, Create::No, 0) {
-                ids.insert(seg.id());
+            match Segment::get(Key::from_raw(k), 0, Create::No, 0) {
+                Ok(seg) => {
+                    ids.insert(seg.id());
+                }
+                Err(e) if e.errno == sysv::Errno::EACCES => {
+                    denied.insert(format!("key {}", Key::from_raw(k)));
+                }
+                Err(_) => {}
             }
         }
-        let mut rows: Vec<SegRow> = ids
-            .iter()
-            .filter_map(|&id| Segment::from_id(id).stat().ok().map(|st| row(id, &st)))
-            .collect();
+        let stat = |id: i32, denied: &mut BTreeSet<String>| match Segment::from_id(id).stat() {
+            Ok(st) => Some(row(id, &st)),
+            Err(e) if e.errno == sysv::Errno::EACCES => {
+                denied.insert(format!("id {id}"));
+                None
+            }
+            Err(_) => None,
+        };
+        let mut rows: Vec<SegRow> = ids.iter().filter_map(|&id| stat(id, &mut denied)).collect();
         // Upward from 0, until the count is reached, or 1024 ids past the
-        // highest id seen (SHM_INFO may count segments IPC_STAT cannot see).
+        // highest id seen (SHM_INFO may count segments IPC_STAT cannot see:
+        // gVisor still counts a removed one for a while).
         let mut id = 0;
         let mut last_hit = ids.iter().next_back().copied().unwrap_or(0);
-        while rows.len() < used && id < SCAN && id <= last_hit + 1024 {
+        while rows.len() + denied.len() < used && id < SCAN && id <= last_hit + 1024 {
             if !ids.contains(&id) {
-                if let Ok(st) = Segment::from_id(id).stat() {
-                    rows.push(row(id, &st));
+                if let Some(r) = stat(id, &mut denied) {
+                    rows.push(r);
                     last_hit = last_hit.max(id);
                 }
             }
             id += 1;
         }
         rows.sort_by_key(|r| r.shmid);
-        rows
+        Lookup { rows, denied }
     }
+}
+
+/// What [`Syscalls::lookup`] found: rows it could read, and keys or ids the
+/// kernel has but would not show (EACCES).
+struct Lookup {
+    rows: Vec<SegRow>,
+    denied: BTreeSet<String>,
 }
 
 impl Oracle for Syscalls {
@@ -133,12 +178,24 @@ impl Oracle for Syscalls {
         "syscalls"
     }
 
-    fn table(&self, known: &Known) -> Result<Vec<SegRow>, String> {
+    fn table(&self, known: &Known) -> Result<Vec<SegRow>, OracleError> {
         let (rows, used) = Self::enumerate()?;
         if rows.len() >= used {
             return Ok(rows);
         }
-        Ok(Self::lookup(known, used))
+        // A count above the rows proves nothing by itself (gVisor counts
+        // removed segments for a while); a segment that refuses to be seen does.
+        let Lookup { rows, denied } = Self::lookup(known, used);
+        if denied.is_empty() {
+            return Ok(rows);
+        }
+        Err(OracleError::Unreadable {
+            why: format!(
+                "{}: the kernel has them but will not show them: it refuses SHM_STAT, and IPC_STAT needs read permission or CAP_IPC_OWNER",
+                denied.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            rows,
+        })
     }
 }
 
@@ -191,7 +248,7 @@ impl Oracle for CrossCheck {
         "cross-check"
     }
 
-    fn table(&self, known: &Known) -> Result<Vec<SegRow>, String> {
+    fn table(&self, known: &Known) -> Result<Vec<SegRow>, OracleError> {
         // A process of the scenario may change the table between two reads:
         // only a view procfs shows the same before and after counts.
         let mut last = Vec::new();
@@ -208,10 +265,241 @@ impl Oracle for CrossCheck {
             if diff.is_empty() {
                 return Ok(before);
             }
-            return Err(format!("the kernel's two views disagree: {}", diff.join("; ")));
+            return Err(OracleError::Failed(format!(
+                "the kernel's two views disagree: {}",
+                diff.join("; ")
+            )));
         }
         // Never still long enough to compare: use procfs, say nothing false.
         Ok(last)
+    }
+}
+
+/// A segment-table row between `shmconf kernel-view` in a sandbox and the
+/// harness outside it: raw values, as the kernel gave them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireRow {
+    pub key: i32,
+    pub shmid: i32,
+    pub mode: u32,
+    pub size: u64,
+    pub nattch: u64,
+    pub cpid: Option<i32>,
+    pub lpid: Option<i32>,
+    pub uid: Option<u32>,
+}
+
+impl WireRow {
+    pub fn from_row(r: &SegRow) -> WireRow {
+        WireRow {
+            key: r.raw_key,
+            shmid: r.shmid,
+            mode: r.raw_mode,
+            size: r.size,
+            nattch: r.nattch,
+            cpid: r.cpid,
+            lpid: r.lpid,
+            uid: r.uid,
+        }
+    }
+
+    pub fn into_row(self) -> SegRow {
+        SegRow {
+            key: Key::from_raw(self.key).to_string(),
+            shmid: self.shmid,
+            mode: format!("{:04o}", self.mode & 0o7777),
+            size: self.size,
+            nattch: self.nattch,
+            cpid: self.cpid,
+            lpid: self.lpid,
+            uid: self.uid,
+            raw_key: self.key,
+            raw_mode: self.mode & 0o7777,
+        }
+    }
+}
+
+/// What `kernel-view table` prints.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct WireTable {
+    pub rows: Vec<WireRow>,
+    /// Set where the table is not whole ([`OracleError::Unreadable`]).
+    pub unreadable: Option<String>,
+}
+
+/// The kernel's view from inside a sandbox the harness cannot enter: gVisor
+/// runs a kernel of its own, so a container's IPC namespace is not one of
+/// the host's. Each read runs `shmconf kernel-view` in the container (the
+/// image has it), which reads with the oracle that works there.
+pub struct InContainer {
+    /// The engine's exec command line, up to and including the container.
+    exec: Vec<String>,
+    containers_conf: Option<std::path::PathBuf>,
+}
+
+/// How long one read inside a container may take.
+const IN_CONTAINER_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl InContainer {
+    pub fn new(exec: Vec<String>, containers_conf: Option<std::path::PathBuf>) -> InContainer {
+        InContainer { exec, containers_conf }
+    }
+
+    /// Run `shmconf kernel-view ARGS` in the container: its stdout, or its
+    /// error in one line. Bounded in time and in what it keeps.
+    fn run(&self, args: &[String]) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(&self.exec[0]);
+        cmd.args(&self.exec[1..])
+            .args(["/usr/local/bin/shmconf", "kernel-view"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(conf) = &self.containers_conf {
+            cmd.env("CONTAINERS_CONF", conf);
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", self.exec[0]))?;
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(o) = out.as_mut() {
+                let _ = o
+                    .take(crate::engine::procs::CAPTURE_KEEP as u64 * 2)
+                    .read_to_end(&mut buf);
+            }
+            buf
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(e) = err.as_mut() {
+                let _ = e.take(64 * 1024).read_to_end(&mut buf);
+            }
+            buf
+        });
+        let deadline = std::time::Instant::now() + IN_CONTAINER_LIMIT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "kernel-view in the container took longer than {} s",
+                        IN_CONTAINER_LIMIT.as_secs()
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let stdout = reader.join().unwrap_or_default();
+        let stderr = err_reader.join().unwrap_or_default();
+        if status.success() {
+            Ok(stdout)
+        } else {
+            let text = String::from_utf8_lossy(&stderr);
+            Err(format!(
+                "kernel-view in the container failed ({status}): {}",
+                text.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("(no message)")
+                    .trim()
+            ))
+        }
+    }
+
+    pub fn ftok(&self, file: &str, proj_id: i32) -> Result<i32, String> {
+        let out = self.run(&["ftok".into(), file.into(), proj_id.to_string()])?;
+        String::from_utf8_lossy(&out)
+            .trim()
+            .parse()
+            .map_err(|_| "kernel-view ftok printed no key".to_string())
+    }
+}
+
+impl Oracle for InContainer {
+    fn name(&self) -> &'static str {
+        "in-container"
+    }
+
+    fn table(&self, known: &Known) -> Result<Vec<SegRow>, OracleError> {
+        let mut args = vec!["table".to_string()];
+        for k in &known.keys {
+            // (`--key=-1`: a negative key is no flag.)
+            args.push(format!("--key={k}"));
+        }
+        for i in &known.ids {
+            args.push(format!("--id={i}"));
+        }
+        let out = self.run(&args)?;
+        let table: WireTable =
+            serde_json::from_slice(&out).map_err(|e| format!("kernel-view printed no table: {e}"))?;
+        let rows = table.rows.into_iter().map(WireRow::into_row).collect();
+        match table.unreadable {
+            None => Ok(rows),
+            Some(why) => Err(OracleError::Unreadable { rows, why }),
+        }
+    }
+
+    fn content(&self, shmid: i32, max: usize) -> Result<Vec<u8>, String> {
+        self.run(&["content".into(), shmid.to_string(), max.to_string()])
+    }
+}
+
+/// `shmconf kernel-view`: this namespace's segments as the oracle that works
+/// here reads them, for a harness outside a sandbox ([`InContainer`]).
+#[derive(Debug, clap::Subcommand)]
+pub enum KernelView {
+    /// The segment table, as JSON rows.
+    Table {
+        /// Keys the scenario named (found even where enumeration is refused).
+        #[arg(long = "key")]
+        keys: Vec<i32>,
+        /// Ids the scenario saw.
+        #[arg(long = "id")]
+        ids: Vec<i32>,
+    },
+    /// Up to MAX bytes of segment ID, raw.
+    Content { id: i32, max: usize },
+    /// ftok(FILE, PROJ) here, in decimal (FILE: a plain name in the working dir).
+    Ftok { file: String, proj: i32 },
+}
+
+impl KernelView {
+    /// Serve one request; exit status 0, or 1 with the error on stderr.
+    pub fn serve(self) -> Result<Vec<u8>, String> {
+        match self {
+            KernelView::Table { keys, ids } => {
+                let known = Known {
+                    keys: keys.into_iter().collect(),
+                    ids: ids.into_iter().collect(),
+                };
+                let (rows, unreadable) = match detect().0.table(&known) {
+                    Ok(rows) => (rows, None),
+                    Err(OracleError::Unreadable { rows, why }) => (rows, Some(why)),
+                    Err(OracleError::Failed(why)) => return Err(why),
+                };
+                let table = WireTable {
+                    rows: rows.iter().map(WireRow::from_row).collect(),
+                    unreadable,
+                };
+                serde_json::to_vec(&table).map_err(|e| e.to_string())
+            }
+            KernelView::Content { id, max } => Procfs.content(id, max.min(64 << 20)),
+            KernelView::Ftok { file, proj } => {
+                if file.is_empty() || file.contains('/') || file == "." || file == ".." {
+                    return Err(format!("ftok: {file:?} is not a plain file name"));
+                }
+                sysv::Key::ftok(std::path::Path::new(&file), proj)
+                    .map(|k| format!("{}\n", k.raw()).into_bytes())
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 }
 
@@ -247,6 +535,28 @@ mod tests {
             uid: Some(0),
             raw_key: 0x41,
             raw_mode: 0o666,
+        }
+    }
+
+    #[test]
+    fn a_row_crosses_the_sandbox_wall_unchanged() {
+        let row = r(7, 2);
+        assert_eq!(WireRow::from_row(&row).into_row(), row);
+        let json = serde_json::to_vec(&[WireRow::from_row(&row)]).unwrap();
+        let back: Vec<WireRow> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back[0].clone().into_row(), row);
+    }
+
+    #[test]
+    fn kernel_view_ftok_takes_plain_names_only() {
+        for bad in ["../etc/passwd", "/etc/passwd", "a/b", "..", ""] {
+            let e = KernelView::Ftok {
+                file: bad.into(),
+                proj: 65,
+            }
+            .serve()
+            .unwrap_err();
+            assert!(e.contains("plain file name"), "{bad}: {e}");
         }
     }
 

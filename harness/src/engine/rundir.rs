@@ -115,14 +115,17 @@ pub fn sweep(runs: &Path) -> Vec<PathBuf> {
         if alive {
             continue;
         }
-        if let Ok(names) = std::fs::read_to_string(dir.join("containers")) {
-            for name in names.lines().filter(|l| l.starts_with("shmconf-")) {
-                let _ = std::process::Command::new("docker")
-                    .args(["rm", "-f", name])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
+        if let Ok(notes) = std::fs::read_to_string(dir.join("containers")) {
+            // Newest first: joiners before their donors, members before pods.
+            for line in notes.lines().rev() {
+                if let Some(args) = removal(line) {
+                    let _ = std::process::Command::new(args[0])
+                        .args(&args[1..])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                }
             }
         }
         if std::fs::remove_dir_all(&dir).is_ok() {
@@ -140,9 +143,16 @@ pub fn scenario_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-/// Note a container this run started, so a sweep can remove it if the run
-/// is killed before it does.
-pub fn note_container(name: &str) {
+/// What a run can leave in a container engine: a container or a pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineObject {
+    Container,
+    Pod,
+}
+
+/// Note a container or pod this run started (`engine` is `docker` or
+/// `podman`), so a sweep can remove it if the run is killed before it does.
+pub fn note_container(engine: &str, object: EngineObject, name: &str) {
     let Ok(run) = current() else { return };
     let _guard = NOTES.lock().unwrap_or_else(|p| p.into_inner());
     // (current() released NOTES before this lock is taken.)
@@ -151,7 +161,27 @@ pub fn note_container(name: &str) {
         .append(true)
         .open(run.path().join("containers"))
     {
-        let _ = writeln!(f, "{name}");
+        let kind = match object {
+            EngineObject::Container => "container",
+            EngineObject::Pod => "pod",
+        };
+        let _ = writeln!(f, "{engine} {kind} {name}");
+    }
+}
+
+/// The command that removes what a note line names; only our own names
+/// (`shmconf-` prefix) of the two engines we drive, whatever else the file says.
+fn removal(line: &str) -> Option<Vec<&str>> {
+    let mut words = line.split(' ');
+    let (engine, kind, name) = (words.next()?, words.next()?, words.next()?);
+    if words.next().is_some() || !name.starts_with("shmconf-") {
+        return None;
+    }
+    match (engine, kind) {
+        ("docker", "container") => Some(vec!["docker", "rm", "-f", name]),
+        ("podman", "container") => Some(vec!["podman", "rm", "-f", "-t", "0", name]),
+        ("podman", "pod") => Some(vec!["podman", "pod", "rm", "-f", "-t", "0", name]),
+        _ => None,
     }
 }
 
@@ -168,6 +198,28 @@ pub fn finish() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_our_own_noted_names_are_removed() {
+        use super::removal;
+        assert_eq!(
+            removal("docker container shmconf-1-a-main"),
+            Some(vec!["docker", "rm", "-f", "shmconf-1-a-main"])
+        );
+        assert_eq!(
+            removal("podman pod shmconf-1-p"),
+            Some(vec!["podman", "pod", "rm", "-f", "-t", "0", "shmconf-1-p"])
+        );
+        for bad in [
+            "docker container mydb",
+            "sh container shmconf-x",
+            "podman container shmconf-x --all",
+            "podman volume shmconf-x",
+            "",
+        ] {
+            assert_eq!(removal(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

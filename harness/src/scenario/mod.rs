@@ -26,7 +26,7 @@ pub use discover::{discover, select, ScenarioFile};
 pub use files::{FileName, ScenarioDir};
 pub use wire::{json_schema, LoadError};
 
-use crate::engine::backend::docker::IpcMode;
+use crate::engine::backend::containers::IpcMode;
 
 /// The namespace every scenario has.
 pub const MAIN_NS: &str = "main";
@@ -71,9 +71,11 @@ pub enum Body {
 pub struct NamespaceDecl {
     /// Same namespace as this one.
     pub share: Option<String>,
-    /// Docker backend: the container's `--ipc` mode.
+    /// Container backends: the container's `--ipc` mode.
     pub docker: Option<IpcMode>,
-    /// Docker backend: starting the container must fail with this text.
+    /// Container backends: the pod whose one IPC namespace this container shares.
+    pub pod: Option<String>,
+    /// Container backends: starting the container must fail with this text.
     pub expect_error: Option<String>,
 }
 
@@ -428,7 +430,8 @@ pub struct Needs {
     pub namespaces: usize,
     pub other_uid: bool,
     pub sysctl: bool,
-    pub docker: bool,
+    /// Containers: IPC modes, pods or stopping containers.
+    pub containers: bool,
     pub kill: bool,
     pub drop_ns: bool,
     pub explore: bool,
@@ -478,10 +481,10 @@ impl Scenario {
                 .iter()
                 .any(|s| matches!(&s.action, Action::Spawn(sp) if sp.uid.is_some() || sp.gid.is_some())),
             sysctl: steps.iter().any(|s| matches!(s.action, Action::Sysctl { .. })),
-            docker: self
+            containers: self
                 .namespaces
                 .values()
-                .any(|d| d.docker.is_some() || d.expect_error.is_some())
+                .any(|d| d.docker.is_some() || d.pod.is_some() || d.expect_error.is_some())
                 || steps.iter().any(|s| matches!(s.action, Action::Stop { .. })),
             kill: steps.iter().any(|s| matches!(s.action, Action::Kill { .. })),
             drop_ns: steps.iter().any(|s| matches!(s.action, Action::DropNs { .. })),
@@ -811,11 +814,25 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
                 format!("namespace {name:?}: use docker = \"container:NS\" instead of share"),
             ));
         }
+        let pod = match &d.pod {
+            Some(p) => {
+                at(off, parse_name("pod", p))?;
+                if d.share.is_some() || docker.is_some() {
+                    return Err((
+                        off,
+                        format!("namespace {name:?}: a pod member has its pod's IPC namespace: drop share and docker"),
+                    ));
+                }
+                Some(p.clone())
+            }
+            None => None,
+        };
         namespaces.insert(
             name.clone(),
             NamespaceDecl {
                 share: d.share.clone(),
                 docker,
+                pod,
                 expect_error: d.expect_error.clone(),
             },
         );

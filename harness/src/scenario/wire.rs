@@ -119,13 +119,20 @@ pub struct NamespaceDecl {
     /// Share the namespace of this name instead of making a new one.
     #[serde(default)]
     pub share: Option<String>,
-    /// Docker backend only: the container's `--ipc` mode: "private",
-    /// "shareable", "container:NS", "host", "none", or "local" (no container:
-    /// the harness's own namespace, where `host` containers should appear).
+    /// Container backends (Docker, Podman) only: the container's `--ipc`
+    /// mode: "private", "shareable", "container:NS", "host", "none", or
+    /// "local" (no container: the harness's own namespace, where `host`
+    /// containers should appear).
     #[serde(default)]
     pub docker: Option<String>,
-    /// Docker backend: starting this namespace's container must fail with an
-    /// error containing this text (e.g. joining a non-shareable donor).
+    /// Container backends only: this namespace is a container of pod P;
+    /// every container of one pod shares one IPC namespace, as in a
+    /// Kubernetes pod (Podman: `podman pod create --share ipc`; Docker: an
+    /// infra container with `--ipc shareable` that the members join).
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Container backends: starting this namespace's container must fail
+    /// with an error containing this text (e.g. joining a non-shareable donor).
     #[serde(default)]
     pub expect_error: Option<String>,
 }

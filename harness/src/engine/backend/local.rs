@@ -9,7 +9,7 @@ use std::process::Command;
 
 use shmconf::ipcns::IpcNamespace;
 
-use super::{Backend, Capabilities, SetupLog, SkipReason, SpawnRequest, World};
+use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
 use crate::engine::procs::{PidNamespace, Proc};
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
 
@@ -25,8 +25,8 @@ impl Backend for LocalNamespaces {
     }
 
     fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
-        if needs.docker {
-            return Some(SkipReason::NeedsDocker);
+        if needs.containers {
+            return Some(SkipReason::NeedsContainers);
         }
         if needs.sysctl && !self.capabilities.sysctls {
             return Some(SkipReason::Sysctl(
@@ -44,7 +44,7 @@ impl Backend for LocalNamespaces {
         scenario: &Scenario,
         _dir: &ScenarioDir,
         log: &mut dyn SetupLog,
-    ) -> Result<Box<dyn World>, String> {
+    ) -> Result<Box<dyn World>, SetUpError> {
         let mut namespaces = BTreeMap::new();
         let mut names = vec![MAIN_NS.to_string()];
         names.extend(

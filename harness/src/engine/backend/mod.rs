@@ -7,7 +7,7 @@
 //! (`engine`) talks only to these traits, so a new backend is one file here,
 //! not branches in the interpreter.
 
-pub mod docker;
+pub mod containers;
 pub mod local;
 pub mod shared;
 
@@ -27,8 +27,8 @@ pub enum SkipReason {
     Sysctl(String),
     /// It runs a process as another uid, which needs real root.
     OtherUid,
-    /// It uses Docker IPC modes or stops containers.
-    NeedsDocker,
+    /// It uses container IPC modes or pods, or stops containers.
+    NeedsContainers,
     /// The backend cannot do what a step asks (signal, drop a namespace, explore).
     Unsupported(String),
     /// Found out while running (e.g. a filesystem that gives no colliding inodes).
@@ -41,9 +41,27 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Namespaces { needed, why } => write!(f, "needs {needed} IPC namespaces: {why}"),
             SkipReason::Sysctl(why) => write!(f, "sets a sysctl: {why}"),
             SkipReason::OtherUid => f.write_str("runs a process as another uid, which needs real root"),
-            SkipReason::NeedsDocker => f.write_str("uses Docker IPC modes or containers: run it with --backend docker"),
+            SkipReason::NeedsContainers => {
+                f.write_str("uses container IPC modes, pods or containers: run it with --backend docker or podman")
+            }
             SkipReason::Unsupported(why) | SkipReason::Environment(why) => f.write_str(why),
         }
+    }
+}
+
+/// Why a scenario's world could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetUpError {
+    /// Something that should have worked did not: a BROKEN verdict.
+    Broken(String),
+    /// The backend found out only now that it cannot give the scenario what
+    /// it needs here (a runtime that cannot run pods): a SKIP with the reason.
+    Unavailable(String),
+}
+
+impl From<String> for SetUpError {
+    fn from(message: String) -> SetUpError {
+        SetUpError::Broken(message)
     }
 }
 
@@ -119,7 +137,12 @@ pub trait Backend: Send + Sync {
 
     /// Make the scenario's namespaces, on the calling thread (the scenario's
     /// own), which the world may move between them.
-    fn set_up(&self, scenario: &Scenario, dir: &ScenarioDir, log: &mut dyn SetupLog) -> Result<Box<dyn World>, String>;
+    fn set_up(
+        &self,
+        scenario: &Scenario,
+        dir: &ScenarioDir,
+        log: &mut dyn SetupLog,
+    ) -> Result<Box<dyn World>, SetUpError>;
 }
 
 /// One scenario's namespaces, alive until [`World::tear_down`] (or drop).
@@ -127,6 +150,20 @@ pub trait World {
     /// Move the calling thread into namespace `ns` (where the oracle reads and
     /// where local processes are spawned).
     fn enter(&mut self, ns: &str) -> Result<(), String>;
+
+    /// The oracle for the namespace last entered, where the world has its
+    /// own (a sandbox read from inside); none: the engine's oracle, on the
+    /// calling thread.
+    fn oracle(&self) -> Option<&dyn crate::engine::oracle::Oracle> {
+        None
+    }
+
+    /// ftok of a scenario file as the namespace last entered computes it,
+    /// where that differs from this machine's (a sandbox's kernel has its
+    /// own st_dev); none: computed here.
+    fn ftok(&mut self, _file: &str, _proj_id: i32) -> Option<Result<i32, String>> {
+        None
+    }
 
     /// The command that starts `req` in its namespace, with the scenario dir
     /// as working directory.

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use shmconf::{Key, Segment};
 
-use super::{Backend, Capabilities, SetupLog, SkipReason, SpawnRequest, World};
+use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
 use crate::events::SegRow;
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
@@ -33,8 +33,8 @@ impl Backend for SharedNamespace {
 
     fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
         let why = "this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN, e.g. docker run --cap-add SYS_ADMIN)";
-        if needs.docker {
-            return Some(SkipReason::NeedsDocker);
+        if needs.containers {
+            return Some(SkipReason::NeedsContainers);
         }
         if needs.explore {
             return Some(SkipReason::Namespaces {
@@ -64,7 +64,12 @@ impl Backend for SharedNamespace {
         None
     }
 
-    fn set_up(&self, scenario: &Scenario, dir: &ScenarioDir, log: &mut dyn SetupLog) -> Result<Box<dyn World>, String> {
+    fn set_up(
+        &self,
+        scenario: &Scenario,
+        dir: &ScenarioDir,
+        log: &mut dyn SetupLog,
+    ) -> Result<Box<dyn World>, SetUpError> {
         // Its inode, where this kernel shows one (gVisor has no /proc/thread-self/ns).
         let inode = shmconf::ipcns::IpcNamespace::current()
             .and_then(|ns| ns.inode())
@@ -79,7 +84,8 @@ impl Backend for SharedNamespace {
                 return Err(format!(
                     "the shared namespace already holds a segment with the key of {f} ({}): cannot run without a namespace of its own",
                     row.key
-                ));
+                )
+                .into());
             }
         }
         Ok(Box::new(SharedWorld { ownership }))
@@ -100,9 +106,16 @@ pub struct Ownership {
 /// The shared namespace's whole table, through the oracle this machine
 /// has (procfs, or shmctl where /proc/sysvipc/shm is missing).
 fn whole_table() -> Result<Vec<SegRow>, String> {
-    crate::engine::oracle::detect()
+    use crate::engine::oracle::OracleError;
+    match crate::engine::oracle::detect()
         .0
         .table(&crate::engine::oracle::Known::default())
+    {
+        Ok(rows) => Ok(rows),
+        // Other programs' segments we cannot read are ones we never touch.
+        Err(OracleError::Unreadable { rows, .. }) => Ok(rows),
+        Err(OracleError::Failed(why)) => Err(why),
+    }
 }
 
 impl Ownership {
