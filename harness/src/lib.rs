@@ -15,6 +15,7 @@ pub mod engine;
 pub mod events;
 pub mod explore;
 pub mod impls;
+pub mod matrix;
 pub mod model;
 pub mod outcome;
 pub mod plan;

@@ -27,6 +27,10 @@ struct Cli {
 enum Command {
     /// Run scenarios and judge an implementation (exit 0 all good, 1 something failed, 2 usage or scenario-file error).
     Run(Box<RunArgs>),
+    /// Run the catalogue on several targets (local, docker, podman-runc,
+    /// podman-crun, podman-runsc, gvisor) and write a JSON and a JUnit report
+    /// per target and one HTML page of them side by side (matrix.html).
+    Matrix(MatrixArgs),
     /// List scenarios with their tags and description.
     List(SelectArgs),
     /// Describe scenarios in plain words: their steps and what each expects.
@@ -44,9 +48,42 @@ enum Command {
     /// Init of a scenario's PID namespace: reaps orphans until killed (internal).
     #[command(hide = true)]
     PidInit,
+    /// Run a command with our stdin relayed to it and drained to its end (internal:
+    /// works around Podman's exec losing output of a process that leaves input unread).
+    #[command(hide = true)]
+    StdinRelay {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
     /// The kernel's view from inside a sandbox, for a harness outside it (internal).
     #[command(hide = true, subcommand)]
     KernelView(oracle::KernelView),
+}
+
+#[derive(Debug, clap::Args)]
+struct MatrixArgs {
+    /// Scenario files or directories (default: ./scenarios, or $SHMCONF_SCENARIOS).
+    paths: Vec<PathBuf>,
+    /// A target to run (repeatable; default: every one). Named targets are
+    /// required: one that cannot run here fails the command.
+    #[arg(long = "target", value_name = "TARGET")]
+    targets: Vec<String>,
+    /// Where the reports and matrix.html go.
+    #[arg(long, default_value = "matrix")]
+    out: PathBuf,
+    /// The image for the container targets.
+    #[arg(long, default_value = "shmconf")]
+    image: String,
+    /// The built-in implementation judged.
+    #[arg(long = "impl", default_value = "rust")]
+    implementation: String,
+    /// Run nothing: merge the target reports (<target>.json) in these files
+    /// or folders into --out's matrix.html (e.g. a CI matrix's artifacts).
+    #[arg(long, value_name = "REPORT", num_args = 1.., conflicts_with_all = ["targets", "paths"])]
+    from: Vec<PathBuf>,
+    /// List the targets and exit.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -250,7 +287,9 @@ fn dispatch(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
         Command::Run(args) => run(*args),
+        Command::Matrix(args) => matrix(args),
         Command::PidInit => procs::pid_init(),
+        Command::StdinRelay { argv } => ExitCode::from(procs::stdin_relay(&argv).clamp(0, 255) as u8),
         Command::KernelView(request) => match request.serve() {
             Ok(bytes) => {
                 use std::io::Write;
@@ -276,6 +315,105 @@ fn dispatch(cli: Cli) -> ExitCode {
             }
         },
         Command::Bench(args) => bench(args),
+    }
+}
+
+fn matrix(args: MatrixArgs) -> ExitCode {
+    use shmconf_harness::matrix;
+    if args.list {
+        for t in matrix::TARGETS {
+            println!("{:<14} {}", t.name, t.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if !args.from.is_empty() {
+        let done = matrix::load_reports(&args.from).and_then(|reports| {
+            std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+            matrix::write_page(&args.out, &reports).map(|()| reports.len())
+        });
+        return match done {
+            Ok(n) => {
+                println!(
+                    "shmconf matrix: {n} target(s) merged into {}",
+                    args.out.join("matrix.html").display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shmconf matrix: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let mut targets = Vec::new();
+    for name in &args.targets {
+        match matrix::target(name) {
+            Some(t) => targets.push(t),
+            None => {
+                let known: Vec<&str> = matrix::TARGETS.iter().map(|t| t.name).collect();
+                eprintln!("shmconf matrix: unknown target {name:?} (known: {})", known.join(", "));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let required = !targets.is_empty();
+    if targets.is_empty() {
+        targets = matrix::TARGETS.iter().collect();
+    }
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let scenarios: Vec<PathBuf> = if args.paths.is_empty() {
+        vec![absolute(&default_scenarios())]
+    } else {
+        args.paths.iter().map(absolute).collect()
+    };
+    let shmconf = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("shmconf matrix: cannot find this program: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let run = matrix::MatrixRun {
+        targets,
+        required,
+        out: absolute(&args.out),
+        image: args.image,
+        implementation: args.implementation,
+        scenarios,
+        shmconf,
+    };
+    let mut progress = |r: &matrix::TargetReport| match &r.not_run {
+        Some(why) => println!("{:<14} not run: {why}", r.target),
+        None => {
+            let count = |s: shmconf_harness::check::Status| r.results.iter().filter(|c| c.status == s).count();
+            use shmconf_harness::check::Status as S;
+            println!(
+                "{:<14} {} PASS, {} FAIL, {} XFAIL, {} BROKEN, {} TIMEOUT, {} SKIP in {:.1} s (exit {})",
+                r.target,
+                count(S::Pass),
+                count(S::Fail) + count(S::Xpass),
+                count(S::Xfail),
+                count(S::Broken),
+                count(S::Timeout),
+                count(S::Skip) + count(S::Interrupted),
+                r.duration_ms as f64 / 1000.0,
+                r.exit_code.map_or("signal".to_string(), |c| c.to_string())
+            );
+        }
+    };
+    match run.run(&mut progress) {
+        Ok((_, ok)) => {
+            println!("shmconf matrix: {}", run.out.join("matrix.html").display());
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("shmconf matrix: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -318,10 +456,14 @@ fn load_by_path_or_id(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode
     Ok(found)
 }
 
+/// ./scenarios, or $SHMCONF_SCENARIOS.
+fn default_scenarios() -> PathBuf {
+    std::env::var_os("SHMCONF_SCENARIOS").map_or_else(|| PathBuf::from("scenarios"), PathBuf::from)
+}
+
 fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode> {
     let paths = if select.paths.is_empty() {
-        let default = std::env::var_os("SHMCONF_SCENARIOS").map_or_else(|| PathBuf::from("scenarios"), PathBuf::from);
-        vec![default]
+        vec![default_scenarios()]
     } else {
         select.paths.clone()
     };

@@ -105,6 +105,94 @@ fn without_root_it_runs_as_root_of_a_user_namespace_of_its_own() -> Result<(), F
     Ok(())
 }
 
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|b| {
+        StdCommand::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// The matrix page of a real run, opened in a real browser: it parses, shows
+/// a row per scenario with a verdict one click away, highlights the row
+/// where two targets disagree, and renders to a screenshot.
+fn the_matrix_page_renders_in_a_real_browser(browser: &str) -> Result<(), Failed> {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let files = ["visibility/writer-then-reader.toml", "orders/reader-first.toml"];
+    shmconf()
+        .args(["matrix", "--target", "local", "--out"])
+        .arg(&runs)
+        .args(files.map(|f| scenarios().join(f)))
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("local          2 PASS, 0 FAIL"));
+    // A second target as another machine would report it: one divergence.
+    let text = std::fs::read_to_string(runs.join("local.json")).unwrap();
+    let mut other: serde_json::Value = serde_json::from_str(&text).unwrap();
+    other["target"] = "elsewhere".into();
+    other["results"][0]["status"] = "fail".into();
+    other["results"][0]["message"] = "step 3: <b>not</b> what Linux does".into();
+    let merged_in = dir.path().join("in");
+    std::fs::create_dir_all(&merged_in).unwrap();
+    std::fs::copy(runs.join("local.json"), merged_in.join("local.json")).unwrap();
+    std::fs::write(merged_in.join("elsewhere.json"), other.to_string()).unwrap();
+    let page_dir = dir.path().join("page");
+    shmconf()
+        .args(["matrix", "--out"])
+        .arg(&page_dir)
+        .arg("--from")
+        .arg(&merged_in)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 target(s) merged"));
+    let page = page_dir.join("matrix.html");
+    let url = format!("file://{}", page.display());
+    let headless = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"];
+    let dom = assert_cmd::Command::new(browser)
+        .args(headless)
+        .args(["--dump-dom", &url])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom.matches("<th class=\"scenario\">").count(), 2, "{dom}");
+    assert_eq!(dom.matches("<tr class=\"diverges\">").count(), 1, "{dom}");
+    assert_eq!(
+        dom.matches("<details>").count(),
+        4,
+        "every cell's message is a click away: {dom}"
+    );
+    assert!(
+        dom.contains("&lt;b&gt;not&lt;/b&gt; what Linux does"),
+        "messages stay text: {dom}"
+    );
+    let shot = page_dir.join("matrix.png");
+    assert_cmd::Command::new(browser)
+        .args(headless)
+        .arg(format!("--screenshot={}", shot.display()))
+        .args(["--window-size=1200,700", &url])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (1200, 700));
+    // A blank page compresses to almost nothing; a table of coloured cells does not.
+    assert!(png.len() > 15_000, "screenshot of {} bytes looks blank", png.len());
+    if let Some(keep) = std::env::var_os("SHMCONF_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let trials = vec![
@@ -123,6 +211,13 @@ fn main() {
         Trial::ignorable_test("without_root_it_runs_as_root_of_a_user_namespace_of_its_own", || {
             let missing = (!nix::unistd::geteuid().is_root()).then_some("root, to switch to an unprivileged uid");
             needing(missing, without_root_it_runs_as_root_of_a_user_namespace_of_its_own)
+        }),
+        Trial::ignorable_test("the_matrix_page_renders_in_a_real_browser", || {
+            let browser = chromium();
+            let missing = browser.is_none().then_some("a headless Chromium (Debian: chromium)");
+            needing(missing, || {
+                the_matrix_page_renders_in_a_real_browser(browser.unwrap_or_default())
+            })
         }),
     ];
     libtest_mimic::run(&args, trials).exit();

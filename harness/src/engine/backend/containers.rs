@@ -371,6 +371,11 @@ impl Container {
             v.extend(["-e".into(), format!("{k}={val}")]);
         }
         v.push(self.name.clone());
+        if self.cfg.engine == EngineKind::Podman {
+            // Podman 4.3's `exec -i` drops the output of a process that
+            // exits leaving input unread; the relay always reads it all.
+            v.extend(["/usr/local/bin/shmconf".into(), "stdin-relay".into(), "--".into()]);
+        }
         v.extend(argv.iter().cloned());
         v
     }

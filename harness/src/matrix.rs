@@ -1,0 +1,658 @@
+//! The conformance matrix: one catalogue judged on several targets (local
+//! namespaces, Docker, Podman with each OCI runtime, gVisor under `runsc
+//! do`), side by side. Each target is a child `shmconf run --format json`
+//! (so a target is exactly what a user would run by hand); its report is
+//! kept as `<target>.json` and `<target>.junit.xml`, and every report in a
+//! folder is merged into one HTML page: scenarios as rows, targets as
+//! columns, each cell the verdict with its message one click away, rows
+//! where targets disagree highlighted. `--from` merges reports made
+//! elsewhere (the GitHub workflow's per-target jobs, a cluster's Jobs).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::Status;
+use crate::outcome::ScenarioResult;
+
+/// How a target starts `shmconf run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// This machine, namespaces per scenario where it can make them.
+    Local,
+    /// `--backend docker`.
+    Docker,
+    /// `--backend podman --runtime R` with the project's containers.conf.
+    Podman(&'static str),
+    /// The whole run inside gVisor: `runsc --network=none do shmconf run`.
+    RunscDo,
+}
+
+/// A target the matrix knows by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub name: &'static str,
+    pub about: &'static str,
+    kind: Kind,
+    /// Known divergences (an expectations file), so the column passes only
+    /// if nothing else diverges.
+    expectations: Option<&'static str>,
+}
+
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "local",
+        about: "this machine: an IPC namespace per scenario (Linux, procfs oracle)",
+        kind: Kind::Local,
+        expectations: None,
+    },
+    Target {
+        name: "docker",
+        about: "Docker, default runtime (runc): each scenario namespace a container",
+        kind: Kind::Docker,
+        expectations: None,
+    },
+    Target {
+        name: "podman-runc",
+        about: "Podman with runc: containers and pods",
+        kind: Kind::Podman("runc"),
+        expectations: None,
+    },
+    Target {
+        name: "podman-crun",
+        about: "Podman with crun",
+        kind: Kind::Podman("crun"),
+        expectations: None,
+    },
+    Target {
+        name: "podman-runsc",
+        about: "Podman with gVisor (runsc) as the OCI runtime: the oracle reads inside each sandbox",
+        kind: Kind::Podman("runsc"),
+        expectations: Some(include_str!("../runtimes/podman-runsc.toml")),
+    },
+    Target {
+        name: "gvisor",
+        about: "the whole run inside gVisor: runsc do (no procfs oracle, no namespace handles)",
+        kind: Kind::RunscDo,
+        expectations: Some(include_str!("../runtimes/gvisor.toml")),
+    },
+];
+
+/// The project's containers.conf for Podman targets.
+const PODMAN_CONF: &str = include_str!("../runtimes/podman.conf");
+
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+/// One scenario's verdict as a report gives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cell {
+    pub scenario: String,
+    pub status: Status,
+    pub duration_ms: u64,
+    pub message: String,
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// `shmconf run --format json`, as far as the matrix reads it.
+#[derive(Debug, Deserialize)]
+struct RunReport {
+    implementation: String,
+    results: Vec<Cell>,
+}
+
+/// What the matrix keeps of one target: `<target>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub target: String,
+    pub about: String,
+    pub implementation: String,
+    /// The command that ran, as a user would type it.
+    pub command: Vec<String>,
+    pub duration_ms: u64,
+    /// The run's exit status (0: nothing unexpected).
+    pub exit_code: Option<i32>,
+    /// Why the target could not run here at all (its column is empty).
+    pub not_run: Option<String>,
+    pub results: Vec<Cell>,
+}
+
+impl TargetReport {
+    fn counts(&self) -> BTreeMap<Status, usize> {
+        let mut m = BTreeMap::new();
+        for c in &self.results {
+            *m.entry(c.status).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// The JUnit report of this target (one suite, named after it).
+    pub fn junit(&self) -> String {
+        let results: Vec<ScenarioResult> = self
+            .results
+            .iter()
+            .map(|c| ScenarioResult {
+                id: c.scenario.clone(),
+                status: c.status,
+                duration: Duration::from_millis(c.duration_ms),
+                message: c.message.clone(),
+                problems: c.problems.clone(),
+                log: None,
+            })
+            .collect();
+        crate::report::junit(&format!("{} on {}", self.implementation, self.target), &results)
+    }
+}
+
+/// What the user asked of `shmconf matrix`.
+#[derive(Debug, Clone)]
+pub struct MatrixRun {
+    pub targets: Vec<&'static Target>,
+    /// Named with --target: one that cannot run is a failure, not a note.
+    pub required: bool,
+    pub out: PathBuf,
+    pub image: String,
+    pub implementation: String,
+    pub scenarios: Vec<PathBuf>,
+    /// This program, run as each target's child.
+    pub shmconf: PathBuf,
+}
+
+fn program_answers(argv: &[&str]) -> bool {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl MatrixRun {
+    /// The command of a target, or why it cannot run on this machine.
+    fn command(&self, t: &Target) -> Result<Vec<String>, String> {
+        let exe = self.shmconf.display().to_string();
+        let mut argv: Vec<String> = Vec::new();
+        let mut run_args: Vec<String> = vec![
+            "run".into(),
+            "--format".into(),
+            "json".into(),
+            "--impl".into(),
+            self.implementation.clone(),
+        ];
+        match t.kind {
+            Kind::Local => argv.push(exe),
+            Kind::Docker => {
+                if !program_answers(&["docker", "info"]) {
+                    return Err("`docker info` fails: no Docker engine here".into());
+                }
+                argv.push(exe);
+                run_args.extend([
+                    "--backend".into(),
+                    "docker".into(),
+                    "--image".into(),
+                    self.image.clone(),
+                ]);
+            }
+            Kind::Podman(runtime) => {
+                if !program_answers(&["podman", "--version"]) {
+                    return Err("podman is not installed (Debian: apt-get install podman catatonit)".into());
+                }
+                let conf = self.out.join("podman.conf");
+                std::fs::write(&conf, PODMAN_CONF).map_err(|e| format!("{}: {e}", conf.display()))?;
+                argv.push(exe);
+                run_args.extend([
+                    "--backend".into(),
+                    "podman".into(),
+                    "--runtime".into(),
+                    runtime.into(),
+                    "--image".into(),
+                    self.image.clone(),
+                    "--containers-conf".into(),
+                    conf.display().to_string(),
+                ]);
+            }
+            Kind::RunscDo => {
+                if !program_answers(&["runsc", "--version"]) {
+                    return Err("runsc (gVisor) is not installed (Debian: apt-get install runsc)".into());
+                }
+                argv.extend(["runsc".into(), "--network=none".into(), "do".into(), exe]);
+            }
+        }
+        if let Some(text) = t.expectations {
+            let dir = self.out.join("expectations");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let file = dir.join(format!("{}.toml", t.name));
+            std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+            run_args.extend(["--expectations".into(), file.display().to_string()]);
+        }
+        argv.extend(run_args);
+        argv.extend(self.scenarios.iter().map(|p| p.display().to_string()));
+        Ok(argv)
+    }
+
+    /// Run one target and keep its report.
+    pub fn run_target(&self, t: &Target) -> TargetReport {
+        let mut report = TargetReport {
+            target: t.name.into(),
+            about: t.about.into(),
+            implementation: self.implementation.clone(),
+            command: vec![],
+            duration_ms: 0,
+            exit_code: None,
+            not_run: None,
+            results: vec![],
+        };
+        let argv = match self.command(t) {
+            Ok(argv) => argv,
+            Err(why) => {
+                report.not_run = Some(why);
+                return report;
+            }
+        };
+        report.command = argv.clone();
+        let start = Instant::now();
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        report.duration_ms = start.elapsed().as_millis() as u64;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                report.not_run = Some(format!("cannot run {}: {e}", argv[0]));
+                return report;
+            }
+        };
+        report.exit_code = out.status.code();
+        match serde_json::from_slice::<RunReport>(&out.stdout) {
+            Ok(run) => {
+                report.implementation = run.implementation;
+                report.results = run.results;
+            }
+            Err(_) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let last = stderr
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("(no message)");
+                report.not_run = Some(format!("the run gave no report ({}): {}", out.status, last.trim()));
+            }
+        }
+        report
+    }
+
+    /// Run every target in turn (they share the machine's cores), writing
+    /// each report as it finishes, then the page. Exit status: 0 when every
+    /// target that ran had nothing unexpected (and, with `required`, every
+    /// target ran).
+    pub fn run(&self, progress: &mut dyn FnMut(&TargetReport)) -> Result<(Vec<TargetReport>, bool), String> {
+        std::fs::create_dir_all(&self.out).map_err(|e| format!("{}: {e}", self.out.display()))?;
+        let mut reports = Vec::new();
+        for t in &self.targets {
+            let report = self.run_target(t);
+            write_target(&self.out, &report)?;
+            progress(&report);
+            reports.push(report);
+        }
+        let ok = reports.iter().all(|r| {
+            if r.not_run.is_some() {
+                !self.required
+            } else {
+                r.exit_code == Some(0)
+            }
+        });
+        write_page(&self.out, &reports)?;
+        Ok((reports, ok))
+    }
+}
+
+/// `<target>.json` and `<target>.junit.xml` in `dir`.
+pub fn write_target(dir: &Path, report: &TargetReport) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    let file = dir.join(format!("{}.json", report.target));
+    std::fs::write(&file, json).map_err(|e| format!("{}: {e}", file.display()))?;
+    let file = dir.join(format!("{}.junit.xml", report.target));
+    std::fs::write(&file, report.junit()).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Every target report in these files or folders (`*.json` with a target).
+pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut in_dir: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|x| x == "json"))
+                .collect();
+            in_dir.sort();
+            files.extend(in_dir);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut reports: Vec<TargetReport> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let report: TargetReport =
+            serde_json::from_str(&text).map_err(|e| format!("{}: not a target report: {e}", f.display()))?;
+        if reports.iter().any(|r| r.target == report.target) {
+            return Err(format!("{}: a second report for target {}", f.display(), report.target));
+        }
+        reports.push(report);
+    }
+    // Known targets in their usual order, others after them by name.
+    let rank = |name: &str| TARGETS.iter().position(|t| t.name == name).unwrap_or(TARGETS.len());
+    reports.sort_by(|a, b| (rank(&a.target), &a.target).cmp(&(rank(&b.target), &b.target)));
+    Ok(reports)
+}
+
+/// How a verdict reads against Linux's behaviour, for the page.
+fn class(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "pass",
+        Status::Xfail => "known",
+        Status::Fail | Status::Xpass | Status::Timeout => "fail",
+        Status::Broken => "broken",
+        Status::Skip | Status::Interrupted => "skip",
+    }
+}
+
+/// Do the targets that judged this scenario disagree (one passes where
+/// another fails, known divergences included)?
+pub fn diverges(cells: &[Option<&Cell>]) -> bool {
+    let judged: BTreeSet<bool> = cells
+        .iter()
+        .flatten()
+        .filter(|c| !matches!(c.status, Status::Skip | Status::Interrupted | Status::Broken))
+        .map(|c| c.status == Status::Pass)
+        .collect();
+    judged.len() > 1
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+/// The page: one self-contained HTML file (no script, no fetches), so it
+/// opens from an artifact or a file system as it is.
+pub fn page(reports: &[TargetReport]) -> String {
+    let mut scenarios: BTreeSet<&str> = BTreeSet::new();
+    for r in reports {
+        scenarios.extend(r.results.iter().map(|c| c.scenario.as_str()));
+    }
+    let by_target: Vec<BTreeMap<&str, &Cell>> = reports
+        .iter()
+        .map(|r| r.results.iter().map(|c| (c.scenario.as_str(), c)).collect())
+        .collect();
+    let rows: Vec<(&str, Vec<Option<&Cell>>, bool)> = scenarios
+        .iter()
+        .map(|s| {
+            let cells: Vec<Option<&Cell>> = by_target.iter().map(|m| m.get(s).copied()).collect();
+            let d = diverges(&cells);
+            (*s, cells, d)
+        })
+        .collect();
+    let divergent = rows.iter().filter(|r| r.2).count();
+    let mut h = String::new();
+    h.push_str(concat!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n",
+        "<title>shmconf conformance matrix</title>\n<style>\n",
+        "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1b1f24}\n",
+        "h1{font-size:1.4em;margin:0 0 .3em}\n",
+        "table{border-collapse:collapse}\n",
+        "th,td{border:1px solid #d0d7de;padding:.3em .5em;vertical-align:top;text-align:left}\n",
+        "thead th{position:sticky;top:0;background:#f6f8fa}\n",
+        "th.scenario{font-family:ui-monospace,monospace;font-weight:normal;white-space:nowrap}\n",
+        "tr.diverges th.scenario{background:#fff1b8;font-weight:bold}\n",
+        "td.pass{background:#dafbe1}td.fail{background:#ffcecb}td.known{background:#ffdfb6}\n",
+        "td.broken{background:#e8d5ff}td.skip{background:#f3f4f6;color:#57606a}td.absent{background:#fff}\n",
+        "details summary{cursor:pointer;font-weight:600}\n",
+        "details p{margin:.3em 0 0;max-width:32em;font-size:12px;white-space:pre-wrap}\n",
+        ".about{font-weight:normal;font-size:12px;color:#57606a;max-width:14em}\n",
+        ".counts{font-weight:normal;font-size:12px}\n",
+        ".legend span{display:inline-block;padding:0 .5em;margin-right:.4em;border:1px solid #d0d7de}\n",
+        "</style></head><body>\n<h1>shmconf conformance matrix</h1>\n"
+    ));
+    h.push_str(&format!(
+        "<p>{} scenarios &times; {} targets; <strong>{divergent}</strong> scenario(s) where targets disagree (highlighted). \
+         Click a verdict for its message.</p>\n",
+        scenarios.len(),
+        reports.len()
+    ));
+    h.push_str(concat!(
+        "<p class=\"legend\"><span class=\"pass\" style=\"background:#dafbe1\">PASS: as Linux</span>",
+        "<span style=\"background:#ffdfb6\">XFAIL: a known divergence</span>",
+        "<span style=\"background:#ffcecb\">FAIL / TIMEOUT / XPASS</span>",
+        "<span style=\"background:#e8d5ff\">BROKEN: not judged</span>",
+        "<span style=\"background:#f3f4f6\">SKIP: cannot run there</span></p>\n"
+    ));
+    h.push_str("<table>\n<thead><tr><th>scenario</th>");
+    for r in reports {
+        let counts = r.counts();
+        let count = |s: Status| counts.get(&s).copied().unwrap_or(0);
+        let summary = match &r.not_run {
+            Some(why) => format!("not run: {}", esc(why)),
+            None => format!(
+                "{} pass, {} fail, {} known, {} skip, {} broken &middot; {:.1} s",
+                count(Status::Pass),
+                count(Status::Fail) + count(Status::Timeout) + count(Status::Xpass),
+                count(Status::Xfail),
+                count(Status::Skip) + count(Status::Interrupted),
+                count(Status::Broken),
+                r.duration_ms as f64 / 1000.0
+            ),
+        };
+        h.push_str(&format!(
+            "<th data-target=\"{t}\">{t}<div class=\"about\">{a}</div><div class=\"counts\">{summary}</div></th>",
+            t = esc(&r.target),
+            a = esc(&r.about)
+        ));
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    for (scenario, cells, d) in &rows {
+        h.push_str(&format!(
+            "<tr{}><th class=\"scenario\">{}</th>",
+            if *d { " class=\"diverges\"" } else { "" },
+            esc(scenario)
+        ));
+        for cell in cells {
+            match cell {
+                None => h.push_str("<td class=\"absent\">&ndash;</td>"),
+                Some(c) => {
+                    let text = if c.message.is_empty() {
+                        format!("{} ms", c.duration_ms)
+                    } else {
+                        format!("{}\n({} ms)", c.message, c.duration_ms)
+                    };
+                    h.push_str(&format!(
+                        "<td class=\"{}\"><details><summary>{}</summary><p>{}</p></details></td>",
+                        class(c.status),
+                        c.status.label(),
+                        esc(&text)
+                    ));
+                }
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody></table>\n");
+    for r in reports.iter().filter(|r| !r.command.is_empty()) {
+        h.push_str(&format!(
+            "<p class=\"counts\"><code>{}</code>: <code>{}</code></p>\n",
+            esc(&r.target),
+            esc(&r.command.join(" "))
+        ));
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// `matrix.html` and `matrix.md` (the same table in Markdown, for
+/// docs/runtimes.md and CI summaries) in `dir`.
+pub fn write_page(dir: &Path, reports: &[TargetReport]) -> Result<(), String> {
+    let file = dir.join("matrix.html");
+    std::fs::write(&file, page(reports)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let file = dir.join("matrix.md");
+    std::fs::write(&file, markdown(reports)).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// The matrix as a Markdown table: a row per scenario, a column per target.
+pub fn markdown(reports: &[TargetReport]) -> String {
+    let mut scenarios: BTreeSet<&str> = BTreeSet::new();
+    for r in reports {
+        scenarios.extend(r.results.iter().map(|c| c.scenario.as_str()));
+    }
+    let mut out = String::from("| scenario |");
+    for r in reports {
+        out.push_str(&format!(" {} |", r.target));
+    }
+    out.push_str("\n| --- |");
+    for _ in reports {
+        out.push_str(" --- |");
+    }
+    out.push('\n');
+    for s in &scenarios {
+        let cells: Vec<Option<&Cell>> = reports
+            .iter()
+            .map(|r| r.results.iter().find(|c| c.scenario == *s))
+            .collect();
+        let name = if diverges(&cells) {
+            format!("**`{s}`**")
+        } else {
+            format!("`{s}`")
+        };
+        out.push_str(&format!("| {name} |"));
+        for c in cells {
+            out.push_str(&format!(" {} |", c.map_or("-", |c| c.status.label())));
+        }
+        out.push('\n');
+    }
+    out.push_str("| *time* |");
+    for r in reports {
+        match &r.not_run {
+            Some(_) => out.push_str(" not run |"),
+            None => out.push_str(&format!(" {:.0} s |", r.duration_ms as f64 / 1000.0)),
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(s: &str, status: Status, msg: &str) -> Cell {
+        Cell {
+            scenario: s.into(),
+            status,
+            duration_ms: 5,
+            message: msg.into(),
+            problems: vec![],
+        }
+    }
+
+    fn report(target: &str, cells: Vec<Cell>) -> TargetReport {
+        TargetReport {
+            target: target.into(),
+            about: "about".into(),
+            implementation: "rust".into(),
+            command: vec!["shmconf".into(), "run".into()],
+            duration_ms: 1234,
+            exit_code: Some(0),
+            not_run: None,
+            results: cells,
+        }
+    }
+
+    #[test]
+    fn a_row_diverges_only_where_judged_targets_disagree() {
+        let p = cell("a", Status::Pass, "");
+        let f = cell("a", Status::Fail, "x");
+        let k = cell("a", Status::Xfail, "x");
+        let s = cell("a", Status::Skip, "x");
+        let b = cell("a", Status::Broken, "x");
+        assert!(!diverges(&[Some(&p), Some(&p), None]));
+        assert!(
+            !diverges(&[Some(&p), Some(&s), Some(&b)]),
+            "skips and broken judge nothing"
+        );
+        assert!(diverges(&[Some(&p), Some(&f)]));
+        assert!(diverges(&[Some(&p), Some(&k)]), "a known divergence is still one");
+        assert!(!diverges(&[Some(&f), Some(&k)]));
+    }
+
+    #[test]
+    fn the_page_escapes_messages_and_marks_divergent_rows() {
+        let reports = vec![
+            report(
+                "local",
+                vec![cell("x/one", Status::Pass, ""), cell("x/two", Status::Pass, "")],
+            ),
+            report(
+                "gvisor",
+                vec![
+                    cell("x/one", Status::Xfail, "<script>alert(1)</script> & more"),
+                    cell("x/two", Status::Pass, ""),
+                ],
+            ),
+        ];
+        let html = page(&reports);
+        assert!(!html.contains("<script>"), "messages are escaped");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
+        assert_eq!(html.matches("<tr class=\"diverges\">").count(), 1);
+        assert!(html.contains("1</strong> scenario(s) where targets disagree"));
+        let md = markdown(&reports);
+        assert!(md.contains("| **`x/one`** | PASS | XFAIL |"), "{md}");
+        assert!(md.contains("| `x/two` | PASS | PASS |"), "{md}");
+    }
+
+    #[test]
+    fn reports_merge_in_target_order_and_refuse_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        for r in [
+            report("gvisor", vec![]),
+            report("zz-custom", vec![]),
+            report("local", vec![]),
+        ] {
+            write_target(dir.path(), &r).unwrap();
+        }
+        let merged = load_reports(&[dir.path().to_path_buf()]).unwrap();
+        let names: Vec<&str> = merged.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(names, ["local", "gvisor", "zz-custom"]);
+        let again = dir.path().join("gvisor.json");
+        let e = load_reports(&[dir.path().to_path_buf(), again]).unwrap_err();
+        assert!(e.contains("a second report for target gvisor"), "{e}");
+        let junit = std::fs::read_to_string(dir.path().join("local.junit.xml")).unwrap();
+        assert!(junit.contains("rust on local"), "{junit}");
+    }
+
+    #[test]
+    fn every_target_with_expectations_parses_them() {
+        for t in TARGETS.iter().filter(|t| t.expectations.is_some()) {
+            crate::outcome::Expectations::parse(Path::new(t.name), t.expectations.unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+        }
+    }
+}
