@@ -84,6 +84,14 @@ struct MatrixArgs {
     /// List the targets and exit.
     #[arg(long)]
     list: bool,
+    /// Name the (one) target's column so, e.g. "k8s-hostipc-false" for a
+    /// run in a cluster's pod; the reports carry this name.
+    #[arg(long = "as", value_name = "NAME", requires = "targets")]
+    rename: Option<String>,
+    /// Print each target's report (JSON) on stdout instead of progress lines,
+    /// for a run whose files cannot be fetched (a Kubernetes Job's log).
+    #[arg(long)]
+    print: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -356,6 +364,10 @@ fn matrix(args: MatrixArgs) -> ExitCode {
             }
         }
     }
+    if args.rename.is_some() && targets.len() != 1 {
+        eprintln!("shmconf matrix: --as names one target's column; give exactly one --target");
+        return ExitCode::from(2);
+    }
     let required = !targets.is_empty();
     if targets.is_empty() {
         targets = matrix::TARGETS.iter().collect();
@@ -381,8 +393,11 @@ fn matrix(args: MatrixArgs) -> ExitCode {
         implementation: args.implementation,
         scenarios,
         shmconf,
+        rename: args.rename,
     };
+    let print = args.print;
     let mut progress = |r: &matrix::TargetReport| match &r.not_run {
+        _ if print => println!("{}", serde_json::to_string(r).unwrap_or_default()),
         Some(why) => println!("{:<14} not run: {why}", r.target),
         None => {
             let count = |s: shmconf_harness::check::Status| r.results.iter().filter(|c| c.status == s).count();
@@ -403,7 +418,9 @@ fn matrix(args: MatrixArgs) -> ExitCode {
     };
     match run.run(&mut progress) {
         Ok((_, ok)) => {
-            println!("shmconf matrix: {}", run.out.join("matrix.html").display());
+            if !print {
+                println!("shmconf matrix: {}", run.out.join("matrix.html").display());
+            }
             if ok {
                 ExitCode::SUCCESS
             } else {

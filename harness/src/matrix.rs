@@ -161,6 +161,8 @@ pub struct MatrixRun {
     pub scenarios: Vec<PathBuf>,
     /// This program, run as each target's child.
     pub shmconf: PathBuf,
+    /// The one target's column name, where it is not the target's own.
+    pub rename: Option<String>,
 }
 
 fn program_answers(argv: &[&str]) -> bool {
@@ -297,7 +299,11 @@ impl MatrixRun {
         std::fs::create_dir_all(&self.out).map_err(|e| format!("{}: {e}", self.out.display()))?;
         let mut reports = Vec::new();
         for t in &self.targets {
-            let report = self.run_target(t);
+            let mut report = self.run_target(t);
+            if let Some(name) = &self.rename {
+                report.about = format!("{} ({})", report.about, report.target);
+                report.target = name.clone();
+            }
             write_target(&self.out, &report)?;
             progress(&report);
             reports.push(report);
@@ -323,7 +329,8 @@ pub fn write_target(dir: &Path, report: &TargetReport) -> Result<(), String> {
     std::fs::write(&file, report.junit()).map_err(|e| format!("{}: {e}", file.display()))
 }
 
-/// Every target report in these files or folders (`*.json` with a target).
+/// Every target report in these files or folders (`*.json` with a target;
+/// a file may hold several, one JSON document per line, as `--print` writes).
 pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
     let mut files = Vec::new();
     for p in paths {
@@ -343,12 +350,13 @@ pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
     let mut reports: Vec<TargetReport> = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let report: TargetReport =
-            serde_json::from_str(&text).map_err(|e| format!("{}: not a target report: {e}", f.display()))?;
-        if reports.iter().any(|r| r.target == report.target) {
-            return Err(format!("{}: a second report for target {}", f.display(), report.target));
+        for doc in serde_json::Deserializer::from_str(&text).into_iter::<TargetReport>() {
+            let report = doc.map_err(|e| format!("{}: not a target report: {e}", f.display()))?;
+            if reports.iter().any(|r| r.target == report.target) {
+                return Err(format!("{}: a second report for target {}", f.display(), report.target));
+            }
+            reports.push(report);
         }
-        reports.push(report);
     }
     // Known targets in their usual order, others after them by name.
     let rank = |name: &str| TARGETS.iter().position(|t| t.name == name).unwrap_or(TARGETS.len());

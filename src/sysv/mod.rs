@@ -317,6 +317,50 @@ impl Segment {
         Ok(())
     }
 
+    /// `shmctl(id, IPC_RMID)` as the given effective uid, from a forked child:
+    /// the owner or creator may always remove a segment, while root without
+    /// CAP_SYS_ADMIN (a container's) may not remove another uid's. Used to
+    /// clean up what a scenario's unprivileged process made. Err: the errno
+    /// of the child's setresuid or shmctl, or of the fork.
+    pub fn remove_as(self, uid: u32) -> std::result::Result<(), Errno> {
+        // SAFETY: the child calls only async-signal-safe functions (raw
+        // syscalls and _exit) before it exits, so forking a threaded process
+        // is sound; the parent only waits for it.
+        let pid = unsafe { libc::fork() };
+        if pid == -1 {
+            return Err(Errno::last());
+        }
+        if pid == 0 {
+            // SAFETY: raw syscalls on plain integers; setresuid as a raw
+            // syscall changes only this (the child's only) thread, and
+            // _exit never returns.
+            unsafe {
+                if libc::syscall(libc::SYS_setresuid, uid, uid, uid) == -1
+                    || libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) == -1
+                {
+                    libc::_exit(*libc::__errno_location());
+                }
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for our own child; `status` is a valid out pointer.
+            let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if rc == pid {
+                break;
+            }
+            if Errno::last() != Errno::EINTR {
+                return Err(Errno::last());
+            }
+        }
+        match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+            (true, 0) => Ok(()),
+            (true, errno) => Err(Errno::from_raw(errno)),
+            _ => Err(Errno::ECHILD),
+        }
+    }
+
     /// `shmctl(id, IPC_SET)` with a new uid, gid and mode (low 9 bits).
     pub fn set(self, uid: u32, gid: u32, mode: u32) -> Result<()> {
         let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();

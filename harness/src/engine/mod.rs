@@ -853,8 +853,12 @@ impl State<'_> {
             proc.kill_group();
         }
         self.procs.clear();
-        for what in self.world.tear_down() {
-            r.rec(None, EventKind::Removed { what });
+        for done in self.world.tear_down() {
+            match done {
+                Ok(what) => r.rec(None, EventKind::Removed { what }),
+                // Something of the scenario's stays behind: never a quiet pass.
+                Err(message) => r.rec(None, EventKind::Broken { message }),
+            }
         }
     }
 }

@@ -742,15 +742,33 @@ impl World for ContainerWorld {
         }
     }
 
-    fn tear_down(&mut self) -> Vec<String> {
+    fn tear_down(&mut self) -> Vec<Result<String, String>> {
         // Joiners before donors, members before pods (Podman refuses otherwise).
-        while self.containers.pop().is_some() {}
-        self.pods.clear();
-        self.oracles.clear();
-        match self.host.take() {
-            Some((_lock, mut o)) => o.remove_own(),
-            None => vec![],
+        let mut done = Vec::new();
+        while let Some((_, c)) = self.containers.pop() {
+            let (cfg, name) = (c.cfg.clone(), c.name.clone());
+            drop(c);
+            if exists(&cfg, &name) {
+                done.push(Err(format!("{} did not remove container {name}", cfg.describe())));
+            }
         }
+        while let Some(pod) = self.pods.pop() {
+            let (cfg, name) = (pod.cfg.clone(), pod.name.clone());
+            drop(pod);
+            let left = cfg
+                .command()
+                .args(["pod", "exists", &name])
+                .status()
+                .is_ok_and(|s| s.success());
+            if left {
+                done.push(Err(format!("{} did not remove pod {name}", cfg.describe())));
+            }
+        }
+        self.oracles.clear();
+        if let Some((_lock, mut o)) = self.host.take() {
+            done.extend(o.remove_own());
+        }
+        done
     }
 }
 

@@ -127,7 +127,7 @@ impl World for LocalWorld {
             .ok_or_else(|| format!("namespace {ns:?} was not held"))
     }
 
-    fn tear_down(&mut self) -> Vec<String> {
+    fn tear_down(&mut self) -> Vec<Result<String, String>> {
         if let Some((mut init, _)) = self.pid_init.take() {
             init.kill_group();
         }

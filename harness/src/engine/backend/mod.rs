@@ -211,5 +211,5 @@ pub trait World {
 
     /// Remove what the scenario made that does not go away by itself, after
     /// every process is gone; returns what was removed, for the log.
-    fn tear_down(&mut self) -> Vec<String>;
+    fn tear_down(&mut self) -> Vec<Result<String, String>>;
 }

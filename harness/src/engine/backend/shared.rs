@@ -164,15 +164,36 @@ impl Ownership {
     }
 
     /// IPC_RMID every segment that is the scenario's own; what was removed.
-    pub fn remove_own(&mut self) -> Vec<String> {
-        let Ok(table) = whole_table() else { return vec![] };
-        let mut removed = Vec::new();
-        for r in &table {
-            if self.is_own(r) && Segment::from_id(r.shmid).remove().is_ok() {
-                removed.push(r.describe());
-            }
+    /// Remove every segment of the scenario's own: Ok what was removed,
+    /// Err what could not be (a leak, which the scenario reports).
+    pub fn remove_own(&mut self) -> Vec<Result<String, String>> {
+        let table = match whole_table() {
+            Ok(t) => t,
+            Err(e) => return vec![Err(format!("cannot read the segment table to clean up: {e}"))],
+        };
+        let mut done = Vec::new();
+        for r in table.iter().filter(|r| self.is_own(r)) {
+            let seg = Segment::from_id(r.shmid);
+            let result = match seg.remove() {
+                Ok(()) => Ok(()),
+                // Root without CAP_SYS_ADMIN (in a container) may not remove
+                // another uid's segment; its owner may.
+                Err(e) if e.errno == shmconf::sysv::Errno::EPERM => match r.uid {
+                    Some(uid) => Segment::from_id(r.shmid).remove_as(uid),
+                    None => Err(e.errno),
+                },
+                Err(e) if matches!(e.errno, shmconf::sysv::Errno::EINVAL | shmconf::sysv::Errno::EIDRM) => Ok(()),
+                Err(e) => Err(e.errno),
+            };
+            done.push(match result {
+                Ok(()) => Ok(r.describe()),
+                Err(errno) => Err(format!(
+                    "cannot remove the scenario's segment ({}): {errno}",
+                    r.describe()
+                )),
+            });
         }
-        removed
+        done
     }
 }
 
@@ -211,7 +232,7 @@ impl World for SharedWorld {
         Err("refused: no namespace of the scenario's own, the sysctl would change the shared one".into())
     }
 
-    fn tear_down(&mut self) -> Vec<String> {
+    fn tear_down(&mut self) -> Vec<Result<String, String>> {
         self.ownership.remove_own()
     }
 }
