@@ -81,6 +81,11 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
+/// Limits for targets whose every process start goes through an engine or
+/// a sandbox (milliseconds).
+const CONTAINER_STEP_MS: u64 = 30_000;
+const CONTAINER_SCENARIO_MS: u64 = 180_000;
+
 /// The project's containers.conf for Podman targets.
 const PODMAN_CONF: &str = include_str!("../runtimes/podman.conf");
 
@@ -187,6 +192,18 @@ impl MatrixRun {
             "--impl".into(),
             self.implementation.clone(),
         ];
+        if t.kind != Kind::Local {
+            // Every step of a container target is an `exec` through the
+            // engine (1-2 s each under a sandbox on a loaded machine): the
+            // default 5 s per step would time out on the engine, not on the
+            // implementation.
+            run_args.extend([
+                "--step-timeout".into(),
+                CONTAINER_STEP_MS.to_string(),
+                "--scenario-timeout".into(),
+                CONTAINER_SCENARIO_MS.to_string(),
+            ]);
+        }
         match t.kind {
             Kind::Local => argv.push(exe),
             Kind::Docker => {
