@@ -8,8 +8,9 @@ int main(int argc, char **argv)
     int shmid = shmget(key, o.size, o.mode | IPC_CREAT | (o.exclusive ? IPC_EXCL : 0));
     char *str = (char *)shmat(shmid, NULL, 0);
 
+    /* No fflush, as the original: on a pipe the prompt stays in stdio's
+     * buffer until exit, so no scenario may wait for it. */
     printf("Write Data: ");
-    fflush(stdout);
 
     /* gets() semantics, as the original: no bound, the newline dropped, a
      * NUL appended; at EOF before any byte the buffer is left untouched. */

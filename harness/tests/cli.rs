@@ -673,3 +673,43 @@ fn show_describes_every_scenario_in_plain_words() {
         .code(2)
         .stderr("shmconf: keys/no-such-scenario: no such file, and no scenario with that id\n");
 }
+
+#[test]
+fn the_c_reference_leaves_its_prompt_in_the_buffer_on_a_pipe_as_the_original() {
+    // The original printf()s "Write Data: " and reads with gets(): on a pipe
+    // the prompt sits in stdio's buffer until exit. A reference that flushed
+    // it would hide scenarios that wait for the prompt (they TIMEOUT on the
+    // original), so the reference must not.
+    use std::io::Read;
+    let writer = PathBuf::from(env!("SHMCONF_C_REFERENCE_DIR")).join("c-writer");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shmfile"), b"").unwrap();
+    let early = shmconf::ipcns::in_private_ipc_ns(|| {
+        let mut child = StdCommand::new(&writer)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut first = [0u8; 1];
+            let n = stdout.read(&mut first).unwrap_or(0);
+            (Instant::now(), n)
+        });
+        // Attached (kernel's word): it is past the prompt, blocked in gets().
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !shmconf::SegTable::read().unwrap().rows.iter().any(|r| r.nattch >= 1) {
+            assert!(Instant::now() < deadline, "the writer never attached");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let released = Instant::now();
+        drop(child.stdin.take()); // EOF: now it exits and flushes
+        let (first_byte_at, n) = reader.join().unwrap();
+        assert!(child.wait().unwrap().success());
+        (n, first_byte_at < released)
+    })
+    .unwrap();
+    assert_eq!(early, (1, false), "the prompt reached the pipe before stdin closed");
+}
