@@ -581,7 +581,7 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let progress = |r: &ScenarioResult| {
         if human {
-            println!("{}", report::progress_line(r));
+            anstream::println!("{}", report::progress_line(r));
         }
     };
     let results = runner.run_all(&scenarios, &progress);
@@ -615,7 +615,7 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCod
     }
     match args.format {
         Format::Human => {
-            let _ = report::human(&mut std::io::stdout().lock(), name, results);
+            let _ = report::human(&mut anstream::stdout().lock(), name, results);
         }
         Format::Json => println!("{}", report::json(name, results)),
         Format::Tap => print!("{}", report::tap(name, results)),

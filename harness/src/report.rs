@@ -47,9 +47,24 @@ impl Summary {
     }
 }
 
+/// The verdict's label, coloured (green PASS, red failures, yellow XFAIL,
+/// dim SKIP). Printed through `anstream`, which drops the colour when the
+/// output is not a terminal or NO_COLOR is set.
+pub fn coloured_label(status: Status) -> String {
+    use anstyle::{AnsiColor, Style};
+    let style = match status {
+        Status::Pass => Style::new().fg_color(Some(AnsiColor::Green.into())),
+        Status::Xfail => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+        Status::Skip | Status::Interrupted => Style::new().dimmed(),
+        Status::Broken => Style::new().fg_color(Some(AnsiColor::Magenta.into())).bold(),
+        Status::Fail | Status::Timeout | Status::Xpass => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+    };
+    format!("{style}{:<7}{style:#}", status.label())
+}
+
 /// One progress line per finished scenario.
 pub fn progress_line(r: &ScenarioResult) -> String {
-    let mut line = format!("{:<7} {} ({} ms)", r.status.label(), r.id, r.duration.as_millis());
+    let mut line = format!("{} {} ({} ms)", coloured_label(r.status), r.id, r.duration.as_millis());
     if matches!(r.status, Status::Skip | Status::Xfail | Status::Pass) && !r.message.is_empty() {
         line.push_str(&format!(" - {}", r.message));
     }
@@ -63,7 +78,13 @@ pub fn human(out: &mut dyn Write, implementation: &str, results: &[ScenarioResul
         writeln!(out, "\n=== failures ({implementation}) ===")?;
     }
     for r in failures {
-        writeln!(out, "\n--- {} {}: {}", r.status.label(), r.id, r.message)?;
+        writeln!(
+            out,
+            "\n--- {} {}: {}",
+            coloured_label(r.status).trim_end(),
+            r.id,
+            r.message
+        )?;
         for p in r.problems.iter().skip(1) {
             writeln!(out, "    also: {p}")?;
         }

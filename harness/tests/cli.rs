@@ -713,3 +713,43 @@ fn the_c_reference_leaves_its_prompt_in_the_buffer_on_a_pipe_as_the_original() {
     .unwrap();
     assert_eq!(early, (1, false), "the prompt reached the pipe before stdin closed");
 }
+
+#[test]
+fn verdicts_are_coloured_only_for_a_terminal_or_when_forced() {
+    let file = scenarios().join("visibility/writer-then-reader.toml");
+    let piped = shmconf()
+        .arg("run")
+        .arg(&file)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&piped.stdout).contains('\x1b'),
+        "no escapes into a pipe"
+    );
+    let forced = shmconf()
+        .arg("run")
+        .arg(&file)
+        .env("CLICOLOR_FORCE", "1")
+        .env_remove("NO_COLOR")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&forced.stdout).contains("\x1b[32mPASS"),
+        "{}",
+        String::from_utf8_lossy(&forced.stdout)
+    );
+    let vetoed = shmconf()
+        .arg("run")
+        .arg(&file)
+        .env("CLICOLOR_FORCE", "1")
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&vetoed.stdout).contains('\x1b'),
+        "NO_COLOR wins"
+    );
+}
