@@ -18,6 +18,8 @@ use crate::runner::Runner;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImplChoice {
     Builtin(String),
+    /// `--impl-file`: commands, options and deviations in one file.
+    File(PathBuf),
     Custom {
         name: String,
         writer: String,
@@ -86,7 +88,17 @@ pub fn enter_user_namespace_if_unprivileged() {
 /// Build the runner; errors are one line for the user (exit 2).
 pub fn compose(c: &Choices) -> Result<Runner, String> {
     let docker = matches!(c.backend, BackendChoice::Containers { .. });
+    let mut file_deviations = None;
     let implementation = match &c.implementation {
+        ImplChoice::File(path) => {
+            let (imp, deviations) = crate::impls::ImplFile::load(path)?;
+            if !docker {
+                crate::impls::check_program("writer", &imp.writer)?;
+                crate::impls::check_program("reader", &imp.reader)?;
+            }
+            file_deviations = Some(deviations);
+            imp
+        }
         ImplChoice::Custom { name, writer, reader } => {
             let imp = Implementation::custom(name, writer, reader)?;
             // Commands run on this machine: check they can start. (In a
@@ -100,9 +112,10 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
         ImplChoice::Builtin(name) if docker => Implementation::in_image(name)?,
         ImplChoice::Builtin(name) => Implementation::builtin(name)?,
     };
-    let expectations = match &c.expectations {
-        Some(p) => Expectations::load(p).map_err(|e| e.to_string())?,
-        None => match implementation.default_expectations {
+    let expectations = match (&c.expectations, file_deviations) {
+        (Some(p), _) => Expectations::load(p).map_err(|e| e.to_string())?,
+        (None, Some(deviations)) => deviations,
+        (None, None) => match implementation.default_expectations {
             Some(text) => Expectations::parse(Path::new("(built-in expectations)"), text).map_err(|e| e.to_string())?,
             None => Expectations::default(),
         },

@@ -2,7 +2,66 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::scenario::Role;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::outcome::{Expectations, Expected};
+use crate::scenario::{ImplOption, Role};
+
+/// `--impl-file`: an implementation described in one file (TOML; schema:
+/// `shmconf schema --impl-file`).
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImplFile {
+    /// The name in reports.
+    pub name: String,
+    /// The writer's command line, as shell words; a relative program path
+    /// (one with a '/') is relative to this file's folder.
+    pub writer: String,
+    /// The reader's command line, likewise.
+    pub reader: String,
+    /// The options of the contract it has ("keep", "size", "key-file",
+    /// "proj-id", "key", "mode", "exclusive"); a scenario that needs another
+    /// is a SKIP naming it, never a FAIL. The seed programs have none.
+    #[serde(default)]
+    pub options: BTreeSet<ImplOption>,
+    /// Known deviations, as an expectations file holds them: scenario id ->
+    /// { status = "fail" | "skip", reason = "..." }.
+    #[serde(default)]
+    pub deviations: BTreeMap<String, Expected>,
+}
+
+impl ImplFile {
+    /// The implementation and its deviations; errors are one line, with
+    /// file:line:col for the file's content.
+    pub fn load(path: &Path) -> Result<(Implementation, Expectations), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--impl-file {}: {e}", path.display()))?;
+        let file: ImplFile = crate::scenario::wire::from_toml(path, &text).map_err(|e| e.to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |what: &str, line: &str| -> Result<Vec<String>, String> {
+            let mut words = split_command(what, line)?;
+            let program = Path::new(&words[0]);
+            if program.is_relative() && words[0].contains('/') {
+                words[0] = base.join(program).display().to_string();
+            }
+            Ok(words)
+        };
+        let imp = Implementation {
+            name: file.name.clone(),
+            writer: resolve("writer", &file.writer)?,
+            reader: resolve("reader", &file.reader)?,
+            probe: probe_command()?,
+            default_expectations: None,
+            staging: None,
+            builtin: false,
+            options: Some(file.options),
+        };
+        Ok((imp, Expectations(file.deviations)))
+    }
+
+    pub fn json_schema() -> String {
+        serde_json::to_string_pretty(&schemars::schema_for!(ImplFile)).unwrap_or_default()
+    }
+}
 
 /// An implementation of the writer/reader pair (and the probe role).
 #[derive(Debug, Clone)]
@@ -16,6 +75,9 @@ pub struct Implementation {
     pub default_expectations: Option<&'static str>,
     /// One of ours (`--impl NAME`), not `--writer/--reader`.
     pub builtin: bool,
+    /// The contract's options it has; None: all of them (ours, and
+    /// `--writer/--reader`, whose user takes the options on trust).
+    pub options: Option<std::collections::BTreeSet<ImplOption>>,
     /// Copies of the binaries that other uids can reach (removed on drop).
     staging: Option<std::sync::Arc<tempfile::TempDir>>,
 }
@@ -40,6 +102,7 @@ impl Implementation {
                 default_expectations: None,
                 staging: None,
                 builtin: true,
+                options: None,
             }
             .staged()),
             "c-reference" => Ok(Implementation {
@@ -50,6 +113,7 @@ impl Implementation {
                 default_expectations: Implementation::builtin_expectations("c-reference"),
                 staging: None,
                 builtin: true,
+                options: None,
             }
             .staged()),
             other => Err(format!(
@@ -78,6 +142,7 @@ impl Implementation {
             default_expectations: Implementation::builtin_expectations(name),
             staging: None,
             builtin: true,
+            options: None,
         })
     }
 
@@ -96,6 +161,7 @@ impl Implementation {
             default_expectations: None,
             staging: None,
             builtin: false,
+            options: None,
         }
     }
 
@@ -111,6 +177,7 @@ impl Implementation {
             default_expectations: None,
             staging: None,
             builtin: false,
+            options: None,
         })
     }
 

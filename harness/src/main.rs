@@ -35,8 +35,12 @@ enum Command {
     List(SelectArgs),
     /// Describe scenarios in plain words: their steps and what each expects.
     Show(SelectArgs),
-    /// Print the JSON Schema of scenario files.
-    Schema,
+    /// Print the JSON Schema of scenario files (or of implementation files).
+    Schema {
+        /// The schema of --impl-file files instead.
+        #[arg(long)]
+        impl_file: bool,
+    },
     /// One raw SysV call (a scenario role).
     Probe(probe::ProbeArgs),
     /// Measure shared memory against pipes, FIFOs, message queues and UNIX
@@ -193,6 +197,11 @@ struct RunArgs {
     /// Reader command of another implementation.
     #[arg(long, requires = "writer")]
     reader: Option<String>,
+    /// An implementation described in one file: commands, the options it
+    /// has (scenarios needing others SKIP), known deviations. Schema:
+    /// `shmconf schema --impl-file`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["writer", "reader"])]
+    impl_file: Option<PathBuf>,
     /// Name of a --writer/--reader implementation in reports.
     #[arg(long, default_value = "custom")]
     name: String,
@@ -261,8 +270,12 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Probe(args) => ExitCode::from(probe::run(args) as u8),
-        Command::Schema => {
-            println!("{}", scenario::json_schema());
+        Command::Schema { impl_file } => {
+            if impl_file {
+                println!("{}", shmconf_harness::impls::ImplFile::json_schema());
+            } else {
+                println!("{}", scenario::json_schema());
+            }
             ExitCode::SUCCESS
         }
         Command::List(select) => match load(&select) {
@@ -514,7 +527,10 @@ fn run(args: RunArgs) -> ExitCode {
                 writer: w.clone(),
                 reader: r.clone(),
             },
-            _ => ImplChoice::Builtin(args.implementation.clone()),
+            _ => match &args.impl_file {
+                Some(f) => ImplChoice::File(f.clone()),
+                None => ImplChoice::Builtin(args.implementation.clone()),
+            },
         },
         backend: match args.backend {
             BackendArg::Docker => BackendChoice::Containers {

@@ -18,7 +18,7 @@ use crate::scenario::LoadError;
 #[serde(transparent)]
 pub struct Expectations(pub BTreeMap<String, Expected>);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expected {
     /// "fail" (also matches timeout), or "skip" (not run).
@@ -26,7 +26,7 @@ pub struct Expected {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExpectedStatus {
     Fail,

@@ -3,8 +3,9 @@
 //! or the backend cannot do what the scenario needs).
 
 use crate::engine::backend::{Backend, SkipReason};
+use crate::impls::Implementation;
 use crate::outcome::{Expectations, ExpectedStatus};
-use crate::scenario::ScenarioFile;
+use crate::scenario::{ImplOption, ScenarioFile};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -18,6 +19,11 @@ pub enum Skip {
     Expected(String),
     /// The backend cannot run it here.
     Backend(SkipReason),
+    /// It passes options the implementation says it does not have.
+    Options {
+        implementation: String,
+        missing: Vec<ImplOption>,
+    },
 }
 
 impl std::fmt::Display for Skip {
@@ -25,15 +31,37 @@ impl std::fmt::Display for Skip {
         match self {
             Skip::Expected(reason) => write!(f, "expectations: {reason}"),
             Skip::Backend(reason) => reason.fmt(f),
+            Skip::Options {
+                implementation,
+                missing,
+            } => {
+                let flags: Vec<&str> = missing.iter().map(|o| o.flag()).collect();
+                write!(f, "implementation {implementation} has no {}", flags.join(", "))
+            }
         }
     }
 }
 
-pub fn decide(sf: &ScenarioFile, backend: &dyn Backend, expectations: &Expectations) -> Decision {
+pub fn decide(
+    sf: &ScenarioFile,
+    implementation: &Implementation,
+    backend: &dyn Backend,
+    expectations: &Expectations,
+) -> Decision {
     if let Some(e) = expectations.get(&sf.id).filter(|e| e.status == ExpectedStatus::Skip) {
         return Decision::Skip(Skip::Expected(e.reason.clone()));
     }
-    match backend.cannot_run(&sf.scenario.needs()) {
+    let needs = sf.scenario.needs();
+    if let Some(has) = &implementation.options {
+        let missing: Vec<ImplOption> = needs.options.difference(has).copied().collect();
+        if !missing.is_empty() {
+            return Decision::Skip(Skip::Options {
+                implementation: implementation.name.clone(),
+                missing,
+            });
+        }
+    }
+    match backend.cannot_run(&needs) {
         Some(reason) => Decision::Skip(Skip::Backend(reason)),
         None => Decision::Run,
     }

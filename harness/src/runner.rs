@@ -96,7 +96,7 @@ impl Runner {
             problems: vec![],
             log: None,
         };
-        if let Decision::Skip(why) = decide(sf, self.backend.as_ref(), &self.expectations) {
+        if let Decision::Skip(why) = decide(sf, &self.implementation, self.backend.as_ref(), &self.expectations) {
             return skipped(why.to_string(), Status::Skip);
         }
         if crate::engine::procs::interrupted() {

@@ -753,3 +753,98 @@ fn verdicts_are_coloured_only_for_a_terminal_or_when_forced() {
         "NO_COLOR wins"
     );
 }
+
+/// An implementation file that declares no options (as the seed programs
+/// have none): every scenario that passes one is a SKIP naming it, the seed
+/// contract still passes, nothing fails for want of an option.
+#[test]
+fn an_implementation_file_without_options_skips_what_needs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = |name: &str| assert_cmd::cargo::cargo_bin(name).display().to_string();
+    let file = dir.path().join("impl.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"no-options\"\nwriter = \"{}\"\nreader = \"{}\"\n\n[deviations.\"keys/missing-key-file\"]\nstatus = \"skip\"\nreason = \"not this one\"\n",
+            bin("shm-writer"),
+            bin("shm-reader")
+        ),
+    )
+    .unwrap();
+    shmconf()
+        .args(["run", "--impl-file"])
+        .arg(&file)
+        .arg(scenarios())
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "visibility/multiple-readers (0 ms) - implementation no-options has no --keep",
+        ))
+        .stdout(predicate::str::contains(
+            "keys/exclusive-create-eexist (0 ms) - implementation no-options has no --exclusive",
+        ))
+        .stdout(predicate::str::contains(
+            "keys/missing-key-file (0 ms) - expectations: not this one",
+        ))
+        .stdout(predicate::str::contains("PASS    visibility/writer-then-reader"))
+        .stdout(predicate::str::contains(" 0 failed,"));
+}
+
+#[rstest]
+#[case::unknown_option("options = [\"turbo\"]", "impl.toml:4:")]
+#[case::unknown_field("colour = \"blue\"", "impl.toml:4:1")]
+#[case::bad_status("[deviations.\"a/b\"]\nstatus = \"maybe\"\nreason = \"x\"", "impl.toml:5:")]
+fn a_bad_implementation_file_is_one_error_with_its_place(#[case] extra: &str, #[case] place: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("impl.toml");
+    std::fs::write(
+        &file,
+        format!("name = \"x\"\nwriter = \"true\"\nreader = \"true\"\n{extra}\n"),
+    )
+    .unwrap();
+    shmconf()
+        .args(["run", "--impl-file"])
+        .arg(&file)
+        .arg(scenarios())
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(place))
+        .stdout(predicate::str::is_empty());
+}
+
+#[test]
+fn an_implementation_files_missing_writer_is_one_line_before_any_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("impl.toml");
+    std::fs::write(
+        &file,
+        "name = \"x\"\nwriter = \"./no-such-writer\"\nreader = \"true\"\n",
+    )
+    .unwrap();
+    let out = shmconf()
+        .args(["run", "--impl-file"])
+        .arg(&file)
+        .arg(scenarios())
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no-such-writer"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_implementation_file_schema_is_current() {
+    let schema =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/impl-file.schema.json"))
+            .unwrap();
+    assert_eq!(
+        schema.trim(),
+        shmconf_harness::impls::ImplFile::json_schema().trim(),
+        "regenerate: shmconf schema --impl-file > docs/impl-file.schema.json"
+    );
+}

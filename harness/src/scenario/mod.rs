@@ -423,6 +423,60 @@ pub enum Orders {
     Sample { n: usize, seed: u64 },
 }
 
+/// An option of the writer/reader contract beyond the seed programs (which
+/// take none). A scenario that passes one needs an implementation that has it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImplOption {
+    /// Reader: do not remove the segment (no IPC_RMID).
+    Keep,
+    /// Segment size other than 1024.
+    Size,
+    /// Key file other than ./shmfile.
+    KeyFile,
+    /// ftok project id other than 65.
+    ProjId,
+    /// An explicit key instead of ftok.
+    Key,
+    /// Permission bits other than 0666.
+    Mode,
+    /// Writer: IPC_CREAT|IPC_EXCL.
+    Exclusive,
+}
+
+impl ImplOption {
+    pub const ALL: [ImplOption; 7] = [
+        ImplOption::Keep,
+        ImplOption::Size,
+        ImplOption::KeyFile,
+        ImplOption::ProjId,
+        ImplOption::Key,
+        ImplOption::Mode,
+        ImplOption::Exclusive,
+    ];
+
+    /// The command-line flag, as scenarios pass it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ImplOption::Keep => "--keep",
+            ImplOption::Size => "--size",
+            ImplOption::KeyFile => "--key-file",
+            ImplOption::ProjId => "--proj-id",
+            ImplOption::Key => "--key",
+            ImplOption::Mode => "--mode",
+            ImplOption::Exclusive => "--exclusive",
+        }
+    }
+
+    /// The option an argument names (`--size`, `--size=64`), if any.
+    pub fn of_arg(arg: &str) -> Option<ImplOption> {
+        let flag = arg.split_once('=').map_or(arg, |(f, _)| f);
+        ImplOption::ALL.into_iter().find(|o| o.flag() == flag)
+    }
+}
+
 /// What the scenario needs from the machine, derived from its steps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Needs {
@@ -435,6 +489,8 @@ pub struct Needs {
     pub kill: bool,
     pub drop_ns: bool,
     pub explore: bool,
+    /// Options of the implementation's writer or reader that it passes.
+    pub options: BTreeSet<ImplOption>,
 }
 
 impl Scenario {
@@ -489,7 +545,43 @@ impl Scenario {
             kill: steps.iter().any(|s| matches!(s.action, Action::Kill { .. })),
             drop_ns: steps.iter().any(|s| matches!(s.action, Action::DropNs { .. })),
             explore: matches!(self.body, Body::Explore(_)),
+            options: self.options(),
         }
+    }
+
+    /// The writer/reader options the scenario passes (an exploration's runs
+    /// pass them as `explore::spawn_of` builds their command lines).
+    fn options(&self) -> BTreeSet<ImplOption> {
+        let mut out = BTreeSet::new();
+        match &self.body {
+            Body::Steps(steps) => {
+                for s in steps {
+                    if let Action::Spawn(sp) = &s.action {
+                        if matches!(sp.program, Program::Role(Role::Writer | Role::Reader)) {
+                            for arg in &sp.args {
+                                if let Some(ArgPart::Text(t)) = arg.0.first() {
+                                    out.extend(ImplOption::of_arg(t));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Body::Explore(ex) => {
+                for r in &ex.runs {
+                    if r.keep {
+                        out.insert(ImplOption::Keep);
+                    }
+                    if r.key_file.as_str() != "shmfile" {
+                        out.insert(ImplOption::KeyFile);
+                    }
+                    if r.proj_id != 65 {
+                        out.insert(ImplOption::ProjId);
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
