@@ -425,6 +425,9 @@ impl Segment {
     /// fork between its `shmat` and `shmdt` would otherwise raise by one
     /// until the child's `exec`.
     pub fn attach_unseen(self) -> Result<Attachment<ReadOnly>> {
+        // No fork of this process may copy the mapping between shmat and
+        // MADV_DONTFORK: a child would count in nattch until it execs.
+        let _no_forks = FORKS.write().unwrap_or_else(|p| p.into_inner());
         let attachment = self.attach::<ReadOnly>()?;
         let mapped = attachment.len.div_ceil(page_size()) * page_size();
         if mapped > 0 {
@@ -441,7 +444,23 @@ impl Segment {
         }
         Ok(attachment)
     }
+}
 
+/// Forks of this process against [`Segment::attach_unseen`]: a fork holds
+/// it shared, the attach exclusively.
+static FORKS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Hold while this process forks a child (a `Command` with `pre_exec`,
+/// which forks; plain `Command`s use posix_spawn, which copies no
+/// mappings): an unseen attachment being made in another thread waits, so
+/// no child inherits it before it is marked MADV_DONTFORK. (Seen: a reader
+/// of the segment table briefly counted the harness's own read as an
+/// attachment, nattch 1 instead of 0, a false FAIL in 1 of ~7 runs.)
+pub fn fork_guard() -> std::sync::RwLockReadGuard<'static, ()> {
+    FORKS.read().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Segment {
     /// `shmctl(index, SHM_STAT_ANY)` (Linux >= 4.17; SHM_STAT before, which
     /// needs read permission): the segment at a slot of the kernel's table,
     /// with its id and IPC_STAT view. EINVAL for an unused slot. This is how

@@ -138,6 +138,8 @@ impl Proc {
         if interrupted() {
             return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, interruption()));
         }
+        // No unseen attachment of another thread may be copied into the child.
+        let forking = shmconf::sysv::fork_guard();
         let mut child = match pid_ns {
             // The thread may not start threads while its children's PID
             // namespace differs from its own: switch for the spawn only.
@@ -155,6 +157,7 @@ impl Proc {
             }
             None => cmd.spawn()?,
         };
+        drop(forking);
         let pid = child.id() as i32;
         live.insert(pid);
         drop(live);
