@@ -54,7 +54,8 @@ impl ImplFile {
             staging: None,
             builtin: false,
             options: Some(file.options),
-        };
+        }
+        .staged();
         Ok((imp, Expectations(file.deviations)))
     }
 
@@ -197,7 +198,12 @@ impl Implementation {
         let Ok(dir) = crate::engine::rundir::scenario_dir("bin-") else {
             return self;
         };
+        // Only what others cannot reach (a user's script found through an
+        // interpreter in /usr/bin stays where it is).
         for argv in [&mut self.writer, &mut self.reader, &mut self.probe] {
+            if reachable_by_others(Path::new(&argv[0])) {
+                continue;
+            }
             let src = PathBuf::from(&argv[0]);
             let dst = dir.path().join(src.file_name().unwrap_or_default());
             if dst.exists() || std::fs::copy(&src, &dst).is_ok() {

@@ -50,7 +50,7 @@ impl Summary {
 /// The verdict's label, coloured (green PASS, red failures, yellow XFAIL,
 /// dim SKIP). Printed through `anstream`, which drops the colour when the
 /// output is not a terminal or NO_COLOR is set.
-pub fn coloured_label(status: Status) -> String {
+pub fn coloured_label(status: Status, width: usize) -> String {
     use anstyle::{AnsiColor, Style};
     let style = match status {
         Status::Pass => Style::new().fg_color(Some(AnsiColor::Green.into())),
@@ -59,12 +59,22 @@ pub fn coloured_label(status: Status) -> String {
         Status::Broken => Style::new().fg_color(Some(AnsiColor::Magenta.into())).bold(),
         Status::Fail | Status::Timeout | Status::Xpass => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
     };
-    format!("{style}{:<7}{style:#}", status.label())
+    format!(
+        "{style}{}{style:#}{:pad$}",
+        status.label(),
+        "",
+        pad = width.saturating_sub(status.label().len())
+    )
 }
 
 /// One progress line per finished scenario.
 pub fn progress_line(r: &ScenarioResult) -> String {
-    let mut line = format!("{} {} ({} ms)", coloured_label(r.status), r.id, r.duration.as_millis());
+    let mut line = format!(
+        "{} {} ({} ms)",
+        coloured_label(r.status, 7),
+        r.id,
+        r.duration.as_millis()
+    );
     if matches!(r.status, Status::Skip | Status::Xfail | Status::Pass) && !r.message.is_empty() {
         line.push_str(&format!(" - {}", r.message));
     }
@@ -78,13 +88,7 @@ pub fn human(out: &mut dyn Write, implementation: &str, results: &[ScenarioResul
         writeln!(out, "\n=== failures ({implementation}) ===")?;
     }
     for r in failures {
-        writeln!(
-            out,
-            "\n--- {} {}: {}",
-            coloured_label(r.status).trim_end(),
-            r.id,
-            r.message
-        )?;
+        writeln!(out, "\n--- {} {}: {}", coloured_label(r.status, 0), r.id, r.message)?;
         for p in r.problems.iter().skip(1) {
             writeln!(out, "    also: {p}")?;
         }
