@@ -413,7 +413,7 @@ fn matrix(args: MatrixArgs) -> ExitCode {
         _ if print => println!("{}", serde_json::to_string(r).unwrap_or_default()),
         Some(why) => println!("{:<14} not run: {why}", r.target),
         None => {
-            let count = |s: shmconf_harness::check::Status| r.results.iter().filter(|c| c.status == s).count();
+            let count = |s| r.count(s);
             use shmconf_harness::check::Status as S;
             println!(
                 "{:<14} {} PASS, {} FAIL, {} XFAIL, {} BROKEN, {} TIMEOUT, {} SKIP in {:.1} s (exit {})",

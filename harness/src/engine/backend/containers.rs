@@ -126,22 +126,14 @@ impl ContainerConfig {
     /// of it with this runtime?
     pub fn probe(&self) -> Result<(), ProbeError> {
         let engine = self.engine.program();
+        // Both engines answer `info` only when they (or their daemon) work.
         let reachable = self
             .command()
-            .args(["info", "--format", "{{.Host.OCIRuntime.Name}}"])
+            .arg("info")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        // (Docker's info has no .Host: any format error still says it answered.)
-        let reachable = reachable
-            || self
-                .command()
-                .args(["version", "--format", "{{.Server.Version}}"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
         if !reachable {
             return Err(ProbeError::Unusable(format!(
                 "`{engine} info` failed: {engine} is not installed or not reachable"
@@ -262,12 +254,22 @@ pub struct Container {
     cfg: ContainerConfig,
 }
 
-/// Where a container's IPC namespace comes from.
-enum Placement<'a> {
+/// Where a container's IPC namespace comes from, as the engine is told.
+enum Placement {
     /// `--ipc <mode>`.
-    Ipc(&'a str),
-    /// A member of this pod.
-    Pod(&'a str),
+    Ipc(String),
+    /// `--pod <pod>`: a member of this Podman pod.
+    Pod(String),
+}
+
+impl std::fmt::Display for Placement {
+    /// As the log says it: "private", "container:NAME", "pod NAME".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Ipc(mode) => f.write_str(mode),
+            Placement::Pod(pod) => write!(f, "pod {pod}"),
+        }
+    }
 }
 
 impl Container {
@@ -278,8 +280,8 @@ impl Container {
         let mut cmd = cfg.command();
         cmd.args(["run", "-d", "--name", name, "--network", "none"]);
         match placement {
-            Placement::Ipc(mode) => cmd.args(["--ipc", mode]),
-            Placement::Pod(pod) => cmd.args(["--pod", pod]),
+            Placement::Ipc(mode) => cmd.args(["--ipc", mode.as_str()]),
+            Placement::Pod(pod) => cmd.args(["--pod", pod.as_str()]),
         };
         crate::engine::rundir::note_container(cfg.engine.program(), EngineObject::Container, name);
         // The handle exists before the engine answers: any failure removes
@@ -502,14 +504,14 @@ impl Backend for ContainerBackend {
         let mut pods: BTreeMap<String, String> = BTreeMap::new();
         for (name, place) in placements {
             let decl = scenario.namespaces.get(&name);
-            let how = match &place {
+            let placement = match &place {
                 NsPlacement::Ipc(IpcMode::Local) => {
                     let ns = IpcNamespace::current().map_err(|e| e.to_string())?;
                     log.namespace(&name, ns.inode().unwrap_or(0));
                     world.local.insert(name, ns);
                     continue;
                 }
-                NsPlacement::Ipc(mode) => format!("--ipc {}", mode_arg(cfg, scenario, mode)),
+                NsPlacement::Ipc(mode) => Placement::Ipc(mode_arg(cfg, scenario, mode)),
                 NsPlacement::Pod(pod) => {
                     if !pods.contains_key(pod) {
                         let pname = container_name(cfg, scenario, &format!("pod-{pod}"));
@@ -519,18 +521,12 @@ impl Backend for ContainerBackend {
                         pods.insert(pod.clone(), pname);
                     }
                     match cfg.engine {
-                        EngineKind::Podman => format!("--pod {}", pods[pod]),
-                        EngineKind::Docker => format!("--ipc container:{}", pods[pod]),
+                        EngineKind::Podman => Placement::Pod(pods[pod].clone()),
+                        EngineKind::Docker => Placement::Ipc(format!("container:{}", pods[pod])),
                     }
                 }
             };
-            let placement = match how.split_once(' ') {
-                Some(("--pod", p)) => Placement::Pod(p),
-                Some((_, mode)) => Placement::Ipc(mode),
-                None => Placement::Ipc(&how),
-            };
-            // As the log says it: "private", "container:NAME", "pod NAME".
-            let placement_text = how.strip_prefix("--ipc ").unwrap_or(&how).replace("--pod ", "pod ");
+            let placement_text = placement.to_string();
             let cname = container_name(cfg, scenario, &name);
             match Container::start(cfg, &cname, &placement, dir.path()) {
                 Ok(c) => {
@@ -613,7 +609,7 @@ impl ContainerWorld {
         match cfg.engine {
             EngineKind::Podman => self.pods.push(Pod::create(cfg, name)?),
             EngineKind::Docker => {
-                let infra = Container::start(cfg, name, &Placement::Ipc("shareable"), dir)?;
+                let infra = Container::start(cfg, name, &Placement::Ipc("shareable".into()), dir)?;
                 self.containers.push((format!("(infra of {name})"), infra));
             }
         }
