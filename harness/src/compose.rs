@@ -3,7 +3,7 @@
 //! limits, expectations. `main.rs` and `harness/tests/scenarios.rs` both
 //! build their runner here, so tests run exactly what the CLI runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::engine::backend::containers::{ContainerBackend, ContainerConfig, EngineKind, ProbeError};
 use crate::engine::backend::local::LocalNamespaces;
@@ -88,15 +88,15 @@ pub fn enter_user_namespace_if_unprivileged() {
 /// Build the runner; errors are one line for the user (exit 2).
 pub fn compose(c: &Choices) -> Result<Runner, String> {
     let docker = matches!(c.backend, BackendChoice::Containers { .. });
-    let mut file_deviations = None;
+    let mut deviations = Expectations::default();
     let implementation = match &c.implementation {
         ImplChoice::File(path) => {
-            let (imp, deviations) = crate::impls::ImplFile::load(path)?;
+            let (imp, file_deviations) = crate::impls::ImplFile::load(path)?;
             if !docker {
                 crate::impls::check_program("writer", &imp.writer)?;
                 crate::impls::check_program("reader", &imp.reader)?;
             }
-            file_deviations = Some(deviations);
+            deviations = file_deviations;
             imp
         }
         ImplChoice::Custom { name, writer, reader } => {
@@ -109,16 +109,20 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             }
             imp
         }
-        ImplChoice::Builtin(name) if docker => Implementation::in_image(name)?,
-        ImplChoice::Builtin(name) => Implementation::builtin(name)?,
+        ImplChoice::Builtin(name) => {
+            let (imp, builtin_deviations) = if docker {
+                Implementation::in_image(name)?
+            } else {
+                Implementation::builtin(name)?
+            };
+            deviations = builtin_deviations;
+            imp
+        }
     };
-    let expectations = match (&c.expectations, file_deviations) {
-        (Some(p), _) => Expectations::load(p).map_err(|e| e.to_string())?,
-        (None, Some(deviations)) => deviations,
-        (None, None) => match implementation.default_expectations {
-            Some(text) => Expectations::parse(Path::new("(built-in expectations)"), text).map_err(|e| e.to_string())?,
-            None => Expectations::default(),
-        },
+    // An expectations file replaces the implementation's own deviations.
+    let expectations = match &c.expectations {
+        Some(p) => Expectations::load(p).map_err(|e| e.to_string())?,
+        None => deviations,
     };
     let capabilities = Capabilities::detect();
     let mut notes = Vec::new();

@@ -15,6 +15,7 @@ use std::time::Instant;
 use crate::check::Status;
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
+use crate::impls::Origin;
 use crate::model::{Change, FileId, Model, RunSpec};
 use crate::runner::{parallel_map, ScenarioResult};
 use crate::scenario::{
@@ -716,14 +717,21 @@ fn shrink(
 
 fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &[Move]) -> String {
     let imp = engine.implementation;
-    let impl_args = if imp.builtin {
-        format!("--impl {}", imp.name)
-    } else {
-        let quote = |argv: &[String]| {
-            let joined = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
-            shlex::try_quote(&joined).map(|q| q.into_owned()).unwrap_or(joined)
-        };
-        format!("--writer {} --reader {}", quote(&imp.writer), quote(&imp.reader))
+    let impl_args = match &imp.origin {
+        Origin::Builtin => format!("--impl {}", imp.name),
+        Origin::File(path) => format!(
+            "--impl-file {}",
+            shlex::try_quote(&path.display().to_string())
+                .map(|q| q.into_owned())
+                .unwrap_or_default()
+        ),
+        Origin::Commands => {
+            let quote = |argv: &[String]| {
+                let joined = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
+                shlex::try_quote(&joined).map(|q| q.into_owned()).unwrap_or(joined)
+            };
+            format!("--writer {} --reader {}", quote(&imp.writer), quote(&imp.reader))
+        }
     };
     format!(
         "shmconf run {} {impl_args} --order '{}'",

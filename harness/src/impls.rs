@@ -8,17 +8,28 @@ use crate::outcome::{Expectations, Expected};
 use crate::scenario::{ImplOption, Role};
 
 /// `--impl-file`: an implementation described in one file (TOML; schema:
-/// `shmconf schema --impl-file`).
+/// `shmconf schema --impl-file`). The built-in implementations are described
+/// the same way (`harness/impls/*.toml`).
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImplFile {
     /// The name in reports.
     pub name: String,
-    /// The writer's command line, as shell words; a relative program path
-    /// (one with a '/') is relative to this file's folder.
+    /// The writer's command line, as shell words. A relative program path
+    /// (one with a '/') and any argument starting with "./" or "../" are
+    /// relative to `dir`. The roles themselves always run in the scenario's
+    /// own directory: the contract's key file is relative to it.
     pub writer: String,
     /// The reader's command line, likewise.
     pub reader: String,
+    /// The folder relative paths in the commands are taken from, itself
+    /// relative to this file's folder (default: this file's folder).
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Environment variables set for both roles (e.g. PYTHONPATH); a
+    /// scenario's own `env` wins for a name both set.
+    #[serde(default)]
+    pub env: BTreeMap<EnvName, String>,
     /// The options of the contract it has ("keep", "size", "key-file",
     /// "proj-id", "key", "mode", "exclusive"); a scenario that needs another
     /// is a SKIP naming it, never a FAIL. The seed programs have none.
@@ -30,39 +41,103 @@ pub struct ImplFile {
     pub deviations: BTreeMap<String, Expected>,
 }
 
+/// An environment variable's name: not empty, no '=' and no NUL (checked at
+/// load, where the file's line and column can be said).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, schemars::JsonSchema)]
+#[serde(try_from = "String")]
+pub struct EnvName(String);
+
+impl TryFrom<String> for EnvName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            Err(format!("{name:?} is not a valid environment variable name"))
+        } else {
+            Ok(EnvName(name))
+        }
+    }
+}
+
+/// Where an implementation came from: what a replay command names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `--impl NAME`.
+    Builtin,
+    /// `--impl-file PATH`.
+    File(PathBuf),
+    /// `--writer CMD --reader CMD`.
+    Commands,
+}
+
 impl ImplFile {
+    fn parse(path: &Path, text: &str) -> Result<ImplFile, String> {
+        crate::scenario::wire::from_toml(path, text).map_err(|e| e.to_string())
+    }
+
     /// The implementation and its deviations; errors are one line, with
     /// file:line:col for the file's content.
     pub fn load(path: &Path) -> Result<(Implementation, Expectations), String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("--impl-file {}: {e}", path.display()))?;
-        let file: ImplFile = crate::scenario::wire::from_toml(path, &text).map_err(|e| e.to_string())?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let file = ImplFile::parse(path, &text)?;
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = match &file.dir {
+            Some(dir) => folder.join(dir),
+            None => folder.to_path_buf(),
+        };
+        let base = std::path::absolute(&base).map_err(|e| format!("{}: dir: {e}", path.display()))?;
         let resolve = |what: &str, line: &str| -> Result<Vec<String>, String> {
-            let mut words = split_command(what, line)?;
-            let program = Path::new(&words[0]);
-            if program.is_relative() && words[0].contains('/') {
-                words[0] = base.join(program).display().to_string();
+            let mut words = split_words(what, line)?;
+            for (i, word) in words.iter_mut().enumerate() {
+                let relative_path = if i == 0 {
+                    word.contains('/') && Path::new(word.as_str()).is_relative()
+                } else {
+                    word.starts_with("./") || word.starts_with("../")
+                };
+                if relative_path {
+                    let tail = word.trim_start_matches("./");
+                    *word = base.join(tail).display().to_string();
+                }
             }
             Ok(words)
         };
+        let writer = resolve("writer", &file.writer)?;
+        let reader = resolve("reader", &file.reader)?;
+        let imp = file.into_implementation(writer, reader, Origin::File(path.to_path_buf()))?;
+        Ok(imp)
+    }
+
+    fn into_implementation(
+        self,
+        writer: Vec<String>,
+        reader: Vec<String>,
+        origin: Origin,
+    ) -> Result<(Implementation, Expectations), String> {
         let imp = Implementation {
-            name: file.name.clone(),
-            writer: resolve("writer", &file.writer)?,
-            reader: resolve("reader", &file.reader)?,
+            name: self.name,
+            writer,
+            reader,
             probe: probe_command()?,
-            default_expectations: None,
+            env: self.env.into_iter().map(|(k, v)| (k.0, v)).collect(),
+            origin,
+            options: Some(self.options),
             staging: None,
-            builtin: false,
-            options: Some(file.options),
-        }
-        .staged();
-        Ok((imp, Expectations(file.deviations)))
+        };
+        Ok((imp.staged(), Expectations(self.deviations)))
     }
 
     pub fn json_schema() -> String {
         serde_json::to_string_pretty(&schemars::schema_for!(ImplFile)).unwrap_or_default()
     }
 }
+
+/// The built-in implementations' files, embedded.
+const BUILTINS: [(&str, &str); 2] = [
+    ("rust", include_str!("../impls/rust.toml")),
+    ("c-reference", include_str!("../impls/c-reference.toml")),
+];
 
 /// An implementation of the writer/reader pair (and the probe role).
 #[derive(Debug, Clone)]
@@ -72,13 +147,12 @@ pub struct Implementation {
     pub reader: Vec<String>,
     /// The raw-syscall probe (`shmconf probe`); the same for every implementation.
     pub probe: Vec<String>,
-    /// Known deviations shipped with a built-in implementation (TOML text).
-    pub default_expectations: Option<&'static str>,
-    /// One of ours (`--impl NAME`), not `--writer/--reader`.
-    pub builtin: bool,
-    /// The contract's options it has; None: all of them (ours, and
-    /// `--writer/--reader`, whose user takes the options on trust).
-    pub options: Option<std::collections::BTreeSet<ImplOption>>,
+    /// Environment of the writer and reader (not of the probe).
+    pub env: BTreeMap<String, String>,
+    pub origin: Origin,
+    /// The contract's options it has; None: all of them (`--writer/--reader`,
+    /// whose user takes the options on trust).
+    pub options: Option<BTreeSet<ImplOption>>,
     /// Copies of the binaries that other uids can reach (removed on drop).
     staging: Option<std::sync::Arc<tempfile::TempDir>>,
 }
@@ -92,63 +166,58 @@ impl Implementation {
         }
     }
 
-    /// The built-in implementations by name.
-    pub fn builtin(name: &str) -> Result<Implementation, String> {
-        match name {
-            "rust" => Ok(Implementation {
-                name: "rust".into(),
-                writer: vec![find_binary("shm-writer")?.display().to_string()],
-                reader: vec![find_binary("shm-reader")?.display().to_string()],
-                probe: probe_command()?,
-                default_expectations: None,
-                staging: None,
-                builtin: true,
-                options: None,
-            }
-            .staged()),
-            "c-reference" => Ok(Implementation {
-                name: "c-reference".into(),
-                writer: vec![find_c_reference("c-writer")?.display().to_string()],
-                reader: vec![find_c_reference("c-reader")?.display().to_string()],
-                probe: probe_command()?,
-                default_expectations: Implementation::builtin_expectations("c-reference"),
-                staging: None,
-                builtin: true,
-                options: None,
-            }
-            .staged()),
-            other => Err(format!(
-                "unknown implementation {other:?}: expected rust or c-reference"
-            )),
-        }
+    /// The environment a role runs with (the probe is ours: none).
+    pub fn env(&self, role: Role) -> Option<&BTreeMap<String, String>> {
+        (role != Role::Probe).then_some(&self.env)
     }
 
-    /// A built-in implementation as installed in our Docker image.
-    pub fn in_image(name: &str) -> Result<Implementation, String> {
-        let (writer, reader) = match name {
-            "rust" => ("shm-writer", "shm-reader"),
-            "c-reference" => ("c-writer", "c-reader"),
-            other => {
-                return Err(format!(
-                    "unknown implementation {other:?}: expected rust or c-reference"
-                ))
-            }
+    fn builtin_file(name: &str) -> Result<ImplFile, String> {
+        let (_, text) = BUILTINS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+            format!("unknown implementation {name:?}: expected one of {}", names.join(", "))
+        })?;
+        ImplFile::parse(&Path::new("harness/impls").join(format!("{name}.toml")), text)
+    }
+
+    /// A built-in implementation by name, with its known deviations: our
+    /// binaries found beside this executable or in the build tree.
+    pub fn builtin(name: &str) -> Result<(Implementation, Expectations), String> {
+        let file = Self::builtin_file(name)?;
+        let locate = |line: &str| -> Result<Vec<String>, String> {
+            let mut words = split_words(name, line)?;
+            words[0] = find_builtin_program(&words[0])?.display().to_string();
+            Ok(words)
         };
-        let bin = |b: &str| vec![format!("/usr/local/bin/{b}")];
-        Ok(Implementation {
-            name: name.into(),
-            writer: bin(writer),
-            reader: bin(reader),
-            probe: vec!["/usr/local/bin/shmconf".into(), "probe".into()],
-            default_expectations: Implementation::builtin_expectations(name),
-            staging: None,
-            builtin: true,
-            options: None,
-        })
+        let (writer, reader) = (locate(&file.writer)?, locate(&file.reader)?);
+        file.into_implementation(writer, reader, Origin::Builtin)
     }
 
-    fn builtin_expectations(name: &str) -> Option<&'static str> {
-        (name == "c-reference").then_some(include_str!("../reference/expectations.toml"))
+    /// A built-in implementation as installed in our container image.
+    pub fn in_image(name: &str) -> Result<(Implementation, Expectations), String> {
+        let file = Self::builtin_file(name)?;
+        let locate = |line: &str| -> Result<Vec<String>, String> {
+            let mut words = split_words(name, line)?;
+            words[0] = format!("/usr/local/bin/{}", words[0]);
+            Ok(words)
+        };
+        let (writer, reader) = (locate(&file.writer)?, locate(&file.reader)?);
+        let deviations = Expectations(file.deviations);
+        let imp = Implementation {
+            name: file.name,
+            writer,
+            reader,
+            probe: vec!["/usr/local/bin/shmconf".into(), "probe".into()],
+            env: file.env.into_iter().map(|(k, v)| (k.0, v)).collect(),
+            origin: Origin::Builtin,
+            options: Some(file.options),
+            staging: None,
+        };
+        Ok((imp, deviations))
+    }
+
+    /// The names of the built-in implementations.
+    pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+        BUILTINS.iter().map(|(n, _)| *n)
     }
 
     /// An implementation from ready argv vectors (tools and tests).
@@ -159,9 +228,9 @@ impl Implementation {
             writer: own(writer),
             reader: own(reader),
             probe: own(probe),
-            default_expectations: None,
+            env: BTreeMap::new(),
+            origin: Origin::Commands,
             staging: None,
-            builtin: false,
             options: None,
         }
     }
@@ -170,14 +239,22 @@ impl Implementation {
     /// path is taken from the invocation's directory (roles run in the
     /// scenario's temp dir).
     pub fn custom(name: &str, writer: &str, reader: &str) -> Result<Implementation, String> {
+        let from_cwd = |flag: &str, line: &str| -> Result<Vec<String>, String> {
+            let mut argv = split_words(flag, line)?;
+            if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+                let abs = std::env::current_dir().map_err(|e| e.to_string())?.join(&argv[0]);
+                argv[0] = abs.display().to_string();
+            }
+            Ok(argv)
+        };
         Ok(Implementation {
             name: name.into(),
-            writer: split_command("--writer", writer)?,
-            reader: split_command("--reader", reader)?,
+            writer: from_cwd("--writer", writer)?,
+            reader: from_cwd("--reader", reader)?,
             probe: probe_command()?,
-            default_expectations: None,
+            env: BTreeMap::new(),
+            origin: Origin::Commands,
             staging: None,
-            builtin: false,
             options: None,
         })
     }
@@ -247,14 +324,10 @@ pub fn check_program(flag: &str, argv: &[String]) -> Result<(), String> {
     }
 }
 
-fn split_command(flag: &str, cmd: &str) -> Result<Vec<String>, String> {
-    let mut argv = shlex::split(cmd).ok_or_else(|| format!("{flag} {cmd:?}: unbalanced quotes"))?;
+fn split_words(what: &str, cmd: &str) -> Result<Vec<String>, String> {
+    let argv = shlex::split(cmd).ok_or_else(|| format!("{what} {cmd:?}: unbalanced quotes"))?;
     if argv.is_empty() {
-        return Err(format!("{flag}: empty command"));
-    }
-    if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
-        let abs = std::env::current_dir().map_err(|e| e.to_string())?.join(&argv[0]);
-        argv[0] = abs.display().to_string();
+        return Err(format!("{what}: empty command"));
     }
     Ok(argv)
 }
@@ -308,6 +381,16 @@ pub fn find_binary(name: &str) -> Result<PathBuf, String> {
             search_dirs()
         )
     })
+}
+
+/// A built-in's program by its bare name: the C reference's where build.rs
+/// compiled it (or beside the executable), ours beside it or built by cargo.
+fn find_builtin_program(name: &str) -> Result<PathBuf, String> {
+    if name.starts_with("c-") {
+        find_c_reference(name)
+    } else {
+        find_binary(name)
+    }
 }
 
 /// The C reference: beside the executable (Docker image), else where build.rs compiled it.

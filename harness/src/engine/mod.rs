@@ -576,10 +576,15 @@ impl State<'_> {
 
     fn spawn(&mut self, engine: &Engine, step: &Step, spawn: &Spawn, deadline: Deadline, r: &mut Recorder) -> bool {
         let n = Some(step.n);
-        let mut argv: Vec<String> = match &spawn.program {
-            Program::Role(role) => engine.implementation.command(*role).to_vec(),
-            Program::Exec(argv) => argv.clone(),
+        let (mut argv, mut env): (Vec<String>, _) = match &spawn.program {
+            Program::Role(role) => (
+                engine.implementation.command(*role).to_vec(),
+                engine.implementation.env(*role).cloned().unwrap_or_default(),
+            ),
+            Program::Exec(argv) => (argv.clone(), Default::default()),
         };
+        // The scenario's own variables win over the implementation's.
+        env.extend(spawn.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         for arg in &spawn.args {
             match arg.render(&self.saved_ids) {
                 Ok(a) => argv.push(a),
@@ -592,7 +597,7 @@ impl State<'_> {
         let req = SpawnRequest {
             ns: &step.ns,
             argv: argv.clone(),
-            env: &spawn.env,
+            env: &env,
             uid: spawn.uid,
             gid: spawn.gid,
         };
