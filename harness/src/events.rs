@@ -306,8 +306,9 @@ impl Log {
             .map(|e| &e.kind)
     }
 
-    /// A readable one-line-per-event rendering for failure reports.
-    pub fn render(&self) -> String {
+    /// Every event as one JSON line with its time and step: the full log
+    /// (`--verbose`; `--record` writes the same events as one JSON file).
+    pub fn render_json(&self) -> String {
         let mut out = String::new();
         for e in &self.events {
             let step = e.step.map_or("  -".to_string(), |s| format!("{s:>3}"));
@@ -315,6 +316,229 @@ impl Log {
             out.push_str(&format!("  {:>8.1} ms  step {step}  {body}\n", e.t_us as f64 / 1000.0));
         }
         out
+    }
+
+    /// The log as a timeline people read: time, step, who, what happened,
+    /// bytes escaped and cut to [`TIMELINE_BYTES`] with their length.
+    pub fn timeline(&self) -> String {
+        let mut out = String::new();
+        for e in &self.events {
+            let step = e.step.map_or("-".to_string(), |s| format!("#{s}"));
+            let (who, what) = e.kind.describe();
+            let mut lines = what.lines();
+            let first = lines.next().unwrap_or("");
+            out.push_str(&format!(
+                "  {:>9.1} ms {step:>4}  {who:<12} {first}\n",
+                e.t_us as f64 / 1000.0
+            ));
+            for more in lines {
+                out.push_str(&format!("  {:>9} {:>4}  {:<12} {more}\n", "", "", ""));
+            }
+        }
+        out
+    }
+}
+
+/// Most bytes of one text a timeline line shows.
+pub const TIMELINE_BYTES: usize = 48;
+
+/// `"hello\n"` or, when longer than `max` bytes, `"hel"... (2000 bytes)`.
+pub fn quote_cut(bytes: &[u8], total: u64, max: usize) -> String {
+    if bytes.len() <= max && total <= max as u64 {
+        format!("\"{}\"", escape(bytes))
+    } else {
+        format!("\"{}\"... ({total} bytes)", escape(&bytes[..bytes.len().min(max)]))
+    }
+}
+
+impl Text {
+    /// For a timeline: quoted, escaped, cut with the length.
+    pub fn brief(&self) -> String {
+        quote_cut(&self.bytes, self.total, TIMELINE_BYTES)
+    }
+}
+
+fn argv_brief(argv: &[String]) -> String {
+    let joined = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+    if joined.len() <= 120 {
+        joined
+    } else {
+        let cut = (0..=120).rev().find(|&i| joined.is_char_boundary(i)).unwrap_or(0);
+        format!("{}... ({} bytes)", &joined[..cut], joined.len())
+    }
+}
+
+fn outputs(stdout: &Text, stderr: &Text) -> String {
+    let mut s = format!("stdout {}", stdout.brief());
+    if stderr.total > 0 {
+        s.push_str(&format!(", stderr {}", stderr.brief()));
+    }
+    s
+}
+
+impl EventKind {
+    /// Who acted (a process, the kernel, the harness) and what happened, in
+    /// words; continuation lines for a segment table's rows.
+    pub fn describe(&self) -> (String, String) {
+        let harness = || "harness".to_string();
+        let err = |e: &Option<String>| e.as_ref().map(|e| format!(": FAILED: {e}")).unwrap_or_default();
+        match self {
+            EventKind::Spawn {
+                proc,
+                argv,
+                ns,
+                pid,
+                uid,
+            } => (
+                proc.clone(),
+                format!(
+                    "start {} (pid {pid}, ns {ns}{})",
+                    argv_brief(argv),
+                    uid.map(|u| format!(", uid {u}")).unwrap_or_default()
+                ),
+            ),
+            EventKind::SpawnFailed { proc, argv, error } => {
+                (proc.clone(), format!("cannot start {}: {error}", argv_brief(argv)))
+            }
+            EventKind::Stdin { proc, data, closed } => (
+                proc.clone(),
+                format!(
+                    "stdin <- {}{}",
+                    data.brief(),
+                    if *closed { ", then closed" } else { ", kept open" }
+                ),
+            ),
+            EventKind::StdinFailed { proc, error } => (proc.clone(), format!("stdin failed: {error}")),
+            EventKind::OutputSeen { proc, text } => (proc.clone(), format!("printed {text:?}")),
+            EventKind::Exit {
+                proc,
+                ending,
+                stdout,
+                stderr,
+                stray_processes,
+            } => (
+                proc.clone(),
+                format!(
+                    "{ending}; {}{}",
+                    outputs(stdout, stderr),
+                    if *stray_processes {
+                        "; left processes behind (killed)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            EventKind::Timeout {
+                proc,
+                waiting_for,
+                limit_ms,
+                limit,
+                stdout,
+                stderr,
+            } => (
+                proc.clone(),
+                format!(
+                    "TIMEOUT after {limit_ms} ms ({limit} limit) waiting for {waiting_for}; {}",
+                    outputs(stdout, stderr)
+                ),
+            ),
+            EventKind::WaitEnded {
+                proc,
+                waiting_for,
+                ending,
+                stdout,
+                stderr,
+            } => (
+                proc.clone(),
+                format!("{ending} while waited for {waiting_for}; {}", outputs(stdout, stderr)),
+            ),
+            EventKind::Interrupted { reason } => (harness(), format!("interrupted: {reason}")),
+            EventKind::Signal { proc, signal } => (proc.clone(), format!("sent {signal}")),
+            EventKind::Snapshot {
+                ns,
+                rows,
+                foreign_ignored,
+                keys,
+                contents,
+            } => {
+                let mut s = match rows.len() {
+                    0 => format!("ns {ns}: no segment"),
+                    1 => format!("ns {ns}: 1 segment"),
+                    n => format!("ns {ns}: {n} segments"),
+                };
+                if *foreign_ignored > 0 {
+                    s.push_str(&format!(" ({foreign_ignored} not the scenario's, ignored)"));
+                }
+                let resolved: Vec<String> = keys
+                    .iter()
+                    .filter(|(spec, _)| spec.starts_with("ftok:"))
+                    .map(|(spec, k)| match k {
+                        Ok(k) => format!("{spec} = {:#010x}", *k as u32),
+                        Err(e) => format!("{spec}: {e}"),
+                    })
+                    .collect();
+                if !resolved.is_empty() {
+                    s.push_str(&format!("; {}", resolved.join(", ")));
+                }
+                for r in rows {
+                    s.push_str(&format!("\n  {}", r.describe()));
+                    if let Some(uid) = r.uid {
+                        s.push_str(&format!(" uid {uid}"));
+                    }
+                    if let Some(text) = contents.get(&r.shmid) {
+                        s.push_str(&format!(" content {}", text.brief()));
+                    }
+                }
+                ("kernel".into(), s)
+            }
+            EventKind::File {
+                op,
+                path,
+                error,
+                identity,
+            } => (
+                "file".into(),
+                format!(
+                    "{op} {path}{}{}",
+                    identity
+                        .map(|(dev, ino)| format!(" (dev {dev:#x} inode {ino})"))
+                        .unwrap_or_default(),
+                    err(error)
+                ),
+            ),
+            EventKind::Removed { what } => (harness(), format!("removed {what}")),
+            EventKind::Sysctl { ns, name, value, error } => (
+                "kernel".into(),
+                format!("ns {ns}: sysctl {name} = {value}{}", err(error)),
+            ),
+            EventKind::Broken { message } => (harness(), format!("BROKEN: {message}")),
+            EventKind::Aborted { reason } => (harness(), format!("remaining steps not run: {reason}")),
+            EventKind::Reaped { proc } => (proc.clone(), "still running at the end: killed with its group".into()),
+            EventKind::Container {
+                ns,
+                name,
+                ipc,
+                pid,
+                error,
+            } => (
+                "container".into(),
+                format!("{name} for ns {ns} (ipc {ipc}, pid {pid}){}", err(error)),
+            ),
+            EventKind::Skipped { reason } => (harness(), format!("SKIP: {reason}")),
+            EventKind::NamespaceDropped { ns } => ("kernel".into(), format!("ns {ns}: harness's handle closed")),
+            EventKind::Shmem {
+                mark,
+                shmem_kib,
+                freed_kib,
+            } => (
+                "kernel".into(),
+                format!(
+                    "Shmem at {mark}: {shmem_kib} KiB{}",
+                    freed_kib.map(|f| format!(" ({f} KiB freed)")).unwrap_or_default()
+                ),
+            ),
+            EventKind::Stopped { ns, error } => ("container".into(), format!("ns {ns} stopped{}", err(error))),
+        }
     }
 }
 
@@ -326,5 +550,50 @@ mod tests {
     fn escapes() {
         assert_eq!(escape(b"a\n\r\x00\xff\"\\"), "a\\n\\r\\x00\\xff\\\"\\\\");
         assert_eq!(escape_short(b"abcdefghij", 4), "\"ab\" ...(6 bytes)... \"ij\"");
+    }
+
+    #[test]
+    fn timeline_cuts_bytes_with_their_length() {
+        let log = Log {
+            events: vec![
+                Event {
+                    t_us: 1500,
+                    step: Some(2),
+                    kind: EventKind::Stdin {
+                        proc: "writer@2".into(),
+                        data: Text::new(vec![b'x'; 5000]),
+                        closed: true,
+                    },
+                },
+                Event {
+                    t_us: 2500,
+                    step: Some(2),
+                    kind: EventKind::Exit {
+                        proc: "writer@2".into(),
+                        ending: Ending::Signaled {
+                            signal: "SIGSEGV".into(),
+                        },
+                        stdout: Text::new(b"a\x01\n".to_vec()),
+                        stderr: Text::default(),
+                        stray_processes: false,
+                    },
+                },
+            ],
+            ..Log::default()
+        };
+        let t = log.timeline();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2, "{t}");
+        assert!(lines[0].contains("1.5 ms"), "{t}");
+        assert!(lines[0].contains("#2  writer@2"), "{t}");
+        assert!(
+            lines[0].contains(&format!(
+                "stdin <- \"{}\"... (5000 bytes), then closed",
+                "x".repeat(TIMELINE_BYTES)
+            )),
+            "{t}"
+        );
+        assert!(lines[1].contains("killed by SIGSEGV; stdout \"a\\x01\\n\""), "{t}");
+        assert!(t.len() < 400, "bounded: {t}");
     }
 }

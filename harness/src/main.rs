@@ -223,6 +223,10 @@ struct RunArgs {
     /// Keep every scenario's event log and verdict as JSON in this directory.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// Failures show their whole event log (JSON lines, every field) instead
+    /// of the readable timeline.
+    #[arg(long, short)]
+    verbose: bool,
     /// Where scenarios run: local namespaces, or Docker or Podman containers
     /// (each scenario namespace a container of --image with its --ipc mode,
     /// or a member of a pod).
@@ -267,28 +271,45 @@ fn main() -> ExitCode {
     code
 }
 
+/// Print a command's output; a reader that stopped reading (`| head`) got
+/// what it wanted, any other write error is said.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmconf: stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Probe(args) => ExitCode::from(probe::run(args) as u8),
         Command::Schema { impl_file } => {
             if impl_file {
-                println!("{}", shmconf_harness::impls::ImplFile::json_schema());
+                emit(&format!("{}\n", shmconf_harness::impls::ImplFile::json_schema()))
             } else {
-                println!("{}", scenario::json_schema());
+                emit(&format!("{}\n", scenario::json_schema()))
             }
-            ExitCode::SUCCESS
         }
         Command::List(select) => match load(&select) {
             Ok(scenarios) => {
-                for s in scenarios {
-                    println!(
-                        "{:<45} [{}] {}",
-                        s.id,
-                        s.scenario.tags.join(","),
-                        first_sentence(&s.scenario.description)
-                    );
-                }
-                ExitCode::SUCCESS
+                let lines: String = scenarios
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{:<45} [{}] {}\n",
+                            s.id,
+                            s.scenario.tags.join(","),
+                            first_sentence(&s.scenario.description)
+                        )
+                    })
+                    .collect();
+                emit(&lines)
             }
             Err(code) => code,
         },
@@ -302,8 +323,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                     .iter()
                     .map(|s| scenario::describe::describe(&s.id, &s.scenario))
                     .collect();
-                print!("{}", shown.join("\n"));
-                ExitCode::SUCCESS
+                emit(&shown.join("\n"))
             }
             Err(code) => code,
         },
@@ -595,12 +615,16 @@ fn run(args: RunArgs) -> ExitCode {
             runner.parallel()
         );
     }
+    let bar = human.then(|| report::Progress::new(scenarios.len()));
     let progress = |r: &ScenarioResult| {
-        if human {
-            anstream::println!("{}", report::progress_line(r));
+        if let Some(bar) = &bar {
+            bar.finished(r);
         }
     };
     let results = runner.run_all(&scenarios, &progress);
+    if let Some(bar) = &bar {
+        bar.done();
+    }
     finish_run(&args, &runner.implementation.name, &results)
 }
 
@@ -631,10 +655,19 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCod
     }
     match args.format {
         Format::Human => {
-            let _ = report::human(&mut anstream::stdout().lock(), name, results);
+            let detail = if args.verbose {
+                report::Detail::Full
+            } else {
+                report::Detail::Timeline
+            };
+            let _ = report::human(&mut anstream::stdout().lock(), name, results, detail);
         }
-        Format::Json => println!("{}", report::json(name, results)),
-        Format::Tap => print!("{}", report::tap(name, results)),
+        Format::Json => {
+            emit(&format!("{}\n", report::json(name, results)));
+        }
+        Format::Tap => {
+            emit(&report::tap(name, results));
+        }
     }
     if let Some(sig) = procs::interrupting_signal() {
         eprintln!(

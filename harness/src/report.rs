@@ -28,18 +28,24 @@ impl Summary {
             ..Summary::default()
         };
         for r in results {
-            *match r.status {
-                Status::Pass => &mut s.pass,
-                Status::Fail => &mut s.fail,
-                Status::Broken => &mut s.broken,
-                Status::Skip => &mut s.skip,
-                Status::Timeout => &mut s.timeout,
-                Status::Xfail => &mut s.xfail,
-                Status::Xpass => &mut s.xpass,
-                Status::Interrupted => &mut s.interrupted,
-            } += 1;
+            s.count(r.status);
         }
+        s.total = results.len();
         s
+    }
+
+    /// One more verdict in the counts (not in `total`).
+    pub fn count(&mut self, status: Status) {
+        *match status {
+            Status::Pass => &mut self.pass,
+            Status::Fail => &mut self.fail,
+            Status::Broken => &mut self.broken,
+            Status::Skip => &mut self.skip,
+            Status::Timeout => &mut self.timeout,
+            Status::Xfail => &mut self.xfail,
+            Status::Xpass => &mut self.xpass,
+            Status::Interrupted => &mut self.interrupted,
+        } += 1;
     }
 
     pub fn failed(&self) -> usize {
@@ -81,8 +87,68 @@ pub fn progress_line(r: &ScenarioResult) -> String {
     line
 }
 
+/// How much of a failure's log the human report shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// A readable timeline, bytes cut with their length.
+    Timeline,
+    /// Every event in full, as JSON lines (`--verbose`).
+    Full,
+}
+
+/// The running totals of a long run: an indicatif bar on stderr when it is
+/// a terminal (hidden otherwise), one line per finished scenario above it.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    counts: std::sync::Mutex<Summary>,
+}
+
+impl Progress {
+    pub fn new(total: usize) -> Progress {
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress {
+            bar,
+            counts: std::sync::Mutex::new(Summary::default()),
+        }
+    }
+
+    /// A scenario finished: its line, then the totals.
+    pub fn finished(&self, r: &ScenarioResult) {
+        let line = progress_line(r);
+        // Writes that fail (a closed pipe) must not stop the run.
+        self.bar.suspend(|| {
+            let _ = writeln!(anstream::stdout().lock(), "{line}");
+        });
+        let Ok(mut c) = self.counts.lock() else {
+            return;
+        };
+        c.total += 1;
+        c.count(r.status);
+        self.bar.set_message(format!(
+            "{} passed, {} failed, {} skipped",
+            c.pass + c.xfail,
+            c.failed(),
+            c.skip
+        ));
+        self.bar.inc(1);
+    }
+
+    pub fn done(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 /// Details of every failure, then the summary.
-pub fn human(out: &mut dyn Write, implementation: &str, results: &[ScenarioResult]) -> std::io::Result<()> {
+pub fn human(
+    out: &mut dyn Write,
+    implementation: &str,
+    results: &[ScenarioResult],
+    detail: Detail,
+) -> std::io::Result<()> {
     let failures: Vec<_> = results.iter().filter(|r| r.status.is_failure()).collect();
     if !failures.is_empty() {
         writeln!(out, "\n=== failures ({implementation}) ===")?;
@@ -93,12 +159,15 @@ pub fn human(out: &mut dyn Write, implementation: &str, results: &[ScenarioResul
             writeln!(out, "    also: {p}")?;
         }
         if let Some(log) = &r.log {
-            writeln!(
-                out,
-                "  event log (workdir {}, isolation {}):",
-                log.workdir, log.isolation
-            )?;
-            write!(out, "{}", log.render())?;
+            let what = match detail {
+                Detail::Timeline => "timeline",
+                Detail::Full => "event log",
+            };
+            writeln!(out, "  {what} (workdir {}, isolation {}):", log.workdir, log.isolation)?;
+            match detail {
+                Detail::Timeline => write!(out, "{}", log.timeline())?,
+                Detail::Full => write!(out, "{}", log.render_json())?,
+            }
         }
     }
     let s = Summary::of(results);
@@ -245,7 +314,7 @@ pub fn junit(implementation: &str, results: &[ScenarioResult]) -> String {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(r.message.as_str()).set_type(other.label());
                 if let Some(log) = &r.log {
-                    s.set_description(log.render());
+                    s.set_description(log.timeline());
                 }
                 s
             }

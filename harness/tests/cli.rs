@@ -848,3 +848,78 @@ fn the_implementation_file_schema_is_current() {
         "regenerate: shmconf schema --impl-file > docs/impl-file.schema.json"
     );
 }
+
+/// A failure reads as a timeline (who did what, bytes cut with their
+/// length); `--verbose` gives every event in full instead. The progress bar
+/// stays off a pipe.
+#[test]
+fn failures_show_a_timeline_and_verbose_shows_the_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = faulty(dir.path(), Some("CONTENT"));
+    let file = scenarios().join("visibility/writer-then-reader.toml");
+    let plain = run_impl_on(&bad, &file, &[]).code(1).get_output().clone();
+    let out = String::from_utf8_lossy(&plain.stdout);
+    assert!(out.contains("timeline (workdir"), "{out}");
+    assert!(out.contains("stdin <- \"hello world\\n\", then closed"), "{out}");
+    assert!(out.contains("kernel       ns main: 1 segment"), "{out}");
+    assert!(!out.contains("{\"event\""), "{out}");
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b'),
+        "no progress bar into a pipe: {err:?}"
+    );
+
+    let verbose = run_impl_on(&bad, &file, &["--verbose"]).code(1).get_output().clone();
+    let out = String::from_utf8_lossy(&verbose.stdout);
+    assert!(out.contains("event log (workdir"), "{out}");
+    assert!(out.contains("{\"event\":\"spawn\""), "{out}");
+}
+
+/// An implementation file's `dir` and `env`: relative paths in its commands
+/// come from `dir`, and both roles see its variables.
+#[test]
+fn an_implementation_file_sets_the_folder_of_its_paths_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = |name: &str| assert_cmd::cargo::cargo_bin(name);
+    let progs = dir.path().join("progs");
+    std::fs::create_dir(&progs).unwrap();
+    // Wrappers that refuse to run without the file's variable.
+    for (role, target) in [("writer", bin("shm-writer")), ("reader", bin("shm-reader"))] {
+        let script = progs.join(format!("{role}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$SHMCONF_TEST_VAR\" = 'set by file' ] || {{ echo \"no variable\" >&2; exit 99; }}\nexec {} \"$@\"\n",
+                target.display()
+            ),
+        )
+        .unwrap();
+    }
+    let file = dir.path().join("impl.toml");
+    std::fs::write(
+        &file,
+        "name = \"wrapped\"\ndir = \"progs\"\nwriter = \"sh ./writer.sh\"\nreader = \"sh ./reader.sh\"\n\
+         options = [\"keep\", \"size\", \"key-file\", \"proj-id\", \"key\", \"mode\", \"exclusive\"]\n\
+         [env]\nSHMCONF_TEST_VAR = \"set by file\"\n",
+    )
+    .unwrap();
+    shmconf()
+        .args(["run", "--tag", "seed-contract", "--impl-file"])
+        .arg(&file)
+        .arg(scenarios())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(all_seed_contract_pass()));
+    // Without the variable the wrappers refuse: the same run fails.
+    let without = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[env]\nSHMCONF_TEST_VAR = \"set by file\"\n", "");
+    std::fs::write(&file, without).unwrap();
+    shmconf()
+        .args(["run", "--impl-file"])
+        .arg(&file)
+        .arg(scenarios().join("visibility/writer-then-reader.toml"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("exit code 99"));
+}

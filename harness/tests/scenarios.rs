@@ -50,7 +50,7 @@ fn main() {
                     Status::Pass | Status::Xfail => Ok(Completion::Completed),
                     Status::Skip => Ok(Completion::ignored_with(r.message)),
                     _ => {
-                        let log = r.log.map(|l| l.render()).unwrap_or_default();
+                        let log = r.log.map(|l| l.timeline()).unwrap_or_default();
                         Err(Failed::from(format!("{}: {}\n{}", r.status.label(), r.message, log)))
                     }
                 }
