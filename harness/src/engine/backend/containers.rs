@@ -296,6 +296,10 @@ impl Container {
             .args(["--label", "io.shmconf.role=backend", "--label"])
             .arg(format!("io.shmconf.run={}", cfg.run_id))
             .args([
+                // Over the image's VOLUME /tmp: an engine tmpfs leaves no
+                // anonymous volume behind when the container is removed.
+                "--tmpfs",
+                "/tmp",
                 "-v",
                 &format!("{d}:{d}"),
                 "-w",
