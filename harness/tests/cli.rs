@@ -628,6 +628,21 @@ fn tap_output_passes_prove_and_the_summary_is_a_markdown_table() {
         "{md}"
     );
     assert!(md.contains("| `errors/eof-without-input` | XFAIL |"), "{md}");
+
+    // Rendered as GitHub does (GFM tables): two tables, the second with a
+    // row per scenario that did not pass, every row with its three cells
+    // (a '|' in a message stays inside its cell).
+    let mut options = pulldown_cmark::Options::empty();
+    options.insert(pulldown_cmark::Options::ENABLE_TABLES);
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, pulldown_cmark::Parser::new_ext(&md, options));
+    assert_eq!(html.matches("<table>").count(), 2, "{html}");
+    let not_passed = md.lines().filter(|l| l.starts_with("| `")).count();
+    assert!(not_passed > 0);
+    let body_rows = html.split("<table>").nth(2).unwrap().matches("<tr>").count();
+    assert_eq!(body_rows, not_passed + 1, "header + one row per scenario: {html}");
+    let cells = html.split("<table>").nth(2).unwrap().matches("<td>").count();
+    assert_eq!(cells, 3 * not_passed, "{html}");
 }
 
 /// `shmconf show` describes every scenario in plain words.
