@@ -486,7 +486,7 @@ impl EventKind {
                         s.push_str(&format!(" uid {uid}"));
                     }
                     if let Some(text) = contents.get(&r.shmid) {
-                        s.push_str(&format!(" content {}", text.brief()));
+                        s.push_str(&format!("\n    content {}", text.brief()));
                     }
                 }
                 ("kernel".into(), s)
