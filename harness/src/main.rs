@@ -604,6 +604,13 @@ fn run(args: RunArgs) -> ExitCode {
     for note in &runner.notes {
         eprintln!("shmconf: note: {note}");
     }
+    // Someone else's programs: check they start at all before judging them.
+    if runner.implementation.origin != shmconf_harness::impls::Origin::Builtin {
+        if let Err(e) = runner.preflight() {
+            eprintln!("shmconf: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let human = matches!(args.format, Format::Human);
     if human {
         eprintln!(

@@ -130,6 +130,94 @@ impl Runner {
     }
 }
 
+/// The throwaway scenario of the preflight: each role once, with the key
+/// file present and nothing on stdin, whatever it ends with.
+const PREFLIGHT: &str = r#"
+description = "preflight: each role of the implementation starts"
+[[step]]
+run = "writer"
+expect = { exit = "any" }
+[[step]]
+run = "reader"
+expect = { exit = "any" }
+"#;
+
+/// What an interpreter prints when the script it was given is not there
+/// (python, perl, node, dash, bash): the program started, its code did not.
+const SCRIPT_NOT_FOUND: [&str; 5] = [
+    "can't open file",
+    "Can't open perl script",
+    "Cannot find module",
+    "cannot open",
+    "No such file or directory",
+];
+
+impl Runner {
+    /// Preflight: before any scenario, start each role once through the
+    /// same engine and backend (a throwaway scenario dir with its key file,
+    /// empty stdin). A program that cannot be started, that ends with 126 or
+    /// 127 (a shell's "cannot execute" / "not found"), or an interpreter
+    /// that cannot open its script is one clear error, not a BROKEN or FAIL
+    /// per scenario. Anything else it does is for the scenarios to judge.
+    pub fn preflight(&self) -> Result<(), String> {
+        use crate::events::{Ending, EventKind};
+        let scenario = crate::scenario::Scenario::parse(std::path::Path::new("(preflight)"), PREFLIGHT)
+            .map_err(|e| format!("preflight scenario: {e}"))?;
+        let crate::scenario::Body::Steps(steps) = &scenario.body else {
+            return Ok(());
+        };
+        let log = self.engine().execute(&Run {
+            id: "preflight",
+            scenario: &scenario,
+            steps,
+            hard_deadline: None,
+        });
+        for event in &log.events {
+            match &event.kind {
+                EventKind::SpawnFailed { proc, argv, error } => {
+                    return Err(format!("{}: cannot start {:?}: {error}", role_of(proc), argv.join(" ")));
+                }
+                EventKind::Exit {
+                    proc, ending, stderr, ..
+                } => {
+                    let text = String::from_utf8_lossy(&stderr.bytes);
+                    let first = text.lines().next().unwrap_or("").trim();
+                    let cannot_run = matches!(ending, Ending::Exited { code: 126 | 127 });
+                    let no_script = !matches!(ending, Ending::Exited { code: 0 })
+                        && SCRIPT_NOT_FOUND.iter().any(|p| text.contains(p))
+                        && !text.contains("shmfile");
+                    if cannot_run || no_script {
+                        let command = self.implementation.command(role_of_proc(proc)).join(" ");
+                        let hint = if no_script {
+                            " (roles run in each scenario's own directory: name scripts by absolute path, or in an --impl-file relative to it)"
+                        } else {
+                            ""
+                        };
+                        return Err(format!(
+                            "{}: {command:?} does not start ({ending}): {first}{hint}",
+                            role_of(proc)
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn role_of(proc: &str) -> &str {
+    proc.split('@').next().unwrap_or(proc)
+}
+
+fn role_of_proc(proc: &str) -> crate::scenario::Role {
+    if role_of(proc) == "reader" {
+        crate::scenario::Role::Reader
+    } else {
+        crate::scenario::Role::Writer
+    }
+}
+
 /// Run `f(0..n)` on up to `jobs` threads, taking indices in order, until all
 /// are done or `stop()` says so; results come back in index order, without
 /// the indices that were never started.

@@ -240,6 +240,30 @@ fn a_missing_implementation_command_is_one_error_before_any_scenario(#[case] cmd
     assert_eq!(stderr.trim(), format!("shmconf: {message}"));
 }
 
+/// A program that starts but whose code is not there (an interpreter given
+/// a script that does not exist where roles run, `env` given a missing
+/// program) is found by the preflight, which starts each role once: one
+/// line, exit 2, no scenario run.
+#[rstest]
+#[case::python_script(&["python3 no-such-writer.py", "true"], "writer: \"python3 no-such-writer.py\" does not start (exit code 2)")]
+#[case::shell_script(&["true", "sh ./no-such-reader.sh"], "reader: \"sh ./no-such-reader.sh\" does not start (exit code ")]
+#[case::perl_script(&["perl no-such.pl", "true"], "writer: \"perl no-such.pl\" does not start (exit code 2)")]
+#[case::env_program(&["env no-such-program-xyz", "true"], "writer: \"env no-such-program-xyz\" does not start (exit code 127)")]
+fn a_role_that_dies_at_once_for_a_missing_file_is_one_error(#[case] cmds: &[&str], #[case] start: &str) {
+    let out = shmconf()
+        .args(["run", "--writer", cmds[0], "--reader", cmds[1]])
+        .arg(scenarios())
+        .assert()
+        .code(2)
+        .stdout("")
+        .get_output()
+        .stderr
+        .clone();
+    let stderr = String::from_utf8_lossy(&out);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("shmconf: {start}")), "{stderr}");
+}
+
 #[test]
 fn a_writer_that_is_not_executable_is_one_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,22 +283,29 @@ fn a_writer_that_is_not_executable_is_one_error() {
         ));
 }
 
-/// A program that passes the preflight but cannot start (its interpreter is
-/// missing) is BROKEN for the scenarios it is in, not FAIL.
+/// A program the kernel cannot start (its interpreter is missing) passes
+/// the static check (it exists, it is executable) and is caught by the
+/// preflight's start: one line naming the role and exec's error, exit 2.
 #[test]
-fn an_implementation_that_cannot_start_is_broken_not_failed() {
+fn an_implementation_that_cannot_start_is_one_error_from_the_preflight() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad-interpreter");
     std::fs::write(&bad, "#!/nonexistent/interpreter\n").unwrap();
     std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    shmconf()
+    let out = shmconf()
         .args(["run", "--writer", "true", "--reader"])
         .arg(&bad)
         .arg(scenarios().join("orders/reader-first.toml"))
         .assert()
-        .code(1)
-        .stdout(predicate::str::contains("BROKEN  orders/reader-first"))
-        .stdout(predicate::str::contains("cannot start reader@1"));
+        .code(2)
+        .stdout("")
+        .get_output()
+        .stderr
+        .clone();
+    let stderr = String::from_utf8_lossy(&out);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("shmconf: reader: cannot start"), "{stderr}");
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
 }
 
 #[test]
