@@ -261,6 +261,10 @@ struct RunArgs {
     /// Limit per scenario in milliseconds (a scenario's own timeout_ms wins).
     #[arg(long, default_value_t = 30000)]
     scenario_timeout: u64,
+    /// An exploration that runs out of time with every explored order
+    /// agreeing is a TIMEOUT (default: a PASS that says how much of it ran).
+    #[arg(long)]
+    strict_budget: bool,
 }
 
 fn main() -> ExitCode {
@@ -580,6 +584,7 @@ fn run(args: RunArgs) -> ExitCode {
         limits: Limits {
             step: Duration::from_millis(args.step_timeout.clamp(1, 600_000)),
             scenario: Duration::from_millis(args.scenario_timeout.clamp(1, 3_600_000)),
+            strict_budget: args.strict_budget,
         },
         jobs: args
             .jobs

@@ -969,3 +969,55 @@ fn an_implementation_file_sets_the_folder_of_its_paths_and_the_environment() {
         .code(1)
         .stdout(predicate::str::contains("exit code 99"));
 }
+
+/// A budget is not a verdict: an exploration that runs out of time with
+/// every explored order agreeing says how much it explored and passes;
+/// `--strict-budget` makes it a TIMEOUT. A slow but correct writer (ours
+/// behind a wrapper that lingers 150 ms) stands in for the case.
+#[test]
+fn an_exploration_out_of_budget_with_nothing_wrong_passes_unless_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let scenario = dir.path().join("explore-3x2-short.toml");
+    let text = std::fs::read_to_string(scenarios().join("orders/explore-3x2.toml")).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("timeout_ms"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(
+        &scenario,
+        text.replacen("[explore]", "timeout_ms = 2500\n\n[explore]", 1),
+    )
+    .unwrap();
+    let slow = dir.path().join("slow-writer");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\n{} \"$@\"\ncode=$?\nsleep 0.15\nexit $code\n",
+            assert_cmd::cargo::cargo_bin("shm-writer").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let reader = assert_cmd::cargo::cargo_bin("shm-reader").display().to_string();
+    let run = |extra: &[&str]| {
+        shmconf()
+            .args(["run", "--jobs", "2", "--writer"])
+            .arg(&slow)
+            .args(["--reader", &reader])
+            .args(extra)
+            .arg(&scenario)
+            .assert()
+    };
+    let out = run(&[]).success().get_output().stdout.clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("PASS    explore-3x2-short"), "{text}");
+    assert!(
+        text.contains("of 120 orders within the scenario limit of 2500 ms, all agreeing"),
+        "{text}"
+    );
+    let out = run(&["--strict-budget"]).code(1).get_output().stdout.clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("TIMEOUT explore-3x2-short"), "{text}");
+}

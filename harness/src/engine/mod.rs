@@ -38,6 +38,10 @@ pub const CONTENT_CAP: usize = MAX_EXPECT_BYTES + 1;
 pub struct Limits {
     pub step: Duration,
     pub scenario: Duration,
+    /// An exploration whose time ran out with every explored order agreeing
+    /// is a TIMEOUT (`--strict-budget`) rather than a PASS saying how much
+    /// was explored: a budget is not a verdict on the implementation.
+    pub strict_budget: bool,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
         Limits {
             step: Duration::from_secs(5),
             scenario: Duration::from_secs(30),
+            strict_budget: false,
         }
     }
 }
