@@ -13,6 +13,7 @@ pub mod backend;
 pub mod oracle;
 pub mod procs;
 pub mod rundir;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

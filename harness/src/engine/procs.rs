@@ -111,6 +111,9 @@ pub struct Proc {
     shared: Arc<Shared>,
     /// The group may still have members and the leader is not reaped yet.
     group_live: bool,
+    /// Started under this thread's ptrace (`spawn_traced`): its end is
+    /// recorded by the tracer, and reaping it takes the tracer's waits.
+    traced: bool,
 }
 
 /// What a wait saw.
@@ -127,7 +130,24 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 impl Proc {
     /// Spawn `cmd` as the leader of a new process group with piped stdio,
     /// dying with the calling thread, inside `pid_ns` when given.
-    pub fn spawn(name: &str, mut cmd: Command, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
+    pub fn spawn(name: &str, cmd: Command, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
+        Self::spawn_inner(name, cmd, pid_ns, false)
+    }
+
+    /// As `spawn`, but traced by the calling thread, stopping before each
+    /// system call that matters for shared memory (see `engine::trace`).
+    /// Only the calling thread may then step it, see its end, or reap it.
+    pub fn spawn_traced(name: &str, mut cmd: Command, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
+        shmconf::sysv::process::trace_at_ipc_calls(&mut cmd);
+        Self::spawn_inner(name, cmd, pid_ns, true)
+    }
+
+    fn spawn_inner(
+        name: &str,
+        mut cmd: Command,
+        pid_ns: Option<&mut PidNamespace>,
+        traced: bool,
+    ) -> std::io::Result<Proc> {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -196,7 +216,9 @@ impl Proc {
         let stdin = child.stdin.take();
         // `child` is dropped without waiting: the leader is ours to reap below.
         drop(child);
-        {
+        // A traced leader's stops would wake a waitid(WEXITED) too (ptrace
+        // stops are reported regardless of flags): its tracer sees its end.
+        if !traced {
             let shared = Arc::clone(&shared);
             std::thread::spawn(move || {
                 // Observe the exit, leave the zombie (see the module docs).
@@ -222,7 +244,21 @@ impl Proc {
             stdin,
             shared,
             group_live: true,
+            traced,
         })
+    }
+
+    /// A traced leader's end, as its tracer saw it.
+    pub fn record_ending(&self, ending: Ending) {
+        lock(&self.shared).ending.get_or_insert(ending);
+        self.shared.changed.notify_all();
+    }
+
+    /// Bytes written to its stdin that it has not read yet (FIONREAD on the
+    /// pipe), or None once stdin is closed: whether a read would block.
+    pub fn stdin_unread(&self) -> Option<usize> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(self.stdin.as_ref()?);
+        shmconf::sysv::process::pipe_unread(fd)
     }
 
     /// Write to stdin, optionally closing it. A write to a process that has
@@ -370,10 +406,50 @@ impl Proc {
         }
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
         self.stdin = None;
+        if self.traced {
+            self.reap_traced();
+            return;
+        }
         // SIGKILL cannot be ignored; on a loaded machine dying can still take
         // a moment (a PID namespace's init first reaps every member).
         let _ = self.wait_until(Instant::now() + Duration::from_secs(10), false, |st| st.ending.clone());
         let _ = waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG));
+        LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pid);
+        self.group_live = false;
+    }
+}
+
+impl Proc {
+    /// After SIGKILL: let a traced leader through its remaining stops until
+    /// it is gone, and reap it (only its tracer, this thread, can).
+    fn reap_traced(&mut self) {
+        let pid = Pid::from_raw(self.pid);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.record_ending(Ending::Exited { code });
+                    break;
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    self.record_ending(Ending::Signaled {
+                        signal: sig.as_str().into(),
+                    });
+                    break;
+                }
+                Ok(WaitStatus::StillAlive) => {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Ok(_) => {
+                    let _ = nix::sys::ptrace::cont(pid, None);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
         LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pid);
         self.group_live = false;
     }
