@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
+use crate::scenario::Choice;
+
 /// Bytes a process printed or a segment held: what was kept (bounded) and
 /// how many there were in all. Shown as text with C-style escapes for
 /// anything not printable ASCII; reports show at most [`REPORT_KEEP`] bytes
@@ -270,6 +272,22 @@ pub enum EventKind {
     Stopped {
         ns: String,
         error: Option<String>,
+    },
+    /// A system-call exploration let one thing happen: a traced run
+    /// executed `call` and went on to its next point (or its end), or a
+    /// piece of input was fed. `enabled`: the choices there were;
+    /// `touches`: what it may have read or changed that another run's
+    /// events can also touch (the dependency partial-order reduction uses).
+    Scheduled {
+        choice: String,
+        call: String,
+        enabled: Vec<String>,
+        touches: Vec<String>,
+    },
+    /// Every choice left was asleep: the rest of this order is equivalent
+    /// to one explored already, so it stops here (partial-order reduction).
+    Redundant {
+        asleep: Vec<String>,
     },
 }
 
@@ -538,6 +556,24 @@ impl EventKind {
                 ),
             ),
             EventKind::Stopped { ns, error } => ("container".into(), format!("ns {ns} stopped{}", err(error))),
+            EventKind::Redundant { asleep } => (
+                harness(),
+                format!("stop: the rest is explored already (asleep: {})", asleep.join(", ")),
+            ),
+            EventKind::Scheduled {
+                choice, call, enabled, ..
+            } => {
+                let who = Choice::parse(choice);
+                let chose = if enabled.len() > 1 {
+                    format!(" (of {})", enabled.join(", "))
+                } else {
+                    String::new()
+                };
+                match who {
+                    Choice::Step(run) => (run, format!("{call}{chose}")),
+                    Choice::Feed(run) => (run, format!("{call}{chose}")),
+                }
+            }
         }
     }
 }

@@ -16,11 +16,13 @@ use crate::check::Status;
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
 use crate::impls::Origin;
+
+mod syscall;
 use crate::model::{Change, FileId, Model, RunSpec};
 use crate::runner::{parallel_map, ScenarioResult};
 use crate::scenario::{
-    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Orders, PairRole, Program, ScenarioFile,
-    Spawn, Step, WaitFor, MAIN_NS,
+    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Granularity, Orders, PairRole, Program,
+    ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
 };
 
 /// One orderable event of an exploration, by label.
@@ -219,7 +221,7 @@ fn run_spec(r: &ExploreRun) -> RunSpec {
 }
 
 /// A run's process as an engine step.
-fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>) -> Action {
+fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>, traced: bool) -> Action {
     let mut args = Vec::new();
     if r.key_file.as_str() != "shmfile" {
         args.extend(["--key-file".to_string(), r.key_file.as_str().to_string()]);
@@ -231,6 +233,7 @@ fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>) -> A
         args.push("--keep".into());
     }
     Action::Spawn(Spawn {
+        traced,
         name: r.name.clone(),
         program: Program::Role(r.role.role()),
         args: args
@@ -284,12 +287,12 @@ pub fn order_steps(ex: &Exploration, order: &[Move]) -> (Vec<Step>, Vec<(usize, 
                 };
                 match part {
                     Part::Whole => {
-                        push(&mut steps, spawn_of(r, None, r.stdin.clone()));
+                        push(&mut steps, spawn_of(r, None, r.stdin.clone(), false));
                     }
                     Part::Attach => {
                         push(
                             &mut steps,
-                            spawn_of(r, Some(Background { close_stdin: false }), Vec::new()),
+                            spawn_of(r, Some(Background { close_stdin: false }), Vec::new(), false),
                         );
                         push(
                             &mut steps,
@@ -567,6 +570,9 @@ pub const MAX_FAILING_ORDERS: usize = 20;
 
 /// Run the exploration of one scenario file.
 pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, replay: Option<&str>) -> ScenarioResult {
+    if ex.granularity == Granularity::Syscall {
+        return syscall::run(sf, ex, engine, replay);
+    }
     let start = Instant::now();
     let result = |status, message: String, problems, log| ScenarioResult {
         id: sf.id.clone(),
@@ -662,7 +668,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
         return result(Status::Broken, "no failing order to shrink".into(), vec![], None);
     };
     let shrunk = shrink(engine, sf, ex, shortest, deadline);
-    let replay = replay_command(sf, engine, &shrunk.order);
+    let replay = replay_command(sf, engine, &label_order(&shrunk.order));
     let mut problems: Vec<String> = shrunk.problems.clone();
     problems.push(format!("replay: {replay}"));
     for o in failed.iter().take(5) {
@@ -724,7 +730,8 @@ fn shrink(
     }
 }
 
-fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &[Move]) -> String {
+/// The one-line command that runs exactly this order again.
+pub fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &str) -> String {
     let imp = engine.implementation;
     let impl_args = match &imp.origin {
         Origin::Builtin => format!("--impl {}", imp.name),
@@ -742,11 +749,7 @@ fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &[Move]) -> String 
             format!("--writer {} --reader {}", quote(&imp.writer), quote(&imp.reader))
         }
     };
-    format!(
-        "shmconf run {} {impl_args} --order '{}'",
-        sf.path.display(),
-        label_order(order)
-    )
+    format!("shmconf run {} {impl_args} --order '{order}'", sf.path.display())
 }
 
 #[cfg(test)]

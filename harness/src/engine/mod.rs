@@ -26,8 +26,8 @@ use crate::events::{Event, EventKind, Log, Text};
 use crate::impls::Implementation;
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{
-    Action, FileName, FileOp, KeySpec, Program, Scenario, ScenarioDir, SegmentsCheck, Spawn, Step, WaitFor,
-    MAX_EXPECT_BYTES,
+    Action, Choice, FileName, FileOp, KeySpec, Program, Scenario, ScenarioDir, Schedule, SegmentsCheck, Spawn, Step,
+    WaitFor, MAX_EXPECT_BYTES,
 };
 
 /// Most bytes of a segment's content a snapshot keeps: enough to judge any
@@ -213,6 +213,7 @@ impl Engine<'_> {
             known: Known::default(),
             world: world.as_mut(),
             procs: BTreeMap::new(),
+            tracees: BTreeMap::new(),
             saved_ids: BTreeMap::new(),
             shmem_marks: BTreeMap::new(),
         };
@@ -284,6 +285,8 @@ struct State<'w> {
     known: Known,
     world: &'w mut dyn World,
     procs: BTreeMap<String, Proc>,
+    /// The traced processes among `procs`, held at their points.
+    tracees: BTreeMap<String, trace::Tracee>,
     /// Segment ids saved by `save_id`, for `{NAME}` in args.
     saved_ids: BTreeMap<String, i32>,
     /// `shmem_mark` values (KiB of Shmem) by name.
@@ -564,6 +567,7 @@ impl State<'_> {
                 }
             }
             Action::Observe => self.snapshot(step, None, r),
+            Action::Schedule(schedule) => self.schedule(step, schedule, deadline, r),
         }
     }
 
@@ -614,7 +618,12 @@ impl State<'_> {
                 return false;
             }
         };
-        let mut proc = match Proc::spawn(&spawn.name, cmd, self.world.pid_namespace()) {
+        let spawned = if spawn.traced {
+            Proc::spawn_traced(&spawn.name, cmd, self.world.pid_namespace())
+        } else {
+            Proc::spawn(&spawn.name, cmd, self.world.pid_namespace())
+        };
+        let mut proc = match spawned {
             Ok(p) => p,
             Err(e) => {
                 if procs::interrupted() {
@@ -664,10 +673,224 @@ impl State<'_> {
             }
         }
         if spawn.background.is_some() {
+            if spawn.traced {
+                self.tracees.insert(spawn.name.clone(), trace::Tracee::new(proc.pid));
+            }
             self.procs.insert(spawn.name.clone(), proc);
             true
         } else {
             finish(self.world, step.n, &mut proc, deadline, "its exit", r)
+        }
+    }
+
+    /// Play one order of a system-call exploration (see [`Schedule`]).
+    /// False stops the scenario: a replay that is not possible, a run that
+    /// does what the tracer cannot follow (a SKIP), a timeout.
+    fn schedule(&mut self, step: &Step, sched: &Schedule, deadline: Deadline, r: &mut Recorder) -> bool {
+        use trace::{Call, Stop, TraceError};
+        let n = Some(step.n);
+        let mut fed: BTreeMap<String, usize> = BTreeMap::new();
+        let mut attached: BTreeMap<String, Option<i32>> = BTreeMap::new();
+        let mut prefix = sched.prefix.iter();
+        let mut sleep: Vec<(Choice, Vec<String>)> = Vec::new();
+        let mut index = 0usize;
+        loop {
+            if index == sched.sleep_from {
+                sleep = sched.sleep.clone();
+            }
+            if procs::interrupted() {
+                r.rec(n, interrupted_event());
+                return false;
+            }
+            let mut enabled = Vec::new();
+            for run in &sched.runs {
+                let (Some(t), Some(p)) = (self.tracees.get(run), self.procs.get(run)) else {
+                    continue;
+                };
+                // A read with nothing to read would block: not until fed.
+                let blocked = *t.stop() == Stop::At(Call::ReadStdin) && p.stdin_unread() == Some(0);
+                if t.ended().is_none() && !blocked {
+                    enabled.push(Choice::Step(run.clone()));
+                }
+                let pieces = sched.pieces.get(run).map_or(0, Vec::len);
+                if t.ended().is_none() && fed.get(run).copied().unwrap_or(0) < pieces {
+                    enabled.push(Choice::Feed(run.clone()));
+                }
+            }
+            if enabled.is_empty() {
+                let stuck: Vec<&String> = sched.runs.iter().filter(|run| self.procs.contains_key(*run)).collect();
+                if !stuck.is_empty() {
+                    r.rec(
+                        n,
+                        EventKind::Broken {
+                            message: format!("no run can go on, and {stuck:?} have not ended"),
+                        },
+                    );
+                    return false;
+                }
+                return true;
+            }
+            let choice = match prefix.next() {
+                Some(c) if enabled.contains(c) => c.clone(),
+                Some(c) => {
+                    r.rec(
+                        n,
+                        EventKind::Broken {
+                            message: format!(
+                                "this order cannot be replayed: {} is not possible here (possible: {})",
+                                c.label(),
+                                enabled.iter().map(Choice::label).collect::<Vec<_>>().join(", ")
+                            ),
+                        },
+                    );
+                    return false;
+                }
+                None => match enabled.iter().find(|c| !sleep.iter().any(|(s, _)| s == *c)) {
+                    Some(c) => c.clone(),
+                    None => {
+                        r.rec(
+                            n,
+                            EventKind::Redundant {
+                                asleep: enabled.iter().map(Choice::label).collect(),
+                            },
+                        );
+                        return true;
+                    }
+                },
+            };
+            index += 1;
+            let labels: Vec<String> = enabled.iter().map(Choice::label).collect();
+            match &choice {
+                Choice::Feed(run) => {
+                    let k = fed.entry(run.clone()).or_insert(0);
+                    let all = &sched.pieces[run];
+                    let piece = &all[*k];
+                    *k += 1;
+                    let last = *k == all.len();
+                    let written = self.procs.get_mut(run).map(|p| p.write_stdin(piece, last));
+                    r.rec(
+                        n,
+                        EventKind::Scheduled {
+                            choice: choice.label(),
+                            call: format!(
+                                "input piece {} of {}: {}{}",
+                                *k,
+                                all.len(),
+                                crate::events::quote_cut(piece, piece.len() as u64, 48),
+                                if last { ", then closed" } else { "" }
+                            ),
+                            enabled: labels,
+                            touches: vec![format!("stdin:{run}")],
+                        },
+                    );
+                    let touched = [format!("stdin:{run}")];
+                    sleep.retain(|(c, t)| *c != choice && !trace::conflict(t, &touched));
+                    if let Some(Err(e)) = written {
+                        r.rec(
+                            n,
+                            EventKind::StdinFailed {
+                                proc: run.clone(),
+                                error: e.to_string(),
+                            },
+                        );
+                    }
+                }
+                Choice::Step(run) => {
+                    let Some(tracee) = self.tracees.get_mut(run) else {
+                        return self.gone(step, run, r);
+                    };
+                    let call = match tracee.stop() {
+                        Stop::At(call) => call.clone(),
+                        Stop::Ended(_) => return self.gone(step, run, r),
+                    };
+                    let before = attached.get(run).copied().flatten();
+                    let after = match &call {
+                        Call::ShmAt { id } => Some(*id),
+                        Call::ShmDt => None,
+                        _ => before,
+                    };
+                    // The segments it can reach in this step, and their
+                    // content around it: a change is a write (everyone else
+                    // is held, so the change is this step's).
+                    let mut ids: Vec<i32> = [before, after].into_iter().flatten().collect();
+                    ids.dedup();
+                    let oracle = self.world.oracle().unwrap_or(self.oracle);
+                    let read = |id: i32| oracle.content(id, CONTENT_CAP).ok();
+                    let contents_before: Vec<Option<Vec<u8>>> = ids.iter().map(|&id| read(id)).collect();
+                    let Some(tracee) = self.tracees.get_mut(run) else {
+                        return self.gone(step, run, r);
+                    };
+                    let result = tracee.step(deadline.at).cloned();
+                    attached.insert(run.clone(), after);
+                    let mut touches = Vec::new();
+                    if call.is_shm() || (matches!(call, Call::Exit { .. }) && before.is_some()) {
+                        touches.push("shm".to_string());
+                    }
+                    if call == Call::ReadStdin {
+                        touches.push(format!("stdin:{run}"));
+                    }
+                    for (id, was) in ids.iter().zip(contents_before) {
+                        touches.push(format!("r:{id}"));
+                        if was.is_some() && read(*id) != was {
+                            touches.push(format!("w:{id}"));
+                        }
+                    }
+                    sleep.retain(|(c, t)| *c != choice && !trace::conflict(t, &touches));
+                    r.rec(
+                        n,
+                        EventKind::Scheduled {
+                            choice: choice.label(),
+                            call: call.describe(),
+                            enabled: labels,
+                            touches,
+                        },
+                    );
+                    match result {
+                        Ok(Stop::At(_)) => {}
+                        Ok(Stop::Ended(ending)) => {
+                            self.tracees.remove(run);
+                            let Some(mut p) = self.procs.remove(run) else {
+                                return self.gone(step, run, r);
+                            };
+                            p.record_ending(ending);
+                            if !finish(self.world, step.n, &mut p, deadline, "its exit", r) {
+                                return false;
+                            }
+                        }
+                        Err(TraceError::Unsupported(why)) => {
+                            r.rec(
+                                n,
+                                EventKind::Skipped {
+                                    reason: format!("{run}: {why}"),
+                                },
+                            );
+                            return false;
+                        }
+                        Err(TraceError::TimedOut) => {
+                            let out = self.procs.get(run).map(|p| p.output()).unwrap_or_default();
+                            r.rec(
+                                n,
+                                timeout_event(
+                                    run,
+                                    format!("it to reach its next system call after {}", call.describe()),
+                                    deadline,
+                                    out,
+                                ),
+                            );
+                            return false;
+                        }
+                        Err(TraceError::Failed(why)) => {
+                            r.rec(
+                                n,
+                                EventKind::Broken {
+                                    message: format!("tracing {run}: {why}"),
+                                },
+                            );
+                            return false;
+                        }
+                    }
+                }
+            }
         }
     }
 

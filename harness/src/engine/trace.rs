@@ -82,6 +82,20 @@ impl Call {
     }
 }
 
+/// Do two events conflict (may not commute)? Each says what it touched:
+/// `shm` (the segment table), `stdin:R` (run R's input), `r:ID` (it ran
+/// while segment ID was attached, so it may have read it) and `w:ID` (the
+/// segment's content changed during it). Reads of one segment commute with
+/// each other; a write conflicts with any read or write of it.
+pub fn conflict(a: &[String], b: &[String]) -> bool {
+    let has = |set: &[String], t: &str| set.iter().any(|x| x == t);
+    a.iter().any(|t| match (t.strip_prefix("r:"), t.strip_prefix("w:")) {
+        (Some(id), _) => has(b, &format!("w:{id}")),
+        (_, Some(id)) => has(b, t) || has(b, &format!("r:{id}")),
+        _ => has(b, t),
+    })
+}
+
 /// Where a traced role is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
@@ -118,6 +132,8 @@ pub struct Tracee {
     stop: Stop,
     /// Options set (after the exec stop).
     started: bool,
+    /// Points stopped at so far.
+    points: usize,
 }
 
 fn failed(what: &str, e: nix::errno::Errno) -> TraceError {
@@ -132,6 +148,7 @@ impl Tracee {
             pid: Pid::from_raw(pid),
             stop: Stop::At(Call::Start),
             started: false,
+            points: 0,
         }
     }
 
@@ -179,11 +196,21 @@ impl Tracee {
             match self.wait(deadline)? {
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
                     let call = self.decode()?;
+                    self.points += 1;
                     self.stop = Stop::At(call);
                     return Ok(&self.stop);
                 }
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_EXIT => {
                     let status = ptrace::getevent(self.pid).map_err(|e| failed("PTRACE_GETEVENTMSG", e))? as i32;
+                    // Every program stops at least at its exit call: ending
+                    // normally without one stop means the kernel (a
+                    // sandbox's) does not deliver seccomp trace stops.
+                    if self.points == 0 && !libc::WIFSIGNALED(status) {
+                        return Err(TraceError::Unsupported(
+                            "it ran to its end without one system-call stop: seccomp trace stops do not work here"
+                                .into(),
+                        ));
+                    }
                     self.stop = Stop::Ended(ending_of(status));
                     // Let it finish exiting; it stays a zombie for its
                     // group's owner to reap (see procs).

@@ -170,6 +170,18 @@ fn segment(e: &SegmentExpect) -> String {
 
 fn action(a: &Action) -> String {
     match a {
+        Action::Schedule(s) => format!(
+            "step the traced runs {} from one system call to the next{}",
+            s.runs.join(", "),
+            if s.prefix.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", first in the order {}",
+                    s.prefix.iter().map(|c| c.label()).collect::<Vec<_>>().join(",")
+                )
+            }
+        ),
         Action::Spawn(sp) => spawn(sp),
         Action::Feed { proc, data, close } => format!(
             "give {proc} the input {}{}",

@@ -134,6 +134,62 @@ pub enum Action {
     /// Record every segment with its content (an exploration's observation
     /// after each event, judged against the model; not in scenario files).
     Observe,
+    /// A system-call exploration's order (not in scenario files): the
+    /// traced runs already spawned are stepped by `prefix`, then by the
+    /// first enabled choice until every one has ended.
+    Schedule(Schedule),
+}
+
+/// One order of a system-call exploration, as the engine plays it.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The traced runs, in the canonical order choices are listed in.
+    pub runs: Vec<String>,
+    /// Input still to feed, piece by piece, by run (the last piece closes it).
+    pub pieces: BTreeMap<String, Vec<Vec<u8>>>,
+    /// The choices to make first (a replayed or backtracked prefix).
+    pub prefix: Vec<Choice>,
+    /// Sleep set (partial-order reduction): choices, with what their event
+    /// touched, that need not be taken from the state before prefix choice
+    /// `sleep_from` on, because an equivalent order was explored already.
+    /// A choice wakes up once an event dependent on it happens; when every
+    /// enabled choice sleeps, the rest of the order is redundant and it stops.
+    pub sleep: Vec<(Choice, Vec<String>)>,
+    pub sleep_from: usize,
+}
+
+/// What the scheduler lets happen next.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Choice {
+    /// The run executes the call it is stopped at and goes on to its next.
+    Step(String),
+    /// The run's next piece of input is written to its stdin.
+    Feed(String),
+}
+
+impl Choice {
+    /// `w` for a step, `w<` for a piece of input (as replay orders say).
+    pub fn label(&self) -> String {
+        match self {
+            Choice::Step(run) => run.clone(),
+            Choice::Feed(run) => format!("{run}<"),
+        }
+    }
+
+    pub fn parse(label: &str) -> Choice {
+        match label.strip_suffix('<') {
+            Some(run) => Choice::Feed(run.to_string()),
+            None => Choice::Step(label.to_string()),
+        }
+    }
+
+    /// The sequence of events this belongs to: the run, or its input.
+    pub fn owner(&self) -> String {
+        match self {
+            Choice::Step(run) => run.clone(),
+            Choice::Feed(run) => format!("{run}<"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +217,9 @@ pub struct Spawn {
     pub gid: Option<u32>,
     /// None: run to the end and judge it; Some: leave it running.
     pub background: Option<Background>,
+    /// Started under the scenario thread's tracer, held before its first
+    /// system call (a system-call exploration's run; never in files).
+    pub traced: bool,
     pub expect: Expect,
 }
 
@@ -398,13 +457,45 @@ pub struct Exploration {
     pub runs: Vec<ExploreRun>,
     pub events: Vec<FileEvent>,
     pub orders: Orders,
+    pub granularity: Granularity,
+    /// Syscall granularity: dynamic partial-order reduction (else every order).
+    pub reduction: bool,
+    pub properties: BTreeSet<Property>,
+}
+
+/// What one event of an exploration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// A whole run (or a paused writer's attach, then its input).
+    Process,
+    /// One step of a traced run from one shared-memory system call (or
+    /// standard-stream read or write) to the next, or one piece of input.
+    Syscall,
+}
+
+/// A property every order of a system-call exploration must keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Property {
+    /// A reader never prints part of a writer's line.
+    WholeLines,
+}
+
+impl Property {
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::WholeLines => "whole-lines",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct ExploreRun {
     pub name: String,
     pub role: PairRole,
+    /// The whole input (the pieces, joined).
     pub stdin: Vec<u8>,
+    /// The input as fed: one piece, or the pieces of `stdin_pieces`.
+    pub pieces: Vec<Vec<u8>>,
     pub pause: bool,
     pub keep: bool,
     pub key_file: FileName,
@@ -1139,6 +1230,7 @@ fn lower_step(
             None
         };
         Action::Spawn(Spawn {
+            traced: false,
             name,
             program,
             args: parse_args(&step.args, &seen.saved_ids).map_err(fail)?,
@@ -1286,6 +1378,49 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
             }
         }
     };
+    let granularity = match ex.granularity.as_deref() {
+        None | Some("process") => Granularity::Process,
+        Some("syscall") => Granularity::Syscall,
+        Some(other) => {
+            return Err((
+                off,
+                format!("explore.granularity: expected \"process\" or \"syscall\", found {other:?}"),
+            ))
+        }
+    };
+    let mut properties = BTreeSet::new();
+    for p in &ex.properties {
+        match p.as_str() {
+            "whole-lines" if granularity == Granularity::Syscall => properties.insert(Property::WholeLines),
+            "whole-lines" => return Err((off, "explore.properties are judged at granularity = \"syscall\"".into())),
+            other => {
+                return Err((
+                    off,
+                    format!("explore.properties: unknown property {other:?}; known: whole-lines"),
+                ))
+            }
+        };
+    }
+    if granularity == Granularity::Process && ex.reduction.is_some() {
+        return Err((off, "explore.reduction applies to granularity = \"syscall\"".into()));
+    }
+    if granularity == Granularity::Syscall {
+        if !ex.events.is_empty() {
+            return Err((
+                off,
+                "explore: key-file events are not ordered at granularity \"syscall\" yet".into(),
+            ));
+        }
+        if orders != Orders::All {
+            return Err((
+                off,
+                "explore.orders: granularity \"syscall\" explores all orders (reduced)".into(),
+            ));
+        }
+        if ex.runs.len() > 4 {
+            return Err((off, "explore: at most 4 runs at granularity \"syscall\"".into()));
+        }
+    }
     if ex.runs.is_empty() {
         return Err((off, "explore: expected at least one run".into()));
     }
@@ -1316,15 +1451,32 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
         if role == PairRole::Writer && r.keep {
             return Err(fail("keep applies to readers".into()));
         }
+        let pieces: Vec<Vec<u8>> = match (&r.stdin, &r.stdin_pieces) {
+            (Some(_), Some(_)) => return Err(fail("give stdin or stdin_pieces, not both".into())),
+            (_, Some(_)) if role == PairRole::Reader => return Err(fail("a reader takes no stdin".into())),
+            (_, Some(_)) if granularity != Granularity::Syscall => {
+                return Err(fail("stdin_pieces needs granularity = \"syscall\"".into()))
+            }
+            (_, Some(list)) if list.is_empty() || list.len() > 16 => {
+                return Err(fail("stdin_pieces: expected 1 to 16 pieces".into()))
+            }
+            (_, Some(list)) => list
+                .iter()
+                .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin_pieces: {e}"))))
+                .collect::<Result<_, _>>()?,
+            (Some(b), None) => vec![decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}")))?],
+            (None, None) => vec![Vec::new()],
+        };
+        if granularity == Granularity::Syscall && r.pause {
+            return Err(fail(
+                "pause is for granularity \"process\"; at \"syscall\" every read is an event".into(),
+            ));
+        }
         runs.push(ExploreRun {
             name: r.name.clone(),
             role,
-            stdin: r
-                .stdin
-                .as_ref()
-                .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}"))))
-                .transpose()?
-                .unwrap_or_default(),
+            stdin: pieces.concat(),
+            pieces,
             pause: r.pause,
             keep: r.keep,
             key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(fail)?,
@@ -1358,7 +1510,14 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
             op: ops.into_iter().next().ok_or_else(|| fail("no operation".into()))?,
         });
     }
-    Ok(Exploration { runs, events, orders })
+    Ok(Exploration {
+        runs,
+        events,
+        orders,
+        granularity,
+        reduction: ex.reduction.unwrap_or(true),
+        properties,
+    })
 }
 
 pub fn default_proc_name(program: &Program, n: usize) -> String {

@@ -60,6 +60,19 @@ pub struct Explore {
     /// "all" (the default), or { sample = N, seed = S }.
     #[serde(default)]
     pub orders: Orders,
+    /// "process" (the default): each run (or a paused writer's attach and
+    /// input) is one event. "syscall": every run is traced, unmodified, and
+    /// interleaved at its shared-memory system calls, its input pieces and
+    /// its reads and writes of the standard streams (x86_64, local backend).
+    pub granularity: Option<String>,
+    /// "syscall": explore one order per class of equivalent interleavings
+    /// (dynamic partial-order reduction; the default), or every one (false).
+    pub reduction: Option<bool>,
+    /// "syscall": properties every order must keep beyond "no role is
+    /// killed by a signal": "whole-lines" (a reader never prints part of a
+    /// writer's line).
+    #[serde(default)]
+    pub properties: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -70,6 +83,10 @@ pub struct ExploreRun {
     pub role: String,
     /// Writer's input.
     pub stdin: Option<Bytes>,
+    /// Writer's input in pieces, each fed as an event of its own (for
+    /// granularity "syscall"; instead of stdin). The last piece closes it.
+    #[schemars(with = "Option<Vec<Bytes>>")]
+    pub stdin_pieces: Option<Vec<Bytes>>,
     /// Writer: attach (and wait at the prompt) and get the input as two events.
     #[serde(default)]
     pub pause: bool,

@@ -1,0 +1,605 @@
+//! Exploration at system-call granularity, with dynamic partial-order
+//! reduction.
+//!
+//! Every run is started traced (`engine::trace`) and held before each
+//! shared-memory system call, read of stdin and write of stdout/stderr; an
+//! order is the sequence of choices "let run R go to its next point" and
+//! "feed run R its next piece of input", played by the engine
+//! (`Action::Schedule`): the given prefix, then the first enabled choice
+//! until every run has ended. Orders are judged by properties (no run is
+//! killed by a signal; optionally, no reader prints part of a line).
+//!
+//! Reduction (Flanagan and Godefroid's DPOR, stateless, by re-execution):
+//! after each execution, every pair of events of different runs that touch
+//! the same thing (the segment table, one segment's memory while attached,
+//! one run's stdin) and are not already ordered through other events is a
+//! race; the other order of each race is scheduled as a backtrack point.
+//! Events that touch nothing in common commute, so only one order of them
+//! runs. `reduction = false` explores every order instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use crate::check::Status;
+use crate::engine::{procs, Engine, Run};
+use crate::events::{escape, Ending, EventKind, Log};
+use crate::runner::ScenarioResult;
+use crate::scenario::{
+    Action, Background, Choice, Exploration, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS,
+};
+
+/// One scheduled event of an execution, as the engine logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub choice: Choice,
+    pub enabled: Vec<Choice>,
+    pub touches: Vec<String>,
+}
+
+impl Event {
+    fn dependent(&self, other: &Event) -> bool {
+        crate::engine::trace::conflict(&self.touches, &other.touches)
+    }
+}
+
+/// The search state at one point of the current path.
+#[derive(Debug, Clone)]
+struct Node {
+    enabled: Vec<Choice>,
+    backtrack: BTreeSet<Choice>,
+    done: BTreeSet<Choice>,
+    /// Sleep set on entry: choices whose orders from here are explored.
+    sleep: Vec<(Choice, Vec<String>)>,
+    /// Choices taken from here so far, with what their event touched.
+    explored: Vec<(Choice, Vec<String>)>,
+}
+
+/// What to execute next: a prefix, and the sleep set that holds from the
+/// state before its last choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Next {
+    pub prefix: Vec<Choice>,
+    pub sleep: Vec<(Choice, Vec<String>)>,
+    pub sleep_from: usize,
+}
+
+/// Stateless DPOR with sleep sets over re-executed orders.
+#[derive(Debug)]
+pub struct Explorer {
+    /// Explore every order (no reduction).
+    full: bool,
+    path: Vec<Node>,
+    /// The choices of the last execution.
+    last: Vec<Choice>,
+}
+
+fn independent(a: &[String], b: &[String]) -> bool {
+    !crate::engine::trace::conflict(a, b)
+}
+
+impl Explorer {
+    pub fn new(full: bool) -> Explorer {
+        Explorer {
+            full,
+            path: Vec::new(),
+            last: Vec::new(),
+        }
+    }
+
+    /// Take in the execution of a prefix of `prefix_len` choices (its
+    /// events, the prefix first; shorter if it stopped as redundant) and
+    /// say what to execute next, or None when the search is over.
+    pub fn next(&mut self, prefix_len: usize, trace: &[Event]) -> Option<Next> {
+        let prefix_len = prefix_len.min(trace.len());
+        self.path.truncate(prefix_len);
+        let mut sleep = Vec::new();
+        if prefix_len > 0 {
+            let d = prefix_len - 1;
+            let e = &trace[d];
+            let node = &mut self.path[d];
+            sleep = node
+                .sleep
+                .iter()
+                .chain(node.explored.iter())
+                .filter(|(c, t)| *c != e.choice && independent(t, &e.touches))
+                .cloned()
+                .collect();
+            node.explored.push((e.choice.clone(), e.touches.clone()));
+        }
+        for e in &trace[prefix_len..] {
+            let backtrack = if self.full {
+                e.enabled.iter().cloned().collect()
+            } else {
+                BTreeSet::from([e.choice.clone()])
+            };
+            let next_sleep: Vec<(Choice, Vec<String>)> = sleep
+                .iter()
+                .filter(|(c, t)| *c != e.choice && independent(t, &e.touches))
+                .cloned()
+                .collect();
+            self.path.push(Node {
+                enabled: e.enabled.clone(),
+                backtrack,
+                done: BTreeSet::from([e.choice.clone()]),
+                sleep: std::mem::replace(&mut sleep, next_sleep),
+                explored: vec![(e.choice.clone(), e.touches.clone())],
+            });
+        }
+        self.last = trace.iter().map(|e| e.choice.clone()).collect();
+        if !self.full {
+            for (j, choice) in races(trace) {
+                let node = &mut self.path[j];
+                if node.enabled.contains(&choice) {
+                    node.backtrack.insert(choice);
+                } else {
+                    node.backtrack.extend(node.enabled.iter().cloned());
+                }
+            }
+        }
+        while !self.path.is_empty() {
+            let d = self.path.len() - 1;
+            let node = &mut self.path[d];
+            let pick = node
+                .backtrack
+                .iter()
+                .find(|c| !node.done.contains(*c) && (self.full || !node.sleep.iter().any(|(s, _)| s == *c)))
+                .cloned();
+            if let Some(c) = pick {
+                node.done.insert(c.clone());
+                let sleep = if self.full {
+                    Vec::new()
+                } else {
+                    node.sleep.iter().chain(node.explored.iter()).cloned().collect()
+                };
+                let mut prefix: Vec<Choice> = self.last[..d].to_vec();
+                prefix.push(c);
+                return Some(Next {
+                    prefix,
+                    sleep,
+                    sleep_from: d,
+                });
+            }
+            self.path.pop();
+        }
+        None
+    }
+}
+
+/// The races of a trace: for each event i, the latest earlier event j of
+/// another owner that it depends on and that does not already happen
+/// before it through other events; reversing them may change the outcome.
+/// Returns (j, the choice that would run i's owner at j).
+pub fn races(trace: &[Event]) -> Vec<(usize, Choice)> {
+    let n = trace.len();
+    // before[i]: every event that happens before i (program order of one
+    // owner, or a chain of dependent events).
+    let mut before: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let owner = trace[i].choice.owner();
+        let direct: Vec<usize> = (0..i)
+            .filter(|&j| trace[j].choice.owner() == owner || trace[j].dependent(&trace[i]))
+            .collect();
+        let mut all = BTreeSet::new();
+        for &j in &direct {
+            all.insert(j);
+            all.extend(before[j].iter().copied());
+        }
+        // The latest race: dependent, another owner, and not ordered
+        // through any other predecessor of i.
+        for &j in direct.iter().rev() {
+            if trace[j].choice.owner() == owner || !trace[j].dependent(&trace[i]) {
+                continue;
+            }
+            let through_others = direct
+                .iter()
+                .filter(|&&k| k != j)
+                .any(|&k| k > j && before[k].contains(&j));
+            if !through_others {
+                out.push((j, trace[i].choice.clone()));
+                break;
+            }
+        }
+        before[i] = all;
+    }
+    out
+}
+
+/// How many orders there are without reduction, at most: the interleavings
+/// of each owner's events as one execution had them (inputs may make some
+/// impossible, so this bounds the count from above).
+pub fn interleavings_at_most(trace: &[Event]) -> f64 {
+    let mut per_owner: BTreeMap<String, u64> = BTreeMap::new();
+    for e in trace {
+        *per_owner.entry(e.choice.owner()).or_default() += 1;
+    }
+    // n! / prod(k_i!), as a float (it grows fast).
+    let ln_fact = |k: u64| (1..=k).map(|x| (x as f64).ln()).sum::<f64>();
+    let n: u64 = per_owner.values().sum();
+    (ln_fact(n) - per_owner.values().map(|&k| ln_fact(k)).sum::<f64>()).exp()
+}
+
+/// The engine steps of one execution: the runs spawned traced (held at
+/// their exec), the schedule, and a look at the kernel at the end.
+fn steps(ex: &Exploration, next: &Next) -> Vec<Step> {
+    let mut actions = Vec::new();
+    let mut pieces = BTreeMap::new();
+    for r in &ex.runs {
+        // Input in pieces is fed by the schedule; a single piece at once.
+        let (stdin, close) = if r.pieces.len() > 1 {
+            pieces.insert(r.name.clone(), r.pieces.clone());
+            (Vec::new(), false)
+        } else {
+            (r.stdin.clone(), true)
+        };
+        actions.push(super::spawn_of(r, Some(Background { close_stdin: close }), stdin, true));
+    }
+    actions.push(Action::Schedule(Schedule {
+        runs: ex.runs.iter().map(|r| r.name.clone()).collect(),
+        pieces,
+        prefix: next.prefix.clone(),
+        sleep: next.sleep.clone(),
+        sleep_from: next.sleep_from,
+    }));
+    actions.push(Action::Observe);
+    actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, action)| Step {
+            n: i + 1,
+            ns: MAIN_NS.into(),
+            timeout: None,
+            action,
+        })
+        .collect()
+}
+
+/// What one execution showed.
+struct Execution {
+    choices: Vec<Choice>,
+    trace: Vec<Event>,
+    /// Problems, each with the index of the event after which it showed.
+    problems: Vec<(usize, String)>,
+    log: Log,
+}
+
+enum Verdictless {
+    Skip(String),
+    Broken(String),
+    Interrupted,
+    /// The exploration's time ran out during it.
+    Cut,
+}
+
+fn execute(
+    engine: &Engine,
+    sf: &ScenarioFile,
+    ex: &Exploration,
+    next: &Next,
+    deadline: Instant,
+) -> Result<Execution, Box<(Verdictless, Log)>> {
+    let steps = steps(ex, next);
+    let log = engine.execute(&Run {
+        id: &sf.id,
+        scenario: &sf.scenario,
+        steps: &steps,
+        hard_deadline: Some(deadline),
+    });
+    let mut trace = Vec::new();
+    let mut problems = Vec::new();
+    let mut stop = None;
+    // Where each run ended: the event after which its output is known.
+    let mut ended_at: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &log.events {
+        match &e.kind {
+            EventKind::Scheduled {
+                choice,
+                enabled,
+                touches,
+                ..
+            } => trace.push(Event {
+                choice: Choice::parse(choice),
+                enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
+                touches: touches.clone(),
+            }),
+            EventKind::Skipped { reason } => stop = stop.or(Some(Verdictless::Skip(reason.clone()))),
+            EventKind::Broken { message } => stop = stop.or(Some(Verdictless::Broken(message.clone()))),
+            EventKind::Interrupted { .. } => stop = Some(Verdictless::Interrupted),
+            EventKind::Timeout { limit, .. } if limit == "scenario" => stop = stop.or(Some(Verdictless::Cut)),
+            EventKind::Timeout {
+                proc,
+                waiting_for,
+                limit_ms,
+                ..
+            } => problems.push((
+                trace.len().saturating_sub(1),
+                format!("{proc} did not finish within {limit_ms} ms waiting for {waiting_for}"),
+            )),
+            EventKind::Exit { proc, .. }
+                if !ended_at.contains_key(proc) && {
+                    ended_at.insert(proc.clone(), trace.len().saturating_sub(1));
+                    false
+                } => {}
+            EventKind::Exit {
+                proc,
+                ending: Ending::Signaled { signal },
+                ..
+            } => {
+                let after = trace.len().saturating_sub(1);
+                let call = log
+                    .events
+                    .iter()
+                    .rev()
+                    .find_map(|e| match &e.kind {
+                        EventKind::Scheduled { choice, call, .. } if choice == proc => Some(call.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                problems.push((after, format!("{proc} was killed by {signal} (its last step: {call})")));
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = stop {
+        return Err(Box::new((s, log)));
+    }
+    if ex.properties.contains(&Property::WholeLines) {
+        problems.extend(partial_lines(ex, &log, &ended_at));
+    }
+    Ok(Execution {
+        choices: trace.iter().map(|e| e.choice.clone()).collect(),
+        trace,
+        problems,
+        log,
+    })
+}
+
+/// "whole-lines": what each reader printed after "Data read from memory: "
+/// is never a strict, non-empty prefix of a writer's line.
+fn partial_lines(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>) -> Vec<(usize, String)> {
+    let lines: Vec<(&str, Vec<u8>)> = ex
+        .runs
+        .iter()
+        .filter(|r| r.role == PairRole::Writer)
+        .map(|r| {
+            let line = r.stdin.split(|&b| b == b'\n').next().unwrap_or_default().to_vec();
+            (r.name.as_str(), line)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for e in &log.events {
+        let EventKind::Exit { proc, stdout, .. } = &e.kind else {
+            continue;
+        };
+        if !ex.runs.iter().any(|r| &r.name == proc && r.role == PairRole::Reader) {
+            continue;
+        }
+        let printed = stdout
+            .bytes
+            .strip_prefix(b"Data read from memory: ".as_slice())
+            .map(|rest| rest.strip_suffix(b"\n".as_slice()).unwrap_or(rest))
+            .unwrap_or_default();
+        for (writer, line) in &lines {
+            if !printed.is_empty() && printed.len() < line.len() && line.starts_with(printed) {
+                out.push((
+                    ended_at.get(proc).copied().unwrap_or(0),
+                    format!(
+                        "{proc} printed part of {writer}'s line: \"{}\" of \"{}\" (property whole-lines)",
+                        escape(printed),
+                        escape(line)
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Run a system-call exploration (or, with `replay`, one order of it).
+pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<&str>) -> ScenarioResult {
+    let start = Instant::now();
+    let result = |status, message: String, problems, log| ScenarioResult {
+        id: sf.id.clone(),
+        status,
+        duration: start.elapsed(),
+        message,
+        problems,
+        log,
+    };
+    if !cfg!(target_arch = "x86_64") {
+        return result(
+            Status::Skip,
+            "system-call exploration traces x86_64 system calls only".into(),
+            vec![],
+            None,
+        );
+    }
+    let limit = sf.scenario.timeout.unwrap_or(engine.limits.scenario);
+    let deadline = start + limit;
+    let mut explorer = Explorer::new(!ex.reduction);
+    let mut next = Next {
+        prefix: match replay {
+            Some(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(Choice::parse)
+                .collect(),
+            None => Vec::new(),
+        },
+        sleep: Vec::new(),
+        sleep_from: 0,
+    };
+    let mut explored = 0usize;
+    let mut bound = 0f64;
+    let mut failing: Vec<Execution> = Vec::new();
+    let mut cut = false;
+    // A replayed order keeps its log whatever its verdict (to be looked at).
+    let mut replayed: Option<Log> = None;
+    loop {
+        if procs::interrupted() {
+            return result(
+                Status::Interrupted,
+                format!("{} after {explored} orders; not judged", procs::interruption()),
+                vec![],
+                None,
+            );
+        }
+        let execution = match execute(engine, sf, ex, &next, deadline).map_err(|b| *b) {
+            Ok(e) => e,
+            Err((Verdictless::Skip(why), _)) => return result(Status::Skip, why, vec![], None),
+            Err((Verdictless::Broken(why), log)) => {
+                let order = next.prefix.iter().map(Choice::label).collect::<Vec<_>>().join(",");
+                return result(Status::Broken, format!("order {order}: {why}"), vec![], Some(log));
+            }
+            Err((Verdictless::Interrupted, _)) => {
+                return result(
+                    Status::Interrupted,
+                    format!("{} after {explored} orders; not judged", procs::interruption()),
+                    vec![],
+                    None,
+                )
+            }
+            Err((Verdictless::Cut, _)) => {
+                cut = true;
+                break;
+            }
+        };
+        explored += 1;
+        if explored == 1 {
+            bound = interleavings_at_most(&execution.trace);
+        }
+        let following = if replay.is_some() {
+            None
+        } else {
+            explorer.next(next.prefix.len(), &execution.trace)
+        };
+        if !execution.problems.is_empty() {
+            failing.push(execution);
+        } else if replay.is_some() {
+            replayed = Some(execution.log);
+        }
+        match following {
+            Some(n) => next = n,
+            None => break,
+        }
+        if failing.len() >= super::MAX_FAILING_ORDERS || Instant::now() >= deadline {
+            cut = Instant::now() >= deadline;
+            break;
+        }
+    }
+    let rate = explored as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let how = if ex.reduction {
+        format!("{explored} orders explored with partial-order reduction, of at most {bound:.0} interleavings")
+    } else {
+        format!("{explored} orders explored, every interleaving")
+    };
+    if failing.is_empty() {
+        let status = if cut && engine.limits.strict_budget {
+            Status::Timeout
+        } else {
+            Status::Pass
+        };
+        let tail = if cut {
+            " before the scenario's time ran out (not all; --strict-budget fails on this)"
+        } else {
+            ""
+        };
+        return result(
+            status,
+            format!("{how}{tail}: every one keeps the properties ({rate:.0} orders/s)"),
+            vec![],
+            replayed,
+        );
+    }
+    // Each distinct problem with the shortest order that shows it (the
+    // fewest choices up to where it showed); the shortest of all leads.
+    let mut shortest: BTreeMap<&str, (usize, &Execution)> = BTreeMap::new();
+    for e in &failing {
+        for (at, problem) in &e.problems {
+            let entry = shortest.entry(problem.as_str()).or_insert((*at, e));
+            if *at < entry.0 {
+                *entry = (*at, e);
+            }
+        }
+    }
+    let order_of = |at: usize, e: &Execution| -> String {
+        e.choices[..(at + 1).min(e.choices.len())]
+            .iter()
+            .map(Choice::label)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut found: Vec<(usize, &str, &Execution)> = shortest.iter().map(|(p, (at, e))| (*at, *p, *e)).collect();
+    found.sort_by_key(|(at, p, _)| (*at, p.to_string()));
+    let Some(&(at, first, best)) = found.first() else {
+        return result(Status::Broken, "no failing order".into(), vec![], None);
+    };
+    let order = order_of(at, best);
+    let replay_line = super::replay_command(sf, engine, &order);
+    let mut problems: Vec<String> = vec![format!("{first}; order {order}")];
+    for (at, p, e) in found.iter().skip(1).take(5) {
+        let other = order_of(*at, e);
+        problems.push(format!(
+            "{p}; order {other}; replay: {}",
+            super::replay_command(sf, engine, &other)
+        ));
+    }
+    result(
+        Status::Fail,
+        format!(
+            "{} of {how} break a property ({} distinct problem(s)); shortest: {order} ({} steps): {first}; replay: {replay_line}",
+            failing.len(),
+            found.len(),
+            at + 1,
+        ),
+        problems,
+        Some(best.log.clone()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(choice: &str, touches: &[&str]) -> Event {
+        Event {
+            choice: Choice::parse(choice),
+            enabled: vec![],
+            touches: touches.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn independent_events_make_no_race() {
+        let t = vec![ev("a", &["out:a"]), ev("b", &["out:b"]), ev("a", &[]), ev("b", &[])];
+        assert!(races(&t).is_empty());
+    }
+
+    #[test]
+    fn a_dependent_pair_of_two_runs_is_a_race_to_reverse() {
+        let t = vec![ev("a", &["shm"]), ev("b", &["out:b"]), ev("b", &["shm"])];
+        assert_eq!(races(&t), vec![(0, Choice::parse("b"))]);
+    }
+
+    #[test]
+    fn an_order_through_a_third_event_is_not_a_race() {
+        // a1 -> c (shm), c -> b (mem:0), and a1 -> b (shm) only through c? No:
+        // a1 and b both touch shm directly, but c orders them already.
+        let t = vec![
+            ev("a", &["shm"]),
+            ev("c", &["shm", "mem:0"]),
+            ev("b", &["shm", "mem:0"]),
+        ];
+        let r = races(&t);
+        assert!(r.contains(&(0, Choice::parse("c"))), "{r:?}");
+        assert!(r.contains(&(1, Choice::parse("b"))), "{r:?}");
+        assert!(!r.contains(&(0, Choice::parse("b"))), "{r:?}");
+    }
+
+    #[test]
+    fn interleavings_bound_is_the_multinomial() {
+        let t = vec![ev("a", &[]), ev("a", &[]), ev("b", &[]), ev("b", &[])];
+        assert_eq!(interleavings_at_most(&t).round(), 6.0);
+    }
+}
