@@ -57,6 +57,20 @@ fn a_third_party_python_pair_passes_the_seed_contract_and_agrees_with_the_model(
         .assert()
         .success()
         .stdout(predicate::str::contains("24 orders agree with the model"));
+    // The same system-call explorer as for ours and the C reference, on the
+    // unmodified interpreter: it reads its whole line before writing the
+    // segment and fails cleanly when the segment is gone, so no order breaks
+    // a property (CPython starts slowly: a bounded budget, which is not a
+    // verdict).
+    shmconf()
+        .args(["run", "--tag", "syscall", "--scenario-timeout", "8000"])
+        .args(["--writer", &role("writer"), "--reader", &role("reader")])
+        .arg(scenarios())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("PASS    orders/syscall-rmid-before-attach"))
+        .stdout(predicate::str::contains("PASS    orders/syscall-input-in-pieces"))
+        .stdout(predicate::str::contains("every one keeps the properties"));
     Ok(())
 }
 

@@ -692,11 +692,11 @@ impl State<'_> {
         let mut fed: BTreeMap<String, usize> = BTreeMap::new();
         let mut attached: BTreeMap<String, Option<i32>> = BTreeMap::new();
         let mut prefix = sched.prefix.iter();
-        let mut sleep: Vec<(Choice, Vec<String>)> = Vec::new();
+        let mut sleep = trace::SleepSet::default();
         let mut index = 0usize;
         loop {
             if index == sched.sleep_from {
-                sleep = sched.sleep.clone();
+                sleep = trace::SleepSet(sched.sleep.clone());
             }
             if procs::interrupted() {
                 r.rec(n, interrupted_event());
@@ -745,7 +745,7 @@ impl State<'_> {
                     );
                     return false;
                 }
-                None => match enabled.iter().find(|c| !sleep.iter().any(|(s, _)| s == *c)) {
+                None => match enabled.iter().find(|c| !sleep.asleep(c)) {
                     Some(c) => c.clone(),
                     None => {
                         r.rec(
@@ -783,8 +783,7 @@ impl State<'_> {
                             touches: vec![format!("stdin:{run}")],
                         },
                     );
-                    let touched = [format!("stdin:{run}")];
-                    sleep.retain(|(c, t)| *c != choice && !trace::conflict(t, &touched));
+                    sleep.advance(&choice, &[format!("stdin:{run}")]);
                     if let Some(Err(e)) = written {
                         r.rec(
                             n,
@@ -835,7 +834,7 @@ impl State<'_> {
                             touches.push(format!("w:{id}"));
                         }
                     }
-                    sleep.retain(|(c, t)| *c != choice && !trace::conflict(t, &touches));
+                    sleep.advance(&choice, &touches);
                     r.rec(
                         n,
                         EventKind::Scheduled {

@@ -96,6 +96,24 @@ pub fn conflict(a: &[String], b: &[String]) -> bool {
     })
 }
 
+/// A sleep set (partial-order reduction): choices that need not be taken
+/// from here, because an order that takes them here was explored already,
+/// each with what its event touched. A choice wakes once an event that
+/// conflicts with it happens. The engine and the explorer's tests share it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SleepSet(pub Vec<(crate::scenario::Choice, Vec<String>)>);
+
+impl SleepSet {
+    pub fn asleep(&self, choice: &crate::scenario::Choice) -> bool {
+        self.0.iter().any(|(c, _)| c == choice)
+    }
+
+    /// After `choice` ran an event that touched `touches`.
+    pub fn advance(&mut self, choice: &crate::scenario::Choice, touches: &[String]) {
+        self.0.retain(|(c, t)| c != choice && !conflict(t, touches));
+    }
+}
+
 /// Where a traced role is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
