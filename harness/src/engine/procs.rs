@@ -114,6 +114,8 @@ pub struct Proc {
     /// Started under this thread's ptrace (`spawn_traced`): its end is
     /// recorded by the tracer, and reaping it takes the tracer's waits.
     traced: bool,
+    /// The init of its PID namespace, where what it leaves behind goes.
+    reaper: Option<i32>,
 }
 
 /// What a wait saw.
@@ -160,6 +162,7 @@ impl Proc {
         }
         // No unseen attachment of another thread may be copied into the child.
         let forking = shmconf::sysv::fork_guard();
+        let reaper = pid_ns.as_ref().and_then(|ns| ns.init);
         let mut child = match pid_ns {
             // The thread may not start threads while its children's PID
             // namespace differs from its own: switch for the spawn only.
@@ -245,6 +248,7 @@ impl Proc {
             shared,
             group_live: true,
             traced,
+            reaper,
         })
     }
 
@@ -334,8 +338,61 @@ impl Proc {
     }
 
     /// Members of our group other than the zombie leader (killpg succeeds on
-    /// a group whose only member is a zombie).
+    /// a group whose only member is a zombie). In a PID namespace of the
+    /// scenario's, what the dead leader left is among the descendants of the
+    /// namespace's init (orphans are reparented to it): a few processes to
+    /// look at instead of every process of the machine.
     fn group_has_live_members(&self) -> bool {
+        if let Some(init) = self.reaper {
+            if let Some(found) = self.group_member_below(init) {
+                return found;
+            }
+        }
+        self.group_member_anywhere()
+    }
+
+    /// A live member of our group among `root`'s descendants; None if the
+    /// kernel does not list children (/proc/PID/task/TID/children).
+    fn group_member_below(&self, root: i32) -> Option<bool> {
+        let mut queue = vec![root];
+        let mut seen = 0usize;
+        while let Some(pid) = queue.pop() {
+            seen += 1;
+            if seen > 100_000 {
+                return None;
+            }
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok();
+            let Some(tasks) = tasks else { continue };
+            for task in tasks.filter_map(Result::ok) {
+                let children = std::fs::read_to_string(task.path().join("children")).ok()?;
+                for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                    if child != self.pid && self.is_live_member(child) {
+                        return Some(true);
+                    }
+                    queue.push(child);
+                }
+            }
+        }
+        Some(false)
+    }
+
+    /// Is `pid` a live (not zombie) member of our group?
+    fn is_live_member(&self, pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                // Fields after the ")" of the command: state ppid pgrp ...
+                let rest = s.rsplit_once(')')?.1;
+                let mut f = rest.split_whitespace();
+                let state = f.next()?;
+                let pgrp: i32 = f.nth(1)?.parse().ok()?;
+                Some(pgrp == self.pid && state != "Z")
+            })
+            .unwrap_or(false)
+    }
+
+    /// Every process of the machine, looked at (no PID namespace of ours).
+    fn group_member_anywhere(&self) -> bool {
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return true;
         };
@@ -343,20 +400,7 @@ impl Proc {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 return false;
             };
-            if pid == self.pid {
-                return false;
-            }
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // Fields after the ")" of the command: state ppid pgrp ...
-                    let rest = s.rsplit_once(')')?.1;
-                    let mut f = rest.split_whitespace();
-                    let state = f.next()?;
-                    let pgrp: i32 = f.nth(1)?.parse().ok()?;
-                    Some(pgrp == self.pid && state != "Z")
-                })
-                .unwrap_or(false)
+            pid != self.pid && self.is_live_member(pid)
         })
     }
 
@@ -467,6 +511,9 @@ pub struct PidNamespace {
     target: Option<std::fs::File>,
     /// This thread's own PID namespace, to return to.
     home: std::fs::File,
+    /// Its init (the first process spawned in it), as this thread sees it:
+    /// every orphan of the namespace becomes its child.
+    init: Option<i32>,
 }
 
 impl PidNamespace {
@@ -478,7 +525,11 @@ impl PidNamespace {
         // namespace of our own it is not (the home namespace belongs to the
         // initial user namespace): then no PID namespace at all.
         nix::sched::setns(&home, nix::sched::CloneFlags::CLONE_NEWPID)?;
-        Ok(PidNamespace { target: None, home })
+        Ok(PidNamespace {
+            target: None,
+            home,
+            init: None,
+        })
     }
 
     fn enter_for_children(&mut self) -> std::io::Result<()> {
@@ -495,6 +546,7 @@ impl PidNamespace {
         if self.target.is_none() {
             if let Some(pid) = spawned {
                 self.target = Some(std::fs::File::open(format!("/proc/{pid}/ns/pid"))?);
+                self.init = Some(pid as i32);
             }
         }
         setns(&self.home, CloneFlags::CLONE_NEWPID)?;
