@@ -149,6 +149,13 @@ struct BenchArgs {
     /// Scenarios the harness timing leaves out (as `run --skip`; repeatable).
     #[arg(long = "harness-skip", value_name = "PATTERN")]
     harness_skip: Vec<String>,
+    /// Also measure order exploration on the exploration scenarios here
+    /// (process and system-call granularity side by side; --jobs 1 and 2).
+    #[arg(long, value_name = "SCENARIOS")]
+    explore: Option<PathBuf>,
+    /// The built-in implementation the exploration timing runs.
+    #[arg(long, default_value = "rust")]
+    explore_impl: String,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -720,7 +727,9 @@ fn bench(args: BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for m in &args.mechanisms {
+    // "none": no transfer benchmark (e.g. only --harness or --explore).
+    let mechanisms: Vec<String> = args.mechanisms.iter().filter(|m| *m != "none").cloned().collect();
+    for m in &mechanisms {
         if !bench::MECHANISMS.contains(&m.as_str()) {
             eprintln!(
                 "shmconf bench: unknown mechanism {m:?}; known: {}",
@@ -733,10 +742,12 @@ fn bench(args: BenchArgs) -> ExitCode {
         bytes: args.mib << 20,
         chunks: args.chunks,
         rounds: args.rounds,
-        mechanisms: args.mechanisms,
+        mechanisms,
         file_bytes: args.file_mib.map(|m| m << 20),
         harness: args.harness,
         harness_skip: args.harness_skip,
+        explore: args.explore,
+        explore_impl: args.explore_impl,
         exe,
     };
     let results = match bench::run(&opts) {

@@ -8,6 +8,7 @@
 //! spawns itself as `shmconf bench-peer`, and times what arrives.
 
 pub mod channel;
+pub mod explore_speed;
 pub mod harness_speed;
 pub mod summary;
 
@@ -52,6 +53,9 @@ pub struct Options {
     pub harness: Option<PathBuf>,
     /// ...leaving out these (`shmconf run --skip`).
     pub harness_skip: Vec<String>,
+    /// Also time the exploration scenarios here, with this implementation.
+    pub explore: Option<PathBuf>,
+    pub explore_impl: String,
     /// The `shmconf` binary to spawn as the peer.
     pub exe: PathBuf,
 }
@@ -89,6 +93,7 @@ pub struct Results {
     pub latency: Vec<Latency>,
     pub file_to_file: Vec<FileToFile>,
     pub harness: Option<harness_speed::HarnessSpeed>,
+    pub explore: Vec<explore_speed::ExploreSpeed>,
 }
 
 /// Deterministic pseudo-random bytes; chunk i carries i in its first 8 bytes.
@@ -196,6 +201,10 @@ fn run_here(opts: &Options) -> Result<Results, String> {
         Some(path) => Some(harness_speed::measure(&opts.exe, path, &opts.harness_skip)?),
         None => None,
     };
+    let explore = match &opts.explore {
+        Some(path) => explore_speed::measure(&opts.exe, path, &opts.explore_impl)?,
+        None => Vec::new(),
+    };
     Ok(Results {
         machine: summary::Machine::read(),
         msg_piece: piece,
@@ -203,6 +212,7 @@ fn run_here(opts: &Options) -> Result<Results, String> {
         latency,
         file_to_file,
         harness,
+        explore,
     })
 }
 

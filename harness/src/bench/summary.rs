@@ -116,6 +116,9 @@ pub fn table(r: &Results) -> String {
             h.scenarios, h.jobs1_ms, h.jobs2_ms, h.speedup, h.processes, h.bare_ms, h.overhead_per_scenario_ms
         ));
     }
+    if !r.explore.is_empty() {
+        out.push_str(&super::explore_speed::table(&r.explore));
+    }
     out
 }
 

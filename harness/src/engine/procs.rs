@@ -34,10 +34,17 @@ static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 /// Process groups alive right now, for the signal handler.
 static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
+/// Held (shared) by every spawn from before its `interrupted()` check until
+/// its group is in `LIVE_GROUPS`, and (exclusive) by `interrupt_all` before
+/// it reads them: a signal cannot miss a group, and spawns on several
+/// threads do not wait for each other's fork.
+static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// Mark the run interrupted by `signal` and kill every live group: running
 /// scenarios then stop at their next wait and clean up as at a normal end.
 pub fn interrupt_all(signal: i32) {
     let _ = INTERRUPTED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    let _spawns_done = SPAWNING.write().unwrap_or_else(|p| p.into_inner());
     let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
@@ -155,8 +162,8 @@ impl Proc {
             .stderr(Stdio::piped())
             .process_group(0);
         shmconf::sysv::process::die_with_parent(&mut cmd);
-        // Hold the registry lock across spawn so a signal cannot miss the group.
-        let mut live = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner());
+        // Held across the spawn so a signal cannot miss the group.
+        let spawning = SPAWNING.read().unwrap_or_else(|p| p.into_inner());
         if interrupted() {
             return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, interruption()));
         }
@@ -182,8 +189,8 @@ impl Proc {
         };
         drop(forking);
         let pid = child.id() as i32;
-        live.insert(pid);
-        drop(live);
+        LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+        drop(spawning);
 
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
