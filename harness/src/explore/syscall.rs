@@ -262,6 +262,8 @@ fn steps(ex: &Exploration, next: &Next) -> Vec<Step> {
 struct Execution {
     choices: Vec<Choice>,
     trace: Vec<Event>,
+    /// Stopped early: the rest was equivalent to an order explored already.
+    redundant: bool,
     /// Problems, each with the index of the event after which it showed.
     problems: Vec<(usize, String)>,
     log: Log,
@@ -292,6 +294,7 @@ fn execute(
     let mut trace = Vec::new();
     let mut problems = Vec::new();
     let mut stop = None;
+    let mut redundant = false;
     // Where each run ended: the event after which its output is known.
     let mut ended_at: BTreeMap<String, usize> = BTreeMap::new();
     for e in &log.events {
@@ -306,6 +309,7 @@ fn execute(
                 enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
                 touches: touches.clone(),
             }),
+            EventKind::Redundant { .. } => redundant = true,
             EventKind::Skipped { reason } => stop = stop.or(Some(Verdictless::Skip(reason.clone()))),
             EventKind::Broken { message } => stop = stop.or(Some(Verdictless::Broken(message.clone()))),
             EventKind::Interrupted { .. } => stop = Some(Verdictless::Interrupted),
@@ -353,6 +357,7 @@ fn execute(
     Ok(Execution {
         choices: trace.iter().map(|e| e.choice.clone()).collect(),
         trace,
+        redundant,
         problems,
         log,
     })
@@ -435,6 +440,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
         sleep_from: 0,
     };
     let mut explored = 0usize;
+    let mut cut_short = 0usize;
     let mut bound = 0f64;
     let mut failing: Vec<Execution> = Vec::new();
     let mut cut = false;
@@ -470,6 +476,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             }
         };
         explored += 1;
+        cut_short += usize::from(execution.redundant);
         if explored == 1 {
             bound = interleavings_at_most(&execution.trace);
         }
@@ -494,7 +501,10 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
     }
     let rate = explored as f64 / start.elapsed().as_secs_f64().max(1e-9);
     let how = if ex.reduction {
-        format!("{explored} orders explored with partial-order reduction, of at most {bound:.0} interleavings")
+        format!(
+            "{explored} orders explored with partial-order reduction ({cut_short} of them stopped early as \
+             equivalent to one explored already), of at most {bound:.0} interleavings"
+        )
     } else {
         format!("{explored} orders explored, every interleaving")
     };
