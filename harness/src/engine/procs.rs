@@ -161,7 +161,16 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        shmconf::sysv::process::die_with_parent(&mut cmd);
+        // Inside a scenario's PID namespace whose init is already running,
+        // the init's own parent-death signal covers every process: when the
+        // init dies, the kernel kills the whole namespace. Without a pre-exec
+        // hook the standard library spawns with posix_spawn (a vfork-style
+        // clone) instead of copying this multi-threaded process's page
+        // tables with fork, the largest cost of starting a run.
+        let init_covers_it = pid_ns.as_ref().is_some_and(|ns| ns.init.is_some());
+        if traced || !init_covers_it {
+            shmconf::sysv::process::die_with_parent(&mut cmd);
+        }
         // Held across the spawn so a signal cannot miss the group.
         let spawning = SPAWNING.read().unwrap_or_else(|p| p.into_inner());
         if interrupted() {
