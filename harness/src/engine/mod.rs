@@ -1009,6 +1009,14 @@ impl State<'_> {
         let mut resolved_keys = Vec::new();
         for exp in check.map(|c| c.expect.as_slice()).unwrap_or_default() {
             let resolved = self.resolve_key(&exp.key);
+            // The engine failing to run the in-container ftok says nothing
+            // about the implementation.
+            if let Err(e) = &resolved {
+                if e.contains(oracle::ENGINE_FAILED) {
+                    r.rec(n, EventKind::Broken { message: e.clone() });
+                    return false;
+                }
+            }
             resolved_keys.push(resolved.clone().ok());
             keys.insert(exp.key.to_string(), resolved);
         }

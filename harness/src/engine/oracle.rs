@@ -337,6 +337,10 @@ pub struct InContainer {
     containers_conf: Option<std::path::PathBuf>,
 }
 
+/// How an in-container read that the container engine itself could not run
+/// begins its error: not a verdict on the implementation (BROKEN).
+pub const ENGINE_FAILED: &str = "the container engine could not run the oracle: ";
+
 /// How long one read inside a container may take.
 const IN_CONTAINER_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -346,8 +350,27 @@ impl InContainer {
     }
 
     /// Run `shmconf kernel-view ARGS` in the container: its stdout, or its
-    /// error in one line. Bounded in time and in what it keeps.
+    /// error in one line. When the engine itself fails to run it (anything
+    /// but kernel-view's own exit code 1: Podman's conmon now and then
+    /// fails an exec with "container create failed"), try twice more; what
+    /// still fails then starts with [`ENGINE_FAILED`], a harness problem.
     fn run(&self, args: &[String]) -> Result<Vec<u8>, String> {
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            match self.run_once(args) {
+                Ok(out) => return Ok(out),
+                Err((true, why)) => last = why,
+                Err((false, why)) => return Err(why),
+            }
+        }
+        Err(format!("{ENGINE_FAILED}{last}"))
+    }
+
+    /// One try: the output, or (whether the engine failed, the error).
+    fn run_once(&self, args: &[String]) -> Result<Vec<u8>, (bool, String)> {
         use std::io::Read;
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(&self.exec[0]);
@@ -360,7 +383,9 @@ impl InContainer {
         if let Some(conf) = &self.containers_conf {
             cmd.env("CONTAINERS_CONF", conf);
         }
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", self.exec[0]))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| (true, format!("cannot run {}: {e}", self.exec[0])))?;
         let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
         let reader = std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -388,12 +413,15 @@ impl InContainer {
                 Ok(None) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "kernel-view in the container took longer than {} s",
-                        IN_CONTAINER_LIMIT.as_secs()
+                    return Err((
+                        true,
+                        format!(
+                            "kernel-view in the container took longer than {} s",
+                            IN_CONTAINER_LIMIT.as_secs()
+                        ),
                     ));
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err((true, e.to_string())),
             }
         };
         let stdout = reader.join().unwrap_or_default();
@@ -402,13 +430,18 @@ impl InContainer {
             Ok(stdout)
         } else {
             let text = String::from_utf8_lossy(&stderr);
-            Err(format!(
-                "kernel-view in the container failed ({status}): {}",
-                text.lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("(no message)")
-                    .trim()
+            // kernel-view's own failure (a missing key file, ...) is exit 1.
+            let engine = status.code() != Some(1);
+            Err((
+                engine,
+                format!(
+                    "kernel-view in the container failed ({status}): {}",
+                    text.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("(no message)")
+                        .trim()
+                ),
             ))
         }
     }
