@@ -242,11 +242,24 @@ fn action(a: &Action) -> String {
 }
 
 fn exploration(ex: &Exploration) -> String {
-    let mut out =
-        String::from("explore the orders of these runs, each order in fresh namespaces, judged against the model:\n");
+    let syscall = ex.granularity == crate::scenario::Granularity::Syscall;
+    let mut out = if syscall {
+        String::from(
+            "explore the orders of these runs one system call at a time (each run traced, unmodified; \
+             each order in fresh namespaces), judged by properties:\n",
+        )
+    } else {
+        String::from("explore the orders of these runs, each order in fresh namespaces, judged against the model:\n")
+    };
     for r in &ex.runs {
         let mut s = format!("  {}: the {}", r.name, r.role.role().as_str());
-        if !r.stdin.is_empty() {
+        if r.pieces.len() > 1 {
+            let pieces: Vec<String> = r.pieces.iter().map(|p| text(p)).collect();
+            s.push_str(&format!(
+                " with input in pieces {}, each fed as an event",
+                pieces.join(", ")
+            ));
+        } else if !r.stdin.is_empty() {
             s.push_str(&format!(" with input {}", text(&r.stdin)));
         }
         if r.pause {
@@ -264,6 +277,22 @@ fn exploration(ex: &Exploration) -> String {
     for e in &ex.events {
         let (op, path) = e.op.describe();
         out.push_str(&format!("  {}: {op} {path}\n", e.name));
+    }
+    if syscall {
+        out.push_str("no run may be killed by a signal (an error exit is allowed)\n");
+        for p in &ex.properties {
+            out.push_str(&match p {
+                crate::scenario::Property::WholeLines => {
+                    "property whole-lines: no reader prints part of a writer's line\n".to_string()
+                }
+            });
+        }
+        out.push_str(if ex.reduction {
+            "every order, one per class of equivalent interleavings (partial-order reduction)\n"
+        } else {
+            "every order\n"
+        });
+        return out;
     }
     out.push_str(&match ex.orders {
         Orders::All => "every order\n".to_string(),
