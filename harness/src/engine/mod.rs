@@ -822,8 +822,13 @@ impl State<'_> {
                     let result = tracee.step(deadline.at).cloned();
                     attached.insert(run.clone(), after);
                     let mut touches = Vec::new();
-                    if call.is_shm() || (matches!(call, Call::Exit { .. }) && before.is_some()) {
-                        touches.push("shm".to_string());
+                    // An exit while attached detaches: a change of the table.
+                    let exit_detaches = matches!(call, Call::Exit { .. }) && before.is_some();
+                    match call.table_access() {
+                        Some(true) => touches.extend(["r:table".to_string(), "w:table".to_string()]),
+                        Some(false) => touches.push("r:table".to_string()),
+                        None if exit_detaches => touches.extend(["r:table".to_string(), "w:table".to_string()]),
+                        None => {}
                     }
                     if call == Call::ReadStdin {
                         touches.push(format!("stdin:{run}"));

@@ -72,21 +72,27 @@ impl Call {
         }
     }
 
-    /// A call on the segment table (any two of these by different roles
-    /// may not commute: a removal, a creation, an attach by id).
-    pub fn is_shm(&self) -> bool {
-        matches!(
-            self,
-            Call::ShmGet { .. } | Call::ShmAt { .. } | Call::ShmDt | Call::ShmCtl { .. }
-        )
+    /// What the call does to the segment table: None (not a table call),
+    /// Some(false) it only reads it (IPC_STAT, SHM_STAT, a lookup without
+    /// IPC_CREAT), Some(true) it may change it (a creation, an attach or
+    /// detach, a removal). Reads of the table commute with each other.
+    pub fn table_access(&self) -> Option<bool> {
+        const STATS: [i32; 4] = [libc::IPC_STAT, 13, 14, 15]; // SHM_STAT, SHM_INFO, SHM_STAT_ANY
+        match self {
+            Call::ShmGet { flags, .. } => Some(flags & libc::IPC_CREAT != 0),
+            Call::ShmCtl { cmd, .. } => Some(!STATS.contains(cmd)),
+            Call::ShmAt { .. } | Call::ShmDt => Some(true),
+            _ => None,
+        }
     }
 }
 
 /// Do two events conflict (may not commute)? Each says what it touched:
-/// `shm` (the segment table), `stdin:R` (run R's input), `r:ID` (it ran
-/// while segment ID was attached, so it may have read it) and `w:ID` (the
-/// segment's content changed during it). Reads of one segment commute with
-/// each other; a write conflicts with any read or write of it.
+/// `r:table`/`w:table` (it read or changed the segment table), `stdin:R`
+/// (run R's input), `r:ID` (it ran while segment ID was attached, so it may
+/// have read it) and `w:ID` (the segment's content changed during it).
+/// Reads of one thing commute with each other; a write conflicts with any
+/// read or write of it.
 pub fn conflict(a: &[String], b: &[String]) -> bool {
     let has = |set: &[String], t: &str| set.iter().any(|x| x == t);
     a.iter().any(|t| match (t.strip_prefix("r:"), t.strip_prefix("w:")) {
