@@ -795,12 +795,9 @@ impl State<'_> {
                     }
                 }
                 Choice::Step(run) => {
-                    let Some(tracee) = self.tracees.get_mut(run) else {
-                        return self.gone(step, run, r);
-                    };
-                    let call = match tracee.stop() {
-                        Stop::At(call) => call.clone(),
-                        Stop::Ended(_) => return self.gone(step, run, r),
+                    let call = match self.tracees.get(run).map(trace::Tracee::stop) {
+                        Some(Stop::At(call)) => call.clone(),
+                        _ => return self.gone(step, run, r),
                     };
                     let before = attached.get(run).copied().flatten();
                     let after = match &call {
@@ -821,24 +818,12 @@ impl State<'_> {
                     };
                     let result = tracee.step(deadline.at).cloned();
                     attached.insert(run.clone(), after);
-                    let mut touches = Vec::new();
-                    // An exit while attached detaches: a change of the table.
-                    let exit_detaches = matches!(call, Call::Exit { .. }) && before.is_some();
-                    match call.table_access() {
-                        Some(true) => touches.extend(["r:table".to_string(), "w:table".to_string()]),
-                        Some(false) => touches.push("r:table".to_string()),
-                        None if exit_detaches => touches.extend(["r:table".to_string(), "w:table".to_string()]),
-                        None => {}
-                    }
-                    if call == Call::ReadStdin {
-                        touches.push(format!("stdin:{run}"));
-                    }
-                    for (id, was) in ids.iter().zip(contents_before) {
-                        touches.push(format!("r:{id}"));
-                        if was.is_some() && read(*id) != was {
-                            touches.push(format!("w:{id}"));
-                        }
-                    }
+                    let reached: Vec<(i32, bool)> = ids
+                        .iter()
+                        .zip(contents_before)
+                        .map(|(&id, was)| (id, was.is_some() && read(id) != was))
+                        .collect();
+                    let touches = trace::touches(run, &call, before, &reached);
                     sleep.advance(&choice, &touches);
                     r.rec(
                         n,

@@ -102,6 +102,32 @@ pub fn conflict(a: &[String], b: &[String]) -> bool {
     })
 }
 
+/// What a step of `run` that executed `call` touched (see [`conflict`]):
+/// `attached` is the segment it had attached before the call, `reached`
+/// each segment it could reach during the step and whether its content
+/// changed across it.
+pub fn touches(run: &str, call: &Call, attached: Option<i32>, reached: &[(i32, bool)]) -> Vec<String> {
+    let mut out = Vec::new();
+    // An exit while attached detaches: a change of the table.
+    let exit_detaches = matches!(call, Call::Exit { .. }) && attached.is_some();
+    match call.table_access() {
+        Some(false) => out.push("r:table".to_string()),
+        Some(true) => out.extend(["r:table".to_string(), "w:table".to_string()]),
+        None if exit_detaches => out.extend(["r:table".to_string(), "w:table".to_string()]),
+        None => {}
+    }
+    if *call == Call::ReadStdin {
+        out.push(format!("stdin:{run}"));
+    }
+    for &(id, changed) in reached {
+        out.push(format!("r:{id}"));
+        if changed {
+            out.push(format!("w:{id}"));
+        }
+    }
+    out
+}
+
 /// A sleep set (partial-order reduction): choices that need not be taken
 /// from here, because an order that takes them here was explored already,
 /// each with what its event touched. A choice wakes once an event that
@@ -346,6 +372,57 @@ fn ending_of(status: i32) -> Ending {
 mod tests {
     use super::*;
     use crate::engine::procs::Proc;
+
+    #[test]
+    fn reads_commute_and_writes_conflict() {
+        let stat = touches(
+            "r",
+            &Call::ShmCtl {
+                id: 0,
+                cmd: libc::IPC_STAT,
+            },
+            Some(0),
+            &[(0, false)],
+        );
+        let other_stat = touches(
+            "w",
+            &Call::ShmCtl {
+                id: 0,
+                cmd: libc::IPC_STAT,
+            },
+            None,
+            &[],
+        );
+        assert!(
+            !conflict(&stat, &other_stat),
+            "two table reads: {stat:?} {other_stat:?}"
+        );
+        let rmid = touches(
+            "w",
+            &Call::ShmCtl {
+                id: 0,
+                cmd: libc::IPC_RMID,
+            },
+            None,
+            &[],
+        );
+        assert!(conflict(&stat, &rmid));
+        // A step that changed the segment's content conflicts with one that
+        // only had it attached; two that only had it attached do not.
+        let wrote = touches("w", &Call::ReadStdin, Some(0), &[(0, true)]);
+        let looked = touches("r", &Call::Write { fd: 1, len: 3 }, Some(0), &[(0, false)]);
+        assert!(conflict(&wrote, &looked) && conflict(&looked, &wrote));
+        let looked_too = touches("q", &Call::Write { fd: 1, len: 3 }, Some(0), &[(0, false)]);
+        assert!(!conflict(&looked, &looked_too));
+        // An exit while attached detaches (a table change); detached, it touches nothing.
+        assert!(conflict(
+            &touches("w", &Call::Exit { code: 0 }, Some(0), &[(0, false)]),
+            &stat
+        ));
+        assert!(touches("w", &Call::Exit { code: 0 }, None, &[]).is_empty());
+        // A run's input: its reads and its pieces.
+        assert_eq!(touches("w", &Call::ReadStdin, None, &[]), vec!["stdin:w".to_string()]);
+    }
 
     /// The C reference (gets() semantics, as the original) stops at each
     /// point in program order; input arrives in two pieces and it reads
