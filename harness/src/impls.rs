@@ -105,27 +105,29 @@ impl ImplFile {
         };
         let writer = resolve("writer", &file.writer)?;
         let reader = resolve("reader", &file.reader)?;
-        let imp = file.into_implementation(writer, reader, Origin::File(path.to_path_buf()))?;
-        Ok(imp)
+        let (imp, deviations) =
+            file.into_implementation(writer, reader, probe_command()?, Origin::File(path.to_path_buf()));
+        Ok((imp.staged(), deviations))
     }
 
     fn into_implementation(
         self,
         writer: Vec<String>,
         reader: Vec<String>,
+        probe: Vec<String>,
         origin: Origin,
-    ) -> Result<(Implementation, Expectations), String> {
+    ) -> (Implementation, Expectations) {
         let imp = Implementation {
             name: self.name,
             writer,
             reader,
-            probe: probe_command()?,
+            probe,
             env: self.env.into_iter().map(|(k, v)| (k.0, v)).collect(),
             origin,
             options: Some(self.options),
             staging: None,
         };
-        Ok((imp.staged(), Expectations(self.deviations)))
+        (imp, Expectations(self.deviations))
     }
 
     pub fn json_schema() -> String {
@@ -182,37 +184,32 @@ impl Implementation {
     /// A built-in implementation by name, with its known deviations: our
     /// binaries found beside this executable or in the build tree.
     pub fn builtin(name: &str) -> Result<(Implementation, Expectations), String> {
-        let file = Self::builtin_file(name)?;
-        let locate = |line: &str| -> Result<Vec<String>, String> {
-            let mut words = split_words(name, line)?;
-            words[0] = find_builtin_program(&words[0])?.display().to_string();
-            Ok(words)
-        };
-        let (writer, reader) = (locate(&file.writer)?, locate(&file.reader)?);
-        file.into_implementation(writer, reader, Origin::Builtin)
+        let find = |program: &str| find_builtin_program(program).map(|p| p.display().to_string());
+        let (imp, deviations) = Self::builtin_located(name, find, probe_command()?)?;
+        Ok((imp.staged(), deviations))
     }
 
     /// A built-in implementation as installed in our container image.
     pub fn in_image(name: &str) -> Result<(Implementation, Expectations), String> {
+        let installed = |program: &str| Ok(format!("/usr/local/bin/{program}"));
+        let probe = vec!["/usr/local/bin/shmconf".into(), "probe".into()];
+        Self::builtin_located(name, installed, probe)
+    }
+
+    /// A built-in's file with each bare program name replaced by `locate`.
+    fn builtin_located(
+        name: &str,
+        locate: impl Fn(&str) -> Result<String, String>,
+        probe: Vec<String>,
+    ) -> Result<(Implementation, Expectations), String> {
         let file = Self::builtin_file(name)?;
-        let locate = |line: &str| -> Result<Vec<String>, String> {
+        let command = |line: &str| -> Result<Vec<String>, String> {
             let mut words = split_words(name, line)?;
-            words[0] = format!("/usr/local/bin/{}", words[0]);
+            words[0] = locate(&words[0])?;
             Ok(words)
         };
-        let (writer, reader) = (locate(&file.writer)?, locate(&file.reader)?);
-        let deviations = Expectations(file.deviations);
-        let imp = Implementation {
-            name: file.name,
-            writer,
-            reader,
-            probe: vec!["/usr/local/bin/shmconf".into(), "probe".into()],
-            env: file.env.into_iter().map(|(k, v)| (k.0, v)).collect(),
-            origin: Origin::Builtin,
-            options: Some(file.options),
-            staging: None,
-        };
-        Ok((imp, deviations))
+        let (writer, reader) = (command(&file.writer)?, command(&file.reader)?);
+        Ok(file.into_implementation(writer, reader, probe, Origin::Builtin))
     }
 
     /// The names of the built-in implementations.
