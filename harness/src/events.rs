@@ -563,16 +563,12 @@ impl EventKind {
             EventKind::Scheduled {
                 choice, call, enabled, ..
             } => {
-                let who = Choice::parse(choice);
                 let chose = if enabled.len() > 1 {
                     format!(" (of {})", enabled.join(", "))
                 } else {
                     String::new()
                 };
-                match who {
-                    Choice::Step(run) => (run, format!("{call}{chose}")),
-                    Choice::Feed(run) => (run, format!("{call}{chose}")),
-                }
+                (Choice::parse(choice).run().to_string(), format!("{call}{chose}"))
             }
         }
     }

@@ -568,20 +568,28 @@ fn run_order(engine: &Engine, sf: &ScenarioFile, ex: &Exploration, order: &[Move
 /// waited for timeouts; the first ones say enough).
 pub const MAX_FAILING_ORDERS: usize = 20;
 
-/// Run the exploration of one scenario file.
-pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, replay: Option<&str>) -> ScenarioResult {
-    if ex.granularity == Granularity::Syscall {
-        return syscall::run(sf, ex, engine, replay);
-    }
-    let start = Instant::now();
-    let result = |status, message: String, problems, log| ScenarioResult {
+/// The scenario's result, timed from `start` (both granularities).
+fn result_for(
+    sf: &ScenarioFile,
+    start: Instant,
+) -> impl Fn(Status, String, Vec<String>, Option<Log>) -> ScenarioResult + '_ {
+    move |status, message, problems, log| ScenarioResult {
         id: sf.id.clone(),
         status,
         duration: start.elapsed(),
         message,
         problems,
         log,
-    };
+    }
+}
+
+/// Run the exploration of one scenario file.
+pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, replay: Option<&str>) -> ScenarioResult {
+    if ex.granularity == Granularity::Syscall {
+        return syscall::run(sf, ex, engine, replay);
+    }
+    let start = Instant::now();
+    let result = result_for(sf, start);
     let orders = match (replay, &ex.orders) {
         (Some(text), _) => parse_order(ex, text).map(|o| vec![o]),
         (None, Orders::All) => all_orders(&queues(ex)),

@@ -297,18 +297,23 @@ fn execute(
     let mut redundant = false;
     // Where each run ended: the event after which its output is known.
     let mut ended_at: BTreeMap<String, usize> = BTreeMap::new();
+    // Each run's last step, to say after which one it died.
+    let mut last_call: BTreeMap<String, String> = BTreeMap::new();
     for e in &log.events {
         match &e.kind {
             EventKind::Scheduled {
                 choice,
+                call,
                 enabled,
                 touches,
-                ..
-            } => trace.push(Event {
-                choice: Choice::parse(choice),
-                enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
-                touches: touches.clone(),
-            }),
+            } => {
+                last_call.insert(choice.clone(), call.clone());
+                trace.push(Event {
+                    choice: Choice::parse(choice),
+                    enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
+                    touches: touches.clone(),
+                });
+            }
             EventKind::Redundant { .. } => redundant = true,
             EventKind::Skipped { reason } => stop = stop.or(Some(Verdictless::Skip(reason.clone()))),
             EventKind::Broken { message } => stop = stop.or(Some(Verdictless::Broken(message.clone()))),
@@ -323,27 +328,13 @@ fn execute(
                 trace.len().saturating_sub(1),
                 format!("{proc} did not finish within {limit_ms} ms waiting for {waiting_for}"),
             )),
-            EventKind::Exit { proc, .. }
-                if !ended_at.contains_key(proc) && {
-                    ended_at.insert(proc.clone(), trace.len().saturating_sub(1));
-                    false
-                } => {}
-            EventKind::Exit {
-                proc,
-                ending: Ending::Signaled { signal },
-                ..
-            } => {
+            EventKind::Exit { proc, ending, .. } => {
                 let after = trace.len().saturating_sub(1);
-                let call = log
-                    .events
-                    .iter()
-                    .rev()
-                    .find_map(|e| match &e.kind {
-                        EventKind::Scheduled { choice, call, .. } if choice == proc => Some(call.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                problems.push((after, format!("{proc} was killed by {signal} (its last step: {call})")));
+                ended_at.entry(proc.clone()).or_insert(after);
+                if let Ending::Signaled { signal } = ending {
+                    let call = last_call.get(proc).map_or("", String::as_str);
+                    problems.push((after, format!("{proc} was killed by {signal} (its last step: {call})")));
+                }
             }
             _ => {}
         }
@@ -407,14 +398,7 @@ fn partial_lines(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>
 /// Run a system-call exploration (or, with `replay`, one order of it).
 pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<&str>) -> ScenarioResult {
     let start = Instant::now();
-    let result = |status, message: String, problems, log| ScenarioResult {
-        id: sf.id.clone(),
-        status,
-        duration: start.elapsed(),
-        message,
-        problems,
-        log,
-    };
+    let result = super::result_for(sf, start);
     if !cfg!(target_arch = "x86_64") {
         return result(
             Status::Skip,

@@ -183,12 +183,17 @@ impl Choice {
         }
     }
 
-    /// The sequence of events this belongs to: the run, or its input.
-    pub fn owner(&self) -> String {
+    /// The run it moves on.
+    pub fn run(&self) -> &str {
         match self {
-            Choice::Step(run) => run.clone(),
-            Choice::Feed(run) => format!("{run}<"),
+            Choice::Step(run) | Choice::Feed(run) => run,
         }
+    }
+
+    /// The sequence of events this belongs to: the run, or its input (the
+    /// two are told apart exactly as their labels are).
+    pub fn owner(&self) -> String {
+        self.label()
     }
 }
 
