@@ -226,8 +226,14 @@ fn expectations_turn_failures_into_xfail_and_passes_into_xpass() {
 #[case::missing_path(&["/nonexistent/writer", "true"], "--writer: program \"/nonexistent/writer\" not found")]
 #[case::missing_in_path(&["true", "no-such-reader-xyz --keep"], "--reader: program \"no-such-reader-xyz\" not found in PATH")]
 fn a_missing_implementation_command_is_one_error_before_any_scenario(#[case] cmds: &[&str], #[case] message: &str) {
+    assert_eq!(one_line_error(cmds[0], cmds[1]), format!("shmconf: {message}"));
+}
+
+/// Run the catalogue with these commands, expecting exit 2 before any
+/// scenario (nothing on stdout) and one line on stderr, which it returns.
+fn one_line_error(writer: &str, reader: &str) -> String {
     let out = shmconf()
-        .args(["run", "--writer", cmds[0], "--reader", cmds[1]])
+        .args(["run", "--writer", writer, "--reader", reader])
         .arg(scenarios())
         .assert()
         .code(2)
@@ -235,9 +241,9 @@ fn a_missing_implementation_command_is_one_error_before_any_scenario(#[case] cmd
         .get_output()
         .stderr
         .clone();
-    let stderr = String::from_utf8_lossy(&out);
+    let stderr = String::from_utf8_lossy(&out).trim().to_string();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert_eq!(stderr.trim(), format!("shmconf: {message}"));
+    stderr
 }
 
 /// A program that starts but whose code is not there (an interpreter given
@@ -250,17 +256,7 @@ fn a_missing_implementation_command_is_one_error_before_any_scenario(#[case] cmd
 #[case::perl_script(&["perl no-such.pl", "true"], "writer: \"perl no-such.pl\" does not start (exit code 2)")]
 #[case::env_program(&["env no-such-program-xyz", "true"], "writer: \"env no-such-program-xyz\" does not start (exit code 127)")]
 fn a_role_that_dies_at_once_for_a_missing_file_is_one_error(#[case] cmds: &[&str], #[case] start: &str) {
-    let out = shmconf()
-        .args(["run", "--writer", cmds[0], "--reader", cmds[1]])
-        .arg(scenarios())
-        .assert()
-        .code(2)
-        .stdout("")
-        .get_output()
-        .stderr
-        .clone();
-    let stderr = String::from_utf8_lossy(&out);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(cmds[0], cmds[1]);
     assert!(stderr.starts_with(&format!("shmconf: {start}")), "{stderr}");
 }
 
@@ -292,18 +288,7 @@ fn an_implementation_that_cannot_start_is_one_error_from_the_preflight() {
     let bad = dir.path().join("bad-interpreter");
     std::fs::write(&bad, "#!/nonexistent/interpreter\n").unwrap();
     std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = shmconf()
-        .args(["run", "--writer", "true", "--reader"])
-        .arg(&bad)
-        .arg(scenarios().join("orders/reader-first.toml"))
-        .assert()
-        .code(2)
-        .stdout("")
-        .get_output()
-        .stderr
-        .clone();
-    let stderr = String::from_utf8_lossy(&out);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error("true", &bad.display().to_string());
     assert!(stderr.starts_with("shmconf: reader: cannot start"), "{stderr}");
     assert!(stderr.contains("No such file or directory"), "{stderr}");
 }
