@@ -283,6 +283,12 @@ pub enum EventKind {
         call: String,
         enabled: Vec<String>,
         touches: Vec<String>,
+        /// The call decoded (none for a piece of input), for the judge.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op: Option<crate::engine::trace::Call>,
+        /// What a table call returned (-errno on failure).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<i64>,
     },
     /// Every choice left was asleep: the rest of this order is equivalent
     /// to one explored already, so it stops here (partial-order reduction).
@@ -340,7 +346,25 @@ impl Log {
     /// bytes escaped and cut to [`TIMELINE_BYTES`] with their length.
     pub fn timeline(&self) -> String {
         let mut out = String::new();
+        // A bare table read (no content, no keys: system-call exploration
+        // reads one after every step) is shown only when the table changed.
+        let mut last_rows: BTreeMap<&str, &[SegRow]> = BTreeMap::new();
         for e in &self.events {
+            if let EventKind::Snapshot {
+                ns,
+                rows,
+                keys,
+                contents,
+                ..
+            } = &e.kind
+            {
+                let same = last_rows
+                    .insert(ns, rows)
+                    .is_some_and(|before| before == rows.as_slice());
+                if same && keys.is_empty() && contents.is_empty() {
+                    continue;
+                }
+            }
             let step = e.step.map_or("-".to_string(), |s| format!("#{s}"));
             let (who, what) = e.kind.describe();
             let mut lines = what.lines();
@@ -561,14 +585,28 @@ impl EventKind {
                 format!("stop: the rest is explored already (asleep: {})", asleep.join(", ")),
             ),
             EventKind::Scheduled {
-                choice, call, enabled, ..
+                choice,
+                call,
+                enabled,
+                result,
+                op,
+                ..
             } => {
                 let chose = if enabled.len() > 1 {
                     format!(" (of {})", enabled.join(", "))
                 } else {
                     String::new()
                 };
-                (Choice::parse(choice).run().to_string(), format!("{call}{chose}"))
+                let returned = match (result, op) {
+                    (Some(r), _) if *r < 0 => format!(" = -1 {}", nix::errno::Errno::from_raw((-*r) as i32)),
+                    (Some(r), Some(crate::engine::trace::Call::ShmAt { .. })) => format!(" = {r:#x}"),
+                    (Some(r), _) => format!(" = {r}"),
+                    (None, _) => String::new(),
+                };
+                (
+                    Choice::parse(choice).run().to_string(),
+                    format!("{call}{returned}{chose}"),
+                )
             }
         }
     }

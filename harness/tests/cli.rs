@@ -1007,6 +1007,36 @@ fn an_exploration_out_of_budget_with_nothing_wrong_passes_unless_strict() {
     assert!(text.contains("TIMEOUT explore-3x2-short"), "{text}");
 }
 
+/// After every step of a system-call exploration the kernel's segment table
+/// is held against the SysV semantics of the calls made so far, with their
+/// results. A faithful C pair agrees in every order; one whose writer
+/// detaches with munmap (no shmdt: the table changes with no SysV call)
+/// is caught at the step where it happens, and the message says which.
+#[rstest]
+#[case::faithful(None)]
+#[case::untraced_detach(Some("UNMAP"))]
+fn syscall_exploration_holds_the_table_against_the_sysv_model_after_every_step(#[case] fault: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = faulty(dir.path(), fault);
+    let file = scenarios().join("orders/syscall-rmid-before-attach.toml");
+    let assert = run_impl_on(&bin, &file, &[]);
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    match fault {
+        None => {
+            assert!(out.contains("PASS    orders/syscall-rmid-before-attach"), "{out}");
+            assert!(out.contains("every one keeps the properties"), "{out}");
+        }
+        Some(_) => {
+            assert!(out.contains("FAIL    orders/syscall-rmid-before-attach"), "{out}");
+            assert!(
+                out.contains("the kernel's segment table after w's write(1, 30 bytes) is not what the SysV model"),
+                "{out}"
+            );
+            assert!(out.contains("segment 0: nattch 0, the model says 1"), "{out}");
+        }
+    }
+}
+
 /// System-call exploration finds both races of the original programs in
 /// the C reference (which behaves as they do) by itself, reports each
 /// distinct problem with its shortest order, and the replay command it

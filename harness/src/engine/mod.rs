@@ -694,6 +694,10 @@ impl State<'_> {
         let mut prefix = sched.prefix.iter();
         let mut sleep = trace::SleepSet::default();
         let mut index = 0usize;
+        // The table before the first step: where the model starts.
+        if !self.record_table(step, r) {
+            return false;
+        }
         loop {
             if index == sched.sleep_from {
                 sleep = trace::SleepSet(sched.sleep.clone());
@@ -781,6 +785,8 @@ impl State<'_> {
                             ),
                             enabled: labels,
                             touches: vec![format!("stdin:{run}")],
+                            op: None,
+                            result: None,
                         },
                     );
                     sleep.advance(&choice, &[format!("stdin:{run}")]);
@@ -802,7 +808,7 @@ impl State<'_> {
                     let before = attached.get(run).copied().flatten();
                     let after = match &call {
                         Call::ShmAt { id } => Some(*id),
-                        Call::ShmDt => None,
+                        Call::ShmDt { .. } => None,
                         _ => before,
                     };
                     // The segments it can reach in this step, and their
@@ -817,6 +823,7 @@ impl State<'_> {
                         return self.gone(step, run, r);
                     };
                     let result = tracee.step(deadline.at).cloned();
+                    let returned = tracee.last_result();
                     attached.insert(run.clone(), after);
                     let reached: Vec<(i32, bool)> = ids
                         .iter()
@@ -832,20 +839,30 @@ impl State<'_> {
                             call: call.describe(),
                             enabled: labels,
                             touches,
+                            op: Some(call.clone()),
+                            result: returned,
                         },
                     );
-                    match result {
+                    match &result {
                         Ok(Stop::At(_)) => {}
                         Ok(Stop::Ended(ending)) => {
                             self.tracees.remove(run);
                             let Some(mut p) = self.procs.remove(run) else {
                                 return self.gone(step, run, r);
                             };
-                            p.record_ending(ending);
+                            p.record_ending(ending.clone());
                             if !finish(self.world, step.n, &mut p, deadline, "its exit", r) {
                                 return false;
                             }
                         }
+                        _ => {}
+                    }
+                    // The table after every step (its end included).
+                    if result.is_ok() && !self.record_table(step, r) {
+                        return false;
+                    }
+                    match result {
+                        Ok(_) => {}
                         Err(TraceError::Unsupported(why)) => {
                             r.rec(
                                 n,
@@ -1010,25 +1027,13 @@ impl State<'_> {
             resolved_keys.push(resolved.clone().ok());
             keys.insert(exp.key.to_string(), resolved);
         }
-        let table = match self.world.oracle().unwrap_or(self.oracle).table(&self.known) {
+        let table = match self.kernel_table() {
             Ok(t) => t,
-            Err(OracleError::Failed(message)) => {
-                r.rec(n, EventKind::Broken { message });
-                return false;
-            }
-            // A table with rows missing proves nothing either way.
-            Err(OracleError::Unreadable { why, .. }) => {
-                r.rec(
-                    n,
-                    EventKind::Skipped {
-                        reason: format!("the kernel's view is incomplete here: {why}"),
-                    },
-                );
+            Err(kind) => {
+                r.rec(n, *kind);
                 return false;
             }
         };
-        // Every id seen stays known: after IPC_RMID its key is gone.
-        self.known.ids.extend(table.iter().map(|r| r.shmid));
         let mut content_keys = Vec::new();
         let expects = check.map(|c| c.expect.as_slice()).unwrap_or_default();
         for (exp, k) in expects.iter().zip(resolved_keys) {
@@ -1044,7 +1049,7 @@ impl State<'_> {
                 }
             }
         }
-        let (rows, foreign): (Vec<_>, Vec<_>) = table.into_iter().partition(|row| self.world.is_own(row));
+        let (rows, foreign) = self.own_rows(table);
         let mut contents = BTreeMap::new();
         for row in &rows {
             if check.is_none() || content_keys.contains(&row.raw_key) {
@@ -1071,6 +1076,56 @@ impl State<'_> {
                 foreign_ignored: foreign.len(),
                 keys,
                 contents,
+            },
+        );
+        true
+    }
+
+    /// The whole table as the oracle reads it, or the event that says why
+    /// it cannot (the engine failed: BROKEN; rows missing: SKIP, since a
+    /// table with rows missing proves nothing either way).
+    fn kernel_table(&mut self) -> Result<Vec<crate::events::SegRow>, Box<EventKind>> {
+        let table = match self.world.oracle().unwrap_or(self.oracle).table(&self.known) {
+            Ok(t) => t,
+            Err(OracleError::Failed(message)) => return Err(Box::new(EventKind::Broken { message })),
+            Err(OracleError::Unreadable { why, .. }) => {
+                return Err(Box::new(EventKind::Skipped {
+                    reason: format!("the kernel's view is incomplete here: {why}"),
+                }))
+            }
+        };
+        // Every id seen stays known: after IPC_RMID its key is gone.
+        self.known.ids.extend(table.iter().map(|r| r.shmid));
+        Ok(table)
+    }
+
+    /// The rows of the scenario's own segments, and how many others there were.
+    fn own_rows(
+        &mut self,
+        table: Vec<crate::events::SegRow>,
+    ) -> (Vec<crate::events::SegRow>, Vec<crate::events::SegRow>) {
+        table.into_iter().partition(|row| self.world.is_own(row))
+    }
+
+    /// Record the table (own rows, no content) as it is now: system-call
+    /// exploration holds it against the SysV model after every step.
+    fn record_table(&mut self, step: &Step, r: &mut Recorder) -> bool {
+        let table = match self.kernel_table() {
+            Ok(t) => t,
+            Err(kind) => {
+                r.rec(Some(step.n), *kind);
+                return false;
+            }
+        };
+        let (rows, foreign) = self.own_rows(table);
+        r.rec(
+            Some(step.n),
+            EventKind::Snapshot {
+                ns: step.ns.clone(),
+                rows,
+                foreign_ignored: foreign.len(),
+                keys: BTreeMap::new(),
+                contents: BTreeMap::new(),
             },
         );
         true

@@ -22,7 +22,8 @@ use shmconf::sysv::process::traced_calls as nr;
 use crate::events::Ending;
 
 /// The call a role is stopped before, decoded from its registers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
 pub enum Call {
     /// Not started yet: stopped at its exec.
     Start,
@@ -34,7 +35,9 @@ pub enum Call {
     ShmAt {
         id: i32,
     },
-    ShmDt,
+    ShmDt {
+        addr: u64,
+    },
     ShmCtl {
         id: i32,
         cmd: i32,
@@ -60,7 +63,7 @@ impl Call {
                 format!("shmget({:#x}, {size}, {:#o})", *key as u32, flags)
             }
             Call::ShmAt { id } => format!("shmat({id})"),
-            Call::ShmDt => "shmdt".into(),
+            Call::ShmDt { addr } => format!("shmdt({addr:#x})"),
             Call::ShmCtl { id, cmd } => match *cmd {
                 libc::IPC_RMID => format!("shmctl({id}, IPC_RMID)"),
                 libc::IPC_STAT => format!("shmctl({id}, IPC_STAT)"),
@@ -81,7 +84,7 @@ impl Call {
         match self {
             Call::ShmGet { flags, .. } => Some(flags & libc::IPC_CREAT != 0),
             Call::ShmCtl { cmd, .. } => Some(!STATS.contains(cmd)),
-            Call::ShmAt { .. } | Call::ShmDt => Some(true),
+            Call::ShmAt { .. } | Call::ShmDt { .. } => Some(true),
             _ => None,
         }
     }
@@ -184,6 +187,8 @@ pub struct Tracee {
     started: bool,
     /// Points stopped at so far.
     points: usize,
+    /// What the last table call stepped over returned (-errno on failure).
+    result: Option<i64>,
 }
 
 fn failed(what: &str, e: nix::errno::Errno) -> TraceError {
@@ -199,11 +204,18 @@ impl Tracee {
             stop: Stop::At(Call::Start),
             started: false,
             points: 0,
+            result: None,
         }
     }
 
     pub fn stop(&self) -> &Stop {
         &self.stop
+    }
+
+    /// What the call of the last step returned, when it was a table call
+    /// (shmget, shmat, shmdt, shmctl) that returned: -errno on failure.
+    pub fn last_result(&self) -> Option<i64> {
+        self.result
     }
 
     pub fn ended(&self) -> Option<&Ending> {
@@ -233,6 +245,7 @@ impl Tracee {
             }
             let options = ptrace::Options::PTRACE_O_TRACESECCOMP
                 | ptrace::Options::PTRACE_O_TRACEEXIT
+                | ptrace::Options::PTRACE_O_TRACESYSGOOD
                 | ptrace::Options::PTRACE_O_EXITKILL
                 | ptrace::Options::PTRACE_O_TRACECLONE
                 | ptrace::Options::PTRACE_O_TRACEFORK
@@ -240,10 +253,23 @@ impl Tracee {
             ptrace::setoptions(self.pid, options).map_err(|e| failed("PTRACE_SETOPTIONS", e))?;
             self.started = true;
         }
+        // A table call is followed to its return (one syscall-exit stop), so
+        // what the kernel answered can be held against the table after it.
+        let mut in_call = matches!(&self.stop, Stop::At(c) if c.table_access().is_some());
+        self.result = None;
         let mut deliver: Option<Signal> = None;
         loop {
-            ptrace::cont(self.pid, deliver.take()).map_err(|e| failed("PTRACE_CONT", e))?;
+            if in_call {
+                ptrace::syscall(self.pid, deliver.take()).map_err(|e| failed("PTRACE_SYSCALL", e))?;
+            } else {
+                ptrace::cont(self.pid, deliver.take()).map_err(|e| failed("PTRACE_CONT", e))?;
+            }
             match self.wait(deadline)? {
+                WaitStatus::PtraceSyscall(_) if in_call => {
+                    let regs = ptrace::getregs(self.pid).map_err(|e| failed("PTRACE_GETREGS", e))?;
+                    self.result = Some(regs.rax as i64);
+                    in_call = false;
+                }
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
                     let call = self.decode()?;
                     self.points += 1;
@@ -308,7 +334,7 @@ impl Tracee {
                 flags: arg2 as i32,
             },
             nr::SHMAT => Call::ShmAt { id: arg0 as i32 },
-            nr::SHMDT => Call::ShmDt,
+            nr::SHMDT => Call::ShmDt { addr: arg0 },
             nr::SHMCTL => Call::ShmCtl {
                 id: arg0 as i32,
                 cmd: arg1 as i32,

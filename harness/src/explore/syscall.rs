@@ -6,8 +6,11 @@
 //! order is the sequence of choices "let run R go to its next point" and
 //! "feed run R its next piece of input", played by the engine
 //! (`Action::Schedule`): the given prefix, then the first enabled choice
-//! until every run has ended. Orders are judged by properties (no run is
-//! killed by a signal; optionally, no reader prints part of a line).
+//! until every run has ended. After every step the engine reads the
+//! segment table, which is held against the SysV semantics of the calls
+//! made so far and what they returned (`model::calls`); orders are also
+//! judged by properties (no run is killed by a signal; optionally, no
+//! reader prints part of a line).
 //!
 //! Reduction (Flanagan and Godefroid's DPOR, stateless, by re-execution):
 //! after each execution, every pair of events of different runs that touch
@@ -23,6 +26,7 @@ use std::time::Instant;
 use crate::check::Status;
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, Ending, EventKind, Log};
+use crate::model::calls::CallModel;
 use crate::runner::ScenarioResult;
 use crate::scenario::{
     Action, Background, Choice, Exploration, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS,
@@ -299,6 +303,10 @@ fn execute(
     let mut ended_at: BTreeMap<String, usize> = BTreeMap::new();
     // Each run's last step, to say after which one it died.
     let mut last_call: BTreeMap<String, String> = BTreeMap::new();
+    // The SysV model of the table, from the first table the engine read,
+    // held against each table read after a step.
+    let mut table: Option<CallModel> = None;
+    let mut last_step = String::from("the start");
     for e in &log.events {
         match &e.kind {
             EventKind::Scheduled {
@@ -306,14 +314,42 @@ fn execute(
                 call,
                 enabled,
                 touches,
+                op,
+                result,
             } => {
-                last_call.insert(choice.clone(), call.clone());
-                trace.push(Event {
+                let returned = returned(*result);
+                last_call.insert(choice.clone(), format!("{call}{returned}"));
+                let event = Event {
                     choice: Choice::parse(choice),
                     enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
                     touches: touches.clone(),
-                });
+                };
+                let run = event.choice.run().to_string();
+                last_step = format!("{run}'s {call}{returned}");
+                trace.push(event);
+                if let (Some(model), Some(op)) = (table.as_mut(), op) {
+                    if let Err(why) = model.apply(&run, op, *result) {
+                        problems.push((trace.len() - 1, format!("after {last_step}: {why} (SysV semantics)")));
+                    }
+                }
             }
+            EventKind::Snapshot { rows, .. } => match table.as_mut() {
+                None => table = Some(CallModel::new(rows)),
+                Some(model) => {
+                    let differences = model.differences(rows);
+                    if !differences.is_empty() {
+                        problems.push((
+                            trace.len().saturating_sub(1),
+                            format!(
+                                "the kernel's segment table after {last_step} is not what the SysV model of the \
+                                 calls so far says: {} (the kernel, or a call that is not traced, changed it)",
+                                differences.join("; ")
+                            ),
+                        ));
+                        model.adopt(rows);
+                    }
+                }
+            },
             EventKind::Redundant { .. } => redundant = true,
             EventKind::Skipped { reason } => stop = stop.or(Some(Verdictless::Skip(reason.clone()))),
             EventKind::Broken { message } => stop = stop.or(Some(Verdictless::Broken(message.clone()))),
@@ -331,6 +367,9 @@ fn execute(
             EventKind::Exit { proc, ending, .. } => {
                 let after = trace.len().saturating_sub(1);
                 ended_at.entry(proc.clone()).or_insert(after);
+                if let Some(model) = table.as_mut() {
+                    model.ended(proc);
+                }
                 if let Ending::Signaled { signal } = ending {
                     let call = last_call.get(proc).map_or("", String::as_str);
                     problems.push((after, format!("{proc} was killed by {signal} (its last step: {call})")));
@@ -352,6 +391,15 @@ fn execute(
         problems,
         log,
     })
+}
+
+/// What a table call returned, as the timeline shows it (" = -1 EINVAL").
+fn returned(result: Option<i64>) -> String {
+    match result {
+        Some(r) if r < 0 => format!(" = -1 {}", nix::errno::Errno::from_raw((-r) as i32)),
+        Some(r) => format!(" = {r}"),
+        None => String::new(),
+    }
 }
 
 /// "whole-lines": what each reader printed after "Data read from memory: "

@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod calls;
+
 use shmconf::sysv::ftok_formula;
 
 pub use crate::scenario::PairRole as Role;

@@ -246,7 +246,8 @@ fn exploration(ex: &Exploration) -> String {
     let mut out = if syscall {
         String::from(
             "explore the orders of these runs one system call at a time (each run traced, unmodified; \
-             each order in fresh namespaces), judged by properties:\n",
+             each order in fresh namespaces), the segment table held against the SysV semantics of the calls \
+             made after every step, and judged by properties:\n",
         )
     } else {
         String::from("explore the orders of these runs, each order in fresh namespaces, judged against the model:\n")

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <sys/mman.h>
 
 #ifdef FAULT_KEY
 #define PROJ 66
@@ -68,7 +69,11 @@ static int writer(void)
 #ifdef FAULT_HANG
     for (;;) pause();
 #endif
+#ifdef FAULT_UNMAP
+    munmap(mem, SIZE); /* detaches behind SysV's back: no shmdt */
+#else
     shmdt(mem);
+#endif
     return 0;
 }
 
