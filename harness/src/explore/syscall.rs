@@ -381,6 +381,7 @@ fn execute(
     if let Some(s) = stop {
         return Err(Box::new((s, log)));
     }
+    problems.extend(endings(ex, &log, &ended_at));
     if ex.properties.contains(&Property::WholeLines) {
         problems.extend(partial_lines(ex, &log, &ended_at));
     }
@@ -400,6 +401,79 @@ fn returned(result: Option<i64>) -> String {
         Some(r) => format!(" = {r}"),
         None => String::new(),
     }
+}
+
+/// What the contract allows a run to end with, in any order: success
+/// (exit 0) printing its role's one line, or a clear error (another exit
+/// code, saying why on stderr); a signal is judged above. A writer that
+/// is the only one writes the segment alone, so when it succeeds it
+/// printed its own line (up to a NUL), whatever the order.
+fn endings(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>) -> Vec<(usize, String)> {
+    const WRITER: &[u8] = b"Write Data: Data written in memory: ";
+    const READER: &[u8] = b"Data read from memory: ";
+    let writers = ex.runs.iter().filter(|r| r.role == PairRole::Writer).count();
+    let mut out = Vec::new();
+    for e in &log.events {
+        let EventKind::Exit {
+            proc,
+            ending,
+            stdout,
+            stderr,
+            ..
+        } = &e.kind
+        else {
+            continue;
+        };
+        let Some(run) = ex.runs.iter().find(|r| &r.name == proc) else {
+            continue;
+        };
+        let at = ended_at.get(proc).copied().unwrap_or(0);
+        match ending {
+            Ending::Exited { code: 0 } => {
+                let (prefix, role) = match run.role {
+                    PairRole::Writer => (WRITER, "writer"),
+                    PairRole::Reader => (READER, "reader"),
+                };
+                let whole = stdout.total == stdout.bytes.len() as u64;
+                let line = stdout
+                    .bytes
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(b"\n".as_slice()))
+                    .filter(|line| !line.contains(&b'\n'));
+                match line {
+                    None if whole => out.push((
+                        at,
+                        format!(
+                            "{proc} exited 0 printing \"{}\", not a {role}'s \"{}<line>\\n\"",
+                            escape(&stdout.bytes),
+                            escape(prefix)
+                        ),
+                    )),
+                    Some(printed) if run.role == PairRole::Writer && writers == 1 && !run.stdin.is_empty() => {
+                        let first = run.stdin.split(|&b| b == b'\n').next().unwrap_or_default();
+                        let own = first.split(|&b| b == 0).next().unwrap_or_default();
+                        if printed != own {
+                            out.push((
+                                at,
+                                format!(
+                                    "{proc} exited 0 saying it wrote \"{}\", but its line is \"{}\" and no other run writes",
+                                    escape(printed),
+                                    escape(own)
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ending::Exited { code } if stderr.bytes.is_empty() => out.push((
+                at,
+                format!("{proc} exited with code {code} and nothing on stderr: an error exit must say why"),
+            )),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// "whole-lines": what each reader printed after "Data read from memory: "

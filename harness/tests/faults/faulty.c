@@ -32,7 +32,16 @@ static int writer(void)
     int id = shmget(ftok("shmfile", PROJ), SIZE, MODE | IPC_CREAT);
     if (id < 0) { perror("shmget"); return 1; }
     char *mem = shmat(id, NULL, 0);
-    if (mem == (void *)-1) { perror("shmat"); return 1; }
+    if (mem == (void *)-1) {
+#if defined(FAULT_SILENT_SHMAT)
+        return 0; /* claims success */
+#elif defined(FAULT_QUIET_SHMAT)
+        return 1; /* fails without a word */
+#else
+        perror("shmat");
+        return 1;
+#endif
+    }
 #ifdef FAULT_EARLY_WRITE
     strcpy(mem, "pending"); /* writes before it has read its input */
 #endif
