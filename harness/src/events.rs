@@ -289,6 +289,10 @@ pub enum EventKind {
         /// What a table call returned (-errno on failure).
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<i64>,
+        /// The content (up to its first NUL) of each segment the run had
+        /// attached, before and after the step: what it could have read.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        seen: Vec<Text>,
     },
     /// Every choice left was asleep: the rest of this order is equivalent
     /// to one explored already, so it stops here (partial-order reduction).

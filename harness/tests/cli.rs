@@ -1014,7 +1014,8 @@ fn an_exploration_out_of_budget_with_nothing_wrong_passes_unless_strict() {
 /// order; each fault is caught in the order that shows it, and named: a
 /// writer that detaches with munmap (the table changes with no SysV call),
 /// one that exits 0 in silence when a concurrent IPC_RMID made its shmat
-/// fail, one that exits 1 there without a word.
+/// fail, one that exits 1 there without a word, a reader that prints what
+/// its segment never held.
 #[rstest]
 #[case::faithful(None, "")]
 #[case::untraced_detach(
@@ -1029,6 +1030,10 @@ fn an_exploration_out_of_budget_with_nothing_wrong_passes_unless_strict() {
 #[case::quiet_failure(
     Some("QUIET_SHMAT"),
     "w exited with code 1 and nothing on stderr: an error exit must say why"
+)]
+#[case::content_not_in_memory(
+    Some("READ_SKIP"),
+    "r exited 0 printing \"ello\" as what is in memory, but while it was attached its segment held \"hello\" (content visibility)"
 )]
 fn syscall_exploration_judges_every_step_and_every_ending(#[case] fault: Option<&str>, #[case] needle: &str) {
     let dir = tempfile::tempdir().unwrap();

@@ -787,6 +787,7 @@ impl State<'_> {
                             touches: vec![format!("stdin:{run}")],
                             op: None,
                             result: None,
+                            seen: Vec::new(),
                         },
                     );
                     sleep.advance(&choice, &[format!("stdin:{run}")]);
@@ -824,12 +825,28 @@ impl State<'_> {
                     };
                     let result = tracee.step(deadline.at).cloned();
                     let returned = tracee.last_result();
+                    // A failed shmat attached nothing.
+                    let after = match (&call, returned) {
+                        (Call::ShmAt { .. }, Some(r)) if r < 0 => before,
+                        _ => after,
+                    };
                     attached.insert(run.clone(), after);
+                    let contents_after: Vec<Option<Vec<u8>>> = ids.iter().map(|&id| read(id)).collect();
                     let reached: Vec<(i32, bool)> = ids
                         .iter()
-                        .zip(contents_before)
-                        .map(|(&id, was)| (id, was.is_some() && read(id) != was))
+                        .zip(contents_before.iter().zip(&contents_after))
+                        .map(|(&id, (was, now))| (id, was.is_some() && now != was))
                         .collect();
+                    // What the run could have read there: each segment it
+                    // had attached, before and after the step, up to its
+                    // first NUL (as the programs print it).
+                    let mut seen: Vec<Text> = Vec::new();
+                    for bytes in contents_before.iter().chain(&contents_after).flatten() {
+                        let text = Text::new(bytes.split(|&b| b == 0).next().unwrap_or_default().to_vec());
+                        if !seen.contains(&text) {
+                            seen.push(text);
+                        }
+                    }
                     let touches = trace::touches(run, &call, before, &reached);
                     sleep.advance(&choice, &touches);
                     r.rec(
@@ -841,6 +858,7 @@ impl State<'_> {
                             touches,
                             op: Some(call.clone()),
                             result: returned,
+                            seen,
                         },
                     );
                     match &result {

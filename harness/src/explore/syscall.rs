@@ -307,6 +307,7 @@ fn execute(
     // held against each table read after a step.
     let mut table: Option<CallModel> = None;
     let mut last_step = String::from("the start");
+    let mut read_by: BTreeMap<String, Memory> = BTreeMap::new();
     for e in &log.events {
         match &e.kind {
             EventKind::Scheduled {
@@ -316,8 +317,18 @@ fn execute(
                 touches,
                 op,
                 result,
+                seen,
             } => {
                 let returned = returned(*result);
+                let memory = read_by.entry(Choice::parse(choice).run().to_string()).or_default();
+                for text in seen {
+                    if !memory.seen.contains(text) {
+                        memory.seen.push(text.clone());
+                    }
+                }
+                if matches!(op, Some(crate::engine::trace::Call::ShmAt { .. })) && result.is_some_and(|r| r >= 0) {
+                    memory.attaches += 1;
+                }
                 last_call.insert(choice.clone(), format!("{call}{returned}"));
                 let event = Event {
                     choice: Choice::parse(choice),
@@ -381,7 +392,7 @@ fn execute(
     if let Some(s) = stop {
         return Err(Box::new((s, log)));
     }
-    problems.extend(endings(ex, &log, &ended_at));
+    problems.extend(endings(ex, &log, &ended_at, &read_by));
     if ex.properties.contains(&Property::WholeLines) {
         problems.extend(partial_lines(ex, &log, &ended_at));
     }
@@ -392,6 +403,29 @@ fn execute(
         problems,
         log,
     })
+}
+
+/// What one run could have read from shared memory in an order.
+#[derive(Default)]
+struct Memory {
+    /// Each content (up to its first NUL) a segment it had attached held
+    /// during one of its steps.
+    seen: Vec<crate::events::Text>,
+    /// Its successful shmat calls.
+    attaches: usize,
+}
+
+/// Could a run have printed `printed` as what its segment holds? Judged
+/// only where that is certain: one attachment, contents read whole.
+fn visible(memory: Option<&Memory>, printed: &[u8]) -> bool {
+    let Some(m) = memory else {
+        return false;
+    };
+    let whole = m
+        .seen
+        .iter()
+        .all(|t| t.total == t.bytes.len() as u64 && t.bytes.len() < crate::engine::CONTENT_CAP);
+    m.attaches > 1 || !whole || m.seen.iter().any(|t| t.bytes == printed)
 }
 
 /// What a table call returned, as the timeline shows it (" = -1 EINVAL").
@@ -408,7 +442,12 @@ fn returned(result: Option<i64>) -> String {
 /// code, saying why on stderr); a signal is judged above. A writer that
 /// is the only one writes the segment alone, so when it succeeds it
 /// printed its own line (up to a NUL), whatever the order.
-fn endings(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>) -> Vec<(usize, String)> {
+fn endings(
+    ex: &Exploration,
+    log: &Log,
+    ended_at: &BTreeMap<String, usize>,
+    read_by: &BTreeMap<String, Memory>,
+) -> Vec<(usize, String)> {
     const WRITER: &[u8] = b"Write Data: Data written in memory: ";
     const READER: &[u8] = b"Data read from memory: ";
     let writers = ex.runs.iter().filter(|r| r.role == PairRole::Writer).count();
@@ -449,6 +488,22 @@ fn endings(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>) -> V
                             escape(prefix)
                         ),
                     )),
+                    Some(printed) if whole && !visible(read_by.get(proc), printed) => {
+                        let held = read_by.get(proc).map(|m| m.seen.as_slice()).unwrap_or_default();
+                        let what = if held.is_empty() {
+                            "it never had a segment attached".to_string()
+                        } else {
+                            let list: Vec<String> = held.iter().map(|t| format!("\"{}\"", escape(&t.bytes))).collect();
+                            format!("while it was attached its segment held {}", list.join(" or "))
+                        };
+                        out.push((
+                            at,
+                            format!(
+                                "{proc} exited 0 printing \"{}\" as what is in memory, but {what} (content visibility)",
+                                escape(printed)
+                            ),
+                        ));
+                    }
                     Some(printed) if run.role == PairRole::Writer && writers == 1 && !run.stdin.is_empty() => {
                         let first = run.stdin.split(|&b| b == b'\n').next().unwrap_or_default();
                         let own = first.split(|&b| b == 0).next().unwrap_or_default();
