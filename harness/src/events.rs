@@ -601,12 +601,7 @@ impl EventKind {
                 } else {
                     String::new()
                 };
-                let returned = match (result, op) {
-                    (Some(r), _) if *r < 0 => format!(" = -1 {}", nix::errno::Errno::from_raw((-*r) as i32)),
-                    (Some(r), Some(crate::engine::trace::Call::ShmAt { .. })) => format!(" = {r:#x}"),
-                    (Some(r), _) => format!(" = {r}"),
-                    (None, _) => String::new(),
-                };
+                let returned = op.as_ref().map(|c| c.describe_result(*result)).unwrap_or_default();
                 (
                     Choice::parse(choice).run().to_string(),
                     format!("{call}{returned}{chose}"),

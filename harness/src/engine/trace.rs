@@ -75,6 +75,17 @@ impl Call {
         }
     }
 
+    /// What it returned, as a timeline shows it after the call (" = 0",
+    /// " = 0x7f...", " = -1 EINVAL"); empty when not known.
+    pub fn describe_result(&self, result: Option<i64>) -> String {
+        match (result, self) {
+            (Some(r), _) if r < 0 => format!(" = -1 {}", nix::errno::Errno::from_raw((-r) as i32)),
+            (Some(r), Call::ShmAt { .. }) => format!(" = {r:#x}"),
+            (Some(r), _) => format!(" = {r}"),
+            (None, _) => String::new(),
+        }
+    }
+
     /// What the call does to the segment table: None (not a table call),
     /// Some(false) it only reads it (IPC_STAT, SHM_STAT, a lookup without
     /// IPC_CREAT), Some(true) it may change it (a creation, an attach or

@@ -319,7 +319,7 @@ fn execute(
                 result,
                 seen,
             } => {
-                let returned = returned(*result);
+                let returned = op.as_ref().map(|c| c.describe_result(*result)).unwrap_or_default();
                 let memory = read_by.entry(Choice::parse(choice).run().to_string()).or_default();
                 for text in seen {
                     if !memory.seen.contains(text) {
@@ -426,15 +426,6 @@ fn visible(memory: Option<&Memory>, printed: &[u8]) -> bool {
         .iter()
         .all(|t| t.total == t.bytes.len() as u64 && t.bytes.len() < crate::engine::CONTENT_CAP);
     m.attaches > 1 || !whole || m.seen.iter().any(|t| t.bytes == printed)
-}
-
-/// What a table call returned, as the timeline shows it (" = -1 EINVAL").
-fn returned(result: Option<i64>) -> String {
-    match result {
-        Some(r) if r < 0 => format!(" = -1 {}", nix::errno::Errno::from_raw((-r) as i32)),
-        Some(r) => format!(" = {r}"),
-        None => String::new(),
-    }
 }
 
 /// What the contract allows a run to end with, in any order: success
