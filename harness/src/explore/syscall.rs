@@ -307,6 +307,7 @@ fn execute(
     // held against each table read after a step.
     let mut table: Option<CallModel> = None;
     let mut last_step = String::from("the start");
+    let mut last_run: Option<String> = None;
     let mut read_by: BTreeMap<String, Memory> = BTreeMap::new();
     for e in &log.events {
         match &e.kind {
@@ -337,6 +338,7 @@ fn execute(
                 };
                 let run = event.choice.run().to_string();
                 last_step = format!("{run}'s {call}{returned}");
+                last_run = Some(run.clone());
                 trace.push(event);
                 if let (Some(model), Some(op)) = (table.as_mut(), op) {
                     if let Err(why) = model.apply(&run, op, *result) {
@@ -357,7 +359,7 @@ fn execute(
                                 differences.join("; ")
                             ),
                         ));
-                        model.adopt(rows);
+                        model.adopt_after(last_run.as_deref(), rows);
                     }
                 }
             },
@@ -426,6 +428,27 @@ fn visible(memory: Option<&Memory>, printed: &[u8]) -> bool {
         .iter()
         .all(|t| t.total == t.bytes.len() as u64 && t.bytes.len() < crate::engine::CONTENT_CAP);
     m.attaches > 1 || !whole || m.seen.iter().any(|t| t.bytes == printed)
+}
+
+/// A problem with every number (decimal or hex) replaced: what stays the
+/// same from one order to another.
+fn problem_kind(problem: &str) -> String {
+    let mut out = String::with_capacity(problem.len());
+    let mut chars = problem.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            if c == '0' && chars.peek() == Some(&'x') {
+                chars.next();
+            }
+            while chars.peek().is_some_and(|d| d.is_ascii_hexdigit()) {
+                chars.next();
+            }
+            out.push('#');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What the contract allows a run to end with, in any order: success
@@ -680,12 +703,16 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
     }
     // Each distinct problem with the shortest order that shows it (the
     // fewest choices up to where it showed); the shortest of all leads.
-    let mut shortest: BTreeMap<&str, (usize, &Execution)> = BTreeMap::new();
+    // Problems differ between orders only in numbers (segment ids, keys
+    // from a fresh key file's inode, addresses) are one problem.
+    let mut shortest: BTreeMap<String, (usize, &str, &Execution)> = BTreeMap::new();
     for e in &failing {
         for (at, problem) in &e.problems {
-            let entry = shortest.entry(problem.as_str()).or_insert((*at, e));
+            let entry = shortest
+                .entry(problem_kind(problem))
+                .or_insert((*at, problem.as_str(), e));
             if *at < entry.0 {
-                *entry = (*at, e);
+                *entry = (*at, problem.as_str(), e);
             }
         }
     }
@@ -696,7 +723,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             .collect::<Vec<_>>()
             .join(",")
     };
-    let mut found: Vec<(usize, &str, &Execution)> = shortest.iter().map(|(p, (at, e))| (*at, *p, *e)).collect();
+    let mut found: Vec<(usize, &str, &Execution)> = shortest.values().copied().collect();
     found.sort_by_key(|(at, p, _)| (*at, p.to_string()));
     let Some(&(at, first, best)) = found.first() else {
         return result(Status::Broken, "no failing order".into(), vec![], None);
@@ -735,6 +762,17 @@ mod tests {
             enabled: vec![],
             touches: touches.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn problems_that_differ_only_in_numbers_are_one() {
+        let a = problem_kind("after w's shmat(32768) = 0x7f12ab: segment 32768: nattch 0, the model says 1");
+        let b = problem_kind("after w's shmat(0) = 0x7fee00: segment 0: nattch 1, the model says 2");
+        assert_eq!(a, b);
+        assert_ne!(
+            problem_kind("w was killed by SIGSEGV (its last step: read(0))"),
+            problem_kind("w was killed by SIGSEGV (its last step: exit(0))")
+        );
     }
 
     #[test]

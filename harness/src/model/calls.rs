@@ -81,6 +81,27 @@ impl CallModel {
     /// difference is reported once). Attachments of segments that are gone
     /// are forgotten.
     pub fn adopt(&mut self, kernel: &[SegRow]) {
+        self.adopt_after(None, kernel);
+    }
+
+    /// As `adopt`, after a step of `run` (the only one that ran): where the
+    /// kernel shows fewer attachments than the model, the ones gone were
+    /// that run's (detached by a call that is not traced), so they are not
+    /// detached a second time at its exit.
+    pub fn adopt_after(&mut self, run: Option<&str>, kernel: &[SegRow]) {
+        if let Some(list) = run.and_then(|r| self.attached.get_mut(r)) {
+            for k in kernel {
+                let Some(want) = self.rows.get(&k.shmid) else { continue };
+                let mut gone = want.nattch.saturating_sub(k.nattch);
+                while gone > 0 {
+                    let Some(i) = list.iter().position(|(_, id)| *id == k.shmid) else {
+                        break;
+                    };
+                    list.remove(i);
+                    gone -= 1;
+                }
+            }
+        }
         self.rows = kernel.iter().map(|r| (r.shmid, Row::from_kernel(r))).collect();
         for list in self.attached.values_mut() {
             list.retain(|(_, id)| self.rows.contains_key(id));
@@ -355,6 +376,19 @@ mod tests {
         assert!(err.contains("ENOENT"), "{err}");
         let err = m.apply("r", &get(KEY, true), Some(6)).unwrap_err();
         assert!(err.contains("created id 6 while segment 5 has that key"), "{err}");
+    }
+
+    #[test]
+    fn an_untraced_detach_is_reported_once() {
+        let mut m = CallModel::new(&[row(0, KEY, 0, false)]);
+        m.apply("w", &Call::ShmAt { id: 0 }, Some(0x7000)).unwrap();
+        // w detaches with munmap: the kernel shows nattch 0 after its step.
+        assert_eq!(m.differences(&[row(0, KEY, 0, false)]).len(), 1);
+        m.adopt_after(Some("w"), &[row(0, KEY, 0, false)]);
+        m.apply("r", &Call::ShmAt { id: 0 }, Some(0x9000)).unwrap();
+        // w's exit detaches nothing more: r's attachment stays.
+        m.ended("w");
+        assert!(m.differences(&[row(0, KEY, 1, false)]).is_empty());
     }
 
     #[test]
