@@ -1383,24 +1383,25 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
             }
         }
     };
-    let granularity = match ex.granularity.as_deref() {
-        None | Some("process") => Granularity::Process,
-        Some("syscall") => Granularity::Syscall,
-        Some(other) => {
+    let granularity = match ex.granularity.as_ref().map(|g| (g.span().start, g.get_ref().as_str())) {
+        None | Some((_, "process")) => Granularity::Process,
+        Some((_, "syscall")) => Granularity::Syscall,
+        Some((at, other)) => {
             return Err((
-                off,
+                at,
                 format!("explore.granularity: expected \"process\" or \"syscall\", found {other:?}"),
             ))
         }
     };
     let mut properties = BTreeSet::new();
     for p in &ex.properties {
-        match p.as_str() {
+        let at = p.span().start;
+        match p.get_ref().as_str() {
             "whole-lines" if granularity == Granularity::Syscall => properties.insert(Property::WholeLines),
-            "whole-lines" => return Err((off, "explore.properties are judged at granularity = \"syscall\"".into())),
+            "whole-lines" => return Err((at, "explore.properties are judged at granularity = \"syscall\"".into())),
             other => {
                 return Err((
-                    off,
+                    at,
                     format!("explore.properties: unknown property {other:?}; known: whole-lines"),
                 ))
             }

@@ -64,7 +64,8 @@ pub struct Explore {
     /// input) is one event. "syscall": every run is traced, unmodified, and
     /// interleaved at its shared-memory system calls, its input pieces and
     /// its reads and writes of the standard streams (x86_64, local backend).
-    pub granularity: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub granularity: Option<Spanned<String>>,
     /// "syscall": explore one order per class of equivalent interleavings
     /// (dynamic partial-order reduction; the default), or every one (false).
     pub reduction: Option<bool>,
@@ -72,7 +73,8 @@ pub struct Explore {
     /// killed by a signal": "whole-lines" (a reader never prints part of a
     /// writer's line).
     #[serde(default)]
-    pub properties: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub properties: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
