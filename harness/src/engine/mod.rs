@@ -861,26 +861,8 @@ impl State<'_> {
                             seen,
                         },
                     );
-                    match &result {
-                        Ok(Stop::At(_)) => {}
-                        Ok(Stop::Ended(ending)) => {
-                            self.tracees.remove(run);
-                            let Some(mut p) = self.procs.remove(run) else {
-                                return self.gone(step, run, r);
-                            };
-                            p.record_ending(ending.clone());
-                            if !finish(self.world, step.n, &mut p, deadline, "its exit", r) {
-                                return false;
-                            }
-                        }
-                        _ => {}
-                    }
-                    // The table after every step (its end included).
-                    if result.is_ok() && !self.record_table(step, r) {
-                        return false;
-                    }
-                    match result {
-                        Ok(_) => {}
+                    let stop = match result {
+                        Ok(stop) => stop,
                         Err(TraceError::Unsupported(why)) => {
                             r.rec(
                                 n,
@@ -912,6 +894,20 @@ impl State<'_> {
                             );
                             return false;
                         }
+                    };
+                    if let Stop::Ended(ending) = stop {
+                        self.tracees.remove(run);
+                        let Some(mut p) = self.procs.remove(run) else {
+                            return self.gone(step, run, r);
+                        };
+                        p.record_ending(ending);
+                        if !finish(self.world, step.n, &mut p, deadline, "its exit", r) {
+                            return false;
+                        }
+                    }
+                    // The table after every step (its end included).
+                    if !self.record_table(step, r) {
+                        return false;
                     }
                 }
             }
