@@ -32,8 +32,9 @@ const SHM_DEST: u32 = 0o1000;
 struct Row {
     key: i32,
     size: u64,
-    /// The permission bits (the low nine).
-    perms: u32,
+    /// The permission bits (the low nine); None after an IPC_SET, whose
+    /// new bits come from a buffer that is not traced.
+    perms: Option<u32>,
     nattch: u64,
     dest: bool,
 }
@@ -43,7 +44,7 @@ impl Row {
         Row {
             key: r.raw_key,
             size: r.size,
-            perms: r.raw_mode & 0o777,
+            perms: Some(r.raw_mode & 0o777),
             nattch: r.nattch,
             dest: r.raw_mode & SHM_DEST != 0,
         }
@@ -51,10 +52,10 @@ impl Row {
 
     fn describe(&self, id: i32) -> String {
         format!(
-            "id {id} key {:#010x} size {} perms {:03o} nattch {}{}",
+            "id {id} key {:#010x} size {} perms {} nattch {}{}",
             self.key as u32,
             self.size,
-            self.perms,
+            self.perms.map_or("unknown".to_string(), |p| format!("{p:03o}")),
             self.nattch,
             if self.dest { " dest" } else { "" }
         )
@@ -169,7 +170,7 @@ impl CallModel {
                     Row {
                         key: *key,
                         size: *size,
-                        perms: (*flags as u32) & 0o777,
+                        perms: Some((*flags as u32) & 0o777),
                         nattch: 0,
                         dest: false,
                     },
@@ -214,7 +215,7 @@ impl CallModel {
                 // New permission bits (and owner) come from the caller's
                 // buffer, which is not traced: take the kernel's.
                 if let Some(r) = self.rows.get_mut(id) {
-                    r.perms = u32::MAX;
+                    r.perms = None;
                 }
                 Ok(())
             }
@@ -274,8 +275,8 @@ impl CallModel {
                         format!("{:#010x}", want.key as u32),
                     );
                     differ("size", got.size.to_string(), want.size.to_string());
-                    if want.perms != u32::MAX {
-                        differ("perms", format!("{:03o}", got.perms), format!("{:03o}", want.perms));
+                    if let (Some(got), Some(want)) = (got.perms, want.perms) {
+                        differ("perms", format!("{got:03o}"), format!("{want:03o}"));
                     }
                     differ("nattch", got.nattch.to_string(), want.nattch.to_string());
                     differ("marked for removal", got.dest.to_string(), want.dest.to_string());
