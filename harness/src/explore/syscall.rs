@@ -307,7 +307,6 @@ fn execute(
     // held against each table read after a step.
     let mut table: Option<CallModel> = None;
     let mut last_step = String::from("the start");
-    let mut last_run: Option<String> = None;
     let mut read_by: BTreeMap<String, Memory> = BTreeMap::new();
     for e in &log.events {
         match &e.kind {
@@ -338,7 +337,6 @@ fn execute(
                 };
                 let run = event.choice.run().to_string();
                 last_step = format!("{run}'s {call}{returned}");
-                last_run = Some(run.clone());
                 trace.push(event);
                 if let (Some(model), Some(op)) = (table.as_mut(), op) {
                     if let Err(why) = model.apply(&run, op, *result) {
@@ -359,7 +357,7 @@ fn execute(
                                 differences.join("; ")
                             ),
                         ));
-                        model.adopt_after(last_run.as_deref(), rows);
+                        model.adopt_after(trace.last().map(|e| e.choice.run()), rows);
                     }
                 }
             },
