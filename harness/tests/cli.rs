@@ -1060,17 +1060,22 @@ fn syscall_exploration_judges_every_step_and_every_ending(#[case] fault: Option<
 #[test]
 fn syscall_exploration_finds_the_originals_races_and_replays_them() {
     let file = scenarios().join("orders/syscall-input-in-pieces.toml");
+    // The C reference with no expectations: its failures are plain FAILs.
     let empty = tempfile::NamedTempFile::new().unwrap();
-    let out = shmconf()
-        .args(["run", "--impl", "c-reference", "--expectations"])
-        .arg(empty.path())
-        .arg(&file)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8_lossy(&out);
+    let c_reference = |extra: &[&str]| -> String {
+        let out = shmconf()
+            .args(["run", "--impl", "c-reference", "--expectations"])
+            .arg(empty.path())
+            .arg(&file)
+            .args(extra)
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let text = c_reference(&[]);
     assert!(text.contains("FAIL    orders/syscall-input-in-pieces"), "{text}");
     assert!(text.contains("(2 distinct problem(s))"), "{text}");
     assert!(text.contains("w was killed by SIGSEGV"), "{text}");
@@ -1084,17 +1089,7 @@ fn syscall_exploration_finds_the_originals_races_and_replays_them() {
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
         .expect("a replay command");
-    let replay = shmconf()
-        .args(["run", "--impl", "c-reference", "--expectations"])
-        .arg(empty.path())
-        .arg(&file)
-        .args(["--order", order])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let replayed = String::from_utf8_lossy(&replay);
+    let replayed = c_reference(&["--order", order]);
     assert!(replayed.contains("1 of 1 orders explored"), "{replayed}");
     assert!(replayed.contains("w was killed by SIGSEGV"), "{replayed}");
     assert!(
