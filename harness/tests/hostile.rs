@@ -1,4 +1,4 @@
-//! The hostile-input corpus (`hostile/cases.toml`) as cargo tests: every
+//! The hostile-input corpus (`hostile/*.toml`) as cargo tests: every
 //! case runs `shmconf run` and then proves that nothing was harmed or left:
 //! the exit code and message are the documented ones, no process started in
 //! the case is still running, no segment is left in the IPC namespace the
@@ -304,17 +304,44 @@ fn run_case(case: &Case) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Every `*.toml` of the corpus folder, in name order: one file per class of
+/// attack, so separate changes add cases without touching each other's file.
+fn corpus() -> Vec<(String, Case)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/hostile is readable")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a corpus file is readable");
+        let manifest: Manifest = toml::from_str(&text).unwrap_or_else(|e| panic!("{} parses: {e}", file.display()));
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        cases.extend(manifest.case.into_iter().map(|c| (stem.clone(), c)));
+    }
+    cases
+}
+
 fn main() {
     let args = Arguments::from_args();
-    let text = include_str!("hostile/cases.toml");
-    let manifest: Manifest = toml::from_str(text).expect("hostile/cases.toml parses");
-    assert!(manifest.case.len() >= 40, "the corpus holds at least 40 cases");
+    let cases = corpus();
+    assert!(cases.len() >= 40, "the corpus holds at least 40 cases");
+    let mut names = std::collections::BTreeSet::new();
+    for (_, case) in &cases {
+        assert!(
+            names.insert(case.name.clone()),
+            "two corpus cases are named {}",
+            case.name
+        );
+    }
     let root_needed = !nix::unistd::geteuid().is_root();
-    let trials = manifest
-        .case
+    let trials = cases
         .into_iter()
-        .map(|case| {
-            let name = format!("hostile::{}", case.name);
+        .map(|(file, case)| {
+            let name = format!("hostile::{file}::{}", case.name);
             Trial::test(name, move || run_case(&case)).with_ignored_flag(root_needed)
         })
         .collect();
