@@ -183,6 +183,17 @@ enum BackendArg {
     Podman,
 }
 
+/// What a run that checks nothing is (`--no-tests`, as cargo-nextest's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NoTests {
+    /// A failure: exit 2 when the selection is empty, 4 when every scenario was skipped.
+    Fail,
+    /// Exit 0, with a warning on stderr.
+    Warn,
+    /// Exit 0.
+    Pass,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
     Human,
@@ -272,7 +283,15 @@ struct RunArgs {
     /// agreeing is a TIMEOUT (default: a PASS that says how much of it ran).
     #[arg(long)]
     strict_budget: bool,
+    /// A run that checks nothing: a selection that is empty (exit 2) or whose
+    /// every scenario is a SKIP, e.g. a backend that can start no container
+    /// (exit 4). `warn` or `pass` make either exit 0.
+    #[arg(long, value_enum, default_value = "fail", value_name = "ACTION")]
+    no_tests: NoTests,
 }
+
+/// Exit code of a run in which no scenario was judged (every one a SKIP).
+const EXIT_NOTHING_CHECKED: u8 = 4;
 
 fn main() -> ExitCode {
     let code = dispatch(Cli::parse());
@@ -314,15 +333,15 @@ fn dispatch(cli: Cli) -> ExitCode {
                     .map(|s| {
                         format!(
                             "{:<45} [{}] {}\n",
-                            s.id,
-                            s.scenario.tags.join(","),
-                            first_sentence(&s.scenario.description)
+                            report::for_terminal(&s.id),
+                            report::for_terminal(&s.scenario.tags.join(",")),
+                            report::for_terminal(first_sentence(&s.scenario.description))
                         )
                     })
                     .collect();
                 emit(&lines)
             }
-            Err(code) => code,
+            Err(e) => e.exit(),
         },
         Command::Show(select) => match load_by_path_or_id(&select) {
             Ok(scenarios) if scenarios.is_empty() => {
@@ -336,7 +355,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                     .collect();
                 emit(&shown.join("\n"))
             }
-            Err(code) => code,
+            Err(e) => e.exit(),
         },
         Command::Run(args) => run(*args),
         Command::Matrix(args) => matrix(args),
@@ -483,10 +502,44 @@ fn first_sentence(s: &str) -> &str {
     s.split_once(". ").map_or(s, |(a, _)| a)
 }
 
+/// Why scenarios could not be loaded or selected.
+enum LoadFailure {
+    /// Printed already: scenario-file errors, an unknown id.
+    Reported,
+    /// The selection is empty or names a tag no scenario has.
+    Select(scenario::discover::SelectError),
+    /// A signal arrived while loading.
+    Interrupted,
+}
+
+impl LoadFailure {
+    /// Say it (once) and give the exit code.
+    fn exit(self) -> ExitCode {
+        match self {
+            LoadFailure::Reported => ExitCode::from(2),
+            LoadFailure::Select(e) => {
+                eprintln!("shmconf: {}", report::for_terminal(&e.to_string()));
+                ExitCode::from(2)
+            }
+            LoadFailure::Interrupted => interrupted_exit(),
+        }
+    }
+}
+
+/// The end of a run a signal stopped (before or after scenarios ran).
+fn interrupted_exit() -> ExitCode {
+    eprintln!(
+        "shmconf: {}; every process, temp dir and namespace of the run is gone",
+        procs::interruption()
+    );
+    ExitCode::from(128 + procs::interrupting_signal().map_or(2, |s| s as u8))
+}
+
 /// Like `load`, but an argument that is not a path names a scenario id of
 /// the default scenarios dir (`shmconf show orders/paused-writer`).
-fn load_by_path_or_id(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode> {
-    let (paths, ids): (Vec<PathBuf>, Vec<PathBuf>) = select.paths.iter().cloned().partition(|p| p.exists());
+fn load_by_path_or_id(select: &SelectArgs) -> Result<Vec<ScenarioFile>, LoadFailure> {
+    let is_path = |p: &PathBuf| std::fs::symlink_metadata(p).is_ok() || p.to_string_lossy().contains(['*', '?', '[']);
+    let (paths, ids): (Vec<PathBuf>, Vec<PathBuf>) = select.paths.iter().cloned().partition(is_path);
     if ids.is_empty() {
         return load(select);
     }
@@ -507,10 +560,14 @@ fn load_by_path_or_id(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode
     for id in &ids {
         let id = id.to_string_lossy();
         match all.iter().find(|s| s.id == id.trim_end_matches(".toml")) {
-            Some(s) => found.push(s.clone()),
+            Some(s) if !found.iter().any(|f| f.id == s.id) => found.push(s.clone()),
+            Some(_) => {}
             None => {
-                eprintln!("shmconf: {id}: no such file, and no scenario with that id");
-                return Err(ExitCode::from(2));
+                eprintln!(
+                    "shmconf: {}: no such file, and no scenario with that id",
+                    report::for_terminal(&id)
+                );
+                return Err(LoadFailure::Reported);
             }
         }
     }
@@ -522,21 +579,61 @@ fn default_scenarios() -> PathBuf {
     std::env::var_os("SHMCONF_SCENARIOS").map_or_else(|| PathBuf::from("scenarios"), PathBuf::from)
 }
 
-fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, ExitCode> {
+fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, LoadFailure> {
     let paths = if select.paths.is_empty() {
         vec![default_scenarios()]
     } else {
         select.paths.clone()
     };
-    match scenario::discover(&paths) {
-        Ok(all) => Ok(scenario::select(all, &select.tags, &select.skip)),
+    let loaded = scenario::discover(&paths);
+    // A signal stops discovery where it is: the run ends as one would later.
+    if procs::interrupted() {
+        return Err(LoadFailure::Interrupted);
+    }
+    match loaded {
+        Ok(all) => {
+            let where_: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            scenario::select(all, &select.tags, &select.skip, &where_.join(", ")).map_err(LoadFailure::Select)
+        }
         Err(errors) => {
             for e in errors {
-                eprintln!("shmconf: {e}");
+                eprintln!("shmconf: {}", report::for_terminal(&e.to_string()));
             }
-            Err(ExitCode::from(2))
+            Err(LoadFailure::Reported)
         }
     }
+}
+
+/// Output paths of a run, checked (their folder made) before any scenario
+/// runs, so a typo costs nothing and the report is never lost to it.
+fn check_outputs(args: &RunArgs) -> Result<(), String> {
+    let file = |flag: &str, path: &PathBuf| -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("{flag} {}: {e}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(fail)?;
+        }
+        // Opened as it will be written (created if missing), nothing truncated yet.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(drop)
+            .map_err(fail)
+    };
+    if let Some(p) = &args.junit {
+        file("--junit", p)?;
+    }
+    if let Some(p) = &args.summary {
+        file("--summary", p)?;
+    }
+    if let Some(dir) = &args.record {
+        let fail = |e: std::io::Error| format!("--record {}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
+            .map_err(|e| fail(e.into()))?;
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -547,10 +644,26 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("shmconf: cannot install the signal handlers: {e}");
         return ExitCode::from(2);
     }
-    let scenarios = match load(&args.select) {
+    let scenarios = match load_by_path_or_id(&args.select) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(LoadFailure::Select(e)) if args.no_tests != NoTests::Fail => {
+            if args.no_tests == NoTests::Warn {
+                eprintln!("shmconf: warning: {}", report::for_terminal(&e.to_string()));
+            }
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return e.exit(),
     };
+    // Where every scenario's dir goes: said once, naming the path, before
+    // anything runs (not one BROKEN per scenario).
+    if let Err(e) = rundir::current() {
+        eprintln!("shmconf: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = check_outputs(&args) {
+        eprintln!("shmconf: {e}");
+        return ExitCode::from(2);
+    }
     let choices = Choices {
         implementation: match (&args.writer, &args.reader) {
             (Some(w), Some(r)) => ImplChoice::Custom {
@@ -599,10 +712,15 @@ fn run(args: RunArgs) -> ExitCode {
         expectations: args.expectations.clone(),
         replay_order: args.order.clone(),
     };
-    let runner = match compose::compose(&choices) {
+    let composed = compose::compose(&choices);
+    // A signal while an engine was probed: the run ends as it would later.
+    if procs::interrupted() {
+        return interrupted_exit();
+    }
+    let runner = match composed {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("shmconf: {e}");
+            eprintln!("shmconf: {}", report::for_terminal(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -614,12 +732,12 @@ fn run(args: RunArgs) -> ExitCode {
         }
     }
     for note in &runner.notes {
-        eprintln!("shmconf: note: {note}");
+        eprintln!("shmconf: note: {}", report::for_terminal(note));
     }
     // Someone else's programs: check they start at all before judging them.
     if runner.implementation.origin != shmconf_harness::impls::Origin::Builtin {
         if let Err(e) = runner.preflight() {
-            eprintln!("shmconf: {e}");
+            eprintln!("shmconf: {}", report::for_terminal(&e.to_string()));
             return ExitCode::from(2);
         }
     }
@@ -628,7 +746,7 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!(
             "shmconf: {} scenario(s), implementation {}, backend {}, oracle {}, jobs {}",
             scenarios.len(),
-            runner.implementation.name,
+            report::for_terminal(&runner.implementation.name),
             runner.backend.name(),
             runner.oracle.name(),
             runner.parallel()
@@ -648,30 +766,7 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCode {
-    if let Some(dir) = &args.record {
-        if let Err(e) = record(dir, results) {
-            eprintln!("shmconf: --record {}: {e}", dir.display());
-        }
-    }
-    if let Some(path) = &args.summary {
-        // Appended: a CI step summary collects several runs.
-        use std::io::Write;
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(report::markdown(name, results).as_bytes()));
-        if let Err(e) = written {
-            eprintln!("shmconf: --summary {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    }
-    if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, report::junit(name, results)) {
-            eprintln!("shmconf: --junit {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    }
+    // The report first: a file that cannot be written must not cost it.
     match args.format {
         Format::Human => {
             let detail = if args.verbose {
@@ -688,24 +783,86 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCod
             emit(&report::tap(name, results));
         }
     }
-    if let Some(sig) = procs::interrupting_signal() {
-        eprintln!(
-            "shmconf: {}; every process, temp dir and namespace of the run is gone",
-            procs::interruption()
+    let mut written = true;
+    if let Some(dir) = &args.record {
+        if let Err(e) = record(dir, results) {
+            eprintln!("shmconf: --record {}: {e}", dir.display());
+            written = false;
+        }
+    }
+    if let Some(path) = &args.summary {
+        // Appended: a CI step summary collects several runs.
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(report::markdown(name, results).as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("shmconf: --summary {}: {e}", path.display());
+            written = false;
+        }
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, report::junit(name, results)) {
+            eprintln!("shmconf: --junit {}: {e}", path.display());
+            written = false;
+        }
+    }
+    if procs::interrupting_signal().is_some() {
+        return interrupted_exit();
+    }
+    if !written {
+        return ExitCode::from(2);
+    }
+    let summary = report::Summary::of(results);
+    if summary.failed() > 0 {
+        return ExitCode::from(1);
+    }
+    if summary.judged() == 0 && args.no_tests != NoTests::Pass {
+        let why = results
+            .iter()
+            .find(|r| !r.message.is_empty())
+            .map_or_else(String::new, |r| format!(" (first: {}: {})", r.id, r.message));
+        let text = format!(
+            "nothing was checked: all {} scenario(s) were skipped{}",
+            summary.total,
+            report::for_terminal(&why)
         );
-        return ExitCode::from(128 + sig as u8);
+        if args.no_tests == NoTests::Warn {
+            eprintln!("shmconf: warning: {text}");
+        } else {
+            eprintln!("shmconf: {text}; exit {EXIT_NOTHING_CHECKED} (--no-tests pass to accept)");
+            return ExitCode::from(EXIT_NOTHING_CHECKED);
+        }
     }
-    if report::Summary::of(results).failed() > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    ExitCode::SUCCESS
+}
+
+/// A record file's name for a scenario id: every byte other than ASCII
+/// letters, digits, `-`, `_` and `.` as `%XX`, so two ids never share a
+/// file (`a/b` is `a%2Fb.json`, `a__b` stays `a__b.json`).
+fn record_name(id: &str) -> String {
+    let mut name = String::with_capacity(id.len() + 5);
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
     }
+    // "." and ".." are not file names of their own.
+    if name.bytes().all(|b| b == b'.') {
+        name = name.replace('.', "%2E");
+    }
+    name.push_str(".json");
+    name
 }
 
 fn record(dir: &std::path::Path, results: &[ScenarioResult]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for r in results {
-        let file = dir.join(format!("{}.json", r.id.replace('/', "__")));
+        let file = dir.join(record_name(&r.id));
         let value = serde_json::json!({
             "scenario": r.id,
             "status": r.status,
@@ -771,4 +928,20 @@ fn bench(args: BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_name;
+
+    #[test]
+    fn record_names_are_unique_per_id() {
+        let ids = ["a/b", "a__b", "a%2Fb", "a_2Fb", "..", ".", "x y", "é"];
+        let names: std::collections::BTreeSet<String> = ids.iter().map(|i| record_name(i)).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        assert_eq!(record_name("keys/missing"), "keys%2Fmissing.json");
+        assert!(names
+            .iter()
+            .all(|n| !n.contains('/') && n != "..json" && n != "...json"));
+    }
 }

@@ -188,6 +188,11 @@ impl MatrixRun {
             "json".into(),
             "--impl".into(),
             self.implementation.clone(),
+            // A target whose every scenario SKIPs (a runtime that can start
+            // no container here) is a column of SKIPs with their reason,
+            // said in its header, not a failed child.
+            "--no-tests".into(),
+            "pass".into(),
         ];
         if t.kind != Kind::Local {
             // Every step of a container target is an `exec` through the
@@ -474,6 +479,12 @@ pub fn page(reports: &[TargetReport]) -> String {
         let count = |s: Status| r.count(s);
         let summary = match &r.not_run {
             Some(why) => format!("not run: {}", esc(why)),
+            None if !r.results.is_empty() && r.results.iter().all(|c| c.status == Status::Skip) => {
+                format!(
+                    "nothing checked here: every scenario a SKIP ({} s)",
+                    r.duration_ms / 1000
+                )
+            }
             None => format!(
                 "{} pass, {} fail, {} known, {} skip, {} broken &middot; {:.1} s",
                 count(Status::Pass),
@@ -544,9 +555,10 @@ pub fn markdown(reports: &[TargetReport]) -> String {
     for r in reports {
         scenarios.extend(r.results.iter().map(|c| c.scenario.as_str()));
     }
+    use crate::report::markdown_cell;
     let mut out = String::from("| scenario |");
     for r in reports {
-        out.push_str(&format!(" {} |", r.target));
+        out.push_str(&format!(" {} |", markdown_cell(&r.target, false)));
     }
     out.push_str("\n| --- |");
     for _ in reports {
@@ -559,9 +571,9 @@ pub fn markdown(reports: &[TargetReport]) -> String {
             .map(|r| r.results.iter().find(|c| c.scenario == *s))
             .collect();
         let name = if diverges(&cells) {
-            format!("**`{s}`**")
+            format!("**{}**", markdown_cell(s, true))
         } else {
-            format!("`{s}`")
+            markdown_cell(s, true)
         };
         out.push_str(&format!("| {name} |"));
         for c in cells {
@@ -647,6 +659,21 @@ mod tests {
         let md = markdown(&reports);
         assert!(md.contains("| **`x/one`** | PASS | XFAIL |"), "{md}");
         assert!(md.contains("| `x/two` | PASS | PASS |"), "{md}");
+    }
+
+    #[test]
+    fn a_bar_in_a_target_or_scenario_name_keeps_the_markdown_table_whole() {
+        let reports = vec![
+            report("a|b", vec![cell("x|y", Status::Pass, "")]),
+            report("c", vec![cell("x|y", Status::Fail, "m")]),
+        ];
+        let md = markdown(&reports);
+        for line in md.lines() {
+            let bars = line.matches('|').count() - line.matches("\\|").count();
+            assert_eq!(bars, 4, "{line:?} in\n{md}");
+        }
+        assert!(md.starts_with("| scenario | a\\|b | c |\n"), "{md}");
+        assert!(md.contains("| **`x\\|y`** | PASS | FAIL |"), "{md}");
     }
 
     #[test]

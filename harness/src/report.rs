@@ -51,6 +51,62 @@ impl Summary {
     pub fn failed(&self) -> usize {
         self.fail + self.broken + self.timeout + self.xpass
     }
+
+    /// Scenarios that got a verdict on the implementation (not SKIP or
+    /// INTERRUPTED): zero means the run checked nothing.
+    pub fn judged(&self) -> usize {
+        self.pass + self.failed() + self.xfail
+    }
+}
+
+/// A name, id or message as the terminal shows it: control characters
+/// (escape sequences, newlines, carriage returns) and bidirectional
+/// overrides as Rust escapes, so no text of a scenario file or a program
+/// can move the cursor, recolour, or fake a line of the report.
+pub fn for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A TAP description: one line, and no `#` that TAP would read as the start
+/// of a directive (`fails # TODO later` must not turn a failure into a TODO).
+pub fn for_tap(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in for_terminal(text).chars() {
+        match c {
+            '#' => out.push_str("\\#"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A Markdown table cell: one line, `|` escaped, and in a code span when
+/// asked (backticks in the text widen the span's fence so it stays closed).
+pub fn markdown_cell(text: &str, code: bool) -> String {
+    let one_line = for_terminal(text).replace('|', "\\|");
+    if !code {
+        return one_line;
+    }
+    let longest = one_line.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if one_line.starts_with('`') || one_line.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{one_line}{pad}{fence}")
 }
 
 /// The verdict's label, coloured (green PASS, red failures, yellow XFAIL,
@@ -78,11 +134,11 @@ pub fn progress_line(r: &ScenarioResult) -> String {
     let mut line = format!(
         "{} {} ({} ms)",
         coloured_label(r.status, 7),
-        r.id,
+        for_terminal(&r.id),
         r.duration.as_millis()
     );
     if matches!(r.status, Status::Skip | Status::Xfail | Status::Pass) && !r.message.is_empty() {
-        line.push_str(&format!(" - {}", r.message));
+        line.push_str(&format!(" - {}", for_terminal(&r.message)));
     }
     line
 }
@@ -149,14 +205,21 @@ pub fn human(
     results: &[ScenarioResult],
     detail: Detail,
 ) -> std::io::Result<()> {
+    let implementation = for_terminal(implementation);
     let failures: Vec<_> = results.iter().filter(|r| r.status.is_failure()).collect();
     if !failures.is_empty() {
         writeln!(out, "\n=== failures ({implementation}) ===")?;
     }
     for r in failures {
-        writeln!(out, "\n--- {} {}: {}", coloured_label(r.status, 0), r.id, r.message)?;
+        writeln!(
+            out,
+            "\n--- {} {}: {}",
+            coloured_label(r.status, 0),
+            for_terminal(&r.id),
+            for_terminal(&r.message)
+        )?;
         for p in r.problems.iter().skip(1) {
-            writeln!(out, "    also: {p}")?;
+            writeln!(out, "    also: {}", for_terminal(p))?;
         }
         if let Some(log) = &r.log {
             let what = match detail {
@@ -238,27 +301,26 @@ pub fn json(implementation: &str, results: &[ScenarioResult]) -> String {
 /// deviation), failures carry their message as a YAML block.
 pub fn tap(implementation: &str, results: &[ScenarioResult]) -> String {
     let mut out = format!("TAP version 13\n1..{}\n", results.len());
+    // In the YAML block: a JSON string is a YAML scalar, on one line.
+    let yaml = |s: &str| serde_json::to_string(s).unwrap_or_default();
     for (i, r) in results.iter().enumerate() {
         let n = i + 1;
-        let one_line = |s: &str| s.replace(['\n', '\r'], " ").replace('#', "\\#");
+        let id = for_tap(&r.id);
         let line = match r.status {
-            Status::Pass => format!("ok {n} - {}", r.id),
+            Status::Pass => format!("ok {n} - {id}"),
             Status::Skip | Status::Interrupted => {
-                format!("ok {n} - {} # SKIP {}", r.id, one_line(&r.message))
+                format!("ok {n} - {id} # SKIP {}", for_tap(&r.message))
             }
-            Status::Xfail => format!("not ok {n} - {} # TODO {}", r.id, one_line(&r.message)),
-            _ => format!("not ok {n} - {}", r.id),
+            Status::Xfail => format!("not ok {n} - {id} # TODO {}", for_tap(&r.message)),
+            _ => format!("not ok {n} - {id}"),
         };
         out.push_str(&line);
         out.push('\n');
         if r.status.is_failure() {
             out.push_str("  ---\n");
             out.push_str(&format!("  status: {}\n", r.status.label()));
-            out.push_str(&format!("  implementation: {implementation}\n"));
-            out.push_str(&format!(
-                "  message: {}\n",
-                serde_json::to_string(&r.message).unwrap_or_default()
-            ));
+            out.push_str(&format!("  implementation: {}\n", yaml(implementation)));
+            out.push_str(&format!("  message: {}\n", yaml(&r.message)));
             out.push_str("  ...\n");
         }
     }
@@ -269,8 +331,7 @@ pub fn tap(implementation: &str, results: &[ScenarioResult]) -> String {
 /// a table, then every scenario that did not pass with its message.
 pub fn markdown(implementation: &str, results: &[ScenarioResult]) -> String {
     let s = Summary::of(results);
-    let cell = |t: &str| t.replace('|', "\\|").replace(['\n', '\r'], " ");
-    let mut out = format!("## shmconf: {implementation}\n\n");
+    let mut out = format!("## shmconf: {}\n\n", markdown_cell(implementation, false));
     out.push_str("| total | pass | fail | broken | timeout | xpass | xfail | skip | interrupted |\n");
     out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     out.push_str(&format!(
@@ -281,13 +342,18 @@ pub fn markdown(implementation: &str, results: &[ScenarioResult]) -> String {
     if !notable.is_empty() {
         out.push_str("\n| scenario | status | message |\n| --- | --- | --- |\n");
         for r in notable {
-            let mut msg = cell(&r.message);
+            let mut msg = markdown_cell(&r.message, false);
             if msg.len() > 300 {
                 let cut = (0..=300).rev().find(|&i| msg.is_char_boundary(i)).unwrap_or(0);
                 msg.truncate(cut);
                 msg.push_str("...");
             }
-            out.push_str(&format!("| `{}` | {} | {} |\n", r.id, r.status.label(), msg));
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                markdown_cell(&r.id, true),
+                r.status.label(),
+                msg
+            ));
         }
     }
     out
@@ -326,4 +392,66 @@ pub fn junit(implementation: &str, results: &[ScenarioResult]) -> String {
     }
     report.add_test_suite(suite);
     report.to_string().expect("junit serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: &str, status: Status, message: &str) -> ScenarioResult {
+        ScenarioResult {
+            id: id.into(),
+            status,
+            duration: std::time::Duration::from_millis(1),
+            message: message.into(),
+            problems: vec![],
+            log: None,
+        }
+    }
+
+    #[test]
+    fn tap_lines_carry_no_directive_or_line_of_a_name() {
+        let results = [
+            result("fails # TODO later", Status::Fail, "x"),
+            result("a\nok 9 - injected", Status::Pass, ""),
+        ];
+        let tap = tap("impl\nnot ok 7 - fake\n1..9", &results);
+        let lines: Vec<&str> = tap.lines().collect();
+        assert_eq!(lines.iter().filter(|l| l.starts_with("1..")).count(), 1, "{tap}");
+        assert!(lines.contains(&"not ok 1 - fails \\# TODO later"), "{tap}");
+        assert!(lines.contains(&"ok 2 - a\\nok 9 - injected"), "{tap}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with("not ok 7") || l.starts_with("ok 9")),
+            "{tap}"
+        );
+        assert!(
+            tap.contains("  implementation: \"impl\\nnot ok 7 - fake\\n1..9\"\n"),
+            "{tap}"
+        );
+    }
+
+    #[test]
+    fn markdown_cells_keep_the_table_whole() {
+        assert_eq!(markdown_cell("a|b", false), "a\\|b");
+        assert_eq!(markdown_cell("x`y|z", true), "``x`y\\|z``");
+        assert_eq!(markdown_cell("`", true), "`` ` ``");
+        let md = markdown("n|a\nme", &[result("p|q", Status::Fail, "m|n\n| x |")]);
+        for line in md.lines().filter(|l| l.starts_with('|')) {
+            let bars = line.len() - line.replace('|', "").len() - line.matches("\\|").count();
+            assert!(bars == 4 || bars == 10, "{line:?} in\n{md}");
+        }
+        assert!(md.starts_with("## shmconf: n\\|a\\nme\n"), "{md}");
+    }
+
+    #[test]
+    fn the_terminal_sees_control_characters_escaped() {
+        assert_eq!(for_terminal("a\u{1b}[2Jb\r\n"), "a\\u{1b}[2Jb\\r\\n");
+        assert_eq!(for_terminal("plain é"), "plain é");
+        assert_eq!(for_terminal("\u{202e}x"), "\\u{202e}x");
+        let line = progress_line(&result("evil\u{1b}]0;title\u{7}", Status::Pass, "m\u{1b}[1A"));
+        assert!(
+            !anstream::adapter::strip_str(&line).to_string().contains('\u{1b}'),
+            "{line:?}"
+        );
+    }
 }

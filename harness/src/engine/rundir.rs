@@ -4,6 +4,12 @@
 //! the run is killed outright (SIGKILL), the lock dies with it and the next
 //! run sweeps the dir away, with the containers it had noted there. So temp
 //! dirs never accumulate, whatever ended a run.
+//!
+//! A sweep removes only what a run made: a real dir of this user whose name
+//! has the run form (`<pid>-<hex>`, or `shmconf-runs-<pid>-<hex>` beside the
+//! folder when the folder is not usable) and whose `lock` file carries
+//! [`MARKER`] and is not locked. Anything else there (a user's notes, an
+//! earlier run's `--record` output) is left alone.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,6 +21,28 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// The name of the folder (under the temp dir) that holds run dirs.
 pub const RUNS: &str = "shmconf-runs";
+
+/// The first line of a run dir's lock file: what makes the dir a run's.
+pub const MARKER: &str = "shmconf run dir: removed at the run's end, or swept once its lock is free";
+
+/// How long a half-made run dir (a dot name) may stay before a sweep takes
+/// it: its maker died between making it and locking it.
+const HALF_MADE_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The run's dir cannot be made: said once, naming the temp dir, before any scenario.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot make the run's dir in the temp dir {} (TMPDIR): {source}", .tmp.display())]
+pub struct RunDirError {
+    pub tmp: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl From<&RunDirError> for std::io::Error {
+    fn from(e: &RunDirError) -> std::io::Error {
+        std::io::Error::new(e.source.kind(), e.to_string())
+    }
+}
 
 pub struct RunDir {
     path: PathBuf,
@@ -32,7 +60,7 @@ impl RunDir {
 }
 
 /// The run's dir, made (and dead runs' dirs swept) on first use.
-pub fn current() -> std::io::Result<&'static RunDir> {
+pub fn current() -> Result<&'static RunDir, RunDirError> {
     if let Some(r) = CURRENT.get() {
         return Ok(r);
     }
@@ -41,8 +69,23 @@ pub fn current() -> std::io::Result<&'static RunDir> {
     if let Some(r) = CURRENT.get() {
         return Ok(r);
     }
-    let made = make(&std::env::temp_dir())?;
+    let tmp = std::env::temp_dir();
+    let made = make(&tmp).map_err(|source| RunDirError { tmp, source })?;
     Ok(CURRENT.get_or_init(|| made))
+}
+
+/// Is `name` a run dir's name (`<pid>-<hex>`) after `prefix`?
+fn run_name(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let Some((pid, stamp)) = rest.split_once('-') else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !stamp.is_empty()
+        && stamp.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The shared folder of run dirs, if it is a real directory of this user
@@ -65,6 +108,8 @@ fn make(tmp: &Path) -> std::io::Result<RunDir> {
     let name = format!("{}-{nanos:x}", std::process::id());
     // Made under a dot name and renamed once locked, so a concurrent sweep
     // never sees a run dir without its lock held.
+    // Dead runs' fallback dirs beside the folder too, whichever this run uses.
+    sweep_in(tmp, &format!("{RUNS}-"));
     let (parent, final_name) = match runs_folder(tmp) {
         Some(runs) => {
             sweep(&runs);
@@ -88,33 +133,68 @@ fn make(tmp: &Path) -> std::io::Result<RunDir> {
         .write(true)
         .mode(0o600)
         .open(building.join("lock"))?;
-    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| std::io::Error::from(e))?;
+    let mut lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| std::io::Error::from(e))?;
+    writeln!(lock, "{MARKER}")?;
     let path = parent.join(final_name);
     std::fs::rename(&building, &path)?;
     Ok(RunDir { path, _lock: lock })
 }
 
 /// Remove the dirs of runs that are gone (their lock is free), and the
-/// containers they noted.
+/// containers they noted: only dirs of the run form with our marker.
 pub fn sweep(runs: &Path) -> Vec<PathBuf> {
+    sweep_in(runs, "")
+}
+
+/// Is this dir a run's (ours, of the run form after `prefix`, marked), and
+/// is that run gone? A dot name is a dir still being made: gone only once
+/// it is old.
+fn dead_run(entry: &std::fs::DirEntry, prefix: &str) -> bool {
+    let name = entry.file_name().to_string_lossy().into_owned();
+    let (half_made, name) = match name.strip_prefix('.') {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, name),
+    };
+    if !run_name(&name, prefix) {
+        return false;
+    }
+    // A real dir of this user (never a link to one, never another user's).
+    let Ok(md) = entry.metadata() else { return false };
+    if !md.is_dir() || md.uid() != nix::unistd::geteuid().as_raw() {
+        return false;
+    }
+    let dir = entry.path();
+    let lock_path = dir.join("lock");
+    let lock = std::fs::symlink_metadata(&lock_path)
+        .ok()
+        .filter(|m| m.is_file())
+        .and_then(|_| File::open(&lock_path).ok());
+    if half_made {
+        let old = md
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > HALF_MADE_GRACE);
+        return old && lock.map_or(true, |f| Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+    let Some(mut lock) = lock else { return false };
+    let mut head = [0u8; MARKER.len()];
+    if std::io::Read::read_exact(&mut lock, &mut head).is_err() || head != MARKER.as_bytes() {
+        return false;
+    }
+    Flock::lock(lock, FlockArg::LockExclusiveNonblock).is_ok()
+}
+
+fn sweep_in(folder: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut swept = Vec::new();
-    let Ok(entries) = std::fs::read_dir(runs) else {
+    let Ok(entries) = std::fs::read_dir(folder) else {
         return swept;
     };
     for entry in entries.filter_map(Result::ok) {
+        if !dead_run(&entry, prefix) {
+            continue;
+        }
         let dir = entry.path();
-        // Dot names are dirs still being made (see `make`).
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) || entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let alive = match File::open(dir.join("lock")) {
-            Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err(),
-            // No lock file: a run that died while making its dir (or not ours).
-            Err(_) => false,
-        };
-        if alive {
-            continue;
-        }
         if let Ok(notes) = std::fs::read_to_string(dir.join("containers")) {
             // Newest first: joiners before their donors, members before pods.
             for line in notes.lines().rev() {
@@ -137,7 +217,7 @@ pub fn sweep(runs: &Path) -> Vec<PathBuf> {
 
 /// A new scenario dir inside the run's dir (other uids can traverse it).
 pub fn scenario_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
-    let run = current()?;
+    let run = current().map_err(|e| std::io::Error::from(&e))?;
     let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(run.path())?;
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     Ok(dir)
@@ -229,11 +309,46 @@ mod tests {
         std::fs::write(live.path().join("x"), b"").unwrap();
         let dead = tmp.path().join(RUNS).join("1-dead");
         std::fs::create_dir(&dead).unwrap();
-        std::fs::write(dead.join("lock"), b"").unwrap();
+        std::fs::write(dead.join("lock"), format!("{MARKER}\n")).unwrap();
         std::fs::create_dir(dead.join("shmconf-scenario")).unwrap();
         let swept = sweep(&tmp.path().join(RUNS));
         assert_eq!(swept, vec![dead.clone()]);
         assert!(!dead.exists());
         assert!(live.path().join("x").exists(), "a live run's dir stays");
+    }
+
+    #[test]
+    fn only_marked_run_dirs_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join(RUNS);
+        std::fs::create_dir(&runs).unwrap();
+        let keep = |rel: &str, lock: Option<&str>| {
+            let d = runs.join(rel);
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(text) = lock {
+                std::fs::write(d.join("lock"), text).unwrap();
+            }
+            d
+        };
+        let notes = keep("notes", None);
+        let record = keep("record", Some(MARKER));
+        let unmarked = keep("12-ab", Some(""));
+        let no_lock = keep("13-ab", None);
+        let fresh_half = keep(".14-ab", None);
+        let dead = keep("15-ab", Some(MARKER));
+        assert_eq!(sweep(&runs), vec![dead]);
+        for d in [notes, record, unmarked, no_lock, fresh_half] {
+            assert!(d.exists(), "{} was swept", d.display());
+        }
+        // A fallback dir beside the folder: swept by the next run's make.
+        let fallback = tmp.path().join(format!("{RUNS}-16-ab"));
+        std::fs::create_dir(&fallback).unwrap();
+        std::fs::write(fallback.join("lock"), MARKER).unwrap();
+        let users = tmp.path().join(format!("{RUNS}-notes"));
+        std::fs::create_dir(&users).unwrap();
+        let run = make(tmp.path()).unwrap();
+        assert!(!fallback.exists(), "a dead fallback dir is swept");
+        assert!(users.exists(), "a user's dir beside it is not");
+        drop(run);
     }
 }

@@ -604,7 +604,7 @@ impl Scenario {
     }
 
     pub fn load(file: &Path) -> Result<Scenario, LoadError> {
-        let text = std::fs::read_to_string(file).map_err(|e| LoadError::unreadable(file, e))?;
+        let text = discover::read_bounded(file)?;
         Self::parse(file, &text)
     }
 
