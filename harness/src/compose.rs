@@ -100,10 +100,11 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             imp
         }
         ImplChoice::Custom { name, writer, reader } => {
-            let imp = Implementation::custom(name, writer, reader)?;
+            let mut imp = Implementation::custom(name, writer, reader)?;
             // Commands run on this machine: check they can start. (In a
             // container they name the container's files, not ours.)
             if !docker {
+                imp = imp.staged();
                 crate::impls::check_program("--writer", &imp.writer)?;
                 crate::impls::check_program("--reader", &imp.reader)?;
             }
@@ -125,7 +126,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
         None => deviations,
     };
     let capabilities = Capabilities::detect();
-    let mut notes = Vec::new();
+    let mut notes = implementation.notes.clone();
     let backend: Box<dyn Backend> = match &c.backend {
         BackendChoice::Containers {
             engine,

@@ -1,8 +1,8 @@
 //! Implementations under test: how each role becomes a command line.
 
-use std::path::{Path, PathBuf};
-
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use crate::outcome::{Expectations, Expected};
 use crate::scenario::{ImplOption, Role};
@@ -126,6 +126,7 @@ impl ImplFile {
             origin,
             options: Some(self.options),
             staging: None,
+            notes: Vec::new(),
         };
         (imp, Expectations(self.deviations))
     }
@@ -157,6 +158,8 @@ pub struct Implementation {
     pub options: Option<BTreeSet<ImplOption>>,
     /// Copies of the binaries that other uids can reach (removed on drop).
     staging: Option<std::sync::Arc<tempfile::TempDir>>,
+    /// What staging had to leave out, said once to the user.
+    pub notes: Vec<String>,
 }
 
 impl Implementation {
@@ -229,6 +232,7 @@ impl Implementation {
             origin: Origin::Commands,
             staging: None,
             options: None,
+            notes: Vec::new(),
         }
     }
 
@@ -253,35 +257,97 @@ impl Implementation {
             origin: Origin::Commands,
             staging: None,
             options: None,
+            notes: Vec::new(),
         })
     }
 
     /// Scenarios run roles as other uids (e.g. 65534), which must be able to
-    /// reach the binaries: a build tree under a private directory (a 0700
-    /// temp dir, a home) is not. Then copy our binaries to a run-scoped dir
-    /// anyone can traverse.
-    fn staged(mut self) -> Implementation {
-        let programs: Vec<String> = [&self.writer[0], &self.reader[0], &self.probe[0]]
-            .into_iter()
-            .cloned()
-            .collect();
-        if programs.iter().all(|p| reachable_by_others(Path::new(p))) {
+    /// reach the programs: a build tree under a private directory (a 0700
+    /// temp dir, a home) is not. Then copy them to a run-scoped dir anyone
+    /// can traverse, each program's folder to a folder of its own, so
+    /// `./good/prog` and `./bad/prog` stay two programs. What is copied:
+    /// our own programs (self-contained) alone; another implementation's
+    /// program with the regular files of its folder (a script's modules, a
+    /// binary's libraries beside it; up to [`STAGE_MAX_FILES`] files and
+    /// [`STAGE_MAX_BYTES`], else the program alone, said in a note), and
+    /// likewise a file its command names by absolute path (`python3
+    /// /home/me/impl/reader.py`).
+    pub fn staged(mut self) -> Implementation {
+        let whole_folder = self.origin != Origin::Builtin;
+        // (role, word index, copy its folder's files too?)
+        let mut wanted: Vec<(Role, usize, bool)> = Vec::new();
+        for role in [Role::Writer, Role::Reader, Role::Probe] {
+            let folder = whole_folder && role != Role::Probe;
+            for (i, word) in self.command(role).iter().enumerate() {
+                let path = Path::new(word);
+                let unreachable = if i == 0 {
+                    word.contains('/') && !reachable_by_others(path)
+                } else {
+                    path.is_absolute() && path.is_file() && !readable_by_others(path)
+                };
+                if unreachable {
+                    wanted.push((role, i, folder));
+                }
+            }
+        }
+        if wanted.is_empty() {
             return self;
         }
         // Inside the run's dir, so a killed run's copies are swept too.
-        let Ok(dir) = crate::engine::rundir::scenario_dir("bin-") else {
-            return self;
-        };
-        // Only what others cannot reach (a user's script found through an
-        // interpreter in /usr/bin stays where it is).
-        for argv in [&mut self.writer, &mut self.reader, &mut self.probe] {
-            if reachable_by_others(Path::new(&argv[0])) {
-                continue;
+        let dir = match crate::engine::rundir::scenario_dir("bin-") {
+            Ok(d) => d,
+            Err(e) => {
+                self.notes
+                    .push(format!("cannot stage the programs for other uids: {e}"));
+                return self;
             }
-            let src = PathBuf::from(&argv[0]);
-            let dst = dir.path().join(src.file_name().unwrap_or_default());
-            if dst.exists() || std::fs::copy(&src, &dst).is_ok() {
-                argv[0] = dst.display().to_string();
+        };
+        // One staged folder per source folder (a writer and a reader of one
+        // folder share it), one per program when only the program is taken.
+        let mut folders: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+        for (role, i, folder) in wanted {
+            let src = PathBuf::from(&self.command(role)[i]);
+            let (Some(parent), Some(file_name)) = (src.parent(), src.file_name()) else {
+                continue;
+            };
+            let key = if folder {
+                std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
+            } else {
+                src.clone()
+            };
+            let staged_folder = match folders.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = dir.path().join(folders.len().to_string());
+                    let made = std::fs::create_dir(&f)
+                        .and_then(|()| std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)));
+                    if let Err(e) = made {
+                        self.notes.push(format!("cannot stage {}: {e}", src.display()));
+                        continue;
+                    }
+                    if folder {
+                        if let Err(why) = copy_folder_files(parent, &f) {
+                            self.notes.push(format!(
+                                "{}: only the program is staged for other uids, not its folder ({why})",
+                                src.display()
+                            ));
+                        }
+                    }
+                    folders.insert(key, f.clone());
+                    f
+                }
+            };
+            let dst = staged_folder.join(file_name);
+            if dst.is_file() || std::fs::copy(&src, &dst).is_ok() {
+                let argv = match role {
+                    Role::Writer => &mut self.writer,
+                    Role::Reader => &mut self.reader,
+                    Role::Probe => &mut self.probe,
+                };
+                argv[i] = dst.display().to_string();
+            } else {
+                self.notes
+                    .push(format!("cannot stage {} for other uids", src.display()));
             }
         }
         self.staging = Some(std::sync::Arc::new(dir));
@@ -289,11 +355,52 @@ impl Implementation {
     }
 }
 
+/// Most files, and bytes, staged from one program's folder.
+pub const STAGE_MAX_FILES: usize = 256;
+pub const STAGE_MAX_BYTES: u64 = 256 << 20;
+
+/// Copy the regular files (not folders, not other kinds; links followed to
+/// regular files) of `from` into `to`, within the bounds; nothing is copied
+/// when the folder exceeds them.
+fn copy_folder_files(from: &Path, to: &Path) -> Result<(), String> {
+    let mut files = Vec::new();
+    let mut bytes = 0u64;
+    for entry in std::fs::read_dir(from)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+    {
+        let path = entry.path();
+        let Ok(md) = std::fs::metadata(&path) else { continue };
+        if !md.is_file() {
+            continue;
+        }
+        bytes += md.len();
+        files.push(path);
+        if files.len() > STAGE_MAX_FILES || bytes > STAGE_MAX_BYTES {
+            return Err(format!(
+                "it holds more than {STAGE_MAX_FILES} files or {} MiB",
+                STAGE_MAX_BYTES >> 20
+            ));
+        }
+    }
+    for f in files {
+        if let Some(name) = f.file_name() {
+            std::fs::copy(&f, to.join(name)).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Can a uid other than the owner execute this file (every parent searchable)?
 fn reachable_by_others(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
     path.ancestors()
         .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// Can a uid other than the owner read this file (every parent searchable)?
+fn readable_by_others(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+        && path.parent().is_some_and(reachable_by_others)
 }
 
 /// Preflight: the program of a command exists and is executable (a path, or

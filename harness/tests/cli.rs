@@ -585,7 +585,9 @@ fn a_filesystem_without_colliding_inodes_in_time_is_a_skip_not_a_failure() {
         .arg(&file)
         .assert()
         .code(4)
-        .stderr(predicate::str::contains("nothing was checked: all 1 scenario(s) were skipped"))
+        .stderr(predicate::str::contains(
+            "nothing was checked: all 1 scenario(s) were skipped",
+        ))
         .stdout(predicate::str::contains("SKIP    collide"))
         .stdout(predicate::str::contains(
             "got inodes equal modulo 65536 within the step's time limit",

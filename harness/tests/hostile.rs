@@ -40,6 +40,110 @@ struct Case {
     max_rss_mib: Option<u64>,
     max_report_kib: Option<u64>,
     max_seconds: Option<u64>,
+    /// The scenario file's name (default: the case's name + ".toml").
+    file_name: Option<String>,
+    /// What `shmconf run` is given instead of the scenario file.
+    paths: Option<Vec<String>>,
+    /// Made before the run, relative to the case's root.
+    #[serde(default)]
+    setup: Vec<Setup>,
+    /// Environment of the run (besides TMPDIR).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// TMPDIR of the run (default: a fresh folder in the case's root).
+    tmpdir: Option<String>,
+    #[serde(default)]
+    stdout_not: Vec<String>,
+    #[serde(default)]
+    stderr_not: Vec<String>,
+    /// Paths that must be gone after the run (a dead run's dirs it swept).
+    #[serde(default)]
+    gone: Vec<String>,
+    /// Files the run must have written, with texts each must hold.
+    #[serde(default)]
+    written: BTreeMap<String, Vec<String>>,
+    /// A command run before the run (it must succeed), e.g. to make a
+    /// container a killed run would have left.
+    before: Option<Vec<String>>,
+    /// A command run after every other check that must succeed: what the
+    /// run did to things outside the case's folders.
+    after: Option<Vec<String>>,
+}
+
+/// Run a case's own command; it must succeed.
+fn case_command(what: &str, argv: &[String], root: &Path) -> Result<(), String> {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what} {:?}: {e}", argv[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} command failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// One thing made before the run: a file (with `text` and `mode`), a copy of
+/// a file (`copy` to `to`), a symbolic link (`link` to `target`), a FIFO, or
+/// a folder (`dir`, with `mode`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Setup {
+    file: Option<String>,
+    text: Option<String>,
+    copy: Option<String>,
+    to: Option<String>,
+    link: Option<String>,
+    target: Option<String>,
+    fifo: Option<String>,
+    dir: Option<String>,
+    mode: Option<u32>,
+}
+
+impl Setup {
+    fn make(&self, root: &Path, subst: &dyn Fn(&str) -> String) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let at = |rel: &str| root.join(subst(rel));
+        let parent_of = |p: &Path| std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string());
+        let made: PathBuf = if let Some(f) = &self.file {
+            let p = at(f);
+            parent_of(&p)?;
+            std::fs::write(&p, subst(self.text.as_deref().unwrap_or(""))).map_err(|e| e.to_string())?;
+            p
+        } else if let (Some(from), Some(to)) = (&self.copy, &self.to) {
+            let p = at(to);
+            parent_of(&p)?;
+            std::fs::copy(subst(from), &p).map_err(|e| format!("copy {from}: {e}"))?;
+            p
+        } else if let (Some(link), Some(target)) = (&self.link, &self.target) {
+            let p = at(link);
+            parent_of(&p)?;
+            std::os::unix::fs::symlink(subst(target), &p).map_err(|e| e.to_string())?;
+            return Ok(());
+        } else if let Some(f) = &self.fifo {
+            let p = at(f);
+            parent_of(&p)?;
+            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| e.to_string())?;
+            p
+        } else if let Some(d) = &self.dir {
+            let p = at(d);
+            std::fs::create_dir_all(&p).map_err(|e| e.to_string())?;
+            p
+        } else {
+            return Err(format!("a setup entry that makes nothing: {self:?}"));
+        };
+        if let Some(mode) = self.mode {
+            std::fs::set_permissions(&made, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,18 +261,41 @@ fn run_case(case: &Case) -> Result<(), Failed> {
     let before = snapshot(&decoy);
     let scen_dir = root_path.join("scen/cases");
     std::fs::create_dir_all(&scen_dir).unwrap();
-    let file = scen_dir.join(format!("{}.toml", case.name));
+    let file_name = case.file_name.clone().unwrap_or_else(|| format!("{}.toml", case.name));
+    let file = scen_dir.join(file_name);
+    let default_tmp = root_path.join("tmp");
     let subst = |s: &str| {
         s.replace("@DECOY@", &decoy.display().to_string())
             .replace("@FILE@", &file.display().to_string())
+            .replace("@ROOT@", &root_path.display().to_string())
+            .replace("@TMP@", &default_tmp.display().to_string())
+            .replace("@MARKER@", shmconf_harness::engine::rundir::MARKER)
             .replace("@WRITER@", &bin("shm-writer").display().to_string())
             .replace("@READER@", &bin("shm-reader").display().to_string())
+            .replace("@SHMCONF@", &bin("shmconf").display().to_string())
     };
     std::fs::write(&file, subst(&case.scenario)).unwrap();
-    let tmp = root_path.join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
+    std::fs::create_dir(&default_tmp).unwrap();
+    let tmp = case
+        .tmpdir
+        .as_deref()
+        .map_or_else(|| default_tmp.clone(), |t| PathBuf::from(subst(t)));
+    for s in &case.setup {
+        s.make(&root_path, &subst)?;
+    }
+    if let Some(before) = &case.before {
+        let argv: Vec<String> = before.iter().map(|a| subst(a)).collect();
+        case_command("before", &argv, &root_path)?;
+    }
+    // What the case put in the temp dir is the user's: it must stay as it is.
+    let tmp_before = if tmp.is_dir() { snapshot(&tmp) } else { BTreeMap::new() };
+    let left_before = leftovers(&tmp);
 
-    let args: Vec<String> = case.args.iter().map(|a| subst(a)).collect();
+    let mut args: Vec<String> = case.args.iter().map(|a| subst(a)).collect();
+    match &case.paths {
+        Some(paths) => args.extend(paths.iter().map(|p| subst(p))),
+        None => args.push(file.display().to_string()),
+    }
     let limit = Duration::from_secs(case.max_seconds.unwrap_or(150));
     // The run gets an IPC namespace of the test's own, so what it leaves in
     // "its host's" namespace (the shared isolation) can be read afterwards.
@@ -177,8 +304,8 @@ fn run_case(case: &Case) -> Result<(), Failed> {
         let mut child = Command::new(bin("shmconf"))
             .arg("run")
             .args(&args)
-            .arg(&file)
             .current_dir(&root_path)
+            .envs(case.env.iter().map(|(k, v)| (k, subst(v))))
             .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -261,6 +388,18 @@ fn run_case(case: &Case) -> Result<(), Failed> {
             return Err(format!("stderr lacks {want:?}{}", show()).into());
         }
     }
+    for unwanted in &case.stdout_not {
+        let unwanted = subst(unwanted);
+        if stdout_s.contains(&unwanted) {
+            return Err(format!("stdout has {unwanted:?}{}", show()).into());
+        }
+    }
+    for unwanted in &case.stderr_not {
+        let unwanted = subst(unwanted);
+        if stderr_s.contains(&unwanted) {
+            return Err(format!("stderr has {unwanted:?}{}", show()).into());
+        }
+    }
     if let Some(max) = case.max_rss_mib {
         if peak_kib > max * 1024 {
             return Err(format!("peak RSS {} MiB, limit {max} MiB{}", peak_kib / 1024, show()).into());
@@ -294,12 +433,40 @@ fn run_case(case: &Case) -> Result<(), Failed> {
             return Err("the sweeping run failed".into());
         }
     }
-    let left = leftovers(&tmp);
+    let left: Vec<PathBuf> = leftovers(&tmp)
+        .into_iter()
+        .filter(|p| !left_before.contains(p))
+        .collect();
     if !left.is_empty() {
         return Err(format!("temp files left: {left:?}{}", show()).into());
     }
+    for (path, bytes) in &tmp_before {
+        let gone = case.gone.iter().any(|g| path.starts_with(subst(g)));
+        if !gone && std::fs::read(path).ok().as_ref() != Some(bytes) {
+            return Err(format!("{} in the temp dir was changed or removed{}", path.display(), show()).into());
+        }
+    }
+    for (path, wants) in &case.written {
+        let path = subst(path);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}{}", show()))?;
+        for want in wants {
+            if !text.contains(&subst(want)) {
+                return Err(format!("{path} lacks {want:?}:\n{text}{}", show()).into());
+            }
+        }
+    }
+    for g in &case.gone {
+        let p = PathBuf::from(subst(g));
+        if std::fs::symlink_metadata(&p).is_ok() {
+            return Err(format!("{} is still there{}", p.display(), show()).into());
+        }
+    }
     if snapshot(&decoy) != before {
         return Err(format!("the decoy tree outside the scenario changed{}", show()).into());
+    }
+    if let Some(after) = &case.after {
+        let argv: Vec<String> = after.iter().map(|a| subst(a)).collect();
+        case_command("after", &argv, &root_path).map_err(|e| format!("{e}{}", show()))?;
     }
     Ok(())
 }
@@ -328,7 +495,7 @@ fn corpus() -> Vec<(String, Case)> {
 fn main() {
     let args = Arguments::from_args();
     let cases = corpus();
-    assert!(cases.len() >= 40, "the corpus holds at least 40 cases");
+    assert!(cases.len() >= 80, "the corpus holds at least 80 cases");
     let mut names = std::collections::BTreeSet::new();
     for (_, case) in &cases {
         assert!(

@@ -265,6 +265,62 @@ fn removal(line: &str) -> Option<Vec<&str>> {
     }
 }
 
+/// Labels that tie an engine object to this run, so a later run finds it
+/// whatever its TMPDIR: the run dir, the boot and the mount namespace the
+/// path means something in.
+pub const LABEL_RUNDIR: &str = "io.shmconf.rundir";
+pub const LABEL_BOOT: &str = "io.shmconf.boot";
+pub const LABEL_MNTNS: &str = "io.shmconf.mntns";
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn mount_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/mnt")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// `--label K=V` arguments for a container or pod this run creates.
+pub fn owner_labels() -> Vec<String> {
+    let dir = current().map(|r| r.path().display().to_string()).unwrap_or_default();
+    [
+        (LABEL_RUNDIR, dir),
+        (LABEL_BOOT, boot_id()),
+        (LABEL_MNTNS, mount_namespace()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")])
+    .collect()
+}
+
+/// Is the run that labelled an engine object so gone? Only what can be
+/// known: an object of an earlier boot is; one of this boot and mount
+/// namespace is when its run dir is gone or unlocked; anything else (another
+/// mount namespace's run, an object without our labels) is not ours to judge.
+pub fn labelled_run_is_gone(rundir: &str, boot: &str, mntns: &str) -> bool {
+    if rundir.is_empty() || boot.is_empty() || mntns.is_empty() {
+        return false;
+    }
+    if boot != boot_id() {
+        return true;
+    }
+    if mntns != mount_namespace() {
+        return false;
+    }
+    let dir = Path::new(rundir);
+    if !dir.is_absolute() || current().is_ok_and(|r| r.path() == dir) {
+        return false;
+    }
+    match File::open(dir.join("lock")) {
+        Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Remove the run's dir at a normal end (or after a handled signal).
 pub fn finish() {
     if let Some(run) = CURRENT.get() {

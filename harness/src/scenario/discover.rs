@@ -1,9 +1,10 @@
 //! Finding scenario files: paths, directories and globs into loaded
 //! scenarios with stable ids, and selection by tag and pattern.
 //!
-//! Whatever the folder holds, discovery ends and stays bounded: a directory
-//! is entered once however many links lead to it (two symbolic-link loops
-//! once grew a run to 4.6 GB), a `*.toml` that is not a regular file (a FIFO,
+//! Whatever the folder holds, discovery ends and stays bounded: inside a
+//! given folder, links to folders are not followed and a folder is entered
+//! once (two symbolic-link loops once grew a run to 4.6 GB); a link to a
+//! file is read as the file; a `*.toml` that is not a regular file (a FIFO,
 //! a link to /dev/zero) is an error naming it, a file is read up to
 //! [`MAX_SCENARIO_FILE_BYTES`] only, and a termination signal stops the walk.
 
@@ -91,8 +92,15 @@ impl Walk {
             if crate::engine::procs::interrupted() {
                 return;
             }
-            if p.is_dir() {
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if md.is_dir() {
+                // A real folder; a link to one is not followed (as `find`
+                // does not): links are how a folder loops into itself.
                 self.dir(root, &p, depth + 1);
+            } else if md.is_symlink() && p.is_dir() {
+                continue;
             } else if p.extension().is_some_and(|e| e == "toml")
                 && p.file_name().is_some_and(|n| n != "expectations.toml")
             {
@@ -114,7 +122,9 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<LoadError>> 
     };
     for p in paths {
         let text = p.to_string_lossy();
-        let expanded: Vec<PathBuf> = if text.contains(['*', '?', '[']) {
+        // A path that exists is itself, whatever its characters; else a pattern.
+        let pattern = text.contains(['*', '?', '[']) && std::fs::symlink_metadata(p).is_err();
+        let expanded: Vec<PathBuf> = if pattern {
             let mut found = Vec::new();
             for m in glob::glob(&text).into_iter().flatten().filter_map(Result::ok) {
                 if !walk.step(p) {
@@ -341,6 +351,19 @@ mod tests {
         let found = discover(&[dir.path().to_path_buf()]).unwrap();
         let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a/one"]);
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        // Sparse: no disk used, and only the limit plus one byte is read.
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_SCENARIO_FILE_BYTES + 4096)
+            .unwrap();
+        let e = read_bounded(&big).unwrap_err().to_string();
+        assert!(e.ends_with("larger than 64 MiB: refused"), "{e}");
     }
 
     #[test]

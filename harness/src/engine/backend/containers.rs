@@ -139,6 +139,8 @@ impl ContainerConfig {
                 "`{engine} info` failed: {engine} is not installed or not reachable"
             )));
         }
+        // What killed runs left, found by label whatever their TMPDIR was.
+        self.sweep_dead_runs();
         let image = self.command().args(["image", "inspect", &self.image]).output();
         if !image.is_ok_and(|o| o.status.success()) {
             return Err(ProbeError::Unusable(format!(
@@ -172,6 +174,61 @@ impl ContainerConfig {
         }
     }
 
+    /// Remove the containers (then the pods) whose labels say their run is
+    /// gone ([`crate::engine::rundir::labelled_run_is_gone`]).
+    pub fn sweep_dead_runs(&self) -> Vec<String> {
+        use crate::engine::rundir::{labelled_run_is_gone, LABEL_BOOT, LABEL_MNTNS, LABEL_RUNDIR};
+        let label = |k: &str| match self.engine {
+            EngineKind::Docker => format!("{{{{.Label \"{k}\"}}}}"),
+            EngineKind::Podman => format!("{{{{index .Labels \"{k}\"}}}}"),
+        };
+        let format = format!(
+            "{{{{.Names}}}}\t{}\t{}\t{}",
+            label(LABEL_RUNDIR),
+            label(LABEL_BOOT),
+            label(LABEL_MNTNS)
+        );
+        let mut kinds = vec![(EngineObject::Container, vec!["ps", "-a"], format.clone())];
+        if self.engine == EngineKind::Podman {
+            kinds.push((
+                EngineObject::Pod,
+                vec!["pod", "ps"],
+                format.replace("{{.Names}}", "{{.Name}}"),
+            ));
+        }
+        let mut removed = Vec::new();
+        for (object, list, format) in kinds {
+            let Ok(out) = self
+                .command()
+                .args(list)
+                .args(["--filter", "label=io.shmconf.role=backend", "--format", &format])
+                .stderr(Stdio::null())
+                .output()
+            else {
+                continue;
+            };
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let fields: Vec<&str> = line.split('\t').collect();
+                let [name, rundir, boot, mntns] = fields[..] else {
+                    continue;
+                };
+                // "<no value>": an engine's text for a label the object has not.
+                fn value(v: &str) -> &str {
+                    if v == "<no value>" {
+                        ""
+                    } else {
+                        v
+                    }
+                }
+                if name.starts_with("shmconf-") && labelled_run_is_gone(value(rundir), value(boot), value(mntns)) {
+                    self.remove(object, name);
+                    removed.push(name.to_string());
+                }
+            }
+        }
+        removed
+    }
+
     /// "docker", "podman (runtime runsc)".
     pub fn describe(&self) -> String {
         match &self.runtime {
@@ -191,17 +248,21 @@ pub enum ProbeError {
     CannotStart(String),
 }
 
-/// An engine's error from its stderr, in one line: the last line that says
-/// "error" (Docker follows it with a hint to run --help, Podman precedes it
-/// with log lines), else the last non-empty line.
+/// An engine's error from its stderr, in one line: the first line that says
+/// "error", else the first line that is neither a hint (Docker follows its
+/// error with "Run 'docker run --help'" or "See '...'") nor a log line
+/// (Podman's `time="..." level=...`). Docker's "invalid spec: ...: too many
+/// colons" says no "error" and is kept, not its hint.
 fn engine_error(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines
-        .iter()
-        .rev()
+    let hint = |l: &str| (l.starts_with("Run '") || l.starts_with("See '")) && l.contains("--help");
+    let log = |l: &str| l.starts_with("time=") && l.contains("level=");
+    let said: Vec<&str> = lines.iter().copied().filter(|l| !hint(l) && !log(l)).collect();
+    said.iter()
         .find(|l| l.to_ascii_lowercase().contains("error"))
-        .or(lines.last())
+        .or(said.first())
+        .or(lines.first())
         .map_or_else(|| "(no message)".to_string(), |l| l.to_string())
 }
 
@@ -295,6 +356,7 @@ impl Container {
         let out = cmd
             .args(["--label", "io.shmconf.role=backend", "--label"])
             .arg(format!("io.shmconf.run={}", cfg.run_id))
+            .args(crate::engine::rundir::owner_labels())
             .args([
                 // Over the image's VOLUME /tmp: an engine tmpfs leaves no
                 // anonymous volume behind when the container is removed.
@@ -410,6 +472,7 @@ impl Pod {
             .command()
             .args(["pod", "create", "--name", name, "--share", "ipc", "--network", "none"])
             .args(["--label", "io.shmconf.role=backend"])
+            .args(crate::engine::rundir::owner_labels())
             .output()
             .map_err(|e| format!("cannot run podman: {e}"))?;
         if out.status.success() {
@@ -869,6 +932,15 @@ mod tests {
             "Error: OCI runtime error: crun: cgroups in hybrid mode not supported"
         );
         assert_eq!(engine_error(b"just this\n\n"), "just this");
+        let colons = b"docker: invalid spec: /tmp/a:b:c:/tmp/a:b:c: too many colons\n\nRun 'docker run --help' for more information\n";
+        assert_eq!(
+            engine_error(colons),
+            "docker: invalid spec: /tmp/a:b:c:/tmp/a:b:c: too many colons"
+        );
+        let see = b"docker: invalid reference format.\nSee 'docker run --help'.\n";
+        assert_eq!(engine_error(see), "docker: invalid reference format.");
+        let first = b"Error: first cause\nError: consequence\n";
+        assert_eq!(engine_error(first), "Error: first cause");
         assert_eq!(engine_error(b""), "(no message)");
     }
 
