@@ -6,7 +6,8 @@
 #   run.sh run     run the scenarios as the SHMCONF_* variables say; JUnit to
 #                  $SHMCONF_JUNIT, a Markdown summary appended to
 #                  $GITHUB_STEP_SUMMARY (or $SHMCONF_SUMMARY); exit status is
-#                  shmconf's (0 all good, 1 a scenario failed, 2 bad input)
+#                  shmconf's (0 all good, 1 a scenario failed, 2 bad input or
+#                  an empty selection, 4 nothing checked: every scenario a SKIP)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 output=${GITHUB_OUTPUT:-/dev/stdout}

@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run scenarios and judge an implementation (exit 0 all good, 1 something failed, 2 usage or scenario-file error).
+    /// Run scenarios and judge an implementation (exit 0 all good, 1 something failed, 2 usage, scenario-file
+    /// or output-path error or an empty selection, 4 nothing checked: every scenario a SKIP, 128+N signal N).
     Run(Box<RunArgs>),
     /// Run the catalogue on several targets (local, docker, podman-runc,
     /// podman-crun, podman-runsc, gvisor) and write a JSON and a JUnit report
@@ -256,7 +257,7 @@ struct RunArgs {
     image: String,
     /// --backend podman: the OCI runtime, a name or a path (runc, crun,
     /// runsc). Where it cannot start a container here, every scenario is a
-    /// SKIP with the runtime's error.
+    /// SKIP with the runtime's error (and the run exits 4: see --no-tests).
     #[arg(long, value_name = "RUNTIME")]
     runtime: Option<String>,
     /// --backend podman: a containers.conf of the project's (default:

@@ -110,6 +110,66 @@ impl Walk {
     }
 }
 
+impl Walk {
+    /// The paths a glob pattern matches, found by this walk (bounded, links
+    /// to folders not followed, stopped by a signal), not by the glob
+    /// crate's own, which follows links into loops and cannot be stopped.
+    fn matches(&mut self, pattern: &str) -> Vec<PathBuf> {
+        let Ok(compiled) = glob::Pattern::new(pattern) else {
+            return Vec::new();
+        };
+        // The literal folder the pattern starts from.
+        let mut base = PathBuf::new();
+        for part in Path::new(pattern).components() {
+            if part.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+                break;
+            }
+            base.push(part);
+        }
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        let mut found = Vec::new();
+        let mut pending = vec![(base.clone(), 0usize)];
+        let mut seen: HashSet<(u64, u64)> = HashSet::new();
+        while let Some((dir, depth)) = pending.pop() {
+            let listed = if dir.as_os_str().is_empty() {
+                std::fs::read_dir(".")
+            } else {
+                std::fs::read_dir(&dir)
+            };
+            let Ok(entries) = listed else { continue };
+            if depth > MAX_DEPTH
+                || std::fs::metadata(if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    &dir
+                })
+                .is_ok_and(|m| !seen.insert((m.dev(), m.ino())))
+            {
+                continue;
+            }
+            for entry in entries.filter_map(Result::ok) {
+                if !self.step(&base) {
+                    return found;
+                }
+                let path = dir.join(entry.file_name());
+                let kind = entry.file_type().ok();
+                let link_to_folder = kind.is_some_and(|t| t.is_symlink()) && path.is_dir();
+                if compiled.matches_path_with(&path, options) && !link_to_folder {
+                    found.push(path.clone());
+                }
+                if kind.is_some_and(|t| t.is_dir()) {
+                    pending.push((path, depth + 1));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
 /// Expand paths (files, directories, globs) into scenario files, sorted by id.
 /// Every file that fails to load is reported, not just the first; two files
 /// with one id are an error naming both.
@@ -124,20 +184,14 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<LoadError>> 
         let text = p.to_string_lossy();
         // A path that exists is itself, whatever its characters; else a pattern.
         let pattern = text.contains(['*', '?', '[']) && std::fs::symlink_metadata(p).is_err();
-        let expanded: Vec<PathBuf> = if pattern {
-            let mut found = Vec::new();
-            for m in glob::glob(&text).into_iter().flatten().filter_map(Result::ok) {
-                if !walk.step(p) {
-                    break;
-                }
-                found.push(m);
-            }
-            found
-        } else {
-            vec![p.clone()]
-        };
+        let expanded: Vec<PathBuf> = if pattern { walk.matches(&text) } else { vec![p.clone()] };
         if expanded.is_empty() || std::fs::symlink_metadata(&expanded[0]).is_err() {
-            walk.errors.push(error(p, "no such file or directory"));
+            let why = if pattern {
+                "no file or folder matches this pattern"
+            } else {
+                "no such file or directory"
+            };
+            walk.errors.push(error(p, why));
             continue;
         }
         for e in expanded {
@@ -351,6 +405,25 @@ mod tests {
         let found = discover(&[dir.path().to_path_buf()]).unwrap();
         let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a/one"]);
+    }
+
+    #[test]
+    fn globs_match_as_the_shell_does_without_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "t/a.toml", "");
+        write(dir.path(), "t/deep/b.toml", "");
+        write(dir.path(), "u/c.toml", "");
+        std::os::unix::fs::symlink("..", dir.path().join("t/loop")).unwrap();
+        let ids = |pattern: &str| -> Vec<String> {
+            let found = discover(&[dir.path().join(pattern)]).unwrap();
+            found.into_iter().map(|s| s.id).collect()
+        };
+        assert_eq!(ids("t/*.toml"), ["a"]);
+        assert_eq!(ids("*/*.toml"), ["a", "c"]);
+        assert_eq!(ids("**/*.toml"), ["a", "b", "c"]);
+        // A matched folder is walked (its ids relative to it, as a folder
+        // given by name); a matched link to a folder is not.
+        assert_eq!(ids("t/*"), ["a", "b"]);
     }
 
     #[test]
