@@ -350,9 +350,16 @@ fn dispatch(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
             Ok(scenarios) => {
+                // Each line as the terminal shows it: ids and descriptions are
+                // a scenario file's text.
                 let shown: Vec<String> = scenarios
                     .iter()
-                    .map(|s| scenario::describe::describe(&s.id, &s.scenario))
+                    .map(|s| {
+                        scenario::describe::describe(&s.id, &s.scenario)
+                            .lines()
+                            .map(|l| format!("{}\n", report::for_terminal(l)))
+                            .collect()
+                    })
                     .collect();
                 emit(&shown.join("\n"))
             }
