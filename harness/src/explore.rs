@@ -754,7 +754,12 @@ pub fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &str) -> String
                 let joined = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
                 shlex::try_quote(&joined).map(|q| q.into_owned()).unwrap_or(joined)
             };
-            format!("--writer {} --reader {}", quote(&imp.writer), quote(&imp.reader))
+            // As the user gave them: staged copies are gone after the run.
+            format!(
+                "--writer {} --reader {}",
+                quote(imp.given(crate::scenario::Role::Writer)),
+                quote(imp.given(crate::scenario::Role::Reader))
+            )
         }
     };
     format!("shmconf run {} {impl_args} --order '{order}'", sf.path.display())

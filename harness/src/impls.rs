@@ -127,6 +127,7 @@ impl ImplFile {
             options: Some(self.options),
             staging: None,
             notes: Vec::new(),
+            given: None,
         };
         (imp, Expectations(self.deviations))
     }
@@ -160,6 +161,8 @@ pub struct Implementation {
     staging: Option<std::sync::Arc<tempfile::TempDir>>,
     /// What staging had to leave out, said once to the user.
     pub notes: Vec<String>,
+    /// The writer's and reader's commands as given, before staging.
+    given: Option<Box<(Vec<String>, Vec<String>)>>,
 }
 
 impl Implementation {
@@ -168,6 +171,15 @@ impl Implementation {
             Role::Writer => &self.writer,
             Role::Reader => &self.reader,
             Role::Probe => &self.probe,
+        }
+    }
+
+    /// A role's command as the user gave it (before staging), for replay commands.
+    pub fn given(&self, role: Role) -> &[String] {
+        match (&self.given, role) {
+            (Some(g), Role::Writer) => &g.0,
+            (Some(g), Role::Reader) => &g.1,
+            _ => self.command(role),
         }
     }
 
@@ -233,6 +245,7 @@ impl Implementation {
             staging: None,
             options: None,
             notes: Vec::new(),
+            given: None,
         }
     }
 
@@ -258,6 +271,7 @@ impl Implementation {
             staging: None,
             options: None,
             notes: Vec::new(),
+            given: None,
         })
     }
 
@@ -293,6 +307,7 @@ impl Implementation {
         if wanted.is_empty() {
             return self;
         }
+        self.given = Some(Box::new((self.writer.clone(), self.reader.clone())));
         // Inside the run's dir, so a killed run's copies are swept too.
         let dir = match crate::engine::rundir::scenario_dir("bin-") {
             Ok(d) => d,
