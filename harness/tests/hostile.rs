@@ -155,6 +155,9 @@ struct SignalAt {
     when: String,
     /// Or once a file of this name exists in a scenario dir of the case.
     when_file: Option<String>,
+    /// Or once any process working in the case's root (shmconf's own
+    /// children too, e.g. an engine it probes) has this in its command line.
+    when_in_root: Option<String>,
 }
 
 /// Is there a file named `name` in a scenario dir under `tmp` (tmp/shmconf-runs/RUN/DIR/name)?
@@ -338,9 +341,10 @@ fn run_case(case: &Case) -> Result<(), Failed> {
             peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
             if !signalled {
                 let sig = case.signal.as_ref().unwrap();
-                let due = match &sig.when_file {
-                    Some(f) => case_file_exists(&tmp, f),
-                    None => sig.when.is_empty() || case_process_running(&tmp, &sig.when),
+                let due = match (&sig.when_file, &sig.when_in_root) {
+                    (Some(f), _) => case_file_exists(&tmp, f),
+                    (None, Some(needle)) => case_process_running(&root_path, needle),
+                    (None, None) => sig.when.is_empty() || case_process_running(&tmp, &sig.when),
                 };
                 if due {
                     let signal: nix::sys::signal::Signal = sig.name.parse().map_err(|_| "bad signal".to_string())?;

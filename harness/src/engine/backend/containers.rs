@@ -127,13 +127,9 @@ impl ContainerConfig {
     pub fn probe(&self) -> Result<(), ProbeError> {
         let engine = self.engine.program();
         // Both engines answer `info` only when they (or their daemon) work.
-        let reachable = self
-            .command()
-            .arg("info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let mut info = self.command();
+        info.arg("info");
+        let reachable = unless_interrupted(info).is_ok_and(|o| o.status.success());
         if !reachable {
             return Err(ProbeError::Unusable(format!(
                 "`{engine} info` failed: {engine} is not installed or not reachable"
@@ -141,15 +137,17 @@ impl ContainerConfig {
         }
         // What killed runs left, found by label whatever their TMPDIR was.
         self.sweep_dead_runs();
-        let image = self.command().args(["image", "inspect", &self.image]).output();
+        let mut inspect = self.command();
+        inspect.args(["image", "inspect", &self.image]);
+        let image = unless_interrupted(inspect);
         if !image.is_ok_and(|o| o.status.success()) {
             return Err(ProbeError::Unusable(format!(
                 "{engine} has no image {:?} (build it: docker/build-dist.sh && {engine} build -t {} .)",
                 self.image, self.image
             )));
         }
-        let out = self
-            .command()
+        let mut start = self.command();
+        start
             .args([
                 "run",
                 "--rm",
@@ -159,9 +157,8 @@ impl ContainerConfig {
                 "/usr/local/bin/shmconf",
             ])
             .arg(&self.image)
-            .arg("--version")
-            .output()
-            .map_err(|e| ProbeError::Unusable(format!("cannot run {engine}: {e}")))?;
+            .arg("--version");
+        let out = unless_interrupted(start).map_err(|e| ProbeError::Unusable(format!("cannot run {engine}: {e}")))?;
         if out.status.success() {
             Ok(())
         } else {
@@ -236,6 +233,40 @@ impl ContainerConfig {
             None => self.engine.program().into(),
         }
     }
+}
+
+/// Run an engine command to its end, or until SIGINT, SIGTERM or SIGHUP
+/// reaches the run (then it is killed): a probe of a hung engine must not
+/// outlast the signal that ends the run.
+fn unless_interrupted(mut cmd: Command) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if crate::engine::procs::interrupted() {
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// Why a container backend cannot be used.
