@@ -4,7 +4,12 @@
 //! the case is still running, no segment is left in the IPC namespace the
 //! run was given, no temp dir is left (after a SIGKILL: once the next run
 //! has swept), and the decoy tree beside the scenario is byte for byte
-//! unchanged.
+//! unchanged. A case may also make things before the run (`setup`: files,
+//! copies, links, FIFOs, folders; `before`: a command), give other paths,
+//! environment or TMPDIR, and check texts that must not appear, files the
+//! run wrote (`written`), paths it removed (`gone`), and what a command
+//! finds after it (`after`); whatever the case put in the temp dir must be
+//! unchanged unless listed in `gone`.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -499,7 +504,7 @@ fn corpus() -> Vec<(String, Case)> {
 fn main() {
     let args = Arguments::from_args();
     let cases = corpus();
-    assert!(cases.len() >= 80, "the corpus holds at least 80 cases");
+    assert!(cases.len() >= 90, "the corpus holds at least 90 cases");
     let mut names = std::collections::BTreeSet::new();
     for (_, case) in &cases {
         assert!(
