@@ -1,6 +1,6 @@
 //! `shmconf`: run SysV shared-memory scenarios against an implementation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -615,19 +615,25 @@ fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, LoadFailure> {
 /// Output paths of a run, checked (their folder made) before any scenario
 /// runs, so a typo costs nothing and the report is never lost to it.
 fn check_outputs(args: &RunArgs) -> Result<(), String> {
+    use nix::unistd::{access, AccessFlags};
     let file = |flag: &str, path: &PathBuf| -> Result<(), String> {
         let fail = |e: std::io::Error| format!("{flag} {}: {e}", path.display());
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(fail)?;
+        if std::fs::symlink_metadata(path).is_ok() {
+            // Opened as it will be written, nothing truncated yet.
+            return std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(fail);
         }
-        // Opened as it will be written (created if missing), nothing truncated yet.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map(drop)
-            .map_err(fail)
+        // Not there yet: its folder made, and one this user can create it in
+        // (no empty file is left if the run stops before its end).
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(fail)?;
+        access(parent, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| fail(e.into()))
     };
     if let Some(p) = &args.junit {
         file("--junit", p)?;
@@ -638,8 +644,7 @@ fn check_outputs(args: &RunArgs) -> Result<(), String> {
     if let Some(dir) = &args.record {
         let fail = |e: std::io::Error| format!("--record {}: {e}", dir.display());
         std::fs::create_dir_all(dir).map_err(fail)?;
-        nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
-            .map_err(|e| fail(e.into()))?;
+        access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| fail(e.into()))?;
     }
     Ok(())
 }
