@@ -91,10 +91,11 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
     let mut deviations = Expectations::default();
     let implementation = match &c.implementation {
         ImplChoice::File(path) => {
-            let (imp, file_deviations) = crate::impls::ImplFile::load(path)?;
+            let (mut imp, file_deviations) = crate::impls::ImplFile::load(path)?;
             if !docker {
                 crate::impls::check_program("writer", &imp.writer)?;
                 crate::impls::check_program("reader", &imp.reader)?;
+                imp = imp.staged();
             }
             deviations = file_deviations;
             imp
@@ -104,9 +105,9 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             // Commands run on this machine: check they can start. (In a
             // container they name the container's files, not ours.)
             if !docker {
-                imp = imp.staged();
                 crate::impls::check_program("--writer", &imp.writer)?;
                 crate::impls::check_program("--reader", &imp.reader)?;
+                imp = imp.staged();
             }
             imp
         }

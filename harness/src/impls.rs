@@ -105,9 +105,8 @@ impl ImplFile {
         };
         let writer = resolve("writer", &file.writer)?;
         let reader = resolve("reader", &file.reader)?;
-        let (imp, deviations) =
-            file.into_implementation(writer, reader, probe_command()?, Origin::File(path.to_path_buf()));
-        Ok((imp.staged(), deviations))
+        // Not staged yet: the caller checks the programs as given first.
+        Ok(file.into_implementation(writer, reader, probe_command()?, Origin::File(path.to_path_buf())))
     }
 
     fn into_implementation(

@@ -560,6 +560,16 @@ fn load_by_path_or_id(select: &SelectArgs) -> Result<Vec<ScenarioFile>, LoadFail
             skip: select.skip.clone(),
         })?
     };
+    if std::fs::symlink_metadata(default_scenarios()).is_err() {
+        // No scenarios folder to name ids in: each is just a missing path.
+        for id in &ids {
+            eprintln!(
+                "shmconf: {}: no such file or directory",
+                report::for_terminal(&id.to_string_lossy())
+            );
+        }
+        return Err(LoadFailure::Reported);
+    }
     let all = load(&SelectArgs {
         paths: vec![],
         tags: select.tags.clone(),

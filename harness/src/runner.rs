@@ -175,7 +175,12 @@ impl Runner {
         for event in &log.events {
             match &event.kind {
                 EventKind::SpawnFailed { proc, argv, error } => {
-                    return Err(format!("{}: cannot start {:?}: {error}", role_of(proc), argv.join(" ")));
+                    // The command as given: a staged copy's path means nothing to the user.
+                    let given = match role_of(proc) {
+                        "writer" | "reader" => self.implementation.given(role_of_proc(proc)).join(" "),
+                        _ => argv.join(" "),
+                    };
+                    return Err(format!("{}: cannot start {given:?}: {error}", role_of(proc)));
                 }
                 EventKind::Exit {
                     proc, ending, stderr, ..
@@ -187,7 +192,7 @@ impl Runner {
                         && SCRIPT_NOT_FOUND.iter().any(|p| text.contains(p))
                         && !text.contains("shmfile");
                     if cannot_run || no_script {
-                        let command = self.implementation.command(role_of_proc(proc)).join(" ");
+                        let command = self.implementation.given(role_of_proc(proc)).join(" ");
                         let hint = if no_script {
                             " (roles run in each scenario's own directory: name scripts by absolute path, or in an --impl-file relative to it)"
                         } else {
