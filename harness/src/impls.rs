@@ -540,3 +540,42 @@ pub fn pid_init_command() -> Option<Vec<String>> {
         .ok()
         .map(|p| vec![p.display().to_string(), "pid-init".into()])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Two programs of one name in two private folders stay two programs;
+    /// one folder's programs share its staged copy, with its other files.
+    #[test]
+    fn staging_keeps_programs_distinct_and_takes_their_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let private = root.path().join("private");
+        for (rel, text) in [
+            ("good/prog", "#!/bin/sh\necho good\n"),
+            ("bad/prog", "#!/bin/sh\necho bad\n"),
+            ("bad/lib.sh", "x=1\n"),
+        ] {
+            let p = private.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = |rel: &str| private.join(rel).display().to_string();
+        let mut imp = Implementation::from_commands("t", &[&path("good/prog")], &[&path("bad/prog")], &["/bin/true"]);
+        imp.origin = Origin::File(root.path().join("impl.toml"));
+        let staged = imp.staged();
+        let (w, r) = (PathBuf::from(&staged.writer[0]), PathBuf::from(&staged.reader[0]));
+        assert_ne!(w, r, "two programs of one name stay two");
+        assert_eq!(std::fs::read_to_string(&w).unwrap(), "#!/bin/sh\necho good\n");
+        assert_eq!(std::fs::read_to_string(&r).unwrap(), "#!/bin/sh\necho bad\n");
+        assert!(r.with_file_name("lib.sh").is_file(), "the folder's files come along");
+        assert!(reachable_by_others(&w) && reachable_by_others(&r));
+        assert_eq!(staged.given(Role::Reader), [path("bad/prog")], "as given, for messages");
+        assert_eq!(staged.probe, ["/bin/true"], "what others reach stays where it is");
+        drop(staged);
+        crate::engine::rundir::finish();
+    }
+}

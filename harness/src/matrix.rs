@@ -662,6 +662,25 @@ mod tests {
     }
 
     #[test]
+    fn a_target_that_skips_everything_is_a_column_not_a_failed_child() {
+        let run = MatrixRun {
+            targets: vec![],
+            required: true,
+            out: PathBuf::from("/nonexistent"),
+            image: "shmconf".into(),
+            implementation: "rust".into(),
+            scenarios: vec![PathBuf::from("scenarios")],
+            shmconf: PathBuf::from("/bin/shmconf"),
+            rename: None,
+        };
+        let argv = run.command(target("local").unwrap()).unwrap();
+        let joined = argv.join(" ");
+        assert!(joined.contains(" --no-tests pass "), "{joined}");
+        let all_skipped = report("podman-crun", vec![cell("a", Status::Skip, "crun: cgroups")]);
+        assert!(page(&[all_skipped]).contains("nothing checked here: every scenario a SKIP"));
+    }
+
+    #[test]
     fn a_bar_in_a_target_or_scenario_name_keeps_the_markdown_table_whole() {
         let reports = vec![
             report("a|b", vec![cell("x|y", Status::Pass, "")]),
