@@ -226,10 +226,20 @@ pub fn human(
                 Detail::Timeline => "timeline",
                 Detail::Full => "event log",
             };
-            writeln!(out, "  {what} (workdir {}, isolation {}):", log.workdir, log.isolation)?;
-            match detail {
-                Detail::Timeline => write!(out, "{}", log.timeline())?,
-                Detail::Full => write!(out, "{}", log.render_json())?,
+            writeln!(
+                out,
+                "  {what} (workdir {}, isolation {}):",
+                for_terminal(&log.workdir),
+                for_terminal(&log.isolation.to_string())
+            )?;
+            // The timeline quotes arguments and output of programs under
+            // test: shown escaped, line by line, like every other text.
+            let text = match detail {
+                Detail::Timeline => log.timeline(),
+                Detail::Full => log.render_json(),
+            };
+            for line in text.lines() {
+                writeln!(out, "{}", for_terminal(line))?;
             }
         }
     }
