@@ -286,36 +286,24 @@ impl Implementation {
     /// likewise a file its command names by absolute path (`python3
     /// /home/me/impl/reader.py`).
     pub fn staged(mut self) -> Implementation {
-        let whole_folder = self.origin != Origin::Builtin;
-        // (role, word index, copy its folder's files too?)
-        let mut wanted: Vec<(Role, usize, bool)> = Vec::new();
-        for role in [Role::Writer, Role::Reader, Role::Probe] {
-            let folder = whole_folder && role != Role::Probe;
-            for (i, word) in self.command(role).iter().enumerate() {
-                let path = Path::new(word);
-                let unreachable = if i == 0 {
-                    word.contains('/') && !reachable_by_others(path)
-                } else {
-                    path.is_absolute() && path.is_file() && !readable_by_others(path)
-                };
-                if unreachable {
-                    wanted.push((role, i, folder));
-                }
-            }
-        }
+        let wanted = self.unreachable_words();
         if wanted.is_empty() {
             return self;
         }
-        self.given = Some(Box::new((self.writer.clone(), self.reader.clone())));
         // Inside the run's dir, so a killed run's copies are swept too.
-        let dir = match crate::engine::rundir::scenario_dir("bin-") {
-            Ok(d) => d,
+        match crate::engine::rundir::scenario_dir("bin-") {
+            Ok(dir) => self.staged_in(dir, wanted),
             Err(e) => {
                 self.notes
                     .push(format!("cannot stage the programs for other uids: {e}"));
-                return self;
+                self
             }
-        };
+        }
+    }
+
+    /// Stage the `wanted` words (role, word index, with its folder?) into `dir`.
+    fn staged_in(mut self, dir: tempfile::TempDir, wanted: Vec<(Role, usize, bool)>) -> Implementation {
+        self.given = Some(Box::new((self.writer.clone(), self.reader.clone())));
         // One staged folder per source folder (a writer and a reader of one
         // folder share it), one per program when only the program is taken.
         let mut folders: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
@@ -366,6 +354,31 @@ impl Implementation {
         }
         self.staging = Some(std::sync::Arc::new(dir));
         self
+    }
+}
+
+impl Implementation {
+    /// The words of the commands other uids cannot reach: (role, word
+    /// index, take its folder's files too?). A role's program (a path), and
+    /// an absolute path to a file among its arguments (a script).
+    fn unreachable_words(&self) -> Vec<(Role, usize, bool)> {
+        let whole_folder = self.origin != Origin::Builtin;
+        let mut wanted = Vec::new();
+        for role in [Role::Writer, Role::Reader, Role::Probe] {
+            let folder = whole_folder && role != Role::Probe;
+            for (i, word) in self.command(role).iter().enumerate() {
+                let path = Path::new(word);
+                let unreachable = if i == 0 {
+                    word.contains('/') && !reachable_by_others(path)
+                } else {
+                    path.is_absolute() && path.is_file() && !readable_by_others(path)
+                };
+                if unreachable {
+                    wanted.push((role, i, folder));
+                }
+            }
+        }
+        wanted
     }
 }
 
@@ -566,7 +579,16 @@ mod tests {
         let path = |rel: &str| private.join(rel).display().to_string();
         let mut imp = Implementation::from_commands("t", &[&path("good/prog")], &[&path("bad/prog")], &["/bin/true"]);
         imp.origin = Origin::File(root.path().join("impl.toml"));
-        let staged = imp.staged();
+        // Its own staging folder, not the test process's shared run dir.
+        let into = tempfile::Builder::new().prefix("bin-").tempdir_in(root.path()).unwrap();
+        std::fs::set_permissions(into.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wanted = imp.unreachable_words();
+        assert_eq!(
+            wanted,
+            [(Role::Writer, 0, true), (Role::Reader, 0, true)],
+            "the private programs, not the probe others reach"
+        );
+        let staged = imp.staged_in(into, wanted);
         let (w, r) = (PathBuf::from(&staged.writer[0]), PathBuf::from(&staged.reader[0]));
         assert_ne!(w, r, "two programs of one name stay two");
         assert_eq!(std::fs::read_to_string(&w).unwrap(), "#!/bin/sh\necho good\n");
@@ -575,7 +597,5 @@ mod tests {
         assert!(reachable_by_others(&w) && reachable_by_others(&r));
         assert_eq!(staged.given(Role::Reader), [path("bad/prog")], "as given, for messages");
         assert_eq!(staged.probe, ["/bin/true"], "what others reach stays where it is");
-        drop(staged);
-        crate::engine::rundir::finish();
     }
 }
