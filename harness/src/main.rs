@@ -878,6 +878,16 @@ fn record_name(id: &str) -> String {
     if name.bytes().all(|b| b == b'.') {
         name = name.replace('.', "%2E");
     }
+    // A file name has at most 255 bytes: a long one keeps its start and
+    // ends in a hash of the whole id ('~' is escaped in every other name).
+    const KEEP: usize = 200;
+    if name.len() > KEEP {
+        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        name.truncate(KEEP);
+        name.push_str(&format!("~{hash:016x}"));
+    }
     name.push_str(".json");
     name
 }
@@ -966,5 +976,10 @@ mod tests {
         assert!(names
             .iter()
             .all(|n| !n.contains('/') && n != "..json" && n != "...json"));
+        let long_a = format!("{}a", "é".repeat(200));
+        let long_b = format!("{}b", "é".repeat(200));
+        let (a, b) = (record_name(&long_a), record_name(&long_b));
+        assert_ne!(a, b, "ids alike in their first 200 bytes stay apart");
+        assert!(a.len() <= 255 && b.len() <= 255, "{a}");
     }
 }
