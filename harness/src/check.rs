@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::engine::CONTENT_CAP;
 use crate::events::{escape_short, Ending, EventKind, Log, SegRow, Text};
+use crate::outcome::{Check, Failure};
 use crate::scenario::{
     Action, EndingExpect, Expect, Scenario, SegmentExpect, SegmentsCheck, Step, StreamExpect, WaitFor,
 };
@@ -58,6 +59,9 @@ pub struct Verdict {
     pub message: String,
     /// Every problem found, in step order.
     pub problems: Vec<String>,
+    /// The failures among them, typed (what deviations pin); a harness or
+    /// setup error (BROKEN) is none.
+    pub failures: Vec<Failure>,
 }
 
 #[derive(Default)]
@@ -66,16 +70,24 @@ struct Findings {
     broken: Vec<String>,
     timeout: Vec<String>,
     all: Vec<String>,
+    failures: Vec<Failure>,
 }
 
 impl Findings {
-    fn add(&mut self, kind: Status, msg: String) {
-        match kind {
-            Status::Broken => self.broken.push(msg.clone()),
-            Status::Timeout => self.timeout.push(msg.clone()),
+    /// A harness or setup error: the scenario cannot be judged.
+    fn broken(&mut self, msg: String) {
+        self.broken.push(msg.clone());
+        self.all.push(msg);
+    }
+
+    /// Something the implementation (or the kernel) did wrong, found by `check`.
+    fn failed(&mut self, step: Option<usize>, check: Check, msg: String) {
+        match check {
+            Check::Timeout => self.timeout.push(msg.clone()),
             _ => self.fail.push(msg.clone()),
         }
-        self.all.push(msg);
+        self.all.push(msg.clone());
+        self.failures.push(Failure { step, check, text: msg });
     }
 }
 
@@ -84,16 +96,18 @@ pub fn check(scenario: &Scenario, steps: &[Step], log: &Log) -> Verdict {
     let mut f = Findings::default();
     for e in log.events.iter().filter(|e| e.step.is_none()) {
         match &e.kind {
-            EventKind::Broken { message } => f.add(Status::Broken, message.clone()),
+            EventKind::Broken { message } => f.broken(message.clone()),
             EventKind::Container { ns, ipc, error, .. } => {
                 let expected = scenario.namespaces.get(ns).and_then(|d| d.expect_error.as_deref());
                 match (expected, error) {
-                    (Some(want), Some(got)) if !got.contains(want) => f.add(
-                        Status::Fail,
+                    (Some(want), Some(got)) if !got.contains(want) => f.failed(
+                        None,
+                        Check::Container,
                         format!("namespace {ns}: docker refused --ipc {ipc} with {got:?}, expected an error containing {want:?}"),
                     ),
-                    (Some(want), None) => f.add(
-                        Status::Fail,
+                    (Some(want), None) => f.failed(
+                        None,
+                        Check::Container,
                         format!("namespace {ns}: expected docker to refuse --ipc {ipc} ({want:?}), but the container started"),
                     ),
                     _ => {}
@@ -126,6 +140,7 @@ pub fn check(scenario: &Scenario, steps: &[Step], log: &Log) -> Verdict {
             status: Status::Interrupted,
             message,
             problems: f.all,
+            failures: vec![],
         };
     }
     let skipped = log.events.iter().find_map(|e| match &e.kind {
@@ -137,6 +152,7 @@ pub fn check(scenario: &Scenario, steps: &[Step], log: &Log) -> Verdict {
             status: Status::Skip,
             message: reason,
             problems: vec![],
+            failures: vec![],
         };
     }
     f.verdict()
@@ -158,6 +174,7 @@ impl Findings {
             status,
             message,
             problems: self.all,
+            failures: self.failures,
         }
     }
 }
@@ -204,11 +221,10 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
     let n = step.n;
     for e in events {
         match e {
-            EventKind::Broken { message } => f.add(Status::Broken, format!("step {n}: {message}")),
-            EventKind::SpawnFailed { proc, argv, error } => f.add(
-                Status::Broken,
-                format!("step {n}: cannot start {proc} ({}): {error}", argv.join(" ")),
-            ),
+            EventKind::Broken { message } => f.broken(format!("step {n}: {message}")),
+            EventKind::SpawnFailed { proc, argv, error } => {
+                f.broken(format!("step {n}: cannot start {proc} ({}): {error}", argv.join(" ")))
+            }
             EventKind::Timeout {
                 proc,
                 waiting_for,
@@ -216,8 +232,9 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                 limit,
                 stdout,
                 stderr,
-            } => f.add(
-                Status::Timeout,
+            } => f.failed(
+                Some(n),
+                Check::Timeout,
                 timeout_message(n, proc, waiting_for, *limit_ms, limit, stdout, stderr),
             ),
             EventKind::WaitEnded {
@@ -226,8 +243,9 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                 ending,
                 stdout,
                 stderr,
-            } => f.add(
-                Status::Fail,
+            } => f.failed(
+                Some(n),
+                Check::EndedEarly,
                 format!(
                     "step {n}: {proc} ended ({ending}) before {waiting_for}; stdout {}, stderr {}",
                     escape_short(&stdout.bytes, 120),
@@ -242,14 +260,14 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                 path,
                 error: Some(e),
                 ..
-            } => f.add(Status::Broken, format!("step {n}: {op} {path}: {e}")),
-            EventKind::Stopped { ns, error: Some(e) } => f.add(Status::Broken, format!("step {n}: stop {ns}: {e}")),
+            } => f.broken(format!("step {n}: {op} {path}: {e}")),
+            EventKind::Stopped { ns, error: Some(e) } => f.broken(format!("step {n}: stop {ns}: {e}")),
             EventKind::Sysctl {
                 name,
                 value,
                 error: Some(e),
                 ..
-            } => f.add(Status::Broken, format!("step {n}: sysctl {name}={value}: {e}")),
+            } => f.broken(format!("step {n}: sysctl {name}={value}: {e}")),
             EventKind::Exit {
                 proc,
                 ending,
@@ -258,15 +276,16 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                 stray_processes,
             } => {
                 if *stray_processes {
-                    f.add(
-                        Status::Fail,
+                    f.failed(
+                        Some(n),
+                        Check::StrayProcesses,
                         format!("step {n}: {proc} exited ({ending}) but left processes running in its process group"),
                     );
                 }
                 let default = Expect::default();
                 let expect = expectation(step).unwrap_or(&default);
-                for problem in check_process(expect, ending, stdout, stderr) {
-                    f.add(Status::Fail, format!("step {n}: {proc}: {problem}"));
+                for (check, problem) in check_process(expect, ending, stdout, stderr) {
+                    f.failed(Some(n), check, format!("step {n}: {proc}: {problem}"));
                 }
             }
             EventKind::Snapshot {
@@ -278,7 +297,11 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
             } => {
                 if let Action::Segments(check) = &step.action {
                     for problem in check_segments(check, rows, keys, contents) {
-                        f.add(Status::Fail, format!("step {n} (segment table of ns {ns}): {problem}"));
+                        f.failed(
+                            Some(n),
+                            Check::Segments,
+                            format!("step {n} (segment table of ns {ns}): {problem}"),
+                        );
                     }
                 }
             }
@@ -299,7 +322,7 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
         )
     });
     if expectation(step).is_some() && !ended {
-        f.add(Status::Broken, format!("step {n}: no exit recorded"));
+        f.broken(format!("step {n}: no exit recorded"));
     }
     // A segments step must have looked at the kernel.
     if matches!(step.action, Action::Segments(_))
@@ -310,13 +333,14 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
             )
         })
     {
-        f.add(Status::Broken, format!("step {n}: no segment table recorded"));
+        f.broken(format!("step {n}: no segment table recorded"));
     }
 }
 
-/// Compare a process's ending and output with its expectations.
-pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &Text) -> Vec<String> {
-    let mut problems = Vec::new();
+/// Compare a process's ending and output with its expectations: each
+/// problem with the check it fails.
+pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &Text) -> Vec<(Check, String)> {
+    let mut problems: Vec<String> = Vec::new();
     match &expect.ending {
         EndingExpect::Signal(sig) => {
             if !matches!(ending, Ending::Signaled { signal } if signal == sig.as_str()) {
@@ -332,6 +356,24 @@ pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &T
                 problems.push("expected to fail (nonzero exit), but it exited 0".into());
             }
         }
+        EndingExpect::Refusal | EndingExpect::SuccessOrRefusal => {
+            let success_allowed = expect.ending == EndingExpect::SuccessOrRefusal;
+            let said_why = stderr.bytes.iter().any(|b| !b.is_ascii_whitespace());
+            let problem = match ending {
+                Ending::Exited { code: 0 } if success_allowed => None,
+                Ending::Exited { code: 0 } => Some("expected a refusal (a nonzero exit with a message on stderr), but it exited 0".to_string()),
+                Ending::Exited { .. } if said_why => None,
+                Ending::Exited { .. } => Some(format!(
+                    "expected a refusal to say why on stderr, but it ended with {ending} and nothing on stderr"
+                )),
+                _ => Some(format!(
+                    "expected {}a refusal (a nonzero exit with a message on stderr), but it ended with {ending}; stderr {}",
+                    if success_allowed { "exit 0 or " } else { "" },
+                    escape_short(&stderr.bytes, 200)
+                )),
+            };
+            problems.extend(problem);
+        }
         EndingExpect::Success | EndingExpect::Code(_) => {
             let code = match expect.ending {
                 EndingExpect::Code(c) => c,
@@ -345,10 +387,14 @@ pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &T
             }
         }
     }
-    for (stream, data, want) in [("stdout", stdout, &expect.stdout), ("stderr", stderr, &expect.stderr)] {
-        problems.extend(check_stream(stream, data, want));
+    let mut typed: Vec<(Check, String)> = problems.into_iter().map(|p| (Check::Exit, p)).collect();
+    for (check, stream, data, want) in [
+        (Check::Stdout, "stdout", stdout, &expect.stdout),
+        (Check::Stderr, "stderr", stderr, &expect.stderr),
+    ] {
+        typed.extend(check_stream(stream, data, want).into_iter().map(|p| (check, p)));
     }
-    problems
+    typed
 }
 
 fn check_stream(stream: &str, data: &Text, want: &StreamExpect) -> Vec<String> {
@@ -583,10 +629,53 @@ mod tests {
             &t,
             &t,
         );
+        assert_eq!(p[0].0, Check::Exit);
         assert!(
-            p[0].contains("expected exit code 0, but it ended with killed by SIGSEGV"),
+            p[0].1
+                .contains("expected exit code 0, but it ended with killed by SIGSEGV"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_refusal_is_a_nonzero_exit_that_says_why_in_any_words() {
+        let refusal = |ending: EndingExpect| Expect {
+            ending,
+            ..Expect::default()
+        };
+        let text = |s: &str| Text {
+            bytes: s.as_bytes().to_vec(),
+            total: s.len() as u64,
+        };
+        let none = text("");
+        let said = text("stdin ended before a line was read\n");
+        let segv = Ending::Signaled {
+            signal: "SIGSEGV".into(),
+        };
+        let exited = |code| Ending::Exited { code };
+        for (ending, stderr, refusal_ok, either_ok) in [
+            (exited(3), &said, true, true),
+            (
+                exited(1),
+                &text("Traceback ...\nFileNotFoundError: shmfile\n"),
+                true,
+                true,
+            ),
+            (exited(3), &none, false, false),
+            (exited(3), &text(" \n"), false, false),
+            (exited(0), &said, false, true),
+            (exited(0), &none, false, true),
+            (segv.clone(), &said, false, false),
+        ] {
+            for (word, ok) in [
+                (EndingExpect::Refusal, refusal_ok),
+                (EndingExpect::SuccessOrRefusal, either_ok),
+            ] {
+                let p = check_process(&refusal(word.clone()), &ending, &none, stderr);
+                assert_eq!(p.is_empty(), ok, "{word:?} {ending} {stderr:?}: {p:?}");
+                assert!(p.iter().all(|(c, _)| *c == Check::Exit), "{p:?}");
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::check::Status;
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
 use crate::impls::Origin;
+use crate::outcome::{Check, Failure};
 
 mod syscall;
 use crate::model::{Change, FileId, Model, RunSpec};
@@ -191,7 +192,8 @@ pub fn parse_order(ex: &Exploration, text: &str) -> Result<Vec<Move>, String> {
 #[derive(Debug, Clone)]
 pub struct OrderOutcome {
     pub order: Vec<Move>,
-    pub problems: Vec<String>,
+    /// What disagreed, typed (deviations pin these) and in words.
+    pub problems: Vec<Failure>,
     /// A setup or harness error, not a disagreement.
     pub broken: Option<String>,
     /// Stopped by a signal to the harness: no verdict.
@@ -415,8 +417,11 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
             .collect();
         if events.is_empty() {
             if out.broken.is_none() && !out.interrupted {
-                out.problems
-                    .push(format!("after {}: the order stopped here (see the log)", m.label()));
+                // The order could not be played to its end as the model plays it.
+                out.problems.push(Failure::of_exploration(
+                    Check::Model,
+                    format!("after {}: the order stopped here (see the log)", m.label()),
+                ));
             }
             break;
         }
@@ -427,7 +432,10 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                     proc, ending, stdout, ..
                 } => {
                     if let Ending::Signaled { signal } = ending {
-                        out.problems.push(format!("{proc} was killed by {signal}"));
+                        out.problems.push(Failure::of_exploration(
+                            Check::Signal,
+                            format!("{proc} was killed by {signal}"),
+                        ));
                     }
                     outputs.insert(proc.clone(), (stdout.bytes.clone(), ending.clone()));
                 }
@@ -443,8 +451,11 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                     waiting_for,
                     ..
                 } => {
-                    out.problems.push(format!(
-                        "{proc} did not finish within {limit_ms} ms waiting for {waiting_for} (killed with its group)"
+                    out.problems.push(Failure::of_exploration(
+                        Check::Timeout,
+                        format!(
+                            "{proc} did not finish within {limit_ms} ms waiting for {waiting_for} (killed with its group)"
+                        ),
                     ));
                     timed_out = true;
                 }
@@ -514,13 +525,16 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
         kernel.sort();
         let expected = model_view(&model);
         if kernel != expected {
-            out.problems.push(format!(
-                "after {} (event {} of {}): the model expects {}, the kernel has {}",
-                m.label(),
-                i + 1,
-                order.len(),
-                show(&expected),
-                show(&kernel)
+            out.problems.push(Failure::of_exploration(
+                Check::Model,
+                format!(
+                    "after {} (event {} of {}): the model expects {}, the kernel has {}",
+                    m.label(),
+                    i + 1,
+                    order.len(),
+                    show(&expected),
+                    show(&kernel)
+                ),
             ));
             break; // later tables follow from this difference
         }
@@ -534,17 +548,23 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
             continue;
         };
         if &want.stdout != stdout {
-            out.problems.push(format!(
-                "{}: stdout: the model expects {}, it printed {}",
-                run.name,
-                escape_short(&want.stdout, 120),
-                escape_short(stdout, 120)
+            out.problems.push(Failure::of_exploration(
+                Check::Ending,
+                format!(
+                    "{}: stdout: the model expects {}, it printed {}",
+                    run.name,
+                    escape_short(&want.stdout, 120),
+                    escape_short(stdout, 120)
+                ),
             ));
         }
         if *ending != (Ending::Exited { code: want.exit }) {
-            out.problems.push(format!(
-                "{}: the model expects exit code {}, it ended with {ending}",
-                run.name, want.exit
+            out.problems.push(Failure::of_exploration(
+                Check::Ending,
+                format!(
+                    "{}: the model expects exit code {}, it ended with {ending}",
+                    run.name, want.exit
+                ),
             ));
         }
     }
@@ -579,6 +599,7 @@ fn result_for(
         duration: start.elapsed(),
         message,
         problems,
+        failures: vec![],
         log,
     }
 }
@@ -677,12 +698,21 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
     };
     let shrunk = shrink(engine, sf, ex, shortest, deadline);
     let replay = replay_command(sf, engine, &label_order(&shrunk.order));
-    let mut problems: Vec<String> = shrunk.problems.clone();
+    let mut problems: Vec<String> = shrunk.problems.iter().map(|f| f.text.clone()).collect();
     problems.push(format!("replay: {replay}"));
     for o in failed.iter().take(5) {
-        problems.push(format!("also failing: {} ({})", label_order(&o.order), o.problems[0]));
+        problems.push(format!(
+            "also failing: {} ({})",
+            label_order(&o.order),
+            o.problems[0].text
+        ));
     }
-    result(
+    // Every failure of every failing order is held against a deviation.
+    let failures: Vec<Failure> = std::iter::once(&shrunk)
+        .chain(failed.iter().copied())
+        .flat_map(|o| o.problems.iter().cloned())
+        .collect();
+    let judged = result(
         Status::Fail,
         format!(
             "{} of {} orders disagree with the model{}; shortest failing order: {} ({} events): {}; replay: {replay}",
@@ -695,11 +725,12 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
             },
             label_order(&shrunk.order),
             shrunk.order.len(),
-            shrunk.problems[0]
+            shrunk.problems[0].text
         ),
         problems,
         Some(shrunk.log.clone()),
-    )
+    );
+    ScenarioResult { failures, ..judged }
 }
 
 /// Drop whole runs or events while the order still fails, until nothing

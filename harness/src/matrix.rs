@@ -144,6 +144,7 @@ impl TargetReport {
                 duration: Duration::from_millis(c.duration_ms),
                 message: c.message.clone(),
                 problems: c.problems.clone(),
+                failures: vec![],
                 log: None,
             })
             .collect();

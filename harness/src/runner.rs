@@ -81,6 +81,7 @@ impl Runner {
                 duration: start.elapsed(),
                 message: format!("harness panicked: {what}"),
                 problems: vec![],
+                failures: vec![],
                 log: None,
             }
         })
@@ -94,6 +95,7 @@ impl Runner {
             duration: start.elapsed(),
             message,
             problems: vec![],
+            failures: vec![],
             log: None,
         };
         if let Decision::Skip(why) = decide(sf, &self.implementation, self.backend.as_ref(), &self.expectations) {
@@ -122,6 +124,7 @@ impl Runner {
                     duration: start.elapsed(),
                     message: verdict.message,
                     problems: verdict.problems,
+                    failures: verdict.failures,
                     log: Some(log),
                 }
             }

@@ -18,13 +18,26 @@ fn original_dir() -> PathBuf {
 /// Build the article's programs and copy their implementation file beside
 /// them, in a folder other uids can reach (scenarios run roles as 65534).
 fn build_original(dir: &Path) -> PathBuf {
+    build_variant(dir, None)
+}
+
+/// The article's programs with one line of one of them replaced (a fault
+/// injected beside its known defects), and their implementation file.
+fn build_variant(dir: &Path, change: Option<(&str, &str, &str)>) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     for role in ["writer", "reader"] {
+        let mut source = std::fs::read_to_string(original_dir().join(format!("{role}.cpp"))).unwrap();
+        if let Some((_, line, replacement)) = change.filter(|(r, _, _)| *r == role) {
+            assert!(source.contains(line), "{role}.cpp has no {line:?}");
+            source = source.replace(line, replacement);
+        }
+        let cpp = dir.join(format!("{role}.cpp"));
+        std::fs::write(&cpp, source).unwrap();
         let out = StdCommand::new("g++")
             .args(["-std=c++11", "-o"])
             .arg(dir.join(role))
-            .arg(original_dir().join(format!("{role}.cpp")))
+            .arg(&cpp)
             .output()
             .expect("g++ (the article's programs are C++)");
         assert!(
@@ -45,10 +58,14 @@ struct Verdict {
 }
 
 fn run_catalogue(impl_file: &Path) -> (Vec<Verdict>, Option<i32>) {
+    run_scenarios(impl_file, &[scenarios()])
+}
+
+fn run_scenarios(impl_file: &Path, paths: &[PathBuf]) -> (Vec<Verdict>, Option<i32>) {
     let out = shmconf()
         .args(["run", "--format", "json", "--impl-file"])
         .arg(impl_file)
-        .arg(scenarios())
+        .args(paths)
         .output()
         .unwrap();
     let report: serde_json::Value =
@@ -104,7 +121,7 @@ fn the_tutorials_programs_fail_only_for_their_listed_defects() {
     let file: toml::Table = toml::from_str(&text).unwrap();
     let listed_defects: BTreeSet<String> = file["deviations"].as_table().unwrap().keys().cloned().collect();
     assert_eq!(with("xfail"), listed_defects);
-    assert_eq!(listed_defects.len(), 6);
+    assert_eq!(listed_defects.len(), 7);
 
     // The seed contract holds in full.
     let seed = listed("seed-contract");
@@ -155,10 +172,54 @@ fn without_its_deviations_the_original_fails_exactly_those_scenarios() {
             "errors/eof-without-input",
             "errors/line-too-long",
             "errors/other-uid-rmid-eperm",
+            "errors/smaller-segment-einval",
             "keys/missing-key-file",
             "orders/syscall-input-in-pieces",
             "orders/syscall-rmid-before-attach",
         ])
     );
     assert_eq!(code, Some(1));
+}
+
+/// A deviation pins the failures it expects: the same program with one more
+/// fault in the listed scenario fails it differently, and that is a FAIL
+/// naming the new failure, not an XFAIL hiding it.
+#[rstest::rstest]
+#[case::wipes_the_segment_at_eof(
+    ("writer", "gets(str);", "if (!gets(str)) str[0] = 0;"),
+    "errors/eof-without-input",
+    "step 3 (segment table"
+)]
+#[case::leaves_the_failed_ftok_key_behind(
+    ("reader", "shmctl(shmid, IPC_RMID, NULL);", ""),
+    "keys/missing-key-file",
+    "step 3 (segment table"
+)]
+#[case::eperm_reader_that_also_garbles_its_line(
+    ("reader", "printf(\"Data read from memory: %s\\n\", str);", "printf(\"Data read: %s\\n\", str);"),
+    "errors/other-uid-rmid-eperm",
+    "step 3: reader@3: stdout"
+)]
+fn a_listed_defect_that_fails_differently_is_a_fail(
+    #[case] fault: (&str, &str, &str),
+    #[case] id: &str,
+    #[case] new_failure: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let impl_file = build_variant(dir.path(), Some(fault));
+    let (verdicts, code) = run_scenarios(&impl_file, &[scenarios().join(format!("{id}.toml"))]);
+    assert_eq!(verdicts.len(), 1);
+    let v = &verdicts[0];
+    assert_eq!(v.status, "fail", "{}: {}", v.id, v.message);
+    assert!(
+        v.message
+            .starts_with(&format!("a known-failing scenario failed differently: {new_failure}")),
+        "{}",
+        v.message
+    );
+    assert_eq!(code, Some(1));
+    // The unchanged programs still fail it only as listed.
+    let plain = tempfile::tempdir().unwrap();
+    let (verdicts, _) = run_scenarios(&build_original(plain.path()), &[scenarios().join(format!("{id}.toml"))]);
+    assert_eq!(verdicts[0].status, "xfail", "{}", verdicts[0].message);
 }

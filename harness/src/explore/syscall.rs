@@ -27,6 +27,7 @@ use crate::check::Status;
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, Ending, EventKind, Log};
 use crate::model::calls::CallModel;
+use crate::outcome::{Check, Failure};
 use crate::runner::ScenarioResult;
 use crate::scenario::{
     Action, Background, Choice, Exploration, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS,
@@ -268,8 +269,9 @@ struct Execution {
     trace: Vec<Event>,
     /// Stopped early: the rest was equivalent to an order explored already.
     redundant: bool,
-    /// Problems, each with the index of the event after which it showed.
-    problems: Vec<(usize, String)>,
+    /// Problems, each with the index of the event after which it showed
+    /// and the check that found it.
+    problems: Vec<(usize, Check, String)>,
     log: Log,
 }
 
@@ -340,7 +342,11 @@ fn execute(
                 trace.push(event);
                 if let (Some(model), Some(op)) = (table.as_mut(), op) {
                     if let Err(why) = model.apply(&run, op, *result) {
-                        problems.push((trace.len() - 1, format!("after {last_step}: {why} (SysV semantics)")));
+                        problems.push((
+                            trace.len() - 1,
+                            Check::Model,
+                            format!("after {last_step}: {why} (SysV semantics)"),
+                        ));
                     }
                 }
             }
@@ -351,6 +357,7 @@ fn execute(
                     if !differences.is_empty() {
                         problems.push((
                             trace.len().saturating_sub(1),
+                            Check::Model,
                             format!(
                                 "the kernel's segment table after {last_step} is not what the SysV model of the \
                                  calls so far says: {} (the kernel, or a call that is not traced, changed it)",
@@ -373,6 +380,7 @@ fn execute(
                 ..
             } => problems.push((
                 trace.len().saturating_sub(1),
+                Check::Timeout,
                 format!("{proc} did not finish within {limit_ms} ms waiting for {waiting_for}"),
             )),
             EventKind::Exit { proc, ending, .. } => {
@@ -383,7 +391,11 @@ fn execute(
                 }
                 if let Ending::Signaled { signal } = ending {
                     let call = last_call.get(proc).map_or("", String::as_str);
-                    problems.push((after, format!("{proc} was killed by {signal} (its last step: {call})")));
+                    problems.push((
+                        after,
+                        Check::Signal,
+                        format!("{proc} was killed by {signal} (its last step: {call})"),
+                    ));
                 }
             }
             _ => {}
@@ -459,7 +471,7 @@ fn endings(
     log: &Log,
     ended_at: &BTreeMap<String, usize>,
     read_by: &BTreeMap<String, Memory>,
-) -> Vec<(usize, String)> {
+) -> Vec<(usize, Check, String)> {
     const WRITER: &[u8] = b"Write Data: Data written in memory: ";
     const READER: &[u8] = b"Data read from memory: ";
     let writers = ex.runs.iter().filter(|r| r.role == PairRole::Writer).count();
@@ -494,6 +506,7 @@ fn endings(
                 match line {
                     None if whole => out.push((
                         at,
+                        Check::Ending,
                         format!(
                             "{proc} exited 0 printing \"{}\", not a {role}'s \"{}<line>\\n\"",
                             escape(&stdout.bytes),
@@ -510,6 +523,7 @@ fn endings(
                         };
                         out.push((
                             at,
+                            Check::Ending,
                             format!(
                                 "{proc} exited 0 printing \"{}\" as what is in memory, but {what} (content visibility)",
                                 escape(printed)
@@ -522,6 +536,7 @@ fn endings(
                         if printed != own {
                             out.push((
                                 at,
+                                Check::Ending,
                                 format!(
                                     "{proc} exited 0 saying it wrote \"{}\", but its line is \"{}\" and no other run writes",
                                     escape(printed),
@@ -535,6 +550,7 @@ fn endings(
             }
             Ending::Exited { code } if stderr.bytes.is_empty() => out.push((
                 at,
+                Check::Ending,
                 format!("{proc} exited with code {code} and nothing on stderr: an error exit must say why"),
             )),
             _ => {}
@@ -545,7 +561,7 @@ fn endings(
 
 /// "whole-lines": what each reader printed after "Data read from memory: "
 /// is never a strict, non-empty prefix of a writer's line.
-fn partial_lines(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>) -> Vec<(usize, String)> {
+fn partial_lines(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>) -> Vec<(usize, Check, String)> {
     let lines: Vec<(&str, Vec<u8>)> = ex
         .runs
         .iter()
@@ -572,6 +588,7 @@ fn partial_lines(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>
             if !printed.is_empty() && printed.len() < line.len() && line.starts_with(printed) {
                 out.push((
                     ended_at.get(proc).copied().unwrap_or(0),
+                    Check::WholeLines,
                     format!(
                         "{proc} printed part of {writer}'s line: \"{}\" of \"{}\" (property whole-lines)",
                         escape(printed),
@@ -705,7 +722,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
     // from a fresh key file's inode, addresses) are one problem.
     let mut shortest: BTreeMap<String, (usize, &str, &Execution)> = BTreeMap::new();
     for e in &failing {
-        for (at, problem) in &e.problems {
+        for (at, _, problem) in &e.problems {
             let entry = shortest
                 .entry(problem_kind(problem))
                 .or_insert((*at, problem.as_str(), e));
@@ -736,7 +753,13 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             super::replay_command(sf, engine, &other)
         ));
     }
-    result(
+    // Every failure of every failing order is held against a deviation.
+    let failures: Vec<Failure> = failing
+        .iter()
+        .flat_map(|e| &e.problems)
+        .map(|(_, check, text)| Failure::of_exploration(*check, text.clone()))
+        .collect();
+    let judged = result(
         Status::Fail,
         format!(
             "{} of {how} break a property ({} distinct problem(s)); shortest: {order} ({} steps): {first}; replay: {replay_line}",
@@ -746,7 +769,8 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
         ),
         problems,
         Some(best.log.clone()),
-    )
+    );
+    ScenarioResult { failures, ..judged }
 }
 
 #[cfg(test)]

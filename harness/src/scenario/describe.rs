@@ -118,6 +118,10 @@ fn expect(e: &Expect) -> String {
         EndingExpect::Code(c) => format!("it must exit {c}"),
         EndingExpect::Any => "any exit is fine".to_string(),
         EndingExpect::Nonzero => "it must fail (nonzero exit)".to_string(),
+        EndingExpect::Refusal => "it must refuse (a nonzero exit, not a signal, with a message on stderr)".to_string(),
+        EndingExpect::SuccessOrRefusal => {
+            "it must exit 0 or refuse (a nonzero exit with a message on stderr)".to_string()
+        }
         EndingExpect::Signal(s) => format!("it must be killed by {}", s.as_str()),
     }];
     parts.extend(stream("stdout", &e.stdout));

@@ -322,6 +322,10 @@ pub enum EndingExpect {
     Code(i32),
     Any,
     Nonzero,
+    /// A nonzero exit (not a signal) with something on stderr.
+    Refusal,
+    /// Exit 0 or a refusal.
+    SuccessOrRefusal,
     Signal(Signal),
 }
 
@@ -877,6 +881,8 @@ fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, String> {
         (None, Some(wire::ExitExpect::Code(c))) => EndingExpect::Code(*c),
         (None, Some(wire::ExitExpect::Word(wire::ExitWord::Any))) => EndingExpect::Any,
         (None, Some(wire::ExitExpect::Word(wire::ExitWord::Nonzero))) => EndingExpect::Nonzero,
+        (None, Some(wire::ExitExpect::Word(wire::ExitWord::Refusal))) => EndingExpect::Refusal,
+        (None, Some(wire::ExitExpect::Word(wire::ExitWord::SuccessOrRefusal))) => EndingExpect::SuccessOrRefusal,
         (None, None) => EndingExpect::Success,
     };
     Ok(Expect {

@@ -175,7 +175,8 @@ pub enum Bytes {
     },
 }
 
-/// Expected exit: a code, or "any" / "nonzero".
+/// Expected exit: a code, or "any", "nonzero", "refusal" or
+/// "success-or-refusal".
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ExitExpect {
@@ -184,10 +185,19 @@ pub enum ExitExpect {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ExitWord {
+    /// Any ending, a signal included.
     Any,
+    /// Anything but exit 0 (a signal included).
     Nonzero,
+    /// The contract's refusal: the process exits by itself with a nonzero
+    /// code and says why on stderr (any wording). A signal is a crash, not a
+    /// refusal.
+    Refusal,
+    /// Exit 0, or a refusal: where the contract allows either (e.g. a
+    /// reader whose IPC_RMID finds the segment already gone).
+    SuccessOrRefusal,
 }
 
 /// What a process must do. Absent fields are not checked, except that a
