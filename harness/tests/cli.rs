@@ -105,6 +105,38 @@ fn each_fault_fails_the_seed_contract_with_a_message_naming_it(#[case] fault: &s
     );
 }
 
+/// The gap scenarios: each fails the fault it targets (and says what is
+/// wrong), and passes the faithful build.
+#[rstest]
+#[case::reader_creates_private(
+    "READER_MODE",
+    "orders/reader-creates-the-seeds-segment",
+    "mode: expected 0666, kernel reports 0600"
+)]
+#[case::reader_creates_small(
+    "READER_SIZE",
+    "orders/reader-creates-the-seeds-segment",
+    "size: expected 1024, kernel reports 64"
+)]
+#[case::reader_reads_a_smaller_segment("READER_SIZE", "errors/reader-smaller-segment-einval", "expected a refusal")]
+#[case::wipes_at_eof(
+    "EOF_WIPE",
+    "persistence/eof-keeps-content",
+    "first 6 bytes: expected \"prior\\x00\""
+)]
+#[case::writes_as_it_reads("PARTIAL", "orders/partial-input-line", "got \"Data read from memory: hel\\n\"")]
+fn each_gap_scenario_fails_the_fault_it_targets(#[case] fault: &str, #[case] id: &str, #[case] needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let one = scenarios().join(format!("{id}.toml"));
+    let good = faulty(dir.path(), None);
+    run_impl_on(&good, &one, &[]).success();
+    let bin = faulty(dir.path(), Some(fault));
+    run_impl_on(&bin, &one, &[])
+        .code(1)
+        .stdout(predicate::str::contains(format!("--- FAIL {id}")))
+        .stdout(predicate::str::contains(needle));
+}
+
 #[test]
 fn a_hung_process_is_a_timeout_and_is_killed_with_its_group() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,6 +418,50 @@ fn scenario_docs_list_every_scenario_and_the_schema_is_current() {
         schema.trim(),
         shmconf_harness::scenario::json_schema().trim(),
         "regenerate: shmconf schema > scenarios/scenario.schema.json"
+    );
+}
+
+/// docs/conformance.md says, for every scenario, which of its points are
+/// the contract and which are our choices; it names no scenario that is gone.
+#[test]
+fn conformance_doc_has_each_scenarios_contract_line() {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/conformance.md")).unwrap();
+    let section = doc
+        .split("\n## Each scenario's contract\n")
+        .nth(1)
+        .expect("docs/conformance.md has a section \"Each scenario's contract\"");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    // Every `group/name` in backquotes on a list line is a scenario id.
+    let named: std::collections::BTreeSet<String> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            w.split_once('/').is_some_and(|(g, n)| {
+                !g.is_empty()
+                    && !n.is_empty()
+                    && !w.contains(['.', ' '])
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-/".contains(c))
+            })
+        })
+        .map(str::to_string)
+        .collect();
+    let all: std::collections::BTreeSet<String> = shmconf_harness::scenario::discover(&[scenarios()])
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let missing: Vec<&String> = all.difference(&named).collect();
+    let stale: Vec<&String> = named.difference(&all).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/conformance.md has no contract line for {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "docs/conformance.md names scenarios that do not exist: {stale:?}"
     );
 }
 

@@ -1156,6 +1156,7 @@ fn lower_step(
         step.until_attached.is_some() && step.wait.is_none(),
         "wait",
     )?;
+    only("until_reading", step.until_reading && step.wait.is_none(), "wait")?;
     only("signal", step.signal.is_some() && step.kill.is_none(), "kill")?;
     only("partial", step.partial && step.segments.is_none(), "segments")?;
     only("count", step.count.is_some() && step.segments.is_none(), "segments")?;
@@ -1261,13 +1262,20 @@ fn lower_step(
         }
     } else if let Some(proc) = &step.wait {
         known_proc(proc, seen)?;
+        let untils = usize::from(step.until_stdout.is_some())
+            + usize::from(step.until_attached.is_some())
+            + usize::from(step.until_reading);
+        if untils > 1 {
+            return Err(fail("give one of until_stdout, until_attached, until_reading".into()));
+        }
+        if untils == 1 && step.expect.is_some() {
+            return Err(fail(
+                "a wait for output, attachment or reading has no exit to check; drop expect or the until".into(),
+            ));
+        }
         let until = match (&step.until_stdout, &step.until_attached) {
+            (None, None) if step.until_reading => WaitFor::ReadingStdin,
             (Some(_), Some(_)) => return Err(fail("give until_stdout or until_attached, not both".into())),
-            (Some(_), None) | (None, Some(_)) if step.expect.is_some() => {
-                return Err(fail(
-                    "a wait for output or attachment has no exit to check; drop expect or the until".into(),
-                ))
-            }
             (Some(text), None) => {
                 if text.is_empty() || text.len() > 4096 {
                     return Err(fail("until_stdout: expected 1 to 4096 bytes of text".into()));

@@ -65,6 +65,25 @@ const D: &str = "description = \"x\"\n";
 )]
 #[case::bad_ns("[[step]]\nrun = \"reader\"\nns = \"b\"\n", 2, 1, "not declared")]
 #[case::no_steps("", 1, 1, "expected at least one [[step]]")]
+#[case::two_untils(
+    "[[step]]\nrun = \"writer\"\nbackground = true\nname = \"w\"\n[[step]]\nwait = \"w\"\nuntil_reading = true\nuntil_stdout = \"x\"\n",
+    6,
+    1,
+    "give one of until_stdout, until_attached, until_reading"
+)]
+#[case::until_reading_with_expect(
+    "[[step]]\nrun = \"writer\"\nbackground = true\nname = \"w\"\n[[step]]\nwait = \"w\"\nuntil_reading = true\nexpect = { exit = 0 }\n",
+    6,
+    1,
+    "has no exit to check"
+)]
+#[case::until_reading_off_wait("[[step]]\nrun = \"writer\"\nuntil_reading = true\n", 2, 1, "only applies to wait")]
+#[case::unknown_exit_word(
+    "[[step]]\nrun = \"writer\"\nexpect = { exit = \"refused\" }\n",
+    4,
+    19,
+    "did not match any variant"
+)]
 #[case::bad_signal(
     "[[step]]\nrun = \"reader\"\nexpect = { signal = \"SIGFOO\" }\n",
     2,

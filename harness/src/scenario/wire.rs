@@ -309,6 +309,12 @@ pub struct Step {
     /// (nattch >= 1), e.g. "ftok:shmfile:65": a barrier on kernel state that
     /// does not depend on when the process flushes its prompt.
     pub until_attached: Option<String>,
+    /// For `wait`: wait until the process is blocked reading its stdin (so
+    /// it has consumed everything fed so far and waits for more), or has
+    /// ended: a barrier that needs no cooperation from the program (e.g. a
+    /// writer given part of a line).
+    #[serde(default)]
+    pub until_reading: bool,
     /// For `kill`: the signal name.
     pub signal: Option<String>,
     /// Namespace the step runs in (default "main").

@@ -26,6 +26,16 @@
 #else
 #define MODE 0666
 #endif
+#ifdef FAULT_READER_MODE
+#define READER_MODE 0600 /* a reader that creates the segment makes it private */
+#else
+#define READER_MODE MODE
+#endif
+#ifdef FAULT_READER_SIZE
+#define READER_SIZE 64 /* a reader that asks for less than the contract's size */
+#else
+#define READER_SIZE SIZE
+#endif
 
 static int writer(void)
 {
@@ -45,6 +55,19 @@ static int writer(void)
 #ifdef FAULT_EARLY_WRITE
     strcpy(mem, "pending"); /* writes before it has read its input */
 #endif
+#ifdef FAULT_PARTIAL
+    /* gets()-like: each byte goes into the segment as it is read, so a
+     * reader between two pieces of input sees part of the line. */
+    printf("Write Data: ");
+    int c;
+    size_t at = 0;
+    while ((c = getchar()) != EOF && c != '\n' && at + 1 < SIZE)
+        mem[at++] = (char)c, mem[at] = '\0';
+    mem[at] = '\0';
+    printf("Data written in memory: %s\n", mem);
+    shmdt(mem);
+    return 0;
+#endif
 #ifdef FAULT_FORMAT
     printf("Write Data : ");
 #else
@@ -54,10 +77,19 @@ static int writer(void)
     char *line = NULL;
     size_t cap = 0;
     ssize_t got = getline(&line, &cap, stdin);
-    if (got <= 0) return 5;
+    if (got <= 0) {
+#ifdef FAULT_EOF_WIPE
+        mem[0] = '\0'; /* clears the segment it was to leave alone */
+#endif
+        fprintf(stderr, "faulty: no line on stdin\n");
+        return 5;
+    }
     size_t n = (size_t)got;
     if (line[n - 1] == '\n') n--;
-    if (n >= SIZE) return 4;
+    if (n >= SIZE) {
+        fprintf(stderr, "faulty: the line does not fit\n");
+        return 4;
+    }
 #ifdef FAULT_CONTENT
     if (n > 0) n--; /* off by one: drops the last byte */
 #endif
@@ -86,9 +118,9 @@ static int writer(void)
     return 0;
 }
 
-static int reader(void)
+static int reader(int keep)
 {
-    int id = shmget(ftok("shmfile", PROJ), SIZE, MODE | IPC_CREAT);
+    int id = shmget(ftok("shmfile", PROJ), READER_SIZE, READER_MODE | IPC_CREAT);
     if (id < 0) { perror("shmget"); return 1; }
     char *mem = shmat(id, NULL, 0);
     if (mem == (void *)-1) { perror("shmat"); return 1; }
@@ -103,7 +135,8 @@ static int reader(void)
 #endif
     shmdt(mem);
 #ifndef FAULT_NO_RMID
-    shmctl(id, IPC_RMID, NULL);
+    if (!keep)
+        shmctl(id, IPC_RMID, NULL);
 #endif
     return 0;
 }
@@ -111,7 +144,8 @@ static int reader(void)
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "writer") == 0) return writer();
-    if (argc > 1 && strcmp(argv[1], "reader") == 0) return reader();
+    if (argc > 1 && strcmp(argv[1], "reader") == 0)
+        return reader(argc > 2 && strcmp(argv[2], "--keep") == 0);
     fprintf(stderr, "usage: %s writer|reader\n", argv[0]);
     return 2;
 }
