@@ -133,35 +133,40 @@ impl Runner {
     }
 }
 
-/// The throwaway scenario of the preflight: each role once, with the key
-/// file present and nothing on stdin, whatever it ends with.
+/// The throwaway scenario of the preflight: the writer given a line and
+/// its key file, then the reader, each whatever it ends with, and the
+/// kernel's table after each (the key file's segment: what they did).
 const PREFLIGHT: &str = r#"
 description = "preflight: each role of the implementation starts"
 [[step]]
 run = "writer"
+stdin = "preflight\n"
 expect = { exit = "any" }
+[[step]]
+segments = [{ key = "ftok:shmfile:65" }]
+partial = true
 [[step]]
 run = "reader"
 expect = { exit = "any" }
+[[step]]
+segments = [{ key = "ftok:shmfile:65" }]
+partial = true
 "#;
 
-/// What an interpreter prints when the script it was given is not there
-/// (python, perl, node, dash, bash): the program started, its code did not.
-const SCRIPT_NOT_FOUND: [&str; 5] = [
-    "can't open file",
-    "Can't open perl script",
-    "Cannot find module",
-    "cannot open",
-    "No such file or directory",
-];
+/// What the kernel shows of the key file's segments after a preflight step:
+/// each segment's id, attach count and last attaching or detaching pid (a
+/// role that touched a segment in any way changed one of them).
+type Footprint = Vec<(i32, u64, Option<i32>)>;
 
 impl Runner {
     /// Preflight: before any scenario, start each role once through the
-    /// same engine and backend (a throwaway scenario dir with its key file,
-    /// empty stdin). A program that cannot be started, that ends with 126 or
-    /// 127 (a shell's "cannot execute" / "not found"), or an interpreter
-    /// that cannot open its script is one clear error, not a BROKEN or FAIL
-    /// per scenario. Anything else it does is for the scenarios to judge.
+    /// same engine and backend (a throwaway scenario dir with its key file;
+    /// the writer gets a line). A program that cannot be started, that ends
+    /// with 126 or 127 (a shell's "cannot execute" / "not found"), or that
+    /// exits with an error having done nothing with shared memory the kernel
+    /// can see (an interpreter that cannot open its script, however it says
+    /// so: no words are matched) is one clear error, not a BROKEN or FAIL per
+    /// scenario. Anything else it does is for the scenarios to judge.
     pub fn preflight(&self) -> Result<(), String> {
         use crate::events::{Ending, EventKind};
         let scenario = crate::scenario::Scenario::parse(std::path::Path::new("(preflight)"), PREFLIGHT)
@@ -175,6 +180,22 @@ impl Runner {
             steps,
             hard_deadline: None,
         });
+        // The key file's segments as each segments step saw them.
+        let footprint = |n: usize| -> Option<Footprint> {
+            log.step_events(n).find_map(|e| match e {
+                EventKind::Snapshot { rows, keys, .. } => {
+                    let key = keys.values().find_map(|k| k.as_ref().ok().copied())?;
+                    Some(
+                        rows.iter()
+                            .filter(|r| r.raw_key == key)
+                            .map(|r| (r.shmid, r.nattch, r.lpid))
+                            .collect(),
+                    )
+                }
+                _ => None,
+            })
+        };
+        let (after_writer, after_reader) = (footprint(2), footprint(4));
         for event in &log.events {
             match &event.kind {
                 EventKind::SpawnFailed { proc, argv, error } => {
@@ -186,23 +207,67 @@ impl Runner {
                     return Err(format!("{}: cannot start {given:?}: {error}", role_of(proc)));
                 }
                 EventKind::Exit {
-                    proc, ending, stderr, ..
+                    proc,
+                    ending,
+                    stdout,
+                    stderr,
+                    ..
                 } => {
-                    let text = String::from_utf8_lossy(&stderr.bytes);
-                    let first = text.lines().next().unwrap_or("").trim();
+                    let role = role_of_proc(proc);
                     let cannot_run = matches!(ending, Ending::Exited { code: 126 | 127 });
-                    let no_script = !matches!(ending, Ending::Exited { code: 0 })
-                        && SCRIPT_NOT_FOUND.iter().any(|p| text.contains(p))
-                        && !text.contains("shmfile");
-                    if cannot_run || no_script {
-                        let command = self.implementation.given(role_of_proc(proc)).join(" ");
-                        let hint = if no_script {
-                            " (roles run in each scenario's own directory: name scripts by absolute path, or in an --impl-file relative to it)"
+                    // Nothing the kernel can see: the writer left no segment
+                    // under its key although it was given a line; the reader
+                    // left the table exactly as the writer had left it (a
+                    // reader creates, attaches or removes).
+                    let untouched = match role {
+                        crate::scenario::Role::Writer => after_writer.as_ref().is_some_and(Vec::is_empty),
+                        _ => after_writer.is_some() && after_reader == after_writer,
+                    };
+                    let did_nothing = matches!(ending, Ending::Exited { code } if *code != 0) && untouched;
+                    if cannot_run || did_nothing {
+                        // The command as given: a staged copy's path means nothing to the user.
+                        let command = self.implementation.given(role).join(" ");
+                        // Its own words, wherever it put them (php says it on
+                        // stdout); for the report only: the line that names one
+                        // of its arguments (node's comes after a stack frame),
+                        // else its first.
+                        let lines: Vec<String> = [&stderr.bytes, &stdout.bytes]
+                            .into_iter()
+                            .flat_map(|b| {
+                                String::from_utf8_lossy(b)
+                                    .lines()
+                                    .map(|l| l.trim().to_string())
+                                    .filter(|l| !l.is_empty())
+                                    .collect::<Vec<_>>()
+                            })
+                            .collect();
+                        let args = self.implementation.command(role).get(1..).unwrap_or_default();
+                        let said = lines
+                            .iter()
+                            .find(|l| args.iter().any(|a| l.contains(a.trim_start_matches("./"))))
+                            .or(lines.first())
+                            .cloned()
+                            .unwrap_or_default();
+                        let said = crate::events::escape_short(said.as_bytes(), 200);
+                        let why = if cannot_run {
+                            String::new()
                         } else {
+                            format!(
+                                ", having done nothing with shared memory{}",
+                                if role == crate::scenario::Role::Writer {
+                                    " though given a line and its key file"
+                                } else {
+                                    ""
+                                }
+                            )
+                        };
+                        let hint = if cannot_run {
                             ""
+                        } else {
+                            " (roles run in each scenario's own directory: name scripts by absolute path, or in an --impl-file relative to it)"
                         };
                         return Err(format!(
-                            "{}: {command:?} does not start ({ending}): {first}{hint}",
+                            "{}: {command:?} does not start ({ending}{why}): it said {said}{hint}",
                             role_of(proc)
                         ));
                     }

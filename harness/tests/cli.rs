@@ -280,16 +280,70 @@ fn one_line_error(writer: &str, reader: &str) -> String {
 
 /// A program that starts but whose code is not there (an interpreter given
 /// a script that does not exist where roles run, `env` given a missing
-/// program) is found by the preflight, which starts each role once: one
-/// line, exit 2, no scenario run.
+/// program) is found by the preflight, which starts each role once, by what
+/// the kernel shows (an error exit having done nothing with shared memory),
+/// however the interpreter words it, on stderr or (php) on stdout: one line,
+/// exit 2, no scenario run.
 #[rstest]
-#[case::python_script(&["python3 no-such-writer.py", "true"], "writer: \"python3 no-such-writer.py\" does not start (exit code 2)")]
-#[case::shell_script(&["true", "sh ./no-such-reader.sh"], "reader: \"sh ./no-such-reader.sh\" does not start (exit code ")]
-#[case::perl_script(&["perl no-such.pl", "true"], "writer: \"perl no-such.pl\" does not start (exit code 2)")]
-#[case::env_program(&["env no-such-program-xyz", "true"], "writer: \"env no-such-program-xyz\" does not start (exit code 127)")]
-fn a_role_that_dies_at_once_for_a_missing_file_is_one_error(#[case] cmds: &[&str], #[case] start: &str) {
+#[case::python_script(&["python3 no-such-writer.py", "true"], "writer", "no-such-writer.py")]
+#[case::shell_script(&["true", "sh ./no-such-reader.sh"], "reader", "no-such-reader.sh")]
+#[case::perl_script(&["perl no-such.pl", "true"], "writer", "no-such.pl")]
+#[case::php_says_it_on_stdout(&["php no-such.php", "true"], "writer", "no-such.php")]
+#[case::node_script(&["true", "node no-such.js"], "reader", "no-such.js")]
+#[case::bash_script(&["bash no-such.sh", "true"], "writer", "no-such.sh")]
+#[case::env_program(&["env no-such-program-xyz", "true"], "writer", "no-such-program-xyz")]
+fn a_role_that_dies_at_once_for_a_missing_file_is_one_error(
+    #[case] cmds: &[&str],
+    #[case] role: &str,
+    #[case] named: &str,
+) {
+    let program = cmds[usize::from(role == "reader")].split(' ').next().unwrap();
+    if StdCommand::new(program).arg("--version").output().is_err() {
+        eprintln!("{program} is not installed here: case not run");
+        return;
+    }
     let stderr = one_line_error(cmds[0], cmds[1]);
-    assert!(stderr.starts_with(&format!("shmconf: {start}")), "{stderr}");
+    let command = cmds[usize::from(role == "reader")];
+    assert!(
+        stderr.starts_with(&format!("shmconf: {role}: {command:?} does not start (exit code ")),
+        "{stderr}"
+    );
+    // Its own words, from whichever stream it used, name the missing file.
+    assert!(stderr.contains(named), "{stderr}");
+}
+
+/// The same interpreters running a script that exists are no preflight
+/// error, whatever the script then does wrong (the scenarios judge that):
+/// here a writer that makes its segment and then fails.
+#[rstest]
+#[case::sh("sh")]
+#[case::bash("bash")]
+fn a_script_that_runs_passes_the_preflight(#[case] shell: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = assert_cmd::cargo::cargo_bin("shm-writer");
+    let script = dir.path().join("writer.sh");
+    // A real writer, then a failure of its own: activity the kernel saw.
+    std::fs::write(
+        &script,
+        format!(
+            "{} \"$@\"\necho 'wrapper: failing on purpose' >&2\nexit 9\n",
+            writer.display()
+        ),
+    )
+    .unwrap();
+    let reader = assert_cmd::cargo::cargo_bin("shm-reader");
+    let one = scenarios().join("visibility/writer-then-reader.toml");
+    shmconf()
+        .arg("run")
+        .arg(&one)
+        .args(["--writer", &format!("{shell} {}", script.display())])
+        .args(["--reader", &reader.display().to_string()])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL    visibility/writer-then-reader"))
+        .stdout(predicate::str::contains(
+            "expected exit code 0, but it ended with exit code 9",
+        ));
 }
 
 #[test]
