@@ -233,7 +233,7 @@ fn expectations_turn_failures_into_xfail_and_passes_into_xpass() {
     let exp = dir.path().join("exp.toml");
     std::fs::write(
         &exp,
-        "[\"visibility/writer-then-reader\"]\nstatus = \"fail\"\nreason = \"claimed broken\"\n",
+        "[\"visibility/writer-then-reader\"]\nstatus = \"fail\"\nreason = \"claimed broken\"\nfails = [{ step = 3, check = \"stdout\" }]\n",
     )
     .unwrap();
     shmconf()
@@ -250,6 +250,40 @@ fn expectations_turn_failures_into_xfail_and_passes_into_xpass() {
         .success()
         .stdout(predicate::str::contains("XFAIL   keys/missing-key-file"))
         .stdout(predicate::str::contains("silently uses key 0xffffffff"));
+}
+
+/// A deviation pins the failures it expects: the C reference's real EOF
+/// defect (step 2's exit) against deviations that name something else is a
+/// FAIL that says so; named right, it is an XFAIL.
+#[rstest]
+#[case::another_step("fails = [{ step = 3, check = \"exit\" }]", false)]
+#[case::another_check("fails = [{ step = 2, check = \"stdout\" }]", false)]
+#[case::an_exploration_check("fails = [{ check = \"whole-lines\" }]", false)]
+#[case::the_step_and_check("fails = [{ step = 2, check = \"exit\" }]", true)]
+#[case::the_check_at_any_step("fails = [{ check = \"exit\" }, { check = \"segments\" }]", true)]
+fn a_deviation_that_names_another_failure_is_a_fail(#[case] fails: &str, #[case] expected: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        format!("[\"errors/eof-without-input\"]\nstatus = \"fail\"\nreason = \"pinned\"\n{fails}\n"),
+    )
+    .unwrap();
+    let run = shmconf()
+        .args(["run", "--impl", "c-reference", "--expectations"])
+        .arg(&exp)
+        .arg(scenarios().join("errors/eof-without-input.toml"))
+        .assert();
+    if expected {
+        run.success()
+            .stdout(predicate::str::contains("XFAIL   errors/eof-without-input"));
+    } else {
+        run.code(1)
+            .stdout(predicate::str::contains("FAIL    errors/eof-without-input"))
+            .stdout(predicate::str::contains(
+                "a known-failing scenario failed differently: step 2: writer@2: expected a refusal",
+            ));
+    }
 }
 
 /// A typo in a command is one line and exit 2 before any scenario runs,
@@ -943,15 +977,20 @@ fn an_implementation_file_without_options_skips_what_needs_them() {
         .timeout(Duration::from_secs(300))
         .assert()
         .success()
-        .stdout(predicate::str::contains(
-            "visibility/multiple-readers (0 ms) - implementation no-options has no --keep",
-        ))
-        .stdout(predicate::str::contains(
-            "keys/exclusive-create-eexist (0 ms) - implementation no-options has no --exclusive",
-        ))
-        .stdout(predicate::str::contains(
-            "keys/missing-key-file (0 ms) - expectations: not this one",
-        ))
+        // (A skip's time is whatever the machine took to decide it.)
+        .stdout(
+            predicate::str::is_match(
+                r"visibility/multiple-readers \(\d+ ms\) - implementation no-options has no --keep",
+            )
+            .unwrap(),
+        )
+        .stdout(
+            predicate::str::is_match(
+                r"keys/exclusive-create-eexist \(\d+ ms\) - implementation no-options has no --exclusive",
+            )
+            .unwrap(),
+        )
+        .stdout(predicate::str::is_match(r"keys/missing-key-file \(\d+ ms\) - expectations: not this one").unwrap())
         .stdout(predicate::str::contains("PASS    visibility/writer-then-reader"))
         .stdout(predicate::str::contains(" 0 failed,"));
 }
@@ -960,6 +999,14 @@ fn an_implementation_file_without_options_skips_what_needs_them() {
 #[case::unknown_option("options = [\"turbo\"]", "impl.toml:4:")]
 #[case::unknown_field("colour = \"blue\"", "impl.toml:4:1")]
 #[case::bad_status("[deviations.\"a/b\"]\nstatus = \"maybe\"\nreason = \"x\"", "impl.toml:5:")]
+#[case::fail_without_its_failures(
+    "[deviations.\"a/b\"]\nstatus = \"fail\"\nreason = \"x\"",
+    "impl.toml:4:1: a deviation with status \"fail\" must name the failures it expects"
+)]
+#[case::unknown_check(
+    "[deviations.\"a/b\"]\nstatus = \"fail\"\nreason = \"x\"\nfails = [{ check = \"exitcode\" }]",
+    "impl.toml:7:"
+)]
 fn a_bad_implementation_file_is_one_error_with_its_place(#[case] extra: &str, #[case] place: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("impl.toml");
@@ -1075,7 +1122,8 @@ fn an_implementation_file_sets_the_folder_of_its_paths_and_the_environment() {
         .assert()
         .success()
         .stdout(predicate::str::contains(all_seed_contract_pass()));
-    // Without the variable the wrappers refuse: the same run fails.
+    // Without the variable the wrappers refuse before any shared-memory
+    // call: the preflight says so, in the wrapper's words, and nothing runs.
     let without = std::fs::read_to_string(&file)
         .unwrap()
         .replace("[env]\nSHMCONF_TEST_VAR = \"set by file\"\n", "");
@@ -1085,8 +1133,10 @@ fn an_implementation_file_sets_the_folder_of_its_paths_and_the_environment() {
         .arg(&file)
         .arg(scenarios().join("visibility/writer-then-reader.toml"))
         .assert()
-        .code(1)
-        .stdout(predicate::str::contains("exit code 99"));
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("does not start (exit code 99"))
+        .stderr(predicate::str::contains("it said \"no variable\""));
 }
 
 /// A budget is not a verdict: an exploration that runs out of time with
