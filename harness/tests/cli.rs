@@ -125,6 +125,7 @@ fn each_fault_fails_the_seed_contract_with_a_message_naming_it(#[case] fault: &s
     "first 6 bytes: expected \"prior\\x00\""
 )]
 #[case::writes_as_it_reads("PARTIAL", "orders/partial-input-line", "got \"Data read from memory: hel\\n\"")]
+#[case::drops_ftoks_device_byte("FTOK_NODEV", "keys/ftok-device-byte", "expected a segment with key ftok:shmfile:65")]
 fn each_gap_scenario_fails_the_fault_it_targets(#[case] fault: &str, #[case] id: &str, #[case] needle: &str) {
     let dir = tempfile::tempdir().unwrap();
     let one = scenarios().join(format!("{id}.toml"));

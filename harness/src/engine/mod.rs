@@ -13,6 +13,7 @@ pub mod backend;
 pub mod oracle;
 pub mod procs;
 pub mod rundir;
+pub mod tmpfs;
 pub mod trace;
 
 use std::collections::BTreeMap;
@@ -139,14 +140,18 @@ impl Engine<'_> {
     }
 
     /// The scenario's dir with its key files (each recorded with its
-    /// identity, which the world claims), and the backend's world.
-    fn prepare(
-        &self,
-        run: &Run,
-        r: &mut Recorder,
-    ) -> Result<(tempfile::TempDir, ScenarioDir, Box<dyn World>), SetUpError> {
+    /// identity, which the world claims), the backend's world, and the
+    /// tmpfs under the dir if the scenario asked for one.
+    fn prepare(&self, run: &Run, r: &mut Recorder) -> Result<Prepared, SetUpError> {
         let tmp = rundir::scenario_dir("scenario-").map_err(|e| format!("cannot make the scenario's dir: {e}"))?;
         r.log.workdir = tmp.path().display().to_string();
+        // Before the dir is opened: its files then live on the tmpfs.
+        let mount = match run.scenario.filesystem {
+            crate::scenario::DirFilesystem::RunDir => None,
+            crate::scenario::DirFilesystem::Tmpfs => {
+                Some(tmpfs::TmpfsMount::on(tmp.path()).map_err(SetUpError::Unavailable)?)
+            }
+        };
         let dir = ScenarioDir::open(tmp.path()).map_err(|e| format!("cannot open the scenario's dir: {e}"))?;
         let mut identities = Vec::new();
         for f in &run.scenario.files {
@@ -167,7 +172,7 @@ impl Engine<'_> {
         for id in identities {
             world.claims_file(id);
         }
-        Ok((tmp, dir, world))
+        Ok((tmp, dir, world, mount))
     }
 
     fn broken_log(&self, run: &Run, message: String) -> Log {
@@ -185,7 +190,7 @@ impl Engine<'_> {
             start: Instant::now(),
             log: self.new_log(run),
         };
-        let (tmp, dir, mut world) = match self.prepare(run, &mut r) {
+        let (tmp, dir, mut world, mount) = match self.prepare(run, &mut r) {
             Ok(ready) => ready,
             Err(SetUpError::Broken(message)) => {
                 r.rec(None, EventKind::Broken { message });
@@ -266,6 +271,7 @@ impl Engine<'_> {
         drop(state);
         drop(world);
         drop(dir);
+        drop(mount);
         if let Err(e) = tmp.close() {
             r.rec(
                 None,
@@ -277,6 +283,16 @@ impl Engine<'_> {
         r.log
     }
 }
+
+/// What a scenario runs in: its dir (removed last), the dir opened, the
+/// backend's world, and the tmpfs mounted on the dir (unmounted before the
+/// dir is removed).
+type Prepared = (
+    tempfile::TempDir,
+    ScenarioDir,
+    Box<dyn World>,
+    Option<tmpfs::TmpfsMount>,
+);
 
 struct State<'w> {
     dir: &'w ScenarioDir,

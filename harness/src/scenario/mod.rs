@@ -58,7 +58,20 @@ pub struct Scenario {
     pub namespaces: BTreeMap<String, NamespaceDecl>,
     /// The scenario's own limit, if it sets one.
     pub timeout: Option<Duration>,
+    /// What the scenario's directory (its key files) is on.
+    pub filesystem: DirFilesystem,
     pub body: Body,
+}
+
+/// What the scenario's directory is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DirFilesystem {
+    /// Where the run's directories are (often a disk whose device number's
+    /// low byte is 0, so ftok's device byte goes unseen).
+    #[default]
+    RunDir,
+    /// A tmpfs mounted for the scenario, its device's low byte not 0.
+    Tmpfs,
 }
 
 #[derive(Debug, Clone)]
@@ -1057,6 +1070,16 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
         }
     }
     let timeout = at(0, parse_timeout(raw.timeout_ms, "scenario"))?;
+    let filesystem = match &raw.filesystem {
+        None => DirFilesystem::RunDir,
+        Some(f) if f.get_ref() == "tmpfs" => DirFilesystem::Tmpfs,
+        Some(f) => {
+            return Err((
+                f.span().start,
+                format!("filesystem: expected \"tmpfs\", found {:?}", f.get_ref()),
+            ))
+        }
+    };
     let body = match (&raw.explore, raw.steps.is_empty()) {
         (Some(_), false) => return Err((0, "a scenario has either [[step]]s or [explore], not both".into())),
         (Some(ex), true) => Body::Explore(lower_explore(ex)?),
@@ -1080,6 +1103,7 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
         files,
         namespaces,
         timeout,
+        filesystem,
         body,
     })
 }

@@ -35,6 +35,12 @@ pub struct Scenario {
     /// Limit for the whole scenario in milliseconds (default 30000).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// "tmpfs": the scenario's directory (its key files) is a tmpfs mounted
+    /// for it, whose device number's low byte (which ftok puts in the key)
+    /// is not 0, unlike many disks'; SKIP where none can be mounted.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub filesystem: Option<Spanned<String>>,
     /// The steps, in order (a scenario has steps or an `[explore]` table).
     #[serde(rename = "step", default)]
     #[schemars(with = "Vec<Step>")]

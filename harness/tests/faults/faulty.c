@@ -10,6 +10,7 @@
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #ifdef FAULT_KEY
 #define PROJ 66
@@ -37,9 +38,22 @@
 #define READER_SIZE SIZE
 #endif
 
+/* The key: libc's ftok, or (FAULT_FTOK_NODEV) a hand-made one that keeps
+ * proj_id and the inode but drops the device byte. */
+static key_t key_of(const char *path, int proj)
+{
+#ifdef FAULT_FTOK_NODEV
+    struct stat st;
+    if (stat(path, &st) < 0) return (key_t)-1;
+    return (key_t)(((unsigned)proj & 0xff) << 24 | ((unsigned)st.st_ino & 0xffff));
+#else
+    return ftok(path, proj);
+#endif
+}
+
 static int writer(void)
 {
-    int id = shmget(ftok("shmfile", PROJ), SIZE, MODE | IPC_CREAT);
+    int id = shmget(key_of("shmfile", PROJ), SIZE, MODE | IPC_CREAT);
     if (id < 0) { perror("shmget"); return 1; }
     char *mem = shmat(id, NULL, 0);
     if (mem == (void *)-1) {
@@ -120,7 +134,7 @@ static int writer(void)
 
 static int reader(int keep)
 {
-    int id = shmget(ftok("shmfile", PROJ), READER_SIZE, READER_MODE | IPC_CREAT);
+    int id = shmget(key_of("shmfile", PROJ), READER_SIZE, READER_MODE | IPC_CREAT);
     if (id < 0) { perror("shmget"); return 1; }
     char *mem = shmat(id, NULL, 0);
     if (mem == (void *)-1) { perror("shmat"); return 1; }
