@@ -72,11 +72,15 @@ impl Check {
 }
 
 /// One failure of a scenario: the check that found it, the step it was
-/// found at (scripted scenarios), and the words for the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// found at (scripted scenarios), and the words for the report. The JSON
+/// report gives the step and check (what a deviation's `fails` names); the
+/// words are its `problems`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
     pub check: Check,
+    #[serde(skip)]
     pub text: String,
 }
 
@@ -139,7 +143,7 @@ impl TryFrom<ExpectedFields> for Expected {
                 Err("a deviation with status \"fail\" must name the failures it expects: \
                  fails = [{ step = N, check = \"exit\" }, ...] (check: exit, stdout, stderr, segments, \
                  stray-processes, ended-early, timeout, container, model, signal, ending, whole-lines; step optional); \
-                 `shmconf run --expectations EMPTY_FILE` shows each failure with its step"
+                 `shmconf run --format json --expectations EMPTY_FILE` lists each failure's step and check"
                     .into())
             }
             ExpectedStatus::Skip if !f.fails.is_empty() => {

@@ -279,6 +279,8 @@ struct JsonResult<'a> {
     duration_ms: u64,
     message: &'a str,
     problems: &'a [String],
+    /// The failures, typed: what a deviation's `fails` pins.
+    failures: &'a [crate::outcome::Failure],
 }
 
 #[derive(Serialize)]
@@ -299,6 +301,7 @@ pub fn json(implementation: &str, results: &[ScenarioResult]) -> String {
                 duration_ms: r.duration.as_millis() as u64,
                 message: &r.message,
                 problems: &r.problems,
+                failures: &r.failures,
             })
             .collect(),
         summary: Summary::of(results),

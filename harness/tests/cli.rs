@@ -275,6 +275,19 @@ fn a_deviation_that_names_another_failure_is_a_fail(#[case] fails: &str, #[case]
         .arg(&exp)
         .arg(scenarios().join("errors/eof-without-input.toml"))
         .assert();
+    // What to pin is in the JSON report, typed.
+    let json = shmconf()
+        .args(["run", "--format", "json", "--impl", "c-reference", "--expectations"])
+        .arg(&exp)
+        .arg(scenarios().join("errors/eof-without-input.toml"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        v["results"][0]["failures"],
+        serde_json::json!([{ "step": 2, "check": "exit" }]),
+        "{v}"
+    );
     if expected {
         run.success()
             .stdout(predicate::str::contains("XFAIL   errors/eof-without-input"));
