@@ -12,11 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::check::Status;
+use crate::check::{Check, Failure, Status};
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
 use crate::impls::Origin;
-use crate::outcome::{Check, Failure};
 
 mod syscall;
 use crate::model::{Change, FileId, Model, RunSpec};

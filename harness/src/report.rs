@@ -280,7 +280,7 @@ struct JsonResult<'a> {
     message: &'a str,
     problems: &'a [String],
     /// The failures, typed: what a deviation's `fails` pins.
-    failures: &'a [crate::outcome::Failure],
+    failures: &'a [crate::check::Failure],
 }
 
 #[derive(Serialize)]

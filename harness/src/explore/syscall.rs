@@ -23,11 +23,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use crate::check::Status;
+use crate::check::{Check, Failure, Status};
 use crate::engine::{procs, Engine, Run};
 use crate::events::{escape, Ending, EventKind, Log};
 use crate::model::calls::CallModel;
-use crate::outcome::{Check, Failure};
 use crate::runner::ScenarioResult;
 use crate::scenario::{
     Action, Background, Choice, Exploration, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS,
