@@ -602,6 +602,10 @@ pub struct Needs {
     pub kill: bool,
     pub drop_ns: bool,
     pub explore: bool,
+    /// A wait until a process blocks reading its stdin: the harness must see
+    /// the program's own process (/proc/PID/syscall), not a client that
+    /// relays its input.
+    pub reading_barrier: bool,
     /// Options of the implementation's writer or reader that it passes.
     pub options: BTreeSet<ImplOption>,
 }
@@ -658,6 +662,15 @@ impl Scenario {
             kill: steps.iter().any(|s| matches!(s.action, Action::Kill { .. })),
             drop_ns: steps.iter().any(|s| matches!(s.action, Action::DropNs { .. })),
             explore: matches!(self.body, Body::Explore(_)),
+            reading_barrier: steps.iter().any(|s| {
+                matches!(
+                    s.action,
+                    Action::Wait {
+                        until: WaitFor::ReadingStdin,
+                        ..
+                    }
+                )
+            }),
             options: self.options(),
         }
     }

@@ -287,3 +287,28 @@ fn ipc_sysctls_map_to_their_proc_files() {
         assert!(s.proc_path().starts_with("/proc/sys/kernel/"), "{}", s.proc_path());
     }
 }
+
+#[test]
+fn a_wait_until_reading_is_a_need_a_backend_can_refuse() {
+    let s = parse(
+        "description = \"x\"\n[[step]]\nrun = \"writer\"\nbackground = true\nname = \"w\"\nstdin = \"hel\"\nclose_stdin = false\n\
+         [[step]]\nwait = \"w\"\nuntil_reading = true\n[[step]]\nfeed = \"w\"\nstdin = \"lo\\n\"\n[[step]]\nwait = \"w\"\n",
+    )
+    .unwrap();
+    assert!(s.needs().reading_barrier);
+    let Action::Wait { until, .. } = &s.steps()[1].action else {
+        panic!("{:?}", s.steps()[1].action)
+    };
+    assert!(matches!(until, WaitFor::ReadingStdin));
+    assert!(!parse(OK).unwrap().needs().reading_barrier);
+}
+
+#[test]
+fn a_tmpfs_dir_is_asked_for_by_name() {
+    let s = parse(&format!("filesystem = \"tmpfs\"\n{}", OK.trim_start())).unwrap();
+    assert_eq!(s.filesystem, DirFilesystem::Tmpfs);
+    assert_eq!(parse(OK).unwrap().filesystem, DirFilesystem::RunDir);
+    let e = parse(&format!("filesystem = \"ext4\"\n{}", OK.trim_start())).unwrap_err();
+    assert_eq!((e.line, e.column), (1, 14), "{e}");
+    assert!(e.message.contains("expected \"tmpfs\""), "{e}");
+}

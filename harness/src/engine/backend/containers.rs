@@ -554,6 +554,11 @@ impl Backend for ContainerBackend {
                 "explores orders, each in a fresh IPC namespace: needs the local backend with namespaces".into(),
             ));
         }
+        if needs.reading_barrier {
+            return Some(SkipReason::Unsupported(
+                "waits until a process blocks reading its input: a container backend sees the client that relays the input, not the program in the container".into(),
+            ));
+        }
         if needs.sysctl {
             return Some(SkipReason::Sysctl(
                 "a container's /proc/sys is read-only (run it with the local backend)".into(),
