@@ -418,6 +418,7 @@ mod tests {
             duration: std::time::Duration::from_millis(1),
             message: message.into(),
             problems: vec![],
+            failures: vec![],
             log: None,
         }
     }
