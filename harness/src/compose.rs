@@ -188,13 +188,16 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
                         .to_string(),
                 );
             }
+            let confiner = crate::engine::confine::Confiner::new(c.limits.bounds);
+            notes.push(confiner.describe());
             if namespaces {
                 Box::new(LocalNamespaces {
                     capabilities,
                     pid_init: crate::impls::pid_init_command(),
+                    confiner,
                 })
             } else {
-                Box::new(SharedNamespace { capabilities })
+                Box::new(SharedNamespace { capabilities, confiner })
             }
         }
     };

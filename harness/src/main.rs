@@ -52,7 +52,11 @@ enum Command {
     BenchPeer(shmconf_harness::bench::PeerArgs),
     /// Init of a scenario's PID namespace: reaps orphans until killed (internal).
     #[command(hide = true)]
-    PidInit,
+    PidInit {
+        /// Make the scenario's mount namespace first, DIR its writable place.
+        #[arg(long, value_name = "DIR")]
+        confine: Option<PathBuf>,
+    },
     /// Run a command with our stdin relayed to it and drained to its end (internal:
     /// works around Podman's exec losing output of a process that leaves input unread).
     #[command(hide = true)]
@@ -289,6 +293,13 @@ struct RunArgs {
     /// (exit 4). `warn` or `pass` make either exit 0.
     #[arg(long, value_enum, default_value = "fail", value_name = "ACTION")]
     no_tests: NoTests,
+    /// Most processes (and threads) a scenario's programs may have at once.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    max_processes: u64,
+    /// Most memory a scenario's programs may use together (bytes, or with K,
+    /// M, G or T; per process where only rlimits are available).
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = shmconf_harness::engine::confine::parse_size)]
+    max_memory: u64,
 }
 
 /// Exit code of a run in which no scenario was judged (every one a SKIP).
@@ -367,7 +378,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         },
         Command::Run(args) => run(*args),
         Command::Matrix(args) => matrix(args),
-        Command::PidInit => procs::pid_init(),
+        Command::PidInit { confine } => procs::pid_init(confine.as_deref()),
         Command::StdinRelay { argv } => ExitCode::from(procs::stdin_relay(&argv).clamp(0, 255) as u8),
         Command::KernelView(request) => match request.serve() {
             Ok(bytes) => {
@@ -728,6 +739,10 @@ fn run(args: RunArgs) -> ExitCode {
             step: Duration::from_millis(args.step_timeout.clamp(1, 600_000)),
             scenario: Duration::from_millis(args.scenario_timeout.clamp(1, 3_600_000)),
             strict_budget: args.strict_budget,
+            bounds: shmconf_harness::engine::confine::Bounds {
+                max_processes: args.max_processes,
+                max_memory: args.max_memory,
+            },
         },
         jobs: args
             .jobs

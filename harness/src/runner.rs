@@ -367,9 +367,13 @@ mod tests {
             Box::new(crate::engine::backend::local::LocalNamespaces {
                 capabilities,
                 pid_init: None,
+                confiner: crate::engine::confine::Confiner::new(Default::default()),
             })
         } else {
-            Box::new(crate::engine::backend::shared::SharedNamespace { capabilities })
+            Box::new(crate::engine::backend::shared::SharedNamespace {
+                capabilities,
+                confiner: crate::engine::confine::Confiner::new(Default::default()),
+            })
         };
         let runner = Runner {
             implementation: Implementation::from_commands("t", &["true"], &["true"], &["true"]),

@@ -171,3 +171,285 @@ pub fn pipe_unread(fd: std::os::fd::RawFd) -> Option<usize> {
     let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
     (r == 0).then_some(n.max(0) as usize)
 }
+
+/// A resource bounded by [`Confinement::rlimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// RLIMIT_NPROC: processes of the real uid (all of them, not only the
+    /// scenario's: the caller adds what the uid already runs).
+    Processes,
+    /// RLIMIT_AS: the address space of each process.
+    AddressSpace,
+}
+
+/// What [`confine`] applies in the child, prepared before the fork (code
+/// between fork and exec must not allocate).
+#[derive(Default)]
+pub struct Confinement {
+    /// `cgroup.procs` files of the cgroups to join (one per hierarchy).
+    pub cgroups: Vec<std::fs::File>,
+    pub rlimits: Vec<(Limit, u64)>,
+    /// A mount namespace to enter (`/proc/PID/ns/mnt`); entering one resets
+    /// the working directory, so `workdir` is entered again after it.
+    pub mount_ns: Option<std::fs::File>,
+    pub workdir: Option<std::ffi::CString>,
+    /// Switch to these ids (after everything that needs privileges).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Capabilities kept (bit N = capability N); every other one leaves the
+    /// bounding, permitted, effective, inheritable and ambient sets.
+    pub keep_capabilities: u64,
+}
+
+/// `struct __user_cap_header_struct` of <linux/capability.h>.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct` of <linux/capability.h>.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+/// `CLOSE_RANGE_CLOEXEC` of <linux/close_range.h>.
+const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
+
+/// Least privilege for a program under test, as sandbox runners apply it in
+/// the child before exec, in this order: join the scenario's cgroups, set
+/// the rlimits, enter the scenario's mount namespace (and its working
+/// directory again), mark every inherited descriptor above 2 close-on-exec,
+/// drop every capability not kept from the bounding set, clear the ambient
+/// set, switch uid/gid, reduce the permitted, effective and inheritable sets
+/// to the kept ones, set no_new_privs (no set-uid or file-capability
+/// program can give any back), and forbid new user namespaces (in one, a
+/// program would hold every capability again; see
+/// [`no_user_namespace_filter`]). Any failure fails the spawn (the program
+/// never runs unconfined).
+///
+/// Register it before other hooks: a uid switch clears the parent-death
+/// signal, which must therefore be set after it.
+pub fn confine(cmd: &mut Command, confinement: Confinement) {
+    let user_ns_filter = no_user_namespace_filter();
+    let hook = move || {
+        let c = &confinement;
+        let fail = || Err(std::io::Error::last_os_error());
+        // SAFETY: every call below is an async-signal-safe system call on
+        // memory that `confinement` owns (allocated before the fork and not
+        // touched since) or on locals; nothing allocates or takes a lock.
+        unsafe {
+            for procs in &c.cgroups {
+                // "0": the writing process itself.
+                if libc::write(std::os::fd::AsRawFd::as_raw_fd(procs), b"0".as_ptr().cast(), 1) != 1 {
+                    return fail();
+                }
+            }
+            for &(limit, value) in &c.rlimits {
+                let resource = match limit {
+                    Limit::Processes => libc::RLIMIT_NPROC,
+                    Limit::AddressSpace => libc::RLIMIT_AS,
+                };
+                let rl = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &rl) == -1 {
+                    return fail();
+                }
+            }
+            if let Some(ns) = &c.mount_ns {
+                if libc::setns(std::os::fd::AsRawFd::as_raw_fd(ns), libc::CLONE_NEWNS) == -1 {
+                    return fail();
+                }
+            }
+            if let Some(dir) = &c.workdir {
+                if libc::chdir(dir.as_ptr()) == -1 {
+                    return fail();
+                }
+            }
+            // Descriptors the harness itself inherited (a terminal on fd 3)
+            // must not reach the program; close-on-exec keeps the standard
+            // library's error pipe working until the exec. ENOSYS (before
+            // Linux 5.11): nothing of ours is inheritable anyway.
+            if libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) == -1
+                && *libc::__errno_location() != libc::ENOSYS
+            {
+                return fail();
+            }
+            for cap in 0..64u32 {
+                if c.keep_capabilities & (1 << cap) != 0 {
+                    continue;
+                }
+                // EINVAL: past the kernel's last capability.
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) == -1
+                    && *libc::__errno_location() != libc::EINVAL
+                {
+                    return fail();
+                }
+            }
+            if libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                return fail();
+            }
+            if c.uid.is_some() || c.gid.is_some() {
+                if libc::setgroups(0, std::ptr::null()) == -1 {
+                    return fail();
+                }
+                let gid = c.gid.or(c.uid);
+                if let Some(gid) = gid {
+                    if libc::setgid(gid) == -1 {
+                        return fail();
+                    }
+                }
+                if let Some(uid) = c.uid {
+                    if libc::setuid(uid) == -1 {
+                        return fail();
+                    }
+                }
+            }
+            let header = CapHeader {
+                version: LINUX_CAPABILITY_VERSION_3,
+                pid: 0,
+            };
+            let mut data = [CapData::default(); 2];
+            if libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) == -1 {
+                return fail();
+            }
+            for (i, d) in data.iter_mut().enumerate() {
+                let keep = (c.keep_capabilities >> (32 * i)) as u32;
+                d.permitted &= keep;
+                d.effective &= keep;
+                d.inheritable = 0;
+            }
+            if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) == -1 {
+                return fail();
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
+                return fail();
+            }
+            let prog = libc::sock_fprog {
+                len: user_ns_filter.len() as libc::c_ushort,
+                filter: user_ns_filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog as libc::c_ulong,
+                0,
+                0,
+            ) == -1
+            {
+                return fail();
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe calls (see above).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// `AUDIT_ARCH_I386`: 32-bit calls of an x86_64 process have their own numbers.
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+/// The seccomp program that keeps a confined program from making a user
+/// namespace (in which it would hold every capability again, and the
+/// kernel's attack surface that comes with them), as Docker's default
+/// profile does: unshare and clone with CLONE_NEWUSER fail with EPERM,
+/// clone3 (whose flags a filter cannot read) with ENOSYS, so that libc falls
+/// back to clone; x32 calls fail with ENOSYS. Everything else is allowed.
+fn no_user_namespace_filter() -> Vec<libc::sock_filter> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    const ARG0: u32 = 16;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    // i386 numbers of <asm/unistd_32.h>.
+    const I386_CLONE: u32 = 120;
+    const I386_UNSHARE: u32 = 310;
+    const CLONE3: u32 = 435; // the same on both
+    let ld = |off: u32| libc::sock_filter {
+        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: off,
+    };
+    let jmp = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (BPF_JMP | op | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k: u32| libc::sock_filter {
+        code: (BPF_RET | BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    // Layout (index: instruction), forward jumps only:
+    //  0 ld arch   1 jeq x86_64 ?2:7   2 ld nr   3 jge x32 bit ?ENOSYS:4
+    //  4 jeq clone3 ?ENOSYS:5   5 jeq unshare ?FLAGS:6   6 jeq clone ?FLAGS:ALLOW
+    //  7 jeq i386 ?8:ALLOW   8 ld nr   9 jeq clone3 ?ENOSYS:10
+    // 10 jeq unshare ?FLAGS:11   11 jeq clone ?FLAGS:ALLOW
+    // 12 FLAGS: ld arg0   13 jset CLONE_NEWUSER ?EPERM:ALLOW
+    // 14 ALLOW   15 EPERM   16 ENOSYS
+    const FLAGS: usize = 12;
+    const ALLOW: usize = 14;
+    const EPERM: usize = 15;
+    const ENOSYS: usize = 16;
+    let to = |from: usize, target: usize| (target - from - 1) as u8;
+    let p = vec![
+        ld(ARCH),
+        jmp(BPF_JEQ, AUDIT_ARCH_X86_64, 0, to(1, 7)),
+        ld(NR),
+        jmp(BPF_JGE, X32_SYSCALL_BIT, to(3, ENOSYS), 0),
+        jmp(BPF_JEQ, CLONE3, to(4, ENOSYS), 0),
+        jmp(BPF_JEQ, libc::SYS_unshare as u32, to(5, FLAGS), 0),
+        jmp(BPF_JEQ, libc::SYS_clone as u32, to(6, FLAGS), to(6, ALLOW)),
+        jmp(BPF_JEQ, AUDIT_ARCH_I386, 0, to(7, ALLOW)),
+        ld(NR),
+        jmp(BPF_JEQ, CLONE3, to(9, ENOSYS), 0),
+        jmp(BPF_JEQ, I386_UNSHARE, to(10, FLAGS), 0),
+        jmp(BPF_JEQ, I386_CLONE, to(11, FLAGS), to(11, ALLOW)),
+        ld(ARG0),
+        jmp(BPF_JSET, libc::CLONE_NEWUSER as u32, to(13, EPERM), to(13, ALLOW)),
+        ret(libc::SECCOMP_RET_ALLOW),
+        ret(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ];
+    debug_assert_eq!(p.len(), ENOSYS + 1);
+    p
+}
+
+/// Start the child of `cmd` in a session of its own (setsid): it leads a new
+/// session and process group and has no controlling terminal, so opening
+/// /dev/tty fails and the user's terminal cannot be written to or fed input
+/// (TIOCSTI) through it. Use instead of `process_group(0)` (a group leader
+/// cannot start a session).
+pub fn new_session(cmd: &mut Command) {
+    let hook = || {
+        // SAFETY: setsid is an async-signal-safe system call with no arguments.
+        if unsafe { libc::setsid() } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes an async-signal-safe call.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}

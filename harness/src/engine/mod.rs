@@ -10,6 +10,7 @@
 //! scenarios and every order of an exploration.
 
 pub mod backend;
+pub mod confine;
 pub mod oracle;
 pub mod procs;
 pub mod rundir;
@@ -44,6 +45,8 @@ pub struct Limits {
     /// is a TIMEOUT (`--strict-budget`) rather than a PASS saying how much
     /// was explored: a budget is not a verdict on the implementation.
     pub strict_budget: bool,
+    /// Processes and memory of each scenario's programs.
+    pub bounds: confine::Bounds,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             step: Duration::from_secs(5),
             scenario: Duration::from_secs(30),
             strict_budget: false,
+            bounds: confine::Bounds::default(),
         }
     }
 }

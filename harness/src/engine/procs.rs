@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -157,16 +156,13 @@ impl Proc {
         pid_ns: Option<&mut PidNamespace>,
         traced: bool,
     ) -> std::io::Result<Proc> {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // A session of its own: its own process group (killed as one), and
+        // no controlling terminal, so the user's terminal is out of reach.
+        shmconf::sysv::process::new_session(&mut cmd);
         // Inside a scenario's PID namespace whose init is already running,
         // the init's own parent-death signal covers every process: when the
-        // init dies, the kernel kills the whole namespace. Without a pre-exec
-        // hook the standard library spawns with posix_spawn (a vfork-style
-        // clone) instead of copying this multi-threaded process's page
-        // tables with fork, the largest cost of starting a run.
+        // init dies, the kernel kills the whole namespace.
         let init_covers_it = pid_ns.as_ref().is_some_and(|ns| ns.init.is_some());
         if traced || !init_covers_it {
             shmconf::sysv::process::die_with_parent(&mut cmd);
@@ -570,6 +566,48 @@ impl PidNamespace {
     }
 }
 
+/// Children of this process that it did not start as a [`Proc`] and that
+/// are in another session than its own: orphans of programs under test that
+/// came back to it as subreaper (a program started with a plain `Command`
+/// stays in the harness's session). As (pid, session id, process group id).
+pub fn orphan_children() -> Vec<(i32, i32, i32)> {
+    // No spawn between reading the children and the live groups.
+    let _no_spawn = SPAWNING.write().unwrap_or_else(|p| p.into_inner());
+    let own_session = nix::unistd::getsid(None).map_or(-1, Pid::as_raw);
+    let leaders = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut found = vec![];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return found;
+    };
+    for task in tasks.filter_map(Result::ok) {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            if leaders.contains(&pid) {
+                continue;
+            }
+            let Some((sid, pgid)) = session_and_group(pid) else {
+                continue;
+            };
+            if sid != own_session {
+                found.push((pid, sid, pgid));
+            }
+        }
+    }
+    found
+}
+
+/// Session and process group of `pid` (/proc/PID/stat).
+fn session_and_group(pid: i32) -> Option<(i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" of the command: state ppid pgrp session ...
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace();
+    let pgid = f.nth(2)?.parse().ok()?;
+    let sid = f.next()?.parse().ok()?;
+    Some((sid, pgid))
+}
+
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -577,7 +615,18 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Body of `shmconf pid-init`: as PID 1 of a scenario's PID namespace, reap
 /// every orphan until the harness kills us (which kills the namespace). It
 /// dies with the harness too (parent-death signal, set at its spawn).
-pub fn pid_init() -> ! {
+///
+/// With `confine_dir`, first a mount namespace of its own for the scenario's
+/// programs (see `confine::enter_scenario_mount_namespace`); "ready" on
+/// stdout says it is made, an error on stderr and exit 1 that it is not.
+pub fn pid_init(confine_dir: Option<&std::path::Path>) -> ! {
+    if let Some(dir) = confine_dir {
+        if let Err(e) = super::confine::enter_scenario_mount_namespace(dir) {
+            eprintln!("shmconf pid-init: {e}");
+            std::process::exit(1);
+        }
+    }
+    println!("ready");
     loop {
         match nix::sys::wait::wait() {
             Ok(_) => {}

@@ -3,20 +3,28 @@
 //! their own whose init (`shmconf pid-init`) takes every one of them down
 //! when it dies. When the thread and its processes are gone, the kernel
 //! destroys the namespaces with every segment in them: nothing to remove.
+//!
+//! The programs are confined (see `engine::confine`): the init makes the
+//! scenario's mount namespace (a /proc of the PID namespace, everything
+//! read-only but the scenario's dir), which every program enters, without
+//! capabilities, in a session of its own, in the scenario's cgroup.
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use shmconf::ipcns::IpcNamespace;
 
 use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
-use crate::engine::procs::{PidNamespace, Proc};
+use crate::engine::confine::{Confiner, ScenarioConfinement};
+use crate::engine::procs::{PidNamespace, Proc, WaitOutcome};
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
 
 pub struct LocalNamespaces {
     pub capabilities: Capabilities,
     /// `shmconf pid-init`; none: no PID namespace (process groups alone).
     pub pid_init: Option<Vec<String>>,
+    pub confiner: Confiner,
 }
 
 impl Backend for LocalNamespaces {
@@ -42,9 +50,10 @@ impl Backend for LocalNamespaces {
     fn set_up(
         &self,
         scenario: &Scenario,
-        _dir: &ScenarioDir,
+        dir: &ScenarioDir,
         log: &mut dyn SetupLog,
     ) -> Result<Box<dyn World>, SetUpError> {
+        let mut confinement = self.confiner.scenario()?;
         let mut namespaces = BTreeMap::new();
         let mut names = vec![MAIN_NS.to_string()];
         names.extend(
@@ -64,8 +73,14 @@ impl Backend for LocalNamespaces {
         namespaces[MAIN_NS]
             .enter()
             .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
-        let pid_init = start_pid_init(self.pid_init.as_deref())?;
+        let pid_init = start_pid_init(self.pid_init.as_deref(), dir)?;
+        match &pid_init {
+            Some((init, _)) => confinement.set_mount_namespace(init.pid)?,
+            // Orphans come back to the harness, to be killed at the end.
+            None => crate::engine::confine::become_subreaper(),
+        }
         Ok(Box::new(LocalWorld {
+            confinement,
             namespaces,
             aliases: scenario
                 .namespaces
@@ -82,6 +97,7 @@ impl Backend for LocalNamespaces {
 }
 
 struct LocalWorld {
+    confinement: ScenarioConfinement,
     namespaces: BTreeMap<String, IpcNamespace>,
     aliases: BTreeMap<String, String>,
     /// Init of the PID namespace: killing it kills every process the
@@ -106,7 +122,11 @@ impl World for LocalWorld {
     }
 
     fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {
-        Ok(super::local_command(req, dir))
+        confined_command(req, dir, &self.confinement)
+    }
+
+    fn spawned(&mut self, pid: i32) {
+        self.confinement.spawned(pid);
     }
 
     fn pid_namespace(&mut self) -> Option<&mut PidNamespace> {
@@ -132,7 +152,8 @@ impl World for LocalWorld {
             init.kill_group();
         }
         self.namespaces.clear();
-        vec![]
+        // Scenarios run side by side here: only this one's orphans.
+        self.confinement.finish(false)
     }
 }
 
@@ -152,20 +173,53 @@ pub fn write_sysctl(sysctl: IpcSysctl, value: &str) -> Result<(), String> {
         })
 }
 
+/// `req` as a confined process of this machine (see `engine::confine`), in
+/// the calling thread's IPC namespace.
+pub fn confined_command(
+    req: &SpawnRequest,
+    dir: &ScenarioDir,
+    confinement: &ScenarioConfinement,
+) -> Result<Command, String> {
+    let mut cmd = Command::new(&req.argv[0]);
+    cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
+    // The uid switch is the confinement's: after entering the mount
+    // namespace, which takes privileges a switched process has lost.
+    confinement.apply(&mut cmd, dir.path(), req.uid, req.gid)?;
+    Ok(cmd)
+}
+
 /// Put this thread's future children in a new PID namespace whose init is
-/// `shmconf pid-init` (a reaper). Where PID namespaces cannot be made, process
-/// groups alone contain the scenario's processes.
-fn start_pid_init(init: Option<&[String]>) -> Result<Option<(Proc, PidNamespace)>, String> {
+/// `shmconf pid-init` (a reaper), which makes the scenario's mount namespace
+/// with `dir` writable. Where PID namespaces cannot be made, process groups
+/// (and the harness as subreaper) contain the scenario's processes.
+fn start_pid_init(init: Option<&[String]>, dir: &ScenarioDir) -> Result<Option<(Proc, PidNamespace)>, String> {
     let Some(init) = init else { return Ok(None) };
     let Ok(mut ns) = PidNamespace::new() else {
         return Ok(None);
     };
     let mut cmd = Command::new(&init[0]);
-    cmd.args(&init[1..]);
-    match Proc::spawn("pid-init", cmd, Some(&mut ns)) {
-        Ok(proc) => Ok(Some((proc, ns))),
+    cmd.args(&init[1..]).arg("--confine").arg(dir.path());
+    let proc = match Proc::spawn("pid-init", cmd, Some(&mut ns)) {
+        Ok(proc) => proc,
         // No PID namespaces here (EPERM): process groups alone contain the processes.
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(None),
-        Err(e) => Err(format!("cannot start the PID namespace's init: {e}")),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(None),
+        Err(e) => return Err(format!("cannot start the PID namespace's init: {e}")),
+    };
+    // The mount namespace must exist before a program can enter it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let slice = (Instant::now() + Duration::from_millis(20)).min(deadline);
+        match proc.wait_stdout(b"ready\n", slice) {
+            WaitOutcome::Done(()) => return Ok(Some((proc, ns))),
+            WaitOutcome::Interrupted => return Err(crate::engine::procs::interruption()),
+            WaitOutcome::TimedOut if proc.has_exited() || Instant::now() >= deadline => {
+                let (_, stderr) = proc.output();
+                return Err(format!(
+                    "the scenario's mount namespace could not be made: {}",
+                    crate::events::escape(&stderr.bytes).trim()
+                ));
+            }
+            WaitOutcome::TimedOut => {}
+        }
     }
 }

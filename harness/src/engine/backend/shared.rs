@@ -20,6 +20,7 @@ use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
 
 pub struct SharedNamespace {
     pub capabilities: Capabilities,
+    pub confiner: crate::engine::confine::Confiner,
 }
 
 impl Backend for SharedNamespace {
@@ -76,6 +77,10 @@ impl Backend for SharedNamespace {
             .unwrap_or(0);
         log.namespace(crate::scenario::MAIN_NS, inode);
         let ownership = Ownership::take_baseline()?;
+        // No PID namespace here: what a program leaves behind comes back
+        // to the harness, which kills it at the scenario's end.
+        crate::engine::confine::become_subreaper();
+        let confinement = self.confiner.scenario()?;
         // The scenario's key files must not collide with a segment already
         // there: then "its" key would name another program's segment.
         for f in &scenario.files {
@@ -88,7 +93,7 @@ impl Backend for SharedNamespace {
                 .into());
             }
         }
-        Ok(Box::new(SharedWorld { ownership }))
+        Ok(Box::new(SharedWorld { ownership, confinement }))
     }
 }
 
@@ -199,6 +204,7 @@ impl Ownership {
 
 struct SharedWorld {
     ownership: Ownership,
+    confinement: crate::engine::confine::ScenarioConfinement,
 }
 
 impl World for SharedWorld {
@@ -209,10 +215,11 @@ impl World for SharedWorld {
     }
 
     fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {
-        Ok(super::local_command(req, dir))
+        super::local::confined_command(req, dir, &self.confinement)
     }
 
     fn spawned(&mut self, pid: i32) {
+        self.confinement.spawned(pid);
         self.ownership.pid(pid);
     }
     fn claims_key(&mut self, key: i32) {
@@ -233,6 +240,10 @@ impl World for SharedWorld {
     }
 
     fn tear_down(&mut self) -> Vec<Result<String, String>> {
-        self.ownership.remove_own()
+        // One scenario at a time (max_parallel 1): every orphan is its own,
+        // killed before its segments are judged gone.
+        let mut log = self.confinement.finish(true);
+        log.extend(self.ownership.remove_own());
+        log
     }
 }

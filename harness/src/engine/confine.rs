@@ -1,0 +1,607 @@
+//! Least privilege for programs under test, as sandbox runners (bubblewrap,
+//! nsjail, minijail) apply it: what a program may see, change and consume.
+//!
+//! * **Bounds** on processes and memory per scenario: a cgroup of its own
+//!   (v2 where the `pids` and `memory` controllers are on the unified
+//!   hierarchy, else v1's `pids` and `memory` hierarchies), a child of a
+//!   cgroup the run makes (`shmconf-PID`, removed at its end; one left by a
+//!   killed run is swept by the next). Without cgroups, rlimits per process
+//!   (RLIMIT_AS for memory; RLIMIT_NPROC, which counts every process of the
+//!   uid, set to what the uid runs now plus the bound).
+//! * **A mount namespace** per scenario, made by the init of its PID
+//!   namespace ([`enter_scenario_mount_namespace`]): a /proc of that PID
+//!   namespace (read-only), every other mount read-only, and the scenario's
+//!   dir the one writable place.
+//! * **Credentials** ([`shmconf::sysv::process::confine`]): no capability
+//!   (no scenario needs one: a uid switch is done by the harness before the
+//!   exec), no_new_privs, a session of its own without the terminal.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use shmconf::sysv::process::{Confinement, Limit};
+
+/// Per-scenario bounds on what its programs consume (`--max-processes`,
+/// `--max-memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Processes (and threads: a cgroup's pids count tasks) at once.
+    pub max_processes: u64,
+    /// Bytes of memory of the scenario's processes together (cgroups), or of
+    /// each one's address space (rlimits).
+    pub max_memory: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_processes: 256,
+            max_memory: 1 << 30,
+        }
+    }
+}
+
+/// `SIZE`: bytes, or with a K, M, G or T suffix (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (a number with an optional K, M, G or T)"))?;
+    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{text:?} is not a size between 1 byte and 16 EiB"))
+}
+
+/// Where a run's cgroups live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hierarchy {
+    /// One dir of the unified hierarchy with both controllers.
+    V2(PathBuf),
+    /// The `pids` and `memory` hierarchies' dirs of this process.
+    V1 { pids: PathBuf, memory: PathBuf },
+}
+
+impl Hierarchy {
+    /// This process's own cgroup dirs, where both controllers can be used.
+    fn detect() -> Option<Hierarchy> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        // (mount point, fs type, super options) of each cgroup mount.
+        let mounts: Vec<(PathBuf, String, String)> = mountinfo
+            .lines()
+            .filter_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                let mount_point = unescape_mountinfo(pre.split(' ').nth(4)?);
+                let mut post = post.split(' ');
+                let fstype = post.next()?.to_string();
+                let super_options = post.nth(1).unwrap_or("").to_string();
+                fstype
+                    .starts_with("cgroup")
+                    .then_some((mount_point, fstype, super_options))
+            })
+            .collect();
+        let own_path = |controller: &str| {
+            own.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, list, path) = (f.next()?, f.next()?, f.next()?);
+                (list.split(',').any(|c| c == controller)).then(|| path.trim_start_matches('/').to_string())
+            })
+        };
+        let v2_dir = mounts.iter().find(|(_, t, _)| t == "cgroup2").and_then(|(mp, _, _)| {
+            let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+            Some(mp.join(path.trim_start_matches('/')))
+        });
+        if let Some(dir) = v2_dir {
+            let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+            if has("pids") && has("memory") {
+                return Some(Hierarchy::V2(dir));
+            }
+        }
+        let v1 = |controller: &str| {
+            let (mp, _, _) = mounts
+                .iter()
+                .find(|(_, t, o)| t == "cgroup" && o.split(',').any(|x| x == controller))?;
+            Some(mp.join(own_path(controller)?))
+        };
+        Some(Hierarchy::V1 {
+            pids: v1("pids")?,
+            memory: v1("memory")?,
+        })
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Hierarchy::V2(_) => "cgroup v2",
+            Hierarchy::V1 { .. } => "cgroup v1 (pids, memory)",
+        }
+    }
+
+    fn dirs(&self) -> Vec<&Path> {
+        match self {
+            Hierarchy::V2(d) => vec![d],
+            Hierarchy::V1 { pids, memory } => vec![pids, memory],
+        }
+    }
+
+    fn join(&self, name: &str) -> Hierarchy {
+        match self {
+            Hierarchy::V2(d) => Hierarchy::V2(d.join(name)),
+            Hierarchy::V1 { pids, memory } => Hierarchy::V1 {
+                pids: pids.join(name),
+                memory: memory.join(name),
+            },
+        }
+    }
+
+    /// Make the dirs (and, on v2, let the children use both controllers).
+    fn create(&self) -> std::io::Result<()> {
+        for d in self.dirs() {
+            match std::fs::create_dir(d) {
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        if let Hierarchy::V2(d) = self {
+            std::fs::write(d.join("cgroup.subtree_control"), "+pids +memory")?;
+        }
+        Ok(())
+    }
+
+    fn set_bounds(&self, bounds: Bounds) -> std::io::Result<()> {
+        let memory = bounds.max_memory.to_string();
+        let pids = bounds.max_processes.to_string();
+        match self {
+            Hierarchy::V2(d) => {
+                std::fs::write(d.join("pids.max"), &pids)?;
+                std::fs::write(d.join("memory.max"), &memory)?;
+                // Swap would only make the bound slower to reach.
+                let _ = std::fs::write(d.join("memory.swap.max"), "0");
+            }
+            Hierarchy::V1 { pids: p, memory: m } => {
+                std::fs::write(p.join("pids.max"), &pids)?;
+                std::fs::write(m.join("memory.limit_in_bytes"), &memory)?;
+                let _ = std::fs::write(m.join("memory.memsw.limit_in_bytes"), &memory);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every process in the dirs (and, on v1, in their children).
+    fn members(&self) -> BTreeSet<i32> {
+        let mut pids = BTreeSet::new();
+        for d in self.dirs() {
+            let mut stack = vec![d.to_path_buf()];
+            while let Some(dir) = stack.pop() {
+                if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                    pids.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                }
+                if let Ok(entries) = std::fs::read_dir(&dir) {
+                    stack.extend(
+                        entries
+                            .filter_map(Result::ok)
+                            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                            .map(|e| e.path()),
+                    );
+                }
+            }
+        }
+        pids
+    }
+
+    /// SIGKILL every member until none is left (a fork bomb forks while it
+    /// is killed, so repeat), then remove the dirs, children first.
+    fn kill_and_remove(&self) -> Result<(), String> {
+        if let Hierarchy::V2(d) = self {
+            // Linux 5.14+: the kernel kills the whole subtree at once.
+            let _ = std::fs::write(d.join("cgroup.kill"), "1");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let members = self.members();
+            if members.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{} processes would not die: {members:?}", members.len()));
+            }
+            for &pid in &members {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            // Zombies stay members until reaped by their parent (the
+            // harness, the PID namespace's init, or us as subreaper).
+            reap_orphans(&members);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for d in self.dirs() {
+            remove_tree(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Remove a cgroup dir and its children (deepest first; a cgroup dir holds
+/// only the kernel's files, which rmdir removes with it).
+fn remove_tree(dir: &Path) -> Result<(), String> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.filter_map(Result::ok) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            // EBUSY while the last members are being torn down.
+            Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => return Err(format!("cannot remove cgroup {}: {e}", dir.display())),
+        }
+    }
+}
+
+/// Mount points are written with `\040`-style octal escapes.
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+/// How a run confines the programs of its scenarios: made once per run by
+/// the local backends.
+pub struct Confiner {
+    pub bounds: Bounds,
+    /// The run's own cgroup (`shmconf-PID`), none where cgroups cannot be used.
+    run_cgroup: Option<Hierarchy>,
+    /// Why not, for the run's notes.
+    cgroup_note: Option<String>,
+}
+
+/// Name prefix of a run's cgroup; the rest is the run's pid.
+const RUN_CGROUP_PREFIX: &str = "shmconf-";
+
+impl Confiner {
+    pub fn new(bounds: Bounds) -> Confiner {
+        let (run_cgroup, cgroup_note) = match Hierarchy::detect() {
+            None => (None, Some("no cgroup with the pids and memory controllers".to_string())),
+            Some(h) => {
+                sweep_stale_run_cgroups(&h);
+                let run = h.join(&format!("{RUN_CGROUP_PREFIX}{}", std::process::id()));
+                match run.create() {
+                    Ok(()) => (Some(run), None),
+                    Err(e) => {
+                        let _ = run.kill_and_remove();
+                        (None, Some(format!("cannot make a cgroup in {}: {e}", h.describe())))
+                    }
+                }
+            }
+        };
+        Confiner {
+            bounds,
+            run_cgroup,
+            cgroup_note,
+        }
+    }
+
+    /// One line for the run's notes: how programs are bounded.
+    pub fn describe(&self) -> String {
+        let b = self.bounds;
+        match (&self.run_cgroup, &self.cgroup_note) {
+            (Some(h), _) => format!(
+                "programs under test: at most {} processes and {} MiB per scenario ({})",
+                b.max_processes,
+                b.max_memory >> 20,
+                h.describe()
+            ),
+            (None, why) => format!(
+                "programs under test: rlimits only ({}): {} MiB of address space per process, {} more processes of their uid",
+                why.as_deref().unwrap_or("no cgroups"),
+                b.max_memory >> 20,
+                b.max_processes
+            ),
+        }
+    }
+
+    /// The bounds of one scenario: a cgroup of its own where the run has one.
+    pub fn scenario(&self) -> Result<ScenarioConfinement, String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let cgroup = match &self.run_cgroup {
+            Some(run) => {
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let cg = run.join(&format!("scenario-{n}"));
+                cg.create().and_then(|()| cg.set_bounds(self.bounds)).map_err(|e| {
+                    let _ = cg.kill_and_remove();
+                    format!("cannot make the scenario's cgroup: {e}")
+                })?;
+                Some(cg)
+            }
+            None => None,
+        };
+        Ok(ScenarioConfinement {
+            bounds: self.bounds,
+            cgroup,
+            mount_ns: None,
+            sessions: BTreeSet::new(),
+        })
+    }
+}
+
+impl Drop for Confiner {
+    fn drop(&mut self) {
+        if let Some(run) = self.run_cgroup.take() {
+            let _ = run.kill_and_remove();
+        }
+    }
+}
+
+/// A run's cgroup whose run is gone (SIGKILLed): what is in it is killed and
+/// it is removed. Only dirs of our name form whose pid is not a live shmconf.
+fn sweep_stale_run_cgroups(parent: &Hierarchy) {
+    let Some(first) = parent.dirs().first().map(|d| d.to_path_buf()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&first) else { return };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(RUN_CGROUP_PREFIX).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("shmconf"))
+        });
+        if !alive {
+            let _ = parent.join(&name).kill_and_remove();
+        }
+    }
+}
+
+/// What confines one scenario's programs, until [`ScenarioConfinement::finish`].
+pub struct ScenarioConfinement {
+    bounds: Bounds,
+    cgroup: Option<Hierarchy>,
+    /// The mount namespace its programs enter (that of its PID namespace's init).
+    mount_ns: Option<File>,
+    /// Sessions (= leader pids) of its programs, to find their orphans where
+    /// there is neither a PID namespace nor a cgroup.
+    sessions: BTreeSet<i32>,
+}
+
+impl ScenarioConfinement {
+    /// Programs enter this mount namespace from now on.
+    pub fn set_mount_namespace(&mut self, init_pid: i32) -> Result<(), String> {
+        let ns = File::open(format!("/proc/{init_pid}/ns/mnt"))
+            .map_err(|e| format!("the scenario's mount namespace: {e}"))?;
+        self.mount_ns = Some(ns);
+        Ok(())
+    }
+
+    pub fn has_mount_namespace(&self) -> bool {
+        self.mount_ns.is_some()
+    }
+
+    /// Confine the program `cmd` starts (as `uid`/`gid` where given; the
+    /// scenario dir `workdir` as its working directory).
+    pub fn apply(&self, cmd: &mut Command, workdir: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
+        let mut cgroups = Vec::new();
+        if let Some(cg) = &self.cgroup {
+            for d in cg.dirs() {
+                let procs = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))
+                    .map_err(|e| format!("{}: {e}", d.display()))?;
+                cgroups.push(procs);
+            }
+        }
+        let rlimits = if self.cgroup.is_some() {
+            vec![]
+        } else {
+            let uid = uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
+            vec![
+                (Limit::AddressSpace, self.bounds.max_memory),
+                (Limit::Processes, processes_of(uid) + self.bounds.max_processes),
+            ]
+        };
+        let mount_ns = match &self.mount_ns {
+            Some(ns) => Some(
+                ns.try_clone()
+                    .map_err(|e| format!("the scenario's mount namespace: {e}"))?,
+            ),
+            None => None,
+        };
+        let workdir = std::ffi::CString::new(workdir.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("{}: a NUL in the path", workdir.display()))?;
+        shmconf::sysv::process::confine(
+            cmd,
+            Confinement {
+                cgroups,
+                rlimits,
+                mount_ns,
+                workdir: Some(workdir),
+                uid,
+                gid,
+                keep_capabilities: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Note a program started (its session is its pid: every program leads one).
+    pub fn spawned(&mut self, pid: i32) {
+        self.sessions.insert(pid);
+    }
+
+    /// Kill what the scenario's programs left: every member of its cgroup,
+    /// and orphans reparented to the harness (a subreaper where there is no
+    /// PID namespace) that belong to the scenario's sessions (`all_orphans`:
+    /// every orphan, where the scenario is the only one running). Then the
+    /// cgroup is removed. Returns what was done, for the log.
+    pub fn finish(&mut self, all_orphans: bool) -> Vec<Result<String, String>> {
+        let mut log = vec![];
+        let sessions = &self.sessions;
+        let killed = kill_orphans(|sid, pgid| all_orphans || sessions.contains(&sid) || sessions.contains(&pgid));
+        if killed > 0 {
+            log.push(Ok(format!("killed {killed} orphaned processes of the scenario")));
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let left = cg.members().len();
+            match cg.kill_and_remove() {
+                Ok(()) if left > 0 => log.push(Ok(format!("killed {left} processes left in the scenario's cgroup"))),
+                Ok(()) => {}
+                Err(e) => log.push(Err(e)),
+            }
+        }
+        self.mount_ns = None;
+        log
+    }
+}
+
+impl Drop for ScenarioConfinement {
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_and_remove();
+        }
+    }
+}
+
+/// Processes whose real uid is `uid` (what RLIMIT_NPROC counts), approximated
+/// by the owners of /proc/PID.
+fn processes_of(uid: u32) -> u64 {
+    std::fs::read_dir("/proc").map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+            .count() as u64
+    })
+}
+
+/// Make the harness a child subreaper: orphans of its children (a daemon a
+/// program under test started) become its children instead of the machine
+/// init's, so they can be found and killed at the scenario's end. For runs
+/// without a PID namespace of their own.
+pub fn become_subreaper() {
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+}
+
+/// Orphans that came back to the subreaper (children of the harness in
+/// another session than the harness's: no program the harness started
+/// itself, see `procs::orphan_children`) that `belongs` says are the
+/// scenario's: SIGKILLed and reaped. Returns how many were alive.
+fn kill_orphans(belongs: impl Fn(i32, i32) -> bool) -> usize {
+    let mut killed = 0;
+    for (pid, sid, pgid) in super::procs::orphan_children() {
+        if !belongs(sid, pgid) {
+            continue;
+        }
+        let pid = nix::unistd::Pid::from_raw(pid);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+            killed += 1;
+        }
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+    killed
+}
+
+/// Reap those of `pids` that are orphans of ours that ended (zombies of a
+/// cgroup stay in it until reaped).
+fn reap_orphans(pids: &BTreeSet<i32>) {
+    for (pid, _, _) in super::procs::orphan_children() {
+        if pids.contains(&pid) {
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+        }
+    }
+}
+
+/// In the init of a scenario's PID namespace, before it reaps anything: a
+/// mount namespace of its own in which /proc is the PID namespace's (host
+/// processes invisible, /proc/1 the init) and read-only, every other mount
+/// is read-only, and `dir` (the scenario's dir) is the one writable place.
+/// Programs of the scenario enter it (see [`ScenarioConfinement::apply`]).
+pub fn enter_scenario_mount_namespace(dir: &Path) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&str> = None;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    // Nothing done here may propagate back to the host's mounts.
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(|e| format!("making / private: {e}"))?;
+    // The dir becomes a mount point of its own, so that it can stay writable.
+    mount(Some(dir), dir, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+        .map_err(|e| format!("binding {}: {e}", dir.display()))?;
+    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+    mount(Some("proc"), "/proc", Some("proc"), proc_flags, none).map_err(|e| format!("mounting /proc: {e}"))?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mount_point), Some(options)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
+        let mount_point = unescape_mountinfo(mount_point);
+        if mount_point.starts_with(dir) || mount_point == Path::new("/proc") {
+            continue;
+        }
+        let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+        // A bind remount must restate the flags it keeps.
+        for option in options.split(',') {
+            flags |= match option {
+                "nosuid" => MsFlags::MS_NOSUID,
+                "nodev" => MsFlags::MS_NODEV,
+                "noexec" => MsFlags::MS_NOEXEC,
+                "noatime" => MsFlags::MS_NOATIME,
+                "nodiratime" => MsFlags::MS_NODIRATIME,
+                "relatime" => MsFlags::MS_RELATIME,
+                _ => MsFlags::empty(),
+            };
+        }
+        match mount(none, &mount_point, none, flags, none) {
+            Ok(()) => {}
+            // Mounts under the old /proc are hidden by the new one, and a
+            // mount point another mount covers cannot be reached: neither
+            // can a program.
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL)
+                if !mount_point.exists() || mount_point.starts_with("/proc") => {}
+            Err(e) => return Err(format!("making {} read-only: {e}", mount_point.display())),
+        }
+    }
+    Ok(())
+}
