@@ -144,6 +144,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             }
             let mut config = ContainerConfig::new(*engine, image);
             config.runtime = runtime.clone();
+            config.bounds = c.limits.bounds;
             config.containers_conf = containers_conf
                 .clone()
                 .or_else(|| std::env::var_os("CONTAINERS_CONF").map(PathBuf::from));

@@ -52,6 +52,8 @@ pub struct ContainerConfig {
     pub runtime: Option<String>,
     /// Podman: the project's containers.conf (`CONTAINERS_CONF`), not the machine's.
     pub containers_conf: Option<PathBuf>,
+    /// Processes and memory of each container (`--max-processes`, `--max-memory`).
+    pub bounds: crate::engine::confine::Bounds,
 }
 
 impl ContainerConfig {
@@ -65,6 +67,7 @@ impl ContainerConfig {
             run_id: format!("{}-{:x}", std::process::id(), nanos % 0xffff_ffff),
             runtime: None,
             containers_conf: None,
+            bounds: crate::engine::confine::Bounds::default(),
         }
     }
 
@@ -87,6 +90,27 @@ impl ContainerConfig {
             }
         }
         v
+    }
+
+    /// `run` options that confine a backend container as the local backend
+    /// confines a program: no capability (`docker exec -u` switches uid
+    /// before the process starts, and nothing in a scenario needs one), no
+    /// privilege gained through set-uid programs, and the scenario's bounds
+    /// on processes and memory (swap included: none beyond the bound).
+    pub fn confinement_args(&self) -> Vec<String> {
+        let memory = self.bounds.max_memory.to_string();
+        vec![
+            "--cap-drop".into(),
+            "ALL".into(),
+            "--security-opt".into(),
+            "no-new-privileges".into(),
+            "--pids-limit".into(),
+            self.bounds.max_processes.to_string(),
+            "--memory".into(),
+            memory.clone(),
+            "--memory-swap".into(),
+            memory,
+        ]
     }
 
     /// The engine's command, with its environment.
@@ -371,6 +395,7 @@ impl Container {
         let d = dir.display().to_string();
         let mut cmd = cfg.command();
         cmd.args(["run", "-d", "--name", name, "--network", "none"]);
+        cmd.args(cfg.confinement_args());
         match placement {
             Placement::Ipc(mode) => cmd.args(["--ipc", mode.as_str()]),
             Placement::Pod(pod) => cmd.args(["--pod", pod.as_str()]),
@@ -1027,6 +1052,14 @@ ns = "m"
         );
         c.runtime = Some("runc".into());
         assert_eq!(c.argv(), ["podman", "--runtime", "runc"]);
+        c.bounds = crate::engine::confine::Bounds {
+            max_processes: 64,
+            max_memory: 128 << 20,
+        };
+        assert_eq!(
+            c.confinement_args().join(" "),
+            "--cap-drop ALL --security-opt no-new-privileges --pids-limit 64 --memory 134217728 --memory-swap 134217728"
+        );
         assert_eq!(
             c.remove_args(EngineObject::Pod, "shmconf-x"),
             ["pod", "rm", "-f", "-t", "0", "shmconf-x"]
