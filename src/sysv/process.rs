@@ -286,9 +286,12 @@ pub fn confine(cmd: &mut Command, confinement: Confinement) {
                 if c.keep_capabilities & (1 << cap) != 0 {
                     continue;
                 }
-                // EINVAL: past the kernel's last capability.
+                // EINVAL: past the kernel's last capability. EPERM: the
+                // harness lacks CAP_SETPCAP (an unprivileged container), so
+                // its bounding set, which is all a root program could regain
+                // at exec, is the container's already.
                 if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) == -1
-                    && *libc::__errno_location() != libc::EINVAL
+                    && !matches!(*libc::__errno_location(), libc::EINVAL | libc::EPERM)
                 {
                     return fail();
                 }

@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 
 use shmconf::sysv::process::{Confinement, Limit};
 
+/// What `shmconf pid-init --confine` prints once the mount namespace is made.
+pub const READY_LINE: &str = "ready";
+/// What it prints instead, before the reason, where it cannot be made.
+pub const UNCONFINED_PREFIX: &str = "unconfined: ";
+
 /// Per-scenario bounds on what its programs consume (`--max-processes`,
 /// `--max-memory`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,10 +331,14 @@ impl Confiner {
                 h.describe()
             ),
             (None, why) => format!(
-                "programs under test: rlimits only ({}): {} MiB of address space per process, {} more processes of their uid",
+                "programs under test: rlimits only ({}): {} MiB of address space per process, {}",
                 why.as_deref().unwrap_or("no cgroups"),
                 b.max_memory >> 20,
-                b.max_processes
+                if in_initial_pid_namespace() {
+                    format!("{} more processes of their uid", b.max_processes)
+                } else {
+                    "no bound on processes (RLIMIT_NPROC would count processes this PID namespace cannot see)".into()
+                }
             ),
         }
     }
@@ -425,15 +434,18 @@ impl ScenarioConfinement {
                 cgroups.push(procs);
             }
         }
-        let rlimits = if self.cgroup.is_some() {
-            vec![]
-        } else {
-            let uid = uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
-            vec![
-                (Limit::AddressSpace, self.bounds.max_memory),
-                (Limit::Processes, processes_of(uid) + self.bounds.max_processes),
-            ]
-        };
+        let mut rlimits = vec![];
+        if self.cgroup.is_none() {
+            rlimits.push((Limit::AddressSpace, self.bounds.max_memory));
+            // RLIMIT_NPROC counts every process of the uid on the machine:
+            // only where all of them are visible can the bound be added to
+            // what the uid runs already (in a container, the host's root
+            // processes would count and every fork would fail).
+            if in_initial_pid_namespace() {
+                let uid = uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
+                rlimits.push((Limit::Processes, processes_of(uid) + self.bounds.max_processes));
+            }
+        }
         let mount_ns = match &self.mount_ns {
             Some(ns) => Some(
                 ns.try_clone()
@@ -494,6 +506,13 @@ impl Drop for ScenarioConfinement {
             let _ = cg.kill_and_remove();
         }
     }
+}
+
+/// Is this process in the machine's initial PID namespace (whose inode
+/// number is fixed: PROC_PID_INIT_INO of <linux/proc_ns.h>)?
+fn in_initial_pid_namespace() -> bool {
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == PROC_PID_INIT_INO)
 }
 
 /// Processes whose real uid is `uid` (what RLIMIT_NPROC counts), approximated

@@ -617,16 +617,14 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// dies with the harness too (parent-death signal, set at its spawn).
 ///
 /// With `confine_dir`, first a mount namespace of its own for the scenario's
-/// programs (see `confine::enter_scenario_mount_namespace`); "ready" on
-/// stdout says it is made, an error on stderr and exit 1 that it is not.
+/// programs (see `confine::enter_scenario_mount_namespace`): one line on
+/// stdout says whether it is made ("ready") or why not ("unconfined: WHY",
+/// e.g. a container whose security profile forbids mount); then it reaps.
 pub fn pid_init(confine_dir: Option<&std::path::Path>) -> ! {
-    if let Some(dir) = confine_dir {
-        if let Err(e) = super::confine::enter_scenario_mount_namespace(dir) {
-            eprintln!("shmconf pid-init: {e}");
-            std::process::exit(1);
-        }
+    match confine_dir.map(super::confine::enter_scenario_mount_namespace) {
+        Some(Err(e)) => println!("{}{e}", super::confine::UNCONFINED_PREFIX),
+        Some(Ok(())) | None => println!("{}", super::confine::READY_LINE),
     }
-    println!("ready");
     loop {
         match nix::sys::wait::wait() {
             Ok(_) => {}

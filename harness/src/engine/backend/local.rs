@@ -74,11 +74,19 @@ impl Backend for LocalNamespaces {
             .enter()
             .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
         let pid_init = start_pid_init(self.pid_init.as_deref(), dir)?;
-        match &pid_init {
-            Some((init, _)) => confinement.set_mount_namespace(init.pid)?,
-            // Orphans come back to the harness, to be killed at the end.
-            None => crate::engine::confine::become_subreaper(),
-        }
+        let pid_init = match pid_init {
+            Some((init, ns, mount_ns)) => {
+                if mount_ns {
+                    confinement.set_mount_namespace(init.pid)?;
+                }
+                Some((init, ns))
+            }
+            None => {
+                // Orphans come back to the harness, to be killed at the end.
+                crate::engine::confine::become_subreaper();
+                None
+            }
+        };
         Ok(Box::new(LocalWorld {
             confinement,
             namespaces,
@@ -192,7 +200,8 @@ pub fn confined_command(
 /// `shmconf pid-init` (a reaper), which makes the scenario's mount namespace
 /// with `dir` writable. Where PID namespaces cannot be made, process groups
 /// (and the harness as subreaper) contain the scenario's processes.
-fn start_pid_init(init: Option<&[String]>, dir: &ScenarioDir) -> Result<Option<(Proc, PidNamespace)>, String> {
+/// Returns the init, its namespace, and whether it made the mount namespace.
+fn start_pid_init(init: Option<&[String]>, dir: &ScenarioDir) -> Result<Option<(Proc, PidNamespace, bool)>, String> {
     let Some(init) = init else { return Ok(None) };
     let Ok(mut ns) = PidNamespace::new() else {
         return Ok(None);
@@ -209,17 +218,33 @@ fn start_pid_init(init: Option<&[String]>, dir: &ScenarioDir) -> Result<Option<(
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let slice = (Instant::now() + Duration::from_millis(20)).min(deadline);
-        match proc.wait_stdout(b"ready\n", slice) {
-            WaitOutcome::Done(()) => return Ok(Some((proc, ns))),
+        match proc.wait_stdout(b"\n", slice) {
+            WaitOutcome::Done(()) => break,
             WaitOutcome::Interrupted => return Err(crate::engine::procs::interruption()),
             WaitOutcome::TimedOut if proc.has_exited() || Instant::now() >= deadline => {
                 let (_, stderr) = proc.output();
                 return Err(format!(
-                    "the scenario's mount namespace could not be made: {}",
+                    "the PID namespace's init did not start: {}",
                     crate::events::escape(&stderr.bytes).trim()
                 ));
             }
             WaitOutcome::TimedOut => {}
         }
     }
+    let (stdout, _) = proc.output();
+    let line = String::from_utf8_lossy(&stdout.bytes);
+    let line = line.trim_end();
+    let mount_ns = if line == crate::engine::confine::READY_LINE {
+        true
+    } else if let Some(why) = line.strip_prefix(crate::engine::confine::UNCONFINED_PREFIX) {
+        // Programs still run without capabilities, in the scenario's PID
+        // namespace and bounds, but see the filesystem and /proc as the
+        // harness does: said once per run.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| eprintln!("shmconf: note: programs under test share the harness's mounts: {why}"));
+        false
+    } else {
+        return Err(format!("the PID namespace's init said {line:?}"));
+    };
+    Ok(Some((proc, ns, mount_ns)))
 }
