@@ -190,7 +190,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
                 );
             }
             let confiner = crate::engine::confine::Confiner::new(c.limits.bounds);
-            notes.push(confiner.describe());
+            notes.extend(confiner.degraded());
             if namespaces {
                 Box::new(LocalNamespaces {
                     capabilities,

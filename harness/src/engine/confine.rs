@@ -320,27 +320,23 @@ impl Confiner {
         }
     }
 
-    /// One line for the run's notes: how programs are bounded.
-    pub fn describe(&self) -> String {
+    /// A line for the run's notes where the bounds are weaker than asked
+    /// (no cgroup: rlimits per process); none where cgroups hold them.
+    pub fn degraded(&self) -> Option<String> {
         let b = self.bounds;
-        match (&self.run_cgroup, &self.cgroup_note) {
-            (Some(h), _) => format!(
-                "programs under test: at most {} processes and {} MiB per scenario ({})",
-                b.max_processes,
-                b.max_memory >> 20,
-                h.describe()
-            ),
-            (None, why) => format!(
-                "programs under test: rlimits only ({}): {} MiB of address space per process, {}",
-                why.as_deref().unwrap_or("no cgroups"),
-                b.max_memory >> 20,
-                if in_initial_pid_namespace() {
-                    format!("{} more processes of their uid", b.max_processes)
-                } else {
-                    "no bound on processes (RLIMIT_NPROC would count processes this PID namespace cannot see)".into()
-                }
-            ),
+        if self.run_cgroup.is_some() {
+            return None;
         }
+        Some(format!(
+            "programs under test are bounded by rlimits only ({}): {} MiB of address space per process, {}",
+            self.cgroup_note.as_deref().unwrap_or("no cgroups"),
+            b.max_memory >> 20,
+            if in_initial_pid_namespace() {
+                format!("{} more processes of their uid", b.max_processes)
+            } else {
+                "no bound on processes (RLIMIT_NPROC would count processes this PID namespace cannot see)".into()
+            }
+        ))
     }
 
     /// The bounds of one scenario: a cgroup of its own where the run has one.
