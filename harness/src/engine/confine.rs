@@ -364,7 +364,12 @@ impl Confiner {
 }
 
 impl Drop for Confiner {
+    /// At the run's end: what is left in its cgroup, and every orphan that
+    /// came back to the harness as subreaper (where scenarios ran side by
+    /// side without PID namespace or cgroup, an orphan that left its
+    /// program's session could not be told apart at its scenario's end).
     fn drop(&mut self) {
+        kill_orphans(|_, _| true);
         if let Some(run) = self.run_cgroup.take() {
             let _ = run.kill_and_remove();
         }
