@@ -1303,3 +1303,20 @@ fn syscall_exploration_finds_the_originals_races_and_replays_them() {
         .success()
         .stdout(predicate::str::contains("every one keeps the properties"));
 }
+
+/// The bounds on programs under test are checked before anything runs.
+#[rstest]
+#[case::unknown_unit(&["--max-memory", "1X"], "unknown unit \"X\"")]
+#[case::not_a_number(&["--max-memory", "lots"], "is not a size")]
+#[case::zero_memory(&["--max-memory", "0"], "is not a size between 1 byte")]
+#[case::zero_processes(&["--max-processes", "0"], "0 is not in 1..")]
+fn bad_bounds_are_usage_errors(#[case] args: &[&str], #[case] message: &str) {
+    shmconf()
+        .arg("run")
+        .args(args)
+        .arg(scenarios())
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(message));
+}

@@ -625,3 +625,37 @@ pub fn enter_scenario_mount_namespace(dir: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_the_rest() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        for bad in ["", "0", "M", "1.5G", "-1G", "1X", "99999999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), PathBuf::from("/a b"));
+        assert_eq!(unescape_mountinfo("/tab\\011x\\134y"), PathBuf::from("/tab\tx\\y"));
+        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
+        // A backslash not followed by three octal digits stays as it is.
+        assert_eq!(unescape_mountinfo("/x\\09"), PathBuf::from("/x\\09"));
+    }
+
+    #[test]
+    fn default_bounds_leave_room_for_every_scenario() {
+        let b = Bounds::default();
+        assert_eq!(b.max_processes, 256);
+        assert_eq!(b.max_memory, 1 << 30);
+    }
+}
