@@ -398,6 +398,17 @@ fn sweep_stale_run_cgroups(parent: &Hierarchy) {
     }
 }
 
+/// Which orphans that came back to the harness are a scenario's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphans {
+    /// None comes back: the scenario's PID namespace has an init of its own.
+    NoneComeBack,
+    /// Those in the sessions of its programs (scenarios run side by side).
+    OfItsSessions,
+    /// Every one (the scenario is the only one running).
+    All,
+}
+
 /// What confines one scenario's programs, until [`ScenarioConfinement::finish`].
 pub struct ScenarioConfinement {
     bounds: Bounds,
@@ -477,14 +488,17 @@ impl ScenarioConfinement {
     }
 
     /// Kill what the scenario's programs left: every member of its cgroup,
-    /// and orphans reparented to the harness (a subreaper where there is no
-    /// PID namespace) that belong to the scenario's sessions (`all_orphans`:
-    /// every orphan, where the scenario is the only one running). Then the
+    /// and the orphans `orphans` says are its own among those reparented to
+    /// the harness (a subreaper where there is no PID namespace). Then the
     /// cgroup is removed. Returns what was done, for the log.
-    pub fn finish(&mut self, all_orphans: bool) -> Vec<Result<String, String>> {
+    pub fn finish(&mut self, orphans: Orphans) -> Vec<Result<String, String>> {
         let mut log = vec![];
         let sessions = &self.sessions;
-        let killed = kill_orphans(|sid, pgid| all_orphans || sessions.contains(&sid) || sessions.contains(&pgid));
+        let killed = match orphans {
+            Orphans::NoneComeBack => 0,
+            Orphans::OfItsSessions => kill_orphans(|sid, pgid| sessions.contains(&sid) || sessions.contains(&pgid)),
+            Orphans::All => kill_orphans(|_, _| true),
+        };
         if killed > 0 {
             log.push(Ok(format!("killed {killed} orphaned processes of the scenario")));
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use shmconf::ipcns::IpcNamespace;
 
 use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
-use crate::engine::confine::{Confiner, ScenarioConfinement};
+use crate::engine::confine::{Confiner, Orphans, ScenarioConfinement};
 use crate::engine::procs::{PidNamespace, Proc, WaitOutcome};
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
 
@@ -156,12 +156,18 @@ impl World for LocalWorld {
     }
 
     fn tear_down(&mut self) -> Vec<Result<String, String>> {
-        if let Some((mut init, _)) = self.pid_init.take() {
-            init.kill_group();
-        }
+        // Orphans go to the PID namespace's init and die with it; without
+        // one, they come back to the harness, and scenarios run side by
+        // side here: only this one's.
+        let orphans = match self.pid_init.take() {
+            Some((mut init, _)) => {
+                init.kill_group();
+                Orphans::NoneComeBack
+            }
+            None => Orphans::OfItsSessions,
+        };
         self.namespaces.clear();
-        // Scenarios run side by side here: only this one's orphans.
-        self.confinement.finish(false)
+        self.confinement.finish(orphans)
     }
 }
 

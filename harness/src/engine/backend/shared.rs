@@ -242,7 +242,7 @@ impl World for SharedWorld {
     fn tear_down(&mut self) -> Vec<Result<String, String>> {
         // One scenario at a time (max_parallel 1): every orphan is its own,
         // killed before its segments are judged gone.
-        let mut log = self.confinement.finish(true);
+        let mut log = self.confinement.finish(crate::engine::confine::Orphans::All);
         log.extend(self.ownership.remove_own());
         log
     }
