@@ -52,11 +52,7 @@ enum Command {
     BenchPeer(shmconf_harness::bench::PeerArgs),
     /// Init of a scenario's PID namespace: reaps orphans until killed (internal).
     #[command(hide = true)]
-    PidInit {
-        /// Make the scenario's mount namespace first, DIR its writable place.
-        #[arg(long, value_name = "DIR")]
-        confine: Option<PathBuf>,
-    },
+    PidInit,
     /// Run a command with our stdin relayed to it and drained to its end (internal:
     /// works around Podman's exec losing output of a process that leaves input unread).
     #[command(hide = true)]
@@ -378,7 +374,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         },
         Command::Run(args) => run(*args),
         Command::Matrix(args) => matrix(args),
-        Command::PidInit { confine } => procs::pid_init(confine.as_deref()),
+        Command::PidInit => procs::pid_init(),
         Command::StdinRelay { argv } => ExitCode::from(procs::stdin_relay(&argv).clamp(0, 255) as u8),
         Command::KernelView(request) => match request.serve() {
             Ok(bytes) => {

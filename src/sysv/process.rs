@@ -456,3 +456,71 @@ pub fn new_session(cmd: &mut Command) {
         cmd.pre_exec(hook);
     }
 }
+
+/// The mount namespace [`enter_new_mount_namespace`] makes, prepared before
+/// the fork from the harness's own mount table (which the child's copy is).
+pub struct MountPlan {
+    /// The one writable place: bound onto itself, so it is a mount of its own.
+    pub writable_dir: std::ffi::CString,
+    /// Every other mount point, with the flags it keeps (nosuid, nodev, ...),
+    /// to be made read-only; none under /proc or `writable_dir`.
+    pub read_only: Vec<(std::ffi::CString, libc::c_ulong)>,
+}
+
+/// Start the child of `cmd` in a mount namespace of its own, made before it
+/// execs (so that it exists once the spawn returns): nothing propagates
+/// back to the harness's mounts (/ is made private), /proc is a new
+/// read-only mount of the child's PID namespace (so, for the init of a new
+/// PID namespace, only that namespace's processes), `writable_dir` stays
+/// writable and every other mount becomes read-only. Any failure fails the
+/// spawn with its errno (a container's security profile may forbid mount).
+pub fn enter_new_mount_namespace(cmd: &mut Command, plan: MountPlan) {
+    let hook = move || {
+        let fail = || Err(std::io::Error::last_os_error());
+        let none = std::ptr::null::<libc::c_char>();
+        let dir = plan.writable_dir.as_ptr();
+        // SAFETY: unshare and mount are async-signal-safe system calls; the
+        // strings are C strings that `plan` owns (allocated before the fork,
+        // not touched since) or literals; nothing allocates or takes a lock.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) == -1 {
+                return fail();
+            }
+            if libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == -1
+            {
+                return fail();
+            }
+            if libc::mount(dir, dir, none, libc::MS_BIND | libc::MS_REC, std::ptr::null()) == -1 {
+                return fail();
+            }
+            let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
+            if libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                proc_flags,
+                std::ptr::null(),
+            ) == -1
+            {
+                return fail();
+            }
+            for (path, flags) in &plan.read_only {
+                let flags = flags | libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+                if libc::mount(none, path.as_ptr(), none, flags, std::ptr::null()) == -1 {
+                    return fail();
+                }
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe calls (see above).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}

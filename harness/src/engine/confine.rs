@@ -9,7 +9,7 @@
 //!   (RLIMIT_AS for memory; RLIMIT_NPROC, which counts every process of the
 //!   uid, set to what the uid runs now plus the bound).
 //! * **A mount namespace** per scenario, made by the init of its PID
-//!   namespace ([`enter_scenario_mount_namespace`]): a /proc of that PID
+//!   namespace before it execs ([`mount_plan`]): a /proc of that PID
 //!   namespace (read-only), every other mount read-only, and the scenario's
 //!   dir the one writable place.
 //! * **Credentials** ([`shmconf::sysv::process::confine`]): no capability
@@ -24,12 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shmconf::sysv::process::{Confinement, Limit};
-
-/// What `shmconf pid-init --confine` prints once the mount namespace is made.
-pub const READY_LINE: &str = "ready";
-/// What it prints instead, before the reason, where it cannot be made.
-pub const UNCONFINED_PREFIX: &str = "unconfined: ";
+use shmconf::sysv::process::{Confinement, Limit, MountPlan};
 
 /// Per-scenario bounds on what its programs consume (`--max-processes`,
 /// `--max-memory`).
@@ -586,58 +581,49 @@ fn reap_orphans(pids: &BTreeSet<i32>) {
     }
 }
 
-/// In the init of a scenario's PID namespace, before it reaps anything: a
-/// mount namespace of its own in which /proc is the PID namespace's (host
-/// processes invisible, /proc/1 the init) and read-only, every other mount
-/// is read-only, and `dir` (the scenario's dir) is the one writable place.
-/// Programs of the scenario enter it (see [`ScenarioConfinement::apply`]).
-pub fn enter_scenario_mount_namespace(dir: &Path) -> Result<(), String> {
-    use nix::mount::{mount, MsFlags};
-    let none: Option<&str> = None;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
-    // Nothing done here may propagate back to the host's mounts.
-    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
-        .map_err(|e| format!("making / private: {e}"))?;
-    // The dir becomes a mount point of its own, so that it can stay writable.
-    mount(Some(dir), dir, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-        .map_err(|e| format!("binding {}: {e}", dir.display()))?;
-    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-    mount(Some("proc"), "/proc", Some("proc"), proc_flags, none).map_err(|e| format!("mounting /proc: {e}"))?;
+/// The mount namespace of a scenario (made in its PID namespace's init
+/// before it execs, see [`shmconf::sysv::process::enter_new_mount_namespace`]):
+/// a /proc of that PID namespace, read-only; every other mount of the
+/// harness's table read-only; `dir`, the scenario's dir, the one writable
+/// place. Programs of the scenario enter it (see [`ScenarioConfinement::apply`]).
+pub fn mount_plan(dir: &Path) -> Result<MountPlan, String> {
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    let c_path = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("{}: a NUL in the path", p.display()))
+    };
+    let mut read_only = Vec::new();
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let (Some(mount_point), Some(options)) = (fields.get(4), fields.get(5)) else {
             continue;
         };
         let mount_point = unescape_mountinfo(mount_point);
-        if mount_point.starts_with(dir) || mount_point == Path::new("/proc") {
+        // /proc is replaced by the PID namespace's (mounts under the old one
+        // are hidden with it); the dir stays writable.
+        if mount_point.starts_with(dir) || mount_point.starts_with("/proc") {
             continue;
         }
-        let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
         // A bind remount must restate the flags it keeps.
+        let mut flags: libc::c_ulong = 0;
         for option in options.split(',') {
             flags |= match option {
-                "nosuid" => MsFlags::MS_NOSUID,
-                "nodev" => MsFlags::MS_NODEV,
-                "noexec" => MsFlags::MS_NOEXEC,
-                "noatime" => MsFlags::MS_NOATIME,
-                "nodiratime" => MsFlags::MS_NODIRATIME,
-                "relatime" => MsFlags::MS_RELATIME,
-                _ => MsFlags::empty(),
+                "nosuid" => libc::MS_NOSUID,
+                "nodev" => libc::MS_NODEV,
+                "noexec" => libc::MS_NOEXEC,
+                "noatime" => libc::MS_NOATIME,
+                "nodiratime" => libc::MS_NODIRATIME,
+                "relatime" => libc::MS_RELATIME,
+                _ => 0,
             };
         }
-        match mount(none, &mount_point, none, flags, none) {
-            Ok(()) => {}
-            // Mounts under the old /proc are hidden by the new one, and a
-            // mount point another mount covers cannot be reached: neither
-            // can a program.
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL)
-                if !mount_point.exists() || mount_point.starts_with("/proc") => {}
-            Err(e) => return Err(format!("making {} read-only: {e}", mount_point.display())),
-        }
+        read_only.push((c_path(&mount_point)?, flags));
     }
-    Ok(())
+    Ok(MountPlan {
+        writable_dir: c_path(dir)?,
+        read_only,
+    })
 }
 
 #[cfg(test)]

@@ -615,16 +615,7 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Body of `shmconf pid-init`: as PID 1 of a scenario's PID namespace, reap
 /// every orphan until the harness kills us (which kills the namespace). It
 /// dies with the harness too (parent-death signal, set at its spawn).
-///
-/// With `confine_dir`, first a mount namespace of its own for the scenario's
-/// programs (see `confine::enter_scenario_mount_namespace`): one line on
-/// stdout says whether it is made ("ready") or why not ("unconfined: WHY",
-/// e.g. a container whose security profile forbids mount); then it reaps.
-pub fn pid_init(confine_dir: Option<&std::path::Path>) -> ! {
-    match confine_dir.map(super::confine::enter_scenario_mount_namespace) {
-        Some(Err(e)) => println!("{}{e}", super::confine::UNCONFINED_PREFIX),
-        Some(Ok(())) | None => println!("{}", super::confine::READY_LINE),
-    }
+pub fn pid_init() -> ! {
     loop {
         match nix::sys::wait::wait() {
             Ok(_) => {}

@@ -11,13 +11,12 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use shmconf::ipcns::IpcNamespace;
 
 use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
 use crate::engine::confine::{Confiner, Orphans, ScenarioConfinement};
-use crate::engine::procs::{PidNamespace, Proc, WaitOutcome};
+use crate::engine::procs::{PidNamespace, Proc};
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
 
 pub struct LocalNamespaces {
@@ -203,54 +202,43 @@ pub fn confined_command(
 }
 
 /// Put this thread's future children in a new PID namespace whose init is
-/// `shmconf pid-init` (a reaper), which makes the scenario's mount namespace
-/// with `dir` writable. Where PID namespaces cannot be made, process groups
-/// (and the harness as subreaper) contain the scenario's processes.
-/// Returns the init, its namespace, and whether it made the mount namespace.
+/// `shmconf pid-init` (a reaper), started in the scenario's mount namespace
+/// (`dir` writable; see `confine::mount_plan`). Where PID namespaces cannot
+/// be made, process groups (and the harness as subreaper) contain the
+/// scenario's processes. Returns the init, its namespace, and whether it has
+/// the mount namespace.
 fn start_pid_init(init: Option<&[String]>, dir: &ScenarioDir) -> Result<Option<(Proc, PidNamespace, bool)>, String> {
     let Some(init) = init else { return Ok(None) };
     let Ok(mut ns) = PidNamespace::new() else {
         return Ok(None);
     };
-    let mut cmd = Command::new(&init[0]);
-    cmd.args(&init[1..]).arg("--confine").arg(dir.path());
-    let proc = match Proc::spawn("pid-init", cmd, Some(&mut ns)) {
-        Ok(proc) => proc,
-        // No PID namespaces here (EPERM): process groups alone contain the processes.
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(None),
-        Err(e) => return Err(format!("cannot start the PID namespace's init: {e}")),
+    let command = || {
+        let mut cmd = Command::new(&init[0]);
+        cmd.args(&init[1..]);
+        cmd
     };
-    // The mount namespace must exist before a program can enter it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let slice = (Instant::now() + Duration::from_millis(20)).min(deadline);
-        match proc.wait_stdout(b"\n", slice) {
-            WaitOutcome::Done(()) => break,
-            WaitOutcome::Interrupted => return Err(crate::engine::procs::interruption()),
-            WaitOutcome::TimedOut if proc.has_exited() || Instant::now() >= deadline => {
-                let (_, stderr) = proc.output();
-                return Err(format!(
-                    "the PID namespace's init did not start: {}",
-                    crate::events::escape(&stderr.bytes).trim()
-                ));
-            }
-            WaitOutcome::TimedOut => {}
+    let mut confined = command();
+    shmconf::sysv::process::enter_new_mount_namespace(&mut confined, crate::engine::confine::mount_plan(dir.path())?);
+    let mount_error = match Proc::spawn("pid-init", confined, Some(&mut ns)) {
+        Ok(proc) => return Ok(Some((proc, ns, true))),
+        Err(e) => e,
+    };
+    // Without the mount namespace (a container whose security profile
+    // forbids mount), or without a PID namespace at all (EPERM again).
+    match Proc::spawn("pid-init", command(), Some(&mut ns)) {
+        Ok(proc) => {
+            // Programs still run without capabilities, in the scenario's
+            // PID namespace and bounds, but see the filesystem and /proc as
+            // the harness does: said once per run.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "shmconf: note: programs under test share the harness's mounts (no mount namespace: {mount_error})"
+                )
+            });
+            Ok(Some((proc, ns, false)))
         }
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(None),
+        Err(e) => Err(format!("cannot start the PID namespace's init: {e}")),
     }
-    let (stdout, _) = proc.output();
-    let line = String::from_utf8_lossy(&stdout.bytes);
-    let line = line.trim_end();
-    let mount_ns = if line == crate::engine::confine::READY_LINE {
-        true
-    } else if let Some(why) = line.strip_prefix(crate::engine::confine::UNCONFINED_PREFIX) {
-        // Programs still run without capabilities, in the scenario's PID
-        // namespace and bounds, but see the filesystem and /proc as the
-        // harness does: said once per run.
-        static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| eprintln!("shmconf: note: programs under test share the harness's mounts: {why}"));
-        false
-    } else {
-        return Err(format!("the PID namespace's init said {line:?}"));
-    };
-    Ok(Some((proc, ns, mount_ns)))
 }
