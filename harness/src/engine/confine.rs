@@ -7,14 +7,17 @@
 //!   cgroup the run makes (`shmconf-PID`, removed at its end; one left by a
 //!   killed run is swept by the next). Without cgroups, rlimits per process
 //!   (RLIMIT_AS for memory; RLIMIT_NPROC, which counts every process of the
-//!   uid, set to what the uid runs now plus the bound).
+//!   uid, set to what the uid runs now plus the bound, only where all of
+//!   them are visible), said in the run's notes.
 //! * **A mount namespace** per scenario, made by the init of its PID
 //!   namespace before it execs ([`mount_plan`]): a /proc of that PID
 //!   namespace (read-only), every other mount read-only, and the scenario's
 //!   dir the one writable place.
 //! * **Credentials** ([`shmconf::sysv::process::confine`]): no capability
 //!   (no scenario needs one: a uid switch is done by the harness before the
-//!   exec), no_new_privs, a session of its own without the terminal.
+//!   exec), no_new_privs, no user namespace (seccomp), a session of its own
+//!   without the terminal. Where there is no PID namespace, the harness is a
+//!   child subreaper and kills the orphans that come back ([`Orphans`]).
 
 use std::collections::BTreeSet;
 use std::fs::File;

@@ -104,19 +104,6 @@ pub struct SpawnRequest<'a> {
     pub gid: Option<u32>,
 }
 
-/// `req` as a process of this machine, in the calling thread's namespaces.
-pub fn local_command(req: &SpawnRequest, dir: &ScenarioDir) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(&req.argv[0]);
-    cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
-    if let Some(uid) = req.uid {
-        cmd.uid(uid).gid(req.gid.unwrap_or(uid));
-    } else if let Some(gid) = req.gid {
-        cmd.gid(gid);
-    }
-    cmd
-}
-
 /// Records setup and teardown events of a backend.
 pub trait SetupLog {
     fn namespace(&mut self, name: &str, inode: u64);
