@@ -70,7 +70,7 @@ fn leftover_processes(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Cgroup dirs of runs that are over (`shmconf-PID` whose PID is gone)
+/// Cgroup dirs of runs that are over (`shmconf-PID-N` whose PID is gone)
 /// anywhere under /sys/fs/cgroup.
 fn stale_run_cgroups() -> Vec<PathBuf> {
     let mut found = vec![];
@@ -81,7 +81,12 @@ fn stale_run_cgroups() -> Vec<PathBuf> {
                 continue;
             }
             let name = e.file_name().to_string_lossy().into_owned();
-            match name.strip_prefix("shmconf-").and_then(|p| p.parse::<u32>().ok()) {
+            // shmconf-PID-N: the run's pid, then its confiner's number.
+            let run_pid = name
+                .strip_prefix("shmconf-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            match run_pid {
                 Some(pid) if !Path::new(&format!("/proc/{pid}")).exists() => found.push(e.path()),
                 Some(_) => {}
                 None if depth < 4 => stack.push((e.path(), depth + 1)),

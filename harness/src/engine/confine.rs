@@ -4,7 +4,7 @@
 //! * **Bounds** on processes and memory per scenario: a cgroup of its own
 //!   (v2 where the `pids` and `memory` controllers are on the unified
 //!   hierarchy, else v1's `pids` and `memory` hierarchies), a child of a
-//!   cgroup the run makes (`shmconf-PID`, removed at its end; one left by a
+//!   cgroup the run makes (`shmconf-PID-N`, removed at its end; one left by a
 //!   killed run is swept by the next). Without cgroups, rlimits per process
 //!   (RLIMIT_AS for memory; RLIMIT_NPROC, which counts every process of the
 //!   uid, set to what the uid runs now plus the bound, only where all of
@@ -286,14 +286,18 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
 /// the local backends.
 pub struct Confiner {
     pub bounds: Bounds,
-    /// The run's own cgroup (`shmconf-PID`), none where cgroups cannot be used.
+    /// The run's own cgroup (`shmconf-PID-N`), none where cgroups cannot be used.
     run_cgroup: Option<Hierarchy>,
     /// Why not, for the run's notes.
     cgroup_note: Option<String>,
 }
 
-/// Name prefix of a run's cgroup; the rest is the run's pid.
+/// Name prefix of a run's cgroup; the rest is `PID-N`, the run's pid and
+/// the number of its confiner in that process.
 const RUN_CGROUP_PREFIX: &str = "shmconf-";
+
+/// Confiners alive in this process.
+static LIVE_CONFINERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Confiner {
     pub fn new(bounds: Bounds) -> Confiner {
@@ -301,7 +305,11 @@ impl Confiner {
             None => (None, Some("no cgroup with the pids and memory controllers".to_string())),
             Some(h) => {
                 sweep_stale_run_cgroups(&h);
-                let run = h.join(&format!("{RUN_CGROUP_PREFIX}{}", std::process::id()));
+                // One per confiner: a process may compose several runs (the
+                // scenarios test runs two implementations side by side).
+                static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let run = h.join(&format!("{RUN_CGROUP_PREFIX}{}-{n}", std::process::id()));
                 match run.create() {
                     Ok(()) => (Some(run), None),
                     Err(e) => {
@@ -311,6 +319,7 @@ impl Confiner {
                 }
             }
         };
+        LIVE_CONFINERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Confiner {
             bounds,
             run_cgroup,
@@ -367,7 +376,10 @@ impl Drop for Confiner {
     /// side without PID namespace or cgroup, an orphan that left its
     /// program's session could not be told apart at its scenario's end).
     fn drop(&mut self) {
-        kill_orphans(|_, _| true);
+        // The last one: no scenario of another confiner of this process runs.
+        if LIVE_CONFINERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            kill_orphans(|_, _| true);
+        }
         if let Some(run) = self.run_cgroup.take() {
             let _ = run.kill_and_remove();
         }
@@ -375,7 +387,8 @@ impl Drop for Confiner {
 }
 
 /// A run's cgroup whose run is gone (SIGKILLed): what is in it is killed and
-/// it is removed. Only dirs of our name form whose pid is not a live shmconf.
+/// it is removed. Only dirs of our name form (`shmconf-PID-N`) whose process
+/// is gone.
 fn sweep_stale_run_cgroups(parent: &Hierarchy) {
     let Some(first) = parent.dirs().first().map(|d| d.to_path_buf()) else {
         return;
@@ -383,14 +396,16 @@ fn sweep_stale_run_cgroups(parent: &Hierarchy) {
     let Ok(entries) = std::fs::read_dir(&first) else { return };
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(RUN_CGROUP_PREFIX).and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) = name
+            .strip_prefix(RUN_CGROUP_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
             continue;
         };
-        let alive = std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
-            exe.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("shmconf"))
-        });
-        if !alive {
+        // Any live process with that pid may be the run (or a test binary
+        // that embeds the harness): only a gone one's cgroup is stale.
+        if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = parent.join(&name).kill_and_remove();
         }
     }
