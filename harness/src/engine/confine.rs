@@ -15,8 +15,8 @@
 //!   dir the one writable place.
 //! * **Credentials** ([`shmconf::sysv::process::confine`]): no capability
 //!   (no scenario needs one: a uid switch is done by the harness before the
-//!   exec), no_new_privs, no user namespace (seccomp), a session of its own
-//!   without the terminal. Where there is no PID namespace, the harness is a
+//!   exec), no_new_privs, no user namespace (seccomp), no controlling
+//!   terminal. Where there is no PID namespace, the harness is a
 //!   child subreaper and kills the orphans that come back ([`Orphans`]).
 
 use std::collections::BTreeSet;
@@ -365,7 +365,7 @@ impl Confiner {
             bounds: self.bounds,
             cgroup,
             mount_ns: None,
-            sessions: BTreeSet::new(),
+            groups: BTreeSet::new(),
         })
     }
 }
@@ -374,7 +374,7 @@ impl Drop for Confiner {
     /// At the run's end: what is left in its cgroup, and every orphan that
     /// came back to the harness as subreaper (where scenarios ran side by
     /// side without PID namespace or cgroup, an orphan that left its
-    /// program's session could not be told apart at its scenario's end).
+    /// program's process group could not be told apart at its scenario's end).
     fn drop(&mut self) {
         // The last one: no scenario of another confiner of this process runs.
         if LIVE_CONFINERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
@@ -416,8 +416,9 @@ fn sweep_stale_run_cgroups(parent: &Hierarchy) {
 pub enum Orphans {
     /// None comes back: the scenario's PID namespace has an init of its own.
     NoneComeBack,
-    /// Those in the sessions of its programs (scenarios run side by side).
-    OfItsSessions,
+    /// Those still in the process groups of its programs (scenarios run
+    /// side by side; one that left its group is killed at the run's end).
+    OfItsGroups,
     /// Every one (the scenario is the only one running).
     All,
 }
@@ -428,9 +429,9 @@ pub struct ScenarioConfinement {
     cgroup: Option<Hierarchy>,
     /// The mount namespace its programs enter (that of its PID namespace's init).
     mount_ns: Option<File>,
-    /// Sessions (= leader pids) of its programs, to find their orphans where
-    /// there is neither a PID namespace nor a cgroup.
-    sessions: BTreeSet<i32>,
+    /// Process groups (= leader pids) of its programs, to find their orphans
+    /// where there is neither a PID namespace nor a cgroup.
+    groups: BTreeSet<i32>,
 }
 
 impl ScenarioConfinement {
@@ -495,9 +496,10 @@ impl ScenarioConfinement {
         Ok(())
     }
 
-    /// Note a program started (its session is its pid: every program leads one).
+    /// Note a program started (its process group is its pid: every program
+    /// leads one).
     pub fn spawned(&mut self, pid: i32) {
-        self.sessions.insert(pid);
+        self.groups.insert(pid);
     }
 
     /// Kill what the scenario's programs left: every member of its cgroup,
@@ -506,10 +508,10 @@ impl ScenarioConfinement {
     /// cgroup is removed. Returns what was done, for the log.
     pub fn finish(&mut self, orphans: Orphans) -> Vec<Result<String, String>> {
         let mut log = vec![];
-        let sessions = &self.sessions;
+        let groups = &self.groups;
         let killed = match orphans {
             Orphans::NoneComeBack => 0,
-            Orphans::OfItsSessions => kill_orphans(|sid, pgid| sessions.contains(&sid) || sessions.contains(&pgid)),
+            Orphans::OfItsGroups => kill_orphans(|_, pgid| groups.contains(&pgid)),
             Orphans::All => kill_orphans(|_, _| true),
         };
         if killed > 0 {
@@ -568,9 +570,10 @@ pub fn become_subreaper() {
 }
 
 /// Orphans that came back to the subreaper (children of the harness in
-/// another session than the harness's: no program the harness started
-/// itself, see `procs::orphan_children`) that `belongs` says are the
-/// scenario's: SIGKILLed and reaped. Returns how many were alive.
+/// another process group than the harness's: no program the harness started
+/// itself, see `procs::orphan_children`) that `belongs` (given their session
+/// and group) says are the scenario's: SIGKILLed and reaped. Returns how
+/// many were alive.
 fn kill_orphans(belongs: impl Fn(i32, i32) -> bool) -> usize {
     let mut killed = 0;
     for (pid, sid, pgid) in super::procs::orphan_children() {

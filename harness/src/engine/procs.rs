@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -156,10 +157,10 @@ impl Proc {
         pid_ns: Option<&mut PidNamespace>,
         traced: bool,
     ) -> std::io::Result<Proc> {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // A session of its own: its own process group (killed as one), and
-        // no controlling terminal, so the user's terminal is out of reach.
-        shmconf::sysv::process::new_session(&mut cmd);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
         // Inside a scenario's PID namespace whose init is already running,
         // the init's own parent-death signal covers every process: when the
         // init dies, the kernel kills the whole namespace.
@@ -567,13 +568,15 @@ impl PidNamespace {
 }
 
 /// Children of this process that it did not start as a [`Proc`] and that
-/// are in another session than its own: orphans of programs under test that
-/// came back to it as subreaper (a program started with a plain `Command`
-/// stays in the harness's session). As (pid, session id, process group id).
+/// are in another process group than its own: orphans of programs under
+/// test that came back to it as subreaper (every program leads a group of
+/// its own, which its descendants keep unless they leave it; a program
+/// started with a plain `Command` stays in the harness's group). As (pid,
+/// session id, process group id).
 pub fn orphan_children() -> Vec<(i32, i32, i32)> {
     // No spawn between reading the children and the live groups.
     let _no_spawn = SPAWNING.write().unwrap_or_else(|p| p.into_inner());
-    let own_session = nix::unistd::getsid(None).map_or(-1, Pid::as_raw);
+    let own_group = nix::unistd::getpgrp().as_raw();
     let leaders = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut found = vec![];
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -590,7 +593,7 @@ pub fn orphan_children() -> Vec<(i32, i32, i32)> {
             let Some((sid, pgid)) = session_and_group(pid) else {
                 continue;
             };
-            if sid != own_session {
+            if pgid != own_group {
                 found.push((pid, sid, pgid));
             }
         }

@@ -7,7 +7,7 @@
 //! The programs are confined (see `engine::confine`): the init makes the
 //! scenario's mount namespace (a /proc of the PID namespace, everything
 //! read-only but the scenario's dir), which every program enters, without
-//! capabilities, in a session of its own, in the scenario's cgroup.
+//! capabilities, without the controlling terminal, in the scenario's cgroup.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -163,7 +163,7 @@ impl World for LocalWorld {
                 init.kill_group();
                 Orphans::NoneComeBack
             }
-            None => Orphans::OfItsSessions,
+            None => Orphans::OfItsGroups,
         };
         self.namespaces.clear();
         self.confinement.finish(orphans)
