@@ -194,7 +194,10 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
                     pid_init: crate::impls::pid_init_command(),
                 })
             } else {
-                Box::new(SharedNamespace { capabilities })
+                Box::new(SharedNamespace {
+                    capabilities,
+                    pid_init: crate::impls::pid_init_command(),
+                })
             }
         }
     };

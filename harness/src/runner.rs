@@ -369,7 +369,10 @@ mod tests {
                 pid_init: None,
             })
         } else {
-            Box::new(crate::engine::backend::shared::SharedNamespace { capabilities })
+            Box::new(crate::engine::backend::shared::SharedNamespace {
+                capabilities,
+                pid_init: None,
+            })
         };
         let runner = Runner {
             implementation: Implementation::from_commands("t", &["true"], &["true"], &["true"]),

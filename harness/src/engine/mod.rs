@@ -965,12 +965,18 @@ impl State<'_> {
                     proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at)),
                     WaitOutcome::Done(())
                 ),
+                // Only the scenario's own segment counts (in a shared
+                // namespace another program may hold the key, attached).
                 Barrier::Attached(key) => key.is_some_and(|k| {
-                    self.world
+                    let world = &mut *self.world;
+                    world
                         .oracle()
                         .unwrap_or(self.oracle)
                         .table(&self.known)
-                        .map(|rows| rows.iter().any(|row| row.raw_key == k && row.nattch >= 1))
+                        .map(|rows| {
+                            rows.iter()
+                                .any(|row| row.raw_key == k && row.nattch >= 1 && world.is_own(row))
+                        })
                         .unwrap_or(false)
                 }),
                 Barrier::ReadingStdin => proc.is_reading_stdin(),
@@ -1064,22 +1070,44 @@ impl State<'_> {
                 return false;
             }
         };
+        let (rows, foreign) = self.own_rows(table);
         let mut content_keys = Vec::new();
         let expects = check.map(|c| c.expect.as_slice()).unwrap_or_default();
         for (exp, k) in expects.iter().zip(resolved_keys) {
             let Some(k) = k else { continue };
+            // Another program's segment under a key the check names (the
+            // namespace is shared): whatever the scenario's programs did
+            // under that key, they met that segment, so the check proves
+            // nothing either way; it is not judged, and not touched.
+            if k != 0 {
+                if let Some(theirs) = foreign.iter().find(|row| row.raw_key == k) {
+                    r.rec(
+                        n,
+                        EventKind::Skipped {
+                            reason: format!(
+                                "another program's segment (id {}, creator pid {}) holds key {} in the shared namespace: the check of {} cannot be judged here",
+                                theirs.shmid,
+                                theirs.cpid.map_or("unknown".into(), |p| p.to_string()),
+                                theirs.key,
+                                exp.key
+                            ),
+                        },
+                    );
+                    return false;
+                }
+            }
             if exp.content.is_some() || exp.prefix.is_some() {
                 content_keys.push(k);
             }
+            // Only an id of the scenario's own segment is claimed by name.
             if let Some(name) = &exp.save_id {
-                if let Some(row) = table.iter().find(|row| row.raw_key == k) {
+                if let Some(row) = rows.iter().find(|row| row.raw_key == k) {
                     self.saved_ids.insert(name.clone(), row.shmid);
                     self.world.claims_id(row.shmid);
                     self.known.ids.insert(row.shmid);
                 }
             }
         }
-        let (rows, foreign) = self.own_rows(table);
         let mut contents = BTreeMap::new();
         for row in &rows {
             if check.is_none() || content_keys.contains(&row.raw_key) {

@@ -155,7 +155,7 @@ pub fn write_sysctl(sysctl: IpcSysctl, value: &str) -> Result<(), String> {
 /// Put this thread's future children in a new PID namespace whose init is
 /// `shmconf pid-init` (a reaper). Where PID namespaces cannot be made, process
 /// groups alone contain the scenario's processes.
-fn start_pid_init(init: Option<&[String]>) -> Result<Option<(Proc, PidNamespace)>, String> {
+pub(super) fn start_pid_init(init: Option<&[String]>) -> Result<Option<(Proc, PidNamespace)>, String> {
     let Some(init) = init else { return Ok(None) };
     let Ok(mut ns) = PidNamespace::new() else {
         return Ok(None);
