@@ -101,6 +101,29 @@ struct Deadline {
     at: Instant,
     limit: Duration,
     which: &'static str,
+    /// `procs::suspended()` when it was set: time the harness spends stopped
+    /// after that moves it later (see `procs::extended`).
+    suspended: Duration,
+}
+
+impl Deadline {
+    fn new(at: Instant, limit: Duration, which: &'static str) -> Deadline {
+        Deadline {
+            at,
+            limit,
+            which,
+            suspended: procs::suspended(),
+        }
+    }
+
+    /// When it ends, as of now.
+    fn at(&self) -> Instant {
+        procs::extended(self.at, self.suspended)
+    }
+
+    fn expired(&self) -> bool {
+        procs::expired(self.at, self.suspended)
+    }
 }
 
 /// What a caught panic said.
@@ -202,11 +225,7 @@ impl Engine<'_> {
             }
         };
         let scenario_limit = run.scenario.timeout.unwrap_or(self.limits.scenario);
-        let mut scenario_deadline = Deadline {
-            at: r.start + scenario_limit,
-            limit: scenario_limit,
-            which: "scenario",
-        };
+        let mut scenario_deadline = Deadline::new(r.start + scenario_limit, scenario_limit, "scenario");
         if let Some(hard) = run.hard_deadline {
             if hard < scenario_deadline.at {
                 scenario_deadline.at = hard;
@@ -228,7 +247,7 @@ impl Engine<'_> {
                 r.rec(n, interrupted_event());
                 break;
             }
-            if Instant::now() >= scenario_deadline.at {
+            if scenario_deadline.expired() {
                 r.rec(
                     n,
                     EventKind::Timeout {
@@ -254,12 +273,8 @@ impl Engine<'_> {
             }
             let step_limit = step.timeout.unwrap_or(self.limits.step);
             let step_deadline = Instant::now() + step_limit;
-            let deadline = if step_deadline <= scenario_deadline.at {
-                Deadline {
-                    at: step_deadline,
-                    limit: step_limit,
-                    which: "step",
-                }
+            let deadline = if step_deadline <= scenario_deadline.at() {
+                Deadline::new(step_deadline, step_limit, "step")
             } else {
                 scenario_deadline
             };
@@ -428,7 +443,7 @@ impl State<'_> {
                 );
                 ok
             }
-            Action::CollideFiles { a, b } => match collide_files(self.dir, a, b, deadline.at) {
+            Action::CollideFiles { a, b } => match collide_files(self.dir, a, b, deadline.at()) {
                 Ok((detail, ids)) => {
                     for id in ids {
                         self.world.claims_file(id);
@@ -573,7 +588,7 @@ impl State<'_> {
                         r.rec(n, interrupted_event());
                         return false;
                     }
-                    if Instant::now() >= deadline.at {
+                    if deadline.expired() {
                         let what =
                             format!("Shmem to fall {at_least_kib} KiB below mark {since:?} (it fell {freed} KiB)");
                         r.rec(n, timeout_event("kernel", what, deadline, Default::default()));
@@ -839,7 +854,7 @@ impl State<'_> {
                     let Some(tracee) = self.tracees.get_mut(run) else {
                         return self.gone(step, run, r);
                     };
-                    let result = tracee.step(deadline.at).cloned();
+                    let result = tracee.step(deadline.at()).cloned();
                     let returned = tracee.last_result();
                     // A failed shmat attached nothing.
                     let after = match (&call, returned) {
@@ -962,7 +977,7 @@ impl State<'_> {
         loop {
             let reached = match barrier {
                 Barrier::Stdout(text) => matches!(
-                    proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at)),
+                    proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at())),
                     WaitOutcome::Done(())
                 ),
                 // Only the scenario's own segment counts (in a shared
@@ -1026,7 +1041,7 @@ impl State<'_> {
                 }
                 return false;
             }
-            if Instant::now() >= deadline.at {
+            if deadline.expired() {
                 let out = proc.output();
                 proc.kill_group();
                 r.rec(n, timeout_event(name, waiting_for, deadline, out));
@@ -1209,7 +1224,7 @@ impl State<'_> {
 
 /// Wait for a process's exit and record it (or the timeout).
 fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, what: &str, r: &mut Recorder) -> bool {
-    match proc.wait_exit(deadline.at) {
+    match proc.wait_exit(deadline.at()) {
         WaitOutcome::Done((ending, stray)) => {
             let ending = world.ending(ending);
             let (stdout, stderr) = proc.output();
