@@ -1011,6 +1011,21 @@ impl State<'_> {
                 return false;
             }
             if let Some(ending) = proc.ending() {
+                // What it printed before it ended may still be in the pipe:
+                // read to the end, then look once more.
+                if let Barrier::Stdout(text) = barrier {
+                    proc.drain_output(Duration::from_millis(500));
+                    if matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(())) {
+                        r.rec(
+                            n,
+                            EventKind::OutputSeen {
+                                proc: name.into(),
+                                text: waiting_for,
+                            },
+                        );
+                        return true;
+                    }
+                }
                 if matches!(barrier, Barrier::ReadingStdin) {
                     // An exploration's writer that ended early (e.g. no key
                     // file): its exit is collected, and judged, at its input.

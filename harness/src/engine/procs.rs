@@ -86,18 +86,28 @@ pub fn extended(deadline: Instant, mark: Duration) -> Instant {
 /// Ticks of the watcher so far (0: no watcher).
 static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Has `deadline` (moved by stops since `mark`) passed? Asked when it seems
-/// to have: right after a SIGCONT every thread runs again, and the one
-/// asking may run before the watcher has counted the stop, so let it tick
-/// once first (at most ~60 ms, only when a deadline seems to have passed).
+/// When the watcher last ticked, in µs after its start (see `WATCH_START`).
+static LAST_TICK_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static WATCH_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Has `deadline` (moved by stops since `mark`) passed? Right after a
+/// SIGCONT every thread runs again, and the one asking may run before the
+/// watcher has counted the stop: when the watcher has not ticked for longer
+/// than a stop gap, let it catch up first.
 pub fn expired(deadline: Instant, mark: Duration) -> bool {
     if Instant::now() < extended(deadline, mark) {
         return false;
     }
     let ticks = TICKS.load(Ordering::SeqCst);
-    if ticks > 0 {
-        let limit = Instant::now() + 3 * TICK;
-        while TICKS.load(Ordering::SeqCst) == ticks && Instant::now() < limit {
+    let behind = WATCH_START.get().is_some_and(|start| {
+        let last = *start + Duration::from_micros(LAST_TICK_US.load(Ordering::SeqCst));
+        Instant::now().saturating_duration_since(last) > STOP_GAP
+    });
+    if ticks > 0 && behind {
+        let limit = Instant::now() + SIGCONT_GRACE + 4 * TICK;
+        // Two ticks: the first may end an iteration that began before the
+        // stop; the second began after it, and has counted it.
+        while TICKS.load(Ordering::SeqCst) < ticks + 2 && Instant::now() < limit {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -108,6 +118,7 @@ pub fn expired(deadline: Instant, mark: Duration) -> bool {
 /// stop when a SIGCONT came with it.
 const TICK: Duration = Duration::from_millis(20);
 const STOP_GAP: Duration = Duration::from_millis(100);
+const SIGCONT_GRACE: Duration = Duration::from_millis(250);
 
 /// Count the time the harness spends stopped: a thread ticks every 20 ms;
 /// a gap of more than 100 ms between its ticks that a SIGCONT ends is a
@@ -116,6 +127,7 @@ const STOP_GAP: Duration = Duration::from_millis(100);
 pub fn watch_for_suspension() -> std::io::Result<()> {
     let continued = Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGCONT, Arc::clone(&continued))?;
+    let start = *WATCH_START.get_or_init(Instant::now);
     std::thread::Builder::new().name("suspension".into()).spawn(move || {
         let mut last = Instant::now();
         loop {
@@ -124,8 +136,8 @@ pub fn watch_for_suspension() -> std::io::Result<()> {
             let gap = now - last;
             if gap > STOP_GAP {
                 // The SIGCONT that ended the stop may be handled a moment
-                // after this thread runs again.
-                let wait_until = now + TICK;
+                // after this thread runs again (longer on a busy machine).
+                let wait_until = now + SIGCONT_GRACE;
                 while !continued.load(Ordering::SeqCst) && Instant::now() < wait_until {
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -133,10 +145,17 @@ pub fn watch_for_suspension() -> std::io::Result<()> {
                     let stopped = gap.saturating_sub(TICK);
                     SUSPENDED_US.fetch_add(stopped.as_micros() as u64, Ordering::SeqCst);
                 }
+                last = Instant::now();
             } else {
                 continued.store(false, Ordering::SeqCst);
+                // From the same reading the gap was measured by: a stop
+                // right after it falls into the next gap, never between.
+                last = now;
             }
-            last = Instant::now();
+            LAST_TICK_US.store(
+                last.saturating_duration_since(start).as_micros() as u64,
+                Ordering::SeqCst,
+            );
             TICKS.fetch_add(1, Ordering::SeqCst);
         }
     })?;
@@ -505,6 +524,16 @@ impl Proc {
             };
             pid != self.pid && self.is_live_member(pid)
         })
+    }
+
+    /// Wait (at most `limit`) until both output pipes are at their end:
+    /// after the process's end is seen, what it printed before may still be
+    /// in the pipes (its pump threads had not run, e.g. right after the
+    /// harness was continued from a stop).
+    pub fn drain_output(&self, limit: Duration) {
+        let _ = self.wait_until(Instant::now() + limit, false, |st| {
+            (st.stdout.eof && st.stderr.eof).then_some(())
+        });
     }
 
     /// Has the (untraced) leader ended, asked of the kernel now? Leaves the
