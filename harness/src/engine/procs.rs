@@ -971,3 +971,64 @@ pub fn stdin_relay(argv: &[std::ffi::OsString]) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Proc {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        Proc::spawn("t", cmd, None).unwrap()
+    }
+
+    #[test]
+    fn input_beyond_the_pipe_never_blocks_the_writer_and_arrives_whole_in_order() {
+        let mut p = sh("sleep 0.3; tee /dev/stderr | wc -c");
+        let mut data = vec![b'a'; 300_000];
+        data.extend_from_slice(b"END");
+        let start = Instant::now();
+        p.write_stdin(&data, false).unwrap();
+        p.write_stdin(b"+more", true).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "the writes returned at once"
+        );
+        let WaitOutcome::Done((ending, _)) = p.wait_exit(Instant::now() + Duration::from_secs(10)) else {
+            panic!("no exit");
+        };
+        assert_eq!(ending, Ending::Exited { code: 0 });
+        let (stdout, stderr) = p.output();
+        assert_eq!(String::from_utf8_lossy(&stdout.bytes).trim(), "300008");
+        let mut expected = data;
+        expected.extend_from_slice(b"+more");
+        assert!(stderr.bytes == expected, "the input arrived changed or out of order");
+    }
+
+    #[test]
+    fn a_program_that_never_reads_beyond_the_pipe_times_out_at_its_deadline() {
+        let mut p = sh("exec sleep 100");
+        let start = Instant::now();
+        p.write_stdin(&vec![0u8; 1 << 20], true).unwrap();
+        let limit = Duration::from_millis(300);
+        assert!(matches!(p.wait_exit(start + limit), WaitOutcome::TimedOut));
+        assert!(start.elapsed() < limit + Duration::from_millis(500));
+        p.kill_group();
+    }
+
+    #[test]
+    fn input_to_a_program_that_ended_fails_with_a_broken_pipe() {
+        let mut p = sh("exit 3");
+        let _ = p.wait_exit(Instant::now() + Duration::from_secs(10));
+        let e = p.write_stdin(&vec![0u8; 1 << 20], false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_deadline_moves_by_the_time_stopped_since_its_mark_only() {
+        let now = Instant::now();
+        let mark = suspended();
+        assert_eq!(extended(now, mark), now);
+        assert_eq!(extended(now, mark + Duration::from_secs(1)), now, "never earlier");
+    }
+}

@@ -549,3 +549,101 @@ impl World for SharedWorld {
         done
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(shmid: i32, cpid: i32) -> SegRow {
+        SegRow {
+            key: "0x00000000".into(),
+            shmid,
+            mode: "0600".into(),
+            size: 1,
+            nattch: 0,
+            cpid: Some(cpid),
+            lpid: None,
+            uid: None,
+            raw_key: 0,
+            raw_mode: 0o600,
+        }
+    }
+
+    #[test]
+    fn ending_every_process_of_the_pid_namespace_is_refused_outside_one_of_its_own() {
+        // The test's parent is visible: kill(-1) here would reach the machine.
+        let e = end_other_processes_of_this_pid_namespace().unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+    }
+
+    #[test]
+    fn a_segment_there_before_the_scenario_is_never_its_own_and_decisions_stay() {
+        let mut o = Ownership {
+            baseline: [7].into(),
+            ..Ownership::default()
+        };
+        o.pid(100);
+        assert_eq!(o.decided(&row(7, 100)), Some(false), "in the baseline, whoever made it");
+        assert_eq!(o.decided(&row(8, 100)), None);
+        o.record(&row(8, 100), true);
+        assert_eq!(o.decided(&row(8, 0)), Some(true), "own stays own (its creator gone)");
+        o.record(&row(9, 55), false);
+        assert_eq!(o.decided(&row(9, 55)), Some(false));
+        assert_eq!(
+            o.decided(&row(9, 56)),
+            None,
+            "a reused id of another creator is judged afresh"
+        );
+    }
+
+    #[test]
+    fn a_live_descendant_of_a_started_process_is_the_scenarios_and_a_stranger_is_not() {
+        use std::io::BufRead;
+        // sh (started by the scenario) -> sh (a subshell) -> sleep, which
+        // reports its pid: a grandchild, in the started process's group.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "(sleep 5 & echo $!; wait)"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let grandchild: i32 = line.trim().parse().unwrap();
+        let mut o = Ownership::default();
+        assert_eq!(
+            o.descends_from_scenario(grandchild),
+            Some(false),
+            "not started by the scenario"
+        );
+        o.pid(child.id() as i32);
+        assert_eq!(o.descends_from_scenario(grandchild), Some(true));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(grandchild),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
+        // Gone: nothing to tell by (with a PID namespace, the kernel tells).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while parent_and_group(grandchild).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(o.descends_from_scenario(grandchild), None);
+    }
+
+    #[test]
+    fn a_second_holder_of_the_shared_lock_waits_and_gives_up_at_its_deadline() {
+        let inode = 0xdead_0000 + u64::from(std::process::id());
+        let first = SharedLock::acquire(inode, Instant::now()).unwrap();
+        let start = Instant::now();
+        let second = SharedLock::acquire(inode, Instant::now() + Duration::from_millis(100));
+        assert!(matches!(second, Err(SetUpError::Unavailable(_))));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        drop(first);
+        assert!(
+            SharedLock::acquire(inode, Instant::now()).is_ok(),
+            "released with its holder"
+        );
+    }
+}
