@@ -215,6 +215,12 @@ impl Engine<'_> {
         };
         let (tmp, dir, mut world, mount) = match self.prepare(run, &mut r) {
             Ok(ready) => ready,
+            // A signal to the harness while the world was being set up (a
+            // wait for the shared namespace's lock): not judged.
+            Err(SetUpError::Broken(_)) if procs::interrupted() => {
+                r.rec(None, interrupted_event());
+                return r.log;
+            }
             Err(SetUpError::Broken(message)) => {
                 r.rec(None, EventKind::Broken { message });
                 return r.log;

@@ -44,6 +44,9 @@ pub struct SharedNamespace {
 /// shared namespace to end (longer than any scenario's default limit).
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 
+/// A wait for the lock has run out in this run.
+static LOCK_GIVEN_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Backend for SharedNamespace {
     fn name(&self) -> &'static str {
         "shared"
@@ -97,7 +100,18 @@ impl Backend for SharedNamespace {
             .and_then(|ns| ns.inode())
             .unwrap_or(0);
         log.namespace(crate::scenario::MAIN_NS, inode);
-        let lock = SharedLock::acquire(inode, Instant::now() + LOCK_WAIT)?;
+        // Once a wait has run out (a holder that does not let go), later
+        // scenarios of this run do not each wait that long again.
+        let wait = if LOCK_GIVEN_UP.load(std::sync::atomic::Ordering::SeqCst) {
+            Duration::from_secs(1)
+        } else {
+            LOCK_WAIT
+        };
+        let lock = SharedLock::acquire(inode, Instant::now() + wait).inspect_err(|e| {
+            if matches!(e, SetUpError::Unavailable(_)) {
+                LOCK_GIVEN_UP.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        })?;
         let ownership = Ownership::take_baseline()?;
         // The scenario's key files must not collide with a segment already
         // there: then "its" key would name another program's segment.
@@ -190,8 +204,7 @@ impl SharedLock {
             }
             if Instant::now() >= deadline {
                 return Err(SetUpError::Unavailable(format!(
-                    "another process has held the shared IPC namespace (@{name}) for {} s: its scenarios and this one would meet under the same keys",
-                    LOCK_WAIT.as_secs()
+                    "another process holds the shared IPC namespace (@{name}) and did not let go: its scenarios and this one would meet under the same keys"
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
