@@ -1063,6 +1063,20 @@ impl State<'_> {
                 return false;
             }
             if deadline.expired() {
+                // Output read only now (its pump had not run) was printed in
+                // time: looked at once more before a timeout is judged.
+                if let Barrier::Stdout(text) = barrier {
+                    if matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(())) {
+                        r.rec(
+                            n,
+                            EventKind::OutputSeen {
+                                proc: name.into(),
+                                text: waiting_for,
+                            },
+                        );
+                        return true;
+                    }
+                }
                 let out = proc.output();
                 proc.kill_group();
                 r.rec(n, timeout_event(name, waiting_for, deadline, out));

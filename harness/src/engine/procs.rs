@@ -147,7 +147,10 @@ pub fn watch_for_suspension() -> std::io::Result<()> {
                 }
                 last = Instant::now();
             } else {
-                continued.store(false, Ordering::SeqCst);
+                // (The flag is not cleared here: a stop could fall between
+                // this thread's reading of the clock and the clearing, and
+                // its SIGCONT be lost. A SIGCONT without a stop is rare, and
+                // at worst lets one later long gap count.)
                 // From the same reading the gap was measured by: a stop
                 // right after it falls into the next gap, never between.
                 last = now;
