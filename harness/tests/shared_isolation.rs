@@ -162,6 +162,15 @@ fn a_foreign_segment_made_before_the_run_under_a_key_a_scenario_uses_is_neither_
     .expect("needs a private IPC namespace");
 }
 
+/// Is a process whose command line contains `needle` running?
+fn running(needle: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle)))
+}
+
 #[test]
 fn a_foreign_segment_made_during_the_run_is_neither_judged_nor_removed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -206,9 +215,10 @@ fn a_foreign_segment_made_during_the_run_is_neither_judged_nor_removed() {
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            // Once the scenario runs (its dir exists), the other program makes its segment.
+            // Once the scenario's first step runs (set-up done), the other
+            // program makes its segment.
             let deadline = Instant::now() + Duration::from_secs(20);
-            while leftovers(tmp.path()).is_empty() && Instant::now() < deadline {
+            while !running(&ready.display().to_string()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let theirs = foreign_segment(0x7e57, "theirs");
