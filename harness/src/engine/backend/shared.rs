@@ -118,11 +118,10 @@ impl Backend for SharedNamespace {
         for f in &scenario.files {
             let Ok(id) = dir.identity(f) else { continue };
             if let Some(row) = row_with_file_key(id)? {
-                return Err(format!(
-                    "the shared namespace already holds a segment with the key of {f} ({}): cannot run without a namespace of its own",
-                    row.key
-                )
-                .into());
+                return Err(SetUpError::Unavailable(format!(
+                    "the shared namespace already holds another program's segment with the key of {f} ({}, id {}): it needs a namespace of its own",
+                    row.key, row.shmid
+                )));
             }
         }
         // Likewise a raw key the scenario checks: its programs would meet
