@@ -198,7 +198,11 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
                     confiner,
                 })
             } else {
-                Box::new(SharedNamespace { capabilities, confiner })
+                Box::new(SharedNamespace {
+                    capabilities,
+                    pid_init: crate::impls::pid_init_command(),
+                    confiner,
+                })
             }
         }
     };

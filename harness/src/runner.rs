@@ -372,6 +372,7 @@ mod tests {
         } else {
             Box::new(crate::engine::backend::shared::SharedNamespace {
                 capabilities,
+                pid_init: None,
                 confiner: crate::engine::confine::Confiner::new(Default::default()),
             })
         };

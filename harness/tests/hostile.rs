@@ -163,6 +163,8 @@ struct SignalAt {
     /// Or once any process working in the case's root (shmconf's own
     /// children too, e.g. an engine it probes) has this in its command line.
     when_in_root: Option<String>,
+    /// Then SIGCONT this many ms after the signal (after SIGSTOP: Ctrl-Z, then `fg`).
+    continue_after_ms: Option<u64>,
 }
 
 /// Is there a file named `name` in a scenario dir under `tmp` (tmp/shmconf-runs/RUN/DIR/name)?
@@ -338,6 +340,7 @@ fn run_case(case: &Case) -> Result<(), Failed> {
             })
         };
         let mut signalled = case.signal.is_none();
+        let mut continue_at: Option<Instant> = None;
         let mut peak_kib = 0;
         let status = loop {
             if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
@@ -356,7 +359,18 @@ fn run_case(case: &Case) -> Result<(), Failed> {
                     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
                         .map_err(|e| e.to_string())?;
                     signalled = true;
+                    continue_at = sig
+                        .continue_after_ms
+                        .map(|ms| Instant::now() + Duration::from_millis(ms));
                 }
+            }
+            if continue_at.is_some_and(|at| Instant::now() >= at) {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGCONT,
+                )
+                .map_err(|e| e.to_string())?;
+                continue_at = None;
             }
             if start.elapsed() > limit {
                 let _ = child.kill();

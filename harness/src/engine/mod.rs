@@ -105,6 +105,29 @@ struct Deadline {
     at: Instant,
     limit: Duration,
     which: &'static str,
+    /// `procs::suspended()` when it was set: time the harness spends stopped
+    /// after that moves it later (see `procs::extended`).
+    suspended: Duration,
+}
+
+impl Deadline {
+    fn new(at: Instant, limit: Duration, which: &'static str) -> Deadline {
+        Deadline {
+            at,
+            limit,
+            which,
+            suspended: procs::suspended(),
+        }
+    }
+
+    /// When it ends, as of now.
+    fn at(&self) -> Instant {
+        procs::extended(self.at, self.suspended)
+    }
+
+    fn expired(&self) -> bool {
+        procs::expired(self.at, self.suspended)
+    }
 }
 
 /// What a caught panic said.
@@ -196,6 +219,12 @@ impl Engine<'_> {
         };
         let (tmp, dir, mut world, mount) = match self.prepare(run, &mut r) {
             Ok(ready) => ready,
+            // A signal to the harness while the world was being set up (a
+            // wait for the shared namespace's lock): not judged.
+            Err(SetUpError::Broken(_)) if procs::interrupted() => {
+                r.rec(None, interrupted_event());
+                return r.log;
+            }
             Err(SetUpError::Broken(message)) => {
                 r.rec(None, EventKind::Broken { message });
                 return r.log;
@@ -206,11 +235,7 @@ impl Engine<'_> {
             }
         };
         let scenario_limit = run.scenario.timeout.unwrap_or(self.limits.scenario);
-        let mut scenario_deadline = Deadline {
-            at: r.start + scenario_limit,
-            limit: scenario_limit,
-            which: "scenario",
-        };
+        let mut scenario_deadline = Deadline::new(r.start + scenario_limit, scenario_limit, "scenario");
         if let Some(hard) = run.hard_deadline {
             if hard < scenario_deadline.at {
                 scenario_deadline.at = hard;
@@ -232,7 +257,7 @@ impl Engine<'_> {
                 r.rec(n, interrupted_event());
                 break;
             }
-            if Instant::now() >= scenario_deadline.at {
+            if scenario_deadline.expired() {
                 r.rec(
                     n,
                     EventKind::Timeout {
@@ -258,12 +283,8 @@ impl Engine<'_> {
             }
             let step_limit = step.timeout.unwrap_or(self.limits.step);
             let step_deadline = Instant::now() + step_limit;
-            let deadline = if step_deadline <= scenario_deadline.at {
-                Deadline {
-                    at: step_deadline,
-                    limit: step_limit,
-                    which: "step",
-                }
+            let deadline = if step_deadline <= scenario_deadline.at() {
+                Deadline::new(step_deadline, step_limit, "step")
             } else {
                 scenario_deadline
             };
@@ -432,7 +453,7 @@ impl State<'_> {
                 );
                 ok
             }
-            Action::CollideFiles { a, b } => match collide_files(self.dir, a, b, deadline.at) {
+            Action::CollideFiles { a, b } => match collide_files(self.dir, a, b, deadline.at()) {
                 Ok((detail, ids)) => {
                     for id in ids {
                         self.world.claims_file(id);
@@ -577,7 +598,7 @@ impl State<'_> {
                         r.rec(n, interrupted_event());
                         return false;
                     }
-                    if Instant::now() >= deadline.at {
+                    if deadline.expired() {
                         let what =
                             format!("Shmem to fall {at_least_kib} KiB below mark {since:?} (it fell {freed} KiB)");
                         r.rec(n, timeout_event("kernel", what, deadline, Default::default()));
@@ -843,7 +864,7 @@ impl State<'_> {
                     let Some(tracee) = self.tracees.get_mut(run) else {
                         return self.gone(step, run, r);
                     };
-                    let result = tracee.step(deadline.at).cloned();
+                    let result = tracee.step(deadline.at()).cloned();
                     let returned = tracee.last_result();
                     // A failed shmat attached nothing.
                     let after = match (&call, returned) {
@@ -966,15 +987,21 @@ impl State<'_> {
         loop {
             let reached = match barrier {
                 Barrier::Stdout(text) => matches!(
-                    proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at)),
+                    proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at())),
                     WaitOutcome::Done(())
                 ),
+                // Only the scenario's own segment counts (in a shared
+                // namespace another program may hold the key, attached).
                 Barrier::Attached(key) => key.is_some_and(|k| {
-                    self.world
+                    let world = &mut *self.world;
+                    world
                         .oracle()
                         .unwrap_or(self.oracle)
                         .table(&self.known)
-                        .map(|rows| rows.iter().any(|row| row.raw_key == k && row.nattch >= 1))
+                        .map(|rows| {
+                            rows.iter()
+                                .any(|row| row.raw_key == k && row.nattch >= 1 && world.is_own(row))
+                        })
                         .unwrap_or(false)
                 }),
                 Barrier::ReadingStdin => proc.is_reading_stdin(),
@@ -994,6 +1021,21 @@ impl State<'_> {
                 return false;
             }
             if let Some(ending) = proc.ending() {
+                // What it printed before it ended may still be in the pipe:
+                // read to the end, then look once more.
+                if let Barrier::Stdout(text) = barrier {
+                    proc.drain_output(Duration::from_millis(500));
+                    if matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(())) {
+                        r.rec(
+                            n,
+                            EventKind::OutputSeen {
+                                proc: name.into(),
+                                text: waiting_for,
+                            },
+                        );
+                        return true;
+                    }
+                }
                 if matches!(barrier, Barrier::ReadingStdin) {
                     // An exploration's writer that ended early (e.g. no key
                     // file): its exit is collected, and judged, at its input.
@@ -1024,7 +1066,21 @@ impl State<'_> {
                 }
                 return false;
             }
-            if Instant::now() >= deadline.at {
+            if deadline.expired() {
+                // Output read only now (its pump had not run) was printed in
+                // time: looked at once more before a timeout is judged.
+                if let Barrier::Stdout(text) = barrier {
+                    if matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(())) {
+                        r.rec(
+                            n,
+                            EventKind::OutputSeen {
+                                proc: name.into(),
+                                text: waiting_for,
+                            },
+                        );
+                        return true;
+                    }
+                }
                 let out = proc.output();
                 proc.kill_group();
                 r.rec(n, timeout_event(name, waiting_for, deadline, out));
@@ -1068,22 +1124,44 @@ impl State<'_> {
                 return false;
             }
         };
+        let (rows, foreign) = self.own_rows(table);
         let mut content_keys = Vec::new();
         let expects = check.map(|c| c.expect.as_slice()).unwrap_or_default();
         for (exp, k) in expects.iter().zip(resolved_keys) {
             let Some(k) = k else { continue };
+            // Another program's segment under a key the check names (the
+            // namespace is shared): whatever the scenario's programs did
+            // under that key, they met that segment, so the check proves
+            // nothing either way; it is not judged, and not touched.
+            if k != 0 {
+                if let Some(theirs) = foreign.iter().find(|row| row.raw_key == k) {
+                    r.rec(
+                        n,
+                        EventKind::Skipped {
+                            reason: format!(
+                                "another program's segment (id {}, creator pid {}) holds key {} in the shared namespace: the check of {} cannot be judged here",
+                                theirs.shmid,
+                                theirs.cpid.map_or("unknown".into(), |p| p.to_string()),
+                                theirs.key,
+                                exp.key
+                            ),
+                        },
+                    );
+                    return false;
+                }
+            }
             if exp.content.is_some() || exp.prefix.is_some() {
                 content_keys.push(k);
             }
+            // Only an id of the scenario's own segment is claimed by name.
             if let Some(name) = &exp.save_id {
-                if let Some(row) = table.iter().find(|row| row.raw_key == k) {
+                if let Some(row) = rows.iter().find(|row| row.raw_key == k) {
                     self.saved_ids.insert(name.clone(), row.shmid);
                     self.world.claims_id(row.shmid);
                     self.known.ids.insert(row.shmid);
                 }
             }
         }
-        let (rows, foreign) = self.own_rows(table);
         let mut contents = BTreeMap::new();
         for row in &rows {
             if check.is_none() || content_keys.contains(&row.raw_key) {
@@ -1185,7 +1263,7 @@ impl State<'_> {
 
 /// Wait for a process's exit and record it (or the timeout).
 fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, what: &str, r: &mut Recorder) -> bool {
-    match proc.wait_exit(deadline.at) {
+    match proc.wait_exit(deadline.at()) {
         WaitOutcome::Done((ending, stray)) => {
             let ending = world.ending(ending);
             let (stdout, stderr) = proc.output();

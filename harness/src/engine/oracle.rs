@@ -501,6 +501,17 @@ pub enum KernelView {
     Content { id: i32, max: usize },
     /// ftok(FILE, PROJ) here, in decimal (FILE: a plain name in the working dir).
     Ftok { file: String, proj: i32 },
+    /// Each segment's id and creator pid as this process's PID namespace
+    /// sees them (shmctl, which translates the creator into the caller's
+    /// namespace: 0 where it was created by a process outside it, dead or
+    /// alive), as JSON pairs. The shared isolation runs it in a scenario's PID
+    /// namespace to tell the scenario's segments from other programs'.
+    Creators {
+        /// First kill every other process of this PID namespace but its
+        /// init (refused outside a PID namespace of its own).
+        #[arg(long)]
+        end_others: bool,
+    },
 }
 
 impl KernelView {
@@ -524,6 +535,14 @@ impl KernelView {
                 serde_json::to_vec(&table).map_err(|e| e.to_string())
             }
             KernelView::Content { id, max } => Procfs.content(id, max.min(64 << 20)),
+            KernelView::Creators { end_others } => {
+                if end_others {
+                    crate::engine::backend::shared::end_other_processes_of_this_pid_namespace()?;
+                }
+                let (rows, _) = Syscalls::enumerate()?;
+                let pairs: Vec<(i32, i32)> = rows.iter().map(|r| (r.shmid, r.cpid.unwrap_or(0))).collect();
+                serde_json::to_vec(&pairs).map_err(|e| e.to_string())
+            }
             KernelView::Ftok { file, proj } => {
                 if file.is_empty() || file.contains('/') || file == "." || file == ".." {
                     return Err(format!("ftok: {file:?} is not a plain file name"));

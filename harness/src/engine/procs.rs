@@ -65,9 +65,112 @@ pub fn interruption() -> String {
     interrupting_signal().map_or("interrupted".into(), |s| format!("interrupted by {}", s.as_str()))
 }
 
+/// Time the harness spent stopped (Ctrl-Z, SIGSTOP) until a SIGCONT, in µs.
+static SUSPENDED_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long the harness has been stopped so far, as far as it noticed (see
+/// [`watch_for_suspension`]; zero where nothing watches).
+pub fn suspended() -> Duration {
+    Duration::from_micros(SUSPENDED_US.load(Ordering::SeqCst))
+}
+
+/// `deadline` moved later by the time the harness was stopped since `mark`
+/// (an earlier [`suspended`]): its programs are in process groups of their
+/// own, which a Ctrl-Z of the harness does not stop, so time the harness
+/// did not run is time nobody judged them by; a deadline that ran out
+/// while the harness was stopped is not one the programs missed.
+pub fn extended(deadline: Instant, mark: Duration) -> Instant {
+    deadline + suspended().saturating_sub(mark)
+}
+
+/// Ticks of the watcher so far (0: no watcher).
+static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// When the watcher last ticked, in µs after its start (see `WATCH_START`).
+static LAST_TICK_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static WATCH_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Has `deadline` (moved by stops since `mark`) passed? Right after a
+/// SIGCONT every thread runs again, and the one asking may run before the
+/// watcher has counted the stop: when the watcher has not ticked for longer
+/// than a stop gap, let it catch up first.
+pub fn expired(deadline: Instant, mark: Duration) -> bool {
+    if Instant::now() < extended(deadline, mark) {
+        return false;
+    }
+    let ticks = TICKS.load(Ordering::SeqCst);
+    let behind = WATCH_START.get().is_some_and(|start| {
+        let last = *start + Duration::from_micros(LAST_TICK_US.load(Ordering::SeqCst));
+        Instant::now().saturating_duration_since(last) > STOP_GAP
+    });
+    if ticks > 0 && behind {
+        let limit = Instant::now() + SIGCONT_GRACE + 4 * TICK;
+        // Two ticks: the first may end an iteration that began before the
+        // stop; the second began after it, and has counted it.
+        while TICKS.load(Ordering::SeqCst) < ticks + 2 && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Instant::now() >= extended(deadline, mark)
+}
+
+/// How often the watcher looks at the clock, and the gap that counts as a
+/// stop when a SIGCONT came with it.
+const TICK: Duration = Duration::from_millis(20);
+const STOP_GAP: Duration = Duration::from_millis(100);
+const SIGCONT_GRACE: Duration = Duration::from_millis(250);
+
+/// Count the time the harness spends stopped: a thread ticks every 20 ms;
+/// a gap of more than 100 ms between its ticks that a SIGCONT ends is a
+/// stop, added to [`suspended`]. (A gap without SIGCONT is load, which
+/// moves no deadline.)
+pub fn watch_for_suspension() -> std::io::Result<()> {
+    let continued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGCONT, Arc::clone(&continued))?;
+    let start = *WATCH_START.get_or_init(Instant::now);
+    std::thread::Builder::new().name("suspension".into()).spawn(move || {
+        let mut last = Instant::now();
+        loop {
+            std::thread::sleep(TICK);
+            let now = Instant::now();
+            let gap = now - last;
+            if gap > STOP_GAP {
+                // The SIGCONT that ended the stop may be handled a moment
+                // after this thread runs again (longer on a busy machine).
+                let wait_until = now + SIGCONT_GRACE;
+                while !continued.load(Ordering::SeqCst) && Instant::now() < wait_until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if continued.swap(false, Ordering::SeqCst) {
+                    let stopped = gap.saturating_sub(TICK);
+                    SUSPENDED_US.fetch_add(stopped.as_micros() as u64, Ordering::SeqCst);
+                }
+                last = Instant::now();
+            } else {
+                // (The flag is not cleared here: a stop could fall between
+                // this thread's reading of the clock and the clearing, and
+                // its SIGCONT be lost. A SIGCONT without a stop is rare, and
+                // at worst lets one later long gap count.)
+                // From the same reading the gap was measured by: a stop
+                // right after it falls into the next gap, never between.
+                last = now;
+            }
+            LAST_TICK_US.store(
+                last.saturating_duration_since(start).as_micros() as u64,
+                Ordering::SeqCst,
+            );
+            TICKS.fetch_add(1, Ordering::SeqCst);
+        }
+    })?;
+    Ok(())
+}
+
 /// Install the handler for SIGINT, SIGTERM and SIGHUP: each cleans up like
-/// Ctrl-C always did (processes killed, namespaces and temp dirs gone).
+/// Ctrl-C always did (processes killed, namespaces and temp dirs gone). And
+/// from then on, time the harness spends stopped moves every deadline
+/// ([`watch_for_suspension`]).
 pub fn handle_termination_signals() -> std::io::Result<()> {
+    watch_for_suspension()?;
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
@@ -115,6 +218,8 @@ pub struct Proc {
     pub name: String,
     pub pid: i32,
     stdin: Option<ChildStdin>,
+    /// Input the pipe could not take at once, being written by a thread.
+    feeder: Option<Feeder>,
     shared: Arc<Shared>,
     /// The group may still have members and the leader is not reaped yet.
     group_live: bool,
@@ -258,6 +363,7 @@ impl Proc {
             name: name.to_string(),
             pid,
             stdin,
+            feeder: None,
             shared,
             group_live: true,
             traced,
@@ -278,31 +384,16 @@ impl Proc {
         shmconf::sysv::process::pipe_unread(fd)
     }
 
-    /// Write to stdin, optionally closing it. A write to a process that has
-    /// closed its stdin or exited fails with EPIPE.
-    pub fn write_stdin(&mut self, data: &[u8], close: bool) -> std::io::Result<()> {
-        let result = match self.stdin.as_mut() {
-            Some(stdin) => stdin.write_all(data).and_then(|()| stdin.flush()),
-            None if data.is_empty() => Ok(()),
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "stdin already closed",
-            )),
-        };
-        if close {
-            self.stdin = None;
-        }
-        result
-    }
-
     fn wait_until<T>(
         &self,
         deadline: Instant,
         interruptible: bool,
         mut pred: impl FnMut(&State) -> Option<T>,
     ) -> WaitOutcome<T> {
+        let mark = suspended();
         let mut st = lock(&self.shared);
         loop {
+            let deadline = extended(deadline, mark);
             // First: a signal to the harness kills every group, so an end
             // seen after it is the harness's doing, not the program's.
             if interruptible && interrupted() {
@@ -313,7 +404,16 @@ impl Proc {
             }
             let now = Instant::now();
             if now >= deadline {
-                return WaitOutcome::TimedOut;
+                drop(st);
+                let passed = expired(deadline, suspended());
+                st = lock(&self.shared);
+                if passed {
+                    return match pred(&st) {
+                        Some(v) => WaitOutcome::Done(v),
+                        None => WaitOutcome::TimedOut,
+                    };
+                }
+                continue;
             }
             // Wake at least every 50 ms to notice a signal.
             let slice = (deadline - now).min(Duration::from_millis(50));
@@ -337,7 +437,16 @@ impl Proc {
     pub fn wait_exit(&mut self, deadline: Instant) -> WaitOutcome<(Ending, bool)> {
         let ending = match self.wait_until(deadline, true, |st| st.ending.clone()) {
             WaitOutcome::Done(e) => e,
-            WaitOutcome::TimedOut => return WaitOutcome::TimedOut,
+            // Reaped before judged: a leader that has ended (its waiter
+            // thread not yet run, e.g. after the harness was stopped) did
+            // not time out.
+            WaitOutcome::TimedOut => match self.ended_now() {
+                Some(e) => {
+                    self.record_ending(e.clone());
+                    e
+                }
+                None => return WaitOutcome::TimedOut,
+            },
             WaitOutcome::Interrupted => return WaitOutcome::Interrupted,
         };
         // Signal 0 to the group: does anything of it outlive the leader?
@@ -417,6 +526,34 @@ impl Proc {
         })
     }
 
+    /// Wait (at most `limit`) until both output pipes are at their end:
+    /// after the process's end is seen, what it printed before may still be
+    /// in the pipes (its pump threads had not run, e.g. right after the
+    /// harness was continued from a stop).
+    pub fn drain_output(&self, limit: Duration) {
+        let _ = self.wait_until(Instant::now() + limit, false, |st| {
+            (st.stdout.eof && st.stderr.eof).then_some(())
+        });
+    }
+
+    /// Has the (untraced) leader ended, asked of the kernel now? Leaves the
+    /// zombie for `kill_group`, as the waiter thread does.
+    fn ended_now(&self) -> Option<Ending> {
+        if self.traced || !self.group_live {
+            return self.ending();
+        }
+        match waitid(
+            Id::Pid(Pid::from_raw(self.pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
+        ) {
+            Ok(WaitStatus::Exited(_, code)) => Some(Ending::Exited { code }),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(Ending::Signaled {
+                signal: sig.as_str().into(),
+            }),
+            _ => self.ending(),
+        }
+    }
+
     pub fn has_exited(&self) -> bool {
         lock(&self.shared).ending.is_some()
     }
@@ -463,6 +600,9 @@ impl Proc {
         }
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
         self.stdin = None;
+        if let Some(feeder) = self.feeder.take() {
+            feeder.stop();
+        }
         if self.traced {
             self.reap_traced();
             return;
@@ -515,6 +655,191 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill_group();
+    }
+}
+
+/// Feeding stdin never blocks the scenario: a program that does not read
+/// its input must not stop the clock of the step that waits for it (a
+/// blocking write of more than the pipe holds would wait forever, past every
+/// deadline). What the pipe takes at once is written at once (an exploration
+/// relies on its pieces being in the pipe when the write returns); the rest
+/// goes to a thread that writes it as the program reads, in order, and
+/// stops when the process is killed.
+impl Proc {
+    /// Write to stdin, optionally closing it (EOF once all is written). A
+    /// write to a process that has closed its stdin or exited fails with
+    /// EPIPE (now, or, for input still queued, at the next write).
+    pub fn write_stdin(&mut self, data: &[u8], close: bool) -> std::io::Result<()> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return if data.is_empty() {
+                Ok(())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "stdin already closed",
+                ))
+            };
+        };
+        if let Some(feeder) = &self.feeder {
+            let queued = feeder.queue(data, close);
+            if close {
+                self.stdin = None;
+            }
+            return queued;
+        }
+        let written = match write_what_fits(stdin, data) {
+            Ok(n) => n,
+            Err(e) => {
+                if close {
+                    self.stdin = None;
+                }
+                return Err(e);
+            }
+        };
+        if written < data.len() {
+            let fd = std::os::fd::AsFd::as_fd(stdin).try_clone_to_owned()?;
+            self.feeder = Some(Feeder::start(std::fs::File::from(fd), data[written..].to_vec(), close));
+        }
+        if close {
+            // The feeder's copy of the pipe keeps it open until the rest is written.
+            self.stdin = None;
+        }
+        Ok(())
+    }
+}
+
+/// Write as much of `data` as the pipe takes now (the pipe is non-blocking).
+fn write_what_fits(stdin: &mut ChildStdin, data: &[u8]) -> std::io::Result<usize> {
+    set_nonblocking(std::os::fd::AsFd::as_fd(stdin))?;
+    let mut done = 0;
+    while done < data.len() {
+        match stdin.write(&data[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+fn set_nonblocking(fd: std::os::fd::BorrowedFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct FeedQueue {
+    data: std::collections::VecDeque<u8>,
+    close: bool,
+    /// Why writing stopped (EPIPE: the program closed its input or ended).
+    error: Option<std::io::Error>,
+    /// The thread is gone (all written and closed, an error, or stopped).
+    done: bool,
+}
+
+struct FeedShared {
+    queue: Mutex<FeedQueue>,
+    more: Condvar,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// The thread writing what a process's stdin pipe could not take at once.
+struct Feeder {
+    shared: Arc<FeedShared>,
+}
+
+impl Feeder {
+    fn start(pipe: std::fs::File, data: Vec<u8>, close: bool) -> Feeder {
+        let shared = Arc::new(FeedShared {
+            queue: Mutex::new(FeedQueue {
+                data: data.into(),
+                close,
+                ..FeedQueue::default()
+            }),
+            more: Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let for_thread = Arc::clone(&shared);
+        std::thread::spawn(move || Feeder::run(&for_thread, pipe));
+        Feeder { shared }
+    }
+
+    fn run(shared: &FeedShared, mut pipe: std::fs::File) {
+        let mut chunk = Vec::with_capacity(64 << 10);
+        loop {
+            {
+                let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+                while chunk.is_empty() && q.data.is_empty() && !q.close {
+                    if shared.stop.load(Ordering::SeqCst) {
+                        q.done = true;
+                        return;
+                    }
+                    q = shared
+                        .more
+                        .wait_timeout(q, Duration::from_millis(50))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                if chunk.is_empty() {
+                    if q.data.is_empty() {
+                        // All written and closing: dropping the pipe is the EOF.
+                        q.done = true;
+                        return;
+                    }
+                    let n = q.data.len().min(64 << 10);
+                    chunk.extend(q.data.drain(..n));
+                }
+            }
+            if shared.stop.load(Ordering::SeqCst) {
+                shared.queue.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+                return;
+            }
+            match pipe.write(&chunk) {
+                Ok(n) => {
+                    chunk.drain(..n);
+                }
+                // The pipe is full: the program is not reading (yet).
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+                    q.error = Some(e);
+                    q.done = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queue more input behind what is pending; an earlier write's failure
+    /// is this one's.
+    fn queue(&self, data: &[u8], close: bool) -> std::io::Result<()> {
+        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = q.error.take() {
+            return Err(e);
+        }
+        if q.done {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "stdin already closed",
+            ));
+        }
+        q.data.extend(data);
+        q.close |= close;
+        drop(q);
+        self.shared.more.notify_all();
+        Ok(())
+    }
+
+    fn stop(self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.more.notify_all();
     }
 }
 
@@ -688,5 +1013,66 @@ pub fn stdin_relay(argv: &[std::ffi::OsString]) -> i32 {
             eprintln!("shmconf stdin-relay: {e}");
             125
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Proc {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        Proc::spawn("t", cmd, None).unwrap()
+    }
+
+    #[test]
+    fn input_beyond_the_pipe_never_blocks_the_writer_and_arrives_whole_in_order() {
+        let mut p = sh("sleep 0.3; tee /dev/stderr | wc -c");
+        let mut data = vec![b'a'; 300_000];
+        data.extend_from_slice(b"END");
+        let start = Instant::now();
+        p.write_stdin(&data, false).unwrap();
+        p.write_stdin(b"+more", true).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "the writes returned at once"
+        );
+        let WaitOutcome::Done((ending, _)) = p.wait_exit(Instant::now() + Duration::from_secs(10)) else {
+            panic!("no exit");
+        };
+        assert_eq!(ending, Ending::Exited { code: 0 });
+        let (stdout, stderr) = p.output();
+        assert_eq!(String::from_utf8_lossy(&stdout.bytes).trim(), "300008");
+        let mut expected = data;
+        expected.extend_from_slice(b"+more");
+        assert!(stderr.bytes == expected, "the input arrived changed or out of order");
+    }
+
+    #[test]
+    fn a_program_that_never_reads_beyond_the_pipe_times_out_at_its_deadline() {
+        let mut p = sh("exec sleep 100");
+        let start = Instant::now();
+        p.write_stdin(&vec![0u8; 1 << 20], true).unwrap();
+        let limit = Duration::from_millis(300);
+        assert!(matches!(p.wait_exit(start + limit), WaitOutcome::TimedOut));
+        assert!(start.elapsed() < limit + Duration::from_millis(500));
+        p.kill_group();
+    }
+
+    #[test]
+    fn input_to_a_program_that_ended_fails_with_a_broken_pipe() {
+        let mut p = sh("exit 3");
+        let _ = p.wait_exit(Instant::now() + Duration::from_secs(10));
+        let e = p.write_stdin(&vec![0u8; 1 << 20], false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_deadline_moves_by_the_time_stopped_since_its_mark_only() {
+        let now = Instant::now();
+        let mark = suspended();
+        assert_eq!(extended(now, mark), now);
+        assert_eq!(extended(now, mark + Duration::from_secs(1)), now, "never earlier");
     }
 }

@@ -815,7 +815,7 @@ impl World for ContainerWorld {
             // Only the host's namespace has other programs' segments; the
             // thread reads it while in a `local` or `host` namespace.
             Some((_, o)) if self.host_names.contains(&self.current) && !self.oracles.contains_key(&self.current) => {
-                o.is_own(row)
+                o.is_own_by_key(row)
             }
             _ => true,
         }
@@ -890,7 +890,7 @@ impl World for ContainerWorld {
         }
         self.oracles.clear();
         if let Some((_lock, mut o)) = self.host.take() {
-            done.extend(o.remove_own());
+            done.extend(o.remove_own_by_key());
         }
         done
     }

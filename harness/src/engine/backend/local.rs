@@ -207,7 +207,10 @@ pub fn confined_command(
 /// be made, process groups (and the harness as subreaper) contain the
 /// scenario's processes. Returns the init, its namespace, and whether it has
 /// the mount namespace.
-fn start_pid_init(init: Option<&[String]>, dir: &ScenarioDir) -> Result<Option<(Proc, PidNamespace, bool)>, String> {
+pub(super) fn start_pid_init(
+    init: Option<&[String]>,
+    dir: &ScenarioDir,
+) -> Result<Option<(Proc, PidNamespace, bool)>, String> {
     let Some(init) = init else { return Ok(None) };
     let Ok(mut ns) = PidNamespace::new() else {
         return Ok(None);

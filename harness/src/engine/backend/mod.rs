@@ -170,9 +170,10 @@ pub trait World {
     /// Note a process the scenario started (its pid as the oracle shows cpid).
     fn spawned(&mut self, _pid: i32) {}
 
-    /// Note a key the scenario resolved, a segment id it saved, a key file it
-    /// made: each marks segments as the scenario's own where the namespace
-    /// is shared with other programs.
+    /// Note a key the scenario resolved, a segment id it saved (from one of
+    /// its own segments), a key file it made. The shared isolation decides
+    /// by provenance and takes only ids; the containers' `host` mode, whose
+    /// creators run in containers, also takes keys and key files.
     fn claims_key(&mut self, _key: i32) {}
     fn claims_id(&mut self, _shmid: i32) {}
     fn claims_file(&mut self, _file: FileIdentity) {}

@@ -3,25 +3,50 @@
 //! namespace, among whatever other programs keep there.
 //!
 //! The harness then judges and removes only what is provably the
-//! scenario's own ([`Ownership`]): segments created by a process it started,
-//! under a key it resolved or of a key file it made, or whose id it saved.
-//! Anything else, before or during the scenario, is another program's: it is
-//! neither judged nor touched.
+//! scenario's own ([`Ownership`]), by provenance, never by key: a segment
+//! made by a process of the scenario or one of its descendants, or whose id
+//! the scenario saved from its own segment. Where a PID namespace can be
+//! made (root choosing `--isolation shared`), the scenario's processes run
+//! in one, and the kernel itself says which segments they made: `shmctl`
+//! translates a segment's creator into the caller's PID namespace, 0 for a
+//! process outside it, even after the creator is gone (a helper a program
+//! ran through `sh -c` and that exited at once). Without one, a creator is
+//! the scenario's when it is a process the scenario started or a live
+//! descendant of one (its parent chain, or its process group); a segment
+//! whose creator is gone and was never seen is not provably the scenario's
+//! and is left alone. Anything else, made before or during the scenario, is
+//! another program's: neither judged nor touched.
+//!
+//! Two shmconf runs in one shared namespace take turns per scenario
+//! ([`SharedLock`]): otherwise one's segment under a raw key would be found
+//! by the other's programs (which then meet it, not one of their own).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use shmconf::{Key, Segment};
 
 use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
-use crate::events::SegRow;
+use crate::engine::procs::{PidNamespace, Proc, WaitOutcome};
+use crate::events::{Ending, SegRow};
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
 
 pub struct SharedNamespace {
     pub capabilities: Capabilities,
+    /// `shmconf pid-init`, whose binary also answers `kernel-view creators`;
+    /// none: no PID namespace (provenance by process ancestry alone).
+    pub pid_init: Option<Vec<String>>,
     pub confiner: crate::engine::confine::Confiner,
 }
+
+/// How long a scenario waits for another shmconf run's scenario in the same
+/// shared namespace to end (longer than any scenario's default limit).
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// A wait for the lock has run out in this run.
+static LOCK_GIVEN_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Backend for SharedNamespace {
     fn name(&self) -> &'static str {
@@ -76,36 +101,148 @@ impl Backend for SharedNamespace {
             .and_then(|ns| ns.inode())
             .unwrap_or(0);
         log.namespace(crate::scenario::MAIN_NS, inode);
+        // Once a wait has run out (a holder that does not let go), later
+        // scenarios of this run do not each wait that long again.
+        let wait = if LOCK_GIVEN_UP.load(std::sync::atomic::Ordering::SeqCst) {
+            Duration::from_secs(1)
+        } else {
+            LOCK_WAIT
+        };
+        let lock = SharedLock::acquire(inode, Instant::now() + wait).inspect_err(|e| {
+            if matches!(e, SetUpError::Unavailable(_)) {
+                LOCK_GIVEN_UP.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        })?;
         let ownership = Ownership::take_baseline()?;
-        // No PID namespace here: what a program leaves behind comes back
-        // to the harness, which kills it at the scenario's end.
-        crate::engine::confine::become_subreaper();
-        let confinement = self.confiner.scenario()?;
+        let mut confinement = self.confiner.scenario()?;
         // The scenario's key files must not collide with a segment already
         // there: then "its" key would name another program's segment.
         for f in &scenario.files {
             let Ok(id) = dir.identity(f) else { continue };
-            if let Some(row) = ownership.row_with_file_key(id)? {
-                return Err(format!(
-                    "the shared namespace already holds a segment with the key of {f} ({}): cannot run without a namespace of its own",
-                    row.key
-                )
-                .into());
+            if let Some(row) = row_with_file_key(id)? {
+                return Err(SetUpError::Unavailable(format!(
+                    "the shared namespace already holds another program's segment with the key of {f} ({}, id {}): it needs a namespace of its own",
+                    row.key, row.shmid
+                )));
             }
         }
-        Ok(Box::new(SharedWorld { ownership, confinement }))
+        // Likewise a raw key the scenario checks: its programs would meet
+        // (and write into) the other program's segment under it.
+        let table = whole_table()?;
+        for key in raw_keys(scenario) {
+            if let Some(row) = table.iter().find(|r| r.raw_key == key) {
+                return Err(SetUpError::Unavailable(format!(
+                    "the shared namespace already holds another program's segment under key {} (id {}), which the scenario uses: it needs a namespace of its own",
+                    row.key, row.shmid
+                )));
+            }
+        }
+        let pids = match &self.pid_init {
+            Some(init) => match super::local::start_pid_init(Some(init), dir)? {
+                Some((init_proc, ns, mount_ns)) => {
+                    if mount_ns {
+                        confinement.set_mount_namespace(init_proc.pid)?;
+                    }
+                    Some(ScenarioPids {
+                        init: init_proc,
+                        ns,
+                        harness: init[0].clone(),
+                        creators: BTreeMap::new(),
+                        closed: false,
+                    })
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if pids.is_none() {
+            // No PID namespace: what a program leaves behind comes back to
+            // the harness, which kills it at the scenario's end.
+            crate::engine::confine::become_subreaper();
+        }
+        Ok(Box::new(SharedWorld {
+            ownership,
+            confinement,
+            pids,
+            _lock: lock,
+        }))
     }
 }
 
-/// Which segments of a shared namespace are a scenario's own.
+/// The raw keys (not IPC_PRIVATE) the scenario's checks and barriers name.
+fn raw_keys(scenario: &Scenario) -> BTreeSet<i32> {
+    use crate::scenario::{Action, Body, KeySpec, WaitFor};
+    let Body::Steps(steps) = &scenario.body else {
+        return BTreeSet::new();
+    };
+    let mut keys = BTreeSet::new();
+    for step in steps {
+        match &step.action {
+            Action::Segments(check) => keys.extend(check.expect.iter().filter_map(|e| match e.key {
+                KeySpec::Raw(k) if k != 0 => Some(k),
+                _ => None,
+            })),
+            Action::Wait {
+                until: WaitFor::Attached(KeySpec::Raw(k)),
+                ..
+            } if *k != 0 => {
+                keys.insert(*k);
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// One shmconf scenario at a time in a shared IPC namespace, across every
+/// shmconf process: an abstract socket named after the namespace, which the
+/// kernel releases when its holder exits however it ends (no file to leave
+/// behind, nothing to sweep).
+pub struct SharedLock {
+    _socket: std::os::unix::net::UnixListener,
+}
+
+impl SharedLock {
+    pub fn acquire(ipc_ns_inode: u64, deadline: Instant) -> Result<SharedLock, SetUpError> {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("shmconf-shared-ipc-{ipc_ns_inode}");
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .map_err(|e| format!("cannot name the shared namespace's lock: {e}"))?;
+        loop {
+            match std::os::unix::net::UnixListener::bind_addr(&addr) {
+                Ok(socket) => return Ok(SharedLock { _socket: socket }),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(e) => return Err(format!("cannot take the shared namespace's lock (@{name}): {e}").into()),
+            }
+            if crate::engine::procs::interrupted() {
+                return Err(crate::engine::procs::interruption().into());
+            }
+            if Instant::now() >= deadline {
+                return Err(SetUpError::Unavailable(format!(
+                    "another process holds the shared IPC namespace (@{name}) and did not let go: its scenarios and this one would meet under the same keys"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Which segments of a shared namespace are a scenario's own, as decided so
+/// far: a decision stays (a segment judged own stays own after IPC_RMID
+/// resets its key or its creator is gone).
 #[derive(Debug, Default)]
 pub struct Ownership {
     baseline: BTreeSet<i32>,
+    /// Processes the scenario started (each leads a process group).
     pids: BTreeSet<i32>,
+    own: BTreeSet<i32>,
+    /// Judged another program's, with the creator seen then (an id the
+    /// kernel reuses for a segment of another creator is judged afresh).
+    foreign: BTreeSet<(i32, i32)>,
+    /// Keys the scenario resolved, and low 24 bits of keys of its key files
+    /// (every proj id): only for [`Ownership::is_own_by_key`].
     keys: BTreeSet<i32>,
-    /// Low 24 bits of keys made from the scenario's key files (every proj id).
     file_keys: BTreeSet<u32>,
-    ids: BTreeSet<i32>,
 }
 
 /// The shared namespace's whole table, through the oracle this machine
@@ -123,6 +260,13 @@ fn whole_table() -> Result<Vec<SegRow>, String> {
     }
 }
 
+fn row_with_file_key(id: FileIdentity) -> Result<Option<SegRow>, String> {
+    let low = shmconf::sysv::ftok_formula(id.dev, id.ino, 0).as_u32() & 0xff_ffff;
+    Ok(whole_table()?
+        .into_iter()
+        .find(|r| r.raw_key != Key::PRIVATE.raw() && r.raw_key as u32 & 0xff_ffff == low))
+}
+
 impl Ownership {
     pub fn take_baseline() -> Result<Ownership, String> {
         Ok(Ownership {
@@ -131,53 +275,102 @@ impl Ownership {
         })
     }
 
-    fn row_with_file_key(&self, id: FileIdentity) -> Result<Option<SegRow>, String> {
-        let low = shmconf::sysv::ftok_formula(id.dev, id.ino, 0).as_u32() & 0xff_ffff;
-        Ok(whole_table()?
-            .into_iter()
-            .find(|r| r.raw_key != Key::PRIVATE.raw() && r.raw_key as u32 & 0xff_ffff == low))
-    }
-
     pub fn pid(&mut self, pid: i32) {
         self.pids.insert(pid);
     }
+
+    /// A segment id the scenario took from one of its own segments.
+    pub fn id(&mut self, shmid: i32) {
+        self.own.insert(shmid);
+    }
+
     pub fn key(&mut self, key: i32) {
         if key != 0 {
             self.keys.insert(key);
         }
     }
-    pub fn id(&mut self, shmid: i32) {
-        self.ids.insert(shmid);
-    }
+
     pub fn file(&mut self, id: FileIdentity) {
         self.file_keys
             .insert(shmconf::sysv::ftok_formula(id.dev, id.ino, 0).as_u32() & 0xff_ffff);
     }
 
-    pub fn is_own(&mut self, row: &SegRow) -> bool {
-        if self.baseline.contains(&row.shmid) {
-            return false;
+    /// The containers backend's `host` mode, whose creators run inside
+    /// containers (their pids are not ones the harness started, and it has
+    /// no view of their descendants): a segment made by a process it
+    /// started, under a key it resolved or of one of its key files, or whose
+    /// id it saved. Weaker than provenance, hence serialised by that
+    /// backend against its own scenarios.
+    pub fn is_own_by_key(&mut self, row: &SegRow) -> bool {
+        if let Some(decided) = self.decided(row) {
+            return decided;
         }
         let key = row.raw_key;
-        let own = self.ids.contains(&row.shmid)
-            || row.cpid.is_some_and(|p| self.pids.contains(&p))
+        let own = row.cpid.is_some_and(|p| self.pids.contains(&p))
             || (key != 0 && (self.keys.contains(&key) || self.file_keys.contains(&(key as u32 & 0xff_ffff))));
         if own {
-            self.ids.insert(row.shmid);
+            self.own.insert(row.shmid);
         }
         own
     }
 
-    /// IPC_RMID every segment that is the scenario's own; what was removed.
-    /// Remove every segment of the scenario's own: Ok what was removed,
-    /// Err what could not be (a leak, which the scenario reports).
-    pub fn remove_own(&mut self) -> Vec<Result<String, String>> {
-        let table = match whole_table() {
-            Ok(t) => t,
-            Err(e) => return vec![Err(format!("cannot read the segment table to clean up: {e}"))],
-        };
+    /// Remove every segment of the scenario's own (by [`Ownership::is_own_by_key`]).
+    pub fn remove_own_by_key(&mut self) -> Vec<Result<String, String>> {
+        match whole_table() {
+            Ok(table) => {
+                let own: Vec<SegRow> = table.into_iter().filter(|r| self.is_own_by_key(r)).collect();
+                Ownership::remove(&own)
+            }
+            Err(e) => vec![Err(format!("cannot read the segment table to clean up: {e}"))],
+        }
+    }
+
+    /// What is already decided about `row`: there before the scenario, or judged.
+    fn decided(&self, row: &SegRow) -> Option<bool> {
+        if self.baseline.contains(&row.shmid) {
+            return Some(false);
+        }
+        if self.own.contains(&row.shmid) {
+            return Some(true);
+        }
+        let creator = row.cpid.unwrap_or(0);
+        self.foreign.contains(&(row.shmid, creator)).then_some(false)
+    }
+
+    fn record(&mut self, row: &SegRow, own: bool) {
+        if own {
+            self.own.insert(row.shmid);
+        } else {
+            self.foreign.insert((row.shmid, row.cpid.unwrap_or(0)));
+        }
+    }
+
+    /// Is live process `pid` one the scenario started or a descendant of
+    /// one (by its parent chain, or by the process group it inherited)?
+    /// None where /proc has no such process (gone, or never ours to see).
+    fn descends_from_scenario(&self, pid: i32) -> Option<bool> {
+        let (_, pgrp) = parent_and_group(pid)?;
+        if self.pids.contains(&pgrp) {
+            return Some(true);
+        }
+        let mut at = pid;
+        for _ in 0..4096 {
+            if self.pids.contains(&at) {
+                return Some(true);
+            }
+            match parent_and_group(at) {
+                Some((parent, _)) if parent > 1 => at = parent,
+                _ => return Some(false),
+            }
+        }
+        Some(false)
+    }
+
+    /// IPC_RMID `rows` (the scenario's own): Ok what was removed, Err what
+    /// could not be (a leak, which the scenario reports).
+    fn remove(rows: &[SegRow]) -> Vec<Result<String, String>> {
         let mut done = Vec::new();
-        for r in table.iter().filter(|r| self.is_own(r)) {
+        for r in rows {
             let seg = Segment::from_id(r.shmid);
             let result = match seg.remove() {
                 Ok(()) => Ok(()),
@@ -202,9 +395,123 @@ impl Ownership {
     }
 }
 
+/// Parent pid and process group of a live (not zombie) process.
+fn parent_and_group(pid: i32) -> Option<(i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" of the command: state ppid pgrp ...
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?;
+    let parent = f.next()?.parse().ok()?;
+    let group = f.next()?.parse().ok()?;
+    (state != "Z").then_some((parent, group))
+}
+
+/// The scenario's PID namespace, asked which segments its processes made.
+struct ScenarioPids {
+    init: Proc,
+    ns: PidNamespace,
+    /// The shmconf binary, which serves `kernel-view creators`.
+    harness: String,
+    /// The last answer: shmid -> creator as seen inside (0: made outside).
+    creators: BTreeMap<i32, i32>,
+    /// Its init is gone: nothing can be started in it any more.
+    closed: bool,
+}
+
+/// Longest a `kernel-view creators` inside the namespace may take.
+const CREATORS_LIMIT: Duration = Duration::from_secs(10);
+
+impl ScenarioPids {
+    /// Did a process of the namespace make segment `shmid`? None: the
+    /// namespace cannot say (the segment is newer than its last answer and
+    /// the namespace is gone, or asking failed).
+    fn made_inside(&mut self, shmid: i32) -> Option<bool> {
+        if !self.creators.contains_key(&shmid) && !self.closed {
+            if let Ok(creators) = self.ask(false) {
+                self.creators = creators;
+            }
+        }
+        self.creators.get(&shmid).map(|&creator| creator != 0)
+    }
+
+    /// Run `shmconf kernel-view creators` in the namespace; with
+    /// `end_others`, it first kills every other process there but the init,
+    /// so no segment can be made after its answer.
+    fn ask(&mut self, end_others: bool) -> Result<BTreeMap<i32, i32>, String> {
+        let mut cmd = Command::new(&self.harness);
+        cmd.args(["kernel-view", "creators"]);
+        if end_others {
+            cmd.arg("--end-others");
+        }
+        let mut helper = Proc::spawn("kernel-view creators", cmd, Some(&mut self.ns))
+            .map_err(|e| format!("cannot start shmconf kernel-view in the scenario's PID namespace: {e}"))?;
+        let ending = match helper.wait_exit(Instant::now() + CREATORS_LIMIT) {
+            WaitOutcome::Done((ending, _)) => ending,
+            WaitOutcome::TimedOut => {
+                return Err(format!(
+                    "shmconf kernel-view creators took longer than {} s",
+                    CREATORS_LIMIT.as_secs()
+                ))
+            }
+            WaitOutcome::Interrupted => return Err(crate::engine::procs::interruption()),
+        };
+        let (stdout, stderr) = helper.output();
+        if ending != (Ending::Exited { code: 0 }) {
+            return Err(format!("shmconf kernel-view creators: {ending}: {}", stderr.shown()));
+        }
+        let pairs: Vec<(i32, i32)> = serde_json::from_slice(&stdout.bytes)
+            .map_err(|e| format!("shmconf kernel-view creators printed no list: {e}"))?;
+        Ok(pairs.into_iter().collect())
+    }
+}
+
+/// `kernel-view creators --end-others`: SIGKILL every process of this PID
+/// namespace but its init and this one (kill(-1) reaches no further than
+/// the caller's PID namespace), until none is left. Refused unless this
+/// process is in a PID namespace below its parent's (its parent pid reads
+/// 0): kill(-1) elsewhere would reach every process of the machine.
+pub fn end_other_processes_of_this_pid_namespace() -> Result<(), String> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::{getppid, Pid};
+    if getppid().as_raw() != 0 {
+        return Err("refused: not in a PID namespace of its own (its parent is visible)".into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match kill(Pid::from_raw(-1), Signal::SIGKILL) {
+            Err(nix::errno::Errno::ESRCH) => return Ok(()),
+            Err(e) => return Err(format!("kill(-1): {e}")),
+            // Zombies count as signalled until their parent (the harness,
+            // or the init) reaps them: try again shortly.
+            Ok(()) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(()) => return Err("processes of the scenario's PID namespace did not die within 5 s".into()),
+        }
+    }
+}
+
 struct SharedWorld {
     ownership: Ownership,
     confinement: crate::engine::confine::ScenarioConfinement,
+    /// The scenario's PID namespace, where one can be made.
+    pids: Option<ScenarioPids>,
+    _lock: SharedLock,
+}
+
+impl SharedWorld {
+    /// Was `row` made by the scenario? None: cannot be told now.
+    fn provenance(&mut self, row: &SegRow) -> Option<bool> {
+        let creator = row.cpid?;
+        if self.ownership.pids.contains(&creator) {
+            return Some(true);
+        }
+        if let Some(pids) = &mut self.pids {
+            if let Some(inside) = pids.made_inside(row.shmid) {
+                return Some(inside);
+            }
+        }
+        self.ownership.descends_from_scenario(creator)
+    }
 }
 
 impl World for SharedWorld {
@@ -218,21 +525,29 @@ impl World for SharedWorld {
         super::local::confined_command(req, dir, &self.confinement)
     }
 
+    fn pid_namespace(&mut self) -> Option<&mut PidNamespace> {
+        self.pids.as_mut().map(|p| &mut p.ns)
+    }
+
     fn spawned(&mut self, pid: i32) {
         self.confinement.spawned(pid);
         self.ownership.pid(pid);
     }
-    fn claims_key(&mut self, key: i32) {
-        self.ownership.key(key);
-    }
     fn claims_id(&mut self, shmid: i32) {
         self.ownership.id(shmid);
     }
-    fn claims_file(&mut self, file: FileIdentity) {
-        self.ownership.file(file);
-    }
     fn is_own(&mut self, row: &SegRow) -> bool {
-        self.ownership.is_own(row)
+        if let Some(decided) = self.ownership.decided(row) {
+            return decided;
+        }
+        match self.provenance(row) {
+            Some(own) => {
+                self.ownership.record(row, own);
+                own
+            }
+            // Not provably the scenario's: left alone, and asked again later.
+            None => false,
+        }
     }
 
     fn set_sysctl(&mut self, _ns: &str, _sysctl: IpcSysctl, _value: &str) -> Result<(), String> {
@@ -240,10 +555,132 @@ impl World for SharedWorld {
     }
 
     fn tear_down(&mut self) -> Vec<Result<String, String>> {
-        // One scenario at a time (max_parallel 1): every orphan is its own,
-        // killed before its segments are judged gone.
-        let mut log = self.confinement.finish(crate::engine::confine::Orphans::All);
-        log.extend(self.ownership.remove_own());
-        log
+        let mut done = Vec::new();
+        if let Some(pids) = &mut self.pids {
+            // Whatever of the scenario still runs (a daemon that left its
+            // group) is killed first, so the answer is final; then the
+            // namespace goes with its init.
+            match pids.ask(true) {
+                Ok(creators) => pids.creators = creators,
+                Err(e) => done.push(Err(format!("cannot tell which segments are the scenario's: {e}"))),
+            }
+            pids.closed = true;
+            pids.init.kill_group();
+        }
+        // One scenario at a time here: without a PID namespace every orphan
+        // that came back to the harness is this scenario's.
+        let orphans = match self.pids {
+            Some(_) => crate::engine::confine::Orphans::NoneComeBack,
+            None => crate::engine::confine::Orphans::All,
+        };
+        done.extend(self.confinement.finish(orphans));
+        let table = match whole_table() {
+            Ok(t) => t,
+            Err(e) => {
+                done.push(Err(format!("cannot read the segment table to clean up: {e}")));
+                return done;
+            }
+        };
+        let own: Vec<SegRow> = table.into_iter().filter(|r| self.is_own(r)).collect();
+        done.extend(Ownership::remove(&own));
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(shmid: i32, cpid: i32) -> SegRow {
+        SegRow {
+            key: "0x00000000".into(),
+            shmid,
+            mode: "0600".into(),
+            size: 1,
+            nattch: 0,
+            cpid: Some(cpid),
+            lpid: None,
+            uid: None,
+            raw_key: 0,
+            raw_mode: 0o600,
+        }
+    }
+
+    #[test]
+    fn ending_every_process_of_the_pid_namespace_is_refused_outside_one_of_its_own() {
+        // The test's parent is visible: kill(-1) here would reach the machine.
+        let e = end_other_processes_of_this_pid_namespace().unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+    }
+
+    #[test]
+    fn a_segment_there_before_the_scenario_is_never_its_own_and_decisions_stay() {
+        let mut o = Ownership {
+            baseline: [7].into(),
+            ..Ownership::default()
+        };
+        o.pid(100);
+        assert_eq!(o.decided(&row(7, 100)), Some(false), "in the baseline, whoever made it");
+        assert_eq!(o.decided(&row(8, 100)), None);
+        o.record(&row(8, 100), true);
+        assert_eq!(o.decided(&row(8, 0)), Some(true), "own stays own (its creator gone)");
+        o.record(&row(9, 55), false);
+        assert_eq!(o.decided(&row(9, 55)), Some(false));
+        assert_eq!(
+            o.decided(&row(9, 56)),
+            None,
+            "a reused id of another creator is judged afresh"
+        );
+    }
+
+    #[test]
+    fn a_live_descendant_of_a_started_process_is_the_scenarios_and_a_stranger_is_not() {
+        use std::io::BufRead;
+        // sh (started by the scenario) -> sh (a subshell) -> sleep, which
+        // reports its pid: a grandchild, in the started process's group.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "(sleep 5 & echo $!; wait)"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let grandchild: i32 = line.trim().parse().unwrap();
+        let mut o = Ownership::default();
+        assert_eq!(
+            o.descends_from_scenario(grandchild),
+            Some(false),
+            "not started by the scenario"
+        );
+        o.pid(child.id() as i32);
+        assert_eq!(o.descends_from_scenario(grandchild), Some(true));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(grandchild),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
+        // Gone: nothing to tell by (with a PID namespace, the kernel tells).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while parent_and_group(grandchild).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(o.descends_from_scenario(grandchild), None);
+    }
+
+    #[test]
+    fn a_second_holder_of_the_shared_lock_waits_and_gives_up_at_its_deadline() {
+        let inode = 0xdead_0000 + u64::from(std::process::id());
+        let first = SharedLock::acquire(inode, Instant::now()).unwrap();
+        let start = Instant::now();
+        let second = SharedLock::acquire(inode, Instant::now() + Duration::from_millis(100));
+        assert!(matches!(second, Err(SetUpError::Unavailable(_))));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        drop(first);
+        assert!(
+            SharedLock::acquire(inode, Instant::now()).is_ok(),
+            "released with its holder"
+        );
     }
 }
