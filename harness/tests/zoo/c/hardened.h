@@ -123,6 +123,8 @@ static key_t key_of(const struct opts *o)
     struct stat st;
     if (stat(o->key_file, &st) != 0)
         die("key file %s unusable: %s", o->key_file, strerror(errno));
+    if (fault("ftok-drops-device")) /* the fault: a home-made ftok without st_dev's byte */
+        return (key_t)(((unsigned)proj & 0xff) << 24 | ((unsigned)st.st_ino & 0xffff));
     key_t key = ftok(o->key_file, (int)proj);
     if (key == (key_t)-1)
         die("ftok(%s) failed: %s", o->key_file, strerror(errno));

@@ -69,6 +69,8 @@ int main(int argc, char **argv)
             break;
         }
         line[len++] = (char)c;
+        if (fault("writer-streams-line")) /* the fault: each byte into the segment as it comes */
+            seg[len - 1] = (char)c;
     }
     if (ferror(stdin))
         refuse("reading standard input failed: %s", strerror(errno));

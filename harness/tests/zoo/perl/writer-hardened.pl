@@ -53,6 +53,8 @@ while (1) {
         refuse("no room: the segment keeps at most $room bytes of text and this line has more");
     }
     $line .= $byte;
+    # The fault: each byte into the segment as it comes.
+    memwrite($addr, $byte, length($line) - 1, 1) if fault('writer-streams-line');
 }
 unless ($got) {
     memwrite($addr, "\0" x $o->{size}, 0, $o->{size}) if fault('writer-clear-at-eof');

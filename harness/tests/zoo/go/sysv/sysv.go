@@ -38,7 +38,11 @@ func Ftok(path string, proj int) (Key, error) {
 	if err := syscall.Stat(path, &st); err != nil {
 		return 0, fmt.Errorf("key file %q: %w", path, err)
 	}
-	return Key(int32(uint32(proj&0xff)<<24 | uint32(st.Dev&0xff)<<16 | uint32(st.Ino&0xffff))), nil
+	dev := uint32(st.Dev & 0xff)
+	if Fault("ftok-drops-device") {
+		dev = 0 // the fault: a home-made ftok without st_dev's byte
+	}
+	return Key(int32(uint32(proj&0xff)<<24 | dev<<16 | uint32(st.Ino&0xffff))), nil
 }
 
 // Get is shmget(2).
