@@ -48,10 +48,6 @@ enum Expect {
     /// No scenario catches the fault yet: why (a finding for the catalogue).
     /// Ignored while it slips through; a failure once something catches it.
     Gap(&'static str),
-    /// Caught by these scenarios where the scenarios' key files sit on a
-    /// device whose number has a non-zero low byte (ftok's second byte),
-    /// a gap elsewhere.
-    WithDeviceByte(&'static [&'static str], &'static str),
 }
 
 const ALL: &[&str] = &["c", "go", "python", "perl", "php"];
@@ -90,13 +86,13 @@ const FAULTS: &[Fault] = &[
         name: "writer-clear-at-eof",
         what: "at end of input with no line the writer zeroes the segment before it fails",
         langs: ALL,
-        expect: Expect::Caught(&["errors/eof-without-input"]),
+        expect: Expect::Caught(&["errors/eof-without-input", "persistence/eof-keeps-content"]),
     },
     Fault {
         name: "reader-mode-0600",
         what: "a reader that finds no segment creates it with mode 0600",
         langs: ALL,
-        expect: Expect::Gap("no scenario checks the mode of a segment a reader creates (issue 20)"),
+        expect: Expect::Caught(&["orders/reader-creates-the-seeds-segment"]),
     },
     Fault {
         name: "reader-no-rmid",
@@ -130,16 +126,13 @@ const FAULTS: &[Fault] = &[
         name: "ftok-drops-device",
         what: "a home-made ftok that leaves out st_dev's low byte",
         langs: &["c", "go"],
-        expect: Expect::WithDeviceByte(
-            &["keys/ftok-key-is-the-kernels"],
-            "ftok's device byte is never tested where the key file's device number has a zero low byte, as here (issue 20)",
-        ),
+        expect: Expect::Caught(&["keys/ftok-device-byte"]),
     },
     Fault {
         name: "writer-streams-line",
         what: "the writer copies each byte into the segment as it reads it (what gets() did)",
         langs: &["c", "perl"],
-        expect: Expect::Caught(&["orders/syscall-input-in-pieces"]),
+        expect: Expect::Caught(&["orders/syscall-input-in-pieces", "orders/partial-input-line"]),
     },
 ];
 
@@ -541,14 +534,6 @@ fn faulty_impl_file(lang: &str, dir: &Path, fault: &Fault) -> Result<PathBuf, Fa
     Ok(path)
 }
 
-/// The low byte of the device number under the temp dir, where the scenarios'
-/// key files are made (ftok puts it in the key's second byte).
-fn device_byte_of_temp_dir() -> Result<u64, Failed> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(std::env::temp_dir()).map_err(|e| e.to_string())?;
-    Ok(meta.dev() & 0xff)
-}
-
 fn fault_is_caught(
     lang: &str,
     dir: &Path,
@@ -558,10 +543,6 @@ fn fault_is_caught(
     let (expected, gap): (&[&str], Option<&str>) = match fault.expect {
         Expect::Caught(ids) => (ids, None),
         Expect::Gap(why) => (&[], Some(why)),
-        Expect::WithDeviceByte(ids, why) => match device_byte_of_temp_dir()? {
-            0 => (&[], Some(why)),
-            _ => (ids, None),
-        },
     };
     let impl_file = faulty_impl_file(lang, dir, fault)?;
     // A known gap runs over the whole catalogue, so that the scenario that
