@@ -1,0 +1,3 @@
+module shmconf.zoo/go
+
+go 1.19
