@@ -615,11 +615,15 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
         (None, Orders::All) => all_orders(&queues(ex)),
         (None, Orders::Sample { n, seed }) => Ok(sample_orders(&queues(ex), *n, *seed)),
     };
-    let orders = match orders {
+    let mut orders = match orders {
         Ok(o) => o,
         Err(e) => return result(Status::Broken, e, vec![], None),
     };
-    let limit = sf.scenario.timeout.unwrap_or(engine.limits.scenario);
+    // The budget is a count: the first orders, the same on any machine.
+    // The clock is only a safety net.
+    let planned = orders.len();
+    orders.truncate(engine.limits.max_orders);
+    let limit = sf.scenario.timeout.unwrap_or(engine.limits.exploration);
     let deadline = start + limit;
     let failing = AtomicUsize::new(0);
     let stop =
@@ -661,8 +665,24 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
     let failed: Vec<&OrderOutcome> = outcomes.iter().filter(|o| o.failed()).collect();
     let rate = outcomes.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
     if failed.is_empty() && not_run > 0 {
-        // Slow is not wrong: what was explored agreed. Say how much; fail
-        // only when asked to (--strict-budget).
+        // The safety net, not the budget: what ran agreed, but how much ran
+        // depended on the machine's speed. Not a verdict either way.
+        return result(
+            Status::Timeout,
+            format!(
+                "explored {finished} of {} orders, all agreeing with the model, when the exploration's \
+                 safety-net clock of {} ms ran out: not judged (the exploration is bounded by its orders; this \
+                 machine was too slow or loaded to finish them: raise --exploration-timeout or timeout_ms, or \
+                 lower --max-orders)",
+                orders.len(),
+                limit.as_millis(),
+            ),
+            vec![],
+            None,
+        );
+    }
+    if failed.is_empty() && planned > orders.len() {
+        // Stopped at the order budget: the same orders on any machine.
         let status = if engine.limits.strict_budget {
             Status::Timeout
         } else {
@@ -671,12 +691,10 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
         return result(
             status,
             format!(
-                "explored {} of {} orders within the scenario limit of {} ms, all agreeing with the model; \
-                 {} not run (the budget ran out: raise timeout_ms, sample, or --strict-budget to fail on this)",
-                finished,
+                "the first {} of {planned} orders agree with the model, stopping at the budget of {} orders \
+                 (not all; --max-orders raises it, sample = N explores a spread, --strict-budget fails on this)",
                 orders.len(),
-                limit.as_millis(),
-                not_run
+                engine.limits.max_orders
             ),
             vec![],
             None,

@@ -280,8 +280,15 @@ struct RunArgs {
     /// Limit per scenario in milliseconds (a scenario's own timeout_ms wins).
     #[arg(long, default_value_t = 30000)]
     scenario_timeout: u64,
-    /// An exploration that runs out of time with every explored order
-    /// agreeing is a TIMEOUT (default: a PASS that says how much of it ran).
+    /// Most orders one exploration runs (a count, the same on any machine).
+    #[arg(long, default_value_t = shmconf_harness::engine::DEFAULT_MAX_ORDERS)]
+    max_orders: usize,
+    /// An exploration's safety net in milliseconds (a scenario's own
+    /// timeout_ms wins): its expiry is a TIMEOUT, not a verdict.
+    #[arg(long, default_value_t = 600_000)]
+    exploration_timeout: u64,
+    /// An exploration that stops at its order budget with every explored
+    /// order agreeing is a TIMEOUT (default: a PASS that says how much ran).
     #[arg(long)]
     strict_budget: bool,
     /// A run that checks nothing: a selection that is empty (exit 2) or whose
@@ -734,6 +741,8 @@ fn run(args: RunArgs) -> ExitCode {
         limits: Limits {
             step: Duration::from_millis(args.step_timeout.clamp(1, 600_000)),
             scenario: Duration::from_millis(args.scenario_timeout.clamp(1, 3_600_000)),
+            max_orders: args.max_orders.max(1),
+            exploration: Duration::from_millis(args.exploration_timeout.clamp(1, 3_600_000)),
             strict_budget: args.strict_budget,
             bounds: shmconf_harness::engine::confine::Bounds {
                 max_processes: args.max_processes,

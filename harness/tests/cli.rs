@@ -1153,26 +1153,26 @@ fn an_implementation_file_sets_the_folder_of_its_paths_and_the_environment() {
         .stderr(predicate::str::contains("it said \"no variable\""));
 }
 
-/// A budget is not a verdict: an exploration that runs out of time with
-/// every explored order agreeing says how much it explored and passes;
-/// `--strict-budget` makes it a TIMEOUT. A slow but correct writer (ours
-/// behind a wrapper that lingers 150 ms) stands in for the case.
+/// A budget is a count of orders, the same on any machine: an exploration
+/// that stops at `--max-orders` with every explored order agreeing says how
+/// much it explored and passes (`--strict-budget` makes it a TIMEOUT). The
+/// clock is only a safety net: when it runs out (a slow writer, ours behind
+/// a wrapper that lingers 150 ms, with a 2.5 s limit) the result is a
+/// TIMEOUT that says so, never a PASS, whatever the flags.
 #[test]
-fn an_exploration_out_of_budget_with_nothing_wrong_passes_unless_strict() {
+fn an_exploration_is_bounded_by_orders_and_the_clock_is_only_a_safety_net() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let scenario = dir.path().join("explore-3x2-short.toml");
     let text = std::fs::read_to_string(scenarios().join("orders/explore-3x2.toml")).unwrap();
     let text: String = text
         .lines()
         .filter(|l| !l.starts_with("timeout_ms"))
         .collect::<Vec<_>>()
         .join("\n");
-    std::fs::write(
-        &scenario,
-        text.replacen("[explore]", "timeout_ms = 2500\n\n[explore]", 1),
-    )
-    .unwrap();
+    let scenario = dir.path().join("explore-3x2-copy.toml");
+    std::fs::write(&scenario, &text).unwrap();
+    let short = dir.path().join("explore-3x2-short.toml");
+    std::fs::write(&short, text.replacen("[explore]", "timeout_ms = 2500\n\n[explore]", 1)).unwrap();
     let slow = dir.path().join("slow-writer");
     std::fs::write(
         &slow,
@@ -1184,25 +1184,45 @@ fn an_exploration_out_of_budget_with_nothing_wrong_passes_unless_strict() {
     .unwrap();
     std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let reader = assert_cmd::cargo::cargo_bin("shm-reader").display().to_string();
-    let run = |extra: &[&str]| {
+    let writer = assert_cmd::cargo::cargo_bin("shm-writer").display().to_string();
+    let run = |writer: &str, extra: &[&str], file: &std::path::Path| {
         shmconf()
-            .args(["run", "--jobs", "2", "--writer"])
-            .arg(&slow)
+            .args(["run", "--jobs", "2", "--writer", writer])
             .args(["--reader", &reader])
             .args(extra)
-            .arg(&scenario)
+            .arg(file)
             .assert()
     };
-    let out = run(&[]).success().get_output().stdout.clone();
+    let out = run(&writer, &["--max-orders", "7"], &scenario)
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8_lossy(&out);
-    assert!(text.contains("PASS    explore-3x2-short"), "{text}");
+    assert!(text.contains("PASS    explore-3x2-copy"), "{text}");
     assert!(
-        text.contains("of 120 orders within the scenario limit of 2500 ms, all agreeing"),
+        text.contains("the first 7 of 120 orders agree with the model, stopping at the budget of 7 orders"),
         "{text}"
     );
-    let out = run(&["--strict-budget"]).code(1).get_output().stdout.clone();
-    let text = String::from_utf8_lossy(&out);
-    assert!(text.contains("TIMEOUT explore-3x2-short"), "{text}");
+    let out = run(&writer, &["--max-orders", "7", "--strict-budget"], &scenario)
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&out).contains("TIMEOUT explore-3x2-copy"));
+    for strict in [&[][..], &["--strict-budget"][..]] {
+        let out = run(&slow.display().to_string(), strict, &short)
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("TIMEOUT explore-3x2-short"), "{text}");
+        assert!(
+            text.contains("of 120 orders, all agreeing with the model, when the exploration's safety-net clock of 2500 ms ran out: not judged"),
+            "{text}"
+        );
+    }
 }
 
 /// After every step of a system-call exploration the kernel's segment table

@@ -41,19 +41,32 @@ pub const CONTENT_CAP: usize = MAX_EXPECT_BYTES + 1;
 pub struct Limits {
     pub step: Duration,
     pub scenario: Duration,
-    /// An exploration whose time ran out with every explored order agreeing
-    /// is a TIMEOUT (`--strict-budget`) rather than a PASS saying how much
-    /// was explored: a budget is not a verdict on the implementation.
+    /// The most orders one exploration runs: its budget, a count, so a
+    /// fast and a slow machine explore the same orders.
+    pub max_orders: usize,
+    /// An exploration's safety net (unless its scenario sets timeout_ms):
+    /// its expiry is a TIMEOUT that says so, never a verdict, so it is set
+    /// far above what the order budget takes on a loaded machine.
+    pub exploration: Duration,
+    /// An exploration that stopped at its order budget with every explored
+    /// order agreeing is a TIMEOUT (`--strict-budget`) rather than a PASS
+    /// saying how much was explored.
     pub strict_budget: bool,
     /// Processes and memory of each scenario's programs.
     pub bounds: confine::Bounds,
 }
+
+/// Default of [`Limits::max_orders`]: above every exploration of the
+/// catalogue (the largest, syscall-input-in-pieces, is 737 orders).
+pub const DEFAULT_MAX_ORDERS: usize = 5_000;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             step: Duration::from_secs(5),
             scenario: Duration::from_secs(30),
+            max_orders: DEFAULT_MAX_ORDERS,
+            exploration: Duration::from_secs(600),
             strict_budget: false,
             bounds: confine::Bounds::default(),
         }

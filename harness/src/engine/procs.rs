@@ -618,30 +618,33 @@ impl Proc {
 
 impl Proc {
     /// After SIGKILL: let a traced leader through its remaining stops until
-    /// it is gone, and reap it (only its tracer, this thread, can).
+    /// it is gone, and reap it (only its tracer, this thread, can). Every
+    /// task of its group it started is traced too (threads, a launcher's
+    /// children) and must be let through and reaped by this thread as well:
+    /// a leader is not reported dead while a thread of it is unreaped.
     fn reap_traced(&mut self) {
         let pid = Pid::from_raw(self.pid);
+        let group = Pid::from_raw(-self.pid);
         let deadline = Instant::now() + Duration::from_secs(10);
+        // Until no traced task of the group is left (ECHILD): a killed task
+        // that waits for this thread to collect it holds up its PID
+        // namespace's init, which cannot reap it before.
         loop {
-            match waitpid(pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    self.record_ending(Ending::Exited { code });
-                    break;
-                }
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    self.record_ending(Ending::Signaled {
-                        signal: sig.as_str().into(),
-                    });
-                    break;
-                }
+            match waitpid(group, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p == pid => self.record_ending(Ending::Exited { code }),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => self.record_ending(Ending::Signaled {
+                    signal: sig.as_str().into(),
+                }),
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {}
                 Ok(WaitStatus::StillAlive) => {
                     if Instant::now() >= deadline {
                         break;
                     }
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                Ok(_) => {
-                    let _ = nix::sys::ptrace::cont(pid, None);
+                // A stop on its way out (the exit event): let it go on.
+                Ok(status) => {
+                    let _ = nix::sys::ptrace::cont(status.pid().unwrap_or(pid), None);
                 }
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => break,

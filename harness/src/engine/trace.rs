@@ -11,6 +11,7 @@
 //! All ptrace requests come from the thread that spawned the tracee (the
 //! scenario's thread): the kernel accepts them only from the tracer.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::ptrace;
@@ -189,10 +190,46 @@ impl std::fmt::Display for TraceError {
     }
 }
 
+/// A task of a traced run other than the one whose points are its steps:
+/// a launcher's helper (`$(...)`), a thread, or the launcher itself while
+/// the program it started runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Task {
+    /// Just auto-attached (fork, vfork, clone): its first stop is the
+    /// SIGSTOP of the attach, which is not a signal for the program.
+    Fresh,
+    /// Running freely, or stopped by us at nothing of interest.
+    Free,
+    /// Held at a point that matters (a shared-memory call or a read of the
+    /// input) until the task whose steps are the run's lets it go first.
+    Held(Call),
+}
+
 /// One traced role, held at its current point.
+///
+/// A role may be a launcher before it is the program: an exec wrapper, `env`,
+/// a shim that runs `$(...)` helpers and then execs. Its execs are not steps
+/// (PTRACE_O_TRACEEXEC), and every task it starts is followed: the tasks
+/// whose points are the role's steps are one at a time, the *current* task.
+/// Another task's writes and exit run freely inside the current task's step
+/// (a helper printing into a pipe); when another task reaches a
+/// shared-memory call or a read of the input while the current task waits
+/// for a child (wait4/waitid, as a launcher that does not exec), it becomes
+/// the current task until it ends. Anything else that makes two tasks of one
+/// run touch shared memory at once cannot be explored one step at a time: a
+/// SKIP that names the task that started it.
 #[derive(Debug)]
 pub struct Tracee {
-    pid: Pid,
+    /// The role's process (its group leader): its end is the role's end.
+    leader: Pid,
+    /// The task whose points are the role's steps.
+    current: Pid,
+    /// The tasks the current one took over from, each waiting for a child.
+    waiting: Vec<Pid>,
+    /// Every other task of the role that is alive and followed.
+    others: BTreeMap<Pid, Task>,
+    /// Who started each followed task (the task that forked or cloned it).
+    parents: BTreeMap<Pid, Pid>,
     stop: Stop,
     /// Options set (after the exec stop).
     started: bool,
@@ -200,22 +237,59 @@ pub struct Tracee {
     points: usize,
     /// What the last table call stepped over returned (-errno on failure).
     result: Option<i64>,
+    /// The role's input as the kernel names it (`pipe:[N]`), read from its
+    /// fd 0 at the start: a read of fd 0 is a point only when fd 0 is still
+    /// that input (a launcher's `read < file` or a helper's pipe is not).
+    input: Option<std::path::PathBuf>,
 }
 
 fn failed(what: &str, e: nix::errno::Errno) -> TraceError {
     TraceError::Failed(format!("{what}: {e}"))
 }
 
+/// Is this call one the exploration orders (as opposed to output and exits,
+/// which a launcher's helper may make freely)?
+fn ordered(call: &Call) -> bool {
+    call.table_access().is_some() || *call == Call::ReadStdin
+}
+
+/// How a task of the role shows in a message: its pid and its command.
+fn task_name(pid: Pid) -> String {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    match comm.trim() {
+        "" => format!("task {pid}"),
+        c => format!("task {pid} ({})", crate::events::escape(c.as_bytes())),
+    }
+}
+
+/// Where a task is, as /proc says: None while it runs or is stopped (by
+/// us: a stop not collected yet), Some(nr) when it sleeps in system call nr.
+fn blocked_in(pid: Pid) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    if !matches!(state, "S" | "D") {
+        return None;
+    }
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    syscall.split_whitespace().next()?.parse().ok()
+}
+
 impl Tracee {
     /// A child just spawned with `trace_at_ipc_calls`: it stops at its exec
     /// (SIGTRAP), where it is held until its first step.
     pub fn new(pid: i32) -> Tracee {
+        let pid = Pid::from_raw(pid);
         Tracee {
-            pid: Pid::from_raw(pid),
+            leader: pid,
+            current: pid,
+            waiting: Vec::new(),
+            others: BTreeMap::new(),
+            parents: BTreeMap::new(),
             stop: Stop::At(Call::Start),
             started: false,
             points: 0,
             result: None,
+            input: None,
         }
     }
 
@@ -245,8 +319,9 @@ impl Tracee {
         }
         if !self.started {
             // The exec stop: wait for it, then ask for the seccomp stops,
-            // the exit stop, and to hear of any new task (not followed).
-            match self.wait(deadline)? {
+            // the exit stop, exec events (a launcher's exec is no step), and
+            // every new task (followed).
+            match self.wait_for(self.leader, deadline)? {
                 WaitStatus::Stopped(_, Signal::SIGTRAP) => {}
                 WaitStatus::Exited(_, code) => {
                     self.stop = Stop::Ended(Ending::Exited { code });
@@ -256,39 +331,78 @@ impl Tracee {
             }
             let options = ptrace::Options::PTRACE_O_TRACESECCOMP
                 | ptrace::Options::PTRACE_O_TRACEEXIT
+                | ptrace::Options::PTRACE_O_TRACEEXEC
                 | ptrace::Options::PTRACE_O_TRACESYSGOOD
                 | ptrace::Options::PTRACE_O_EXITKILL
                 | ptrace::Options::PTRACE_O_TRACECLONE
                 | ptrace::Options::PTRACE_O_TRACEFORK
                 | ptrace::Options::PTRACE_O_TRACEVFORK;
-            ptrace::setoptions(self.pid, options).map_err(|e| failed("PTRACE_SETOPTIONS", e))?;
+            ptrace::setoptions(self.leader, options).map_err(|e| failed("PTRACE_SETOPTIONS", e))?;
+            self.input = std::fs::read_link(format!("/proc/{}/fd/0", self.leader)).ok();
             self.started = true;
         }
         // A table call is followed to its return (one syscall-exit stop), so
         // what the kernel answered can be held against the table after it.
         let mut in_call = matches!(&self.stop, Stop::At(c) if c.table_access().is_some());
         self.result = None;
-        let mut deliver: Option<Signal> = None;
+        self.resume(self.current, in_call, None)?;
+        let mut spins = 0u32;
         loop {
-            if in_call {
-                ptrace::syscall(self.pid, deliver.take()).map_err(|e| failed("PTRACE_SYSCALL", e))?;
-            } else {
-                ptrace::cont(self.pid, deliver.take()).map_err(|e| failed("PTRACE_CONT", e))?;
+            let Some((pid, status)) = self.poll(deadline, &mut spins)? else {
+                // Nothing reported: may a held task take over?
+                if self.hand_over()? {
+                    return Ok(&self.stop);
+                }
+                continue;
+            };
+            spins = 0;
+            if pid != self.current {
+                if self.other_task(pid, status)? {
+                    return Ok(&self.stop);
+                }
+                continue;
             }
-            match self.wait(deadline)? {
+            match status {
                 WaitStatus::PtraceSyscall(_) if in_call => {
-                    let regs = ptrace::getregs(self.pid).map_err(|e| failed("PTRACE_GETREGS", e))?;
+                    let regs = ptrace::getregs(pid).map_err(|e| failed("PTRACE_GETREGS", e))?;
                     self.result = Some(regs.rax as i64);
                     in_call = false;
+                    self.resume(pid, false, None)?;
                 }
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
-                    let call = self.decode()?;
+                    let call = self.decode(pid)?;
+                    if call == Call::ReadStdin && !self.reads_the_input(pid) {
+                        self.resume(pid, false, None)?;
+                        continue;
+                    }
+                    if let Some(other) = self.held_at_ordered_call() {
+                        return Err(self.concurrent(other));
+                    }
                     self.points += 1;
                     self.stop = Stop::At(call);
                     return Ok(&self.stop);
                 }
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_EXIT => {
-                    let status = ptrace::getevent(self.pid).map_err(|e| failed("PTRACE_GETEVENTMSG", e))? as i32;
+                    let status = ptrace::getevent(pid).map_err(|e| failed("PTRACE_GETEVENTMSG", e))? as i32;
+                    if let Some(other) = self.held_at_ordered_call() {
+                        return Err(self.concurrent(other));
+                    }
+                    if pid != self.leader && libc::WIFSIGNALED(status) {
+                        // The program a launcher started was killed: that
+                        // is the role's end (the launcher would only turn
+                        // it into an exit code, 128 + the signal).
+                        self.stop = Stop::Ended(ending_of(status));
+                        let _ = ptrace::cont(pid, None);
+                        return Ok(&self.stop);
+                    }
+                    if pid != self.leader {
+                        // A program a launcher started and waits for: its
+                        // launcher is the current task again.
+                        let _ = ptrace::cont(pid, None);
+                        self.others.insert(pid, Task::Free);
+                        self.current = self.waiting.pop().unwrap_or(self.leader);
+                        continue;
+                    }
                     // Every program stops at least at its exit call: ending
                     // normally without one stop means the kernel (a
                     // sandbox's) does not deliver seccomp trace stops.
@@ -301,42 +415,175 @@ impl Tracee {
                     self.stop = Stop::Ended(ending_of(status));
                     // Let it finish exiting; it stays a zombie for its
                     // group's owner to reap (see procs).
-                    let _ = ptrace::cont(self.pid, None);
+                    let _ = ptrace::cont(pid, None);
                     return Ok(&self.stop);
                 }
-                WaitStatus::PtraceEvent(_, _, event)
-                    if [
-                        libc::PTRACE_EVENT_FORK,
-                        libc::PTRACE_EVENT_VFORK,
-                        libc::PTRACE_EVENT_CLONE,
-                    ]
-                    .contains(&event) =>
-                {
-                    return Err(TraceError::Unsupported(
-                        "it started another process or thread, which system-call exploration does not follow yet"
-                            .into(),
-                    ));
+                WaitStatus::PtraceEvent(_, _, event) => {
+                    self.task_event(pid, event)?;
+                    self.resume(pid, in_call, None)?;
                 }
                 // A signal for the program (SIGSEGV, SIGPIPE, ...): deliver it.
-                WaitStatus::Stopped(_, sig) => deliver = Some(sig),
-                WaitStatus::Exited(_, code) => {
+                WaitStatus::Stopped(_, sig) => self.resume(pid, in_call, Some(sig))?,
+                WaitStatus::Exited(_, code) if pid == self.leader => {
                     self.stop = Stop::Ended(Ending::Exited { code });
                     return Ok(&self.stop);
                 }
-                WaitStatus::Signaled(_, sig, _) => {
+                WaitStatus::Signaled(_, sig, _) if pid == self.leader => {
                     self.stop = Stop::Ended(Ending::Signaled {
                         signal: sig.as_str().into(),
                     });
                     return Ok(&self.stop);
+                }
+                WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                    self.others.remove(&pid);
+                    self.current = self.waiting.pop().unwrap_or(self.leader);
                 }
                 _ => {}
             }
         }
     }
 
-    /// The call the tracee is stopped before.
-    fn decode(&self) -> Result<Call, TraceError> {
-        let regs = ptrace::getregs(self.pid).map_err(|e| failed("PTRACE_GETREGS", e))?;
+    /// Continue `pid`: to its next stop, or (`to_return`) to the return of
+    /// the call it is stopped at.
+    fn resume(&self, pid: Pid, to_return: bool, signal: Option<Signal>) -> Result<(), TraceError> {
+        if to_return {
+            ptrace::syscall(pid, signal).map_err(|e| failed("PTRACE_SYSCALL", e))
+        } else {
+            ptrace::cont(pid, signal).map_err(|e| failed("PTRACE_CONT", e))
+        }
+    }
+
+    /// A fork, vfork, clone or exec event of `pid`: follow the new task.
+    fn task_event(&mut self, pid: Pid, event: i32) -> Result<(), TraceError> {
+        let new_task = [
+            libc::PTRACE_EVENT_FORK,
+            libc::PTRACE_EVENT_VFORK,
+            libc::PTRACE_EVENT_CLONE,
+        ];
+        if new_task.contains(&event) {
+            let child = ptrace::getevent(pid).map_err(|e| failed("PTRACE_GETEVENTMSG", e))?;
+            let child = Pid::from_raw(child as i32);
+            self.others.entry(child).or_insert(Task::Fresh);
+            self.parents.insert(child, pid);
+        } else if event == libc::PTRACE_EVENT_EXEC {
+            // A thread that execs takes the leader's id; the old one is gone.
+            if let Ok(former) = ptrace::getevent(pid) {
+                let former = Pid::from_raw(former as i32);
+                if former != pid {
+                    self.others.remove(&former);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stop of a task other than the current one: a task at an ordered
+    /// call is held there (it was not its turn).
+    /// True when that task took over (the role's stop is its call).
+    fn other_task(&mut self, pid: Pid, status: WaitStatus) -> Result<bool, TraceError> {
+        let fresh = self.others.get(&pid) == Some(&Task::Fresh);
+        match status {
+            WaitStatus::Stopped(_, Signal::SIGSTOP) if fresh => {
+                self.others.insert(pid, Task::Free);
+                self.resume(pid, false, None)?;
+            }
+            WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
+                let call = self.decode(pid)?;
+                if ordered(&call) && (call != Call::ReadStdin || self.reads_the_input(pid)) {
+                    self.others.insert(pid, Task::Held(call));
+                    return self.hand_over();
+                }
+                self.others.insert(pid, Task::Free);
+                self.resume(pid, false, None)?;
+            }
+            WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_EXIT => {
+                self.resume(pid, false, None)?;
+            }
+            WaitStatus::PtraceEvent(_, _, event) => {
+                self.task_event(pid, event)?;
+                self.resume(pid, false, None)?;
+            }
+            WaitStatus::Stopped(_, sig) => self.resume(pid, false, Some(sig))?,
+            WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                self.others.remove(&pid);
+                self.parents.remove(&pid);
+                if pid == self.leader {
+                    // The launcher ended under the program it started.
+                    return Err(TraceError::Unsupported(format!(
+                        "its first process ended while {} it started still ran: a launcher that does not wait \
+                         for the program, which system-call exploration does not follow",
+                        task_name(self.current)
+                    )));
+                }
+            }
+            _ => self.resume(pid, false, None)?,
+        }
+        Ok(false)
+    }
+
+    /// Is `pid`'s fd 0 the role's input (when that is known)?
+    fn reads_the_input(&self, pid: Pid) -> bool {
+        let Some(input) = &self.input else {
+            return true;
+        };
+        std::fs::read_link(format!("/proc/{pid}/fd/0")).map_or(true, |fd0| &fd0 == input)
+    }
+
+    /// A task held at an ordered call, if any.
+    fn held_at_ordered_call(&self) -> Option<Pid> {
+        self.others
+            .iter()
+            .find(|(_, t)| matches!(t, Task::Held(_)))
+            .map(|(p, _)| *p)
+    }
+
+    /// A task is held at an ordered call while the current one runs. Once
+    /// the current task waits for a child, the held task becomes the
+    /// current one (a launcher that runs the program and waits for it);
+    /// once it blocks in anything else, the two would run at once: a SKIP.
+    fn hand_over(&mut self) -> Result<bool, TraceError> {
+        let Some(next) = self.held_at_ordered_call() else {
+            return Ok(false);
+        };
+        match blocked_in(self.current) {
+            None => Ok(false),
+            Some(nr) if nr == libc::SYS_wait4 || nr == libc::SYS_waitid => {
+                let Some(Task::Held(call)) = self.others.remove(&next) else {
+                    return Ok(false);
+                };
+                self.others.insert(self.current, Task::Free);
+                self.waiting.push(self.current);
+                self.current = next;
+                self.points += 1;
+                self.stop = Stop::At(call);
+                Ok(true)
+            }
+            Some(_) => Err(self.concurrent(next)),
+        }
+    }
+
+    /// Two tasks of the role would make ordered calls at once.
+    fn concurrent(&self, other: Pid) -> TraceError {
+        let started_by = self
+            .parents
+            .get(&other)
+            .map(|p| format!(", started by {}", task_name(*p)))
+            .unwrap_or_default();
+        let call = match self.others.get(&other) {
+            Some(Task::Held(c)) => c.describe(),
+            _ => "a call".into(),
+        };
+        TraceError::Unsupported(format!(
+            "its {}{started_by}, makes {call} while {} runs (a launcher that does not wait for the program, or a \
+             program of several threads or processes): system-call exploration follows one task of a run at a time",
+            task_name(other),
+            task_name(self.current)
+        ))
+    }
+
+    /// The call `pid` is stopped before.
+    fn decode(&self, pid: Pid) -> Result<Call, TraceError> {
+        let regs = ptrace::getregs(pid).map_err(|e| failed("PTRACE_GETREGS", e))?;
         let (arg0, arg1, arg2) = (regs.rdi, regs.rsi, regs.rdx);
         Ok(match regs.orig_rax as i64 {
             nr::SHMGET => Call::ShmGet {
@@ -364,23 +611,66 @@ impl Tracee {
         })
     }
 
-    /// Wait for the tracee's next stop, polling so a deadline can end it:
-    /// past it the tracee is killed (its stop then says how it ended).
-    fn wait(&mut self, deadline: Instant) -> Result<WaitStatus, TraceError> {
+    /// The next stop of any task of the role that is not held, polling so
+    /// a deadline can end it: past it the role's group is killed. None when
+    /// nothing was reported this round (the caller may look at the tasks).
+    fn poll(&mut self, deadline: Instant, spins: &mut u32) -> Result<Option<(Pid, WaitStatus)>, TraceError> {
+        let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
+        let mut tasks = vec![self.current];
+        tasks.extend(
+            self.others
+                .iter()
+                .filter(|(p, t)| !matches!(t, Task::Held(_)) && **p != self.current)
+                .map(|(p, _)| *p),
+        );
+        if self.current != self.leader && !self.others.contains_key(&self.leader) {
+            tasks.push(self.leader);
+        }
+        for pid in tasks {
+            loop {
+                match waitpid(pid, Some(flags)) {
+                    Ok(WaitStatus::StillAlive) => break,
+                    Ok(status) => return Ok(Some((pid, status))),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    // Gone (reaped as a thread of an exec, or not ours).
+                    Err(nix::errno::Errno::ECHILD) if pid != self.current => {
+                        self.others.remove(&pid);
+                        break;
+                    }
+                    Err(e) => return Err(failed("waitpid", e)),
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::killpg(self.leader, Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(self.leader, Signal::SIGKILL);
+            return Err(TraceError::TimedOut);
+        }
+        // Most steps take microseconds: spin first, then back off.
+        *spins += 1;
+        if *spins < 200 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros((*spins as u64).min(1000)));
+        }
+        Ok(None)
+    }
+
+    /// Wait for one task's next stop (the first stop of the role).
+    fn wait_for(&mut self, pid: Pid, deadline: Instant) -> Result<WaitStatus, TraceError> {
         let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
         let mut spins = 0u32;
         loop {
-            match waitpid(self.pid, Some(flags)) {
+            match waitpid(pid, Some(flags)) {
                 Ok(WaitStatus::StillAlive) => {}
                 Ok(status) => return Ok(status),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(failed("waitpid", e)),
             }
             if Instant::now() >= deadline {
-                let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
                 return Err(TraceError::TimedOut);
             }
-            // Most steps take microseconds: spin first, then back off.
             spins += 1;
             if spins < 200 {
                 std::thread::yield_now();

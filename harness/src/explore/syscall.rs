@@ -612,7 +612,8 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             None,
         );
     }
-    let limit = sf.scenario.timeout.unwrap_or(engine.limits.scenario);
+    // The budget is a count of orders; the clock is only a safety net.
+    let limit = sf.scenario.timeout.unwrap_or(engine.limits.exploration);
     let deadline = start + limit;
     let mut explorer = Explorer::new(!ex.reduction);
     let mut next = Next {
@@ -633,6 +634,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
     let mut bound = 0f64;
     let mut failing: Vec<Execution> = Vec::new();
     let mut cut = false;
+    let mut at_budget = false;
     // A replayed order keeps its log whatever its verdict (to be looked at).
     let mut replayed: Option<Log> = None;
     loop {
@@ -683,8 +685,15 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             Some(n) => next = n,
             None => break,
         }
-        if failing.len() >= super::MAX_FAILING_ORDERS || Instant::now() >= deadline {
-            cut = Instant::now() >= deadline;
+        if failing.len() >= super::MAX_FAILING_ORDERS {
+            break;
+        }
+        if explored >= engine.limits.max_orders {
+            at_budget = true;
+            break;
+        }
+        if Instant::now() >= deadline {
+            cut = true;
             break;
         }
     }
@@ -697,16 +706,32 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
     } else {
         format!("{explored} orders explored, every interleaving")
     };
+    if failing.is_empty() && cut {
+        return result(
+            Status::Timeout,
+            format!(
+                "{how}, when the exploration's safety-net clock of {} ms ran out, all keeping the properties: not \
+                 judged (the exploration is bounded by --max-orders; this machine was too slow or loaded to finish \
+                 it: raise --exploration-timeout or lower --max-orders)",
+                limit.as_millis()
+            ),
+            vec![],
+            replayed,
+        );
+    }
     if failing.is_empty() {
-        let status = if cut && engine.limits.strict_budget {
+        let status = if at_budget && engine.limits.strict_budget {
             Status::Timeout
         } else {
             Status::Pass
         };
-        let tail = if cut {
-            " before the scenario's time ran out (not all; --strict-budget fails on this)"
+        let tail = if at_budget {
+            format!(
+                ", stopping at the budget of {} orders (not all; --max-orders raises it, --strict-budget fails on this)",
+                engine.limits.max_orders
+            )
         } else {
-            ""
+            String::new()
         };
         return result(
             status,
