@@ -14,6 +14,7 @@ pub mod confine;
 pub mod oracle;
 pub mod procs;
 pub mod rundir;
+pub mod tasks;
 pub mod tmpfs;
 pub mod trace;
 

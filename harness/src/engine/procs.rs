@@ -577,20 +577,13 @@ impl Proc {
         nix::sys::signal::kill(Pid::from_raw(self.pid), sig)
     }
 
-    /// Is the leader blocked reading its stdin (fd 0)? `/proc/PID/syscall`
-    /// names the system call a blocked task sleeps in: a kernel-side barrier
-    /// for "attached and waiting for input" that needs no cooperation from
-    /// the program (such as flushing a prompt).
+    /// Is a task of the program (any thread of it, or of a process it
+    /// started) blocked reading its stdin? `/proc/PID/task/TID/syscall`
+    /// names the system call a blocked task sleeps in: a kernel-side
+    /// barrier for "attached and waiting for input" that needs no
+    /// cooperation from the program (such as flushing a prompt).
     pub fn is_reading_stdin(&self) -> bool {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/syscall", self.pid)) else {
-            return false;
-        };
-        let mut f = text.split_whitespace();
-        let (Some(nr), Some(fd)) = (f.next(), f.next()) else {
-            return false;
-        };
-        let reads = [libc::SYS_read, libc::SYS_readv, libc::SYS_pread64];
-        nr.parse::<i64>().is_ok_and(|n| reads.contains(&n)) && fd == "0x0"
+        super::tasks::reading_input(self.pid)
     }
 
     /// SIGKILL the whole group (idempotent), wait for the leader and reap it.
