@@ -114,9 +114,12 @@ fn a_correct_pair_behind_a_launcher_passes_every_order(#[case] launcher: Launche
     for id in ["orders/syscall-rmid-before-attach", "orders/syscall-input-in-pieces"] {
         assert!(out.contains(&format!("PASS    {id}")), "{launcher:?}: {out}");
     }
-    // Exhaustive, not cut: the launcher's own steps are no orders.
+    // Exhaustive, and the same orders as the bare programs (README): the
+    // launcher's execs, helpers and waits are no steps.
     assert!(out.contains("every one keeps the properties"), "{out}");
     assert!(!out.contains("not all"), "{out}");
+    assert!(out.contains("- 270 orders explored"), "{out}");
+    assert!(out.contains("- 737 orders explored"), "{out}");
 }
 
 #[rstest]
