@@ -438,7 +438,9 @@ impl Tracee {
                     self.others.remove(&pid);
                     self.current = self.waiting.pop().unwrap_or(self.leader);
                 }
-                _ => {}
+                // No other stop is expected here; one left unanswered
+                // would hold the task for good.
+                _ => self.resume(pid, false, None)?,
             }
         }
     }
@@ -751,20 +753,26 @@ mod tests {
         assert_eq!(touches("w", &Call::ReadStdin, None, &[]), vec!["stdin:w".to_string()]);
     }
 
-    /// The C reference (gets() semantics, as the original) stops at each
-    /// point in program order; input arrives in two pieces and it reads
-    /// between them; its end is seen. In a private IPC namespace.
-    #[test]
-    fn an_unmodified_writer_stops_at_each_point_in_order() {
+    /// Every point of the C reference writer run through `launcher` (a
+    /// bash command line where PROGRAM stands for it, or none), feeding "hel" then "lo\n" at its
+    /// reads; in a private IPC namespace.
+    fn points_of(launcher: Option<&str>) -> Option<Vec<String>> {
         if !shmconf::ipcns::can_unshare_ipc() {
             eprintln!("skipped: no IPC namespace can be made here");
-            return;
+            return None;
         }
         let points = shmconf::ipcns::in_private_ipc_ns(|| {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("shmfile"), "").unwrap();
             let writer = std::path::Path::new(env!("SHMCONF_C_REFERENCE_DIR")).join("c-writer");
-            let mut cmd = std::process::Command::new(writer);
+            let mut cmd = match launcher {
+                None => std::process::Command::new(&writer),
+                Some(line) => {
+                    let mut c = std::process::Command::new("bash");
+                    c.args(["-c", &line.replace("PROGRAM", &writer.display().to_string())]);
+                    c
+                }
+            };
             cmd.current_dir(dir.path());
             let mut proc = Proc::spawn_traced("w", cmd, None).unwrap();
             let mut tracee = Tracee::new(proc.pid);
@@ -792,6 +800,17 @@ mod tests {
             seen
         })
         .unwrap();
+        Some(points)
+    }
+
+    /// The C reference (gets() semantics, as the original) stops at each
+    /// point in program order; input arrives in two pieces and it reads
+    /// between them; its end is seen.
+    #[test]
+    fn an_unmodified_writer_stops_at_each_point_in_order() {
+        let Some(points) = points_of(None) else {
+            return;
+        };
         let shown = points.join(" | ");
         assert!(shown.starts_with("shmget(0x41"), "{shown}");
         // On a pipe stdio flushes the output at exit, after the detach.
@@ -811,5 +830,48 @@ mod tests {
             assert!(found.is_some(), "{want} after point {at} in {shown}");
             at += found.unwrap_or(0) + 1;
         }
+    }
+
+    /// Behind a launcher the program's points are the same: an exec (once
+    /// or twice) is no point, a `$(...)` helper's output and exit and a
+    /// `read < file` are not the role's, and a shell that runs the program
+    /// and waits hands its steps to it (only the shell's own exit is added).
+    #[rstest::rstest]
+    #[case::exec("exec PROGRAM")]
+    #[case::env("exec env A=1 PROGRAM")]
+    #[case::exec_twice("exec bash -c 'exec \"$0\"' PROGRAM")]
+    #[case::helpers_then_exec(
+        "x=$(echo y; uname -s); v=$(while read -r l; do echo $l; done < /proc/self/comm); exec PROGRAM"
+    )]
+    fn a_launcher_adds_no_point(#[case] launcher: &str) {
+        let (Some(bare), Some(launched)) = (points_of(None), points_of(Some(launcher))) else {
+            return;
+        };
+        assert_eq!(calls(&launched), calls(&bare), "{launched:?} vs {bare:?}");
+    }
+
+    /// Keys and addresses differ from run to run: the calls without them.
+    fn calls(points: &[String]) -> Vec<String> {
+        points
+            .iter()
+            .map(|s| s.split(['(', ' ']).next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_shell_that_runs_and_waits_hands_its_steps_to_the_program() {
+        let (Some(bare), Some(launched)) = (points_of(None), points_of(Some("x=$(echo y); PROGRAM; exit $?"))) else {
+            return;
+        };
+        // The program's points up to its exit, then the shell's own exit.
+        let n = bare.len();
+        assert_eq!(launched.len(), n + 1, "{launched:?}");
+        assert_eq!(
+            calls(&launched[..n - 1]),
+            calls(&bare[..n - 1]),
+            "{launched:?} vs {bare:?}"
+        );
+        assert_eq!(launched[n - 1], "exit(0)", "{launched:?}");
+        assert_eq!(launched[n], "ended: exit code 0", "{launched:?}");
     }
 }
