@@ -622,7 +622,7 @@ impl State<'_> {
                 }
             }
             Action::Observe => self.snapshot(step, None, r),
-            Action::Schedule(schedule) => self.schedule(step, schedule, deadline, r),
+            Action::Schedule(schedule) => self.schedule(step, schedule, deadline, engine.limits.step, r),
         }
     }
 
@@ -741,7 +741,19 @@ impl State<'_> {
     /// Play one order of a system-call exploration (see [`Schedule`]).
     /// False stops the scenario: a replay that is not possible, a run that
     /// does what the tracer cannot follow (a SKIP), a timeout.
-    fn schedule(&mut self, step: &Step, sched: &Schedule, deadline: Deadline, r: &mut Recorder) -> bool {
+    ///
+    /// The step limit holds for each traced step (one call to the next),
+    /// not for the whole order: how long an order of many steps takes
+    /// depends on the machine's load, and the order as a whole is bounded
+    /// by the scenario's limit (the Schedule step's own `deadline`).
+    fn schedule(
+        &mut self,
+        step: &Step,
+        sched: &Schedule,
+        deadline: Deadline,
+        per_call: Duration,
+        r: &mut Recorder,
+    ) -> bool {
         use trace::{Call, Stop, TraceError};
         let n = Some(step.n);
         let mut fed: BTreeMap<String, usize> = BTreeMap::new();
@@ -878,7 +890,12 @@ impl State<'_> {
                     let Some(tracee) = self.tracees.get_mut(run) else {
                         return self.gone(step, run, r);
                     };
-                    let result = tracee.step(deadline.at()).cloned();
+                    let call_deadline = if Instant::now() + per_call <= deadline.at() {
+                        Deadline::new(Instant::now() + per_call, per_call, "step")
+                    } else {
+                        deadline
+                    };
+                    let result = tracee.step(call_deadline.at()).cloned();
                     let returned = tracee.last_result();
                     // A failed shmat attached nothing.
                     let after = match (&call, returned) {
@@ -934,7 +951,7 @@ impl State<'_> {
                                 timeout_event(
                                     run,
                                     format!("it to reach its next system call after {}", call.describe()),
-                                    deadline,
+                                    call_deadline,
                                     out,
                                 ),
                             );

@@ -21,7 +21,7 @@
 //! runs. `reduction = false` explores every order instead.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::check::{Check, Failure, Status};
 use crate::engine::{procs, Engine, Run};
@@ -256,7 +256,10 @@ fn steps(ex: &Exploration, next: &Next) -> Vec<Step> {
         .map(|(i, action)| Step {
             n: i + 1,
             ns: MAIN_NS.into(),
-            timeout: None,
+            // The order as a whole is bounded by the scenario's limit; the
+            // step limit holds for each traced step (see the engine's
+            // schedule), so a loaded machine does not cut an order short.
+            timeout: matches!(action, Action::Schedule(_)).then_some(Duration::from_secs(3600)),
             action,
         })
         .collect()
