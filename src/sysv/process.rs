@@ -57,34 +57,59 @@ pub mod traced_calls {
 /// architecture, or a 32-bit call with another numbering would slip by.
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
+/// Classic BPF instructions over `struct seccomp_data`, for the two seccomp
+/// programs of this module (the tracer's stops and the user-namespace ban).
+mod bpf {
+    use libc::{sock_filter, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+
+    /// Offsets in struct seccomp_data: the call's number, its architecture,
+    /// and the low 32 bits of its first argument (little-endian).
+    pub const NR: u32 = 0;
+    pub const ARCH: u32 = 4;
+    pub const ARG0: u32 = 16;
+
+    /// Load the 32-bit word at `offset` of seccomp_data.
+    pub fn ld(offset: u32) -> sock_filter {
+        sock_filter {
+            code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: offset,
+        }
+    }
+
+    /// Compare with `k` by `op` (BPF_JEQ, BPF_JGE, BPF_JSET), then skip `jt`
+    /// instructions if it holds, `jf` if not.
+    pub fn jmp(op: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
+        sock_filter {
+            code: (BPF_JMP | op | BPF_K) as u16,
+            jt,
+            jf,
+            k,
+        }
+    }
+
+    pub fn jeq(k: u32, jt: u8, jf: u8) -> sock_filter {
+        jmp(BPF_JEQ, k, jt, jf)
+    }
+
+    /// End with the action `k` (SECCOMP_RET_*).
+    pub fn ret(k: u32) -> sock_filter {
+        sock_filter {
+            code: (BPF_RET | BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+}
+
 /// The seccomp program: SECCOMP_RET_TRACE (a ptrace stop before the call)
 /// for [`traced_calls`] (read only on fd 0, write only on fds 1 and 2),
 /// SECCOMP_RET_ALLOW for everything else, and for other architectures.
 fn stop_filter() -> Vec<libc::sock_filter> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    use bpf::{jeq, ld, ret, ARCH, ARG0, NR};
     use traced_calls::*;
-    // Offsets in struct seccomp_data: nr, arch, instruction pointer, args.
-    const NR: u32 = 0;
-    const ARCH: u32 = 4;
-    const ARG0: u32 = 16; // low 32 bits on little-endian x86_64
-    let ld = |off: u32| libc::sock_filter {
-        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
-        jt: 0,
-        jf: 0,
-        k: off,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let ret = |k: u32| libc::sock_filter {
-        code: (BPF_RET | BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
     // Forward jumps only, as BPF requires; offsets count from the next
     // instruction. Layout (index: instruction):
     //  0 ld arch        1 jeq x86_64 ?2:ALLOW   2 ld nr
@@ -391,33 +416,14 @@ const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 /// clone3 (whose flags a filter cannot read) with ENOSYS, so that libc falls
 /// back to clone; x32 calls fail with ENOSYS. Everything else is allowed.
 fn no_user_namespace_filter() -> Vec<libc::sock_filter> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    const NR: u32 = 0;
-    const ARCH: u32 = 4;
-    const ARG0: u32 = 16;
+    use bpf::{jmp, ld, ret, ARCH, ARG0, NR};
+    use libc::{BPF_JEQ, BPF_JGE, BPF_JSET};
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     // i386 numbers of <asm/unistd_32.h>.
     const I386_CLONE: u32 = 120;
     const I386_UNSHARE: u32 = 310;
     const CLONE3: u32 = 435; // the same on both
-    let ld = |off: u32| libc::sock_filter {
-        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
-        jt: 0,
-        jf: 0,
-        k: off,
-    };
-    let jmp = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (BPF_JMP | op | BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let ret = |k: u32| libc::sock_filter {
-        code: (BPF_RET | BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
+
     // Layout (index: instruction), forward jumps only:
     //  0 ld arch   1 jeq x86_64 ?2:7   2 ld nr   3 jge x32 bit ?ENOSYS:4
     //  4 jeq clone3 ?ENOSYS:5   5 jeq unshare ?FLAGS:6   6 jeq clone ?FLAGS:ALLOW
