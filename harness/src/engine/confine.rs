@@ -229,8 +229,10 @@ impl Hierarchy {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
             // Zombies stay members until reaped by their parent (the
-            // harness, the PID namespace's init, or us as subreaper).
+            // harness, the PID namespace's init, or us as subreaper), and
+            // a traced one until its tracer has collected it first.
             reap_orphans(&members);
+            collect_traced(&members);
             std::thread::sleep(Duration::from_millis(5));
         }
         for d in self.dirs() {
@@ -591,6 +593,39 @@ fn kill_orphans(belongs: impl Fn(i32, i32) -> bool) -> usize {
 
 /// Reap those of `pids` that are orphans of ours that ended (zombies of a
 /// cgroup stay in it until reaped).
+/// Collect, as their tracer, killed tasks that this thread traces but did not
+/// start: a traced program's fork that left its process group (a daemon) is
+/// followed by the scenario's thread, and until that thread has waited for
+/// its exit it stays a zombie that not even its parent (the PID namespace's
+/// init) can reap. The harness's own children are left alone: their
+/// processes (leaders held as zombies) and `reap_orphans` answer for them.
+/// A killed traced task first stops at its exit event and goes on only when
+/// its tracer lets it. For a task this thread does not trace, the wait is
+/// ECHILD.
+fn collect_traced(pids: &BTreeSet<i32>) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let me = std::process::id() as i32;
+    for &pid in pids {
+        if parent_of(pid).map_or(true, |parent| parent == me) {
+            continue;
+        }
+        let pid = nix::unistd::Pid::from_raw(pid);
+        // Held at its exit event (PTRACE_O_TRACEEXIT) or any other stop on
+        // its way out: let it go on, to be collected next time.
+        if let Ok(WaitStatus::Stopped(..) | WaitStatus::PtraceEvent(..) | WaitStatus::PtraceSyscall(..)) =
+            waitpid(pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG))
+        {
+            let _ = nix::sys::ptrace::cont(pid, None);
+        }
+    }
+}
+
+/// The parent pid of `pid` (/proc/PID/stat), as this PID namespace numbers it.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn reap_orphans(pids: &BTreeSet<i32>) {
     for (pid, _, _) in super::procs::orphan_children() {
         if pids.contains(&pid) {
