@@ -316,11 +316,30 @@ pub fn confine(cmd: &mut Command, confinement: Confinement) {
             // Descriptors the harness itself inherited (a terminal on fd 3)
             // must not reach the program; close-on-exec keeps the standard
             // library's error pipe working until the exec. ENOSYS (before
-            // Linux 5.11): nothing of ours is inheritable anyway.
-            if libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) == -1
-                && *libc::__errno_location() != libc::ENOSYS
-            {
-                return fail();
+            // Linux 5.11): nothing of ours is inheritable anyway. EINVAL: a
+            // kernel without the CLOEXEC flag (gVisor): each open descriptor
+            // is marked one by one, up to the descriptor limit.
+            if libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) == -1 {
+                match *libc::__errno_location() {
+                    libc::ENOSYS => {}
+                    libc::EINVAL => {
+                        let mut nofile = libc::rlimit {
+                            rlim_cur: 0,
+                            rlim_max: 0,
+                        };
+                        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == -1 {
+                            return fail();
+                        }
+                        let last = nofile.rlim_cur.min(1 << 20) as libc::c_int;
+                        for fd in 3..last {
+                            let flags = libc::fcntl(fd, libc::F_GETFD);
+                            if flags != -1 && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) == -1 {
+                                return fail();
+                            }
+                        }
+                    }
+                    _ => return fail(),
+                }
             }
             for cap in 0..64u32 {
                 if c.keep_capabilities & (1 << cap) != 0 {
