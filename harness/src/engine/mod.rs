@@ -1012,6 +1012,14 @@ impl State<'_> {
             ),
             WaitFor::ReadingStdin => (Barrier::ReadingStdin, "it to block reading its input".to_string()),
         };
+        // Whether `text` is in what the program printed so far (no wait),
+        // and the event that says the barrier was met.
+        let printed =
+            |proc: &Proc, text: &[u8]| matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(()));
+        let seen = |text: String| EventKind::OutputSeen {
+            proc: name.into(),
+            text,
+        };
         let Some(proc) = self.procs.get_mut(name) else {
             return self.gone(step, name, r);
         };
@@ -1038,13 +1046,7 @@ impl State<'_> {
                 Barrier::ReadingStdin => proc.is_reading_stdin(),
             };
             if reached {
-                r.rec(
-                    n,
-                    EventKind::OutputSeen {
-                        proc: name.into(),
-                        text: waiting_for,
-                    },
-                );
+                r.rec(n, seen(waiting_for));
                 return true;
             }
             if procs::interrupted() {
@@ -1056,27 +1058,15 @@ impl State<'_> {
                 // read to the end, then look once more.
                 if let Barrier::Stdout(text) = barrier {
                     proc.drain_output(Duration::from_millis(500));
-                    if matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(())) {
-                        r.rec(
-                            n,
-                            EventKind::OutputSeen {
-                                proc: name.into(),
-                                text: waiting_for,
-                            },
-                        );
+                    if printed(proc, text) {
+                        r.rec(n, seen(waiting_for));
                         return true;
                     }
                 }
                 if matches!(barrier, Barrier::ReadingStdin) {
                     // An exploration's writer that ended early (e.g. no key
                     // file): its exit is collected, and judged, at its input.
-                    r.rec(
-                        n,
-                        EventKind::OutputSeen {
-                            proc: name.into(),
-                            text: format!("it ended ({ending}) before reading input"),
-                        },
-                    );
+                    r.rec(n, seen(format!("it ended ({ending}) before reading input")));
                     return true;
                 }
                 // It will not happen any more: say so now, not at the deadline.
@@ -1101,14 +1091,8 @@ impl State<'_> {
                 // Output read only now (its pump had not run) was printed in
                 // time: looked at once more before a timeout is judged.
                 if let Barrier::Stdout(text) = barrier {
-                    if matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(())) {
-                        r.rec(
-                            n,
-                            EventKind::OutputSeen {
-                                proc: name.into(),
-                                text: waiting_for,
-                            },
-                        );
+                    if printed(proc, text) {
+                        r.rec(n, seen(waiting_for));
                         return true;
                     }
                 }
