@@ -131,7 +131,7 @@ const FAULTS: &[Fault] = &[
     Fault {
         name: "writer-streams-line",
         what: "the writer copies each byte into the segment as it reads it (what gets() did)",
-        langs: &["c", "perl"],
+        langs: &["c", "go", "perl"],
         expect: Expect::Caught(&["orders/syscall-input-in-pieces", "orders/partial-input-line"]),
     },
 ];

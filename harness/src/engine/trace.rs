@@ -230,6 +230,10 @@ pub struct Tracee {
     others: BTreeMap<Pid, Task>,
     /// Who started each followed task (the task that forked or cloned it).
     parents: BTreeMap<Pid, Pid>,
+    /// The thread group (process) of each followed thread that is not its
+    /// group's leader: a program's points are its own whichever of its
+    /// threads makes them (Go moves a goroutine between threads).
+    threads: BTreeMap<Pid, Pid>,
     stop: Stop,
     /// Options set (after the exec stop).
     started: bool,
@@ -262,6 +266,22 @@ fn task_name(pid: Pid) -> String {
     }
 }
 
+/// A stopped task's registers; None when it was killed at that stop.
+fn registers(pid: Pid) -> Result<Option<libc::user_regs_struct>, TraceError> {
+    match ptrace::getregs(pid) {
+        Ok(regs) => Ok(Some(regs)),
+        Err(nix::errno::Errno::ESRCH) => Ok(None),
+        Err(e) => Err(failed("PTRACE_GETREGS", e)),
+    }
+}
+
+/// The thread group (process) a task belongs to, as /proc says.
+fn thread_group(pid: Pid) -> Option<Pid> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Tgid:"))?;
+    line.trim().parse().ok().map(Pid::from_raw)
+}
+
 /// Where a task is, as /proc says: None while it runs or is stopped (by
 /// us: a stop not collected yet), Some(nr) when it sleeps in system call nr.
 fn blocked_in(pid: Pid) -> Option<i64> {
@@ -285,6 +305,7 @@ impl Tracee {
             waiting: Vec::new(),
             others: BTreeMap::new(),
             parents: BTreeMap::new(),
+            threads: BTreeMap::new(),
             stop: Stop::At(Call::Start),
             started: false,
             points: 0,
@@ -364,14 +385,18 @@ impl Tracee {
             }
             match status {
                 WaitStatus::PtraceSyscall(_) if in_call => {
-                    let regs = ptrace::getregs(pid).map_err(|e| failed("PTRACE_GETREGS", e))?;
-                    self.result = Some(regs.rax as i64);
+                    self.result = registers(pid)?.map(|regs| regs.rax as i64);
                     in_call = false;
                     self.resume(pid, false, None)?;
                 }
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
-                    let call = self.decode(pid)?;
-                    if call == Call::ReadStdin && !self.reads_the_input(pid) {
+                    let Some(call) = self.decode(pid)? else {
+                        continue;
+                    };
+                    // A thread's own end (exit(2), not exit_group(2)) while
+                    // its process lives on detaches nothing: no point.
+                    let thread_end = self.threads.contains_key(&pid) && self.is_thread_exit(pid)?;
+                    if thread_end || (call == Call::ReadStdin && !self.reads_the_input(pid)) {
                         self.resume(pid, false, None)?;
                         continue;
                     }
@@ -384,7 +409,10 @@ impl Tracee {
                 }
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_EXIT => {
                     let status = ptrace::getevent(pid).map_err(|e| failed("PTRACE_GETEVENTMSG", e))? as i32;
-                    if let Some(other) = self.held_at_ordered_call() {
+                    // A thread of the program held at a point takes over
+                    // from one that ends; another process's would have run
+                    // at once with it.
+                    if let Some(other) = self.held_at_ordered_call().filter(|o| !self.same_program(*o, pid)) {
                         return Err(self.concurrent(other));
                     }
                     if pid != self.leader && libc::WIFSIGNALED(status) {
@@ -394,6 +422,22 @@ impl Tracee {
                         self.stop = Stop::Ended(ending_of(status));
                         let _ = ptrace::cont(pid, None);
                         return Ok(&self.stop);
+                    }
+                    if let Some(&program) = self.threads.get(&pid) {
+                        // One thread of the program ended, not the program:
+                        // a thread of it held at a point goes on with the
+                        // program's steps, or else its first thread does.
+                        // It stays followed until its end is collected:
+                        // its process's end is reported only after it.
+                        let _ = ptrace::cont(pid, None);
+                        self.others.insert(pid, Task::Free);
+                        self.current = program;
+                        let held = self.held_at_ordered_call().filter(|o| self.same_program(*o, program));
+                        if let Some(next) = held.or_else(|| self.is_held(program).then_some(program)) {
+                            self.take_over(next);
+                            return Ok(&self.stop);
+                        }
+                        continue;
                     }
                     if pid != self.leader {
                         // A program a launcher started and waits for: its
@@ -447,11 +491,19 @@ impl Tracee {
 
     /// Continue `pid`: to its next stop, or (`to_return`) to the return of
     /// the call it is stopped at.
+    ///
+    /// A task killed while stopped (another thread of its process called
+    /// exit_group, or its group was killed) is no longer in a stop: ESRCH.
+    /// Its end is still reported by wait, as with any task.
     fn resume(&self, pid: Pid, to_return: bool, signal: Option<Signal>) -> Result<(), TraceError> {
-        if to_return {
-            ptrace::syscall(pid, signal).map_err(|e| failed("PTRACE_SYSCALL", e))
+        let (what, result) = if to_return {
+            ("PTRACE_SYSCALL", ptrace::syscall(pid, signal))
         } else {
-            ptrace::cont(pid, signal).map_err(|e| failed("PTRACE_CONT", e))
+            ("PTRACE_CONT", ptrace::cont(pid, signal))
+        };
+        match result {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(failed(what, e)),
         }
     }
 
@@ -467,12 +519,18 @@ impl Tracee {
             let child = Pid::from_raw(child as i32);
             self.others.entry(child).or_insert(Task::Fresh);
             self.parents.insert(child, pid);
+            if event == libc::PTRACE_EVENT_CLONE {
+                if let Some(group) = thread_group(child).filter(|g| *g != child) {
+                    self.threads.insert(child, group);
+                }
+            }
         } else if event == libc::PTRACE_EVENT_EXEC {
             // A thread that execs takes the leader's id; the old one is gone.
             if let Ok(former) = ptrace::getevent(pid) {
                 let former = Pid::from_raw(former as i32);
                 if former != pid {
                     self.others.remove(&former);
+                    self.threads.remove(&former);
                 }
             }
         }
@@ -490,8 +548,15 @@ impl Tracee {
                 self.resume(pid, false, None)?;
             }
             WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
-                let call = self.decode(pid)?;
-                if ordered(&call) && (call != Call::ReadStdin || self.reads_the_input(pid)) {
+                let Some(call) = self.decode(pid)? else {
+                    return Ok(false);
+                };
+                let of_input = call != Call::ReadStdin || self.reads_the_input(pid);
+                // Another thread of the program: every point of the
+                // program's is one, whichever thread makes it (all but a
+                // lone thread's own end, which detaches nothing).
+                let own_point = self.same_program(pid, self.current) && !self.is_thread_exit(pid)?;
+                if of_input && (ordered(&call) || own_point) {
                     self.others.insert(pid, Task::Held(call));
                     return self.hand_over();
                 }
@@ -509,6 +574,7 @@ impl Tracee {
             WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
                 self.others.remove(&pid);
                 self.parents.remove(&pid);
+                self.threads.remove(&pid);
                 if pid == self.leader {
                     // The launcher ended under the program it started.
                     return Err(TraceError::Unsupported(format!(
@@ -531,6 +597,21 @@ impl Tracee {
         std::fs::read_link(format!("/proc/{pid}/fd/0")).map_or(true, |fd0| &fd0 == input)
     }
 
+    /// The process (thread group) `pid` is a thread of.
+    fn program_of(&self, pid: Pid) -> Pid {
+        self.threads.get(&pid).copied().unwrap_or(pid)
+    }
+
+    fn same_program(&self, a: Pid, b: Pid) -> bool {
+        self.program_of(a) == self.program_of(b)
+    }
+
+    /// Is `pid` stopped before exit(2), the end of one thread (as opposed
+    /// to exit_group(2), the end of its process)?
+    fn is_thread_exit(&self, pid: Pid) -> Result<bool, TraceError> {
+        Ok(registers(pid)?.is_some_and(|regs| regs.orig_rax as i64 == nr::EXIT))
+    }
+
     /// A task held at an ordered call, if any.
     fn held_at_ordered_call(&self) -> Option<Pid> {
         self.others
@@ -539,28 +620,47 @@ impl Tracee {
             .map(|(p, _)| *p)
     }
 
-    /// A task is held at an ordered call while the current one runs. Once
-    /// the current task waits for a child, the held task becomes the
-    /// current one (a launcher that runs the program and waits for it);
-    /// once it blocks in anything else, the two would run at once: a SKIP.
+    /// A task is held at an ordered call while the current one runs.
+    ///
+    /// When it is another thread of the current task's program, it takes
+    /// over once the current thread blocks (a goroutine the Go runtime moved
+    /// to another thread; a thread that does the work while `main` joins
+    /// it): the program's calls are still one at a time. When it is another
+    /// process, it takes over once the current task waits for a child (a
+    /// launcher that runs the program and waits for it); once the current
+    /// task blocks in anything else, the two would run at once: a SKIP.
+    /// While the current task runs, nothing is decided yet: it may block,
+    /// or reach a point of its own (then two tasks make calls at once).
     fn hand_over(&mut self) -> Result<bool, TraceError> {
         let Some(next) = self.held_at_ordered_call() else {
             return Ok(false);
         };
+        let thread = self.same_program(next, self.current);
         match blocked_in(self.current) {
             None => Ok(false),
-            Some(nr) if nr == libc::SYS_wait4 || nr == libc::SYS_waitid => {
-                let Some(Task::Held(call)) = self.others.remove(&next) else {
-                    return Ok(false);
-                };
+            Some(nr) if thread || nr == libc::SYS_wait4 || nr == libc::SYS_waitid => {
                 self.others.insert(self.current, Task::Free);
-                self.waiting.push(self.current);
-                self.current = next;
-                self.points += 1;
-                self.stop = Stop::At(call);
+                if !thread {
+                    self.waiting.push(self.current);
+                }
+                self.take_over(next);
                 Ok(true)
             }
             Some(_) => Err(self.concurrent(next)),
+        }
+    }
+
+    fn is_held(&self, pid: Pid) -> bool {
+        matches!(self.others.get(&pid), Some(Task::Held(_)))
+    }
+
+    /// `next`, held at a point, becomes the current task: its call is the
+    /// role's stop.
+    fn take_over(&mut self, next: Pid) {
+        if let Some(Task::Held(call)) = self.others.remove(&next) {
+            self.current = next;
+            self.points += 1;
+            self.stop = Stop::At(call);
         }
     }
 
@@ -575,6 +675,14 @@ impl Tracee {
             Some(Task::Held(c)) => c.describe(),
             _ => "a call".into(),
         };
+        if self.same_program(other, self.current) {
+            return TraceError::Unsupported(format!(
+                "two of its threads make calls at once: {} makes {call} while {} runs on to a call of its own; \
+                 system-call exploration orders a program's calls one at a time",
+                task_name(other),
+                task_name(self.current)
+            ));
+        }
         TraceError::Unsupported(format!(
             "its {}{started_by}, makes {call} while {} runs (a launcher that does not wait for the program, or a \
              program of several threads or processes): system-call exploration follows one task of a run at a time",
@@ -583,11 +691,14 @@ impl Tracee {
         ))
     }
 
-    /// The call `pid` is stopped before.
-    fn decode(&self, pid: Pid) -> Result<Call, TraceError> {
-        let regs = ptrace::getregs(pid).map_err(|e| failed("PTRACE_GETREGS", e))?;
+    /// The call `pid` is stopped before; None when it was killed at that
+    /// stop (its end is reported next).
+    fn decode(&self, pid: Pid) -> Result<Option<Call>, TraceError> {
+        let Some(regs) = registers(pid)? else {
+            return Ok(None);
+        };
         let (arg0, arg1, arg2) = (regs.rdi, regs.rsi, regs.rdx);
-        Ok(match regs.orig_rax as i64 {
+        Ok(Some(match regs.orig_rax as i64 {
             nr::SHMGET => Call::ShmGet {
                 key: arg0 as i32,
                 size: arg1,
@@ -610,7 +721,7 @@ impl Tracee {
             },
             nr::EXIT | nr::EXIT_GROUP => Call::Exit { code: arg0 as i32 },
             other => return Err(TraceError::Failed(format!("stopped at unexpected system call {other}"))),
-        })
+        }))
     }
 
     /// The next stop of any task of the role that is not held, polling so

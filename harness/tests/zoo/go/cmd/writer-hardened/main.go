@@ -57,7 +57,11 @@ func main() {
 	if sysv.Fault("writer-truncate") {
 		room = 100
 	}
-	line, err := readLine(bufio.NewReader(os.Stdin), room)
+	var stream []byte
+	if sysv.Fault("writer-streams-line") {
+		stream = seg.Bytes()
+	}
+	line, err := readLine(bufio.NewReader(os.Stdin), room, stream)
 	switch {
 	case errors.Is(err, io.EOF):
 		if sysv.Fault("writer-clear-at-eof") {
@@ -94,8 +98,9 @@ var errTooLong = errors.New("line too long")
 
 // readLine returns the first line without its newline (a last line without
 // one counts), io.EOF when there is no line at all, errTooLong past room bytes.
-// The writer-truncate fault drops the bytes past room instead.
-func readLine(r *bufio.Reader, room int) ([]byte, error) {
+// The writer-truncate fault drops the bytes past room instead; the
+// writer-streams-line fault copies each byte into stream as it comes.
+func readLine(r *bufio.Reader, room int, stream []byte) ([]byte, error) {
 	var line []byte
 	for {
 		b, err := r.ReadByte()
@@ -121,5 +126,8 @@ func readLine(r *bufio.Reader, room int) ([]byte, error) {
 			return nil, errTooLong
 		}
 		line = append(line, b)
+		if stream != nil {
+			stream[len(line)-1] = b
+		}
 	}
 }

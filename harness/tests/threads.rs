@@ -1,0 +1,134 @@
+//! Programs of several threads are judged at system-call level like
+//! single-threaded ones, as long as their calls are one at a time: a
+//! program's points are its own whichever thread makes them (the Go runtime
+//! moves a goroutine between threads; a C program may do its work in a
+//! thread that `main` joins). tests/threads/threaded.c makes the same calls
+//! as the bare program from one worker thread, or from a new thread for each
+//! call: both system-call scenarios explore exactly the bare program's
+//! orders, the same verdict, the same half line caught when it streams its
+//! input into the segment. A program whose threads do make calls at once
+//! cannot be explored one call at a time: a SKIP that says so, every time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use rstest::rstest;
+
+mod common;
+use common::{scenarios, shmconf};
+
+const SCENARIOS: [&str; 2] = ["orders/syscall-rmid-before-attach", "orders/syscall-input-in-pieces"];
+
+/// tests/threads/threaded.c, compiled once per test binary.
+fn threaded() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/threads/threaded.c");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("threaded-{}", std::process::id()));
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        let status = Command::new(&cc)
+            .args(["-O2", "-Wall", "-Werror", "-pthread", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .unwrap_or_else(|e| panic!("{cc}: {e}"));
+        assert!(status.success(), "{cc} failed on {}", src.display());
+        out
+    })
+}
+
+/// Both system-call scenarios on the threaded pair, the writer made as
+/// `writer` says (MODE [streams]) and the reader as `reader`: shmconf's
+/// stdout and exit code.
+fn explore(writer: &str, reader: &str) -> (String, Option<i32>) {
+    let program = threaded().display().to_string();
+    let out = shmconf()
+        .args(["run", "--jobs", "1"])
+        .args(["--writer", &format!("{program} writer {writer}")])
+        .args(["--reader", &format!("{program} reader {reader}")])
+        .args(SCENARIOS.map(|id| scenarios().join(format!("{id}.toml"))))
+        .timeout(std::time::Duration::from_secs(600))
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+}
+
+/// "N orders explored" of each scenario's verdict line, in order.
+fn order_counts(out: &str) -> Vec<String> {
+    SCENARIOS
+        .iter()
+        .map(|id| {
+            let line = out
+                .lines()
+                .find(|l| l.contains(id) && l.contains("orders explored"))
+                .unwrap_or_else(|| panic!("no verdict line for {id} in {out}"));
+            let (_, rest) = line.split_once(" - ").unwrap_or(("", line));
+            rest.split(" orders explored").next().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+fn bare(streams: bool) -> &'static (String, Option<i32>) {
+    static CORRECT: OnceLock<(String, Option<i32>)> = OnceLock::new();
+    static STREAMING: OnceLock<(String, Option<i32>)> = OnceLock::new();
+    if streams {
+        STREAMING.get_or_init(|| explore("bare streams", "bare"))
+    } else {
+        CORRECT.get_or_init(|| explore("bare", "bare"))
+    }
+}
+
+#[rstest]
+#[case::one_worker_thread("worker")]
+#[case::a_new_thread_for_each_call("relay")]
+fn a_program_whose_calls_move_between_threads_passes_as_the_bare_one(#[case] mode: &str) {
+    let (control, control_code) = bare(false);
+    assert_eq!(*control_code, Some(0), "the bare control: {control}");
+    let (out, code) = explore(mode, mode);
+    assert_eq!(code, Some(0), "{out}");
+    for id in SCENARIOS {
+        assert!(out.contains(&format!("PASS    {id}")), "{mode}: {out}");
+    }
+    assert!(!out.contains("not all"), "{out}");
+    assert_eq!(
+        order_counts(&out),
+        order_counts(control),
+        "{mode}: {out}\nbare: {control}"
+    );
+}
+
+#[rstest]
+#[case::one_worker_thread("worker")]
+#[case::a_new_thread_for_each_call("relay")]
+fn a_half_line_is_caught_whatever_thread_stores_it(#[case] mode: &str) {
+    let (control, _) = bare(true);
+    let (out, code) = explore(&format!("{mode} streams"), mode);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL    orders/syscall-input-in-pieces"), "{out}");
+    assert!(
+        out.contains("r printed part of w's line: \"hel\" of \"hello\" (property whole-lines)"),
+        "{out}"
+    );
+    assert_eq!(
+        order_counts(&out),
+        order_counts(control),
+        "{mode}: {out}\nbare: {control}"
+    );
+}
+
+/// The chatter thread prints between two of main's calls, each of them
+/// waiting for the other: their calls overlap. Every run says so (SKIP,
+/// naming the threads); none is a verdict.
+#[test]
+fn threads_that_make_calls_at_once_are_a_skip_that_says_so() {
+    for _ in 0..3 {
+        let (out, code) = explore("concurrent", "bare");
+        assert_eq!(code, Some(4), "nothing judged, so exit 4: {out}");
+        for id in SCENARIOS {
+            assert!(out.contains(&format!("SKIP    {id}")), "{out}");
+        }
+        assert!(out.contains("(threaded-"), "the threads named: {out}");
+        assert!(out.contains("two of its threads make calls at once"), "{out}");
+    }
+}
