@@ -84,6 +84,9 @@ pub enum Check {
     Ending,
     /// Explorations: a reader printed part of a writer's line (whole-lines).
     WholeLines,
+    /// Explorations: a run's shmdt(2) failed: it detached an address it
+    /// had not attached (detach-attached).
+    DetachAttached,
 }
 
 impl Check {
@@ -101,6 +104,7 @@ impl Check {
             Check::Signal => "signal",
             Check::Ending => "ending",
             Check::WholeLines => "whole-lines",
+            Check::DetachAttached => "detach-attached",
         }
     }
 }

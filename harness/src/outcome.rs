@@ -45,7 +45,7 @@ pub struct ExpectedFields {
     /// (step optional: any step; explorations have none). A failure that no
     /// entry names makes the scenario FAIL, not XFAIL. Checks: exit, stdout,
     /// stderr, segments, stray-processes, ended-early, timeout, container; explorations:
-    /// model, signal, ending, whole-lines, timeout.
+    /// model, signal, ending, whole-lines, detach-attached, timeout.
     #[serde(default)]
     pub fails: Vec<Pin>,
 }
@@ -57,7 +57,8 @@ impl TryFrom<ExpectedFields> for Expected {
             ExpectedStatus::Fail if f.fails.is_empty() => {
                 Err("a deviation with status \"fail\" must name the failures it expects: \
                  fails = [{ step = N, check = \"exit\" }, ...] (check: exit, stdout, stderr, segments, \
-                 stray-processes, ended-early, timeout, container, model, signal, ending, whole-lines; step optional); \
+                 stray-processes, ended-early, timeout, container, model, signal, ending, whole-lines, detach-attached; \
+                 step optional); \
                  `shmconf run --format json --expectations EMPTY_FILE` lists each failure's step and check"
                     .into())
             }

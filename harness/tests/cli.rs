@@ -260,6 +260,7 @@ fn expectations_turn_failures_into_xfail_and_passes_into_xpass() {
 #[case::another_step("fails = [{ step = 3, check = \"exit\" }]", false)]
 #[case::another_check("fails = [{ step = 2, check = \"stdout\" }]", false)]
 #[case::an_exploration_check("fails = [{ check = \"whole-lines\" }]", false)]
+#[case::another_exploration_check("fails = [{ check = \"detach-attached\" }]", false)]
 #[case::the_step_and_check("fails = [{ step = 2, check = \"exit\" }]", true)]
 #[case::the_check_at_any_step("fails = [{ check = \"exit\" }, { check = \"segments\" }]", true)]
 fn a_deviation_that_names_another_failure_is_a_fail(#[case] fails: &str, #[case] expected: bool) {

@@ -47,6 +47,10 @@ enum Expect {
     Caught(&'static [&'static str]),
     /// No scenario catches the fault yet: why (a finding for the catalogue).
     /// Ignored while it slips through; a failure once something catches it.
+    #[expect(
+        dead_code,
+        reason = "no known gap today: the next fault the catalogue misses is listed as one"
+    )]
     Gap(&'static str),
 }
 
@@ -120,7 +124,9 @@ const FAULTS: &[Fault] = &[
         name: "reader-double-detach",
         what: "the reader detaches twice and ignores the second detach's EINVAL",
         langs: &["c"],
-        expect: Expect::Gap("nothing observable but a failed shmdt(2): only a scenario that judges every system call's result could see it"),
+        // Nothing shows but the failed shmdt(2) itself: the system-call
+        // scenarios judge each call's result (property detach-attached).
+        expect: Expect::Caught(&["orders/syscall-rmid-before-attach", "orders/syscall-input-in-pieces"]),
     },
     Fault {
         name: "ftok-drops-device",

@@ -342,6 +342,19 @@ fn execute(
                 let run = event.choice.run().to_string();
                 last_step = format!("{run}'s {call}{returned}");
                 trace.push(event);
+                if ex.properties.contains(&Property::DetachAttached)
+                    && matches!(op, Some(crate::engine::trace::Call::ShmDt { .. }))
+                    && result.is_some_and(|r| r < 0)
+                {
+                    problems.push((
+                        trace.len() - 1,
+                        Check::DetachAttached,
+                        format!(
+                            "{run}'s {call}{returned}: it detached an address it had not attached (property \
+                             detach-attached)"
+                        ),
+                    ));
+                }
                 if let (Some(model), Some(op)) = (table.as_mut(), op) {
                     if let Err(why) = model.apply(&run, op, *result) {
                         problems.push((

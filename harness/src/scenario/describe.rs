@@ -290,6 +290,9 @@ fn exploration(ex: &Exploration) -> String {
                 crate::scenario::Property::WholeLines => {
                     "property whole-lines: no reader prints part of a writer's line\n".to_string()
                 }
+                crate::scenario::Property::DetachAttached => {
+                    "property detach-attached: every shmdt(2) detaches a segment the run attached\n".to_string()
+                }
             });
         }
         out.push_str(if ex.reduction {

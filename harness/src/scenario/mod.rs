@@ -500,12 +500,16 @@ pub enum Granularity {
 pub enum Property {
     /// A reader never prints part of a writer's line.
     WholeLines,
+    /// Every shmdt(2) a run makes detaches a segment it attached: it never
+    /// fails (EINVAL is its only error, an address that is not attached).
+    DetachAttached,
 }
 
 impl Property {
     pub fn name(self) -> &'static str {
         match self {
             Property::WholeLines => "whole-lines",
+            Property::DetachAttached => "detach-attached",
         }
     }
 }
@@ -1448,12 +1452,18 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
     for p in &ex.properties {
         let at = p.span().start;
         match p.get_ref().as_str() {
-            "whole-lines" if granularity == Granularity::Syscall => properties.insert(Property::WholeLines),
-            "whole-lines" => return Err((at, "explore.properties are judged at granularity = \"syscall\"".into())),
+            name @ ("whole-lines" | "detach-attached") if granularity != Granularity::Syscall => {
+                return Err((
+                    at,
+                    format!("explore.properties: {name:?} is judged at granularity = \"syscall\""),
+                ))
+            }
+            "whole-lines" => properties.insert(Property::WholeLines),
+            "detach-attached" => properties.insert(Property::DetachAttached),
             other => {
                 return Err((
                     at,
-                    format!("explore.properties: unknown property {other:?}; known: whole-lines"),
+                    format!("explore.properties: unknown property {other:?}; known: whole-lines, detach-attached"),
                 ))
             }
         };

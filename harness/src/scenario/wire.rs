@@ -77,7 +77,8 @@ pub struct Explore {
     pub reduction: Option<bool>,
     /// "syscall": properties every order must keep beyond "no role is
     /// killed by a signal": "whole-lines" (a reader never prints part of a
-    /// writer's line).
+    /// writer's line), "detach-attached" (every shmdt(2) detaches a segment
+    /// the run attached: none fails).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub properties: Vec<Spanned<String>>,
