@@ -1341,3 +1341,40 @@ fn bad_bounds_are_usage_errors(#[case] args: &[&str], #[case] message: &str) {
         .stdout("")
         .stderr(predicate::str::contains(message));
 }
+
+/// A read-only TMPDIR (a read-only mount, where even root makes nothing) is
+/// one line naming it and exit 2 before any scenario runs: no BROKEN per
+/// scenario. The mount is made in a mount namespace of the test's own.
+#[test]
+fn a_read_only_tmpdir_is_one_error_naming_it() {
+    if !nix::unistd::Uid::effective().is_root() || StdCommand::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: a read-only mount needs root and unshare(1)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o ro shmconf-ro {ro} && TMPDIR={ro} exec {bin} run {scenario}",
+        ro = ro.display(),
+        bin = assert_cmd::cargo::cargo_bin("shmconf").display(),
+        scenario = scenarios().join("visibility/writer-then-reader.toml").display()
+    );
+    let out = assert_cmd::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot make the run's dir in the temp dir {} (TMPDIR): Read-only file system",
+            ro.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("PASS") && !stdout.contains("BROKEN"), "{stdout}");
+}
