@@ -209,3 +209,27 @@ fn shm_info_and_stat_index_enumerate_the_table() {
         assert!(Segment::stat_index(info.max_index + 1).is_err());
     })
 }
+
+/// The turn the host-namespace fallback takes: one holder at a time, even
+/// among threads of one process (each open of the lock file holds its own
+/// flock; across processes the kernel does the same).
+#[test]
+fn a_turn_has_one_holder_at_a_time() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let inside = AtomicUsize::new(0);
+    let most = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let _turn = common::turn::exclusive("self-test");
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+}

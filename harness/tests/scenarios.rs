@@ -14,6 +14,9 @@ use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolati
 use shmconf_harness::engine::{procs, rundir, Limits};
 use shmconf_harness::scenario::discover;
 
+#[path = "../../tests/common/turn.rs"]
+mod turn;
+
 fn main() {
     // Single-threaded here, as entering a user namespace requires.
     compose::enter_user_namespace_if_unprivileged();
@@ -42,9 +45,9 @@ fn main() {
         for sf in &scenarios {
             let (runner, sf) = (Arc::clone(&runner), sf.clone());
             trials.push(Trial::ignorable_test(format!("{name}::{}", sf.id), move || {
-                // A backend that shares one namespace runs one scenario at a time.
-                let _guard = (runner.backend.max_parallel() == Some(1))
-                    .then(|| SERIAL.lock().unwrap_or_else(|p| p.into_inner()));
+                // A backend that shares one namespace runs one scenario at a
+                // time, across test processes too (nextest).
+                let _turn = (runner.backend.max_parallel() == Some(1)).then(|| turn::exclusive("shared-namespace"));
                 let r = runner.run_one(&sf);
                 match r.status {
                     Status::Pass | Status::Xfail => Ok(Completion::Completed),
@@ -61,5 +64,3 @@ fn main() {
     rundir::finish();
     conclusion.exit();
 }
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

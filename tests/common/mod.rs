@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use shmconf::ipcns;
+
+#[path = "turn.rs"]
+pub mod turn;
 use shmconf::SegTable;
 
 pub struct Sandbox {
@@ -26,8 +28,6 @@ impl Sandbox {
     }
 }
 
-static HOST_NS: Mutex<()> = Mutex::new(());
-
 /// Run `f` with a fresh temp dir (holding an empty `shmfile`) inside a
 /// private IPC namespace. Where namespaces cannot be made (no privilege),
 /// fall back to the host namespace one test at a time, removing the
@@ -35,7 +35,8 @@ static HOST_NS: Mutex<()> = Mutex::new(());
 /// file's key), even when it panics, and no other program's.
 ///
 /// (No `serial_test`: every test has a namespace of its own, so none needs
-/// to share the host's by design; the fallback serialises itself here.)
+/// to share the host's by design; the fallback takes its turn here, and
+/// `#[file_serial]` fits only test functions, not this helper.)
 pub fn sandbox<T: Send>(f: impl FnOnce(&Sandbox) -> T + Send) -> T {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("shmfile"), b"").unwrap();
@@ -43,7 +44,7 @@ pub fn sandbox<T: Send>(f: impl FnOnce(&Sandbox) -> T + Send) -> T {
     if ipcns::can_unshare_ipc() {
         return ipcns::in_private_ipc_ns(|| f(&sb)).unwrap();
     }
-    let _serial = HOST_NS.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = turn::exclusive("host-ipc-namespace");
     let before: Vec<i32> = SegTable::read().unwrap().rows.iter().map(|r| r.shmid).collect();
     let file_key = shmconf::Key::ftok(&sb.file("shmfile"), 0).map_or(0, |k| k.as_u32() & 0xff_ffff);
     struct Cleanup(Vec<i32>, u32);
