@@ -268,20 +268,20 @@ impl Findings {
     }
 }
 
-fn timeout_message(
-    n: usize,
-    proc: &str,
-    waiting_for: &str,
-    limit_ms: u64,
-    limit: &str,
-    stdout: &Text,
-    stderr: &Text,
-) -> String {
-    let which = if limit == "scenario" {
+/// Which limit ran out, in words: the scenario's, or the step's (and how
+/// much later a busy machine moved it).
+fn limit_words(limit_ms: u64, cpu_wait_ms: Option<u64>, limit: &str) -> String {
+    if limit == "scenario" {
         format!("the scenario's limit of {limit_ms} ms ran out")
     } else {
-        format!("timed out after {limit_ms} ms (the step's limit)")
-    };
+        format!(
+            "timed out after {limit_ms} ms (the step's limit{})",
+            crate::events::cpu_wait_text(cpu_wait_ms)
+        )
+    }
+}
+
+fn timeout_message(n: usize, proc: &str, waiting_for: &str, which: &str, stdout: &Text, stderr: &Text) -> String {
     if proc == "kernel" || proc == "scenario" {
         format!("step {n}: {which} waiting for {waiting_for}")
     } else {
@@ -318,13 +318,21 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                 proc,
                 waiting_for,
                 limit_ms,
+                cpu_wait_ms,
                 limit,
                 stdout,
                 stderr,
             } => f.failed(
                 Some(n),
                 Check::Timeout,
-                timeout_message(n, proc, waiting_for, *limit_ms, limit, stdout, stderr),
+                timeout_message(
+                    n,
+                    proc,
+                    waiting_for,
+                    &limit_words(*limit_ms, *cpu_wait_ms, limit),
+                    stdout,
+                    stderr,
+                ),
             ),
             EventKind::WaitEnded {
                 proc,

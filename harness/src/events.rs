@@ -184,6 +184,11 @@ pub enum EventKind {
         proc: String,
         waiting_for: String,
         limit_ms: u64,
+        /// Wall time the limit was moved by, while the program (or the
+        /// harness watching it) was ready to run without a CPU: a busy
+        /// machine's share, not the program's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_wait_ms: Option<u64>,
         /// "step" or "scenario": which limit fired.
         limit: String,
         stdout: Text,
@@ -478,13 +483,15 @@ impl EventKind {
                 proc,
                 waiting_for,
                 limit_ms,
+                cpu_wait_ms,
                 limit,
                 stdout,
                 stderr,
             } => (
                 proc.clone(),
                 format!(
-                    "TIMEOUT after {limit_ms} ms ({limit} limit) waiting for {waiting_for}; {}",
+                    "TIMEOUT after {limit_ms} ms ({limit} limit{}) waiting for {waiting_for}; {}",
+                    cpu_wait_text(*cpu_wait_ms),
                     outputs(stdout, stderr)
                 ),
             ),
@@ -608,6 +615,15 @@ impl EventKind {
                 )
             }
         }
+    }
+}
+
+/// What a busy machine added to a limit, as a timeout says it after the
+/// limit's name: ", moved 1200 ms later by waits for a CPU" (or nothing).
+pub fn cpu_wait_text(cpu_wait_ms: Option<u64>) -> String {
+    match cpu_wait_ms {
+        Some(wait) if wait > 0 => format!(", moved {wait} ms later by waits for a CPU"),
+        _ => String::new(),
     }
 }
 

@@ -447,13 +447,16 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                 EventKind::Timeout {
                     proc,
                     limit_ms,
+                    cpu_wait_ms,
                     waiting_for,
                     ..
                 } => {
                     out.problems.push(Failure::of_exploration(
                         Check::Timeout,
                         format!(
-                            "{proc} did not finish within {limit_ms} ms waiting for {waiting_for} (killed with its group)"
+                            "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for} (killed with \
+                             its group)",
+                            crate::events::cpu_wait_text(*cpu_wait_ms)
                         ),
                     ));
                     timed_out = true;

@@ -311,7 +311,22 @@ fn run_case(case: &Case) -> Result<(), Failed> {
     // "its host's" namespace (the shared isolation) can be read afterwards.
     let outcome = shmconf::ipcns::in_private_ipc_ns(|| -> Result<_, String> {
         let start = Instant::now();
-        let mut child = Command::new(bin("shmconf"))
+        // A case that signals shmconf judges how it handles the signal as a
+        // user's shell starts it, not with what this test process was
+        // started ignoring (`nohup cargo test`, a background job): shmconf
+        // rightly keeps an inherited SIG_IGN of SIGHUP and SIGINT.
+        let inherited_ignore = case.signal.is_some()
+            && [libc::SIGHUP, libc::SIGINT]
+                .into_iter()
+                .any(shmconf_harness::engine::procs::ignored);
+        let mut command = if inherited_ignore {
+            let mut env = Command::new("env");
+            env.arg("--default-signal=HUP,INT").arg(bin("shmconf"));
+            env
+        } else {
+            Command::new(bin("shmconf"))
+        };
+        let mut child = command
             .arg("run")
             .args(&args)
             .current_dir(&root_path)

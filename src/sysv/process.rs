@@ -247,7 +247,11 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
 
 /// Least privilege for a program under test, as sandbox runners apply it in
-/// the child before exec, in this order: join the scenario's cgroups, set
+/// the child before exec, in this order: every signal's disposition back to
+/// its default (what the harness was started ignoring, as under `nohup` or
+/// a shell's `&`, must not change how a program reacts to a signal a
+/// scenario sends; the standard library resets only SIGPIPE and the mask),
+/// join the scenario's cgroups, set
 /// the rlimits, enter the scenario's mount namespace (and its working
 /// directory again), give up the controlling terminal, mark every inherited
 /// descriptor above 2 close-on-exec,
@@ -270,6 +274,12 @@ pub fn confine(cmd: &mut Command, confinement: Confinement) {
         // memory that `confinement` owns (allocated before the fork and not
         // touched since) or on locals; nothing allocates or takes a lock.
         unsafe {
+            for sig in 1..=64 {
+                // EINVAL: SIGKILL, SIGSTOP and the C library's own signals.
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR && *libc::__errno_location() != libc::EINVAL {
+                    return fail();
+                }
+            }
             for procs in &c.cgroups {
                 // "0": the writing process itself.
                 if libc::write(std::os::fd::AsRawFd::as_raw_fd(procs), b"0".as_ptr().cast(), 1) != 1 {

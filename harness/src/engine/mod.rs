@@ -122,7 +122,15 @@ struct Deadline {
     /// `procs::suspended()` when it was set: time the harness spends stopped
     /// after that moves it later (see `procs::extended`).
     suspended: Duration,
+    /// The program it waits for, if one: time it (or this thread, which
+    /// watches it) spent ready to run but without a CPU moves it later.
+    program: Option<procs::CpuWaitMark>,
 }
+
+/// How much later a busy machine may move a deadline, in limits: the clock
+/// stays a safety net (a program that waits for nothing but a CPU is judged
+/// by at most four limits of wall time).
+const MOST_CPU_WAIT_IN_LIMITS: u32 = 3;
 
 impl Deadline {
     fn new(at: Instant, limit: Duration, which: &'static str) -> Deadline {
@@ -131,16 +139,39 @@ impl Deadline {
             limit,
             which,
             suspended: procs::suspended(),
+            program: None,
         }
     }
 
-    /// When it ends, as of now.
+    /// The same deadline, waiting for the program `pid` (from now on): a
+    /// verdict must not follow the machine's load, so the time it was ready
+    /// to run but had no CPU does not count against it (nor this thread's,
+    /// which must run to see it), up to [`MOST_CPU_WAIT_IN_LIMITS`] limits.
+    fn for_program(self, pid: i32) -> Deadline {
+        Deadline {
+            program: Some(procs::CpuWaitMark::now(pid)),
+            ..self
+        }
+    }
+
+    /// How far a busy machine has moved it so far.
+    fn cpu_wait(&self) -> Duration {
+        let most = self.limit * MOST_CPU_WAIT_IN_LIMITS;
+        self.program.as_ref().map_or(Duration::ZERO, |m| m.since().min(most))
+    }
+
+    /// When it ends, as of now. Before the limit itself has passed, nothing
+    /// more is looked at (/proc is read only once it has).
     fn at(&self) -> Instant {
-        procs::extended(self.at, self.suspended)
+        let at = procs::extended(self.at, self.suspended);
+        if Instant::now() < at {
+            return at;
+        }
+        at + self.cpu_wait()
     }
 
     fn expired(&self) -> bool {
-        procs::expired(self.at, self.suspended)
+        Instant::now() >= self.at() && procs::expired(self.at + self.cpu_wait(), self.suspended)
     }
 }
 
@@ -278,6 +309,7 @@ impl Engine<'_> {
                         proc: "scenario".into(),
                         waiting_for: "the whole scenario".into(),
                         limit_ms: scenario_deadline.limit.as_millis() as u64,
+                        cpu_wait_ms: None,
                         limit: "scenario".into(),
                         stdout: Text::default(),
                         stderr: Text::default(),
@@ -360,6 +392,7 @@ fn timeout_event(proc: &str, waiting_for: String, d: Deadline, out: (Text, Text)
         proc: proc.into(),
         waiting_for,
         limit_ms: d.limit.as_millis() as u64,
+        cpu_wait_ms: Some(d.cpu_wait().as_millis() as u64).filter(|ms| *ms > 0),
         limit: d.which.into(),
         stdout: out.0,
         stderr: out.1,
@@ -895,7 +928,11 @@ impl State<'_> {
                     } else {
                         deadline
                     };
-                    let result = tracee.step(call_deadline.at()).cloned();
+                    let call_deadline = match self.procs.get(run) {
+                        Some(p) => call_deadline.for_program(p.pid),
+                        None => call_deadline,
+                    };
+                    let result = tracee.step(&|| call_deadline.at()).cloned();
                     let returned = tracee.last_result();
                     // A failed shmat attached nothing.
                     let after = match (&call, returned) {
@@ -1023,6 +1060,7 @@ impl State<'_> {
         let Some(proc) = self.procs.get_mut(name) else {
             return self.gone(step, name, r);
         };
+        let deadline = deadline.for_program(proc.pid);
         loop {
             let reached = match barrier {
                 Barrier::Stdout(text) => matches!(
@@ -1278,7 +1316,16 @@ impl State<'_> {
 
 /// Wait for a process's exit and record it (or the timeout).
 fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, what: &str, r: &mut Recorder) -> bool {
-    match proc.wait_exit(deadline.at()) {
+    let deadline = deadline.for_program(proc.pid);
+    // The limit may move while it is waited for (a busy machine): wait again
+    // until it has passed as of now.
+    let outcome = loop {
+        match proc.wait_exit(deadline.at()) {
+            WaitOutcome::TimedOut if !deadline.expired() => continue,
+            outcome => break outcome,
+        }
+    };
+    match outcome {
         WaitOutcome::Done((ending, stray)) => {
             let ending = world.ending(ending);
             let (stdout, stderr) = proc.output();

@@ -65,6 +65,47 @@ pub fn interruption() -> String {
     interrupting_signal().map_or("interrupted".into(), |s| format!("interrupted by {}", s.as_str()))
 }
 
+/// How long a task has been ready to run without a CPU, as the kernel counts
+/// it (the run-queue wait, second field of /proc/TASK/schedstat); None where
+/// the kernel does not say (no schedstat, gVisor, the task gone).
+fn run_queue_wait(task: &str) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{task}/schedstat")).ok()?;
+    let ns: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// What a program and the thread that watches it had waited for a CPU at
+/// one moment: a deadline judges the program by the time it could have run,
+/// not by the machine's load. The watching thread counts too: while it waits
+/// for a CPU it cannot see what the program did.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuWaitMark {
+    pid: i32,
+    program: Option<Duration>,
+    watcher: Option<Duration>,
+}
+
+impl CpuWaitMark {
+    /// Now, for program `pid` and the calling thread (which must be the one
+    /// that later asks [`CpuWaitMark::since`]).
+    pub fn now(pid: i32) -> CpuWaitMark {
+        CpuWaitMark {
+            pid,
+            program: run_queue_wait(&pid.to_string()),
+            watcher: run_queue_wait("thread-self"),
+        }
+    }
+
+    /// The longer of the two waits since the mark (zero where unknown).
+    pub fn since(&self) -> Duration {
+        let grew = |then: Option<Duration>, task: &str| match (then, run_queue_wait(task)) {
+            (Some(then), Some(now)) => now.saturating_sub(then),
+            _ => Duration::ZERO,
+        };
+        grew(self.program, &self.pid.to_string()).max(grew(self.watcher, "thread-self"))
+    }
+}
+
 /// Time the harness spent stopped (Ctrl-Z, SIGSTOP) until a SIGCONT, in µs.
 static SUSPENDED_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -169,16 +210,37 @@ pub fn watch_for_suspension() -> std::io::Result<()> {
 /// Ctrl-C always did (processes killed, namespaces and temp dirs gone). And
 /// from then on, time the harness spends stopped moves every deadline
 /// ([`watch_for_suspension`]).
+///
+/// SIGHUP and SIGINT that the harness was started ignoring (`nohup`, a job a
+/// non-interactive shell put in the background) stay ignored, as the
+/// invoker asked: handling them anyway would make a hangup end a `nohup`
+/// run, or not, by how early it came.
 pub fn handle_termination_signals() -> std::io::Result<()> {
     watch_for_suspension()?;
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let handled: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&sig| sig == SIGTERM || !ignored(sig))
+        .collect();
+    let mut signals = signal_hook::iterator::Signals::new(handled)?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for sig in signals.forever() {
             interrupt_all(sig);
         }
     })?;
     Ok(())
+}
+
+/// Is `sig` ignored by this process (SigIgn of /proc/self/status)? Asked
+/// before any handler is installed, it says what the harness inherited.
+pub fn ignored(sig: i32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    (1..=64).contains(&sig) && mask & (1 << (sig - 1)) != 0
 }
 
 /// One output stream: the first [`CAPTURE_KEEP`] bytes and the total count.

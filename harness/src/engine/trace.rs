@@ -333,8 +333,10 @@ impl Tracee {
 
     /// Let the role execute the call it is stopped at and run to its next
     /// point (or its end). Only this role runs meanwhile; a role that does
-    /// not get there by `deadline` is SIGKILLed and this says so.
-    pub fn step(&mut self, deadline: Instant) -> Result<&Stop, TraceError> {
+    /// not get there by `deadline` is SIGKILLed and this says so. The
+    /// deadline is asked again each time it is looked at: it may move (a
+    /// busy machine, a stopped harness).
+    pub fn step(&mut self, deadline: &dyn Fn() -> Instant) -> Result<&Stop, TraceError> {
         if self.ended().is_some() {
             return Ok(&self.stop);
         }
@@ -727,7 +729,11 @@ impl Tracee {
     /// The next stop of any task of the role that is not held, polling so
     /// a deadline can end it: past it the role's group is killed. None when
     /// nothing was reported this round (the caller may look at the tasks).
-    fn poll(&mut self, deadline: Instant, spins: &mut u32) -> Result<Option<(Pid, WaitStatus)>, TraceError> {
+    fn poll(
+        &mut self,
+        deadline: &dyn Fn() -> Instant,
+        spins: &mut u32,
+    ) -> Result<Option<(Pid, WaitStatus)>, TraceError> {
         let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
         let mut tasks = vec![self.current];
         tasks.extend(
@@ -754,7 +760,7 @@ impl Tracee {
                 }
             }
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline() {
             let _ = nix::sys::signal::killpg(self.leader, Signal::SIGKILL);
             let _ = nix::sys::signal::kill(self.leader, Signal::SIGKILL);
             return Err(TraceError::TimedOut);
@@ -770,7 +776,7 @@ impl Tracee {
     }
 
     /// Wait for one task's next stop (the first stop of the role).
-    fn wait_for(&mut self, pid: Pid, deadline: Instant) -> Result<WaitStatus, TraceError> {
+    fn wait_for(&mut self, pid: Pid, deadline: &dyn Fn() -> Instant) -> Result<WaitStatus, TraceError> {
         let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
         let mut spins = 0u32;
         loop {
@@ -780,7 +786,7 @@ impl Tracee {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(failed("waitpid", e)),
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline() {
                 let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
                 return Err(TraceError::TimedOut);
             }
@@ -891,7 +897,7 @@ mod tests {
             let mut seen = Vec::new();
             let mut fed = 0;
             loop {
-                let stop = tracee.step(deadline).unwrap().clone();
+                let stop = tracee.step(&|| deadline).unwrap().clone();
                 match stop {
                     Stop::At(call) => {
                         if call == Call::ReadStdin && proc.stdin_unread() == Some(0) {

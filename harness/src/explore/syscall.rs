@@ -392,11 +392,15 @@ fn execute(
                 proc,
                 waiting_for,
                 limit_ms,
+                cpu_wait_ms,
                 ..
             } => problems.push((
                 trace.len().saturating_sub(1),
                 Check::Timeout,
-                format!("{proc} did not finish within {limit_ms} ms waiting for {waiting_for}"),
+                format!(
+                    "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
+                    crate::events::cpu_wait_text(*cpu_wait_ms)
+                ),
             )),
             EventKind::Exit { proc, ending, .. } => {
                 let after = trace.len().saturating_sub(1);
