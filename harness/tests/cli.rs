@@ -456,7 +456,11 @@ fn ctrl_c_leaves_no_process_segment_or_temp_dir() {
     .unwrap();
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("shmconf"))
+    // Started as from a terminal: SIGINT not ignored, whatever this test
+    // process was started ignoring (a background job ignores it).
+    let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("shmconf"));
+    shmconf::sysv::process::with_default_signals(&mut command);
+    let mut child = command
         .arg("run")
         .arg(&scenario)
         .env("TMPDIR", &scratch)

@@ -315,17 +315,10 @@ fn run_case(case: &Case) -> Result<(), Failed> {
         // user's shell starts it, not with what this test process was
         // started ignoring (`nohup cargo test`, a background job): shmconf
         // rightly keeps an inherited SIG_IGN of SIGHUP and SIGINT.
-        let inherited_ignore = case.signal.is_some()
-            && [libc::SIGHUP, libc::SIGINT]
-                .into_iter()
-                .any(shmconf_harness::engine::procs::ignored);
-        let mut command = if inherited_ignore {
-            let mut env = Command::new("env");
-            env.arg("--default-signal=HUP,INT").arg(bin("shmconf"));
-            env
-        } else {
-            Command::new(bin("shmconf"))
-        };
+        let mut command = Command::new(bin("shmconf"));
+        if case.signal.is_some() {
+            shmconf::sysv::process::with_default_signals(&mut command);
+        }
         let mut child = command
             .arg("run")
             .args(&args)

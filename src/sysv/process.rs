@@ -226,6 +226,44 @@ pub struct Confinement {
     pub keep_capabilities: u64,
 }
 
+/// Every signal's disposition back to its default, in a child before exec;
+/// false on a failure (errno set). EINVAL is SIGKILL, SIGSTOP and the C
+/// library's own signals: nothing to reset.
+///
+/// # Safety
+/// Async-signal-safe: only sigaction(2), through signal(3).
+unsafe fn reset_signal_dispositions() -> bool {
+    for sig in 1..=64 {
+        // SAFETY: signal(3) with SIG_DFL touches no memory of ours, and
+        // errno is this thread's.
+        let failed =
+            unsafe { libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR && *libc::__errno_location() != libc::EINVAL };
+        if failed {
+            return false;
+        }
+    }
+    true
+}
+
+/// Start `cmd` with every signal at its default disposition, whatever this
+/// process ignores: as a user's shell starts a program, not as `nohup` or a
+/// shell's `&` (which leave SIGHUP, SIGINT, SIGQUIT ignored across exec).
+/// Tests that signal shmconf start it so.
+pub fn with_default_signals(cmd: &mut Command) {
+    let hook = || {
+        // SAFETY: async-signal-safe (see the function).
+        if unsafe { reset_signal_dispositions() } {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the hook only calls sigaction(2).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
 /// `struct __user_cap_header_struct` of <linux/capability.h>.
 #[repr(C)]
 struct CapHeader {
@@ -274,11 +312,8 @@ pub fn confine(cmd: &mut Command, confinement: Confinement) {
         // memory that `confinement` owns (allocated before the fork and not
         // touched since) or on locals; nothing allocates or takes a lock.
         unsafe {
-            for sig in 1..=64 {
-                // EINVAL: SIGKILL, SIGSTOP and the C library's own signals.
-                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR && *libc::__errno_location() != libc::EINVAL {
-                    return fail();
-                }
+            if !reset_signal_dispositions() {
+                return fail();
             }
             for procs in &c.cgroups {
                 // "0": the writing process itself.
