@@ -6,8 +6,11 @@
 //! as the bare program from one worker thread, or from a new thread for each
 //! call: both system-call scenarios explore exactly the bare program's
 //! orders, the same verdict, the same half line caught when it streams its
-//! input into the segment. A program whose threads do make calls at once
-//! cannot be explored one call at a time: a SKIP that says so, every time.
+//! input into the segment. So do a `main` that ends (pthread_exit) before
+//! its worker, a thread that execs (taking main's id), and a launcher that
+//! waits for the program on a thread of its own while main joins (Go's
+//! os/exec). A program whose threads do make calls at once cannot be
+//! explored one call at a time: a SKIP that says so, every time.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,6 +85,9 @@ fn bare(streams: bool) -> &'static (String, Option<i32>) {
 #[rstest]
 #[case::one_worker_thread("worker")]
 #[case::a_new_thread_for_each_call("relay")]
+#[case::main_ends_before_its_worker("main-exits")]
+#[case::a_thread_that_execs("exec-thread")]
+#[case::a_launcher_that_waits_on_a_thread("launcher")]
 fn a_program_whose_calls_move_between_threads_passes_as_the_bare_one(#[case] mode: &str) {
     let (control, control_code) = bare(false);
     assert_eq!(*control_code, Some(0), "the bare control: {control}");

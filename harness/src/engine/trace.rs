@@ -234,6 +234,13 @@ pub struct Tracee {
     /// group's leader: a program's points are its own whichever of its
     /// threads makes them (Go moves a goroutine between threads).
     threads: BTreeMap<Pid, Pid>,
+    /// Tasks that called exit(2) while other threads of theirs lived on (a
+    /// `main` that ends with pthread_exit): their end is not their
+    /// process's.
+    thread_ends: std::collections::BTreeSet<Pid>,
+    /// Programs (thread groups) whose exit_group(2) was let go: their
+    /// threads die with them, and none of theirs takes over any more.
+    group_exits: std::collections::BTreeSet<Pid>,
     stop: Stop,
     /// Options set (after the exec stop).
     started: bool,
@@ -282,6 +289,28 @@ fn thread_group(pid: Pid) -> Option<Pid> {
     line.trim().parse().ok().map(Pid::from_raw)
 }
 
+/// Is a task's /proc stat state a zombie's or a dead task's?
+fn stat_says_ended(stat: &str) -> bool {
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+}
+
+/// Does `program` have a thread other than `pid` that is not a zombie?
+fn other_live_threads(program: Pid, pid: Pid) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{program}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|t| {
+        t.file_name().to_string_lossy() != pid.to_string()
+            && std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| !stat_says_ended(&s))
+    })
+}
+
+/// Has a task ended (a zombie, or gone from /proc)?
+fn has_ended(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| stat_says_ended(&s))
+}
+
 /// Where a task is, as /proc says: None while it runs or is stopped (by
 /// us: a stop not collected yet), Some(nr) when it sleeps in system call nr.
 fn blocked_in(pid: Pid) -> Option<i64> {
@@ -306,6 +335,8 @@ impl Tracee {
             others: BTreeMap::new(),
             parents: BTreeMap::new(),
             threads: BTreeMap::new(),
+            thread_ends: Default::default(),
+            group_exits: Default::default(),
             stop: Stop::At(Call::Start),
             started: false,
             points: 0,
@@ -367,13 +398,19 @@ impl Tracee {
         // A table call is followed to its return (one syscall-exit stop), so
         // what the kernel answered can be held against the table after it.
         let mut in_call = matches!(&self.stop, Stop::At(c) if c.table_access().is_some());
+        if matches!(&self.stop, Stop::At(Call::Exit { .. }))
+            && registers(self.current)?.is_some_and(|r| r.orig_rax as i64 == nr::EXIT_GROUP)
+        {
+            self.group_exits.insert(self.program_of(self.current));
+        }
         self.result = None;
         self.resume(self.current, in_call, None)?;
         let mut spins = 0u32;
         loop {
             let Some((pid, status)) = self.poll(deadline, &mut spins)? else {
-                // Nothing reported: may a held task take over?
-                if self.hand_over()? {
+                // Nothing reported: may a held task take over? (Not while
+                // the current task is inside its table call.)
+                if !in_call && self.hand_over()? {
                     return Ok(&self.stop);
                 }
                 continue;
@@ -397,7 +434,7 @@ impl Tracee {
                     };
                     // A thread's own end (exit(2), not exit_group(2)) while
                     // its process lives on detaches nothing: no point.
-                    let thread_end = self.threads.contains_key(&pid) && self.is_thread_exit(pid)?;
+                    let thread_end = self.is_thread_end(pid)?;
                     if thread_end || (call == Call::ReadStdin && !self.reads_the_input(pid)) {
                         self.resume(pid, false, None)?;
                         continue;
@@ -425,17 +462,28 @@ impl Tracee {
                         let _ = ptrace::cont(pid, None);
                         return Ok(&self.stop);
                     }
-                    if let Some(&program) = self.threads.get(&pid) {
+                    if self.threads.contains_key(&pid) || self.thread_ends.contains(&pid) {
                         // One thread of the program ended, not the program:
                         // a thread of it held at a point goes on with the
-                        // program's steps, or else its first thread does.
-                        // It stays followed until its end is collected:
-                        // its process's end is reported only after it.
+                        // program's steps, or else its first thread does
+                        // (a zombie, once `main` has ended: the process's
+                        // end is reported on it). It stays followed until
+                        // its end is collected: its process's end is
+                        // reported only after it.
+                        let program = self.program_of(pid);
                         let _ = ptrace::cont(pid, None);
-                        self.others.insert(pid, Task::Free);
+                        if pid != program {
+                            self.others.insert(pid, Task::Free);
+                        }
                         self.current = program;
+                        if self.group_exits.contains(&program) {
+                            // Killed with its process: a thread held at a
+                            // point dies too; it is collected, not let go.
+                            self.release_held_of(program);
+                            continue;
+                        }
                         let held = self.held_at_ordered_call().filter(|o| self.same_program(*o, program));
-                        if let Some(next) = held.or_else(|| self.is_held(program).then_some(program)) {
+                        if let Some(next) = held {
                             self.take_over(next);
                             return Ok(&self.stop);
                         }
@@ -482,7 +530,11 @@ impl Tracee {
                 }
                 WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
                     self.others.remove(&pid);
-                    self.current = self.waiting.pop().unwrap_or(self.leader);
+                    self.parents.remove(&pid);
+                    self.current = match self.threads.remove(&pid) {
+                        Some(program) => program,
+                        None => self.waiting.pop().unwrap_or(self.leader),
+                    };
                 }
                 // No other stop is expected here; one left unanswered
                 // would hold the task for good.
@@ -533,6 +585,13 @@ impl Tracee {
                 if former != pid {
                     self.others.remove(&former);
                     self.threads.remove(&former);
+                    // The thread that exec'd now has the leader's id.
+                    if self.current == former {
+                        self.current = pid;
+                    }
+                    for w in self.waiting.iter_mut().filter(|w| **w == former) {
+                        *w = pid;
+                    }
                 }
             }
         }
@@ -557,7 +616,7 @@ impl Tracee {
                 // Another thread of the program: every point of the
                 // program's is one, whichever thread makes it (all but a
                 // lone thread's own end, which detaches nothing).
-                let own_point = self.same_program(pid, self.current) && !self.is_thread_exit(pid)?;
+                let own_point = self.same_program(pid, self.current) && !self.is_thread_end(pid)?;
                 if of_input && (ordered(&call) || own_point) {
                     self.others.insert(pid, Task::Held(call));
                     return self.hand_over();
@@ -608,10 +667,32 @@ impl Tracee {
         self.program_of(a) == self.program_of(b)
     }
 
-    /// Is `pid` stopped before exit(2), the end of one thread (as opposed
-    /// to exit_group(2), the end of its process)?
-    fn is_thread_exit(&self, pid: Pid) -> Result<bool, TraceError> {
-        Ok(registers(pid)?.is_some_and(|regs| regs.orig_rax as i64 == nr::EXIT))
+    /// Is `pid` stopped before the end of one thread only: exit(2) (not
+    /// exit_group(2)) while another thread of its process lives? (The last
+    /// thread's exit(2) is its process's end, which detaches: a point.)
+    /// Noted, so that its exit event is taken for a thread's.
+    fn is_thread_end(&mut self, pid: Pid) -> Result<bool, TraceError> {
+        let exit = registers(pid)?.is_some_and(|regs| regs.orig_rax as i64 == nr::EXIT);
+        let end = exit && other_live_threads(self.program_of(pid), pid);
+        if end {
+            self.thread_ends.insert(pid);
+        }
+        Ok(end)
+    }
+
+    /// The threads of `program` held at a point are Free again (its
+    /// exit_group kills them; their end is collected like any task's).
+    fn release_held_of(&mut self, program: Pid) {
+        let held: Vec<Pid> = self
+            .others
+            .iter()
+            .filter(|(p, t)| matches!(t, Task::Held(_)) && self.program_of(**p) == program)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in held {
+            self.others.insert(p, Task::Free);
+            let _ = ptrace::cont(p, None);
+        }
     }
 
     /// A task held at an ordered call, if any.
@@ -637,23 +718,45 @@ impl Tracee {
         let Some(next) = self.held_at_ordered_call() else {
             return Ok(false);
         };
-        let thread = self.same_program(next, self.current);
-        match blocked_in(self.current) {
-            None => Ok(false),
-            Some(nr) if thread || nr == libc::SYS_wait4 || nr == libc::SYS_waitid => {
-                self.others.insert(self.current, Task::Free);
-                if !thread {
-                    self.waiting.push(self.current);
-                }
-                self.take_over(next);
-                Ok(true)
+        if self.same_program(next, self.current) {
+            // Another thread of the program: once the current one blocks
+            // or has ended.
+            if blocked_in(self.current).is_none() && !has_ended(self.current) {
+                return Ok(false);
             }
-            Some(_) => Err(self.concurrent(next)),
+            self.others.insert(self.current, Task::Free);
+            self.take_over(next);
+            return Ok(true);
         }
-    }
-
-    fn is_held(&self, pid: Pid) -> bool {
-        matches!(self.others.get(&pid), Some(Task::Held(_)))
+        // Another process: once a thread of the current task's process
+        // waits for a child (a Go launcher waits on a thread of its own).
+        let program = self.program_of(self.current);
+        let mut threads: Vec<Pid> = vec![self.current];
+        threads.extend(
+            self.threads
+                .iter()
+                .filter(|(t, g)| **g == program && **t != self.current)
+                .map(|(t, _)| *t),
+        );
+        if program != self.current {
+            threads.push(program);
+        }
+        let states: Vec<Option<i64>> = threads.iter().map(|t| blocked_in(*t)).collect();
+        if states
+            .iter()
+            .any(|s| matches!(s, Some(nr) if *nr == libc::SYS_wait4 || *nr == libc::SYS_waitid))
+        {
+            self.others.insert(self.current, Task::Free);
+            self.waiting.push(self.current);
+            self.take_over(next);
+            return Ok(true);
+        }
+        // Running somewhere: it may yet wait. Blocked in anything else
+        // everywhere: the two would run at once.
+        if threads.iter().zip(&states).any(|(t, s)| s.is_none() && !has_ended(*t)) {
+            return Ok(false);
+        }
+        Err(self.concurrent(next))
     }
 
     /// `next`, held at a point, becomes the current task: its call is the
@@ -756,7 +859,27 @@ impl Tracee {
                         self.others.remove(&pid);
                         break;
                     }
+                    // The current thread exec'd: it has its leader's id now,
+                    // where the exec event is reported (see `task_event`).
+                    Err(nix::errno::Errno::ECHILD) if self.threads.contains_key(&pid) => break,
                     Err(e) => return Err(failed("waitpid", e)),
+                }
+            }
+        }
+        // Once an exit_group was let go, a thread whose creation was never
+        // reported (its creator was killed at that stop) is still to be
+        // collected before its process's end is: any task of the role's
+        // process group.
+        if !self.group_exits.is_empty() {
+            match waitpid(Pid::from_raw(-self.leader.as_raw()), Some(flags)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => {}
+                Ok(status) => {
+                    if let Some(pid) = status.pid() {
+                        if pid != self.current && !self.others.contains_key(&pid) {
+                            self.others.insert(pid, Task::Free);
+                        }
+                        return Ok(Some((pid, status)));
+                    }
                 }
             }
         }

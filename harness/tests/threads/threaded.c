@@ -14,7 +14,14 @@
  *               the Go runtime does to a goroutine that moves between
  *               threads);
  *   concurrent  two threads make calls at once (the writer only): not one
- *               at a time, so it cannot be explored one call at a time.
+ *               at a time, so it cannot be explored one call at a time;
+ *   main-exits  one worker thread does it all; main ends first with
+ *               pthread_exit, so the worker's end is the process's;
+ *   exec-thread a thread other than main prints to stderr, then execs this
+ *               program in bare mode (the exec takes main's id);
+ *   launcher    a thread other than main forks, the child execs this
+ *               program in bare mode, and that thread waits for it while
+ *               main joins (a launcher of several threads, as Go's).
  * With "streams", the writer copies each byte into the segment as it reads
  * it (the original's gets()): a reader can print half a line.
  *
@@ -30,9 +37,10 @@
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-enum mode { BARE, WORKER, RELAY, CONCURRENT };
+enum mode { BARE, WORKER, RELAY, CONCURRENT, MAIN_EXITS, EXEC_THREAD, LAUNCHER };
 static enum mode mode;
 static int streams;
 
@@ -136,6 +144,34 @@ static void reader(void)
 }
 
 static void (*role)(void);
+static char **args;
+
+/* exec-thread: this program again, bare, from a thread other than main. */
+static void *exec_bare(void *arg)
+{
+    (void)arg;
+    call3(SYS_write, 2, (long)"threaded: exec from a thread\n", 29);
+    char *argv[] = {"/proc/self/exe", args[1], "bare", NULL};
+    execv("/proc/self/exe", argv);
+    abort();
+}
+
+/* launcher: fork, the child execs this program bare, wait for it here. */
+static int child_status;
+
+static void *launch_bare(void *arg)
+{
+    (void)arg;
+    pid_t child = fork();
+    if (child == 0) {
+        char *argv[] = {"/proc/self/exe", args[1], "bare", NULL};
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    if (child < 0 || waitpid(child, &child_status, 0) != child)
+        abort();
+    return NULL;
+}
 
 static void *run_role(void *arg)
 {
@@ -165,6 +201,7 @@ int main(int argc, char **argv)
 {
     if (argc < 3)
         fail("usage: threaded writer|reader bare|worker|relay|concurrent [streams]\n");
+    args = argv;
     role = strcmp(argv[1], "writer") == 0 ? writer : reader;
     streams = argc > 3 && strcmp(argv[3], "streams") == 0;
     if (strcmp(argv[2], "bare") == 0)
@@ -175,6 +212,12 @@ int main(int argc, char **argv)
         mode = RELAY;
     else if (strcmp(argv[2], "concurrent") == 0)
         mode = CONCURRENT;
+    else if (strcmp(argv[2], "main-exits") == 0)
+        mode = MAIN_EXITS;
+    else if (strcmp(argv[2], "exec-thread") == 0)
+        mode = EXEC_THREAD;
+    else if (strcmp(argv[2], "launcher") == 0)
+        mode = LAUNCHER;
     else
         fail("threaded: unknown mode\n");
 
@@ -197,6 +240,19 @@ int main(int argc, char **argv)
         role();
         pthread_join(t, NULL);
         break;
+    case MAIN_EXITS:
+        if (pthread_create(&t, NULL, run_role, NULL) != 0)
+            abort();
+        pthread_exit(NULL);
+    case EXEC_THREAD:
+        if (pthread_create(&t, NULL, exec_bare, NULL) != 0)
+            abort();
+        pthread_join(t, NULL); /* never returns: the exec replaces us */
+        abort();
+    case LAUNCHER:
+        if (pthread_create(&t, NULL, launch_bare, NULL) != 0 || pthread_join(t, NULL) != 0)
+            abort();
+        call3(SYS_exit_group, WIFEXITED(child_status) ? WEXITSTATUS(child_status) : 1, 0, 0);
     }
     call3(SYS_exit_group, 0, 0, 0);
     return 0;
