@@ -84,8 +84,8 @@ pub enum Check {
     Ending,
     /// Explorations: a reader printed part of a writer's line (whole-lines).
     WholeLines,
-    /// Explorations: a run's shmdt(2) failed: it detached an address it
-    /// had not attached (detach-attached).
+    /// Explorations: a run's shmdt(2) of an address its shmat(2) returned
+    /// failed: it detached that attachment twice (detach-attached).
     DetachAttached,
 }
 

@@ -312,6 +312,8 @@ fn execute(
     let mut table: Option<CallModel> = None;
     let mut last_step = String::from("the start");
     let mut read_by: BTreeMap<String, Memory> = BTreeMap::new();
+    // The addresses each run's successful shmat calls returned.
+    let mut attached_at: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
     for e in &log.events {
         match &e.kind {
             EventKind::Scheduled {
@@ -342,18 +344,32 @@ fn execute(
                 let run = event.choice.run().to_string();
                 last_step = format!("{run}'s {call}{returned}");
                 trace.push(event);
-                if ex.properties.contains(&Property::DetachAttached)
-                    && matches!(op, Some(crate::engine::trace::Call::ShmDt { .. }))
-                    && result.is_some_and(|r| r < 0)
-                {
-                    problems.push((
-                        trace.len() - 1,
-                        Check::DetachAttached,
-                        format!(
-                            "{run}'s {call}{returned}: it detached an address it had not attached (property \
-                             detach-attached)"
-                        ),
-                    ));
+                // detach-attached: a failed shmdt(2) of an address this run's
+                // shmat(2) returned is a second detach of that attachment.
+                // Other addresses (0, -1: a language runtime's clean-up of
+                // a handle whose shmat failed, as PHP's shmop does) detach
+                // nothing and are not the program's contract.
+                match op {
+                    Some(crate::engine::trace::Call::ShmAt { .. }) => {
+                        if let Some(addr) = result.filter(|r| *r >= 0) {
+                            attached_at.entry(run.clone()).or_default().insert(addr as u64);
+                        }
+                    }
+                    Some(crate::engine::trace::Call::ShmDt { addr })
+                        if ex.properties.contains(&Property::DetachAttached)
+                            && result.is_some_and(|r| r < 0)
+                            && attached_at.get(&run).is_some_and(|a| a.contains(addr)) =>
+                    {
+                        problems.push((
+                            trace.len() - 1,
+                            Check::DetachAttached,
+                            format!(
+                                "{run}'s {call}{returned}: it detached an attachment it had detached already \
+                                 (property detach-attached)"
+                            ),
+                        ));
+                    }
+                    _ => {}
                 }
                 if let (Some(model), Some(op)) = (table.as_mut(), op) {
                     if let Err(why) = model.apply(&run, op, *result) {

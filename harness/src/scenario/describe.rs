@@ -291,7 +291,7 @@ fn exploration(ex: &Exploration) -> String {
                     "property whole-lines: no reader prints part of a writer's line\n".to_string()
                 }
                 crate::scenario::Property::DetachAttached => {
-                    "property detach-attached: every shmdt(2) detaches a segment the run attached\n".to_string()
+                    "property detach-attached: a run detaches each of its attachments once\n".to_string()
                 }
             });
         }

@@ -500,8 +500,10 @@ pub enum Granularity {
 pub enum Property {
     /// A reader never prints part of a writer's line.
     WholeLines,
-    /// Every shmdt(2) a run makes detaches a segment it attached: it never
-    /// fails (EINVAL is its only error, an address that is not attached).
+    /// A run detaches each of its attachments once: no shmdt(2) of an
+    /// address its shmat(2) returned fails (EINVAL: detached already).
+    /// Other addresses are not judged (a language runtime may clean up a
+    /// handle whose shmat failed with shmdt(0)).
     DetachAttached,
 }
 

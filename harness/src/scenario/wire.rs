@@ -77,8 +77,9 @@ pub struct Explore {
     pub reduction: Option<bool>,
     /// "syscall": properties every order must keep beyond "no role is
     /// killed by a signal": "whole-lines" (a reader never prints part of a
-    /// writer's line), "detach-attached" (every shmdt(2) detaches a segment
-    /// the run attached: none fails).
+    /// writer's line), "detach-attached" (a run detaches each of its
+    /// attachments once: no shmdt(2) of an address its shmat(2) returned
+    /// fails).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub properties: Vec<Spanned<String>>,
