@@ -1,6 +1,9 @@
 //! Compiles the C reference writer and reader (`reference/`) into OUT_DIR
 //! with the compiler the `cc` crate finds, and tells the crate where they are
-//! (`SHMCONF_C_REFERENCE_DIR`), so `--impl c-reference` needs no setup.
+//! (`SHMCONF_C_REFERENCE_DIR`), so `--impl c-reference` needs no setup; the
+//! crate carries their bytes (an installed shmconf has no OUT_DIR). And lists
+//! the scenario catalogue (`../scenarios/**/*.toml`) for the crate to carry
+//! (`catalogue.rs`), so `shmconf run` outside the repository runs it.
 
 use std::path::PathBuf;
 
@@ -27,4 +30,42 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=reference/common.h");
     println!("cargo:rustc-env=SHMCONF_C_REFERENCE_DIR={}", out.display());
+    write_catalogue();
+}
+
+/// `$OUT_DIR/catalogue.rs`: `CATALOGUE`, each scenario file's path under
+/// the folder and its text (by `include_str!`, so the compiler reads them).
+/// Written here rather than with a directory-embedding macro so that a file
+/// added, removed or changed in the folder rebuilds the crate: the folder is
+/// a `rerun-if-changed` path, which cargo scans whole.
+fn write_catalogue() {
+    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("../scenarios");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    collect_toml(&root, &root, &mut files);
+    files.sort();
+    let mut text = String::from(
+        "/// The scenario catalogue: (path under `scenarios/`, text).\npub const CATALOGUE: &[(&str, &str)] = &[\n",
+    );
+    for rel in &files {
+        let abs = std::fs::canonicalize(root.join(rel)).unwrap();
+        text.push_str(&format!(
+            "    ({rel:?}, include_str!({:?})),\n",
+            abs.display().to_string()
+        ));
+    }
+    text.push_str("];\n");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("catalogue.rs");
+    std::fs::write(out, text).unwrap();
+}
+
+fn collect_toml(root: &std::path::Path, dir: &std::path::Path, files: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_toml(root, &path, files);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            files.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        }
+    }
 }

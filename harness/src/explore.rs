@@ -813,7 +813,13 @@ pub fn replay_command(sf: &ScenarioFile, engine: &Engine, order: &str) -> String
             )
         }
     };
-    format!("shmconf run {} {impl_args} --order '{order}'", sf.path.display())
+    // The built-in catalogue's files go with the run: name the scenario by id.
+    let scenario = if crate::scenario::catalogue::is_unpacked(&sf.path) {
+        sf.id.clone()
+    } else {
+        sf.path.display().to_string()
+    };
+    format!("shmconf run {scenario} {impl_args} --order '{order}'")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Implementations under test: how each role becomes a command line.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::outcome::{Expectations, Expected};
@@ -420,7 +420,9 @@ fn copy_folder_files(from: &Path, to: &Path) -> Result<(), String> {
 
 /// Can a uid other than the owner execute this file (every parent searchable)?
 fn reachable_by_others(path: &Path) -> bool {
-    path.ancestors()
+    // Through links, the file they lead to: that is what exec reaches.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    real.ancestors()
         .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
@@ -514,24 +516,68 @@ pub fn find_binary(name: &str) -> Result<PathBuf, String> {
     })
 }
 
-/// A built-in's program by its bare name: the C reference's where build.rs
-/// compiled it (or beside the executable), ours beside it or built by cargo.
+/// A built-in's program by its bare name: beside this executable (a build
+/// tree, the container image), the C reference where build.rs compiled it,
+/// else from this executable itself (an installed binary: see [`unpacked_builtins`]).
 fn find_builtin_program(name: &str) -> Result<PathBuf, String> {
-    if name.starts_with("c-") {
-        find_c_reference(name)
+    let built = Path::new(env!("SHMCONF_C_REFERENCE_DIR")).join(name);
+    if let Some(found) = search_dirs().into_iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        Ok(found)
+    } else if name.starts_with("c-") && built.is_file() {
+        Ok(built)
     } else {
-        find_binary(name)
+        Ok(unpacked_builtins()?.join(name))
     }
 }
 
-/// The C reference: beside the executable (Docker image), else where build.rs compiled it.
-fn find_c_reference(name: &str) -> Result<PathBuf, String> {
-    let mut candidates: Vec<PathBuf> = search_dirs().into_iter().map(|d| d.join(name)).collect();
-    candidates.push(Path::new(env!("SHMCONF_C_REFERENCE_DIR")).join(name));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("cannot find the C reference {name}"))
+/// The C reference's binaries as build.rs compiled them, carried inside this
+/// executable: an installed shmconf has no build tree to find them in.
+const C_REFERENCE: [(&str, &[u8]); 2] = [
+    (
+        "c-writer",
+        include_bytes!(concat!(env!("SHMCONF_C_REFERENCE_DIR"), "/c-writer")),
+    ),
+    (
+        "c-reader",
+        include_bytes!(concat!(env!("SHMCONF_C_REFERENCE_DIR"), "/c-reader")),
+    ),
+];
+
+/// The built-in programs from this executable alone, in a folder of the
+/// run's dir (gone with it): the C reference's bytes written out, and
+/// `shm-writer` / `shm-reader` as links to the shmconf binary, which runs
+/// that program when started under its name (`shmconf::programs`). Written
+/// once per process, before the files are used, each under a temporary name
+/// and renamed into place, so no one ever runs a half-written program.
+fn unpacked_builtins() -> Result<&'static Path, String> {
+    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let shmconf = shmconf_binary()?;
+        let run = crate::engine::rundir::current().map_err(|e| e.to_string())?;
+        let dir = run.path().join("builtin");
+        let write = || -> std::io::Result<()> {
+            std::fs::DirBuilder::new().mode(0o755).create(&dir)?;
+            for (name, bytes) in C_REFERENCE {
+                let partial = dir.join(format!(".{name}.partial"));
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o755)
+                    .open(&partial)?;
+                std::io::Write::write_all(&mut f, bytes)?;
+                drop(f);
+                std::fs::rename(&partial, dir.join(name))?;
+            }
+            for name in ["shm-writer", "shm-reader"] {
+                std::os::unix::fs::symlink(&shmconf, dir.join(name))?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| format!("cannot write the built-in programs into {}: {e}", dir.display()))?;
+        Ok(dir)
+    })
+    .as_deref()
+    .map_err(Clone::clone)
 }
 
 fn shmconf_binary() -> Result<PathBuf, String> {

@@ -67,7 +67,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct MatrixArgs {
-    /// Scenario files or directories (default: ./scenarios, or $SHMCONF_SCENARIOS).
+    /// Scenario files or directories (default: $SHMCONF_SCENARIOS, else ./scenarios if present, else the built-in catalogue).
     paths: Vec<PathBuf>,
     /// A target to run (repeatable; default: every one). Named targets are
     /// required: one that cannot run here fails the command.
@@ -101,7 +101,7 @@ struct MatrixArgs {
 
 #[derive(Debug, clap::Args)]
 struct SelectArgs {
-    /// Scenario files, directories or globs (default: ./scenarios, or $SHMCONF_SCENARIOS).
+    /// Scenario files, directories or globs (default: $SHMCONF_SCENARIOS, else ./scenarios if present, else the built-in catalogue).
     paths: Vec<PathBuf>,
     /// Only scenarios with this tag (repeatable: any of them).
     #[arg(long = "tag", value_name = "TAG")]
@@ -309,6 +309,12 @@ struct RunArgs {
 const EXIT_NOTHING_CHECKED: u8 = 4;
 
 fn main() -> ExitCode {
+    // Started as `shm-writer` or `shm-reader` (a link the run made to run our
+    // own implementation from an installed binary): that program and nothing
+    // of the harness, so its system calls are the standalone binary's.
+    if let Some(program) = shmconf::programs::started_as() {
+        return program();
+    }
     let code = dispatch(Cli::parse());
     // Whatever the command made under the run's dir (scenario dirs, staged
     // binaries) goes with it.
@@ -606,9 +612,24 @@ fn load_by_path_or_id(select: &SelectArgs) -> Result<Vec<ScenarioFile>, LoadFail
     Ok(found)
 }
 
-/// ./scenarios, or $SHMCONF_SCENARIOS.
+/// $SHMCONF_SCENARIOS; else ./scenarios if there is one (a checkout, or a
+/// project's own catalogue); else the catalogue this binary carries,
+/// written into the run's dir.
 fn default_scenarios() -> PathBuf {
-    std::env::var_os("SHMCONF_SCENARIOS").map_or_else(|| PathBuf::from("scenarios"), PathBuf::from)
+    if let Some(dir) = std::env::var_os("SHMCONF_SCENARIOS") {
+        return PathBuf::from(dir);
+    }
+    let here = PathBuf::from("scenarios");
+    if std::fs::symlink_metadata(&here).is_ok() {
+        return here;
+    }
+    match scenario::catalogue::unpacked() {
+        Ok(dir) => dir.to_path_buf(),
+        Err(e) => {
+            eprintln!("shmconf: {e}");
+            here
+        }
+    }
 }
 
 fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, LoadFailure> {

@@ -460,6 +460,7 @@ fn ctrl_c_leaves_no_process_segment_or_temp_dir() {
     // process was started ignoring (a background job ignores it).
     let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("shmconf"));
     shmconf::sysv::process::with_default_signals(&mut command);
+    shmconf::sysv::process::end_with_parent(&mut command);
     let mut child = command
         .arg("run")
         .arg(&scenario)
@@ -1446,4 +1447,61 @@ fn programs_get_default_signal_dispositions_whatever_shmconf_ignores(#[case] sig
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("PASS"), "{stdout}");
+}
+
+/// An installed shmconf is one file: copied alone into a folder (no
+/// shm-writer, no build tree beside it) and run from an empty folder (no
+/// ./scenarios), it runs the catalogue it carries with our own pair, which it
+/// runs itself when started as `shm-writer`/`shm-reader`, and names a
+/// failing scenario by id in the replay command (its files go with the run).
+#[test]
+fn an_installed_binary_alone_runs_its_catalogue_and_our_pair() {
+    let root = tempfile::tempdir().unwrap();
+    let bin = root.path().join("bin");
+    let empty = root.path().join("empty");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    let installed = bin.join("shmconf");
+    std::fs::copy(env!("CARGO_BIN_EXE_shmconf"), &installed).unwrap();
+    let alone = |args: &[&str]| {
+        let mut cmd = StdCommand::new(&installed);
+        cmd.args(args)
+            .current_dir(&empty)
+            .env("TMPDIR", root.path())
+            .env_remove("SHMCONF_SCENARIOS");
+        shmconf::sysv::process::end_with_parent(&mut cmd);
+        let mut cmd = assert_cmd::Command::from_std(cmd);
+        cmd.timeout(Duration::from_secs(300));
+        cmd.assert()
+    };
+    // The catalogue: every scenario of the folder, by id.
+    let listed = alone(&["list"]).success().get_output().stdout.clone();
+    let ids: Vec<String> = String::from_utf8(listed)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    let on_disk = shmconf().arg("list").arg(scenarios()).output().unwrap().stdout;
+    let on_disk: Vec<String> = String::from_utf8(on_disk)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    assert_eq!(ids, on_disk, "the carried catalogue lists as the folder does");
+    // Our pair from the binary itself, judged on a scenario by id.
+    alone(&["run", "orders/paused-writer", "keys/private-key-always-new"])
+        .success()
+        .stdout(predicate::str::contains("2 PASS"));
+    // Started under a program's name, it is that program.
+    let writer = bin.join("shm-writer");
+    std::os::unix::fs::symlink(&installed, &writer).unwrap();
+    let help = StdCommand::new(&writer).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: shm-writer"));
+    // Nothing left in the temp dir: the unpacked catalogue and programs went with the run.
+    let left: Vec<PathBuf> = leftovers(root.path())
+        .into_iter()
+        .filter(|p| p != &bin && p != &empty)
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

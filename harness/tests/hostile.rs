@@ -316,6 +316,7 @@ fn run_case(case: &Case) -> Result<(), Failed> {
         // started ignoring (`nohup cargo test`, a background job): shmconf
         // rightly keeps an inherited SIG_IGN of SIGHUP and SIGINT.
         let mut command = Command::new(bin("shmconf"));
+        shmconf::sysv::process::end_with_parent(&mut command);
         if case.signal.is_some() {
             shmconf::sysv::process::with_default_signals(&mut command);
         }

@@ -37,6 +37,7 @@ fn raw_key_copies(dir: &Path, count: usize) {
 /// `shmconf run --isolation shared ARGS`, with its own TMPDIR.
 fn shared_run(tmp: &Path, args: &[&std::ffi::OsStr]) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("shmconf"));
+    shmconf::sysv::process::end_with_parent(&mut cmd);
     cmd.args(["run", "--isolation", "shared"]).args(args).env("TMPDIR", tmp);
     cmd
 }

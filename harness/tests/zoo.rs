@@ -445,7 +445,9 @@ impl Report {
 /// `shmconf run --format json` of the implementation file over `scenarios`.
 fn run_shmconf(impl_file: &Path, scenarios: &[PathBuf]) -> Result<Report, Failed> {
     let start = Instant::now();
-    let mut cmd = assert_cmd::Command::cargo_bin("shmconf").map_err(|e| e.to_string())?;
+    let mut std_cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shmconf"));
+    shmconf::sysv::process::end_with_parent(&mut std_cmd);
+    let mut cmd = assert_cmd::Command::from_std(std_cmd);
     // One scenario at a time: the test harness already runs two trials at
     // once, and interpreters under a loaded machine ran into the scenarios'
     // 5 s step limits at four (zoo-findings F7).

@@ -12,13 +12,24 @@ use std::process::Command;
 /// child exits, so spawn from a thread that outlives the child (a scenario's
 /// own thread, which kills its children before it ends).
 pub fn die_with_parent(cmd: &mut Command) {
+    signal_at_parent_death(cmd, libc::SIGKILL);
+}
+
+/// Like [`die_with_parent`], with SIGTERM: the child ends as a signalled
+/// shmconf run does, cleaning up after itself. Tests start shmconf so, so
+/// that a test binary killed mid-test (a timeout, ^C) leaves no run behind.
+pub fn end_with_parent(cmd: &mut Command) {
+    signal_at_parent_death(cmd, libc::SIGTERM);
+}
+
+fn signal_at_parent_death(cmd: &mut Command, signal: libc::c_int) {
     let parent = std::process::id() as libc::pid_t;
     let hook = move || {
         // SAFETY: prctl and getppid are async-signal-safe system calls that
         // touch no memory of ours; nothing here allocates or takes a lock,
         // as code between fork and exec must not.
         unsafe {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect: then the
@@ -26,7 +37,7 @@ pub fn die_with_parent(cmd: &mut Command) {
             // parent outside it shows as 0; an orphan there shows its init.)
             let ppid = libc::getppid();
             if ppid != parent && ppid != 0 {
-                libc::_exit(137);
+                libc::_exit(128 + signal);
             }
         }
         Ok(())

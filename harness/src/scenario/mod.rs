@@ -10,6 +10,7 @@
 //! The format is documented in `scenarios/README.md`; the JSON Schema
 //! (`shmconf schema`) is generated from the wire types.
 
+pub mod catalogue;
 pub mod describe;
 pub mod discover;
 pub mod files;

@@ -11,8 +11,11 @@ pub fn scenarios() -> PathBuf {
 }
 
 /// Every run of shmconf in these tests is bounded: a hang fails the test.
+/// It dies with the test (a killed test binary leaves no run behind).
 pub fn shmconf() -> Command {
-    let mut cmd = Command::cargo_bin("shmconf").unwrap();
+    let mut std_cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shmconf"));
+    shmconf::sysv::process::end_with_parent(&mut std_cmd);
+    let mut cmd = Command::from_std(std_cmd);
     cmd.timeout(Duration::from_secs(300));
     cmd
 }
