@@ -23,3 +23,4 @@ pub mod probe;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod units;

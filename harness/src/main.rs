@@ -10,7 +10,7 @@ use shmconf_harness::engine::backend::containers::EngineKind;
 use shmconf_harness::engine::{oracle, procs, rundir, Limits};
 use shmconf_harness::runner::ScenarioResult;
 use shmconf_harness::scenario::ScenarioFile;
-use shmconf_harness::{probe, report, scenario};
+use shmconf_harness::{probe, report, scenario, units};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,7 +33,7 @@ enum Command {
     /// per target and one HTML page of them side by side (matrix.html).
     Matrix(MatrixArgs),
     /// List scenarios with their tags and description.
-    List(SelectArgs),
+    List(ListArgs),
     /// Describe scenarios in plain words: their steps and what each expects.
     Show(SelectArgs),
     /// Print the JSON Schema of scenario files (or of implementation files).
@@ -42,6 +42,14 @@ enum Command {
         #[arg(long)]
         impl_file: bool,
     },
+    /// Print a shell completion script (e.g. `shmconf completions bash >
+    /// ~/.local/share/bash-completion/completions/shmconf`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `shmconf man | man -l -`.
+    Man,
     /// One raw SysV call (a scenario role).
     Probe(probe::ProbeArgs),
     /// Measure shared memory against pipes, FIFOs, message queues and UNIX
@@ -97,6 +105,21 @@ struct MatrixArgs {
     /// for a run whose files cannot be fetched (a Kubernetes Job's log).
     #[arg(long)]
     print: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// human: one line a scenario; json: one array of {id, path, tags, description}.
+    #[arg(long, value_enum, default_value = "human")]
+    format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -228,7 +251,7 @@ struct RunArgs {
     #[arg(long)]
     expectations: Option<PathBuf>,
     /// Scenarios run at once (default: the number of cores).
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = at_least_one)]
     jobs: Option<usize>,
     #[arg(long, value_enum, default_value = "human")]
     format: Format,
@@ -274,19 +297,19 @@ struct RunArgs {
     /// How the kernel's view of the segments is read.
     #[arg(long, value_enum, default_value = "auto")]
     oracle: OracleArg,
-    /// Limit per step in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    step_timeout: u64,
-    /// Limit per scenario in milliseconds (a scenario's own timeout_ms wins).
-    #[arg(long, default_value_t = 30000)]
-    scenario_timeout: u64,
+    /// Limit per step (a duration: 5s, 250ms, 2m; a bare number is milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::step_limit)]
+    step_timeout: Duration,
+    /// Limit per scenario, a duration (a scenario's own timeout_ms wins).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = units::scenario_limit)]
+    scenario_timeout: Duration,
     /// Most orders one exploration runs (a count, the same on any machine).
-    #[arg(long, default_value_t = shmconf_harness::engine::DEFAULT_MAX_ORDERS)]
+    #[arg(long, default_value_t = shmconf_harness::engine::DEFAULT_MAX_ORDERS, value_parser = at_least_one)]
     max_orders: usize,
-    /// An exploration's safety net in milliseconds (a scenario's own
+    /// An exploration's safety net, a duration (a scenario's own
     /// timeout_ms wins): its expiry is a TIMEOUT, not a verdict.
-    #[arg(long, default_value_t = 600_000)]
-    exploration_timeout: u64,
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::scenario_limit)]
+    exploration_timeout: Duration,
     /// An exploration that stops at its order budget with every explored
     /// order agreeing is a TIMEOUT (default: a PASS that says how much ran).
     #[arg(long)]
@@ -307,6 +330,15 @@ struct RunArgs {
 
 /// Exit code of a run in which no scenario was judged (every one a SKIP).
 const EXIT_NOTHING_CHECKED: u8 = 4;
+
+/// A count that must be at least 1 (`--jobs 0` is refused, not read as 1).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{text:?} is not a count: {e}")),
+    }
+}
 
 fn main() -> ExitCode {
     // Started as `shm-writer` or `shm-reader` (a link the run made to run our
@@ -347,7 +379,48 @@ fn dispatch(cli: Cli) -> ExitCode {
                 emit(&format!("{}\n", scenario::json_schema()))
             }
         }
-        Command::List(select) => match load(&select) {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "shmconf",
+                &mut out,
+            );
+            emit(&String::from_utf8_lossy(&out))
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out) {
+                Ok(()) => emit(&String::from_utf8_lossy(&out)),
+                Err(e) => {
+                    eprintln!("shmconf man: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::List(ListArgs {
+            select,
+            format: ListFormat::Json,
+        }) => match load(&select) {
+            Ok(scenarios) => {
+                let listed: Vec<serde_json::Value> = scenarios
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "id": s.id,
+                            // The built-in catalogue's files go with the run: none to name.
+                            "path": (!scenario::catalogue::is_unpacked(&s.path)).then_some(&s.path),
+                            "tags": s.scenario.tags,
+                            "description": s.scenario.description,
+                        })
+                    })
+                    .collect();
+                emit(&format!("{}\n", serde_json::Value::Array(listed)))
+            }
+            Err(e) => e.exit(),
+        },
+        Command::List(ListArgs { select, .. }) => match load(&select) {
             Ok(scenarios) => {
                 let lines: String = scenarios
                     .iter()
@@ -760,10 +833,10 @@ fn run(args: RunArgs) -> ExitCode {
             OracleArg::CrossCheck => OracleChoice::CrossCheck,
         },
         limits: Limits {
-            step: Duration::from_millis(args.step_timeout.clamp(1, 600_000)),
-            scenario: Duration::from_millis(args.scenario_timeout.clamp(1, 3_600_000)),
-            max_orders: args.max_orders.max(1),
-            exploration: Duration::from_millis(args.exploration_timeout.clamp(1, 3_600_000)),
+            step: args.step_timeout,
+            scenario: args.scenario_timeout,
+            max_orders: args.max_orders,
+            exploration: args.exploration_timeout,
             strict_budget: args.strict_budget,
             bounds: shmconf_harness::engine::confine::Bounds {
                 max_processes: args.max_processes,

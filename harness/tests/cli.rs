@@ -1328,12 +1328,18 @@ fn syscall_exploration_finds_the_originals_races_and_replays_them() {
         .stdout(predicate::str::contains("every one keeps the properties"));
 }
 
-/// The bounds on programs under test are checked before anything runs.
+/// The bounds on programs under test, and the run's counts and limits, are
+/// checked before anything runs: refused, never quietly clamped.
 #[rstest]
 #[case::unknown_unit(&["--max-memory", "1X"], "unknown unit \"X\"")]
 #[case::not_a_number(&["--max-memory", "lots"], "is not a size")]
 #[case::zero_memory(&["--max-memory", "0"], "is not a size between 1 byte")]
 #[case::zero_processes(&["--max-processes", "0"], "0 is not in 1..")]
+#[case::zero_jobs(&["--jobs", "0"], "'--jobs <JOBS>': must be at least 1")]
+#[case::zero_orders(&["--max-orders", "0"], "must be at least 1")]
+#[case::zero_step(&["--step-timeout", "0s"], "out of range: between 1ms and 10m")]
+#[case::huge_scenario(&["--scenario-timeout", "2h"], "out of range: between 1ms and 1h")]
+#[case::not_a_duration(&["--exploration-timeout", "soon"], "is not a duration (e.g. 5s")]
 fn bad_bounds_are_usage_errors(#[case] args: &[&str], #[case] message: &str) {
     shmconf()
         .arg("run")
@@ -1504,4 +1510,72 @@ fn an_installed_binary_alone_runs_its_catalogue_and_our_pair() {
         .filter(|p| p != &bin && p != &empty)
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A duration flag takes what people type (5s, 250ms) as well as a bare
+/// number of milliseconds, and both mean the same limit.
+#[rstest]
+#[case("700")]
+#[case("700ms")]
+#[case("0.7s")]
+fn a_step_limit_is_a_duration_in_any_form(#[case] limit: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("hang.toml");
+    std::fs::write(
+        &scenario,
+        "description = \"a step that hangs\"\n[[step]]\nexec = [\"sleep\", \"60\"]\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    shmconf()
+        .args(["run", "--step-timeout", limit])
+        .arg(&scenario)
+        .env("TMPDIR", dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("TIMEOUT").and(predicate::str::contains("700 ms")));
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "the limit applied, not the sleep"
+    );
+}
+
+/// `list --format json` is the catalogue as data; completions and the man
+/// page are generated from the same command definition as --help.
+#[test]
+fn list_as_json_completions_and_the_man_page() {
+    let out = shmconf()
+        .args(["list", "--format", "json"])
+        .arg(scenarios())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let human = shmconf().arg("list").arg(scenarios()).output().unwrap().stdout;
+    assert_eq!(listed.len(), String::from_utf8(human).unwrap().lines().count());
+    let paused = listed
+        .iter()
+        .find(|s| s["id"] == "orders/paused-writer")
+        .expect("a known id");
+    assert!(paused["tags"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(paused["path"]
+        .as_str()
+        .is_some_and(|p| p.ends_with("orders/paused-writer.toml")));
+    for (shell, needle) in [
+        ("bash", "_shmconf()"),
+        ("zsh", "#compdef shmconf"),
+        ("fish", "complete -c shmconf"),
+    ] {
+        shmconf()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(needle).and(predicate::str::contains("step-timeout")));
+    }
+    shmconf()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(".ie").or(predicate::str::contains(".TH shmconf")))
+        .stdout(predicate::str::contains("completions"));
 }
