@@ -90,17 +90,7 @@ impl ImplFile {
         let base = std::path::absolute(&base).map_err(|e| format!("{}: dir: {e}", path.display()))?;
         let resolve = |what: &str, line: &str| -> Result<Vec<String>, String> {
             let mut words = split_words(what, line)?;
-            for (i, word) in words.iter_mut().enumerate() {
-                let relative_path = if i == 0 {
-                    word.contains('/') && Path::new(word.as_str()).is_relative()
-                } else {
-                    word.starts_with("./") || word.starts_with("../")
-                };
-                if relative_path {
-                    let tail = word.trim_start_matches("./");
-                    *word = base.join(tail).display().to_string();
-                }
-            }
+            resolve_paths(&mut words, &base);
             Ok(words)
         };
         let writer = resolve("writer", &file.writer)?;
@@ -248,16 +238,15 @@ impl Implementation {
         }
     }
 
-    /// `--writer CMD --reader CMD`: split like a shell; a relative program
-    /// path is taken from the invocation's directory (roles run in the
-    /// scenario's temp dir).
+    /// `--writer CMD --reader CMD`: split like a shell; relative paths are
+    /// taken from the invocation's directory as an implementation file's
+    /// are from its folder ([`resolve_paths`]; roles run in the scenario's
+    /// temp dir).
     pub fn custom(name: &str, writer: &str, reader: &str) -> Result<Implementation, String> {
+        let cwd = std::env::current_dir().map_err(|e| format!("the current folder: {e}"))?;
         let from_cwd = |flag: &str, line: &str| -> Result<Vec<String>, String> {
             let mut argv = split_words(flag, line)?;
-            if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
-                let abs = std::env::current_dir().map_err(|e| e.to_string())?.join(&argv[0]);
-                argv[0] = abs.display().to_string();
-            }
+            resolve_paths(&mut argv, &cwd);
             Ok(argv)
         };
         Ok(Implementation {
@@ -457,6 +446,31 @@ pub fn check_program(flag: &str, argv: &[String]) -> Result<(), String> {
     }
 }
 
+/// Make a command's relative paths absolute against `base` (the caller's
+/// folder for `--writer`/`--reader`, the file's folder for an
+/// implementation file), since the roles run in the scenario's temp dir: the
+/// program when it has a `/` (`./writer`, `bin/writer`; a bare name is looked
+/// up in PATH), and an argument written as a path (`./reader.py`,
+/// `../lib/reader.py`) or with a `/` that names something under `base`
+/// (`impl/reader.py`). A bare argument (`reader.py`, `writer`) stays a word:
+/// it may be a role name or an option value; write `./reader.py` for a file.
+pub fn resolve_paths(words: &mut [String], base: &Path) {
+    for (i, word) in words.iter_mut().enumerate() {
+        let path = Path::new(word.as_str());
+        let relative_path = if i == 0 {
+            word.contains('/') && path.is_relative()
+        } else {
+            word.starts_with("./")
+                || word.starts_with("../")
+                || (word.contains('/') && path.is_relative() && !word.starts_with('-') && base.join(path).exists())
+        };
+        if relative_path {
+            let tail = word.trim_start_matches("./");
+            *word = base.join(tail).display().to_string();
+        }
+    }
+}
+
 fn split_words(what: &str, cmd: &str) -> Result<Vec<String>, String> {
     let argv = shlex::split(cmd).ok_or_else(|| format!("{what} {cmd:?}: unbalanced quotes"))?;
     if argv.is_empty() {
@@ -604,6 +618,42 @@ pub fn pid_init_command() -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Relative paths in a command are taken from its base folder, the
+    /// same way for the CLI and implementation files; words stay words.
+    #[test]
+    fn relative_paths_are_taken_from_the_base_folder() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir(base.path().join("impl")).unwrap();
+        std::fs::write(base.path().join("impl/reader.py"), "").unwrap();
+        let b = |rel: &str| base.path().join(rel).display().to_string();
+        let resolved = |line: &str| {
+            let mut words = split_words("t", line).unwrap();
+            resolve_paths(&mut words, base.path());
+            words
+        };
+        assert_eq!(resolved("./writer writer"), [b("writer"), "writer".into()]);
+        assert_eq!(resolved("python3 ./reader.py"), ["python3".into(), b("reader.py")]);
+        assert_eq!(
+            resolved("python3 ../x/reader.py"),
+            ["python3".into(), b("../x/reader.py")]
+        );
+        assert_eq!(
+            resolved("python3 impl/reader.py"),
+            ["python3".into(), b("impl/reader.py")]
+        );
+        assert_eq!(
+            resolved("bin/w --out a/b"),
+            [b("bin/w"), "--out".into(), "a/b".into()],
+            "a/b does not exist"
+        );
+        assert_eq!(
+            resolved("python3 reader.py"),
+            ["python3", "reader.py"],
+            "a bare word stays"
+        );
+        assert_eq!(resolved("/usr/bin/env x"), ["/usr/bin/env", "x"]);
+    }
 
     /// Two programs of one name in two private folders stay two programs;
     /// one folder's programs share its staged copy, with its other files.
