@@ -895,14 +895,15 @@ fn run(args: RunArgs) -> ExitCode {
             bar.finished(r);
         }
     };
+    let start = std::time::Instant::now();
     let results = runner.run_all(&scenarios, &progress);
     if let Some(bar) = &bar {
         bar.done();
     }
-    finish_run(&args, &runner.implementation.name, &results)
+    finish_run(&args, &runner.implementation.name, &results, start.elapsed())
 }
 
-fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCode {
+fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], took: Duration) -> ExitCode {
     // The report first: a file that cannot be written must not cost it.
     match args.format {
         Format::Human => {
@@ -911,7 +912,7 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult]) -> ExitCod
             } else {
                 report::Detail::Timeline
             };
-            let _ = report::human(&mut anstream::stdout().lock(), name, results, detail);
+            let _ = report::human(&mut anstream::stdout().lock(), name, results, detail, took);
         }
         Format::Json => {
             emit(&format!("{}\n", report::json(name, results)));

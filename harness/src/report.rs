@@ -198,12 +198,14 @@ impl Progress {
     }
 }
 
-/// Details of every failure, then the summary.
+/// Details of every failure, then the summary, closing with the run's
+/// wall-clock time (`took`).
 pub fn human(
     out: &mut dyn Write,
     implementation: &str,
     results: &[ScenarioResult],
     detail: Detail,
+    took: std::time::Duration,
 ) -> std::io::Result<()> {
     let implementation = for_terminal(implementation);
     let failures: Vec<_> = results.iter().filter(|r| r.status.is_failure()).collect();
@@ -262,13 +264,15 @@ pub fn human(
             String::new()
         }
     )?;
-    // The plain closing line CI tools read.
+    // The plain closing line CI tools read: passed is PASS and XFAIL, failed
+    // is FAIL, BROKEN, TIMEOUT and XPASS.
     writeln!(
         out,
-        "shmconf: {} passed, {} failed, {} skipped",
+        "shmconf: {} passed, {} failed, {} skipped in {:.1} s",
         s.pass + s.xfail,
         s.failed(),
-        s.skip
+        s.skip,
+        took.as_secs_f64()
     )
 }
 

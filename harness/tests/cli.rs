@@ -1497,7 +1497,8 @@ fn an_installed_binary_alone_runs_its_catalogue_and_our_pair() {
     // Our pair from the binary itself, judged on a scenario by id.
     alone(&["run", "orders/paused-writer", "keys/private-key-always-new"])
         .success()
-        .stdout(predicate::str::contains("2 PASS"));
+        .stdout(predicate::str::contains("2 PASS"))
+        .stdout(predicate::str::is_match(r"(?m)^shmconf: 2 passed, 0 failed, 0 skipped in \d+\.\d s$").unwrap());
     // Started under a program's name, it is that program.
     let writer = bin.join("shm-writer");
     std::os::unix::fs::symlink(&installed, &writer).unwrap();
