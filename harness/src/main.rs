@@ -895,15 +895,19 @@ fn run(args: RunArgs) -> ExitCode {
             bar.finished(r);
         }
     };
-    let start = std::time::Instant::now();
+    let (started, start) = (std::time::SystemTime::now(), std::time::Instant::now());
     let results = runner.run_all(&scenarios, &progress);
     if let Some(bar) = &bar {
         bar.done();
     }
-    finish_run(&args, &runner.implementation.name, &results, start.elapsed())
+    let run_time = report::RunTime {
+        started,
+        took: start.elapsed(),
+    };
+    finish_run(&args, &runner.implementation.name, &results, run_time)
 }
 
-fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], took: Duration) -> ExitCode {
+fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], run_time: report::RunTime) -> ExitCode {
     // The report first: a file that cannot be written must not cost it.
     match args.format {
         Format::Human => {
@@ -912,7 +916,7 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], took: Dura
             } else {
                 report::Detail::Timeline
             };
-            let _ = report::human(&mut anstream::stdout().lock(), name, results, detail, took);
+            let _ = report::human(&mut anstream::stdout().lock(), name, results, detail, run_time.took);
         }
         Format::Json => {
             emit(&format!("{}\n", report::json(name, results)));
@@ -942,7 +946,7 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], took: Dura
         }
     }
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, report::junit(name, results)) {
+        if let Err(e) = std::fs::write(path, report::junit(name, results, Some(run_time))) {
             eprintln!("shmconf: --junit {}: {e}", path.display());
             written = false;
         }

@@ -148,7 +148,7 @@ impl TargetReport {
                 log: None,
             })
             .collect();
-        crate::report::junit(&format!("{} on {}", self.implementation, self.target), &results)
+        crate::report::junit(&format!("{} on {}", self.implementation, self.target), &results, None)
     }
 }
 

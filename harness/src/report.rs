@@ -376,10 +376,43 @@ pub fn markdown(implementation: &str, results: &[ScenarioResult]) -> String {
     out
 }
 
-pub fn junit(implementation: &str, results: &[ScenarioResult]) -> String {
-    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+/// When a run started and how long it took, for the reports that say so.
+#[derive(Debug, Clone, Copy)]
+pub struct RunTime {
+    pub started: std::time::SystemTime,
+    pub took: std::time::Duration,
+}
+
+/// A JUnit XML report: every problem of a failing scenario and its
+/// timeline in the failure's text; the run's start, length, host, kernel and
+/// shmconf version on the suite when known.
+pub fn junit(implementation: &str, results: &[ScenarioResult], run: Option<RunTime>) -> String {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite, XmlString};
     let mut report = Report::new("shmconf");
     let mut suite = TestSuite::new(format!("shmconf ({implementation})"));
+    if let Some(run) = run {
+        let started = chrono::DateTime::<chrono::Utc>::from(run.started).fixed_offset();
+        report.set_timestamp(started).set_time(run.took);
+        suite.set_timestamp(started).set_time(run.took);
+    }
+    let kernel_file =
+        |name: &str| std::fs::read_to_string(format!("/proc/sys/kernel/{name}")).map(|t| t.trim().to_owned());
+    if let Ok(host) = kernel_file("hostname") {
+        suite.extra.insert(XmlString::new("hostname"), XmlString::new(host));
+    }
+    suite.add_property(("shmconf.version", env!("CARGO_PKG_VERSION")));
+    if let Ok(release) = kernel_file("osrelease") {
+        suite.add_property(("kernel", release.as_str()));
+    }
+    // Every problem, then the timeline: a CI page shows the failure's text.
+    let text = |r: &ScenarioResult| {
+        let mut text = r.problems.join("\n");
+        if let Some(log) = &r.log {
+            text.push_str("\n\n");
+            text.push_str(&log.timeline());
+        }
+        text
+    };
     for r in results {
         let status = match r.status {
             Status::Pass | Status::Xfail => TestCaseStatus::success(),
@@ -390,15 +423,16 @@ pub fn junit(implementation: &str, results: &[ScenarioResult]) -> String {
             }
             Status::Broken => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-                s.set_message(r.message.as_str()).set_type("BROKEN");
+                s.set_message(r.message.as_str())
+                    .set_type("BROKEN")
+                    .set_description(text(r));
                 s
             }
             other => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(r.message.as_str()).set_type(other.label());
-                if let Some(log) = &r.log {
-                    s.set_description(log.timeline());
-                }
+                s.set_message(r.message.as_str())
+                    .set_type(other.label())
+                    .set_description(text(r));
                 s
             }
         };
@@ -445,6 +479,44 @@ mod tests {
         assert!(
             tap.contains("  implementation: \"impl\\nnot ok 7 - fake\\n1..9\"\n"),
             "{tap}"
+        );
+    }
+
+    /// A failure's JUnit text holds every problem, not the first; the
+    /// report says when the run started, how long it took, where and with what.
+    #[test]
+    fn junit_has_every_problem_and_the_runs_stamp() {
+        let mut failed = result("orders/x", Status::Fail, "step 2: exit 1, expected 0");
+        failed.problems = vec![
+            "step 2: exit 1, expected 0".into(),
+            "step 3: stdout \"a\", expected \"b\"".into(),
+        ];
+        let mut broken = result("orders/y", Status::Broken, "cannot start");
+        broken.problems = vec!["cannot start".into(), "and a second reason".into()];
+        let run = RunTime {
+            started: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+            took: std::time::Duration::from_millis(1500),
+        };
+        let xml = junit(
+            "impl",
+            &[failed, broken, result("orders/z", Status::Pass, "")],
+            Some(run),
+        );
+        for needle in [
+            "expected 0",
+            "step 3: stdout &quot;a&quot;, expected &quot;b&quot;",
+            "and a second reason",
+            "timestamp=\"2027-01-15T08:00:00",
+            "time=\"1.500\"",
+            "hostname=",
+            "name=\"shmconf.version\" value=\"",
+            "name=\"kernel\"",
+        ] {
+            assert!(xml.contains(needle), "{needle} in {xml}");
+        }
+        assert!(
+            !junit("impl", &[], None).contains("timestamp="),
+            "no stamp when not known"
         );
     }
 
