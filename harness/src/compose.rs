@@ -145,14 +145,23 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             let mut config = ContainerConfig::new(*engine, image);
             config.runtime = runtime.clone();
             config.bounds = c.limits.bounds;
-            config.containers_conf = containers_conf
+            // Given, or the environment's, taken from the folder shmconf was
+            // started in (Podman resolves a relative one from wherever it
+            // runs); else, for Podman, the project's own, as `matrix` uses,
+            // never the machine's.
+            let given = containers_conf
                 .clone()
                 .or_else(|| std::env::var_os("CONTAINERS_CONF").map(PathBuf::from));
-            if let Some(conf) = &config.containers_conf {
-                if !conf.is_file() {
-                    return Err(format!("--containers-conf {}: no such file", conf.display()));
+            config.containers_conf = match (given, *engine) {
+                (Some(conf), _) => {
+                    if !conf.is_file() {
+                        return Err(format!("--containers-conf {}: no such file", conf.display()));
+                    }
+                    Some(std::path::absolute(&conf).map_err(|e| format!("--containers-conf {}: {e}", conf.display()))?)
                 }
-            }
+                (None, EngineKind::Podman) => Some(crate::engine::backend::containers::project_podman_conf()?),
+                (None, _) => None,
+            };
             // An engine that is not there at all is the user's mistake; a
             // runtime that cannot start containers here is this machine's
             // limit: every scenario a SKIP with its reason.

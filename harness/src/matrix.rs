@@ -86,9 +86,6 @@ pub const TARGETS: &[Target] = &[
 const CONTAINER_STEP_MS: u64 = 30_000;
 const CONTAINER_SCENARIO_MS: u64 = 180_000;
 
-/// The project's containers.conf for Podman targets.
-const PODMAN_CONF: &str = include_str!("../runtimes/podman.conf");
-
 pub fn target(name: &str) -> Option<&'static Target> {
     TARGETS.iter().find(|t| t.name == name)
 }
@@ -226,7 +223,8 @@ impl MatrixRun {
                     return Err("podman is not installed (Debian: apt-get install podman catatonit)".into());
                 }
                 let conf = self.out.join("podman.conf");
-                std::fs::write(&conf, PODMAN_CONF).map_err(|e| format!("{}: {e}", conf.display()))?;
+                std::fs::write(&conf, crate::engine::backend::containers::PODMAN_CONF)
+                    .map_err(|e| format!("{}: {e}", conf.display()))?;
                 argv.push(exe);
                 run_args.extend([
                     "--backend".into(),

@@ -40,6 +40,23 @@ impl EngineKind {
     }
 }
 
+/// The project's containers.conf for Podman (`harness/runtimes/podman.conf`),
+/// used when neither `--containers-conf` nor `CONTAINERS_CONF` names one.
+pub const PODMAN_CONF: &str = include_str!("../../../runtimes/podman.conf");
+
+/// [`PODMAN_CONF`] as a file (Podman reads a path), written once into the
+/// run's dir.
+pub fn project_podman_conf() -> Result<PathBuf, String> {
+    static FILE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let run = crate::engine::rundir::current().map_err(|e| e.to_string())?;
+        let file = run.path().join("podman.conf");
+        std::fs::write(&file, PODMAN_CONF).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(file)
+    })
+    .clone()
+}
+
 /// How the backend reaches its engine.
 #[derive(Debug, Clone)]
 pub struct ContainerConfig {
