@@ -122,6 +122,56 @@ pub struct TargetReport {
     /// Why the target could not run here at all (its column is empty).
     pub not_run: Option<String>,
     pub results: Vec<Cell>,
+    /// When, with what and where it was made (absent in reports of older versions).
+    #[serde(default)]
+    pub made: Option<Provenance>,
+}
+
+/// When, with which shmconf, on which kernel and with which image a target
+/// report was made: a matrix merged from many machines says each column's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// UTC, RFC 3339.
+    pub date: String,
+    pub shmconf_version: String,
+    /// The release of the kernel of the machine that ran shmconf (a
+    /// sandbox's own kernel, gVisor's, answers for itself in its results).
+    pub host_kernel: String,
+    pub hostname: String,
+    /// The container image, for the container targets.
+    pub image: Option<String>,
+}
+
+impl Provenance {
+    /// This machine, now.
+    pub fn here(image: Option<String>) -> Provenance {
+        let kernel_file = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+                .map_or_else(|_| "unknown".into(), |t| t.trim().to_owned())
+        };
+        Provenance {
+            date: chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            shmconf_version: env!("CARGO_PKG_VERSION").into(),
+            host_kernel: kernel_file("osrelease"),
+            hostname: kernel_file("hostname"),
+            image,
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut line = format!(
+            "{} &middot; shmconf {} &middot; kernel {} on {}",
+            esc(&self.date),
+            esc(&self.shmconf_version),
+            esc(&self.host_kernel),
+            esc(&self.hostname)
+        );
+        if let Some(image) = &self.image {
+            line.push_str(&format!(" &middot; image {}", esc(image)));
+        }
+        line
+    }
 }
 
 impl TargetReport {
@@ -267,6 +317,9 @@ impl MatrixRun {
             exit_code: None,
             not_run: None,
             results: vec![],
+            made: Some(Provenance::here(
+                matches!(t.kind, Kind::Docker | Kind::Podman(_)).then(|| self.image.clone()),
+            )),
         };
         let argv = match self.command(t) {
             Ok(argv) => argv,
@@ -370,10 +423,17 @@ pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
         let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
         for doc in serde_json::Deserializer::from_str(&text).into_iter::<TargetReport>() {
             let report = doc.map_err(|e| format!("{}: not a target report: {e}", f.display()))?;
-            if reports.iter().any(|r| r.target == report.target) {
-                return Err(format!("{}: a second report for target {}", f.display(), report.target));
+            // A target that ran replaces a "not run" placeholder for it (a
+            // CI job that could not run it here, run elsewhere); two reports
+            // of the same kind for one target are a mistake.
+            match reports.iter().position(|r| r.target == report.target) {
+                None => reports.push(report),
+                Some(i) if reports[i].not_run.is_some() && report.not_run.is_none() => reports[i] = report,
+                Some(i) if reports[i].not_run.is_none() && report.not_run.is_some() => {}
+                Some(_) => {
+                    return Err(format!("{}: a second report for target {}", f.display(), report.target));
+                }
             }
-            reports.push(report);
         }
     }
     // Known targets in their usual order, others after them by name.
@@ -494,8 +554,12 @@ pub fn page(reports: &[TargetReport]) -> String {
                 r.duration_ms as f64 / 1000.0
             ),
         };
+        let made = r
+            .made
+            .as_ref()
+            .map_or_else(String::new, |m| format!("<div class=\"about\">{}</div>", m.line()));
         h.push_str(&format!(
-            "<th data-target=\"{t}\">{t}<div class=\"about\">{a}</div><div class=\"counts\">{summary}</div></th>",
+            "<th data-target=\"{t}\">{t}<div class=\"about\">{a}</div><div class=\"counts\">{summary}</div>{made}</th>",
             t = esc(&r.target),
             a = esc(&r.about)
         ));
@@ -615,6 +679,13 @@ mod tests {
             exit_code: Some(0),
             not_run: None,
             results: cells,
+            made: Some(Provenance {
+                date: "2026-11-30T22:00:00Z".into(),
+                shmconf_version: "0.1.0".into(),
+                host_kernel: "6.1.0".into(),
+                hostname: "ci-1".into(),
+                image: Some("shmconf:ci".into()),
+            }),
         }
     }
 
@@ -655,6 +726,15 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
         assert_eq!(html.matches("<tr class=\"diverges\">").count(), 1);
         assert!(html.contains("1</strong> scenario(s) where targets disagree"));
+        assert!(
+            html.contains(
+                "2026-11-30T22:00:00Z &middot; shmconf 0.1.0 &middot; kernel 6.1.0 on ci-1 &middot; image shmconf:ci"
+            ),
+            "each column says when, with what and where it was made"
+        );
+        let here = Provenance::here(None);
+        assert!(here.date.ends_with('Z') && here.date.len() == 20, "{here:?}");
+        assert_eq!(here.shmconf_version, env!("CARGO_PKG_VERSION"));
         let md = markdown(&reports);
         assert!(md.contains("| **`x/one`** | PASS | XFAIL |"), "{md}");
         assert!(md.contains("| `x/two` | PASS | PASS |"), "{md}");
@@ -712,6 +792,34 @@ mod tests {
         assert!(e.contains("a second report for target gvisor"), "{e}");
         let junit = std::fs::read_to_string(dir.path().join("local.junit.xml")).unwrap();
         assert!(junit.contains("rust on local"), "{junit}");
+    }
+
+    /// A report of a target that ran replaces a "not run" placeholder for
+    /// it, in either order; two placeholders are still two reports.
+    #[test]
+    fn a_real_report_replaces_a_placeholder() {
+        let mut placeholder = report("gvisor", vec![]);
+        placeholder.not_run = Some("runsc is not installed".into());
+        let real = report("gvisor", vec![]);
+        for order in [[&placeholder, &real], [&real, &placeholder]] {
+            let dir = tempfile::tempdir().unwrap();
+            for (i, r) in order.iter().enumerate() {
+                let sub = dir.path().join(i.to_string());
+                std::fs::create_dir(&sub).unwrap();
+                write_target(&sub, r).unwrap();
+            }
+            let merged = load_reports(&[dir.path().join("0"), dir.path().join("1")]).unwrap();
+            assert_eq!(merged.len(), 1);
+            assert_eq!(merged[0].not_run, None, "the real one stays");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..2 {
+            let sub = dir.path().join(i.to_string());
+            std::fs::create_dir(&sub).unwrap();
+            write_target(&sub, &placeholder).unwrap();
+        }
+        let e = load_reports(&[dir.path().join("0"), dir.path().join("1")]).unwrap_err();
+        assert!(e.contains("a second report for target gvisor"), "{e}");
     }
 
     #[test]
