@@ -19,8 +19,19 @@ use shmconf_harness::{probe, report, scenario, units};
     about = "Conformance harness for System V shared-memory writer/reader programs"
 )]
 struct Cli {
+    /// Colour in reports: auto (a terminal without NO_COLOR, or
+    /// CLICOLOR_FORCE), always or never.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,8 +278,16 @@ struct RunArgs {
     record: Option<PathBuf>,
     /// Failures show their whole event log (JSON lines, every field) instead
     /// of the readable timeline.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "quiet")]
     verbose: bool,
+    /// Human format: a line for each failing scenario only, then the
+    /// failures' details and the summary (no header, no progress bar).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Start no scenario after the first failure (FAIL, BROKEN, TIMEOUT or
+    /// XPASS); those not started are INTERRUPTED, not judged.
+    #[arg(long)]
+    fail_fast: bool,
     /// Where scenarios run: local namespaces, or Docker or Podman containers
     /// (each scenario namespace a container of --image with its --ipc mode,
     /// or a member of a pod).
@@ -347,7 +366,13 @@ fn main() -> ExitCode {
     if let Some(program) = shmconf::programs::started_as() {
         return program();
     }
-    let code = dispatch(Cli::parse());
+    let cli = Cli::parse();
+    match cli.color {
+        ColorArg::Auto => {}
+        ColorArg::Always => anstream::ColorChoice::Always.write_global(),
+        ColorArg::Never => anstream::ColorChoice::Never.write_global(),
+    }
+    let code = dispatch(cli);
     // Whatever the command made under the run's dir (scenario dirs, staged
     // binaries) goes with it.
     rundir::finish();
@@ -879,7 +904,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     }
     let human = matches!(args.format, Format::Human);
-    if human {
+    if human && !args.quiet {
         eprintln!(
             "shmconf: {} scenario(s), implementation {}, backend {}, oracle {}, jobs {}",
             scenarios.len(),
@@ -889,14 +914,19 @@ fn run(args: RunArgs) -> ExitCode {
             runner.parallel()
         );
     }
-    let bar = human.then(|| report::Progress::new(scenarios.len()));
+    let bar = human.then(|| report::Progress::new(scenarios.len(), args.quiet));
     let progress = |r: &ScenarioResult| {
         if let Some(bar) = &bar {
             bar.finished(r);
         }
     };
     let (started, start) = (std::time::SystemTime::now(), std::time::Instant::now());
-    let results = runner.run_all(&scenarios, &progress);
+    let fail_fast = if args.fail_fast {
+        shmconf_harness::runner::FailFast::Yes
+    } else {
+        shmconf_harness::runner::FailFast::No
+    };
+    let results = runner.run_all(&scenarios, &progress, fail_fast);
     if let Some(bar) = &bar {
         bar.done();
     }

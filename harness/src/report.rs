@@ -137,7 +137,11 @@ pub fn progress_line(r: &ScenarioResult) -> String {
         for_terminal(&r.id),
         r.duration.as_millis()
     );
-    if matches!(r.status, Status::Skip | Status::Xfail | Status::Pass) && !r.message.is_empty() {
+    if matches!(
+        r.status,
+        Status::Skip | Status::Xfail | Status::Pass | Status::Interrupted
+    ) && !r.message.is_empty()
+    {
         line.push_str(&format!(" - {}", for_terminal(&r.message)));
     }
     line
@@ -157,11 +161,18 @@ pub enum Detail {
 pub struct Progress {
     bar: indicatif::ProgressBar,
     counts: std::sync::Mutex<Summary>,
+    /// Lines for failures only, and no bar (`--quiet`).
+    quiet: bool,
 }
 
 impl Progress {
-    pub fn new(total: usize) -> Progress {
-        let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+    pub fn new(total: usize, quiet: bool) -> Progress {
+        let target = if quiet {
+            indicatif::ProgressDrawTarget::hidden()
+        } else {
+            indicatif::ProgressDrawTarget::stderr()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), target);
         if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}") {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -169,16 +180,19 @@ impl Progress {
         Progress {
             bar,
             counts: std::sync::Mutex::new(Summary::default()),
+            quiet,
         }
     }
 
     /// A scenario finished: its line, then the totals.
     pub fn finished(&self, r: &ScenarioResult) {
-        let line = progress_line(r);
-        // Writes that fail (a closed pipe) must not stop the run.
-        self.bar.suspend(|| {
-            let _ = writeln!(anstream::stdout().lock(), "{line}");
-        });
+        if !self.quiet || r.status.is_failure() {
+            let line = progress_line(r);
+            // Writes that fail (a closed pipe) must not stop the run.
+            self.bar.suspend(|| {
+                let _ = writeln!(anstream::stdout().lock(), "{line}");
+            });
+        }
         let Ok(mut c) = self.counts.lock() else {
             return;
         };

@@ -55,13 +55,35 @@ impl Runner {
         &self,
         scenarios: &[ScenarioFile],
         progress: &(dyn Fn(&ScenarioResult) + Sync),
+        fail_fast: FailFast,
     ) -> Vec<ScenarioResult> {
+        // The first failure's id, once there is one (with --fail-fast).
+        let first_failure: Mutex<Option<String>> = Mutex::new(None);
         parallel_map(
             scenarios.len(),
             self.parallel(),
             || false,
             |i| {
-                let result = self.run_one(&scenarios[i]);
+                let stopped = first_failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let result = match stopped {
+                    // Scenarios already running finish; none starts after it.
+                    Some(failed) => ScenarioResult {
+                        id: scenarios[i].id.clone(),
+                        status: Status::Interrupted,
+                        duration: std::time::Duration::ZERO,
+                        message: format!("not run: --fail-fast stopped the run when {failed} failed"),
+                        problems: vec![],
+                        failures: vec![],
+                        log: None,
+                    },
+                    None => self.run_one(&scenarios[i]),
+                };
+                if fail_fast == FailFast::Yes && result.status.is_failure() {
+                    first_failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(|| result.id.clone());
+                }
                 progress(&result);
                 result
             },
@@ -294,6 +316,14 @@ fn role_of_proc(proc: &str) -> crate::scenario::Role {
 /// Run `f(0..n)` on up to `jobs` threads, taking indices in order, until all
 /// are done or `stop()` says so; results come back in index order, without
 /// the indices that were never started.
+/// Whether a run stops starting scenarios after the first failure (FAIL,
+/// BROKEN, TIMEOUT or XPASS); those not started are INTERRUPTED, not judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailFast {
+    Yes,
+    No,
+}
+
 pub fn parallel_map<T: Send>(
     n: usize,
     jobs: usize,
@@ -386,7 +416,7 @@ mod tests {
             expectations: Expectations::default(),
             replay_order: None,
         };
-        let results = runner.run_all(&[scenario("a", "boom"), scenario("b", "fine")], &|_| {});
+        let results = runner.run_all(&[scenario("a", "boom"), scenario("b", "fine")], &|_| {}, FailFast::No);
         assert_eq!(results.len(), 2, "the run went on");
         assert_eq!(results[0].status, Status::Broken);
         assert!(

@@ -1580,3 +1580,71 @@ fn list_as_json_completions_and_the_man_page() {
         .stdout(predicate::str::starts_with(".ie").or(predicate::str::contains(".TH shmconf")))
         .stdout(predicate::str::contains("completions"));
 }
+
+/// `--quiet` prints a line for each failing scenario only (then the
+/// failures and the summary); `--fail-fast` starts nothing after the first
+/// failure, and says so of each scenario it left; `--color` overrides the
+/// terminal test either way (NO_COLOR and CLICOLOR_FORCE included).
+#[test]
+fn quiet_fail_fast_and_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = faulty(dir.path(), Some("CONTENT"));
+    let seed = scenarios().join("visibility");
+    let verdict_lines = |out: &[u8], verdict: &str| {
+        String::from_utf8_lossy(out)
+            .lines()
+            .filter(|l| l.starts_with(&format!("{verdict:<8}")))
+            .count()
+    };
+    let loud = run_impl_on(&bad, &seed, &["--jobs", "1"]).code(1).get_output().clone();
+    let (failed, passed) = (verdict_lines(&loud.stdout, "FAIL"), verdict_lines(&loud.stdout, "PASS"));
+    assert!(failed >= 2 && passed >= 1, "{}", String::from_utf8_lossy(&loud.stdout));
+
+    let quiet = run_impl_on(&bad, &seed, &["--jobs", "1", "--quiet"])
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(verdict_lines(&quiet.stdout, "FAIL"), failed);
+    assert_eq!(verdict_lines(&quiet.stdout, "PASS"), 0, "no line for a pass");
+    assert!(String::from_utf8_lossy(&quiet.stdout).contains(&format!("{failed} failed")));
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("scenario(s), implementation"),
+        "no header"
+    );
+
+    let fast = run_impl_on(&bad, &seed, &["--jobs", "1", "--fail-fast"])
+        .code(1)
+        .get_output()
+        .clone();
+    let out = String::from_utf8_lossy(&fast.stdout);
+    assert_eq!(verdict_lines(&fast.stdout, "FAIL"), 1, "{out}");
+    let left = verdict_lines(&fast.stdout, "INTERRUPTED");
+    assert!(left >= 1, "{out}");
+    assert_eq!(
+        out.matches("not run: --fail-fast stopped the run when visibility/")
+            .count(),
+        left,
+        "{out}"
+    );
+
+    let file = scenarios().join("visibility/writer-then-reader.toml");
+    let coloured = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = shmconf();
+        cmd.arg("run")
+            .arg(&file)
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).contains("\x1b[32mPASS")
+    };
+    assert!(coloured(&["--color", "always"], &[]), "always, into a pipe");
+    assert!(
+        coloured(&["--color", "always"], &[("NO_COLOR", "1")]),
+        "the flag wins over NO_COLOR"
+    );
+    assert!(!coloured(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]));
+    assert!(!coloured(&[], &[]), "auto: not into a pipe");
+}
