@@ -355,32 +355,14 @@ impl Log {
     /// bytes escaped and cut to [`TIMELINE_BYTES`] with their length.
     pub fn timeline(&self) -> String {
         let mut out = String::new();
-        // A bare table read (no content, no keys: system-call exploration
-        // reads one after every step) is shown only when the table changed.
-        let mut last_rows: BTreeMap<&str, &[SegRow]> = BTreeMap::new();
-        for e in &self.events {
-            if let EventKind::Snapshot {
-                ns,
-                rows,
-                keys,
-                contents,
-                ..
-            } = &e.kind
-            {
-                let same = last_rows
-                    .insert(ns, rows)
-                    .is_some_and(|before| before == rows.as_slice());
-                if same && keys.is_empty() && contents.is_empty() {
-                    continue;
-                }
-            }
-            let step = e.step.map_or("-".to_string(), |s| format!("#{s}"));
-            let (who, what) = e.kind.describe();
-            let mut lines = what.lines();
-            let first = lines.next().unwrap_or("");
+        for row in self.rows() {
+            let step = row.step.map_or("-".to_string(), |s| format!("#{s}"));
+            let mut lines = row.lines.iter();
+            let first = lines.next().map_or("", String::as_str);
             out.push_str(&format!(
-                "  {:>9.1} ms {step:>4}  {who:<12} {first}\n",
-                e.t_us as f64 / 1000.0
+                "  {:>9.1} ms {step:>4}  {:<12} {first}\n",
+                row.t_us as f64 / 1000.0,
+                row.who
             ));
             for more in lines {
                 out.push_str(&format!("  {:>9} {:>4}  {:<12} {more}\n", "", "", ""));
@@ -388,6 +370,88 @@ impl Log {
         }
         out
     }
+
+    /// The log as a reader follows it, one row an event: who acted, what
+    /// happened in words, and how it went. A bare table read (no content,
+    /// no keys: system-call exploration reads one after every step) is a
+    /// row only when the table changed. The timeline and the diagram
+    /// (`crate::diagram`) are both drawn from these rows.
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows = Vec::new();
+        let mut last_rows: BTreeMap<&str, &[SegRow]> = BTreeMap::new();
+        for e in &self.events {
+            let mut lane = Lane::Actor;
+            if let EventKind::Snapshot {
+                ns,
+                rows: segs,
+                keys,
+                contents,
+                ..
+            } = &e.kind
+            {
+                let same = last_rows
+                    .insert(ns, segs)
+                    .is_some_and(|before| before == segs.as_slice());
+                if same && keys.is_empty() && contents.is_empty() {
+                    continue;
+                }
+                lane = Lane::Kernel;
+            }
+            let mark = match &e.kind {
+                EventKind::Exit {
+                    ending: Ending::Signaled { .. },
+                    ..
+                }
+                | EventKind::Timeout { .. }
+                | EventKind::SpawnFailed { .. }
+                | EventKind::Broken { .. } => Mark::Wrong,
+                EventKind::Scheduled { result: Some(r), .. } if *r < 0 => Mark::CallFailed,
+                _ => Mark::Plain,
+            };
+            let (who, what) = e.kind.describe();
+            rows.push(Row {
+                t_us: e.t_us,
+                step: e.step,
+                who,
+                lines: what.lines().map(str::to_owned).collect(),
+                lane,
+                mark,
+            });
+        }
+        rows
+    }
+}
+
+/// One event as a reader follows it ([`Log::rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub t_us: u64,
+    pub step: Option<usize>,
+    /// Who acted: a process's name, the kernel, the harness, a file.
+    pub who: String,
+    /// What happened, in words; a segment table's rows as more lines.
+    pub lines: Vec<String>,
+    pub lane: Lane,
+    pub mark: Mark,
+}
+
+/// Whose lane a row is drawn in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The kernel's segment table as a read found it.
+    Kernel,
+    /// A process, the harness or a file: the row's `who`.
+    Actor,
+}
+
+/// How a row went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Plain,
+    /// A system call that returned an error.
+    CallFailed,
+    /// Killed by a signal, timed out, not started, or broken.
+    Wrong,
 }
 
 /// Most bytes of one text a timeline line shows.

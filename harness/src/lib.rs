@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod check;
 pub mod compose;
+pub mod diagram;
 pub mod engine;
 pub mod events;
 pub mod explore;

@@ -946,7 +946,12 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], run_time: 
             } else {
                 report::Detail::Timeline
             };
-            let _ = report::human(&mut anstream::stdout().lock(), name, results, detail, run_time.took);
+            let how = report::HumanReport {
+                detail,
+                took: run_time.took,
+                diagrams: args.record.as_deref(),
+            };
+            let _ = report::human(&mut anstream::stdout().lock(), name, results, how);
         }
         Format::Json => {
             emit(&format!("{}\n", report::json(name, results)));
@@ -957,7 +962,7 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], run_time: 
     }
     let mut written = true;
     if let Some(dir) = &args.record {
-        if let Err(e) = record(dir, results) {
+        if let Err(e) = record(dir, name, results, args.order.is_some()) {
             eprintln!("shmconf: --record {}: {e}", dir.display());
             written = false;
         }
@@ -1011,40 +1016,29 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], run_time: 
     ExitCode::SUCCESS
 }
 
-/// A record file's name for a scenario id: every byte other than ASCII
-/// letters, digits, `-`, `_` and `.` as `%XX`, so two ids never share a
-/// file (`a/b` is `a%2Fb.json`, `a__b` stays `a__b.json`).
-fn record_name(id: &str) -> String {
-    let mut name = String::with_capacity(id.len() + 5);
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
-            name.push(b as char);
-        } else {
-            name.push_str(&format!("%{b:02X}"));
-        }
-    }
-    // "." and ".." are not file names of their own.
-    if name.bytes().all(|b| b == b'.') {
-        name = name.replace('.', "%2E");
-    }
-    // A file name has at most 255 bytes: a long one keeps its start and
-    // ends in a hash of the whole id ('~' is escaped in every other name).
-    const KEEP: usize = 200;
-    if name.len() > KEEP {
-        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        name.truncate(KEEP);
-        name.push_str(&format!("~{hash:016x}"));
-    }
-    name.push_str(".json");
-    name
-}
-
-fn record(dir: &std::path::Path, results: &[ScenarioResult]) -> std::io::Result<()> {
+/// `--record`: each result's log and verdict as JSON, and the diagram
+/// (SVG) of each failure and of every result of a replayed order.
+fn record(
+    dir: &std::path::Path,
+    implementation: &str,
+    results: &[ScenarioResult],
+    replay: bool,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for r in results {
-        let file = dir.join(record_name(&r.id));
+        if let (true, Some(log)) = (report::has_diagram(r, replay), &r.log) {
+            let title = format!("{} ({implementation})", r.id);
+            let caption = shmconf_harness::diagram::Caption {
+                title: &title,
+                status: r.status.label(),
+                message: &r.message,
+            };
+            std::fs::write(
+                dir.join(report::record_name(&r.id, "svg")),
+                shmconf_harness::diagram::svg(log, &caption),
+            )?;
+        }
+        let file = dir.join(report::record_name(&r.id, "json"));
         let value = serde_json::json!({
             "scenario": r.id,
             "status": r.status,
@@ -1110,25 +1104,4 @@ fn bench(args: BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::record_name;
-
-    #[test]
-    fn record_names_are_unique_per_id() {
-        let ids = ["a/b", "a__b", "a%2Fb", "a_2Fb", "..", ".", "x y", "é"];
-        let names: std::collections::BTreeSet<String> = ids.iter().map(|i| record_name(i)).collect();
-        assert_eq!(names.len(), ids.len(), "{names:?}");
-        assert_eq!(record_name("keys/missing"), "keys%2Fmissing.json");
-        assert!(names
-            .iter()
-            .all(|n| !n.contains('/') && n != "..json" && n != "...json"));
-        let long_a = format!("{}a", "é".repeat(200));
-        let long_b = format!("{}b", "é".repeat(200));
-        let (a, b) = (record_name(&long_a), record_name(&long_b));
-        assert_ne!(a, b, "ids alike in their first 200 bytes stay apart");
-        assert!(a.len() <= 255 && b.len() <= 255, "{a}");
-    }
 }

@@ -212,15 +212,63 @@ impl Progress {
     }
 }
 
+/// How the human report ends and what it points to.
+#[derive(Debug, Clone, Copy)]
+pub struct HumanReport<'a> {
+    pub detail: Detail,
+    /// The run's wall-clock time, in the closing line.
+    pub took: std::time::Duration,
+    /// `--record`'s folder: each failure names its diagram there.
+    pub diagrams: Option<&'a std::path::Path>,
+}
+
+/// A record file's name for a scenario id and an extension ("json",
+/// "svg"): every byte other than ASCII letters, digits, `-`, `_` and `.` as
+/// `%XX`, so two ids never share a file (`a/b` is `a%2Fb.json`, `a__b`
+/// stays `a__b.json`).
+pub fn record_name(id: &str, extension: &str) -> String {
+    let mut name = String::with_capacity(id.len() + 5);
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    // "." and ".." are not file names of their own.
+    if name.bytes().all(|b| b == b'.') {
+        name = name.replace('.', "%2E");
+    }
+    // A file name has at most 255 bytes: a long one keeps its start and
+    // ends in a hash of the whole id ('~' is escaped in every other name).
+    const KEEP: usize = 200;
+    if name.len() > KEEP {
+        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        name.truncate(KEEP);
+        name.push_str(&format!("~{hash:016x}"));
+    }
+    name.push('.');
+    name.push_str(extension);
+    name
+}
+
+/// Does `--record` draw this result's diagram? A failure's, and every
+/// one of a replayed order (`replay`): what a reader goes to look at.
+pub fn has_diagram(r: &ScenarioResult, replay: bool) -> bool {
+    r.log.is_some() && (replay || r.status.is_failure())
+}
+
 /// Details of every failure, then the summary, closing with the run's
-/// wall-clock time (`took`).
+/// wall-clock time.
 pub fn human(
     out: &mut dyn Write,
     implementation: &str,
     results: &[ScenarioResult],
-    detail: Detail,
-    took: std::time::Duration,
+    how: HumanReport,
 ) -> std::io::Result<()> {
+    let HumanReport { detail, took, diagrams } = how;
     let implementation = for_terminal(implementation);
     let failures: Vec<_> = results.iter().filter(|r| r.status.is_failure()).collect();
     if !failures.is_empty() {
@@ -256,6 +304,10 @@ pub fn human(
             };
             for line in text.lines() {
                 writeln!(out, "{}", for_terminal(line))?;
+            }
+            if let Some(dir) = diagrams {
+                let svg = dir.join(record_name(&r.id, "svg"));
+                writeln!(out, "  diagram: {}", for_terminal(&svg.display().to_string()))?;
             }
         }
     }
@@ -532,6 +584,22 @@ mod tests {
             !junit("impl", &[], None).contains("timestamp="),
             "no stamp when not known"
         );
+    }
+
+    #[test]
+    fn record_names_are_unique_per_id() {
+        let ids = ["a/b", "a__b", "a%2Fb", "a_2Fb", "..", ".", "x y", "é"];
+        let names: std::collections::BTreeSet<String> = ids.iter().map(|i| record_name(i, "json")).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        assert_eq!(record_name("keys/missing", "json"), "keys%2Fmissing.json");
+        assert!(names
+            .iter()
+            .all(|n| !n.contains('/') && n != "..json" && n != "...json"));
+        let long_a = format!("{}a", "é".repeat(200));
+        let long_b = format!("{}b", "é".repeat(200));
+        let (a, b) = (record_name(&long_a, "json"), record_name(&long_b, "json"));
+        assert_ne!(a, b, "ids alike in their first 200 bytes stay apart");
+        assert!(a.len() <= 255 && b.len() <= 255, "{a}");
     }
 
     #[test]

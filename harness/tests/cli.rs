@@ -1648,3 +1648,61 @@ fn quiet_fail_fast_and_color() {
     assert!(!coloured(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]));
     assert!(!coloured(&[], &[]), "auto: not into a pipe");
 }
+
+/// `--record` draws a failure as an SVG sequence diagram beside its JSON
+/// and the failure's report names it; a pass gets none, except in an
+/// `--order` replay, where every scenario's order is drawn.
+#[test]
+fn record_draws_each_failure_and_each_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = faulty(dir.path(), Some("CONTENT"));
+    let failing = scenarios().join("visibility/writer-then-reader.toml");
+    let rec = dir.path().join("rec");
+    let out = run_impl_on(&bad, &failing, &["--record", rec.to_str().unwrap()])
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let svg = rec.join("visibility%2Fwriter-then-reader.svg");
+    assert!(
+        String::from_utf8_lossy(&out).contains(&format!("  diagram: {}", svg.display())),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(drawn.contains("FAIL — visibility/writer-then-reader"), "{drawn}");
+    assert!(
+        drawn.contains(">kernel</text>") && drawn.contains(">writer@1</text>"),
+        "lanes: {drawn}"
+    );
+
+    let passing = dir.path().join("pass");
+    shmconf()
+        .args(["run", "--record", passing.to_str().unwrap()])
+        .arg(&failing)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("diagram:").not());
+    assert!(
+        !passing.join("visibility%2Fwriter-then-reader.svg").exists(),
+        "no diagram of a pass"
+    );
+
+    let replay = dir.path().join("replay");
+    shmconf()
+        .args([
+            "run",
+            "--impl",
+            "rust",
+            "--order",
+            "w,w,w,r,r,r,r,r,w,w",
+            "--record",
+            replay.to_str().unwrap(),
+        ])
+        .arg(scenarios().join("orders/syscall-rmid-before-attach.toml"))
+        .assert()
+        .success();
+    let drawn = std::fs::read_to_string(replay.join("orders%2Fsyscall-rmid-before-attach.svg")).unwrap();
+    assert!(drawn.contains("PASS — orders/syscall-rmid-before-attach"), "{drawn}");
+}
