@@ -99,6 +99,9 @@ pub struct Cell {
     pub message: String,
     #[serde(default)]
     pub problems: Vec<String>,
+    /// A failure's diagram (`--record`'s SVG), relative to the matrix's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagram: Option<String>,
 }
 
 /// `shmconf run --format json`, as far as the matrix reads it.
@@ -241,6 +244,9 @@ impl MatrixRun {
             // said in its header, not a failed child.
             "--no-tests".into(),
             "pass".into(),
+            // Logs and each failure's diagram, linked from its cell.
+            "--record".into(),
+            self.out.join(record_folder(t.name)).display().to_string(),
         ];
         if t.kind != Kind::Local {
             // Every step of a container target is an `exec` through the
@@ -306,7 +312,7 @@ impl MatrixRun {
         Ok(argv)
     }
 
-    /// Run one target and keep its report.
+    /// Run one target and keep its report (its `--record` folder beside it).
     pub fn run_target(&self, t: &Target) -> TargetReport {
         let mut report = TargetReport {
             target: t.name.into(),
@@ -348,6 +354,14 @@ impl MatrixRun {
             Ok(run) => {
                 report.implementation = run.implementation;
                 report.results = run.results;
+                for cell in report.results.iter_mut().filter(|c| c.status.is_failure()) {
+                    let svg = format!(
+                        "{}/{}",
+                        record_folder(t.name),
+                        crate::report::record_name(&cell.scenario, "svg")
+                    );
+                    cell.diagram = self.out.join(&svg).is_file().then_some(svg);
+                }
             }
             Err(_) => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
@@ -440,6 +454,11 @@ pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
     let rank = |name: &str| TARGETS.iter().position(|t| t.name == name).unwrap_or(TARGETS.len());
     reports.sort_by(|a, b| (rank(&a.target), &a.target).cmp(&(rank(&b.target), &b.target)));
     Ok(reports)
+}
+
+/// A target's `--record` folder, under the matrix's.
+fn record_folder(target: &str) -> String {
+    format!("{target}.record")
 }
 
 /// How a verdict reads against Linux's behaviour, for the page.
@@ -580,8 +599,13 @@ pub fn page(reports: &[TargetReport]) -> String {
                     } else {
                         format!("{}\n({} ms)", c.message, c.duration_ms)
                     };
+                    // The file's name has %XX escapes of its own: as a URL
+                    // its '%' must be one too.
+                    let diagram = c.diagram.as_ref().map_or_else(String::new, |d| {
+                        format!("<p><a href=\"{}\">diagram</a></p>", esc(&d.replace('%', "%25")))
+                    });
                     h.push_str(&format!(
-                        "<td class=\"{}\"><details><summary>{}</summary><p>{}</p></details></td>",
+                        "<td class=\"{}\"><details><summary>{}</summary><p>{}</p>{diagram}</details></td>",
                         class(c.status),
                         c.status.label(),
                         esc(&text)
@@ -666,6 +690,7 @@ mod tests {
             duration_ms: 5,
             message: msg.into(),
             problems: vec![],
+            diagram: None,
         }
     }
 
@@ -721,7 +746,14 @@ mod tests {
                 ],
             ),
         ];
+        let mut reports = reports;
+        reports[1].results[0].diagram = Some("gvisor.record/x%2Fone.svg".into());
         let html = page(&reports);
+        assert!(
+            html.contains("<a href=\"gvisor.record/x%252Fone.svg\">diagram</a>"),
+            "a failure links its diagram, its name's % escaped for a URL"
+        );
+        assert_eq!(html.matches(">diagram</a>").count(), 1);
         assert!(!html.contains("<script>"), "messages are escaped");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
         assert_eq!(html.matches("<tr class=\"diverges\">").count(), 1);
