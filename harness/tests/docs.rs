@@ -1,6 +1,7 @@
 //! The commands the docs show are commands shmconf takes. Every `shmconf`
-//! line in a fenced block of README.md, docs/*.md and scenarios/README.md
-//! (also `target/release/shmconf ...`, `docker/dist/shmconf ...`, and the
+//! line in a fenced block of README.md, BENCHMARKS.md, docs/*.md and scenarios/README.md
+//! (a command continued with `\\` read whole; also `target/release/shmconf ...`,
+//! `docker/dist/shmconf ...`, and the
 //! words after the image in `docker run ... shmconf ...`) is one trial named
 //! by its file and line:
 //! - it parses: run with `--help` appended, which clap honours only once
@@ -28,7 +29,11 @@ fn repo() -> PathBuf {
 }
 
 fn doc_files() -> Vec<PathBuf> {
-    let mut files = vec![repo().join("README.md"), repo().join("scenarios/README.md")];
+    let mut files = vec![
+        repo().join("README.md"),
+        repo().join("BENCHMARKS.md"),
+        repo().join("scenarios/README.md"),
+    ];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
         .unwrap()
         .filter_map(Result::ok)
@@ -74,15 +79,24 @@ fn documented() -> Vec<(String, Vec<String>)> {
         let text = std::fs::read_to_string(&file).unwrap();
         let name = file.strip_prefix(repo()).unwrap_or(&file).display().to_string();
         let mut in_block = false;
+        // A command continued with a trailing `\`: (its first line, the text so far).
+        let mut pending: Option<(usize, String)> = None;
         for (i, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("```") {
                 in_block = !in_block;
                 continue;
             }
-            if in_block {
-                if let Some(args) = shmconf_args(line) {
-                    found.push((format!("{name}:{}", i + 1), args));
-                }
+            if !in_block {
+                continue;
+            }
+            let (first, mut whole) = pending.take().unwrap_or((i + 1, String::new()));
+            whole.push_str(line);
+            if let Some(head) = whole.strip_suffix('\\') {
+                pending = Some((first, format!("{head} ")));
+                continue;
+            }
+            if let Some(args) = shmconf_args(&whole) {
+                found.push((format!("{name}:{first}"), args));
             }
         }
     }
