@@ -34,67 +34,56 @@ pub struct Caption<'a> {
     pub message: &'a str,
 }
 
+/// Where the lanes are: their names, widths and left edges.
+struct Layout {
+    lanes: Vec<String>,
+    widths: Vec<f64>,
+    /// Left edge of each lane; one more: the right edge of the last.
+    x: Vec<f64>,
+}
+
+impl Layout {
+    /// Each lane as wide as its widest (cut) line.
+    fn of(rows: &[Row]) -> Layout {
+        let lanes = lanes(rows);
+        let widths: Vec<f64> = lanes
+            .iter()
+            .map(|lane| {
+                let widest = rows
+                    .iter()
+                    .filter(|r| lane_of(r) == lane.as_str())
+                    .flat_map(|r| r.lines.iter().map(|l| cut(l).chars().count()))
+                    .chain([lane.chars().count(), 12])
+                    .max()
+                    .unwrap_or(12);
+                widest as f64 * CHAR_PX + 2.0 * PAD_PX + 10.0
+            })
+            .collect();
+        let mut x = vec![GUTTER_PX];
+        for w in &widths {
+            x.push(x.last().copied().unwrap_or(GUTTER_PX) + w);
+        }
+        Layout { lanes, widths, x }
+    }
+
+    fn width(&self) -> f64 {
+        self.x.last().copied().unwrap_or(GUTTER_PX) + 10.0
+    }
+}
+
 /// The SVG document of `log`.
 pub fn svg(log: &Log, caption: &Caption) -> String {
     let mut rows = log.rows();
     let left_out = rows.len().saturating_sub(MOST_ROWS);
     rows.truncate(MOST_ROWS);
-    let lanes = lanes(&rows);
-    // Each lane as wide as its widest line, within bounds.
-    let widths: Vec<f64> = lanes
-        .iter()
-        .map(|lane| {
-            let widest = rows
-                .iter()
-                .filter(|r| lane_of(r) == lane.as_str())
-                .flat_map(|r| r.lines.iter().map(|l| cut(l).chars().count()))
-                .chain([lane.chars().count(), 12])
-                .max()
-                .unwrap_or(12);
-            widest as f64 * CHAR_PX + 2.0 * PAD_PX + 10.0
-        })
-        .collect();
-    let mut x = vec![GUTTER_PX];
-    for w in &widths {
-        x.push(x.last().copied().unwrap_or(GUTTER_PX) + w);
-    }
-    let width = x.last().copied().unwrap_or(GUTTER_PX) + 10.0;
+    let layout = Layout::of(&rows);
+    let width = layout.width();
     let message = wrap(caption.message, ((width - 20.0) / CHAR_PX).max(40.0) as usize);
 
     let mut body = String::new();
     let mut y = HEADER_PX + 10.0;
     for row in &rows {
-        let lane = lanes.iter().position(|l| l == lane_of(row)).unwrap_or(0);
-        let lines: Vec<String> = row.lines.iter().map(|l| cut(l)).collect();
-        let h = lines.len().max(1) as f64 * LINE_PX + PAD_PX;
-        let (fill, stroke) = match (row.mark, row.lane) {
-            (Mark::Wrong, _) => ("#ffcecb", "#cf222e"),
-            (Mark::CallFailed, _) => ("#ffdfb6", "#bc4c00"),
-            (Mark::Plain, Lane::Kernel) => ("#ddf4ff", "#54aeff"),
-            (Mark::Plain, Lane::Actor) => ("#f6f8fa", "#8c959f"),
-        };
-        let step = row.step.map_or("-".to_string(), |s| format!("#{s}"));
-        let _ = write!(
-            body,
-            "<text x=\"8\" y=\"{ty}\" class=\"t\">{ms:.1} ms</text><text x=\"{sx}\" y=\"{ty}\" class=\"t\">{step}</text>\
-             <rect x=\"{rx}\" y=\"{y}\" width=\"{rw}\" height=\"{h}\" rx=\"4\" fill=\"{fill}\" stroke=\"{stroke}\"/>",
-            ty = y + LINE_PX - 3.0,
-            ms = row.t_us as f64 / 1000.0,
-            sx = GUTTER_PX - 30.0,
-            rx = x[lane] + 5.0,
-            rw = widths[lane] - 10.0,
-        );
-        for (i, line) in lines.iter().enumerate() {
-            let _ = write!(
-                body,
-                "<text x=\"{tx}\" y=\"{ty}\">{}</text>",
-                xml(line),
-                tx = x[lane] + 5.0 + PAD_PX,
-                ty = y + (i as f64 + 1.0) * LINE_PX - 3.0,
-            );
-        }
-        body.push('\n');
-        y += h + 4.0;
+        y = draw_row(&mut body, &layout, row, y);
     }
     if left_out > 0 {
         let _ = writeln!(
@@ -124,14 +113,13 @@ pub fn svg(log: &Log, caption: &Caption) -> String {
         xml(caption.status),
         xml(&cut_to(caption.title, 160))
     );
-    for (i, lane) in lanes.iter().enumerate() {
-        let mid = x[i] + widths[i] / 2.0;
+    for (i, lane) in layout.lanes.iter().enumerate() {
+        let mid = layout.x[i] + layout.widths[i] / 2.0;
         let _ = writeln!(
             out,
-            "<line x1=\"{mid}\" y1=\"{}\" x2=\"{mid}\" y2=\"{}\" stroke=\"#d0d7de\" stroke-dasharray=\"4 4\"/>\
+            "<line x1=\"{mid}\" y1=\"{}\" x2=\"{mid}\" y2=\"{y}\" stroke=\"#d0d7de\" stroke-dasharray=\"4 4\"/>\
              <text x=\"{mid}\" y=\"{}\" text-anchor=\"middle\" class=\"h\">{}</text>",
             HEADER_PX - 12.0,
-            y,
             HEADER_PX - 18.0,
             xml(lane)
         );
@@ -148,6 +136,42 @@ pub fn svg(log: &Log, caption: &Caption) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// One row at `y`: its time and step in the gutter, its box in its lane.
+/// Returns where the next row starts.
+fn draw_row(body: &mut String, layout: &Layout, row: &Row, y: f64) -> f64 {
+    let lane = layout.lanes.iter().position(|l| l == lane_of(row)).unwrap_or(0);
+    let lines: Vec<String> = row.lines.iter().map(|l| cut(l)).collect();
+    let h = lines.len().max(1) as f64 * LINE_PX + PAD_PX;
+    let (fill, stroke) = match (row.mark, row.lane) {
+        (Mark::Wrong, _) => ("#ffcecb", "#cf222e"),
+        (Mark::CallFailed, _) => ("#ffdfb6", "#bc4c00"),
+        (Mark::Plain, Lane::Kernel) => ("#ddf4ff", "#54aeff"),
+        (Mark::Plain, Lane::Actor) => ("#f6f8fa", "#8c959f"),
+    };
+    let step = row.step.map_or("-".to_string(), |s| format!("#{s}"));
+    let _ = write!(
+        body,
+        "<text x=\"8\" y=\"{ty}\" class=\"t\">{ms:.1} ms</text><text x=\"{sx}\" y=\"{ty}\" class=\"t\">{step}</text>\
+         <rect x=\"{rx}\" y=\"{y}\" width=\"{rw}\" height=\"{h}\" rx=\"4\" fill=\"{fill}\" stroke=\"{stroke}\"/>",
+        ty = y + LINE_PX - 3.0,
+        ms = row.t_us as f64 / 1000.0,
+        sx = GUTTER_PX - 30.0,
+        rx = layout.x[lane] + 5.0,
+        rw = layout.widths[lane] - 10.0,
+    );
+    for (i, line) in lines.iter().enumerate() {
+        let _ = write!(
+            body,
+            "<text x=\"{tx}\" y=\"{ty}\">{}</text>",
+            xml(line),
+            tx = layout.x[lane] + 5.0 + PAD_PX,
+            ty = y + (i as f64 + 1.0) * LINE_PX - 3.0,
+        );
+    }
+    body.push('\n');
+    y + h + 4.0
 }
 
 /// The lane a row is drawn in: the kernel's, or its actor's.

@@ -404,64 +404,9 @@ fn dispatch(cli: Cli) -> ExitCode {
                 emit(&format!("{}\n", scenario::json_schema()))
             }
         }
-        Command::Completions { shell } => {
-            let mut out = Vec::new();
-            clap_complete::generate(
-                shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "shmconf",
-                &mut out,
-            );
-            emit(&String::from_utf8_lossy(&out))
-        }
-        Command::Man => {
-            let mut out = Vec::new();
-            match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out) {
-                Ok(()) => emit(&String::from_utf8_lossy(&out)),
-                Err(e) => {
-                    eprintln!("shmconf man: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::List(ListArgs {
-            select,
-            format: ListFormat::Json,
-        }) => match load(&select) {
-            Ok(scenarios) => {
-                let listed: Vec<serde_json::Value> = scenarios
-                    .iter()
-                    .map(|s| {
-                        serde_json::json!({
-                            "id": s.id,
-                            // The built-in catalogue's files go with the run: none to name.
-                            "path": (!scenario::catalogue::is_unpacked(&s.path)).then_some(&s.path),
-                            "tags": s.scenario.tags,
-                            "description": s.scenario.description,
-                        })
-                    })
-                    .collect();
-                emit(&format!("{}\n", serde_json::Value::Array(listed)))
-            }
-            Err(e) => e.exit(),
-        },
-        Command::List(ListArgs { select, .. }) => match load(&select) {
-            Ok(scenarios) => {
-                let lines: String = scenarios
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{:<45} [{}] {}\n",
-                            report::for_terminal(&s.id),
-                            report::for_terminal(&s.scenario.tags.join(",")),
-                            report::for_terminal(first_sentence(&s.scenario.description))
-                        )
-                    })
-                    .collect();
-                emit(&lines)
-            }
-            Err(e) => e.exit(),
-        },
+        Command::Completions { shell } => completions(shell),
+        Command::Man => man_page(),
+        Command::List(args) => list(&args),
         Command::Show(select) => match load_by_path_or_id(&select) {
             Ok(scenarios) if scenarios.is_empty() => {
                 eprintln!("shmconf: no scenario matches");
@@ -512,6 +457,69 @@ fn dispatch(cli: Cli) -> ExitCode {
             }
         },
         Command::Bench(args) => bench(args),
+    }
+}
+
+/// `shmconf completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut out = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "shmconf",
+        &mut out,
+    );
+    emit(&String::from_utf8_lossy(&out))
+}
+
+/// `shmconf man`: the manual page, from the same definition as --help.
+fn man_page() -> ExitCode {
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out) {
+        Ok(()) => emit(&String::from_utf8_lossy(&out)),
+        Err(e) => {
+            eprintln!("shmconf man: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `shmconf list`: a line a scenario, or the catalogue as JSON.
+fn list(args: &ListArgs) -> ExitCode {
+    let scenarios = match load(&args.select) {
+        Ok(scenarios) => scenarios,
+        Err(e) => return e.exit(),
+    };
+    match args.format {
+        ListFormat::Json => {
+            let listed: Vec<serde_json::Value> = scenarios
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        // The built-in catalogue's files go with the run: none to name.
+                        "path": (!scenario::catalogue::is_unpacked(&s.path)).then_some(&s.path),
+                        "tags": s.scenario.tags,
+                        "description": s.scenario.description,
+                    })
+                })
+                .collect();
+            emit(&format!("{}\n", serde_json::Value::Array(listed)))
+        }
+        ListFormat::Human => {
+            let lines: String = scenarios
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{:<45} [{}] {}\n",
+                        report::for_terminal(&s.id),
+                        report::for_terminal(&s.scenario.tags.join(",")),
+                        report::for_terminal(first_sentence(&s.scenario.description))
+                    )
+                })
+                .collect();
+            emit(&lines)
+        }
     }
 }
 
