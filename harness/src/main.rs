@@ -38,6 +38,7 @@ enum ColorArg {
 enum Command {
     /// Run scenarios and judge an implementation (exit 0 all good, 1 something failed, 2 usage, scenario-file
     /// or output-path error or an empty selection, 4 nothing checked: every scenario a SKIP, 128+N signal N).
+    #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Run the catalogue on several targets (local, docker, podman-runc,
     /// podman-crun, podman-runsc, gvisor) and write a JSON and a JUnit report
@@ -138,10 +139,10 @@ struct SelectArgs {
     /// Scenario files, directories or globs (default: $SHMCONF_SCENARIOS, else ./scenarios if present, else the built-in catalogue).
     paths: Vec<PathBuf>,
     /// Only scenarios with this tag (repeatable: any of them).
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(help_heading = "Selection", long = "tag", value_name = "TAG")]
     tags: Vec<String>,
     /// Leave out scenarios whose id contains this text or matches this glob (repeatable).
-    #[arg(long = "skip", value_name = "PATTERN")]
+    #[arg(help_heading = "Selection", long = "skip", value_name = "PATTERN")]
     skip: Vec<String>,
 }
 
@@ -242,110 +243,127 @@ struct RunArgs {
     #[command(flatten)]
     select: SelectArgs,
     /// Built-in implementation: rust or c-reference.
-    #[arg(long = "impl", default_value = "rust", conflicts_with_all = ["writer", "reader"])]
+    #[arg(help_heading = "Implementation", long = "impl", default_value = "rust", conflicts_with_all = ["writer", "reader"])]
     implementation: String,
     /// Writer command of another implementation (split like a shell).
-    #[arg(long, requires = "reader")]
+    #[arg(help_heading = "Implementation", long, requires = "reader")]
     writer: Option<String>,
     /// Reader command of another implementation.
-    #[arg(long, requires = "writer")]
+    #[arg(help_heading = "Implementation", long, requires = "writer")]
     reader: Option<String>,
     /// An implementation described in one file: commands, the options it
     /// has (scenarios needing others SKIP), known deviations. Schema:
     /// `shmconf schema --impl-file`.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["writer", "reader"])]
+    #[arg(help_heading = "Implementation", long, value_name = "FILE", conflicts_with_all = ["writer", "reader"])]
     impl_file: Option<PathBuf>,
     /// Name of a --writer/--reader implementation in reports.
-    #[arg(long, default_value = "custom")]
+    #[arg(help_heading = "Implementation", long, default_value = "custom")]
     name: String,
     /// Known deviations (TOML: scenario id → status "fail"|"skip" and reason).
-    #[arg(long)]
+    #[arg(help_heading = "Implementation", long)]
     expectations: Option<PathBuf>,
     /// Scenarios run at once (default: the number of cores).
-    #[arg(long, short, value_parser = at_least_one)]
+    #[arg(help_heading = "Running", long, short, value_parser = at_least_one)]
     jobs: Option<usize>,
-    #[arg(long, value_enum, default_value = "human")]
+    #[arg(help_heading = "Reports", long, value_enum, default_value = "human")]
     format: Format,
     /// Also write a JUnit XML report here.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Reports", long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Also write a Markdown summary (counts, and every scenario that did not
     /// pass) here, e.g. "$GITHUB_STEP_SUMMARY".
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Reports", long, value_name = "FILE")]
     summary: Option<PathBuf>,
-    /// Keep every scenario's event log and verdict as JSON in this directory.
-    #[arg(long, value_name = "DIR")]
+    /// Keep every scenario's event log and verdict as JSON in this directory,
+    /// and each failure's diagram (SVG; every one of an --order replay).
+    #[arg(help_heading = "Reports", long, value_name = "DIR")]
     record: Option<PathBuf>,
     /// Failures show their whole event log (JSON lines, every field) instead
     /// of the readable timeline.
-    #[arg(long, short, conflicts_with = "quiet")]
+    #[arg(help_heading = "Reports", long, short, conflicts_with = "quiet")]
     verbose: bool,
     /// Human format: a line for each failing scenario only, then the
     /// failures' details and the summary (no header, no progress bar).
-    #[arg(long, short)]
+    #[arg(help_heading = "Reports", long, short)]
     quiet: bool,
     /// Start no scenario after the first failure (FAIL, BROKEN, TIMEOUT or
     /// XPASS); those not started are INTERRUPTED, not judged.
-    #[arg(long)]
+    #[arg(help_heading = "Running", long)]
     fail_fast: bool,
     /// Where scenarios run: local namespaces, or Docker or Podman containers
     /// (each scenario namespace a container of --image with its --ipc mode,
     /// or a member of a pod).
-    #[arg(long, value_enum, default_value = "local")]
+    #[arg(help_heading = "Where scenarios run", long, value_enum, default_value = "local")]
     backend: BackendArg,
     /// Our image, for --backend docker|podman (build it with
     /// docker/build-dist.sh && docker build -t shmconf . (or podman build)).
-    #[arg(long, default_value = "shmconf")]
+    #[arg(help_heading = "Where scenarios run", long, default_value = "shmconf")]
     image: String,
     /// --backend podman: the OCI runtime, a name or a path (runc, crun,
     /// runsc). Where it cannot start a container here, every scenario is a
     /// SKIP with the runtime's error (and the run exits 4: see --no-tests).
-    #[arg(long, value_name = "RUNTIME")]
+    #[arg(help_heading = "Where scenarios run", long, value_name = "RUNTIME")]
     runtime: Option<String>,
     /// --backend podman: a containers.conf of the project's (default:
     /// $CONTAINERS_CONF, else Podman's own search).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Where scenarios run", long, value_name = "FILE")]
     containers_conf: Option<PathBuf>,
     /// Exploration scenarios: run only this order, e.g. "w1:attach,r1,w1:input"
     /// (as printed in a failure's replay command).
-    #[arg(long, value_name = "EVENTS")]
+    #[arg(help_heading = "Running", long, value_name = "EVENTS")]
     order: Option<String>,
     /// How scenarios are isolated from the host and each other.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(help_heading = "Where scenarios run", long, value_enum, default_value = "auto")]
     isolation: IsolationArg,
     /// How the kernel's view of the segments is read.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(help_heading = "Where scenarios run", long, value_enum, default_value = "auto")]
     oracle: OracleArg,
     /// Limit per step (a duration: 5s, 250ms, 2m; a bare number is milliseconds).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::step_limit)]
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", default_value = "5s", value_parser = units::step_limit)]
     step_timeout: Duration,
     /// Limit per scenario, a duration (a scenario's own timeout_ms wins).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = units::scenario_limit)]
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", default_value = "30s", value_parser = units::scenario_limit)]
     scenario_timeout: Duration,
     /// Most orders one exploration runs (a count, the same on any machine).
-    #[arg(long, default_value_t = shmconf_harness::engine::DEFAULT_MAX_ORDERS, value_parser = at_least_one)]
+    #[arg(help_heading = "Limits", long, default_value_t = shmconf_harness::engine::DEFAULT_MAX_ORDERS, value_parser = at_least_one)]
     max_orders: usize,
     /// An exploration's safety net, a duration (a scenario's own
     /// timeout_ms wins): its expiry is a TIMEOUT, not a verdict.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::scenario_limit)]
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", default_value = "10m", value_parser = units::scenario_limit)]
     exploration_timeout: Duration,
     /// An exploration that stops at its order budget with every explored
     /// order agreeing is a TIMEOUT (default: a PASS that says how much ran).
-    #[arg(long)]
+    #[arg(help_heading = "Limits", long)]
     strict_budget: bool,
     /// A run that checks nothing: a selection that is empty (exit 2) or whose
     /// every scenario is a SKIP, e.g. a backend that can start no container
     /// (exit 4). `warn` or `pass` make either exit 0.
-    #[arg(long, value_enum, default_value = "fail", value_name = "ACTION")]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        value_enum,
+        default_value = "fail",
+        value_name = "ACTION"
+    )]
     no_tests: NoTests,
     /// Most processes (and threads) a scenario's programs may have at once.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Limits", long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     max_processes: u64,
     /// Most memory a scenario's programs may use together (bytes, or with K,
     /// M, G or T; per process where only rlimits are available).
-    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = shmconf_harness::engine::confine::parse_size)]
+    #[arg(help_heading = "Limits", long, value_name = "SIZE", default_value = "1G", value_parser = shmconf_harness::engine::confine::parse_size)]
     max_memory: u64,
 }
+
+/// `shmconf run --help`'s closing examples.
+const RUN_EXAMPLES: &str = "\
+Examples:
+  shmconf run                                        every scenario, our Rust pair
+  shmconf run --impl c-reference --tag seed-contract the seed's contract, the C stand-in
+  shmconf run --writer ./w --reader 'python3 ./r.py' another pair (paths from here)
+  shmconf run --impl-file impl.toml --junit out/junit.xml
+  shmconf run orders/paused-writer --record out      one scenario by id; logs and diagrams
+  shmconf run --quiet --fail-fast --step-timeout 2s  failures only, stop at the first";
 
 /// Exit code of a run in which no scenario was judged (every one a SKIP).
 const EXIT_NOTHING_CHECKED: u8 = 4;

@@ -1573,6 +1573,19 @@ fn list_as_json_completions_and_the_man_page() {
             .success()
             .stdout(predicate::str::contains(needle).and(predicate::str::contains("step-timeout")));
     }
+    let help = shmconf().args(["run", "--help"]).output().unwrap().stdout;
+    let help = String::from_utf8(help).unwrap();
+    for heading in [
+        "Selection:",
+        "Implementation:",
+        "Running:",
+        "Reports:",
+        "Where scenarios run:",
+        "Limits:",
+        "Examples:",
+    ] {
+        assert!(help.contains(&format!("\n{heading}\n")), "{heading} in {help}");
+    }
     shmconf()
         .arg("man")
         .assert()
