@@ -179,14 +179,37 @@ const LANGS: &[Lang] = &[
     },
 ];
 
+/// The zoo's work dir (built programs, implementation files), locked for
+/// the test process's life. A killed zoo (a CI timeout's SIGKILL, a SIGTERM)
+/// runs no destructor: the next zoo removes the dirs whose lock is free.
+fn work_dir() -> (tempfile::TempDir, nix::fcntl::Flock<std::fs::File>) {
+    let tmp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let ours = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("shmconf-zoo-"));
+        let lock = dir.join(".lock");
+        if !ours || !lock.is_file() {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&lock) else { continue };
+        // Free: its zoo is gone (the kernel released the lock with it).
+        if nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    let work = tempfile::Builder::new()
+        .prefix("shmconf-zoo-")
+        .tempdir()
+        .expect("temp dir");
+    let file = std::fs::File::create(work.path().join(".lock")).expect("lock file");
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).expect("lock");
+    (work, lock)
+}
+
 fn main() {
     let args = Arguments::from_args();
-    let work = Arc::new(
-        tempfile::Builder::new()
-            .prefix("shmconf-zoo-")
-            .tempdir()
-            .expect("temp dir"),
-    );
+    let (work, _lock) = work_dir();
+    let work = Arc::new(work);
     let mut trials = Vec::new();
     for lang in LANGS {
         let built: Arc<OnceLock<Result<PathBuf, String>>> = Arc::new(OnceLock::new());
