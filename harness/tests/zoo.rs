@@ -186,7 +186,10 @@ fn work_dir() -> (tempfile::TempDir, nix::fcntl::Flock<std::fs::File>) {
     let tmp = std::env::temp_dir();
     for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
         let dir = entry.path();
-        let ours = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("shmconf-zoo-"));
+        let ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("shmconf-zoo-"));
         let lock = dir.join(".lock");
         if !ours || !lock.is_file() {
             continue;
