@@ -26,7 +26,7 @@ key)
   # Everything the binary is built from (sources, manifests, the catalogue
   # it carries, the C reference), in a stable order.
   source_hash=$(cd "$root" && find . -path ./target -prune -o -path ./.git -prune -o -type f \
-    \( -name '*.rs' -o -name '*.toml' -o -name 'Cargo.lock' -o -name '*.c' -o -name '*.h' \) -print0 |
+    \( -name '*.rs' -o -name '*.toml' -o -name 'Cargo.lock' -o -name '*.c' -o -name '*.h' -o -name '*.conf' \) -print0 |
     sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
   echo "key=shmconf-$(uname -m)-${ImageOS:-local}-${ImageVersion:-0}-$source_hash" >>"$output"
   echo "dir=${SHMCONF_CACHE_DIR:-$HOME/.cache/shmconf-action}" >>"$output"
@@ -89,6 +89,6 @@ run)
   exit "$status"
   ;;
 *)
-  die "usage: $0 build|run"
+  die "usage: $0 key|build|run"
   ;;
 esac

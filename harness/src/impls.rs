@@ -409,10 +409,17 @@ fn copy_folder_files(from: &Path, to: &Path) -> Result<(), String> {
 
 /// Can a uid other than the owner execute this file (every parent searchable)?
 fn reachable_by_others(path: &Path) -> bool {
-    // Through links, the file they lead to: that is what exec reaches.
+    let searchable = |path: &Path| {
+        path.ancestors().all(|p| {
+            p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+        })
+    };
+    // Exec goes through the link's own folders and then through the folders
+    // of the file it leads to: both must let others in (a venv's python in
+    // a private home leads to /usr/bin; our run dir's shm-writer to a
+    // private ~/.cargo/bin).
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    real.ancestors()
-        .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+    searchable(path) && searchable(&real)
 }
 
 /// Can a uid other than the owner read this file (every parent searchable)?
@@ -450,19 +457,18 @@ pub fn check_program(flag: &str, argv: &[String]) -> Result<(), String> {
 /// folder for `--writer`/`--reader`, the file's folder for an
 /// implementation file), since the roles run in the scenario's temp dir: the
 /// program when it has a `/` (`./writer`, `bin/writer`; a bare name is looked
-/// up in PATH), and an argument written as a path (`./reader.py`,
-/// `../lib/reader.py`) or with a `/` that names something under `base`
-/// (`impl/reader.py`). A bare argument (`reader.py`, `writer`) stays a word:
-/// it may be a role name or an option value; write `./reader.py` for a file.
+/// up in PATH), and an argument written as a relative path (`./reader.py`,
+/// `../lib/reader.py`). Any other argument stays a word, whatever files the
+/// base holds: `reader.py`, `writer` or `keys/k` may be a role name, an
+/// option value or a file of the scenario's own dir; write `./impl/reader.py`
+/// for a file of yours.
 pub fn resolve_paths(words: &mut [String], base: &Path) {
     for (i, word) in words.iter_mut().enumerate() {
         let path = Path::new(word.as_str());
         let relative_path = if i == 0 {
             word.contains('/') && path.is_relative()
         } else {
-            word.starts_with("./")
-                || word.starts_with("../")
-                || (word.contains('/') && path.is_relative() && !word.starts_with('-') && base.join(path).exists())
+            word.starts_with("./") || word.starts_with("../")
         };
         if relative_path {
             let tail = word.trim_start_matches("./");
@@ -594,12 +600,16 @@ fn unpacked_builtins() -> Result<&'static Path, String> {
     .map_err(Clone::clone)
 }
 
+/// This executable when it is shmconf, whatever its file is named (an
+/// installed or released binary may be `shmconf-x86_64-linux`); a cargo
+/// test binary (in a `deps` folder) finds the shmconf built beside it.
 fn shmconf_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    if exe.file_name().is_some_and(|n| n == "shmconf") {
-        Ok(exe)
-    } else {
+    let a_test_binary = exe.parent().and_then(Path::file_name).is_some_and(|d| d == "deps");
+    if a_test_binary {
         find_binary("shmconf")
+    } else {
+        Ok(exe)
     }
 }
 
@@ -618,6 +628,40 @@ pub fn pid_init_command() -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Exec through a link passes the link's folders and its target's: a
+    /// link in a private folder (a venv's python under a 0700 home) is not
+    /// reachable though it leads to /usr/bin, nor a public link to a private file.
+    #[test]
+    fn a_link_is_reachable_only_when_both_its_ways_are() {
+        let public = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let private = public.path().join("home");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let program = private.join("prog");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = |name: &str, dir: &Path, to: &Path| {
+            let l = dir.join(name);
+            std::os::unix::fs::symlink(to, &l).unwrap();
+            l
+        };
+        let system = Path::new("/bin/sh");
+        assert!(reachable_by_others(system));
+        assert!(
+            reachable_by_others(&link("sh", public.path(), system)),
+            "public to public"
+        );
+        assert!(
+            !reachable_by_others(&link("py", &private, system)),
+            "a private link to /bin/sh"
+        );
+        assert!(
+            !reachable_by_others(&link("p", public.path(), &program)),
+            "a public link to a private file"
+        );
+    }
 
     /// Relative paths in a command are taken from its base folder, the
     /// same way for the CLI and implementation files; words stay words.
@@ -639,14 +683,15 @@ mod tests {
             ["python3".into(), b("../x/reader.py")]
         );
         assert_eq!(
-            resolved("python3 impl/reader.py"),
+            resolved("python3 ./impl/reader.py"),
             ["python3".into(), b("impl/reader.py")]
         );
         assert_eq!(
-            resolved("bin/w --out a/b"),
-            [b("bin/w"), "--out".into(), "a/b".into()],
-            "a/b does not exist"
+            resolved("python3 impl/reader.py"),
+            ["python3", "impl/reader.py"],
+            "a word, though it names a file there"
         );
+        assert_eq!(resolved("bin/w --out a/b"), [b("bin/w"), "--out".into(), "a/b".into()]);
         assert_eq!(
             resolved("python3 reader.py"),
             ["python3", "reader.py"],

@@ -304,8 +304,9 @@ struct RunArgs {
     /// SKIP with the runtime's error (and the run exits 4: see --no-tests).
     #[arg(help_heading = "Where scenarios run", long, value_name = "RUNTIME")]
     runtime: Option<String>,
-    /// --backend podman: a containers.conf of the project's (default:
-    /// $CONTAINERS_CONF, else Podman's own search).
+    /// --backend podman: a containers.conf (default: $CONTAINERS_CONF, else
+    /// shmconf's own, harness/runtimes/podman.conf, never the machine's);
+    /// a relative path is from here.
     #[arg(help_heading = "Where scenarios run", long, value_name = "FILE")]
     containers_conf: Option<PathBuf>,
     /// Exploration scenarios: run only this order, e.g. "w1:attach,r1,w1:input"
@@ -550,8 +551,9 @@ fn matrix(args: MatrixArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !args.from.is_empty() {
-        let done = matrix::load_reports(&args.from).and_then(|reports| {
+        let done = matrix::load_reports(&args.from).and_then(|mut reports| {
             std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+            matrix::carry_diagrams(&mut reports, &args.out);
             matrix::write_page(&args.out, &reports).map(|()| reports.len())
         });
         return match done {

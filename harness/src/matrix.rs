@@ -128,6 +128,9 @@ pub struct TargetReport {
     /// When, with what and where it was made (absent in reports of older versions).
     #[serde(default)]
     pub made: Option<Provenance>,
+    /// The folder the report was read from (`--from`): where its diagrams are.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// When, with which shmconf, on which kernel and with which image a target
@@ -326,7 +329,10 @@ impl MatrixRun {
             made: Some(Provenance::here(
                 matches!(t.kind, Kind::Docker | Kind::Podman(_)).then(|| self.image.clone()),
             )),
+            source: None,
         };
+        // An earlier run's diagrams must not stand for this run's failures.
+        let _ = std::fs::remove_dir_all(self.out.join(record_folder(t.name)));
         let argv = match self.command(t) {
             Ok(argv) => argv,
             Err(why) => {
@@ -436,7 +442,19 @@ pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
         for doc in serde_json::Deserializer::from_str(&text).into_iter::<TargetReport>() {
-            let report = doc.map_err(|e| format!("{}: not a target report: {e}", f.display()))?;
+            let mut report = doc.map_err(|e| format!("{}: not a target report: {e}", f.display()))?;
+            // A diagram link is only ever one of the target's record files:
+            // anything else in a report (a URL, a path out) is dropped.
+            for cell in &mut report.results {
+                if cell
+                    .diagram
+                    .as_deref()
+                    .is_some_and(|d| !is_record_file(&report.target, d))
+                {
+                    cell.diagram = None;
+                }
+            }
+            report.source = f.parent().map(Path::to_path_buf);
             // A target that ran replaces a "not run" placeholder for it (a
             // CI job that could not run it here, run elsewhere); two reports
             // of the same kind for one target are a mistake.
@@ -459,6 +477,39 @@ pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
 /// A target's `--record` folder, under the matrix's.
 fn record_folder(target: &str) -> String {
     format!("{target}.record")
+}
+
+/// Is `path` a file of `target`'s record folder (as `report::record_name`
+/// makes names: letters, digits, `%`, `.`, `_`, `~`, `-`), and nothing else?
+fn is_record_file(target: &str, path: &str) -> bool {
+    path.strip_prefix(&format!("{}/", record_folder(target)))
+        .is_some_and(|name| {
+            name.ends_with(".svg")
+                && !name.starts_with('.')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"%._~-".contains(&b))
+        })
+}
+
+/// Merged reports (`--from`) link diagrams in `out`: copy each from the
+/// folder its report came from, and drop a link whose file is not there.
+pub fn carry_diagrams(reports: &mut [TargetReport], out: &Path) {
+    for report in reports.iter_mut() {
+        let source = report.source.clone();
+        for cell in &mut report.results {
+            let Some(d) = cell.diagram.clone() else { continue };
+            let (from, to) = (source.as_ref().map(|s| s.join(&d)), out.join(&d));
+            let carried = match from {
+                Some(from) if from == to => to.is_file(),
+                Some(from) if from.is_file() => {
+                    to.parent().is_some_and(|p| std::fs::create_dir_all(p).is_ok()) && std::fs::copy(&from, &to).is_ok()
+                }
+                _ => false,
+            };
+            if !carried {
+                cell.diagram = None;
+            }
+        }
+    }
 }
 
 /// How a verdict reads against Linux's behaviour, for the page.
@@ -704,6 +755,7 @@ mod tests {
             exit_code: Some(0),
             not_run: None,
             results: cells,
+            source: None,
             made: Some(Provenance {
                 date: "2026-11-30T22:00:00Z".into(),
                 shmconf_version: "0.1.0".into(),
@@ -824,6 +876,39 @@ mod tests {
         assert!(e.contains("a second report for target gvisor"), "{e}");
         let junit = std::fs::read_to_string(dir.path().join("local.junit.xml")).unwrap();
         assert!(junit.contains("rust on local"), "{junit}");
+    }
+
+    /// A report's diagram link is one of its target's record files or
+    /// nothing; merged reports carry their diagrams into the new folder.
+    #[test]
+    fn diagram_links_are_checked_and_carried() {
+        assert!(is_record_file("local", "local.record/orders%2Fx.svg"));
+        for bad in [
+            "javascript:alert(1)",
+            "local.record/../../etc/passwd.svg",
+            "docker.record/x.svg",
+            "local.record/x.json",
+            "local.record/a/b.svg",
+            "local.record/.svg",
+        ] {
+            assert!(!is_record_file("local", bad), "{bad}");
+        }
+        let from = tempfile::tempdir().unwrap();
+        let mut failing = cell("orders/x", Status::Fail, "boom");
+        failing.diagram = Some("local.record/orders%2Fx.svg".into());
+        let mut gone = cell("orders/y", Status::Fail, "boom");
+        gone.diagram = Some("local.record/orders%2Fy.svg".into());
+        let mut hostile = cell("orders/z", Status::Fail, "boom");
+        hostile.diagram = Some("javascript:alert(1)".into());
+        write_target(from.path(), &report("local", vec![failing, gone, hostile])).unwrap();
+        std::fs::create_dir(from.path().join("local.record")).unwrap();
+        std::fs::write(from.path().join("local.record/orders%2Fx.svg"), "<svg/>").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let mut merged = load_reports(&[from.path().to_path_buf()]).unwrap();
+        carry_diagrams(&mut merged, out.path());
+        let links: Vec<Option<&str>> = merged[0].results.iter().map(|c| c.diagram.as_deref()).collect();
+        assert_eq!(links, [Some("local.record/orders%2Fx.svg"), None, None]);
+        assert!(out.path().join("local.record/orders%2Fx.svg").is_file(), "carried");
     }
 
     /// A report of a target that ran replaces a "not run" placeholder for

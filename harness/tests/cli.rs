@@ -1468,7 +1468,15 @@ fn an_installed_binary_alone_runs_its_catalogue_and_our_pair() {
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(&empty).unwrap();
     let installed = bin.join("shmconf");
-    std::fs::copy(env!("CARGO_BIN_EXE_shmconf"), &installed).unwrap();
+    // Copied by another process: a file this process held open for writing
+    // could be inherited by a child another test thread forks meanwhile, and
+    // exec'ing the copy would then fail with ETXTBSY.
+    assert!(StdCommand::new("cp")
+        .arg(env!("CARGO_BIN_EXE_shmconf"))
+        .arg(&installed)
+        .status()
+        .unwrap()
+        .success());
     let alone = |args: &[&str]| {
         let mut cmd = StdCommand::new(&installed);
         cmd.args(args)

@@ -215,6 +215,10 @@ fn check(args: &[String]) -> Result<Completion, Failed> {
     } else if sub == "run" {
         let root = scratch_root();
         if let Some(missing) = brought_by_the_reader(args, root.path()) {
+            // The catalogue is ours: a scenario path the docs name must exist.
+            if missing.starts_with("scenarios/") {
+                return Err(format!("`shmconf {}` names {missing}, which does not exist", args.join(" ")).into());
+            }
             return Ok(Completion::ignored_with(format!(
                 "parsed; not run: {missing} is the reader's own"
             )));

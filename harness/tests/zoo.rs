@@ -186,12 +186,15 @@ fn work_dir() -> (tempfile::TempDir, nix::fcntl::Flock<std::fs::File>) {
     let tmp = std::env::temp_dir();
     for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
         let dir = entry.path();
-        let ours = dir
+        let named = dir
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("shmconf-zoo-"));
+        // A real folder of this user's, never another's or a link.
+        let mine = std::fs::symlink_metadata(&dir)
+            .is_ok_and(|md| md.is_dir() && std::os::unix::fs::MetadataExt::uid(&md) == nix::unistd::geteuid().as_raw());
         let lock = dir.join(".lock");
-        if !ours || !lock.is_file() {
+        if !named || !mine || !lock.is_file() {
             continue;
         }
         let Ok(file) = std::fs::File::open(&lock) else { continue };
@@ -204,8 +207,12 @@ fn work_dir() -> (tempfile::TempDir, nix::fcntl::Flock<std::fs::File>) {
         .prefix("shmconf-zoo-")
         .tempdir()
         .expect("temp dir");
-    let file = std::fs::File::create(work.path().join(".lock")).expect("lock file");
+    // Locked under another name, then renamed: `.lock` is never seen free
+    // while its zoo lives (a sweep in between would take a live dir).
+    let partial = work.path().join(".lock.partial");
+    let file = std::fs::File::create(&partial).expect("lock file");
     let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).expect("lock");
+    std::fs::rename(&partial, work.path().join(".lock")).expect("lock file in place");
     (work, lock)
 }
 
