@@ -270,8 +270,8 @@ impl Findings {
 
 /// Which limit ran out, in words: the scenario's, or the step's (and how
 /// much later a busy machine moved it).
-fn limit_words(limit_ms: u64, cpu_wait_ms: Option<u64>, limit: &str) -> String {
-    if limit == "scenario" {
+fn limit_words(limit_ms: u64, cpu_wait_ms: Option<u64>, limit: crate::events::WhichLimit) -> String {
+    if limit == crate::events::WhichLimit::Scenario {
         format!("the scenario's limit of {limit_ms} ms ran out")
     } else {
         format!(
@@ -329,7 +329,7 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                     n,
                     proc,
                     waiting_for,
-                    &limit_words(*limit_ms, *cpu_wait_ms, limit),
+                    &limit_words(*limit_ms, *cpu_wait_ms, *limit),
                     stdout,
                     stderr,
                 ),

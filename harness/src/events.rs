@@ -86,6 +86,26 @@ pub fn escape_short(bytes: &[u8], max: usize) -> String {
     )
 }
 
+/// Which of a scenario's time limits a timeout is (`"step"` or
+/// `"scenario"` in the log's JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhichLimit {
+    /// A step's own limit (`--step-timeout`, a step's `timeout_ms`).
+    Step,
+    /// What was left of the scenario's (or an exploration's) limit.
+    Scenario,
+}
+
+impl std::fmt::Display for WhichLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WhichLimit::Step => "step",
+            WhichLimit::Scenario => "scenario",
+        })
+    }
+}
+
 /// One segment-table row as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SegRow {
@@ -189,8 +209,8 @@ pub enum EventKind {
         /// machine's share, not the program's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cpu_wait_ms: Option<u64>,
-        /// "step" or "scenario": which limit fired.
-        limit: String,
+        /// Which limit fired.
+        limit: WhichLimit,
         stdout: Text,
         stderr: Text,
     },

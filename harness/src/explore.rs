@@ -440,7 +440,10 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                 }
                 // The exploration's own limit ran out during this order: it
                 // is unfinished, which says nothing about the implementation.
-                EventKind::Timeout { limit, .. } if limit == "scenario" => {
+                EventKind::Timeout {
+                    limit: crate::events::WhichLimit::Scenario,
+                    ..
+                } => {
                     out.cut = true;
                     timed_out = true;
                 }

@@ -25,7 +25,7 @@ use backend::{Backend, SetUpError, SpawnRequest, World};
 use oracle::{Known, Oracle, OracleError};
 use procs::{Proc, WaitOutcome};
 
-use crate::events::{Event, EventKind, Log, Text};
+use crate::events::{Event, EventKind, Log, Text, WhichLimit};
 use crate::impls::Implementation;
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{
@@ -118,7 +118,7 @@ impl backend::SetupLog for Recorder {
 struct Deadline {
     at: Instant,
     limit: Duration,
-    which: &'static str,
+    which: WhichLimit,
     /// `procs::suspended()` when it was set: time the harness spends stopped
     /// after that moves it later (see `procs::extended`).
     suspended: Duration,
@@ -133,7 +133,7 @@ struct Deadline {
 const MOST_CPU_WAIT_IN_LIMITS: u32 = 3;
 
 impl Deadline {
-    fn new(at: Instant, limit: Duration, which: &'static str) -> Deadline {
+    fn new(at: Instant, limit: Duration, which: WhichLimit) -> Deadline {
         Deadline {
             at,
             limit,
@@ -280,7 +280,7 @@ impl Engine<'_> {
             }
         };
         let scenario_limit = run.scenario.timeout.unwrap_or(self.limits.scenario);
-        let mut scenario_deadline = Deadline::new(r.start + scenario_limit, scenario_limit, "scenario");
+        let mut scenario_deadline = Deadline::new(r.start + scenario_limit, scenario_limit, WhichLimit::Scenario);
         if let Some(hard) = run.hard_deadline {
             if hard < scenario_deadline.at {
                 scenario_deadline.at = hard;
@@ -310,7 +310,7 @@ impl Engine<'_> {
                         waiting_for: "the whole scenario".into(),
                         limit_ms: scenario_deadline.limit.as_millis() as u64,
                         cpu_wait_ms: None,
-                        limit: "scenario".into(),
+                        limit: WhichLimit::Scenario,
                         stdout: Text::default(),
                         stderr: Text::default(),
                     },
@@ -330,7 +330,7 @@ impl Engine<'_> {
             let step_limit = step.timeout.unwrap_or(self.limits.step);
             let step_deadline = Instant::now() + step_limit;
             let deadline = if step_deadline <= scenario_deadline.at() {
-                Deadline::new(step_deadline, step_limit, "step")
+                Deadline::new(step_deadline, step_limit, WhichLimit::Step)
             } else {
                 scenario_deadline
             };
@@ -393,7 +393,7 @@ fn timeout_event(proc: &str, waiting_for: String, d: Deadline, out: (Text, Text)
         waiting_for,
         limit_ms: d.limit.as_millis() as u64,
         cpu_wait_ms: Some(d.cpu_wait().as_millis() as u64).filter(|ms| *ms > 0),
-        limit: d.which.into(),
+        limit: d.which,
         stdout: out.0,
         stderr: out.1,
     }
@@ -924,7 +924,7 @@ impl State<'_> {
                         return self.gone(step, run, r);
                     };
                     let call_deadline = if Instant::now() + per_call <= deadline.at() {
-                        Deadline::new(Instant::now() + per_call, per_call, "step")
+                        Deadline::new(Instant::now() + per_call, per_call, WhichLimit::Step)
                     } else {
                         deadline
                     };

@@ -403,7 +403,10 @@ fn execute(
             EventKind::Skipped { reason } => stop = stop.or(Some(Verdictless::Skip(reason.clone()))),
             EventKind::Broken { message } => stop = stop.or(Some(Verdictless::Broken(message.clone()))),
             EventKind::Interrupted { .. } => stop = Some(Verdictless::Interrupted),
-            EventKind::Timeout { limit, .. } if limit == "scenario" => stop = stop.or(Some(Verdictless::Cut)),
+            EventKind::Timeout {
+                limit: crate::events::WhichLimit::Scenario,
+                ..
+            } => stop = stop.or(Some(Verdictless::Cut)),
             EventKind::Timeout {
                 proc,
                 waiting_for,
