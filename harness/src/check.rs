@@ -276,7 +276,7 @@ fn limit_words(limit_ms: u64, cpu_wait_ms: Option<u64>, limit: crate::events::Wh
     } else {
         format!(
             "timed out after {limit_ms} ms (the step's limit{})",
-            crate::events::cpu_wait_text(cpu_wait_ms)
+            crate::events::cpu_wait_text(cpu_wait_ms, limit_ms)
         )
     }
 }

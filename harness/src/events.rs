@@ -575,7 +575,7 @@ impl EventKind {
                 proc.clone(),
                 format!(
                     "TIMEOUT after {limit_ms} ms ({limit} limit{}) waiting for {waiting_for}; {}",
-                    cpu_wait_text(*cpu_wait_ms),
+                    cpu_wait_text(*cpu_wait_ms, *limit_ms),
                     outputs(stdout, stderr)
                 ),
             ),
@@ -704,16 +704,35 @@ impl EventKind {
 
 /// What a busy machine added to a limit, as a timeout says it after the
 /// limit's name: ", moved 1200 ms later by waits for a CPU" (or nothing).
-pub fn cpu_wait_text(cpu_wait_ms: Option<u64>) -> String {
+pub fn cpu_wait_text(cpu_wait_ms: Option<u64>, limit_ms: u64) -> String {
     match cpu_wait_ms {
+        Some(wait) if wait >= limit_ms * u64::from(MOST_CPU_WAIT_IN_LIMITS) => format!(
+            ", moved {wait} ms later by waits for a CPU, the most a limit moves ({MOST_CPU_WAIT_IN_LIMITS} limits): the machine is too busy to judge it"
+        ),
         Some(wait) if wait > 0 => format!(", moved {wait} ms later by waits for a CPU"),
         _ => String::new(),
     }
 }
 
+/// How far a busy machine may move a limit, in limits: the clock stays a
+/// safety net, a program that waits for nothing but a CPU is judged by at
+/// most `1 + MOST_CPU_WAIT_IN_LIMITS` limits of wall time.
+pub const MOST_CPU_WAIT_IN_LIMITS: u32 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A limit moved by a busy machine says by how much, and says when it
+    /// reached the most it moves (the clock as the safety net).
+    #[test]
+    fn a_moved_limit_says_so_and_when_it_hit_its_cap() {
+        assert_eq!(cpu_wait_text(None, 600), "");
+        assert_eq!(cpu_wait_text(Some(0), 600), "");
+        assert_eq!(cpu_wait_text(Some(61), 600), ", moved 61 ms later by waits for a CPU");
+        assert!(cpu_wait_text(Some(1800), 600)
+            .ends_with("the most a limit moves (3 limits): the machine is too busy to judge it"));
+    }
 
     #[test]
     fn escapes() {

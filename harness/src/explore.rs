@@ -459,7 +459,7 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                         format!(
                             "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for} (killed with \
                              its group)",
-                            crate::events::cpu_wait_text(*cpu_wait_ms)
+                            crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
                         ),
                     ));
                     timed_out = true;

@@ -122,15 +122,15 @@ struct Deadline {
     /// `procs::suspended()` when it was set: time the harness spends stopped
     /// after that moves it later (see `procs::extended`).
     suspended: Duration,
+    /// When it was made, and this thread's wait for a CPU by then.
+    made: Instant,
+    watcher: procs::CpuWaitMark,
     /// The program it waits for, if one: time it (or this thread, which
     /// watches it) spent ready to run but without a CPU moves it later.
     program: Option<procs::CpuWaitMark>,
 }
 
-/// How much later a busy machine may move a deadline, in limits: the clock
-/// stays a safety net (a program that waits for nothing but a CPU is judged
-/// by at most four limits of wall time).
-const MOST_CPU_WAIT_IN_LIMITS: u32 = 3;
+use crate::events::MOST_CPU_WAIT_IN_LIMITS;
 
 impl Deadline {
     fn new(at: Instant, limit: Duration, which: WhichLimit) -> Deadline {
@@ -139,6 +139,8 @@ impl Deadline {
             limit,
             which,
             suspended: procs::suspended(),
+            made: Instant::now(),
+            watcher: procs::CpuWaitMark::watcher(),
             program: None,
         }
     }
@@ -147,9 +149,11 @@ impl Deadline {
     /// verdict must not follow the machine's load, so the time it was ready
     /// to run but had no CPU does not count against it (nor this thread's,
     /// which must run to see it), up to [`MOST_CPU_WAIT_IN_LIMITS`] limits.
-    fn for_program(self, pid: i32) -> Deadline {
+    /// Waiting for `proc`: its waits for a CPU, and this thread's, since
+    /// the deadline was made (or since `proc` was born) move it later.
+    fn for_program(self, proc: &procs::Proc) -> Deadline {
         Deadline {
-            program: Some(procs::CpuWaitMark::now(pid)),
+            program: Some(self.watcher.with_program(proc.pid, proc.started >= self.made)),
             ..self
         }
     }
@@ -929,7 +933,7 @@ impl State<'_> {
                         deadline
                     };
                     let call_deadline = match self.procs.get(run) {
-                        Some(p) => call_deadline.for_program(p.pid),
+                        Some(p) => call_deadline.for_program(p),
                         None => call_deadline,
                     };
                     let result = tracee.step(&|| call_deadline.at()).cloned();
@@ -1060,7 +1064,7 @@ impl State<'_> {
         let Some(proc) = self.procs.get_mut(name) else {
             return self.gone(step, name, r);
         };
-        let deadline = deadline.for_program(proc.pid);
+        let deadline = deadline.for_program(proc);
         loop {
             let reached = match barrier {
                 Barrier::Stdout(text) => matches!(
@@ -1134,9 +1138,11 @@ impl State<'_> {
                         return true;
                     }
                 }
-                let out = proc.output();
+                // Judged before the kill: a dead program's waits for a CPU
+                // can no longer be read.
+                let event = timeout_event(name, waiting_for, deadline, proc.output());
                 proc.kill_group();
-                r.rec(n, timeout_event(name, waiting_for, deadline, out));
+                r.rec(n, event);
                 return false;
             }
             if !matches!(barrier, Barrier::Stdout(_)) {
@@ -1316,7 +1322,7 @@ impl State<'_> {
 
 /// Wait for a process's exit and record it (or the timeout).
 fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, what: &str, r: &mut Recorder) -> bool {
-    let deadline = deadline.for_program(proc.pid);
+    let deadline = deadline.for_program(proc);
     // The limit may move while it is waited for (a busy machine): wait again
     // until it has passed as of now.
     let outcome = loop {
@@ -1342,9 +1348,11 @@ fn finish(world: &mut dyn World, n: usize, proc: &mut Proc, deadline: Deadline, 
             true
         }
         WaitOutcome::TimedOut => {
-            let out = proc.output();
+            // Judged before the kill: a dead program's waits for a CPU can
+            // no longer be read (the event said only the watcher's).
+            let event = timeout_event(&proc.name, what.to_string(), deadline, proc.output());
             proc.kill_group();
-            r.rec(Some(n), timeout_event(&proc.name, what.to_string(), deadline, out));
+            r.rec(Some(n), event);
             false
         }
         WaitOutcome::Interrupted => {

@@ -80,19 +80,38 @@ fn run_queue_wait(task: &str) -> Option<Duration> {
 /// for a CPU it cannot see what the program did.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuWaitMark {
-    pid: i32,
+    pid: Option<i32>,
     program: Option<Duration>,
     watcher: Option<Duration>,
 }
 
 impl CpuWaitMark {
-    /// Now, for program `pid` and the calling thread (which must be the one
-    /// that later asks [`CpuWaitMark::since`]).
-    pub fn now(pid: i32) -> CpuWaitMark {
+    /// Now, for the calling thread (which must be the one that later asks
+    /// [`CpuWaitMark::since`]). Taken when a deadline is made: a watcher
+    /// kept from its program by a busy CPU (between starting the program
+    /// and waiting for it) has its wait counted from then.
+    pub fn watcher() -> CpuWaitMark {
         CpuWaitMark {
-            pid,
-            program: run_queue_wait(&pid.to_string()),
+            pid: None,
+            program: None,
             watcher: run_queue_wait("thread-self"),
+        }
+    }
+
+    /// This mark, for program `pid` too: its whole wait when it was born
+    /// after the mark was made (`born_after`: it had not waited before),
+    /// else its wait from now. Marking a program born earlier only when its
+    /// wait begins lost, under a CPU shared with 17 busy loops, the 2 s a
+    /// program waited while the watcher itself waited to reach its wait.
+    pub fn with_program(self, pid: i32, born_after: bool) -> CpuWaitMark {
+        CpuWaitMark {
+            pid: Some(pid),
+            program: if born_after {
+                Some(Duration::ZERO)
+            } else {
+                run_queue_wait(&pid.to_string())
+            },
+            ..self
         }
     }
 
@@ -102,7 +121,10 @@ impl CpuWaitMark {
             (Some(then), Some(now)) => now.saturating_sub(then),
             _ => Duration::ZERO,
         };
-        grew(self.program, &self.pid.to_string()).max(grew(self.watcher, "thread-self"))
+        let program = self
+            .pid
+            .map_or(Duration::ZERO, |pid| grew(self.program, &pid.to_string()));
+        program.max(grew(self.watcher, "thread-self"))
     }
 }
 
@@ -279,6 +301,9 @@ struct Shared {
 pub struct Proc {
     pub name: String,
     pub pid: i32,
+    /// An instant before it was forked: a deadline made earlier counts all
+    /// of its waits for a CPU (see [`CpuWaitMark::with_program`]).
+    pub started: Instant,
     stdin: Option<ChildStdin>,
     /// Input the pipe could not take at once, being written by a thread.
     feeder: Option<Feeder>,
@@ -324,6 +349,8 @@ impl Proc {
         pid_ns: Option<&mut PidNamespace>,
         traced: bool,
     ) -> std::io::Result<Proc> {
+        // Before the fork: the process is born after this instant.
+        let started = Instant::now();
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -424,6 +451,7 @@ impl Proc {
         Ok(Proc {
             name: name.to_string(),
             pid,
+            started,
             stdin,
             feeder: None,
             shared,

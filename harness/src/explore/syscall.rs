@@ -418,7 +418,7 @@ fn execute(
                 Check::Timeout,
                 format!(
                     "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
-                    crate::events::cpu_wait_text(*cpu_wait_ms)
+                    crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
                 ),
             )),
             EventKind::Exit { proc, ending, .. } => {
