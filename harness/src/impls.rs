@@ -249,6 +249,8 @@ impl Implementation {
             resolve_paths(&mut argv, &cwd);
             Ok(argv)
         };
+        // As given, for messages and replay commands (`./w` stays `./w`).
+        let given = (split_words("--writer", writer)?, split_words("--reader", reader)?);
         Ok(Implementation {
             name: name.into(),
             writer: from_cwd("--writer", writer)?,
@@ -259,7 +261,7 @@ impl Implementation {
             staging: None,
             options: None,
             notes: Vec::new(),
-            given: None,
+            given: Some(Box::new(given)),
         })
     }
 
@@ -292,7 +294,9 @@ impl Implementation {
 
     /// Stage the `wanted` words (role, word index, with its folder?) into `dir`.
     fn staged_in(mut self, dir: tempfile::TempDir, wanted: Vec<(Role, usize, bool)>) -> Implementation {
-        self.given = Some(Box::new((self.writer.clone(), self.reader.clone())));
+        if self.given.is_none() {
+            self.given = Some(Box::new((self.writer.clone(), self.reader.clone())));
+        }
         // One staged folder per source folder (a writer and a reader of one
         // folder share it), one per program when only the program is taken.
         let mut folders: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();

@@ -286,7 +286,7 @@ impl Runner {
                         let hint = if cannot_run {
                             ""
                         } else {
-                            " (roles run in each scenario's own directory: name scripts by absolute path, or in an --impl-file relative to it)"
+                            " (roles run in each scenario's own directory: write a file of yours as ./file or by its absolute path)"
                         };
                         return Err(format!(
                             "{}: {command:?} does not start ({ending}{why}): it said {said}{hint}",
