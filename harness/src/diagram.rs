@@ -10,6 +10,7 @@
 use std::fmt::Write;
 
 use crate::events::{Lane, Log, Mark, Row};
+use crate::report::markup as xml;
 
 /// Most rows drawn; a longer log ends with a row saying how many were left out.
 pub const MOST_ROWS: usize = 2000;
@@ -232,23 +233,6 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         lines.push(line);
     }
     lines
-}
-
-/// Text as XML character data: markup escaped, and characters XML 1.0
-/// cannot hold (controls a program may print) as U+FFFD.
-fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c if (c as u32) < 0x20 && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

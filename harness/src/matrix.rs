@@ -151,10 +151,7 @@ pub struct Provenance {
 impl Provenance {
     /// This machine, now.
     pub fn here(image: Option<String>) -> Provenance {
-        let kernel_file = |name: &str| {
-            std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
-                .map_or_else(|_| "unknown".into(), |t| t.trim().to_owned())
-        };
+        let kernel_file = |name: &str| crate::report::kernel_fact(name).unwrap_or_else(|| "unknown".into());
         Provenance {
             date: chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -535,20 +532,7 @@ pub fn diverges(cells: &[Option<&Cell>]) -> bool {
     judged.len() > 1
 }
 
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
-}
+use crate::report::markup as esc;
 
 /// The page: one self-contained HTML file (no script, no fetches), so it
 /// opens from an artifact or a file system as it is.

@@ -442,6 +442,33 @@ pub fn markdown(implementation: &str, results: &[ScenarioResult]) -> String {
     out
 }
 
+/// `/proc/sys/kernel/NAME` (`hostname`, `osrelease`): what reports say
+/// about the machine that made them.
+pub fn kernel_fact(name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+        .ok()
+        .map(|t| t.trim().to_owned())
+}
+
+/// Text as HTML or XML character data (the matrix page, the SVG diagram):
+/// markup escaped, and characters XML 1.0 cannot hold (controls a program
+/// may print) as U+FFFD.
+pub fn markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if (c as u32) < 0x20 && c != '\t' && c != '\n' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// When a run started and how long it took, for the reports that say so.
 #[derive(Debug, Clone, Copy)]
 pub struct RunTime {
@@ -461,13 +488,11 @@ pub fn junit(implementation: &str, results: &[ScenarioResult], run: Option<RunTi
         report.set_timestamp(started).set_time(run.took);
         suite.set_timestamp(started).set_time(run.took);
     }
-    let kernel_file =
-        |name: &str| std::fs::read_to_string(format!("/proc/sys/kernel/{name}")).map(|t| t.trim().to_owned());
-    if let Ok(host) = kernel_file("hostname") {
+    if let Some(host) = kernel_fact("hostname") {
         suite.extra.insert(XmlString::new("hostname"), XmlString::new(host));
     }
     suite.add_property(("shmconf.version", env!("CARGO_PKG_VERSION")));
-    if let Ok(release) = kernel_file("osrelease") {
+    if let Some(release) = kernel_fact("osrelease") {
         suite.add_property(("kernel", release.as_str()));
     }
     // Every problem, then the timeline: a CI page shows the failure's text.
