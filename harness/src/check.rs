@@ -314,6 +314,24 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
             EventKind::SpawnFailed { proc, argv, error } => {
                 f.broken(format!("step {n}: cannot start {proc} ({}): {error}", argv.join(" ")))
             }
+            // Moved as far as a limit moves by waits for a CPU: the program
+            // had not used its own time; nothing about it can be judged.
+            EventKind::Timeout {
+                proc,
+                waiting_for,
+                limit_ms,
+                cpu_wait_ms,
+                limit,
+                stdout,
+                stderr,
+            } if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) => f.broken(timeout_message(
+                n,
+                proc,
+                waiting_for,
+                &limit_words(*limit_ms, *cpu_wait_ms, *limit),
+                stdout,
+                stderr,
+            )),
             EventKind::Timeout {
                 proc,
                 waiting_for,

@@ -706,12 +706,20 @@ impl EventKind {
 /// limit's name: ", moved 1200 ms later by waits for a CPU" (or nothing).
 pub fn cpu_wait_text(cpu_wait_ms: Option<u64>, limit_ms: u64) -> String {
     match cpu_wait_ms {
-        Some(wait) if wait >= limit_ms * u64::from(MOST_CPU_WAIT_IN_LIMITS) => format!(
+        Some(wait) if machine_too_busy(cpu_wait_ms, limit_ms) => format!(
             ", moved {wait} ms later by waits for a CPU, the most a limit moves ({MOST_CPU_WAIT_IN_LIMITS} limits): the machine is too busy to judge it"
         ),
         Some(wait) if wait > 0 => format!(", moved {wait} ms later by waits for a CPU"),
         _ => String::new(),
     }
+}
+
+/// Whether a busy machine moved a limit as far as it moves: the program had
+/// not used its limit of time it could run (the rest was waits for a CPU),
+/// so its timeout is the machine's, not the program's: BROKEN, never a
+/// TIMEOUT or FAIL blamed on the implementation.
+pub fn machine_too_busy(cpu_wait_ms: Option<u64>, limit_ms: u64) -> bool {
+    cpu_wait_ms.is_some_and(|wait| limit_ms > 0 && wait >= limit_ms * u64::from(MOST_CPU_WAIT_IN_LIMITS))
 }
 
 /// How far a busy machine may move a limit, in limits: the clock stays a
@@ -732,6 +740,9 @@ mod tests {
         assert_eq!(cpu_wait_text(Some(61), 600), ", moved 61 ms later by waits for a CPU");
         assert!(cpu_wait_text(Some(1800), 600)
             .ends_with("the most a limit moves (3 limits): the machine is too busy to judge it"));
+        assert!(!machine_too_busy(None, 600));
+        assert!(!machine_too_busy(Some(1799), 600));
+        assert!(machine_too_busy(Some(1800), 600));
     }
 
     #[test]

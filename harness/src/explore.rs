@@ -453,6 +453,21 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                     cpu_wait_ms,
                     waiting_for,
                     ..
+                } if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) => {
+                    out.broken.get_or_insert_with(|| {
+                        format!(
+                            "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
+                            crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
+                        )
+                    });
+                    timed_out = true;
+                }
+                EventKind::Timeout {
+                    proc,
+                    limit_ms,
+                    cpu_wait_ms,
+                    waiting_for,
+                    ..
                 } => {
                     out.problems.push(Failure::of_exploration(
                         Check::Timeout,

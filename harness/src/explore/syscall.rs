@@ -413,6 +413,18 @@ fn execute(
                 limit_ms,
                 cpu_wait_ms,
                 ..
+            } if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) => {
+                stop = stop.or(Some(Verdictless::Broken(format!(
+                    "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
+                    crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
+                ))))
+            }
+            EventKind::Timeout {
+                proc,
+                waiting_for,
+                limit_ms,
+                cpu_wait_ms,
+                ..
             } => problems.push((
                 trace.len().saturating_sub(1),
                 Check::Timeout,
