@@ -2,156 +2,11 @@
 //! runs anything; every message says what was expected and what the kernel
 //! or the process actually did.
 
-use serde::{Deserialize, Serialize};
-
-use crate::engine::CONTENT_CAP;
 use crate::events::{escape_short, Ending, EventKind, Log, SegRow, Text};
+use crate::outcome::{Check, Failure, Status, Verdict};
 use crate::scenario::{
-    Action, EndingExpect, Expect, Scenario, SegmentExpect, SegmentsCheck, Step, StreamExpect, WaitFor,
+    Action, EndingExpect, Expect, Scenario, SegmentExpect, SegmentsCheck, Step, StreamExpect, WaitFor, CONTENT_CAP,
 };
-
-/// A scenario's outcome.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Fail,
-    /// Setup or harness error: the scenario could not be judged.
-    Broken,
-    Skip,
-    Timeout,
-    /// Failed, as the expectations file says it does.
-    Xfail,
-    /// Passed, though the expectations file says it fails.
-    Xpass,
-    /// The run was stopped (SIGINT, SIGTERM, SIGHUP) before the scenario
-    /// could be judged: no verdict on the implementation.
-    Interrupted,
-}
-
-impl Status {
-    /// Does this outcome fail the run?
-    pub fn is_failure(self) -> bool {
-        matches!(self, Status::Fail | Status::Broken | Status::Timeout | Status::Xpass)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Broken => "BROKEN",
-            Status::Skip => "SKIP",
-            Status::Timeout => "TIMEOUT",
-            Status::Xfail => "XFAIL",
-            Status::Xpass => "XPASS",
-            Status::Interrupted => "INTERRUPTED",
-        }
-    }
-}
-
-/// What a check found wrong, typed: the part of the contract it is about.
-/// A deviation names these; reports say them in words (`problems`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Check {
-    /// A process's ending: its exit code, a refusal, a signal.
-    Exit,
-    /// What a process printed on stdout.
-    Stdout,
-    /// What a process printed on stderr.
-    Stderr,
-    /// A `segments` step: the kernel's segment table (a row's fields or
-    /// content, a missing, leaked or extra segment, the count).
-    Segments,
-    /// A process exited but left others running in its process group.
-    StrayProcesses,
-    /// A process ended before what a step waited for (its prompt, its attach).
-    EndedEarly,
-    /// A step's or a process's limit ran out.
-    Timeout,
-    /// Container backends: a namespace's container started, or was refused,
-    /// unlike the scenario's `expect_error` says.
-    Container,
-    /// Explorations: the kernel's segment table after an event differs from
-    /// the reference model (or from the SysV semantics of the calls made).
-    Model,
-    /// Explorations: a run was killed by a signal.
-    Signal,
-    /// Explorations: how a run ended (exit code, its line, an error without
-    /// a message) is not what the model or the contract allows.
-    Ending,
-    /// Explorations: a reader printed part of a writer's line (whole-lines).
-    WholeLines,
-    /// Explorations: a run's shmdt(2) of an address its shmat(2) returned
-    /// failed: it detached that attachment twice (detach-attached).
-    DetachAttached,
-}
-
-impl Check {
-    pub fn name(self) -> &'static str {
-        match self {
-            Check::Exit => "exit",
-            Check::Stdout => "stdout",
-            Check::Stderr => "stderr",
-            Check::Segments => "segments",
-            Check::StrayProcesses => "stray-processes",
-            Check::EndedEarly => "ended-early",
-            Check::Timeout => "timeout",
-            Check::Container => "container",
-            Check::Model => "model",
-            Check::Signal => "signal",
-            Check::Ending => "ending",
-            Check::WholeLines => "whole-lines",
-            Check::DetachAttached => "detach-attached",
-        }
-    }
-}
-
-/// One failure of a scenario: the check that found it, the step it was
-/// found at (scripted scenarios), and the words for the report. The JSON
-/// report gives the step and check (what a deviation's `fails` names); the
-/// words are its `problems`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step: Option<usize>,
-    pub check: Check,
-    #[serde(skip)]
-    pub text: String,
-}
-
-impl Failure {
-    pub fn at_step(step: usize, check: Check, text: String) -> Failure {
-        Failure {
-            step: Some(step),
-            check,
-            text,
-        }
-    }
-
-    /// A failure of an exploration (no step: orders differ).
-    pub fn of_exploration(check: Check, text: String) -> Failure {
-        Failure {
-            step: None,
-            check,
-            text,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub status: Status,
-    /// The first problem, or empty on PASS.
-    pub message: String,
-    /// Every problem found, in step order.
-    pub problems: Vec<String>,
-    /// The failures among them, typed (what deviations pin); a harness or
-    /// setup error (BROKEN) is none.
-    pub failures: Vec<Failure>,
-}
 
 #[derive(Default)]
 struct Findings {
@@ -538,7 +393,7 @@ fn check_stream(stream: &str, data: &Text, want: &StreamExpect) -> Vec<String> {
         }
     }
     for needle in &want.contains {
-        if !crate::engine::procs::contains(&data.bytes, needle) {
+        if !crate::events::contains(&data.bytes, needle) {
             problems.push(format!(
                 "{stream} does not contain {}; it is {}{cut}",
                 escape_short(needle, 120),

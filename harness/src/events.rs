@@ -1,11 +1,14 @@
 //! The event log: everything execution observed, in order, with timestamps.
 //! Checks read only this log; `--record DIR` writes it as JSON.
 
+mod call;
+mod choice;
+pub use call::Call;
+pub use choice::Choice;
+
 use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
-
-use crate::scenario::Choice;
 
 /// Bytes a process printed or a segment held: what was kept (bounded) and
 /// how many there were in all. Shown as text with C-style escapes for
@@ -310,7 +313,7 @@ pub enum EventKind {
         touches: Vec<String>,
         /// The call decoded (none for a piece of input), for the judge.
         #[serde(skip_serializing_if = "Option::is_none")]
-        op: Option<crate::engine::trace::Call>,
+        op: Option<Call>,
         /// What a table call returned (-errno on failure).
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<i64>,
@@ -726,6 +729,11 @@ pub fn machine_too_busy(cpu_wait_ms: Option<u64>, limit_ms: u64) -> bool {
 /// safety net, a program that waits for nothing but a CPU is judged by at
 /// most `1 + MOST_CPU_WAIT_IN_LIMITS` limits of wall time.
 pub const MOST_CPU_WAIT_IN_LIMITS: u32 = 3;
+
+/// Whether `needle` occurs in `hay` (an empty needle always does).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
 
 #[cfg(test)]
 mod tests {

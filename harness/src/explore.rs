@@ -12,14 +12,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::check::{Check, Failure, Status};
-use crate::engine::{procs, Engine, Run};
+use crate::engine::{Engine, Run};
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
 use crate::impls::Origin;
+use crate::outcome::{Check, Failure, Status};
 
 mod syscall;
 use crate::model::{Change, FileId, Model, RunSpec};
-use crate::runner::{parallel_map, ScenarioResult};
+use crate::outcome::ScenarioResult;
+use crate::parallel::parallel_map;
 use crate::scenario::{
     Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Granularity, Orders, PairRole, Program,
     ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
@@ -140,7 +141,7 @@ pub fn sample_orders(queues: &[Vec<Move>], n: usize, seed: u64) -> Vec<Vec<Move>
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for _ in 0..n.saturating_mul(20) {
-        if out.len() == n || procs::interrupted() {
+        if out.len() == n || crate::interrupt::interrupted() {
             break;
         }
         let mut qs: Vec<std::collections::VecDeque<Move>> =
@@ -647,8 +648,11 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
     let limit = sf.scenario.timeout.unwrap_or(engine.limits.exploration);
     let deadline = start + limit;
     let failing = AtomicUsize::new(0);
-    let stop =
-        || procs::interrupted() || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS || Instant::now() >= deadline;
+    let stop = || {
+        crate::interrupt::interrupted()
+            || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS
+            || Instant::now() >= deadline
+    };
     let outcomes = parallel_map(orders.len(), jobs, stop, |i| {
         let o = run_order(engine, sf, ex, &orders[i], deadline);
         if o.failed() || o.broken.is_some() {
@@ -656,12 +660,12 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
         }
         o
     });
-    if procs::interrupted() || outcomes.iter().any(|o| o.interrupted) {
+    if crate::interrupt::interrupted() || outcomes.iter().any(|o| o.interrupted) {
         return result(
             Status::Interrupted,
             format!(
                 "{} after {} of {} orders; the exploration was not judged",
-                procs::interruption(),
+                crate::interrupt::interruption(),
                 outcomes.len(),
                 orders.len()
             ),
@@ -787,7 +791,7 @@ fn shrink(
         owners.dedup();
         let mut improved = false;
         for owner in owners {
-            if Instant::now() >= deadline || procs::interrupted() {
+            if Instant::now() >= deadline || crate::interrupt::interrupted() {
                 return best;
             }
             let candidate: Vec<Move> = best.order.iter().filter(|s| s.owner() != owner).cloned().collect();

@@ -282,7 +282,7 @@ impl Implementation {
             return self;
         }
         // Inside the run's dir, so a killed run's copies are swept too.
-        match crate::engine::rundir::scenario_dir("bin-") {
+        match crate::rundir::scenario_dir("bin-") {
             Ok(dir) => self.staged_in(dir, wanted),
             Err(e) => {
                 self.notes
@@ -573,7 +573,7 @@ fn unpacked_builtins() -> Result<&'static Path, String> {
     static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let shmconf = shmconf_binary()?;
-        let run = crate::engine::rundir::current().map_err(|e| e.to_string())?;
+        let run = crate::rundir::current().map_err(|e| e.to_string())?;
         let dir = run.path().join("builtin");
         let write = || -> std::io::Result<()> {
             std::fs::DirBuilder::new().mode(0o755).create(&dir)?;

@@ -7,6 +7,11 @@
 //! [`check`] (verdicts from the log alone; [`explore`] judges orders against
 //! the [`model`]) → [`outcome`] (expectations) → [`report`]. [`compose`]
 //! builds the [`runner::Runner`] that ties them, for the CLI and the tests.
+//!
+//! Modules depend one way too: each uses only modules of lower layers
+//! (`tests/architecture.rs` declares the layers and enforces them), with
+//! the shared vocabulary ([`events`], [`units`]) and run infrastructure
+//! ([`interrupt`], [`parallel`], [`rundir`]) at the bottom.
 
 pub mod bench;
 pub mod check;
@@ -16,12 +21,15 @@ pub mod engine;
 pub mod events;
 pub mod explore;
 pub mod impls;
+pub mod interrupt;
 pub mod matrix;
 pub mod model;
 pub mod outcome;
+pub mod parallel;
 pub mod plan;
 pub mod probe;
 pub mod report;
+pub mod rundir;
 pub mod runner;
 pub mod scenario;
 pub mod units;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
 use shmconf_harness::engine::backend::containers::EngineKind;
-use shmconf_harness::engine::{oracle, procs, rundir, Limits};
+use shmconf_harness::engine::{oracle, procs, Limits};
+use shmconf_harness::rundir;
 use shmconf_harness::runner::ScenarioResult;
 use shmconf_harness::scenario::ScenarioFile;
 use shmconf_harness::{probe, report, scenario, units};
@@ -618,7 +619,7 @@ fn matrix(args: MatrixArgs) -> ExitCode {
         Some(why) => println!("{:<14} not run: {why}", r.target),
         None => {
             let count = |s| r.count(s);
-            use shmconf_harness::check::Status as S;
+            use shmconf_harness::outcome::Status as S;
             println!(
                 "{:<14} {} PASS, {} FAIL, {} XFAIL, {} BROKEN, {} TIMEOUT, {} SKIP in {:.1} s (exit {})",
                 r.target,
@@ -684,9 +685,9 @@ impl LoadFailure {
 fn interrupted_exit() -> ExitCode {
     eprintln!(
         "shmconf: {}; every process, temp dir and namespace of the run is gone",
-        procs::interruption()
+        shmconf_harness::interrupt::interruption()
     );
-    ExitCode::from(128 + procs::interrupting_signal().map_or(2, |s| s as u8))
+    ExitCode::from(128 + shmconf_harness::interrupt::interrupting_signal().map_or(2, |s| s as u8))
 }
 
 /// Like `load`, but an argument that is not a path names a scenario id of
@@ -766,7 +767,7 @@ fn load(select: &SelectArgs) -> Result<Vec<ScenarioFile>, LoadFailure> {
     };
     let loaded = scenario::discover(&paths);
     // A signal stops discovery where it is: the run ends as one would later.
-    if procs::interrupted() {
+    if shmconf_harness::interrupt::interrupted() {
         return Err(LoadFailure::Interrupted);
     }
     match loaded {
@@ -904,7 +905,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let composed = compose::compose(&choices);
     // A signal while an engine was probed: the run ends as it would later.
-    if procs::interrupted() {
+    if shmconf_harness::interrupt::interrupted() {
         return interrupted_exit();
     }
     let runner = match composed {
@@ -1014,7 +1015,7 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], run_time: 
             written = false;
         }
     }
-    if procs::interrupting_signal().is_some() {
+    if shmconf_harness::interrupt::interrupting_signal().is_some() {
         return interrupted_exit();
     }
     if !written {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::Status;
 use crate::outcome::ScenarioResult;
+use crate::outcome::Status;
 
 /// How a target starts `shmconf run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::check::Status;
-use crate::runner::ScenarioResult;
+use crate::outcome::ScenarioResult;
+use crate::outcome::Status;
 
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct Summary {
@@ -350,7 +350,7 @@ struct JsonResult<'a> {
     message: &'a str,
     problems: &'a [String],
     /// The failures, typed: what a deviation's `fails` pins.
-    failures: &'a [crate::check::Failure],
+    failures: &'a [crate::outcome::Failure],
 }
 
 #[derive(Serialize)]

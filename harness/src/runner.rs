@@ -6,13 +6,15 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::check::{check, Status};
+use crate::check::check;
 use crate::engine::backend::Backend;
 use crate::engine::oracle::Oracle;
 use crate::engine::{Engine, Limits, Run};
 use crate::impls::Implementation;
 pub use crate::outcome::ScenarioResult;
+use crate::outcome::Status;
 use crate::outcome::{self, Expectations};
+use crate::parallel::parallel_map;
 use crate::plan::{decide, Decision};
 use crate::scenario::{Body, ScenarioFile};
 
@@ -123,9 +125,9 @@ impl Runner {
         if let Decision::Skip(why) = decide(sf, &self.implementation, self.backend.as_ref(), &self.expectations) {
             return skipped(why.to_string(), Status::Skip);
         }
-        if crate::engine::procs::interrupted() {
+        if crate::interrupt::interrupted() {
             return skipped(
-                format!("{} before it started; not judged", crate::engine::procs::interruption()),
+                format!("{} before it started; not judged", crate::interrupt::interruption()),
                 Status::Interrupted,
             );
         }
@@ -313,43 +315,12 @@ fn role_of_proc(proc: &str) -> crate::scenario::Role {
     }
 }
 
-/// Run `f(0..n)` on up to `jobs` threads, taking indices in order, until all
-/// are done or `stop()` says so; results come back in index order, without
-/// the indices that were never started.
 /// Whether a run stops starting scenarios after the first failure (FAIL,
 /// BROKEN, TIMEOUT or XPASS); those not started are INTERRUPTED, not judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailFast {
     Yes,
     No,
-}
-
-pub fn parallel_map<T: Send>(
-    n: usize,
-    jobs: usize,
-    stop: impl Fn() -> bool + Sync,
-    f: impl Fn(usize) -> T + Sync,
-) -> Vec<T> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..n).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, n.max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= n || stop() {
-                    break;
-                }
-                let r = f(i);
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 #[cfg(test)]
@@ -425,6 +396,6 @@ mod tests {
             results[0].message
         );
         assert_eq!(results[1].status, Status::Pass, "{}", results[1].message);
-        crate::engine::rundir::finish();
+        crate::rundir::finish();
     }
 }

@@ -279,7 +279,7 @@ fn run_case(case: &Case) -> Result<(), Failed> {
             .replace("@FILE@", &file.display().to_string())
             .replace("@ROOT@", &root_path.display().to_string())
             .replace("@TMP@", &default_tmp.display().to_string())
-            .replace("@MARKER@", shmconf_harness::engine::rundir::MARKER)
+            .replace("@MARKER@", shmconf_harness::rundir::MARKER)
             .replace("@WRITER@", &bin("shm-writer").display().to_string())
             .replace("@READER@", &bin("shm-reader").display().to_string())
             .replace("@SHMCONF@", &bin("shmconf").display().to_string())

@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use shmconf_harness::check::Status;
 use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
-use shmconf_harness::engine::{procs, rundir, Limits};
+use shmconf_harness::engine::{procs, Limits};
+use shmconf_harness::outcome::Status;
+use shmconf_harness::rundir;
 use shmconf_harness::scenario::discover;
 
 #[path = "../../tests/common/turn.rs"]

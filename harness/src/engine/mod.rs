@@ -13,7 +13,6 @@ pub mod backend;
 pub mod confine;
 pub mod oracle;
 pub mod procs;
-pub mod rundir;
 pub mod tasks;
 pub mod tmpfs;
 pub mod trace;
@@ -25,17 +24,13 @@ use backend::{Backend, SetUpError, SpawnRequest, World};
 use oracle::{Known, Oracle, OracleError};
 use procs::{Proc, WaitOutcome};
 
-use crate::events::{Event, EventKind, Log, Text, WhichLimit};
+use crate::events::{Choice, Event, EventKind, Log, Text, WhichLimit};
 use crate::impls::Implementation;
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{
-    Action, Choice, FileName, FileOp, KeySpec, Program, Scenario, ScenarioDir, Schedule, SegmentsCheck, Spawn, Step,
-    WaitFor, MAX_EXPECT_BYTES,
+    Action, FileName, FileOp, KeySpec, Program, Scenario, ScenarioDir, Schedule, SegmentsCheck, Spawn, Step, WaitFor,
+    CONTENT_CAP,
 };
-
-/// Most bytes of a segment's content a snapshot keeps: enough to judge any
-/// expectation (which is at most [`MAX_EXPECT_BYTES`]) exactly.
-pub const CONTENT_CAP: usize = MAX_EXPECT_BYTES + 1;
 
 /// Default limits, overridden by a scenario's or step's own.
 #[derive(Debug, Clone, Copy)]
@@ -219,7 +214,8 @@ impl Engine<'_> {
     /// identity, which the world claims), the backend's world, and the
     /// tmpfs under the dir if the scenario asked for one.
     fn prepare(&self, run: &Run, r: &mut Recorder) -> Result<Prepared, SetUpError> {
-        let tmp = rundir::scenario_dir("scenario-").map_err(|e| format!("cannot make the scenario's dir: {e}"))?;
+        let tmp =
+            crate::rundir::scenario_dir("scenario-").map_err(|e| format!("cannot make the scenario's dir: {e}"))?;
         r.log.workdir = tmp.path().display().to_string();
         // Before the dir is opened: its files then live on the tmpfs.
         let mount = match run.scenario.filesystem {
@@ -270,7 +266,7 @@ impl Engine<'_> {
             Ok(ready) => ready,
             // A signal to the harness while the world was being set up (a
             // wait for the shared namespace's lock): not judged.
-            Err(SetUpError::Broken(_)) if procs::interrupted() => {
+            Err(SetUpError::Broken(_)) if crate::interrupt::interrupted() => {
                 r.rec(None, interrupted_event());
                 return r.log;
             }
@@ -302,7 +298,7 @@ impl Engine<'_> {
         };
         for step in run.steps {
             let n = Some(step.n);
-            if procs::interrupted() {
+            if crate::interrupt::interrupted() {
                 r.rec(n, interrupted_event());
                 break;
             }
@@ -387,7 +383,7 @@ struct State<'w> {
 /// The run was interrupted during this step (a signal to the harness).
 fn interrupted_event() -> EventKind {
     EventKind::Interrupted {
-        reason: procs::interruption(),
+        reason: crate::interrupt::interruption(),
     }
 }
 
@@ -539,7 +535,7 @@ impl State<'_> {
                     true
                 }
                 // Stopped by a signal, the search proves nothing about the filesystem.
-                Err(Collide::NotFound(_)) if procs::interrupted() => {
+                Err(Collide::NotFound(_)) if crate::interrupt::interrupted() => {
                     r.rec(n, interrupted_event());
                     false
                 }
@@ -645,7 +641,7 @@ impl State<'_> {
                         );
                         return true;
                     }
-                    if procs::interrupted() {
+                    if crate::interrupt::interrupted() {
                         r.rec(n, interrupted_event());
                         return false;
                     }
@@ -718,7 +714,7 @@ impl State<'_> {
         let mut proc = match spawned {
             Ok(p) => p,
             Err(e) => {
-                if procs::interrupted() {
+                if crate::interrupt::interrupted() {
                     r.rec(n, interrupted_event());
                     return false;
                 }
@@ -791,7 +787,8 @@ impl State<'_> {
         per_call: Duration,
         r: &mut Recorder,
     ) -> bool {
-        use trace::{Call, Stop, TraceError};
+        use crate::events::Call;
+        use trace::{Stop, TraceError};
         let n = Some(step.n);
         let mut fed: BTreeMap<String, usize> = BTreeMap::new();
         let mut attached: BTreeMap<String, Option<i32>> = BTreeMap::new();
@@ -806,7 +803,7 @@ impl State<'_> {
             if index == sched.sleep_from {
                 sleep = trace::SleepSet(sched.sleep.clone());
             }
-            if procs::interrupted() {
+            if crate::interrupt::interrupted() {
                 r.rec(n, interrupted_event());
                 return false;
             }
@@ -1091,7 +1088,7 @@ impl State<'_> {
                 r.rec(n, seen(waiting_for));
                 return true;
             }
-            if procs::interrupted() {
+            if crate::interrupt::interrupted() {
                 r.rec(n, interrupted_event());
                 return false;
             }
@@ -1382,7 +1379,7 @@ fn collide_files(
     let mut made: Vec<FileName> = Vec::new();
     let mut found = None;
     for i in 0..400_000u32 {
-        if Instant::now() >= deadline || procs::interrupted() {
+        if Instant::now() >= deadline || crate::interrupt::interrupted() {
             break;
         }
         let name = FileName::parse(&format!(".collide-{i}")).map_err(Collide::Io)?;

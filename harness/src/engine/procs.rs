@@ -13,7 +13,10 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::events::contains;
+use crate::interrupt::{interrupted, interruption};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,9 +31,6 @@ use crate::events::{Ending, Text};
 /// exact comparison is still exact when output is cut.
 pub const CAPTURE_KEEP: usize = 2 << 20;
 
-/// The signal that stopped the run (SIGINT, SIGTERM, SIGHUP), or 0.
-static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
-
 /// Process groups alive right now, for the signal handler.
 static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
@@ -43,26 +43,12 @@ static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 /// Mark the run interrupted by `signal` and kill every live group: running
 /// scenarios then stop at their next wait and clean up as at a normal end.
 pub fn interrupt_all(signal: i32) {
-    let _ = INTERRUPTED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    crate::interrupt::mark(signal);
     let _spawns_done = SPAWNING.write().unwrap_or_else(|p| p.into_inner());
     let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
-}
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst) != 0
-}
-
-/// The signal that interrupted the run, if any.
-pub fn interrupting_signal() -> Option<Signal> {
-    Signal::try_from(INTERRUPTED.load(Ordering::SeqCst)).ok()
-}
-
-/// What a run was interrupted by, for messages.
-pub fn interruption() -> String {
-    interrupting_signal().map_or("interrupted".into(), |s| format!("interrupted by {}", s.as_str()))
 }
 
 /// How long a task has been ready to run without a CPU, as the kernel counts
@@ -1020,10 +1006,6 @@ fn session_and_group(pid: i32) -> Option<(i32, i32)> {
     let pgid = f.nth(2)?.parse().ok()?;
     let sid = f.next()?.parse().ok()?;
     Some((sid, pgid))
-}
-
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Body of `shmconf pid-init`: as PID 1 of a scenario's PID namespace, reap

@@ -23,14 +23,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::check::{Check, Failure, Status};
-use crate::engine::{procs, Engine, Run};
-use crate::events::{escape, Ending, EventKind, Log};
+use crate::engine::{Engine, Run};
+use crate::events::{escape, Choice, Ending, EventKind, Log};
 use crate::model::calls::CallModel;
-use crate::runner::ScenarioResult;
-use crate::scenario::{
-    Action, Background, Choice, Exploration, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS,
-};
+use crate::outcome::ScenarioResult;
+use crate::outcome::{Check, Failure, Status};
+use crate::scenario::{Action, Background, Exploration, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS};
 
 /// One scheduled event of an execution, as the engine logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,7 +330,7 @@ fn execute(
                         memory.seen.push(text.clone());
                     }
                 }
-                if matches!(op, Some(crate::engine::trace::Call::ShmAt { .. })) && result.is_some_and(|r| r >= 0) {
+                if matches!(op, Some(crate::events::Call::ShmAt { .. })) && result.is_some_and(|r| r >= 0) {
                     memory.attaches += 1;
                 }
                 last_call.insert(choice.clone(), format!("{call}{returned}"));
@@ -350,12 +348,12 @@ fn execute(
                 // a handle whose shmat failed, as PHP's shmop does) detach
                 // nothing and are not the program's contract.
                 match op {
-                    Some(crate::engine::trace::Call::ShmAt { .. }) => {
+                    Some(crate::events::Call::ShmAt { .. }) => {
                         if let Some(addr) = result.filter(|r| *r >= 0) {
                             attached_at.entry(run.clone()).or_default().insert(addr as u64);
                         }
                     }
-                    Some(crate::engine::trace::Call::ShmDt { addr })
+                    Some(crate::events::Call::ShmDt { addr })
                         if ex.properties.contains(&Property::DetachAttached)
                             && result.is_some_and(|r| r < 0)
                             && attached_at.get(&run).is_some_and(|a| a.contains(addr)) =>
@@ -486,7 +484,7 @@ fn visible(memory: Option<&Memory>, printed: &[u8]) -> bool {
     let whole = m
         .seen
         .iter()
-        .all(|t| t.total == t.bytes.len() as u64 && t.bytes.len() < crate::engine::CONTENT_CAP);
+        .all(|t| t.total == t.bytes.len() as u64 && t.bytes.len() < crate::scenario::CONTENT_CAP);
     m.attaches > 1 || !whole || m.seen.iter().any(|t| t.bytes == printed)
 }
 
@@ -689,10 +687,13 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
     // A replayed order keeps its log whatever its verdict (to be looked at).
     let mut replayed: Option<Log> = None;
     loop {
-        if procs::interrupted() {
+        if crate::interrupt::interrupted() {
             return result(
                 Status::Interrupted,
-                format!("{} after {explored} orders; not judged", procs::interruption()),
+                format!(
+                    "{} after {explored} orders; not judged",
+                    crate::interrupt::interruption()
+                ),
                 vec![],
                 None,
             );
@@ -707,7 +708,10 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             Err((Verdictless::Interrupted, _)) => {
                 return result(
                     Status::Interrupted,
-                    format!("{} after {explored} orders; not judged", procs::interruption()),
+                    format!(
+                        "{} after {explored} orders; not judged",
+                        crate::interrupt::interruption()
+                    ),
                     vec![],
                     None,
                 )

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::trace::Call;
+use crate::events::Call;
 use crate::events::SegRow;
 
 /// SHM_DEST as the mode column shows it.

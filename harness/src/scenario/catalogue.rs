@@ -18,7 +18,7 @@ static UNPACKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 pub fn unpacked() -> Result<&'static Path, String> {
     UNPACKED
         .get_or_init(|| {
-            let run = crate::engine::rundir::current().map_err(|e| e.to_string())?;
+            let run = crate::rundir::current().map_err(|e| e.to_string())?;
             let dir = run.path().join("scenarios");
             unpack_into(&dir).map_err(|e| {
                 format!(

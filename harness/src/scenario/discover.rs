@@ -59,7 +59,7 @@ impl Walk {
                 format!("more than {MAX_ENTRIES} files and folders under the given paths; give a narrower path"),
             ));
         }
-        self.entries <= MAX_ENTRIES && !crate::engine::procs::interrupted()
+        self.entries <= MAX_ENTRIES && !crate::interrupt::interrupted()
     }
 
     fn dir(&mut self, root: &Path, dir: &Path, depth: usize) {
@@ -89,7 +89,7 @@ impl Walk {
         }
         paths.sort();
         for p in paths {
-            if crate::engine::procs::interrupted() {
+            if crate::interrupt::interrupted() {
                 return;
             }
             let Ok(md) = std::fs::symlink_metadata(&p) else {
@@ -212,7 +212,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<LoadError>> 
     // The same file reached twice (a folder and a file in it) is loaded once.
     let mut loaded: HashSet<(u64, u64)> = HashSet::new();
     for (root, file) in files {
-        if crate::engine::procs::interrupted() {
+        if crate::interrupt::interrupted() {
             break;
         }
         let identity = std::fs::metadata(&file).map(|m| (m.dev(), m.ino())).ok();

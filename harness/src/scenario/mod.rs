@@ -27,7 +27,7 @@ pub use discover::{discover, select, ScenarioFile};
 pub use files::{FileName, ScenarioDir};
 pub use wire::{json_schema, LoadError};
 
-use crate::engine::backend::containers::IpcMode;
+use crate::events::Choice;
 
 /// The namespace every scenario has.
 pub const MAIN_NS: &str = "main";
@@ -36,6 +36,9 @@ pub const MAX_STDIN_BYTES: usize = 16 << 20;
 /// Most bytes an expectation (stdout, stderr, content, prefix) may hold; the
 /// engine keeps more than this of each output, so exact comparisons stay exact.
 pub const MAX_EXPECT_BYTES: usize = 1 << 20;
+/// Most bytes of a segment's content a snapshot keeps: enough to judge any
+/// expectation (which is at most [`MAX_EXPECT_BYTES`]) exactly.
+pub const CONTENT_CAP: usize = MAX_EXPECT_BYTES + 1;
 /// Longest limit a scenario or step may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most steps, namespaces and files a scenario may have.
@@ -172,42 +175,41 @@ pub struct Schedule {
     pub sleep_from: usize,
 }
 
-/// What the scheduler lets happen next.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Choice {
-    /// The run executes the call it is stopped at and goes on to its next.
-    Step(String),
-    /// The run's next piece of input is written to its stdin.
-    Feed(String),
+/// Docker's `--ipc` modes as scenarios name them, plus `local` (the harness's
+/// own namespace, no container: where `--ipc host` containers should show up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpcMode {
+    Private,
+    Shareable,
+    /// `container:<container of this scenario namespace>`.
+    Container(String),
+    Host,
+    None,
+    Local,
 }
 
-impl Choice {
-    /// `w` for a step, `w<` for a piece of input (as replay orders say).
-    pub fn label(&self) -> String {
-        match self {
-            Choice::Step(run) => run.clone(),
-            Choice::Feed(run) => format!("{run}<"),
-        }
+impl IpcMode {
+    pub fn parse(s: &str) -> Result<IpcMode, String> {
+        Ok(match s {
+            "private" => IpcMode::Private,
+            "shareable" => IpcMode::Shareable,
+            "host" => IpcMode::Host,
+            "none" => IpcMode::None,
+            "local" => IpcMode::Local,
+            _ => match s.strip_prefix("container:") {
+                Some(ns) if !ns.is_empty() => IpcMode::Container(ns.into()),
+                _ => {
+                    return Err(format!(
+                        "docker mode {s:?}: expected private, shareable, container:NS, host, none or local"
+                    ))
+                }
+            },
+        })
     }
 
-    pub fn parse(label: &str) -> Choice {
-        match label.strip_suffix('<') {
-            Some(run) => Choice::Feed(run.to_string()),
-            None => Choice::Step(label.to_string()),
-        }
-    }
-
-    /// The run it moves on.
-    pub fn run(&self) -> &str {
-        match self {
-            Choice::Step(run) | Choice::Feed(run) => run,
-        }
-    }
-
-    /// The sequence of events this belongs to: the run, or its input (the
-    /// two are told apart exactly as their labels are).
-    pub fn owner(&self) -> String {
-        self.label()
+    /// Does a scenario in this mode touch the harness's (host's) namespace?
+    pub fn touches_host(&self) -> bool {
+        matches!(self, IpcMode::Host | IpcMode::Local)
     }
 }
 

@@ -19,9 +19,10 @@ use shmconf::ipcns::IpcNamespace;
 use super::shared::Ownership;
 use super::{Backend, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
 use crate::engine::oracle::{InContainer, Oracle};
-use crate::engine::rundir::EngineObject;
 use crate::events::{Ending, EventKind, SegRow};
+use crate::rundir::EngineObject;
 use crate::scenario::files::FileIdentity;
+use crate::scenario::IpcMode;
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
 
 /// Which container engine runs the containers.
@@ -49,7 +50,7 @@ pub const PODMAN_CONF: &str = include_str!("../../../runtimes/podman.conf");
 pub fn project_podman_conf() -> Result<PathBuf, String> {
     static FILE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     FILE.get_or_init(|| {
-        let run = crate::engine::rundir::current().map_err(|e| e.to_string())?;
+        let run = crate::rundir::current().map_err(|e| e.to_string())?;
         let file = run.path().join("podman.conf");
         std::fs::write(&file, PODMAN_CONF).map_err(|e| format!("{}: {e}", file.display()))?;
         Ok(file)
@@ -213,9 +214,9 @@ impl ContainerConfig {
     }
 
     /// Remove the containers (then the pods) whose labels say their run is
-    /// gone ([`crate::engine::rundir::labelled_run_is_gone`]).
+    /// gone ([`crate::rundir::labelled_run_is_gone`]).
     pub fn sweep_dead_runs(&self) -> Vec<String> {
-        use crate::engine::rundir::{labelled_run_is_gone, LABEL_BOOT, LABEL_MNTNS, LABEL_RUNDIR};
+        use crate::rundir::{labelled_run_is_gone, LABEL_BOOT, LABEL_MNTNS, LABEL_RUNDIR};
         let label = |k: &str| match self.engine {
             EngineKind::Docker => format!("{{{{.Label \"{k}\"}}}}"),
             EngineKind::Podman => format!("{{{{index .Labels \"{k}\"}}}}"),
@@ -297,7 +298,7 @@ fn unless_interrupted(mut cmd: Command) -> std::io::Result<std::process::Output>
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if crate::engine::procs::interrupted() {
+        if crate::interrupt::interrupted() {
             let _ = child.kill();
             break child.wait()?;
         }
@@ -336,44 +337,6 @@ fn engine_error(stderr: &[u8]) -> String {
         .or(said.first())
         .or(lines.first())
         .map_or_else(|| "(no message)".to_string(), |l| l.to_string())
-}
-
-/// Docker's `--ipc` modes as scenarios name them, plus `local` (the harness's
-/// own namespace, no container: where `--ipc host` containers should show up).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpcMode {
-    Private,
-    Shareable,
-    /// `container:<container of this scenario namespace>`.
-    Container(String),
-    Host,
-    None,
-    Local,
-}
-
-impl IpcMode {
-    pub fn parse(s: &str) -> Result<IpcMode, String> {
-        Ok(match s {
-            "private" => IpcMode::Private,
-            "shareable" => IpcMode::Shareable,
-            "host" => IpcMode::Host,
-            "none" => IpcMode::None,
-            "local" => IpcMode::Local,
-            _ => match s.strip_prefix("container:") {
-                Some(ns) if !ns.is_empty() => IpcMode::Container(ns.into()),
-                _ => {
-                    return Err(format!(
-                        "docker mode {s:?}: expected private, shareable, container:NS, host, none or local"
-                    ))
-                }
-            },
-        })
-    }
-
-    /// Does a scenario in this mode touch the harness's (host's) namespace?
-    pub fn touches_host(&self) -> bool {
-        matches!(self, IpcMode::Host | IpcMode::Local)
-    }
 }
 
 /// A running container of a scenario, removed on drop.
@@ -417,7 +380,7 @@ impl Container {
             Placement::Ipc(mode) => cmd.args(["--ipc", mode.as_str()]),
             Placement::Pod(pod) => cmd.args(["--pod", pod.as_str()]),
         };
-        crate::engine::rundir::note_container(cfg.engine.program(), EngineObject::Container, name);
+        crate::rundir::note_container(cfg.engine.program(), EngineObject::Container, name);
         // The handle exists before the engine answers: any failure removes
         // what a failed `run` may still have created.
         let mut container = Container {
@@ -429,7 +392,7 @@ impl Container {
         let out = cmd
             .args(["--label", "io.shmconf.role=backend", "--label"])
             .arg(format!("io.shmconf.run={}", cfg.run_id))
-            .args(crate::engine::rundir::owner_labels())
+            .args(crate::rundir::owner_labels())
             .args([
                 // Over the image's VOLUME /tmp: an engine tmpfs leaves no
                 // anonymous volume behind when the container is removed.
@@ -536,7 +499,7 @@ struct Pod {
 
 impl Pod {
     fn create(cfg: &ContainerConfig, name: &str) -> Result<Pod, String> {
-        crate::engine::rundir::note_container(cfg.engine.program(), EngineObject::Pod, name);
+        crate::rundir::note_container(cfg.engine.program(), EngineObject::Pod, name);
         let pod = Pod {
             name: name.into(),
             cfg: cfg.clone(),
@@ -545,7 +508,7 @@ impl Pod {
             .command()
             .args(["pod", "create", "--name", name, "--share", "ipc", "--network", "none"])
             .args(["--label", "io.shmconf.role=backend"])
-            .args(crate::engine::rundir::owner_labels())
+            .args(crate::rundir::owner_labels())
             .output()
             .map_err(|e| format!("cannot run podman: {e}"))?;
         if out.status.success() {

@@ -214,8 +214,8 @@ impl SharedLock {
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
                 Err(e) => return Err(format!("cannot take the shared namespace's lock (@{name}): {e}").into()),
             }
-            if crate::engine::procs::interrupted() {
-                return Err(crate::engine::procs::interruption().into());
+            if crate::interrupt::interrupted() {
+                return Err(crate::interrupt::interruption().into());
             }
             if Instant::now() >= deadline {
                 return Err(SetUpError::Unavailable(format!(
@@ -454,7 +454,7 @@ impl ScenarioPids {
                     CREATORS_LIMIT.as_secs()
                 ))
             }
-            WaitOutcome::Interrupted => return Err(crate::engine::procs::interruption()),
+            WaitOutcome::Interrupted => return Err(crate::interrupt::interruption()),
         };
         let (stdout, stderr) = helper.output();
         if ending != (Ending::Exited { code: 0 }) {
