@@ -1,19 +1,26 @@
-//! The commands the docs show are commands shmconf takes. Every `shmconf`
-//! line in a fenced block of README.md, BENCHMARKS.md, docs/*.md and scenarios/README.md
-//! (a command continued with `\\` read whole; also `target/release/shmconf ...`,
-//! `docker/dist/shmconf ...`, and the
-//! words after the image in `docker run ... shmconf ...`) is one trial named
-//! by its file and line:
+//! The commands the docs show are commands shmconf takes, and they run.
+//! Every `shmconf` line in a fenced block of README.md, BENCHMARKS.md,
+//! docs/*.md and scenarios/README.md (a command continued with `\\` read
+//! whole; also `target/release/shmconf ...`, `docker/dist/shmconf ...`, and
+//! `docker run ... shmconf ...`) is one trial named by its file and line:
 //! - it parses: run with `--help` appended, which clap honours only once
 //!   every word before it parsed, so a renamed flag, a removed subcommand or
 //!   a value of the wrong form (`--step-timeout 5q`) fails here;
 //! - the read-only ones (`list`, `show`, `schema`, `completions`, `man`)
 //!   run for real from the repository's root and must succeed;
-//! - `run` lines run for real, as from the repository's root (its
-//!   `scenarios`, outputs in a scratch folder), and must reach a verdict
-//!   (exit 0 or 1); one that names a file the reader brings (`./mywriter`,
-//!   `impl.toml`) is ignored saying so, as are `matrix` and `bench` (engines,
-//!   minutes: their own tests run them).
+//! - `run` lines run for real, as from the repository's root (or the folder
+//!   an earlier `cd DIR` of the same block went to), with `scenarios` there
+//!   and outputs in a scratch folder, and must reach a verdict (exit 0 or 1).
+//!   What the reader brings is provided: a program (`./mywriter`,
+//!   `python3 ./reader.py`) is built from the sources beside it in the
+//!   repository when there are some (the tutorial's `writer.cpp`), else it
+//!   runs our own program for its role; an implementation file names ours;
+//!   `matrix --from` reports are made by a local matrix first;
+//! - lines that need a container engine or minutes (`docker run` of the
+//!   image, `matrix` of targets, `bench`) run only in the full pass:
+//!   `SHMCONF_DOCS_IMAGE=IMAGE` (the image built from this tree, put where
+//!   the docs say `shmconf`), which `.ci/run` sets after building the image;
+//!   otherwise they are ignored saying so.
 //!
 //! Shell around the command (a pipe, a redirection, a comment) is cut off.
 
@@ -22,9 +29,27 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-/// Marks the arguments of a `docker run ... shmconf ...` line (first word):
-/// they run in the image, which the container tests and CI's suite run.
-const IN_THE_IMAGE: &str = "(in the image)";
+/// The image the full pass runs `docker run` and `matrix` lines with.
+const FULL_PASS: &str = "SHMCONF_DOCS_IMAGE";
+
+/// One documented shmconf command.
+#[derive(Debug, Clone, PartialEq)]
+struct Line {
+    /// The engine's words before the image, for `docker run ... shmconf`.
+    engine: Option<Vec<String>>,
+    /// How the line names shmconf (`shmconf`, `target/release/shmconf`).
+    program: String,
+    args: Vec<String>,
+}
+
+/// A documented command and where the docs show it.
+#[derive(Debug, Clone)]
+struct Documented {
+    place: String,
+    /// Where an earlier `cd DIR` of the same block went (from the root).
+    cwd: Option<String>,
+    line: Line,
+}
 
 /// Subcommands whose documented lines are run as written.
 const RUN_FOR_REAL: &[&str] = &["list", "show", "schema", "completions", "man"];
@@ -54,11 +79,11 @@ fn doc_files() -> Vec<PathBuf> {
     files
 }
 
-/// shmconf's arguments on one line of a code block, if it runs shmconf.
-fn shmconf_args(line: &str) -> Option<Vec<String>> {
+/// The shell words of one line of a code block, cut where the command ends
+/// (a comment, pipe, redirection or list).
+fn command_words(line: &str) -> Option<Vec<String>> {
     let line = line.trim().trim_start_matches("$ ");
     let mut words = shlex::split(line)?;
-    // Shell around the command: cut at a comment, pipe, redirection or list.
     if let Some(end) = words.iter().position(|w| {
         w.starts_with('#')
             || ["|", "||", "&&", ";", "&"].contains(&w.as_str())
@@ -68,34 +93,48 @@ fn shmconf_args(line: &str) -> Option<Vec<String>> {
     }) {
         words.truncate(end);
     }
+    Some(words)
+}
+
+/// The shmconf command on one line of a code block, if it runs shmconf.
+fn shmconf_line(line: &str) -> Option<Line> {
+    let words = command_words(line)?;
     let first = words.first()?;
     let program = Path::new(first).file_name()?.to_str()?;
     if program == "shmconf" && !first.contains("~") {
-        return Some(words[1..].to_vec());
+        return Some(Line {
+            engine: None,
+            program: first.clone(),
+            args: words[1..].to_vec(),
+        });
     }
     if ["docker", "podman"].contains(&first.as_str()) && words.get(1).is_some_and(|w| w == "run") {
         // The image is the first word naming shmconf that is not an option's
         // value; its default command is `run`.
         let image = words.iter().position(|w| w == "shmconf" || w.starts_with("shmconf:"))?;
-        let mut args = vec![IN_THE_IMAGE.to_string()];
-        args.extend(words[image + 1..].iter().cloned());
-        return Some(args);
+        return Some(Line {
+            engine: Some(words[..image].to_vec()),
+            program: words[image].clone(),
+            args: words[image + 1..].to_vec(),
+        });
     }
     None
 }
 
-/// (file:line, shmconf's arguments) of every documented command.
-fn documented() -> Vec<(String, Vec<String>)> {
+/// Every documented command, in the order of the docs.
+fn documented() -> Vec<Documented> {
     let mut found = Vec::new();
     for file in doc_files() {
         let text = std::fs::read_to_string(&file).unwrap();
         let name = file.strip_prefix(repo()).unwrap_or(&file).display().to_string();
         let mut in_block = false;
+        let mut cwd: Option<String> = None;
         // A command continued with a trailing `\`: (its first line, the text so far).
         let mut pending: Option<(usize, String)> = None;
         for (i, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("```") {
                 in_block = !in_block;
+                cwd = None;
                 continue;
             }
             if !in_block {
@@ -107,8 +146,19 @@ fn documented() -> Vec<(String, Vec<String>)> {
                 pending = Some((first, format!("{head} ")));
                 continue;
             }
-            if let Some(args) = shmconf_args(&whole) {
-                found.push((format!("{name}:{first}"), args));
+            if let Some(words) = command_words(&whole) {
+                if let [cd, dir, ..] = &words[..] {
+                    if cd == "cd" {
+                        cwd = Some(dir.clone());
+                    }
+                }
+            }
+            if let Some(line) = shmconf_line(&whole) {
+                found.push(Documented {
+                    place: format!("{name}:{first}"),
+                    cwd: cwd.clone(),
+                    line,
+                });
             }
         }
     }
@@ -123,11 +173,27 @@ fn shmconf(args: &[String]) -> assert_cmd::Command {
     cmd
 }
 
-/// What a documented command needs that the docs' reader brings (their
-/// own programs, an implementation file): the first such path, if any.
-/// Outputs (`--junit`, `--record`, `--summary`, `--json`, `--svg`, `--out`)
-/// are made, not needed; `--order` and `--tag` values are not paths.
-fn brought_by_the_reader(args: &[String], root: &Path) -> Option<String> {
+/// Something a documented command needs that the docs' reader brings.
+#[derive(Debug, Clone, PartialEq)]
+enum Brought {
+    /// Their program for a role (`writer`/`reader`), run by `interpreter`
+    /// (`python3`) when one is named first.
+    Program {
+        path: String,
+        role: &'static str,
+        interpreter: Option<String>,
+    },
+    /// Their implementation file.
+    ImplFile(String),
+    /// A file the test cannot provide.
+    Other(String),
+}
+
+/// What a documented command needs that the docs' reader brings, as seen
+/// from `cwd`: paths that do not exist there. Outputs (`--junit`,
+/// `--record`, `--summary`, `--json`, `--svg`, `--out`) are made, not
+/// needed; `--order`, `--tag`, `--skip`, `--name` values are not paths.
+fn brought_by_the_reader(args: &[String], cwd: &Path) -> Vec<Brought> {
     const NOT_NEEDED: &[&str] = &[
         "--junit",
         "--record",
@@ -139,34 +205,153 @@ fn brought_by_the_reader(args: &[String], root: &Path) -> Option<String> {
         "--tag",
         "--skip",
         "--name",
+        "--image",
+        "--target",
+        "--from",
     ];
+    let missing = |path: &str| {
+        let looks_like_a_file = path.contains('/') || path.ends_with(".toml");
+        // `run` takes scenario ids as `show` does.
+        let an_id = cwd.join("scenarios").join(format!("{path}.toml")).is_file();
+        looks_like_a_file && !an_id && path != "/dev/null" && !cwd.join(path).exists()
+    };
+    let mut found = vec![];
     let mut words = args.iter().skip(1).peekable();
     while let Some(word) = words.next() {
         if NOT_NEEDED.contains(&word.as_str()) {
             words.next();
             continue;
         }
-        // A program's command: its first word, when it is a path.
-        let path = if word == "--writer" || word == "--reader" {
+        if word == "--writer" || word == "--reader" {
             let Some(cmd) = words.next() else { break };
-            let program = shlex::split(cmd).and_then(|w| w.into_iter().next()).unwrap_or_default();
-            if !program.contains('/') {
+            let cmd_words = shlex::split(cmd).unwrap_or_default();
+            // The program: the first word naming a path (after an interpreter).
+            let Some(at) = cmd_words.iter().position(|w| w.contains('/')) else {
                 continue;
+            };
+            if missing(&cmd_words[at]) {
+                found.push(Brought::Program {
+                    path: cmd_words[at].clone(),
+                    role: if word == "--writer" { "writer" } else { "reader" },
+                    interpreter: (at > 0).then(|| cmd_words[0].clone()),
+                });
             }
-            program
-        } else if word.starts_with('-') {
-            continue;
-        } else {
-            word.clone()
-        };
-        let looks_like_a_file = path.contains('/') || path.ends_with(".toml");
-        // `run` takes scenario ids as `show` does.
-        let an_id = root.join("scenarios").join(format!("{path}.toml")).is_file();
-        if looks_like_a_file && !an_id && path != "/dev/null" && !root.join(&path).exists() {
-            return Some(path);
+        } else if word == "--impl-file" {
+            if let Some(path) = words.next().filter(|p| missing(p)) {
+                found.push(Brought::ImplFile(path.clone()));
+            }
+        } else if !word.starts_with('-') && missing(word) {
+            found.push(Brought::Other(word.clone()));
         }
     }
-    None
+    found
+}
+
+/// Our own program for `role`, under the name the multicall binary answers
+/// to (`shm-writer`, `shm-reader`), in `root/.ours`.
+fn our_program(root: &Path, role: &str) -> PathBuf {
+    let dir = root.join(".ours");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("shm-{role}"));
+    if !path.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shmconf"), &path).unwrap();
+    }
+    path
+}
+
+/// Whether a provided program is ours (a correct pair: the run must pass)
+/// or built from the repository's sources (the tutorial's: any verdict).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Provided {
+    Ours,
+    Built,
+}
+
+/// Make what the reader brings, in `cwd` (inside the scratch `root`):
+/// their program built from the sources the repository has beside the
+/// docs' folder (`writer.cpp` for `./writer`), else one that runs ours.
+fn provide(brought: &Brought, root: &Path, cwd: &Path, repo_cwd: &Path) -> Result<Provided, String> {
+    let write = |path: &Path, text: String, exec: bool| -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| e.to_string())?;
+        if exec {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    match brought {
+        Brought::Program {
+            path,
+            role,
+            interpreter,
+        } => {
+            let target = cwd.join(path);
+            let stem = Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();
+            let source = ["cpp", "c"]
+                .iter()
+                .map(|ext| repo_cwd.join(format!("{stem}.{ext}")))
+                .find(|p| p.is_file());
+            match (source, interpreter) {
+                (Some(source), None) => {
+                    let compiler = if source.extension().is_some_and(|e| e == "cpp") {
+                        vec!["g++", "-std=c++11"]
+                    } else {
+                        vec!["cc"]
+                    };
+                    let built = std::process::Command::new(compiler[0])
+                        .args(&compiler[1..])
+                        .arg("-o")
+                        .arg(&target)
+                        .arg(&source)
+                        .status()
+                        .map_err(|e| format!("{}: {e}", compiler[0]))?;
+                    built.success().then_some(Provided::Built).ok_or(format!(
+                        "{} {} failed",
+                        compiler[0],
+                        source.display()
+                    ))
+                }
+                (_, Some(interpreter)) if interpreter.starts_with("python") => {
+                    let ours = our_program(root, role);
+                    write(
+                        &target,
+                        format!(
+                            "import os, sys\nos.execv({p:?}, [{p:?}] + sys.argv[1:])\n",
+                            p = ours.display().to_string()
+                        ),
+                        false,
+                    )
+                    .map(|()| Provided::Ours)
+                }
+                (_, Some(interpreter)) => Err(format!("no fixture for a program run by {interpreter}")),
+                (None, None) => {
+                    let ours = our_program(root, role);
+                    write(
+                        &target,
+                        format!("#!/bin/sh\nexec {:?} \"$@\"\n", ours.display().to_string()),
+                        true,
+                    )
+                    .map(|()| Provided::Ours)
+                }
+            }
+        }
+        Brought::ImplFile(path) => {
+            let (writer, reader) = (our_program(root, "writer"), our_program(root, "reader"));
+            write(
+                &cwd.join(path),
+                format!(
+                    "name = \"readers-own\"\nwriter = {:?}\nreader = {:?}\n\
+                     options = [\"keep\", \"size\", \"key-file\", \"proj-id\", \"key\", \"mode\", \"exclusive\"]\n",
+                    writer.display().to_string(),
+                    reader.display().to_string()
+                ),
+                false,
+            )
+            .map(|()| Provided::Ours)
+        }
+        Brought::Other(path) => Err(format!("{path} is the reader's own, and the test cannot make it")),
+    }
 }
 
 /// A folder to run a documented command in, as a reader of the docs would
@@ -178,71 +363,169 @@ fn scratch_root() -> tempfile::TempDir {
     dir
 }
 
-fn check(args: &[String]) -> Result<Completion, Failed> {
-    let (in_image, args) = match args.split_first() {
-        Some((first, rest)) if first == IN_THE_IMAGE => (true, rest),
-        _ => (false, args),
-    };
-    let mut with_help = args.to_vec();
+fn ignored(why: impl Into<String>) -> Result<Completion, Failed> {
+    Ok(Completion::ignored_with(why.into()))
+}
+
+/// Run `cmd` and require a verdict: exit 0 or 1 (the docs show failures
+/// too) with something on stdout, never a usage error, an empty run or a
+/// crash.
+fn must_reach_a_verdict(cmd: &mut assert_cmd::Command, shown: &str) -> Result<(), Failed> {
+    must_exit(cmd, shown, &[0, 1])
+}
+
+fn must_exit(cmd: &mut assert_cmd::Command, shown: &str, codes: &[i32]) -> Result<(), Failed> {
+    let ran = cmd.output().map_err(|e| format!("`{shown}`: {e}"))?;
+    if !ran.status.code().is_some_and(|c| codes.contains(&c)) || ran.stdout.is_empty() {
+        return Err(format!(
+            "`{shown}` exits {:?} with {} bytes of output: {}",
+            ran.status.code(),
+            ran.stdout.len(),
+            String::from_utf8_lossy(&ran.stderr).trim()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `matrix --from reports/*/`: the reports another machine made, made here
+/// by two small local matrices (one folder each), the glob expanded as a
+/// shell would.
+fn reports_for(args: &[String], root: &Path) -> Result<Vec<String>, Failed> {
+    let mut out = vec![];
+    let mut words = args.iter();
+    while let Some(w) = words.next() {
+        out.push(w.clone());
+        if w != "--from" {
+            continue;
+        }
+        let mut rest: Vec<String> = words.by_ref().cloned().collect();
+        let pattern = rest.remove(0);
+        let Some(dir) = pattern.strip_suffix("*/") else {
+            return Err(format!("--from {pattern}: not a folder glob the test can make").into());
+        };
+        for name in ["ci-1", "ci-2"] {
+            let folder = format!("{dir}{name}");
+            let mut make = shmconf(&[
+                "matrix".into(),
+                "--target".into(),
+                "local".into(),
+                "--as".into(),
+                format!("local-{name}"),
+                "--out".into(),
+                folder.clone(),
+                "scenarios/keys".into(),
+            ]);
+            make.current_dir(root)
+                .env("TMPDIR", root)
+                .timeout(Duration::from_secs(600));
+            must_reach_a_verdict(&mut make, "shmconf matrix --target local (the reports to merge)")?;
+            out.push(format!("{folder}/"));
+        }
+        out.extend(rest);
+        break;
+    }
+    Ok(out)
+}
+
+fn check(d: &Documented) -> Result<Completion, Failed> {
+    let args = &d.line.args;
+    let shown = format!("shmconf {}", args.join(" "));
+    let mut with_help = args.clone();
     with_help.push("--help".into());
     let parsed = shmconf(&with_help).output().map_err(|e| e.to_string())?;
     if !parsed.status.success() {
         return Err(format!(
-            "`shmconf {}` does not parse: {}",
-            args.join(" "),
+            "`{shown}` does not parse: {}",
             String::from_utf8_lossy(&parsed.stderr).trim()
         )
         .into());
     }
+    let image = std::env::var(FULL_PASS).ok().filter(|i| !i.is_empty());
+    let image_pass = image.is_some();
     let sub = args.first().map_or("run", String::as_str);
-    if in_image {
-        return Ok(Completion::ignored_with(
-            "parsed; not run here: it runs in the image (the container tests and CI's suite run it)",
-        ));
+    let root = scratch_root();
+    if let Some(engine) = &d.line.engine {
+        let Some(image) = image else {
+            return ignored(format!(
+                "parsed; runs in the image: the full pass ({FULL_PASS}=IMAGE) runs it"
+            ));
+        };
+        let pwd = root.path().display().to_string();
+        let words: Vec<String> = engine.iter().map(|w| w.replace("$PWD", &pwd)).collect();
+        let mut cmd = assert_cmd::Command::new(&words[0]);
+        cmd.args(&words[1..])
+            .arg(&image)
+            .args(args)
+            .current_dir(root.path())
+            .timeout(Duration::from_secs(1800));
+        must_reach_a_verdict(&mut cmd, &format!("{} {image} {}", words.join(" "), args.join(" ")))?;
+        return Ok(Completion::Completed);
     }
     if RUN_FOR_REAL.contains(&sub) {
         let ran = shmconf(args).output().map_err(|e| e.to_string())?;
         if !ran.status.success() || ran.stdout.is_empty() {
             return Err(format!(
-                "`shmconf {}` exits {:?} with {} bytes of output: {}",
-                args.join(" "),
+                "`{shown}` exits {:?} with {} bytes of output: {}",
                 ran.status.code(),
                 ran.stdout.len(),
                 String::from_utf8_lossy(&ran.stderr).trim()
             )
             .into());
         }
-    } else if sub == "run" {
-        let root = scratch_root();
-        if let Some(missing) = brought_by_the_reader(args, root.path()) {
-            // The catalogue is ours: a scenario path the docs name must exist.
-            if missing.starts_with("scenarios/") {
-                return Err(format!("`shmconf {}` names {missing}, which does not exist", args.join(" ")).into());
+        return Ok(Completion::Completed);
+    }
+    let cwd = root.path().join(d.cwd.as_deref().unwrap_or(""));
+    std::fs::create_dir_all(&cwd).map_err(|e| e.to_string())?;
+    let mut args = args.clone();
+    // Our own programs in the reader's place: a correct pair must pass.
+    let mut ours = false;
+    match sub {
+        "run" => {
+            for b in brought_by_the_reader(&args, &cwd) {
+                if let Brought::Other(path) = &b {
+                    // The catalogue is ours: a scenario path the docs name must exist.
+                    if path.contains("scenarios/") {
+                        return Err(format!("`{shown}` names {path}, which does not exist").into());
+                    }
+                }
+                let repo_cwd = repo().join(d.cwd.as_deref().unwrap_or(""));
+                ours |=
+                    provide(&b, root.path(), &cwd, &repo_cwd).map_err(|e| format!("`{shown}`: {e}"))? == Provided::Ours;
             }
-            return Ok(Completion::ignored_with(format!(
-                "parsed; not run: {missing} is the reader's own"
-            )));
         }
-        let mut cmd = shmconf(args);
-        cmd.current_dir(root.path())
-            .env("TMPDIR", root.path())
-            .timeout(Duration::from_secs(600));
-        let ran = cmd.output().map_err(|e| e.to_string())?;
-        // A verdict either way (the docs show failures too), never a usage
-        // error, nothing checked, or a crash.
-        if !matches!(ran.status.code(), Some(0 | 1)) || ran.stdout.is_empty() {
-            return Err(format!(
-                "`shmconf {}` exits {:?}: {}",
-                args.join(" "),
-                ran.status.code(),
-                String::from_utf8_lossy(&ran.stderr).trim()
-            )
-            .into());
+        "matrix" if args.iter().any(|a| a == "--from") => args = reports_for(&args, &cwd)?,
+        "matrix" | "bench" => {
+            let Some(image) = image else {
+                return ignored(format!(
+                    "parsed; `{sub}` needs engines or minutes: the full pass ({FULL_PASS}=IMAGE) runs it"
+                ));
+            };
+            if let Some(at) = args.iter().position(|a| a == "--image") {
+                args[at + 1] = image;
+            }
         }
+        _ if image_pass => return Err(format!("`{shown}`: the full pass has no way to run `{sub}`").into()),
+        _ => return ignored(format!("parsed; not run: no way to run `{sub}` here")),
+    }
+    let mut cmd = shmconf(&args);
+    // A line that names a build (`target/release/shmconf`) runs that build,
+    // which the full pass makes first as the docs say.
+    if d.line.program.contains('/') && image_pass {
+        let built = repo().join(&d.line.program);
+        if !built.is_file() {
+            return Err(format!("`{shown}`: {} is not built (the docs build it first)", d.line.program).into());
+        }
+        cmd = assert_cmd::Command::new(built);
+        cmd.args(&args);
+    }
+    cmd.current_dir(&cwd)
+        .env("TMPDIR", root.path())
+        .timeout(Duration::from_secs(1800));
+    if ours {
+        must_exit(&mut cmd, &format!("{shown} (the reader's programs: ours)"), &[0])?;
     } else {
-        return Ok(Completion::ignored_with(format!(
-            "parsed; not run: `{sub}` needs engines or minutes (its own tests run it)"
-        )));
+        must_reach_a_verdict(&mut cmd, &shown)?;
     }
     Ok(Completion::Completed)
 }
@@ -262,53 +545,81 @@ fn main() {
             Ok(())
         }
     })];
-    for (place, words) in commands {
-        trials.push(Trial::ignorable_test(place, move || check(&words)));
+    for d in commands {
+        trials.push(Trial::ignorable_test(d.place.clone(), move || check(&d)));
     }
     // The extraction itself, on lines whose answer is known.
     trials.push(Trial::test("extraction reads commands and cuts the shell off", || {
-        let cases: [(&str, Option<&[&str]>); 7] = [
-            ("shmconf run --tag keys   # a comment", Some(&["run", "--tag", "keys"])),
-            ("$ shmconf man | man -l -", Some(&["man"])),
-            ("shmconf completions bash > ~/x", Some(&["completions", "bash"])),
+        let line = |engine: Option<&[&str]>, program: &str, args: &[&str]| Line {
+            engine: engine.map(|e| e.iter().map(|s| s.to_string()).collect()),
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        let cases = [
+            (
+                "shmconf run --tag keys   # a comment",
+                Some(line(None, "shmconf", &["run", "--tag", "keys"])),
+            ),
+            ("$ shmconf man | man -l -", Some(line(None, "shmconf", &["man"]))),
+            (
+                "shmconf completions bash > ~/x",
+                Some(line(None, "shmconf", &["completions", "bash"])),
+            ),
             (
                 "target/release/shmconf bench --json out/b.json",
-                Some(&["bench", "--json", "out/b.json"]),
+                Some(line(None, "target/release/shmconf", &["bench", "--json", "out/b.json"])),
             ),
             (
                 "docker run --rm --cap-add SYS_ADMIN shmconf run --impl c-reference",
-                Some(&[IN_THE_IMAGE, "run", "--impl", "c-reference"]),
+                Some(line(
+                    Some(&["docker", "run", "--rm", "--cap-add", "SYS_ADMIN"]),
+                    "shmconf",
+                    &["run", "--impl", "c-reference"],
+                )),
             ),
             ("cargo test --workspace", None),
-            ("shmconf is a harness", Some(&["is", "a", "harness"])),
+            (
+                "shmconf is a harness",
+                Some(line(None, "shmconf", &["is", "a", "harness"])),
+            ),
         ];
-        for (line, want) in cases {
-            let got = shmconf_args(line);
-            let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        for (text, want) in cases {
+            let got = shmconf_line(text);
             if got != want {
-                return Err(format!("{line:?}: {got:?}, expected {want:?}").into());
+                return Err(format!("{text:?}: {got:?}, expected {want:?}").into());
             }
         }
         let root = scratch_root();
-        let needs: [(&str, Option<&str>); 6] = [
+        let program = |path: &str, role, interpreter: Option<&str>| Brought::Program {
+            path: path.into(),
+            role,
+            interpreter: interpreter.map(String::from),
+        };
+        let needs: [(&str, Vec<Brought>); 6] = [
             (
                 "run --writer './mywriter' --reader 'python3 ./r.py'",
-                Some("./mywriter"),
+                vec![
+                    program("./mywriter", "writer", None),
+                    program("./r.py", "reader", Some("python3")),
+                ],
             ),
-            ("run --impl-file impl.toml", Some("impl.toml")),
-            ("run scenarios/orders --junit out/junit.xml --record out/logs", None),
-            ("run orders/paused-writer --order 'w,r'", None),
-            ("run scenarios/nope.toml", Some("scenarios/nope.toml")),
+            ("run --impl-file impl.toml", vec![Brought::ImplFile("impl.toml".into())]),
+            ("run scenarios/orders --junit out/junit.xml --record out/logs", vec![]),
+            ("run orders/paused-writer --order 'w,r'", vec![]),
+            (
+                "run scenarios/nope.toml",
+                vec![Brought::Other("scenarios/nope.toml".into())],
+            ),
             (
                 "run scenarios/orders/syscall-rmid-before-attach.toml --expectations /dev/null",
-                None,
+                vec![],
             ),
         ];
-        for (line, want) in needs {
-            let args = shlex::split(line).unwrap();
+        for (text, want) in needs {
+            let args = shlex::split(text).unwrap();
             let got = brought_by_the_reader(&args, root.path());
-            if got.as_deref() != want {
-                return Err(format!("{line:?}: needs {got:?}, expected {want:?}").into());
+            if got != want {
+                return Err(format!("{text:?}: needs {got:?}, expected {want:?}").into());
             }
         }
         Ok(())
