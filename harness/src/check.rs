@@ -161,6 +161,23 @@ fn expectation(step: &Step) -> Option<&Expect> {
     }
 }
 
+/// A process's end against what the step expects of it.
+fn check_exit(step: &Step, proc: &str, ending: &Ending, out: (&Text, &Text), stray: bool, f: &mut Findings) {
+    let n = step.n;
+    if stray {
+        f.failed(
+            Some(n),
+            Check::StrayProcesses,
+            format!("step {n}: {proc} exited ({ending}) but left processes running in its process group"),
+        );
+    }
+    let default = Expect::default();
+    let expect = expectation(step).unwrap_or(&default);
+    for (check, problem) in check_process(expect, ending, out.0, out.1) {
+        f.failed(Some(n), check, format!("step {n}: {proc}: {problem}"));
+    }
+}
+
 fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
     let n = step.n;
     for e in events {
@@ -169,8 +186,6 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
             EventKind::SpawnFailed { proc, argv, error } => {
                 f.broken(format!("step {n}: cannot start {proc} ({}): {error}", argv.join(" ")))
             }
-            // Moved as far as a limit moves by waits for a CPU: the program
-            // had not used its own time; nothing about it can be judged.
             EventKind::Timeout {
                 proc,
                 waiting_for,
@@ -179,34 +194,24 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                 limit,
                 stdout,
                 stderr,
-            } if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) => f.broken(timeout_message(
-                n,
-                proc,
-                waiting_for,
-                &limit_words(*limit_ms, *cpu_wait_ms, *limit),
-                stdout,
-                stderr,
-            )),
-            EventKind::Timeout {
-                proc,
-                waiting_for,
-                limit_ms,
-                cpu_wait_ms,
-                limit,
-                stdout,
-                stderr,
-            } => f.failed(
-                Some(n),
-                Check::Timeout,
-                timeout_message(
+            } => {
+                let message = timeout_message(
                     n,
                     proc,
                     waiting_for,
                     &limit_words(*limit_ms, *cpu_wait_ms, *limit),
                     stdout,
                     stderr,
-                ),
-            ),
+                );
+                // Moved as far as a limit moves by waits for a CPU: the
+                // program had not used its own time; nothing about it can
+                // be judged.
+                if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) {
+                    f.broken(message)
+                } else {
+                    f.failed(Some(n), Check::Timeout, message)
+                }
+            }
             EventKind::WaitEnded {
                 proc,
                 waiting_for,
@@ -244,20 +249,7 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
                 stdout,
                 stderr,
                 stray_processes,
-            } => {
-                if *stray_processes {
-                    f.failed(
-                        Some(n),
-                        Check::StrayProcesses,
-                        format!("step {n}: {proc} exited ({ending}) but left processes running in its process group"),
-                    );
-                }
-                let default = Expect::default();
-                let expect = expectation(step).unwrap_or(&default);
-                for (check, problem) in check_process(expect, ending, stdout, stderr) {
-                    f.failed(Some(n), check, format!("step {n}: {proc}: {problem}"));
-                }
-            }
+            } => check_exit(step, proc, ending, (stdout, stderr), *stray_processes, f),
             EventKind::Snapshot {
                 ns,
                 rows,
@@ -278,6 +270,14 @@ fn check_step(step: &Step, events: &[&EventKind], f: &mut Findings) {
             _ => {}
         }
     }
+    check_recorded(step, events, f);
+}
+
+/// A step must have recorded what it is judged by: an end for a step that
+/// ends a process (or a timeout, or a setup error), the kernel's table for
+/// a segments step. Missing, it is a harness bug: BROKEN rather than PASS.
+fn check_recorded(step: &Step, events: &[&EventKind], f: &mut Findings) {
+    let n = step.n;
     // A step that should have ended a process but recorded no end (nor a
     // timeout or setup error) is a harness bug: say so rather than pass.
     let ended = events.iter().any(|e| {

@@ -85,11 +85,10 @@ pub fn enter_user_namespace_if_unprivileged() {
     let _ = std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"));
 }
 
-/// Build the runner; errors are one line for the user (exit 2).
-pub fn compose(c: &Choices) -> Result<Runner, String> {
-    let docker = matches!(c.backend, BackendChoice::Containers { .. });
-    let mut deviations = Expectations::default();
-    let implementation = match &c.implementation {
+/// The implementation chosen, checked where its programs run on this
+/// machine, with its known deviations.
+fn implementation(choice: &ImplChoice, docker: bool) -> Result<(Implementation, Expectations), String> {
+    Ok(match choice {
         ImplChoice::File(path) => {
             let (mut imp, file_deviations) = crate::impls::ImplFile::load(path)?;
             if !docker {
@@ -97,8 +96,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
                 crate::impls::check_program("reader", &imp.reader)?;
                 imp = imp.staged();
             }
-            deviations = file_deviations;
-            imp
+            (imp, file_deviations)
         }
         ImplChoice::Custom { name, writer, reader } => {
             let mut imp = Implementation::custom(name, writer, reader)?;
@@ -109,18 +107,79 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
                 crate::impls::check_program("--reader", &imp.reader)?;
                 imp = imp.staged();
             }
-            imp
+            (imp, Expectations::default())
         }
         ImplChoice::Builtin(name) => {
-            let (imp, builtin_deviations) = if docker {
+            if docker {
                 Implementation::in_image(name)?
             } else {
                 Implementation::builtin(name)?
-            };
-            deviations = builtin_deviations;
-            imp
+            }
         }
+    })
+}
+
+/// A container engine's backend, probed: an engine that is not there is
+/// an error, a runtime that cannot start containers here a SKIP reason.
+fn container_backend(
+    c: &Choices,
+    engine: EngineKind,
+    image: &str,
+    runtime: &Option<String>,
+    containers_conf: &Option<PathBuf>,
+    notes: &mut Vec<String>,
+) -> Result<Box<dyn Backend>, String> {
+    let program = engine.program();
+    if runtime.is_some() && engine == EngineKind::Docker {
+        return Err(
+            "--runtime is for --backend podman (Docker's runtimes are the daemon's: see docs/runtimes.md)".into(),
+        );
+    }
+    let mut config = ContainerConfig::new(engine, image);
+    config.runtime = runtime.clone();
+    config.bounds = c.limits.bounds;
+    // Given, or the environment's, taken from the folder shmconf was
+    // started in (Podman resolves a relative one from wherever it
+    // runs); else, for Podman, the project's own, as `matrix` uses,
+    // never the machine's.
+    let given = containers_conf
+        .clone()
+        .or_else(|| std::env::var_os("CONTAINERS_CONF").map(PathBuf::from));
+    config.containers_conf = match (given, engine) {
+        (Some(conf), _) => {
+            if !conf.is_file() {
+                return Err(format!("--containers-conf {}: no such file", conf.display()));
+            }
+            Some(std::path::absolute(&conf).map_err(|e| format!("--containers-conf {}: {e}", conf.display()))?)
+        }
+        (None, EngineKind::Podman) => Some(crate::engine::backend::containers::project_podman_conf()?),
+        (None, _) => None,
     };
+    // An engine that is not there at all is the user's mistake; a
+    // runtime that cannot start containers here is this machine's
+    // limit: every scenario a SKIP with its reason.
+    let unavailable = match config.probe() {
+        Ok(()) => None,
+        Err(ProbeError::Unusable(why)) => return Err(format!("--backend {program}: {why}")),
+        Err(ProbeError::CannotStart(why)) => Some(why),
+    };
+    notes.push(format!("containers: {}", config.describe()));
+    if config.sandboxed() {
+        notes.push(
+            "the runtime is a sandbox with a kernel of its own: the kernel's view is read inside each container (shmconf kernel-view)"
+                .into(),
+        );
+    }
+    if let Some(why) = &unavailable {
+        notes.push(format!("no container can start here: {why}"));
+    }
+    Ok(Box::new(ContainerBackend { config, unavailable }))
+}
+
+/// Build the runner; errors are one line for the user (exit 2).
+pub fn compose(c: &Choices) -> Result<Runner, String> {
+    let docker = matches!(c.backend, BackendChoice::Containers { .. });
+    let (implementation, deviations) = implementation(&c.implementation, docker)?;
     // An expectations file replaces the implementation's own deviations.
     let expectations = match &c.expectations {
         Some(p) => Expectations::load(p).map_err(|e| e.to_string())?,
@@ -134,54 +193,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             image,
             runtime,
             containers_conf,
-        } => {
-            let program = engine.program();
-            if runtime.is_some() && *engine == EngineKind::Docker {
-                return Err(
-                    "--runtime is for --backend podman (Docker's runtimes are the daemon's: see docs/runtimes.md)"
-                        .into(),
-                );
-            }
-            let mut config = ContainerConfig::new(*engine, image);
-            config.runtime = runtime.clone();
-            config.bounds = c.limits.bounds;
-            // Given, or the environment's, taken from the folder shmconf was
-            // started in (Podman resolves a relative one from wherever it
-            // runs); else, for Podman, the project's own, as `matrix` uses,
-            // never the machine's.
-            let given = containers_conf
-                .clone()
-                .or_else(|| std::env::var_os("CONTAINERS_CONF").map(PathBuf::from));
-            config.containers_conf = match (given, *engine) {
-                (Some(conf), _) => {
-                    if !conf.is_file() {
-                        return Err(format!("--containers-conf {}: no such file", conf.display()));
-                    }
-                    Some(std::path::absolute(&conf).map_err(|e| format!("--containers-conf {}: {e}", conf.display()))?)
-                }
-                (None, EngineKind::Podman) => Some(crate::engine::backend::containers::project_podman_conf()?),
-                (None, _) => None,
-            };
-            // An engine that is not there at all is the user's mistake; a
-            // runtime that cannot start containers here is this machine's
-            // limit: every scenario a SKIP with its reason.
-            let unavailable = match config.probe() {
-                Ok(()) => None,
-                Err(ProbeError::Unusable(why)) => return Err(format!("--backend {program}: {why}")),
-                Err(ProbeError::CannotStart(why)) => Some(why),
-            };
-            notes.push(format!("containers: {}", config.describe()));
-            if config.sandboxed() {
-                notes.push(
-                    "the runtime is a sandbox with a kernel of its own: the kernel's view is read inside each container (shmconf kernel-view)"
-                        .into(),
-                );
-            }
-            if let Some(why) = &unavailable {
-                notes.push(format!("no container can start here: {why}"));
-            }
-            Box::new(ContainerBackend { config, unavailable })
-        }
+        } => container_backend(c, *engine, image, runtime, containers_conf, &mut notes)?,
         BackendChoice::Local(isolation) => {
             let namespaces = match isolation {
                 Isolation::Auto => capabilities.namespaces,

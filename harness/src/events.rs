@@ -521,6 +521,103 @@ impl EventKind {
         let harness = || "harness".to_string();
         let err = |e: &Option<String>| e.as_ref().map(|e| format!(": FAILED: {e}")).unwrap_or_default();
         match self {
+            EventKind::Interrupted { reason } => (harness(), format!("interrupted: {reason}")),
+            EventKind::Snapshot {
+                ns,
+                rows,
+                foreign_ignored,
+                keys,
+                contents,
+            } => (
+                "kernel".into(),
+                describe_snapshot(ns, rows, *foreign_ignored, keys, contents),
+            ),
+            EventKind::File {
+                op,
+                path,
+                error,
+                identity,
+            } => (
+                "file".into(),
+                format!(
+                    "{op} {path}{}{}",
+                    identity
+                        .map(|(dev, ino)| format!(" (dev {dev:#x} inode {ino})"))
+                        .unwrap_or_default(),
+                    err(error)
+                ),
+            ),
+            EventKind::Removed { what } => (harness(), format!("removed {what}")),
+            EventKind::Sysctl { ns, name, value, error } => (
+                "kernel".into(),
+                format!("ns {ns}: sysctl {name} = {value}{}", err(error)),
+            ),
+            EventKind::Broken { message } => (harness(), format!("BROKEN: {message}")),
+            EventKind::Aborted { reason } => (harness(), format!("remaining steps not run: {reason}")),
+            EventKind::Container {
+                ns,
+                name,
+                ipc,
+                pid,
+                error,
+            } => (
+                "container".into(),
+                format!("{name} for ns {ns} (ipc {ipc}, pid {pid}){}", err(error)),
+            ),
+            EventKind::Skipped { reason } => (harness(), format!("SKIP: {reason}")),
+            EventKind::NamespaceDropped { ns } => ("kernel".into(), format!("ns {ns}: harness's handle closed")),
+            EventKind::Shmem {
+                mark,
+                shmem_kib,
+                freed_kib,
+            } => (
+                "kernel".into(),
+                format!(
+                    "Shmem at {mark}: {shmem_kib} KiB{}",
+                    freed_kib.map(|f| format!(" ({f} KiB freed)")).unwrap_or_default()
+                ),
+            ),
+            EventKind::Stopped { ns, error } => ("container".into(), format!("ns {ns} stopped{}", err(error))),
+            EventKind::Redundant { asleep } => (
+                harness(),
+                format!("stop: the rest is explored already (asleep: {})", asleep.join(", ")),
+            ),
+            EventKind::Scheduled {
+                choice,
+                call,
+                enabled,
+                result,
+                op,
+                ..
+            } => {
+                let chose = if enabled.len() > 1 {
+                    format!(" (of {})", enabled.join(", "))
+                } else {
+                    String::new()
+                };
+                let returned = op.as_ref().map(|c| c.describe_result(*result)).unwrap_or_default();
+                (
+                    Choice::parse(choice).run().to_string(),
+                    format!("{call}{returned}{chose}"),
+                )
+            }
+            EventKind::Spawn { .. }
+            | EventKind::SpawnFailed { .. }
+            | EventKind::Stdin { .. }
+            | EventKind::StdinFailed { .. }
+            | EventKind::OutputSeen { .. }
+            | EventKind::Exit { .. }
+            | EventKind::Timeout { .. }
+            | EventKind::WaitEnded { .. }
+            | EventKind::Signal { .. }
+            | EventKind::Reaped { .. } => self.describe_process(),
+        }
+    }
+
+    /// What happened to a process under test (its start, input, output,
+    /// end); `describe` sends only those here.
+    fn describe_process(&self) -> (String, String) {
+        match self {
             EventKind::Spawn {
                 proc,
                 argv,
@@ -592,117 +689,51 @@ impl EventKind {
                 proc.clone(),
                 format!("{ending} while waited for {waiting_for}; {}", outputs(stdout, stderr)),
             ),
-            EventKind::Interrupted { reason } => (harness(), format!("interrupted: {reason}")),
             EventKind::Signal { proc, signal } => (proc.clone(), format!("sent {signal}")),
-            EventKind::Snapshot {
-                ns,
-                rows,
-                foreign_ignored,
-                keys,
-                contents,
-            } => {
-                let mut s = match rows.len() {
-                    0 => format!("ns {ns}: no segment"),
-                    1 => format!("ns {ns}: 1 segment"),
-                    n => format!("ns {ns}: {n} segments"),
-                };
-                if *foreign_ignored > 0 {
-                    s.push_str(&format!(" ({foreign_ignored} not the scenario's, ignored)"));
-                }
-                let resolved: Vec<String> = keys
-                    .iter()
-                    .filter(|(spec, _)| spec.starts_with("ftok:"))
-                    .map(|(spec, k)| match k {
-                        Ok(k) => format!("{spec} = {:#010x}", *k as u32),
-                        Err(e) => format!("{spec}: {e}"),
-                    })
-                    .collect();
-                if !resolved.is_empty() {
-                    s.push_str(&format!("; {}", resolved.join(", ")));
-                }
-                for r in rows {
-                    s.push_str(&format!("\n  {}", r.describe()));
-                    if let Some(uid) = r.uid {
-                        s.push_str(&format!(" uid {uid}"));
-                    }
-                    if let Some(text) = contents.get(&r.shmid) {
-                        s.push_str(&format!("\n    content {}", text.brief()));
-                    }
-                }
-                ("kernel".into(), s)
-            }
-            EventKind::File {
-                op,
-                path,
-                error,
-                identity,
-            } => (
-                "file".into(),
-                format!(
-                    "{op} {path}{}{}",
-                    identity
-                        .map(|(dev, ino)| format!(" (dev {dev:#x} inode {ino})"))
-                        .unwrap_or_default(),
-                    err(error)
-                ),
-            ),
-            EventKind::Removed { what } => (harness(), format!("removed {what}")),
-            EventKind::Sysctl { ns, name, value, error } => (
-                "kernel".into(),
-                format!("ns {ns}: sysctl {name} = {value}{}", err(error)),
-            ),
-            EventKind::Broken { message } => (harness(), format!("BROKEN: {message}")),
-            EventKind::Aborted { reason } => (harness(), format!("remaining steps not run: {reason}")),
             EventKind::Reaped { proc } => (proc.clone(), "still running at the end: killed with its group".into()),
-            EventKind::Container {
-                ns,
-                name,
-                ipc,
-                pid,
-                error,
-            } => (
-                "container".into(),
-                format!("{name} for ns {ns} (ipc {ipc}, pid {pid}){}", err(error)),
-            ),
-            EventKind::Skipped { reason } => (harness(), format!("SKIP: {reason}")),
-            EventKind::NamespaceDropped { ns } => ("kernel".into(), format!("ns {ns}: harness's handle closed")),
-            EventKind::Shmem {
-                mark,
-                shmem_kib,
-                freed_kib,
-            } => (
-                "kernel".into(),
-                format!(
-                    "Shmem at {mark}: {shmem_kib} KiB{}",
-                    freed_kib.map(|f| format!(" ({f} KiB freed)")).unwrap_or_default()
-                ),
-            ),
-            EventKind::Stopped { ns, error } => ("container".into(), format!("ns {ns} stopped{}", err(error))),
-            EventKind::Redundant { asleep } => (
-                harness(),
-                format!("stop: the rest is explored already (asleep: {})", asleep.join(", ")),
-            ),
-            EventKind::Scheduled {
-                choice,
-                call,
-                enabled,
-                result,
-                op,
-                ..
-            } => {
-                let chose = if enabled.len() > 1 {
-                    format!(" (of {})", enabled.join(", "))
-                } else {
-                    String::new()
-                };
-                let returned = op.as_ref().map(|c| c.describe_result(*result)).unwrap_or_default();
-                (
-                    Choice::parse(choice).run().to_string(),
-                    format!("{call}{returned}{chose}"),
-                )
-            }
+            other => ("harness".into(), format!("{other:?}")),
         }
     }
+}
+
+/// A snapshot of namespace `ns`'s table in words: a line per segment, with
+/// its content, and the ftok keys resolved by then.
+fn describe_snapshot(
+    ns: &str,
+    rows: &[SegRow],
+    foreign_ignored: usize,
+    keys: &BTreeMap<String, Result<i32, String>>,
+    contents: &BTreeMap<i32, Text>,
+) -> String {
+    let mut s = match rows.len() {
+        0 => format!("ns {ns}: no segment"),
+        1 => format!("ns {ns}: 1 segment"),
+        n => format!("ns {ns}: {n} segments"),
+    };
+    if foreign_ignored > 0 {
+        s.push_str(&format!(" ({foreign_ignored} not the scenario's, ignored)"));
+    }
+    let resolved: Vec<String> = keys
+        .iter()
+        .filter(|(spec, _)| spec.starts_with("ftok:"))
+        .map(|(spec, k)| match k {
+            Ok(k) => format!("{spec} = {:#010x}", *k as u32),
+            Err(e) => format!("{spec}: {e}"),
+        })
+        .collect();
+    if !resolved.is_empty() {
+        s.push_str(&format!("; {}", resolved.join(", ")));
+    }
+    for r in rows {
+        s.push_str(&format!("\n  {}", r.describe()));
+        if let Some(uid) = r.uid {
+            s.push_str(&format!(" uid {uid}"));
+        }
+        if let Some(text) = contents.get(&r.shmid) {
+            s.push_str(&format!("\n    content {}", text.brief()));
+        }
+    }
+    s
 }
 
 /// What a busy machine added to a limit, as a timeout says it after the

@@ -543,6 +543,53 @@ fn list(args: &ListArgs) -> ExitCode {
     }
 }
 
+/// `matrix --from`: merge target reports made elsewhere into one page.
+fn merge_matrix_reports(from: &[PathBuf], out: &Path) -> ExitCode {
+    use shmconf_harness::matrix;
+    let done = matrix::load_reports(from).and_then(|mut reports| {
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        matrix::carry_diagrams(&mut reports, out);
+        matrix::write_page(out, &reports).map(|()| reports.len())
+    });
+    match done {
+        Ok(n) => {
+            println!(
+                "shmconf matrix: {n} target(s) merged into {}",
+                out.join("matrix.html").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shmconf matrix: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A finished matrix target, as a line (or its JSON report with --print).
+fn print_target_line(r: &shmconf_harness::matrix::TargetReport, print: bool) {
+    match &r.not_run {
+        _ if print => println!("{}", serde_json::to_string(r).unwrap_or_default()),
+        Some(why) => println!("{:<14} not run: {why}", r.target),
+        None => {
+            let count = |s| r.count(s);
+            use shmconf_harness::outcome::Status as S;
+            println!(
+                "{:<14} {} PASS, {} FAIL, {} XFAIL, {} BROKEN, {} TIMEOUT, {} SKIP in {:.1} s (exit {})",
+                r.target,
+                count(S::Pass),
+                count(S::Fail) + count(S::Xpass),
+                count(S::Xfail),
+                count(S::Broken),
+                count(S::Timeout),
+                count(S::Skip) + count(S::Interrupted),
+                r.duration_ms as f64 / 1000.0,
+                r.exit_code.map_or("signal".to_string(), |c| c.to_string())
+            );
+        }
+    }
+}
+
 fn matrix(args: MatrixArgs) -> ExitCode {
     use shmconf_harness::matrix;
     if args.list {
@@ -552,24 +599,7 @@ fn matrix(args: MatrixArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !args.from.is_empty() {
-        let done = matrix::load_reports(&args.from).and_then(|mut reports| {
-            std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-            matrix::carry_diagrams(&mut reports, &args.out);
-            matrix::write_page(&args.out, &reports).map(|()| reports.len())
-        });
-        return match done {
-            Ok(n) => {
-                println!(
-                    "shmconf matrix: {n} target(s) merged into {}",
-                    args.out.join("matrix.html").display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("shmconf matrix: {e}");
-                ExitCode::from(2)
-            }
-        };
+        return merge_matrix_reports(&args.from, &args.out);
     }
     let mut targets = Vec::new();
     for name in &args.targets {
@@ -614,26 +644,7 @@ fn matrix(args: MatrixArgs) -> ExitCode {
         rename: args.rename,
     };
     let print = args.print;
-    let mut progress = |r: &matrix::TargetReport| match &r.not_run {
-        _ if print => println!("{}", serde_json::to_string(r).unwrap_or_default()),
-        Some(why) => println!("{:<14} not run: {why}", r.target),
-        None => {
-            let count = |s| r.count(s);
-            use shmconf_harness::outcome::Status as S;
-            println!(
-                "{:<14} {} PASS, {} FAIL, {} XFAIL, {} BROKEN, {} TIMEOUT, {} SKIP in {:.1} s (exit {})",
-                r.target,
-                count(S::Pass),
-                count(S::Fail) + count(S::Xpass),
-                count(S::Xfail),
-                count(S::Broken),
-                count(S::Timeout),
-                count(S::Skip) + count(S::Interrupted),
-                r.duration_ms as f64 / 1000.0,
-                r.exit_code.map_or("signal".to_string(), |c| c.to_string())
-            );
-        }
-    };
+    let mut progress = |r: &matrix::TargetReport| print_target_line(r, print);
     match run.run(&mut progress) {
         Ok((_, ok)) => {
             if !print {
@@ -821,35 +832,9 @@ fn check_outputs(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run(args: RunArgs) -> ExitCode {
-    compose::enter_user_namespace_if_unprivileged();
-    // First, before any scenario starts a process: SIGINT, SIGTERM and SIGHUP
-    // all stop the run and clean up.
-    if let Err(e) = procs::handle_termination_signals() {
-        eprintln!("shmconf: cannot install the signal handlers: {e}");
-        return ExitCode::from(2);
-    }
-    let scenarios = match load_by_path_or_id(&args.select) {
-        Ok(s) => s,
-        Err(LoadFailure::Select(e)) if args.no_tests != NoTests::Fail => {
-            if args.no_tests == NoTests::Warn {
-                eprintln!("shmconf: warning: {}", report::for_terminal(&e.to_string()));
-            }
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => return e.exit(),
-    };
-    // Where every scenario's dir goes: said once, naming the path, before
-    // anything runs (not one BROKEN per scenario).
-    if let Err(e) = rundir::current() {
-        eprintln!("shmconf: {e}");
-        return ExitCode::from(2);
-    }
-    if let Err(e) = check_outputs(&args) {
-        eprintln!("shmconf: {e}");
-        return ExitCode::from(2);
-    }
-    let choices = Choices {
+/// What `run` composes, from its flags: resolved once, here.
+fn choices(args: &RunArgs) -> Choices {
+    Choices {
         implementation: match (&args.writer, &args.reader) {
             (Some(w), Some(r)) => ImplChoice::Custom {
                 name: args.name.clone(),
@@ -902,7 +887,38 @@ fn run(args: RunArgs) -> ExitCode {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         expectations: args.expectations.clone(),
         replay_order: args.order.clone(),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    compose::enter_user_namespace_if_unprivileged();
+    // First, before any scenario starts a process: SIGINT, SIGTERM and SIGHUP
+    // all stop the run and clean up.
+    if let Err(e) = procs::handle_termination_signals() {
+        eprintln!("shmconf: cannot install the signal handlers: {e}");
+        return ExitCode::from(2);
+    }
+    let scenarios = match load_by_path_or_id(&args.select) {
+        Ok(s) => s,
+        Err(LoadFailure::Select(e)) if args.no_tests != NoTests::Fail => {
+            if args.no_tests == NoTests::Warn {
+                eprintln!("shmconf: warning: {}", report::for_terminal(&e.to_string()));
+            }
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return e.exit(),
     };
+    // Where every scenario's dir goes: said once, naming the path, before
+    // anything runs (not one BROKEN per scenario).
+    if let Err(e) = rundir::current() {
+        eprintln!("shmconf: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = check_outputs(&args) {
+        eprintln!("shmconf: {e}");
+        return ExitCode::from(2);
+    }
+    let choices = choices(&args);
     let composed = compose::compose(&choices);
     // A signal while an engine was probed: the run ends as it would later.
     if shmconf_harness::interrupt::interrupted() {

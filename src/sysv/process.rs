@@ -369,90 +369,7 @@ pub fn confine(cmd: &mut Command, confinement: Confinement) {
                     return fail();
                 }
             }
-            // Descriptors the harness itself inherited (a terminal on fd 3)
-            // must not reach the program; close-on-exec keeps the standard
-            // library's error pipe working until the exec. ENOSYS (before
-            // Linux 5.11): nothing of ours is inheritable anyway. EINVAL: a
-            // kernel without the CLOEXEC flag (gVisor): each open descriptor
-            // is marked one by one, up to the descriptor limit.
-            if libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) == -1 {
-                match *libc::__errno_location() {
-                    libc::ENOSYS => {}
-                    libc::EINVAL => {
-                        let mut nofile = libc::rlimit {
-                            rlim_cur: 0,
-                            rlim_max: 0,
-                        };
-                        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == -1 {
-                            return fail();
-                        }
-                        let last = nofile.rlim_cur.min(1 << 20) as libc::c_int;
-                        for fd in 3..last {
-                            let flags = libc::fcntl(fd, libc::F_GETFD);
-                            if flags != -1 && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) == -1 {
-                                return fail();
-                            }
-                        }
-                    }
-                    _ => return fail(),
-                }
-            }
-            for cap in 0..64u32 {
-                if c.keep_capabilities & (1 << cap) != 0 {
-                    continue;
-                }
-                // EINVAL: past the kernel's last capability. EPERM: the
-                // harness lacks CAP_SETPCAP (an unprivileged container), so
-                // its bounding set, which is all a root program could regain
-                // at exec, is the container's already.
-                if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) == -1
-                    && !matches!(*libc::__errno_location(), libc::EINVAL | libc::EPERM)
-                {
-                    return fail();
-                }
-            }
-            if libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) == -1
-                && *libc::__errno_location() != libc::EINVAL
-            {
-                return fail();
-            }
-            if c.uid.is_some() || c.gid.is_some() {
-                if libc::setgroups(0, std::ptr::null()) == -1 {
-                    return fail();
-                }
-                let gid = c.gid.or(c.uid);
-                if let Some(gid) = gid {
-                    if libc::setgid(gid) == -1 {
-                        return fail();
-                    }
-                }
-                if let Some(uid) = c.uid {
-                    if libc::setuid(uid) == -1 {
-                        return fail();
-                    }
-                }
-            }
-            let header = CapHeader {
-                version: LINUX_CAPABILITY_VERSION_3,
-                pid: 0,
-            };
-            let mut data = [CapData::default(); 2];
-            if libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) == -1 {
-                return fail();
-            }
-            for (i, d) in data.iter_mut().enumerate() {
-                let keep = (c.keep_capabilities >> (32 * i)) as u32;
-                d.permitted &= keep;
-                d.effective &= keep;
-                d.inheritable = 0;
-            }
-            if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) == -1 {
+            if !mark_inherited_cloexec() || !drop_privileges(c) {
                 return fail();
             }
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
@@ -479,6 +396,117 @@ pub fn confine(cmd: &mut Command, confinement: Confinement) {
     unsafe {
         cmd.pre_exec(hook);
     }
+}
+
+/// Descriptors the harness itself inherited (a terminal on fd 3)
+/// must not reach the program; close-on-exec keeps the standard
+/// library's error pipe working until the exec. ENOSYS (before
+/// Linux 5.11): nothing of ours is inheritable anyway. EINVAL: a
+/// kernel without the CLOEXEC flag (gVisor): each open descriptor
+/// is marked one by one, up to the descriptor limit.
+///
+/// # Safety
+/// Async-signal-safe: close_range(2), getrlimit(2) and fcntl(2) only.
+unsafe fn mark_inherited_cloexec() -> bool {
+    // SAFETY: system calls on descriptors only; errno is this thread's.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) == -1 {
+            match *libc::__errno_location() {
+                libc::ENOSYS => {}
+                libc::EINVAL => {
+                    let mut nofile = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == -1 {
+                        return false;
+                    }
+                    let last = nofile.rlim_cur.min(1 << 20) as libc::c_int;
+                    for fd in 3..last {
+                        let flags = libc::fcntl(fd, libc::F_GETFD);
+                        if flags != -1 && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) == -1 {
+                            return false;
+                        }
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Drop every capability not kept from the bounding set, clear the ambient
+/// set, switch gid and uid (no supplementary groups), and reduce the
+/// permitted, effective and inheritable sets to the kept ones.
+///
+/// # Safety
+/// Async-signal-safe: prctl(2), setgroups(2), setgid(2), setuid(2),
+/// capget(2) and capset(2) on `c` (owned, untouched since the fork) and
+/// locals.
+unsafe fn drop_privileges(c: &Confinement) -> bool {
+    // SAFETY: as the function's contract says.
+    unsafe {
+        for cap in 0..64u32 {
+            if c.keep_capabilities & (1 << cap) != 0 {
+                continue;
+            }
+            // EINVAL: past the kernel's last capability. EPERM: the
+            // harness lacks CAP_SETPCAP (an unprivileged container), so
+            // its bounding set, which is all a root program could regain
+            // at exec, is the container's already.
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) == -1
+                && !matches!(*libc::__errno_location(), libc::EINVAL | libc::EPERM)
+            {
+                return false;
+            }
+        }
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == -1
+            && *libc::__errno_location() != libc::EINVAL
+        {
+            return false;
+        }
+        if c.uid.is_some() || c.gid.is_some() {
+            if libc::setgroups(0, std::ptr::null()) == -1 {
+                return false;
+            }
+            let gid = c.gid.or(c.uid);
+            if let Some(gid) = gid {
+                if libc::setgid(gid) == -1 {
+                    return false;
+                }
+            }
+            if let Some(uid) = c.uid {
+                if libc::setuid(uid) == -1 {
+                    return false;
+                }
+            }
+        }
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData::default(); 2];
+        if libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) == -1 {
+            return false;
+        }
+        for (i, d) in data.iter_mut().enumerate() {
+            let keep = (c.keep_capabilities >> (32 * i)) as u32;
+            d.permitted &= keep;
+            d.effective &= keep;
+            d.inheritable = 0;
+        }
+        if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) == -1 {
+            return false;
+        }
+    }
+    true
 }
 
 /// `AUDIT_ARCH_I386`: 32-bit calls of an x86_64 process have their own numbers.
