@@ -536,6 +536,59 @@ use crate::report::markup as esc;
 
 /// The page: one self-contained HTML file (no script, no fetches), so it
 /// opens from an artifact or a file system as it is.
+/// A target's column head: its name, what it is, its counts (or why it
+/// did not run) and where and when it was made.
+fn target_header(r: &TargetReport) -> String {
+    let count = |s: Status| r.count(s);
+    let summary = match &r.not_run {
+        Some(why) => format!("not run: {}", esc(why)),
+        None if !r.results.is_empty() && r.results.iter().all(|c| c.status == Status::Skip) => {
+            format!(
+                "nothing checked here: every scenario a SKIP ({} s)",
+                r.duration_ms / 1000
+            )
+        }
+        None => format!(
+            "{} pass, {} fail, {} known, {} skip, {} broken &middot; {:.1} s",
+            count(Status::Pass),
+            count(Status::Fail) + count(Status::Timeout) + count(Status::Xpass),
+            count(Status::Xfail),
+            count(Status::Skip) + count(Status::Interrupted),
+            count(Status::Broken),
+            r.duration_ms as f64 / 1000.0
+        ),
+    };
+    let made = r
+        .made
+        .as_ref()
+        .map_or_else(String::new, |m| format!("<div class=\"about\">{}</div>", m.line()));
+    format!(
+        "<th data-target=\"{t}\">{t}<div class=\"about\">{a}</div><div class=\"counts\">{summary}</div>{made}</th>",
+        t = esc(&r.target),
+        a = esc(&r.about)
+    )
+}
+
+/// A verdict's cell: its label, opening to its message and diagram.
+fn verdict_cell(c: &Cell) -> String {
+    let text = if c.message.is_empty() {
+        format!("{} ms", c.duration_ms)
+    } else {
+        format!("{}\n({} ms)", c.message, c.duration_ms)
+    };
+    // The file's name has %XX escapes of its own: as a URL
+    // its '%' must be one too.
+    let diagram = c.diagram.as_ref().map_or_else(String::new, |d| {
+        format!("<p><a href=\"{}\">diagram</a></p>", esc(&d.replace('%', "%25")))
+    });
+    format!(
+        "<td class=\"{}\"><details><summary>{}</summary><p>{}</p>{diagram}</details></td>",
+        class(c.status),
+        c.status.label(),
+        esc(&text)
+    )
+}
+
 pub fn page(reports: &[TargetReport]) -> String {
     let mut scenarios: BTreeSet<&str> = BTreeSet::new();
     for r in reports {
@@ -589,34 +642,7 @@ pub fn page(reports: &[TargetReport]) -> String {
     ));
     h.push_str("<table>\n<thead><tr><th>scenario</th>");
     for r in reports {
-        let count = |s: Status| r.count(s);
-        let summary = match &r.not_run {
-            Some(why) => format!("not run: {}", esc(why)),
-            None if !r.results.is_empty() && r.results.iter().all(|c| c.status == Status::Skip) => {
-                format!(
-                    "nothing checked here: every scenario a SKIP ({} s)",
-                    r.duration_ms / 1000
-                )
-            }
-            None => format!(
-                "{} pass, {} fail, {} known, {} skip, {} broken &middot; {:.1} s",
-                count(Status::Pass),
-                count(Status::Fail) + count(Status::Timeout) + count(Status::Xpass),
-                count(Status::Xfail),
-                count(Status::Skip) + count(Status::Interrupted),
-                count(Status::Broken),
-                r.duration_ms as f64 / 1000.0
-            ),
-        };
-        let made = r
-            .made
-            .as_ref()
-            .map_or_else(String::new, |m| format!("<div class=\"about\">{}</div>", m.line()));
-        h.push_str(&format!(
-            "<th data-target=\"{t}\">{t}<div class=\"about\">{a}</div><div class=\"counts\">{summary}</div>{made}</th>",
-            t = esc(&r.target),
-            a = esc(&r.about)
-        ));
+        h.push_str(&target_header(r));
     }
     h.push_str("</tr></thead>\n<tbody>\n");
     for (scenario, cells, d) in &rows {
@@ -628,24 +654,7 @@ pub fn page(reports: &[TargetReport]) -> String {
         for cell in cells {
             match cell {
                 None => h.push_str("<td class=\"absent\">&ndash;</td>"),
-                Some(c) => {
-                    let text = if c.message.is_empty() {
-                        format!("{} ms", c.duration_ms)
-                    } else {
-                        format!("{}\n({} ms)", c.message, c.duration_ms)
-                    };
-                    // The file's name has %XX escapes of its own: as a URL
-                    // its '%' must be one too.
-                    let diagram = c.diagram.as_ref().map_or_else(String::new, |d| {
-                        format!("<p><a href=\"{}\">diagram</a></p>", esc(&d.replace('%', "%25")))
-                    });
-                    h.push_str(&format!(
-                        "<td class=\"{}\"><details><summary>{}</summary><p>{}</p>{diagram}</details></td>",
-                        class(c.status),
-                        c.status.label(),
-                        esc(&text)
-                    ));
-                }
+                Some(c) => h.push_str(&verdict_cell(c)),
             }
         }
         h.push_str("</tr>\n");

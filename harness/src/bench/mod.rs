@@ -244,6 +244,38 @@ struct Objects {
     queue: Option<MsgQueue>,
 }
 
+impl Objects {
+    /// The SysV objects `mech` needs (a segment, semaphores, a queue), their
+    /// ids added to the peer's `args`; removed when dropped.
+    fn for_mechanism(mech: &str, chunk: usize, slot: usize, args: &mut Vec<String>) -> Result<Objects, String> {
+        let e = |e: &dyn std::fmt::Display| format!("{mech}: {e}");
+        let mut objs = Objects {
+            segment: None,
+            sems: None,
+            queue: None,
+        };
+        if mech.starts_with("shm") {
+            let size = 2 * Ring::bytes(slots_for(chunk), slot);
+            let seg = Segment::get(Key::PRIVATE, size, Create::IfMissing, 0o600).map_err(|x| e(&x))?;
+            objs.segment = Some(seg);
+            args.extend(["--shm-id".into(), seg.id().to_string()]);
+            if mech == "shm-sem" {
+                let s = Semaphores::create_private(4, 0o600).map_err(|x| e(&x))?;
+                s.op(0, slots_for(chunk) as i16).map_err(|x| e(&x))?;
+                s.op(2, slots_for(chunk) as i16).map_err(|x| e(&x))?;
+                objs.sems = Some(s);
+                args.extend(["--sem-id".into(), s.id().to_string()]);
+            }
+        }
+        if mech == "msgq" {
+            let q = MsgQueue::create_private(0o600).map_err(|x| e(&x))?;
+            objs.queue = Some(q);
+            args.extend(["--msq-id".into(), q.id().to_string()]);
+        }
+        Ok(objs)
+    }
+}
+
 impl Drop for Objects {
     fn drop(&mut self) {
         if let Some(s) = self.segment {
@@ -266,6 +298,30 @@ fn handshake_of(mech: &str, sems: Option<Semaphores>) -> Handshake {
     }
 }
 
+/// Receive `count` chunks (each verified), then time `rounds` one-byte
+/// round trips: (seconds for the chunks, seconds per round trip).
+fn measure(ch: &mut dyn Channel, chunk: usize, count: usize, rounds: usize) -> std::io::Result<(f64, f64)> {
+    let pat = pattern(chunk);
+    let mut buf = vec![0u8; chunk];
+    ch.send(&[1])?;
+    let t0 = Instant::now();
+    for i in 0..count as u64 {
+        ch.recv_verified(&mut buf, i, &pat)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut one = [0u8; 1];
+    for i in 0..rounds {
+        ch.send(&[i as u8])?;
+        ch.recv(&mut one)?;
+        if one[0] != (i as u8).wrapping_add(1) {
+            return Err(std::io::Error::other(format!("round trip {i}: wrong echo")));
+        }
+    }
+    let rtt = t1.elapsed().as_secs_f64() / rounds.max(1) as f64;
+    Ok((secs, rtt))
+}
+
 /// One child, `count` chunks child→parent, then `rounds` 1-byte round trips.
 /// Returns (seconds for the chunks, seconds per round trip).
 fn transfer(
@@ -278,11 +334,7 @@ fn transfer(
     piece: usize,
 ) -> Result<(f64, f64), String> {
     let slot = chunk.max(64);
-    let mut objs = Objects {
-        segment: None,
-        sems: None,
-        queue: None,
-    };
+    let e = |e: &dyn std::fmt::Display| format!("{mech}: {e}");
     let mut args: Vec<String> = vec![
         "bench-peer".into(),
         "--mech".into(),
@@ -298,25 +350,7 @@ fn transfer(
         "--piece".into(),
         piece.to_string(),
     ];
-    let e = |e: &dyn std::fmt::Display| format!("{mech}: {e}");
-    if mech.starts_with("shm") {
-        let size = 2 * Ring::bytes(slots_for(chunk), slot);
-        let seg = Segment::get(Key::PRIVATE, size, Create::IfMissing, 0o600).map_err(|x| e(&x))?;
-        objs.segment = Some(seg);
-        args.extend(["--shm-id".into(), seg.id().to_string()]);
-        if mech == "shm-sem" {
-            let s = Semaphores::create_private(4, 0o600).map_err(|x| e(&x))?;
-            s.op(0, slots_for(chunk) as i16).map_err(|x| e(&x))?;
-            s.op(2, slots_for(chunk) as i16).map_err(|x| e(&x))?;
-            objs.sems = Some(s);
-            args.extend(["--sem-id".into(), s.id().to_string()]);
-        }
-    }
-    if mech == "msgq" {
-        let q = MsgQueue::create_private(0o600).map_err(|x| e(&x))?;
-        objs.queue = Some(q);
-        args.extend(["--msq-id".into(), q.id().to_string()]);
-    }
+    let objs = Objects::for_mechanism(mech, chunk, slot, &mut args)?;
     let (fifo_p2c, fifo_c2p, sock) = (dir.join("p2c"), dir.join("c2p"), dir.join("sock"));
     let listener = if mech == "unix" {
         let _ = std::fs::remove_file(&sock);
@@ -385,24 +419,7 @@ fn transfer(
         }
         other => return Err(format!("unknown mechanism {other:?}; known: {}", MECHANISMS.join(", "))),
     };
-    let pat = pattern(chunk);
-    let mut buf = vec![0u8; chunk];
-    ch.send(&[1]).map_err(|x| e(&x))?;
-    let t0 = Instant::now();
-    for i in 0..count as u64 {
-        ch.recv_verified(&mut buf, i, &pat).map_err(|x| e(&x))?;
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let mut one = [0u8; 1];
-    for i in 0..rounds {
-        ch.send(&[i as u8]).map_err(|x| e(&x))?;
-        ch.recv(&mut one).map_err(|x| e(&x))?;
-        if one[0] != (i as u8).wrapping_add(1) {
-            return Err(e(&format!("round trip {i}: wrong echo")));
-        }
-    }
-    let rtt = t1.elapsed().as_secs_f64() / rounds.max(1) as f64;
+    let (secs, rtt) = measure(ch.as_mut(), chunk, count, rounds).map_err(|x| e(&x))?;
     drop(ch);
     let mut child = reap.0.take().expect("child");
     let status = child.wait().map_err(|x| e(&x))?;
@@ -523,6 +540,46 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
 
 /// File to file: through a segment (read(2) into it, write(2) out of it: two
 /// copies) and through a pipe (read, write, read, write: four).
+/// Copy what the peer sends through segment `s`'s ring into `dst`, from
+/// the segment straight to the file (two copies in all).
+fn segment_to_file(s: &Segment, chunk: usize, dst: &File) -> Result<(), String> {
+    let at = s.attach::<ReadWrite>().map_err(|e| e.to_string())?;
+    let ring = Ring::new(
+        &at,
+        Ring::bytes(slots_for(chunk), chunk),
+        slots_for(chunk),
+        chunk,
+        Handshake::Futex,
+        1,
+    );
+    loop {
+        match ring.recv_with(|at, off, len| {
+            let mut done = 0;
+            while done < len {
+                done += at.write_to(off + done, len - done, dst)?;
+            }
+            Ok(len)
+        }) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Copy the peer's pipe into `dst` with a plain read/write loop
+/// (std::io::copy would splice, skipping copies).
+fn pipe_to_file(mut rx: std::process::ChildStdout, mut dst: File, chunk: usize) -> Result<(), String> {
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match std::io::Read::read(&mut rx, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => std::io::Write::write_all(&mut dst, &buf[..n]).map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, String> {
     let input = dir.join("input");
     let chunk = 1 << 20;
@@ -576,52 +633,11 @@ fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, St
             .map_err(|e| e.to_string())?;
         let result = match seg {
             Some(s) => {
-                let at = s.attach::<ReadWrite>().map_err(|e| e.to_string())?;
-                let ring = Ring::new(
-                    &at,
-                    Ring::bytes(slots_for(chunk), chunk),
-                    slots_for(chunk),
-                    chunk,
-                    Handshake::Futex,
-                    1,
-                );
-                let mut r = Ok(());
-                loop {
-                    match ring.recv_with(|at, off, len| {
-                        let mut done = 0;
-                        while done < len {
-                            done += at.write_to(off + done, len - done, &dst)?;
-                        }
-                        Ok(len)
-                    }) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            r = Err(e.to_string());
-                            break;
-                        }
-                    }
-                }
+                let r = segment_to_file(&s, chunk, &dst);
                 let _ = s.remove();
                 r
             }
-            None => {
-                // A plain read/write loop: std::io::copy would splice, skipping copies.
-                let mut rx = child.stdout.take().expect("piped");
-                let mut dst = dst;
-                let mut buf = vec![0u8; chunk];
-                loop {
-                    match std::io::Read::read(&mut rx, &mut buf) {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => {
-                            if let Err(e) = std::io::Write::write_all(&mut dst, &buf[..n]) {
-                                break Err(e.to_string());
-                            }
-                        }
-                        Err(e) => break Err(e.to_string()),
-                    }
-                }
-            }
+            None => pipe_to_file(child.stdout.take().expect("piped"), dst, chunk),
         };
         let status = child.wait().map_err(|e| e.to_string())?;
         let secs = t0.elapsed().as_secs_f64();
