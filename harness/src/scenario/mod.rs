@@ -1007,25 +1007,17 @@ struct Seen {
     stopped: BTreeSet<String>,
 }
 
-fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
-    if raw.description.trim().is_empty() {
-        return Err((0, "description: say in one paragraph what the scenario shows".into()));
-    }
-    let files_at = raw.files.span().start;
-    if raw.files.get_ref().len() > MAX_FILES {
-        return Err((files_at, format!("files: more than {MAX_FILES} files")));
-    }
-    let files = raw
-        .files
-        .get_ref()
-        .iter()
-        .map(|f| FileName::parse(f).map_err(|e| (files_at, format!("files: {e}"))))
-        .collect::<Lowered<Vec<_>>>()?;
-    if raw.namespaces.len() > MAX_NAMESPACES {
+/// The `[namespaces]` table as the file has it.
+type WireNamespaces = BTreeMap<String, Spanned<wire::NamespaceDecl>>;
+
+/// The declared namespaces, each checked alone, then as a whole: every
+/// namespace shared or joined exists, and shares form no cycle.
+fn lower_namespaces(raw: &WireNamespaces) -> Lowered<BTreeMap<String, NamespaceDecl>> {
+    if raw.len() > MAX_NAMESPACES {
         return Err((0, format!("namespaces: more than {MAX_NAMESPACES}")));
     }
     let mut namespaces = BTreeMap::new();
-    for (name, decl) in &raw.namespaces {
+    for (name, decl) in raw {
         let off = decl.span().start;
         let d = decl.get_ref();
         at(off, parse_name("namespace", name))?;
@@ -1066,7 +1058,12 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
             },
         );
     }
-    for (name, decl) in &raw.namespaces {
+    check_namespace_links(raw, &namespaces)?;
+    Ok(namespaces)
+}
+
+fn check_namespace_links(raw: &WireNamespaces, namespaces: &BTreeMap<String, NamespaceDecl>) -> Lowered<()> {
+    for (name, decl) in raw {
         let off = decl.span().start;
         let d = &namespaces[name];
         if let Some(t) = &d.share {
@@ -1091,6 +1088,24 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
             return Err((off, format!("namespace {name:?}: shares form a cycle")));
         }
     }
+    Ok(())
+}
+
+fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
+    if raw.description.trim().is_empty() {
+        return Err((0, "description: say in one paragraph what the scenario shows".into()));
+    }
+    let files_at = raw.files.span().start;
+    if raw.files.get_ref().len() > MAX_FILES {
+        return Err((files_at, format!("files: more than {MAX_FILES} files")));
+    }
+    let files = raw
+        .files
+        .get_ref()
+        .iter()
+        .map(|f| FileName::parse(f).map_err(|e| (files_at, format!("files: {e}"))))
+        .collect::<Lowered<Vec<_>>>()?;
+    let namespaces = lower_namespaces(&raw.namespaces)?;
     let timeout = at(0, parse_timeout(raw.timeout_ms, "scenario"))?;
     let filesystem = match &raw.filesystem {
         None => DirFilesystem::RunDir,
@@ -1422,6 +1437,92 @@ fn lower_step(
     Ok(Step { n, ns, timeout, action })
 }
 
+/// One run of an exploration (its name not among `names`, which it joins).
+fn lower_explore_run(
+    r: &Spanned<wire::ExploreRun>,
+    granularity: Granularity,
+    names: &mut BTreeSet<String>,
+) -> Lowered<ExploreRun> {
+    let roff = r.span().start;
+    let r = r.get_ref();
+    let fail = |m: String| (roff, format!("explore: run {:?}: {m}", r.name));
+    if r.name.contains([',', ':']) || !names.insert(r.name.clone()) {
+        return Err(fail("the name is repeated or has ',' or ':'".into()));
+    }
+    parse_name("run", &r.name).map_err(fail)?;
+    let role = match r.role.as_str() {
+        "writer" => PairRole::Writer,
+        "reader" if r.pause || r.stdin.is_some() => {
+            return Err(fail("a reader takes no stdin and cannot pause".into()))
+        }
+        "reader" => PairRole::Reader,
+        other => return Err(fail(format!("unknown role {other:?}, expected writer or reader"))),
+    };
+    if role == PairRole::Writer && r.keep {
+        return Err(fail("keep applies to readers".into()));
+    }
+    let pieces: Vec<Vec<u8>> = match (&r.stdin, &r.stdin_pieces) {
+        (Some(_), Some(_)) => return Err(fail("give stdin or stdin_pieces, not both".into())),
+        (_, Some(_)) if role == PairRole::Reader => return Err(fail("a reader takes no stdin".into())),
+        (_, Some(_)) if granularity != Granularity::Syscall => {
+            return Err(fail("stdin_pieces needs granularity = \"syscall\"".into()))
+        }
+        (_, Some(list)) if list.is_empty() || list.len() > 16 => {
+            return Err(fail("stdin_pieces: expected 1 to 16 pieces".into()))
+        }
+        (_, Some(list)) => list
+            .iter()
+            .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin_pieces: {e}"))))
+            .collect::<Result<_, _>>()?,
+        (Some(b), None) => vec![decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}")))?],
+        (None, None) => vec![Vec::new()],
+    };
+    if granularity == Granularity::Syscall && r.pause {
+        return Err(fail(
+            "pause is for granularity \"process\"; at \"syscall\" every read is an event".into(),
+        ));
+    }
+    Ok(ExploreRun {
+        name: r.name.clone(),
+        role,
+        stdin: pieces.concat(),
+        pieces,
+        pause: r.pause,
+        keep: r.keep,
+        key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(fail)?,
+        proj_id: r.proj_id.unwrap_or(65),
+    })
+}
+
+/// One key-file event of an exploration (its name not among `names`,
+/// which it joins).
+fn lower_file_event(e: &Spanned<wire::ExploreEvent>, names: &mut BTreeSet<String>) -> Lowered<FileEvent> {
+    let eoff = e.span().start;
+    let e = e.get_ref();
+    let fail = |m: String| (eoff, format!("explore: event {:?}: {m}", e.name));
+    let ops: Vec<FileOp> = [
+        e.recreate_file
+            .as_deref()
+            .map(|f| FileName::parse(f).map(FileOp::Recreate)),
+        e.remove_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
+        e.create_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Result<_, _>>()
+    .map_err(fail)?;
+    if ops.len() != 1 || e.name.contains([',', ':']) || !names.insert(e.name.clone()) {
+        return Err(fail(
+            "needs a unique name (no ',' or ':') and exactly one of recreate_file, remove_file, create_file".into(),
+        ));
+    }
+    parse_name("event", &e.name).map_err(fail)?;
+    Ok(FileEvent {
+        name: e.name.clone(),
+        op: ops.into_iter().next().ok_or_else(|| fail("no operation".into()))?,
+    })
+}
+
 fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
     let off = ex.span().start;
     let ex = ex.get_ref();
@@ -1505,83 +1606,13 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
     let mut names = BTreeSet::new();
     let mut runs = Vec::new();
     for r in &ex.runs {
-        let roff = r.span().start;
-        let r = r.get_ref();
-        let fail = |m: String| (roff, format!("explore: run {:?}: {m}", r.name));
-        if r.name.contains([',', ':']) || !names.insert(r.name.clone()) {
-            return Err(fail("the name is repeated or has ',' or ':'".into()));
-        }
-        parse_name("run", &r.name).map_err(fail)?;
-        let role = match r.role.as_str() {
-            "writer" => PairRole::Writer,
-            "reader" if r.pause || r.stdin.is_some() => {
-                return Err(fail("a reader takes no stdin and cannot pause".into()))
-            }
-            "reader" => PairRole::Reader,
-            other => return Err(fail(format!("unknown role {other:?}, expected writer or reader"))),
-        };
-        if role == PairRole::Writer && r.keep {
-            return Err(fail("keep applies to readers".into()));
-        }
-        let pieces: Vec<Vec<u8>> = match (&r.stdin, &r.stdin_pieces) {
-            (Some(_), Some(_)) => return Err(fail("give stdin or stdin_pieces, not both".into())),
-            (_, Some(_)) if role == PairRole::Reader => return Err(fail("a reader takes no stdin".into())),
-            (_, Some(_)) if granularity != Granularity::Syscall => {
-                return Err(fail("stdin_pieces needs granularity = \"syscall\"".into()))
-            }
-            (_, Some(list)) if list.is_empty() || list.len() > 16 => {
-                return Err(fail("stdin_pieces: expected 1 to 16 pieces".into()))
-            }
-            (_, Some(list)) => list
-                .iter()
-                .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin_pieces: {e}"))))
-                .collect::<Result<_, _>>()?,
-            (Some(b), None) => vec![decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}")))?],
-            (None, None) => vec![Vec::new()],
-        };
-        if granularity == Granularity::Syscall && r.pause {
-            return Err(fail(
-                "pause is for granularity \"process\"; at \"syscall\" every read is an event".into(),
-            ));
-        }
-        runs.push(ExploreRun {
-            name: r.name.clone(),
-            role,
-            stdin: pieces.concat(),
-            pieces,
-            pause: r.pause,
-            keep: r.keep,
-            key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(fail)?,
-            proj_id: r.proj_id.unwrap_or(65),
-        });
+        runs.push(lower_explore_run(r, granularity, &mut names)?);
     }
-    let mut events = Vec::new();
-    for e in &ex.events {
-        let eoff = e.span().start;
-        let e = e.get_ref();
-        let fail = |m: String| (eoff, format!("explore: event {:?}: {m}", e.name));
-        let ops: Vec<FileOp> = [
-            e.recreate_file
-                .as_deref()
-                .map(|f| FileName::parse(f).map(FileOp::Recreate)),
-            e.remove_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
-            e.create_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Result<_, _>>()
-        .map_err(fail)?;
-        if ops.len() != 1 || e.name.contains([',', ':']) || !names.insert(e.name.clone()) {
-            return Err(fail(
-                "needs a unique name (no ',' or ':') and exactly one of recreate_file, remove_file, create_file".into(),
-            ));
-        }
-        parse_name("event", &e.name).map_err(fail)?;
-        events.push(FileEvent {
-            name: e.name.clone(),
-            op: ops.into_iter().next().ok_or_else(|| fail("no operation".into()))?,
-        });
-    }
+    let events = ex
+        .events
+        .iter()
+        .map(|e| lower_file_event(e, &mut names))
+        .collect::<Lowered<Vec<_>>>()?;
     Ok(Exploration {
         runs,
         events,
