@@ -81,6 +81,15 @@ impl SleepSet {
     }
 }
 
+/// What a traced step does after a task's exit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterExit {
+    /// The role is at a new stop (a point, or its end): the step is over.
+    Stopped,
+    /// Keep waiting for the role's next stop.
+    GoOn,
+}
+
 /// Where a traced role is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
@@ -291,29 +300,8 @@ impl Tracee {
         if self.ended().is_some() {
             return Ok(&self.stop);
         }
-        if !self.started {
-            // The exec stop: wait for it, then ask for the seccomp stops,
-            // the exit stop, exec events (a launcher's exec is no step), and
-            // every new task (followed).
-            match self.wait_for(self.leader, deadline)? {
-                WaitStatus::Stopped(_, Signal::SIGTRAP) => {}
-                WaitStatus::Exited(_, code) => {
-                    self.stop = Stop::Ended(Ending::Exited { code });
-                    return Ok(&self.stop);
-                }
-                other => return Err(TraceError::Failed(format!("unexpected first stop: {other:?}"))),
-            }
-            let options = ptrace::Options::PTRACE_O_TRACESECCOMP
-                | ptrace::Options::PTRACE_O_TRACEEXIT
-                | ptrace::Options::PTRACE_O_TRACEEXEC
-                | ptrace::Options::PTRACE_O_TRACESYSGOOD
-                | ptrace::Options::PTRACE_O_EXITKILL
-                | ptrace::Options::PTRACE_O_TRACECLONE
-                | ptrace::Options::PTRACE_O_TRACEFORK
-                | ptrace::Options::PTRACE_O_TRACEVFORK;
-            ptrace::setoptions(self.leader, options).map_err(|e| failed("PTRACE_SETOPTIONS", e))?;
-            self.input = std::fs::read_link(format!("/proc/{}/fd/0", self.leader)).ok();
-            self.started = true;
+        if !self.started && self.start(deadline)? {
+            return Ok(&self.stop);
         }
         // A table call is followed to its return (one syscall-exit stop), so
         // what the kernel answered can be held against the table after it.
@@ -367,70 +355,9 @@ impl Tracee {
                     return Ok(&self.stop);
                 }
                 WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_EXIT => {
-                    let status = ptrace::getevent(pid).map_err(|e| failed("PTRACE_GETEVENTMSG", e))? as i32;
-                    // A thread of the program held at a point takes over
-                    // from one that ends; another process's would have run
-                    // at once with it.
-                    if let Some(other) = self.held_at_ordered_call().filter(|o| !self.same_program(*o, pid)) {
-                        return Err(self.concurrent(other));
-                    }
-                    if pid != self.leader && libc::WIFSIGNALED(status) {
-                        // The program a launcher started was killed: that
-                        // is the role's end (the launcher would only turn
-                        // it into an exit code, 128 + the signal).
-                        self.stop = Stop::Ended(ending_of(status));
-                        let _ = ptrace::cont(pid, None);
+                    if self.task_exiting(pid)? == AfterExit::Stopped {
                         return Ok(&self.stop);
                     }
-                    if self.threads.contains_key(&pid) || self.thread_ends.contains(&pid) {
-                        // One thread of the program ended, not the program:
-                        // a thread of it held at a point goes on with the
-                        // program's steps, or else its first thread does
-                        // (a zombie, once `main` has ended: the process's
-                        // end is reported on it). It stays followed until
-                        // its end is collected: its process's end is
-                        // reported only after it.
-                        let program = self.program_of(pid);
-                        let _ = ptrace::cont(pid, None);
-                        if pid != program {
-                            self.others.insert(pid, Task::Free);
-                        }
-                        self.current = program;
-                        if self.group_exits.contains(&program) {
-                            // Killed with its process: a thread held at a
-                            // point dies too; it is collected, not let go.
-                            self.release_held_of(program);
-                            continue;
-                        }
-                        let held = self.held_at_ordered_call().filter(|o| self.same_program(*o, program));
-                        if let Some(next) = held {
-                            self.take_over(next);
-                            return Ok(&self.stop);
-                        }
-                        continue;
-                    }
-                    if pid != self.leader {
-                        // A program a launcher started and waits for: its
-                        // launcher is the current task again.
-                        let _ = ptrace::cont(pid, None);
-                        self.others.insert(pid, Task::Free);
-                        self.current = self.waiting.pop().unwrap_or(self.leader);
-                        continue;
-                    }
-                    // Every program stops at least at its exit call: ending
-                    // normally without one stop means the kernel (a
-                    // sandbox's) does not deliver seccomp trace stops.
-                    if self.points == 0 && !libc::WIFSIGNALED(status) {
-                        return Err(TraceError::Unsupported(
-                            "it ran to its end without one system-call stop: seccomp trace stops do not work here"
-                                .into(),
-                        ));
-                    }
-                    self.stop = Stop::Ended(ending_of(status));
-                    // Let it finish exiting; it stays a zombie for its
-                    // group's owner to reap (see procs).
-                    let _ = ptrace::cont(pid, None);
-                    return Ok(&self.stop);
                 }
                 WaitStatus::PtraceEvent(_, _, event) => {
                     self.task_event(pid, event)?;
@@ -461,6 +388,103 @@ impl Tracee {
                 _ => self.resume(pid, false, None)?,
             }
         }
+    }
+
+    /// The first step: wait for the exec stop, then ask for the seccomp
+    /// stops, the exit stop, exec events and every new task. True when the
+    /// program ended before it (its stop says how).
+    fn start(&mut self, deadline: &dyn Fn() -> Instant) -> Result<bool, TraceError> {
+        // The exec stop: wait for it, then ask for the seccomp stops,
+        // the exit stop, exec events (a launcher's exec is no step), and
+        // every new task (followed).
+        match self.wait_for(self.leader, deadline)? {
+            WaitStatus::Stopped(_, Signal::SIGTRAP) => {}
+            WaitStatus::Exited(_, code) => {
+                self.stop = Stop::Ended(Ending::Exited { code });
+                return Ok(true);
+            }
+            other => return Err(TraceError::Failed(format!("unexpected first stop: {other:?}"))),
+        }
+        let options = ptrace::Options::PTRACE_O_TRACESECCOMP
+            | ptrace::Options::PTRACE_O_TRACEEXIT
+            | ptrace::Options::PTRACE_O_TRACEEXEC
+            | ptrace::Options::PTRACE_O_TRACESYSGOOD
+            | ptrace::Options::PTRACE_O_EXITKILL
+            | ptrace::Options::PTRACE_O_TRACECLONE
+            | ptrace::Options::PTRACE_O_TRACEFORK
+            | ptrace::Options::PTRACE_O_TRACEVFORK;
+        ptrace::setoptions(self.leader, options).map_err(|e| failed("PTRACE_SETOPTIONS", e))?;
+        self.input = std::fs::read_link(format!("/proc/{}/fd/0", self.leader)).ok();
+        self.started = true;
+        Ok(false)
+    }
+
+    /// A task's exit event (PTRACE_EVENT_EXIT): whose end it is (a
+    /// thread's, a launched program's, the role's) and which task goes on.
+    fn task_exiting(&mut self, pid: Pid) -> Result<AfterExit, TraceError> {
+        let status = ptrace::getevent(pid).map_err(|e| failed("PTRACE_GETEVENTMSG", e))? as i32;
+        // A thread of the program held at a point takes over
+        // from one that ends; another process's would have run
+        // at once with it.
+        if let Some(other) = self.held_at_ordered_call().filter(|o| !self.same_program(*o, pid)) {
+            return Err(self.concurrent(other));
+        }
+        if pid != self.leader && libc::WIFSIGNALED(status) {
+            // The program a launcher started was killed: that
+            // is the role's end (the launcher would only turn
+            // it into an exit code, 128 + the signal).
+            self.stop = Stop::Ended(ending_of(status));
+            let _ = ptrace::cont(pid, None);
+            return Ok(AfterExit::Stopped);
+        }
+        if self.threads.contains_key(&pid) || self.thread_ends.contains(&pid) {
+            // One thread of the program ended, not the program:
+            // a thread of it held at a point goes on with the
+            // program's steps, or else its first thread does
+            // (a zombie, once `main` has ended: the process's
+            // end is reported on it). It stays followed until
+            // its end is collected: its process's end is
+            // reported only after it.
+            let program = self.program_of(pid);
+            let _ = ptrace::cont(pid, None);
+            if pid != program {
+                self.others.insert(pid, Task::Free);
+            }
+            self.current = program;
+            if self.group_exits.contains(&program) {
+                // Killed with its process: a thread held at a
+                // point dies too; it is collected, not let go.
+                self.release_held_of(program);
+                return Ok(AfterExit::GoOn);
+            }
+            let held = self.held_at_ordered_call().filter(|o| self.same_program(*o, program));
+            if let Some(next) = held {
+                self.take_over(next);
+                return Ok(AfterExit::Stopped);
+            }
+            return Ok(AfterExit::GoOn);
+        }
+        if pid != self.leader {
+            // A program a launcher started and waits for: its
+            // launcher is the current task again.
+            let _ = ptrace::cont(pid, None);
+            self.others.insert(pid, Task::Free);
+            self.current = self.waiting.pop().unwrap_or(self.leader);
+            return Ok(AfterExit::GoOn);
+        }
+        // Every program stops at least at its exit call: ending
+        // normally without one stop means the kernel (a
+        // sandbox's) does not deliver seccomp trace stops.
+        if self.points == 0 && !libc::WIFSIGNALED(status) {
+            return Err(TraceError::Unsupported(
+                "it ran to its end without one system-call stop: seccomp trace stops do not work here".into(),
+            ));
+        }
+        self.stop = Stop::Ended(ending_of(status));
+        // Let it finish exiting; it stays a zombie for its
+        // group's owner to reap (see procs).
+        let _ = ptrace::cont(pid, None);
+        Ok(AfterExit::Stopped)
     }
 
     /// Continue `pid`: to its next stop, or (`to_return`) to the return of
