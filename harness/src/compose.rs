@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use crate::engine::backend::containers::{ContainerBackend, ContainerConfig, EngineKind, ProbeError};
 use crate::engine::backend::local::LocalNamespaces;
+use crate::engine::backend::sandbox::SandboxBackend;
+pub use crate::engine::backend::sandbox::SandboxKind;
 use crate::engine::backend::shared::SharedNamespace;
 use crate::engine::backend::{Backend, Capabilities};
 use crate::engine::oracle::{self, CrossCheck, Oracle, Procfs, Syscalls};
@@ -47,6 +49,9 @@ pub enum BackendChoice {
         /// Podman: the project's containers.conf.
         containers_conf: Option<PathBuf>,
     },
+    /// Local namespaces, each scenario namespace with a container IPC mode
+    /// a sandbox of this kind (bubblewrap, firejail, unshare).
+    Sandbox(SandboxKind),
 }
 
 /// How the kernel's view is read.
@@ -194,6 +199,26 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             runtime,
             containers_conf,
         } => container_backend(c, *engine, image, runtime, containers_conf, &mut notes)?,
+        BackendChoice::Sandbox(kind) => {
+            let unavailable = SandboxBackend::probe(*kind)?;
+            let confiner = crate::engine::confine::Confiner::new(c.limits.bounds);
+            notes.extend(confiner.degraded());
+            notes.push(format!(
+                "sandboxes: {} for a private namespace, {} for a shared one (from the scenario's own)",
+                kind.describe(true),
+                kind.describe(false)
+            ));
+            if let Some(why) = &unavailable {
+                notes.push(format!("no sandbox can start here: {why}"));
+            }
+            Box::new(SandboxBackend {
+                kind: *kind,
+                unavailable,
+                capabilities,
+                pid_init: crate::impls::pid_init_command(),
+                confiner,
+            })
+        }
         BackendChoice::Local(isolation) => {
             let namespaces = match isolation {
                 Isolation::Auto => capabilities.namespaces,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
+use shmconf_harness::compose::{self, BackendChoice, Choices, ImplChoice, Isolation, OracleChoice, SandboxKind};
 use shmconf_harness::engine::backend::containers::EngineKind;
 use shmconf_harness::engine::{oracle, procs, Limits};
 use shmconf_harness::rundir;
@@ -218,6 +218,17 @@ enum BackendArg {
     Local,
     Docker,
     Podman,
+    /// bubblewrap: a container IPC mode is a sandbox with (private) or
+    /// without (host) --unshare-ipc.
+    Bwrap,
+    /// bubblewrap as Flatpak starts an app (host: an app with --share=ipc).
+    Flatpak,
+    /// firejail --noprofile, with (private) or without (host) --ipc-namespace.
+    Firejail,
+    /// util-linux unshare, --ipc (private) or --uts (host).
+    Unshare,
+    /// lxc-execute on the host's root: private, or lxc.namespace.share.ipc (host).
+    Lxc,
 }
 
 /// What a run that checks nothing is (`--no-tests`, as cargo-nextest's).
@@ -293,7 +304,8 @@ struct RunArgs {
     fail_fast: bool,
     /// Where scenarios run: local namespaces, or Docker or Podman containers
     /// (each scenario namespace a container of --image with its --ipc mode,
-    /// or a member of a pod).
+    /// or a member of a pod), or local namespaces with each container mode
+    /// a sandbox (bwrap, flatpak, firejail, unshare, lxc: docs/runtimes.md).
     #[arg(help_heading = "Where scenarios run", long, value_enum, default_value = "local")]
     backend: BackendArg,
     /// Our image, for --backend docker|podman (build it with
@@ -859,6 +871,11 @@ fn choices(args: &RunArgs) -> Choices {
                 runtime: args.runtime.clone(),
                 containers_conf: args.containers_conf.clone(),
             },
+            BackendArg::Bwrap => BackendChoice::Sandbox(SandboxKind::Bwrap),
+            BackendArg::Flatpak => BackendChoice::Sandbox(SandboxKind::Flatpak),
+            BackendArg::Firejail => BackendChoice::Sandbox(SandboxKind::Firejail),
+            BackendArg::Unshare => BackendChoice::Sandbox(SandboxKind::Unshare),
+            BackendArg::Lxc => BackendChoice::Sandbox(SandboxKind::Lxc),
             BackendArg::Local => BackendChoice::Local(match args.isolation {
                 IsolationArg::Auto => Isolation::Auto,
                 IsolationArg::Namespaces => Isolation::Namespaces,

@@ -29,6 +29,9 @@ enum Kind {
     Podman(&'static str),
     /// The whole run inside gVisor: `runsc --network=none do shmconf run`.
     RunscDo,
+    /// `--backend NAME` (bwrap, flatpak, firejail, unshare): each container
+    /// IPC mode a sandbox; only the scenarios about IPC modes (`--tag docker`).
+    Sandbox(&'static str),
 }
 
 /// A target the matrix knows by name.
@@ -78,6 +81,36 @@ pub const TARGETS: &[Target] = &[
         about: "the whole run inside gVisor: runsc do (no procfs oracle, no namespace handles)",
         kind: Kind::RunscDo,
         expectations: Some(include_str!("../runtimes/gvisor.toml")),
+    },
+    Target {
+        name: "bwrap",
+        about: "bubblewrap: a private namespace is --unshare-ipc, the host's is without it",
+        kind: Kind::Sandbox("bwrap"),
+        expectations: None,
+    },
+    Target {
+        name: "flatpak",
+        about: "bubblewrap as flatpak run starts an app: private by default, the host's with --share=ipc",
+        kind: Kind::Sandbox("flatpak"),
+        expectations: None,
+    },
+    Target {
+        name: "firejail",
+        about: "firejail --noprofile: a private namespace is --ipc-namespace, the host's is without it",
+        kind: Kind::Sandbox("firejail"),
+        expectations: Some(include_str!("../runtimes/firejail.toml")),
+    },
+    Target {
+        name: "unshare",
+        about: "util-linux unshare: a private namespace is --ipc, the host's is --uts alone",
+        kind: Kind::Sandbox("unshare"),
+        expectations: None,
+    },
+    Target {
+        name: "lxc",
+        about: "LXC application containers (lxc-execute) on the host's root: private, or lxc.namespace.share.ipc",
+        kind: Kind::Sandbox("lxc"),
+        expectations: None,
     },
 ];
 
@@ -248,7 +281,7 @@ impl MatrixRun {
             "--record".into(),
             self.out.join(record_folder(t.name)).display().to_string(),
         ];
-        if t.kind != Kind::Local {
+        if matches!(t.kind, Kind::Docker | Kind::Podman(_) | Kind::RunscDo) {
             // Every step of a container target is an `exec` through the
             // engine (1-2 s each under a sandbox on a loaded machine): the
             // default 5 s per step would time out on the engine, not on the
@@ -298,6 +331,20 @@ impl MatrixRun {
                     return Err("runsc (gVisor) is not installed (Debian: apt-get install runsc)".into());
                 }
                 argv.extend(["runsc".into(), "--network=none".into(), "do".into(), exe]);
+            }
+            Kind::Sandbox(backend) => {
+                let (program, package) = match backend {
+                    "bwrap" | "flatpak" => ("bwrap", "bubblewrap"),
+                    "lxc" => ("lxc-execute", "lxc"),
+                    other => (other, other),
+                };
+                if !program_answers(&[program, "--version"]) {
+                    return Err(format!(
+                        "{program} is not installed (Debian: apt-get install {package})"
+                    ));
+                }
+                argv.push(exe);
+                run_args.extend(["--backend".into(), backend.into(), "--tag".into(), "docker".into()]);
             }
         }
         if let Some(text) = t.expectations {

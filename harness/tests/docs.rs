@@ -477,6 +477,28 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
     }
     let cwd = root.path().join(d.cwd.as_deref().unwrap_or(""));
     std::fs::create_dir_all(&cwd).map_err(|e| e.to_string())?;
+    // A backend's program (a sandbox, an engine) is the machine's: where it
+    // is missing the line is ignored saying so, except under CI, which
+    // installs them.
+    if let Some(backend) = args.iter().position(|a| a == "--backend").and_then(|at| args.get(at + 1)) {
+        let program = match backend.as_str() {
+            "bwrap" | "flatpak" => "bwrap",
+            "lxc" => "lxc-execute",
+            "local" => "",
+            other => other,
+        };
+        let installed = program.is_empty()
+            || std::process::Command::new(program)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if !installed {
+            if std::env::var_os("CI").is_some() {
+                return Err(format!("`{shown}`: CI must provide {program}").into());
+            }
+            return ignored(format!("parsed; not run: {program} is not installed here"));
+        }
+    }
     let mut args = args.clone();
     // Our own programs in the reader's place: a correct pair must pass.
     let mut ours = false;

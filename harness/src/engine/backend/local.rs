@@ -52,60 +52,109 @@ impl Backend for LocalNamespaces {
         dir: &ScenarioDir,
         log: &mut dyn SetupLog,
     ) -> Result<Box<dyn World>, SetUpError> {
-        let mut confinement = self.confiner.scenario()?;
-        let mut namespaces = BTreeMap::new();
-        let mut names = vec![MAIN_NS.to_string()];
-        names.extend(
-            scenario
-                .namespaces
-                .iter()
-                .filter(|(_, d)| d.share.is_none())
-                .map(|(n, _)| n.clone()),
+        set_up_world(
+            &self.confiner,
+            self.pid_init.as_deref(),
+            scenario,
+            dir,
+            log,
+            &mut |_, _| {
+                IpcNamespace::unshare_new()
+                    .map(|ns| (ns, None))
+                    .map_err(|e| SetUpError::Broken(format!("cannot create an IPC namespace: {e}")))
+            },
+        )
+    }
+}
+
+/// How a world gets one of its declared namespaces (other than main):
+/// a handle, and what keeps it (a sandbox's holder process), if anything.
+pub(super) type NamespaceMaker<'a> =
+    dyn FnMut(&str, &crate::scenario::NamespaceDecl) -> Result<(IpcNamespace, Option<Holder>), SetUpError> + 'a;
+
+/// A process that keeps a namespace (a sandbox's), killed with its group
+/// when dropped.
+pub struct Holder(pub std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
         );
-        for name in names {
-            let ns = IpcNamespace::unshare_new().map_err(|e| format!("cannot create an IPC namespace: {e}"))?;
-            log.namespace(&name, ns.inode().unwrap_or(0));
-            namespaces.insert(name, ns);
-        }
-        // The init must not hold a namespace other than main alive (a dropped
-        // namespace must die with its last process), so start it from main.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A world of local namespaces: main made here, the others by `make`
+/// (called with this thread in main), programs in a PID namespace of the
+/// scenario's own and confined.
+pub(super) fn set_up_world(
+    confiner: &Confiner,
+    pid_init: Option<&[String]>,
+    scenario: &Scenario,
+    dir: &ScenarioDir,
+    log: &mut dyn SetupLog,
+    make: &mut NamespaceMaker,
+) -> Result<Box<dyn World>, SetUpError> {
+    let mut confinement = confiner.scenario()?;
+    let mut namespaces = BTreeMap::new();
+    let mut holders = BTreeMap::new();
+    let main = IpcNamespace::unshare_new().map_err(|e| format!("cannot create an IPC namespace: {e}"))?;
+    log.namespace(MAIN_NS, main.inode().unwrap_or(0));
+    namespaces.insert(MAIN_NS.to_string(), main);
+    for (name, decl) in scenario.namespaces.iter().filter(|(_, d)| d.share.is_none()) {
         namespaces[MAIN_NS]
             .enter()
             .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
-        let pid_init = start_pid_init(self.pid_init.as_deref(), dir)?;
-        let pid_init = match pid_init {
-            Some((init, ns, mount_ns)) => {
-                if mount_ns {
-                    confinement.set_mount_namespace(init.pid)?;
-                }
-                Some((init, ns))
-            }
-            None => {
-                // Orphans come back to the harness, to be killed at the end.
-                crate::engine::confine::become_subreaper();
-                None
-            }
-        };
-        Ok(Box::new(LocalWorld {
-            confinement,
-            namespaces,
-            aliases: scenario
-                .namespaces
-                .iter()
-                .filter_map(|(n, d)| {
-                    d.share
-                        .as_ref()
-                        .map(|_| (n.clone(), scenario.resolve_ns(n).to_string()))
-                })
-                .collect(),
-            pid_init,
-        }))
+        let (ns, holder) = make(name, decl)?;
+        log.namespace(name, ns.inode().unwrap_or(0));
+        namespaces.insert(name.clone(), ns);
+        if let Some(holder) = holder {
+            holders.insert(name.clone(), holder);
+        }
     }
+    // The init must not hold a namespace other than main alive (a dropped
+    // namespace must die with its last process), so start it from main.
+    namespaces[MAIN_NS]
+        .enter()
+        .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
+    let pid_init = match start_pid_init(pid_init, dir)? {
+        Some((init, ns, mount_ns)) => {
+            if mount_ns {
+                confinement.set_mount_namespace(init.pid)?;
+            }
+            Some((init, ns))
+        }
+        None => {
+            // Orphans come back to the harness, to be killed at the end.
+            crate::engine::confine::become_subreaper();
+            None
+        }
+    };
+    Ok(Box::new(LocalWorld {
+        confinement,
+        namespaces,
+        holders,
+        aliases: scenario
+            .namespaces
+            .iter()
+            .filter_map(|(n, d)| {
+                d.share
+                    .as_ref()
+                    .map(|_| (n.clone(), scenario.resolve_ns(n).to_string()))
+            })
+            .collect(),
+        pid_init,
+    }))
 }
 
 struct LocalWorld {
     confinement: ScenarioConfinement,
     namespaces: BTreeMap<String, IpcNamespace>,
+    /// Processes that keep namespaces (sandboxes'), by namespace.
+    holders: BTreeMap<String, Holder>,
     aliases: BTreeMap<String, String>,
     /// Init of the PID namespace: killing it kills every process the
     /// scenario started, even one that left its process group (setsid).
@@ -154,6 +203,18 @@ impl World for LocalWorld {
             .ok_or_else(|| format!("namespace {ns:?} was not held"))
     }
 
+    /// A sandbox's end: its holder is killed and the handle closed, so the
+    /// namespace lives only as long as the scenario's processes in it.
+    fn stop(&mut self, ns: &str) -> Result<(), String> {
+        let real = self.aliases.get(ns).cloned().unwrap_or_else(|| ns.to_string());
+        let holder = self
+            .holders
+            .remove(&real)
+            .ok_or_else(|| format!("namespace {ns:?} has no sandbox to stop"))?;
+        drop(holder);
+        self.drop_namespace(ns)
+    }
+
     fn tear_down(&mut self) -> Vec<Result<String, String>> {
         // Orphans go to the PID namespace's init and die with it; without
         // one, they come back to the harness, and scenarios run side by
@@ -165,6 +226,7 @@ impl World for LocalWorld {
             }
             None => Orphans::OfItsGroups,
         };
+        self.holders.clear();
         self.namespaces.clear();
         self.confinement.finish(orphans)
     }

@@ -9,6 +9,7 @@
 
 pub mod containers;
 pub mod local;
+pub mod sandbox;
 pub mod shared;
 
 use std::collections::BTreeMap;

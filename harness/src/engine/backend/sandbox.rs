@@ -1,0 +1,355 @@
+//! Sandboxes that are not container engines: bubblewrap (and the way
+//! Flatpak runs it), firejail and util-linux `unshare`. Each claims an IPC
+//! mode (its own namespace with a flag, the caller's without), and this
+//! backend checks the claim at the SysV level with the catalogue's
+//! container scenarios:
+//!
+//! - a scenario namespace with `docker = "private"` (or `"shareable"`) is a
+//!   sandbox started with its isolating flag (`--unshare-ipc`,
+//!   `--ipc-namespace`, `--ipc`); `docker = "host"` is one started without
+//!   it; `docker = "local"` is the scenario's main namespace;
+//! - every sandbox is started from the scenario's main namespace, a fresh
+//!   one of its own, which plays the host: the machine's own table is never
+//!   touched;
+//! - a sandbox runs a holder (`sleep`), and the IPC namespace the holder
+//!   ended up in is where the scenario's programs for that namespace start
+//!   (entered by handle, as local namespaces are). A sandbox that ignores its
+//!   flag leaves the holder in main, and the scenarios that expect isolation
+//!   fail; one that isolates without being asked fails those that expect
+//!   sharing;
+//! - `stop` ends the sandbox: its namespace then lives only as long as the
+//!   scenario's processes in it;
+//! - joining another sandbox's namespace (`container:NS`), Docker's `none`
+//!   and pods have no equivalent here: those scenarios SKIP with the reason.
+//!
+//! The sandbox program is found on PATH, so a test can put a fake one first.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmconf::ipcns::IpcNamespace;
+
+use super::local::{set_up_world, Holder};
+use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, World};
+use crate::engine::confine::Confiner;
+use crate::scenario::{IpcMode, NamespaceDecl, Needs, Scenario, ScenarioDir};
+
+/// A sandbox program and how it is asked for an IPC namespace of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxKind {
+    /// `bwrap --unshare-ipc` (private) or without it (shared).
+    Bwrap,
+    /// bubblewrap as `flatpak run` starts an app: new PID, network, UTS
+    /// and cgroup namespaces, a fresh /proc and /dev, and `--unshare-ipc`
+    /// unless the app has `--share=ipc` (the shared column).
+    Flatpak,
+    /// `firejail --noprofile --ipc-namespace` (private) or without it.
+    Firejail,
+    /// `unshare --ipc` (private) or `unshare --uts` (shared).
+    Unshare,
+    /// `lxc-execute` of an application container on the host's root: its
+    /// own IPC namespace by default, the caller's with
+    /// `lxc.namespace.share.ipc` (the configuration LXC system containers
+    /// use to share one).
+    Lxc,
+}
+
+impl SandboxKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxKind::Bwrap => "bwrap",
+            SandboxKind::Flatpak => "flatpak",
+            SandboxKind::Firejail => "firejail",
+            SandboxKind::Unshare => "unshare",
+            SandboxKind::Lxc => "lxc",
+        }
+    }
+
+    /// The program run (the Flatpak shape is bubblewrap's).
+    pub fn program(self) -> &'static str {
+        match self {
+            SandboxKind::Bwrap | SandboxKind::Flatpak => "bwrap",
+            SandboxKind::Firejail => "firejail",
+            SandboxKind::Unshare => "unshare",
+            SandboxKind::Lxc => "lxc-execute",
+        }
+    }
+
+    /// How it is started, in words, for a run's notes.
+    pub fn describe(self, private: bool) -> String {
+        match (self, private) {
+            (SandboxKind::Lxc, true) => "lxc-execute (its own IPC namespace, LXC's default)".into(),
+            (SandboxKind::Lxc, false) => "lxc-execute with lxc.namespace.share.ipc".into(),
+            _ => self.argv(private).join(" "),
+        }
+    }
+
+    /// The sandbox's words before the command it runs, with an IPC
+    /// namespace of its own or the caller's.
+    pub fn argv(self, private: bool) -> Vec<String> {
+        let mut words: Vec<&str> = vec![self.program()];
+        match self {
+            SandboxKind::Bwrap => {
+                words.extend(["--die-with-parent", "--ro-bind", "/", "/"]);
+                if private {
+                    words.push("--unshare-ipc");
+                }
+            }
+            SandboxKind::Flatpak => {
+                words.extend([
+                    "--die-with-parent",
+                    "--unshare-pid",
+                    "--unshare-net",
+                    "--unshare-uts",
+                    "--unshare-cgroup-try",
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--proc",
+                    "/proc",
+                    "--dev",
+                    "/dev",
+                ]);
+                if private {
+                    words.push("--unshare-ipc");
+                }
+            }
+            SandboxKind::Firejail => {
+                words.extend(["--noprofile", "--quiet"]);
+                if private {
+                    words.push("--ipc-namespace");
+                }
+            }
+            SandboxKind::Unshare => words.push(if private { "--ipc" } else { "--uts" }),
+            // Its name and configuration file follow (see `lxc_config`).
+            SandboxKind::Lxc => {}
+        }
+        if matches!(self, SandboxKind::Bwrap | SandboxKind::Flatpak | SandboxKind::Unshare) {
+            words.push("--");
+        }
+        words.into_iter().map(String::from).collect()
+    }
+}
+
+/// The command a sandbox holds its namespace with.
+const HOLDER: &[&str] = &["sleep", "2147483647"];
+
+/// The longest a sandbox may take to start its holder.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+pub struct SandboxBackend {
+    pub kind: SandboxKind,
+    /// Why no sandbox can start here (every scenario a SKIP with it).
+    pub unavailable: Option<String>,
+    pub capabilities: Capabilities,
+    /// `shmconf pid-init`; none: no PID namespace (process groups alone).
+    pub pid_init: Option<Vec<String>>,
+    pub confiner: Confiner,
+}
+
+impl SandboxBackend {
+    /// Whether the sandbox runs here: Err when its program is not there
+    /// (the user's mistake), Ok(Some(why)) when it cannot start a sandbox
+    /// here (this machine's limit: every scenario SKIPs with its words).
+    pub fn probe(kind: SandboxKind) -> Result<Option<String>, String> {
+        if let Err(e) = Command::new(kind.program()).arg("--version").output() {
+            return Err(format!("--backend {}: cannot run {}: {e}", kind.name(), kind.program()));
+        }
+        // A private sandbox around the holder, as a scenario starts one.
+        Ok(start_sandbox(kind, true)
+            .err()
+            .map(|e| format!("{} cannot start a sandbox here: {e}", kind.name())))
+    }
+}
+
+impl Backend for SandboxBackend {
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
+        if let Some(why) = &self.unavailable {
+            return Some(SkipReason::Environment(why.clone()));
+        }
+        if !self.capabilities.namespaces {
+            return Some(SkipReason::Unsupported(
+                "sandbox namespaces are entered by handle, which needs IPC namespaces (root or CAP_SYS_ADMIN)".into(),
+            ));
+        }
+        if needs.sysctl && !self.capabilities.sysctls {
+            return Some(SkipReason::Sysctl("/proc/sys/kernel is not writable here".into()));
+        }
+        if needs.other_uid && !self.capabilities.other_uids {
+            return Some(SkipReason::OtherUid);
+        }
+        None
+    }
+
+    fn set_up(
+        &self,
+        scenario: &Scenario,
+        dir: &ScenarioDir,
+        log: &mut dyn SetupLog,
+    ) -> Result<Box<dyn World>, SetUpError> {
+        let kind = self.kind;
+        set_up_world(
+            &self.confiner,
+            self.pid_init.as_deref(),
+            scenario,
+            dir,
+            log,
+            &mut |name, decl| namespace_of(kind, name, decl),
+        )
+    }
+}
+
+/// The namespace `decl` asks for: a sandbox's, or a plain new one for a
+/// namespace without a container mode.
+fn namespace_of(
+    kind: SandboxKind,
+    name: &str,
+    decl: &NamespaceDecl,
+) -> Result<(IpcNamespace, Option<Holder>), SetUpError> {
+    let unsupported = |why: &str| Err(SetUpError::Unavailable(format!("namespace {name:?}: {why}")));
+    if decl.pod.is_some() {
+        return unsupported("pods are a container engine's");
+    }
+    let private = match &decl.docker {
+        None => {
+            let ns = IpcNamespace::unshare_new().map_err(|e| format!("cannot create an IPC namespace: {e}"))?;
+            return Ok((ns, None));
+        }
+        Some(IpcMode::Private | IpcMode::Shareable) => true,
+        Some(IpcMode::Host) => false,
+        Some(IpcMode::Local) => {
+            return IpcNamespace::current()
+                .map(|ns| (ns, None))
+                .map_err(|e| SetUpError::Broken(format!("cannot hold the main namespace: {e}")))
+        }
+        Some(IpcMode::Container(_)) => return unsupported("a sandbox cannot join another sandbox's IPC namespace"),
+        Some(IpcMode::None) => return unsupported("Docker's ipc none has no sandbox equivalent"),
+    };
+    start_sandbox(kind, private).map_err(|e| SetUpError::Broken(format!("namespace {name:?}: {e}")))
+}
+
+/// Start `kind`'s sandbox around the holder, from the calling thread's
+/// IPC namespace, and take a handle on the namespace the holder is in.
+fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Option<Holder>), String> {
+    let mut argv = kind.argv(private);
+    // LXC takes its IPC mode from a configuration file, read at start.
+    let _config = if kind == SandboxKind::Lxc {
+        let config = lxc_config(private)?;
+        let name = config
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().replace('.', "-"))
+            .unwrap_or_default();
+        argv.extend(["-n".into(), name, "-f".into(), config.path().display().to_string()]);
+        argv.push("--".into());
+        Some(config)
+    } else {
+        None
+    };
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .args(HOLDER)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    shmconf::sysv::process::end_with_parent(&mut cmd);
+    let shown = format!("{} {}", argv.join(" "), HOLDER.join(" "));
+    let child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
+    let mut holder = Holder(child);
+    let start = Instant::now();
+    loop {
+        if let Some(pid) = holder_pid(holder.0.id() as i32) {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/ipc"))
+                .map_err(|e| format!("{shown}: the holder's IPC namespace: {e}"))?;
+            return Ok((IpcNamespace::from_file(ns), Some(holder)));
+        }
+        if let Ok(Some(status)) = holder.0.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut e) = holder.0.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            return Err(format!(
+                "{shown} ended ({status}) before its holder ran: {}",
+                stderr.trim()
+            ));
+        }
+        if start.elapsed() > START_LIMIT {
+            return Err(format!(
+                "{shown}: its holder did not start within {} s",
+                START_LIMIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An LXC application container's configuration: the host's root
+/// read-only, no network, and, when not private, the IPC namespace of the
+/// calling thread (`lxc.namespace.share.ipc` takes a task id).
+fn lxc_config(private: bool) -> Result<tempfile::NamedTempFile, String> {
+    let run = crate::rundir::current().map_err(|e| e.to_string())?;
+    let mut text = String::from(
+        "lxc.rootfs.path = dir:/\nlxc.rootfs.options = ro\nlxc.uts.name = shmconf\nlxc.net.0.type = empty\n\
+         lxc.apparmor.profile = unconfined\nlxc.mount.auto = proc:rw sys:ro\n",
+    );
+    if !private {
+        text.push_str(&format!("lxc.namespace.share.ipc = {}\n", nix::unistd::gettid()));
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix("lxc-shmconf-")
+        .suffix(".conf")
+        .tempfile_in(run.path())
+        .map_err(|e| format!("an LXC configuration: {e}"))?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| format!("an LXC configuration: {e}"))?;
+    Ok(file)
+}
+
+/// The holder among `root` and its descendants: the task running `sleep`
+/// (a sandbox forks it, or execs it in its own place).
+fn holder_pid(root: i32) -> Option<i32> {
+    let mut stack = vec![root];
+    let mut seen = 0;
+    while let Some(pid) = stack.pop() {
+        seen += 1;
+        if seen > 4096 {
+            return None;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == HOLDER[0] {
+            return Some(pid);
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sandbox_asks_for_its_own_namespace_only_when_private() {
+        for (kind, flag) in [
+            (SandboxKind::Bwrap, "--unshare-ipc"),
+            (SandboxKind::Flatpak, "--unshare-ipc"),
+            (SandboxKind::Firejail, "--ipc-namespace"),
+            (SandboxKind::Unshare, "--ipc"),
+        ] {
+            assert!(kind.argv(true).iter().any(|w| w == flag), "{kind:?}");
+            assert!(!kind.argv(false).iter().any(|w| w == flag), "{kind:?}");
+            assert_eq!(kind.argv(false)[0], kind.program());
+        }
+    }
+}
