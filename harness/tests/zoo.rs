@@ -475,6 +475,11 @@ impl Report {
     }
 }
 
+/// The most a whole run may take: only a safety net (each scenario's own
+/// limits, which a busy machine moves, bound the run); an interpreted pair's
+/// catalogue took 582 s on two cores under two busy loops and builds.
+const SAFETY_NET: Duration = Duration::from_secs(1800);
+
 /// `shmconf run --format json` of the implementation file over `scenarios`.
 fn run_shmconf(impl_file: &Path, scenarios: &[PathBuf]) -> Result<Report, Failed> {
     let start = Instant::now();
@@ -488,11 +493,20 @@ fn run_shmconf(impl_file: &Path, scenarios: &[PathBuf]) -> Result<Report, Failed
         .arg(impl_file)
         .args(scenarios)
         .env("PATH", system_first_path())
-        .timeout(Duration::from_secs(600));
+        .timeout(SAFETY_NET);
     let out = cmd.output().map_err(|e| format!("shmconf: {e}"))?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        // Killed by the safety net: the clock, not the implementation, says so.
+        let killed = if out.status.code().is_none() && start.elapsed() >= SAFETY_NET {
+            format!(
+                "; killed by this test's safety net after {} s (the machine was too slow for the whole run)",
+                SAFETY_NET.as_secs()
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "shmconf printed no JSON report ({e}), exit {:?}: {}",
+            "shmconf printed no JSON report ({e}), exit {:?}{killed}: {}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         )

@@ -617,7 +617,13 @@ pub fn enter_new_mount_namespace(cmd: &mut Command, plan: MountPlan) {
             }
             for (path, flags) in &plan.read_only {
                 let flags = flags | libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
-                if libc::mount(none, path.as_ptr(), none, flags, std::ptr::null()) == -1 {
+                // ENOENT, EINVAL: the mount went away since the plan was read
+                // (a neighbour's: a container engine's layer, a sandbox's
+                // tmpfs); its path, if any, is its parent mount's, which is
+                // read-only already. Anything else fails the spawn.
+                if libc::mount(none, path.as_ptr(), none, flags, std::ptr::null()) == -1
+                    && !matches!(*libc::__errno_location(), libc::ENOENT | libc::EINVAL)
+                {
                     return fail();
                 }
             }

@@ -714,4 +714,36 @@ mod tests {
         assert_eq!(b.max_processes, 256);
         assert_eq!(b.max_memory, 1 << 30);
     }
+
+    /// A neighbour's mount that goes away between reading the mount table and
+    /// the program's start (an engine's container layer) does not take the
+    /// program's confinement with it: the spawn still makes its read-only
+    /// mount namespace.
+    #[test]
+    fn a_mount_that_goes_away_after_the_plan_does_not_fail_the_spawn() {
+        use nix::mount::{mount, umount, MsFlags};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount");
+            return;
+        }
+        let neighbour = tempfile::tempdir().unwrap();
+        if mount(Some("tmpfs"), neighbour.path(), Some("tmpfs"), MsFlags::empty(), None::<&str>).is_err() {
+            eprintln!("skipped: cannot mount here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let plan = mount_plan(dir.path());
+        umount(neighbour.path()).unwrap();
+        let plan = plan.unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        let script = format!(
+            "! touch /etc/shmconf-probe 2>/dev/null && touch '{}/writable'",
+            dir.path().display()
+        );
+        cmd.args(["-c", &script]);
+        shmconf::sysv::process::enter_new_mount_namespace(&mut cmd, plan);
+        let status = cmd.status().expect("the spawn must not fail on a mount that went away");
+        assert!(status.success(), "the rest is read-only and the dir writable: {status}");
+    }
+
 }
