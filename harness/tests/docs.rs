@@ -480,7 +480,11 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
     // A backend's program (a sandbox, an engine) is the machine's: where it
     // is missing the line is ignored saying so, except under CI, which
     // installs them.
-    if let Some(backend) = args.iter().position(|a| a == "--backend").and_then(|at| args.get(at + 1)) {
+    if let Some(backend) = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|at| args.get(at + 1))
+    {
         let program = match backend.as_str() {
             "bwrap" | "flatpak" => "bwrap",
             "lxc" => "lxc-execute",

@@ -727,7 +727,15 @@ mod tests {
             return;
         }
         let neighbour = tempfile::tempdir().unwrap();
-        if mount(Some("tmpfs"), neighbour.path(), Some("tmpfs"), MsFlags::empty(), None::<&str>).is_err() {
+        if mount(
+            Some("tmpfs"),
+            neighbour.path(),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .is_err()
+        {
             eprintln!("skipped: cannot mount here");
             return;
         }
@@ -745,5 +753,4 @@ mod tests {
         let status = cmd.status().expect("the spawn must not fail on a mount that went away");
         assert!(status.success(), "the rest is read-only and the dir writable: {status}");
     }
-
 }
