@@ -214,9 +214,11 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             Box::new(SandboxBackend {
                 kind: *kind,
                 unavailable,
-                capabilities,
-                pid_init: crate::impls::pid_init_command(),
-                confiner,
+                local: LocalNamespaces {
+                    capabilities,
+                    pid_init: crate::impls::pid_init_command(),
+                    confiner,
+                },
             })
         }
         BackendChoice::Local(isolation) => {

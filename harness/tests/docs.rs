@@ -463,16 +463,7 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
         return Ok(Completion::Completed);
     }
     if RUN_FOR_REAL.contains(&sub) {
-        let ran = shmconf(args).output().map_err(|e| e.to_string())?;
-        if !ran.status.success() || ran.stdout.is_empty() {
-            return Err(format!(
-                "`{shown}` exits {:?} with {} bytes of output: {}",
-                ran.status.code(),
-                ran.stdout.len(),
-                String::from_utf8_lossy(&ran.stderr).trim()
-            )
-            .into());
-        }
+        must_exit(&mut shmconf(args), &shown, &[0])?;
         return Ok(Completion::Completed);
     }
     let cwd = root.path().join(d.cwd.as_deref().unwrap_or(""));

@@ -35,15 +35,7 @@ impl Backend for LocalNamespaces {
         if needs.containers {
             return Some(SkipReason::NeedsContainers);
         }
-        if needs.sysctl && !self.capabilities.sysctls {
-            return Some(SkipReason::Sysctl(
-                "/proc/sys/kernel is not writable here (in Docker: --security-opt systempaths=unconfined)".into(),
-            ));
-        }
-        if needs.other_uid && !self.capabilities.other_uids {
-            return Some(SkipReason::OtherUid);
-        }
-        None
+        cannot_run_here(&self.capabilities, needs)
     }
 
     fn set_up(
@@ -52,109 +44,103 @@ impl Backend for LocalNamespaces {
         dir: &ScenarioDir,
         log: &mut dyn SetupLog,
     ) -> Result<Box<dyn World>, SetUpError> {
-        set_up_world(
-            &self.confiner,
-            self.pid_init.as_deref(),
-            scenario,
-            dir,
-            log,
-            &mut |_, _| {
-                IpcNamespace::unshare_new()
-                    .map(|ns| (ns, None))
-                    .map_err(|e| SetUpError::Broken(format!("cannot create an IPC namespace: {e}")))
-            },
-        )
+        self.world(scenario, dir, log, &mut |_, _| {
+            IpcNamespace::unshare_new()
+                .map(|ns| (ns, None))
+                .map_err(|e| SetUpError::Broken(format!("cannot create an IPC namespace: {e}")))
+        })
     }
 }
 
 /// How a world gets one of its declared namespaces (other than main):
-/// a handle, and what keeps it (a sandbox's holder process), if anything.
+/// a handle, and the process that keeps it (a sandbox's holder), if any,
+/// killed with its group when the world lets it go.
 pub(super) type NamespaceMaker<'a> =
-    dyn FnMut(&str, &crate::scenario::NamespaceDecl) -> Result<(IpcNamespace, Option<Holder>), SetUpError> + 'a;
+    dyn FnMut(&str, &crate::scenario::NamespaceDecl) -> Result<(IpcNamespace, Option<Proc>), SetUpError> + 'a;
 
-/// A process that keeps a namespace (a sandbox's), killed with its group
-/// when dropped.
-pub struct Holder(pub std::process::Child);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Why a scenario cannot run on local namespaces here, container modes
+/// aside (which the sandbox backend gives and this one does not).
+pub(super) fn cannot_run_here(capabilities: &Capabilities, needs: &Needs) -> Option<SkipReason> {
+    if needs.sysctl && !capabilities.sysctls {
+        return Some(SkipReason::Sysctl(
+            "/proc/sys/kernel is not writable here (in Docker: --security-opt systempaths=unconfined)".into(),
+        ));
     }
+    if needs.other_uid && !capabilities.other_uids {
+        return Some(SkipReason::OtherUid);
+    }
+    None
 }
 
-/// A world of local namespaces: main made here, the others by `make`
-/// (called with this thread in main), programs in a PID namespace of the
-/// scenario's own and confined.
-pub(super) fn set_up_world(
-    confiner: &Confiner,
-    pid_init: Option<&[String]>,
-    scenario: &Scenario,
-    dir: &ScenarioDir,
-    log: &mut dyn SetupLog,
-    make: &mut NamespaceMaker,
-) -> Result<Box<dyn World>, SetUpError> {
-    let mut confinement = confiner.scenario()?;
-    let mut namespaces = BTreeMap::new();
-    let mut holders = BTreeMap::new();
-    let main = IpcNamespace::unshare_new().map_err(|e| format!("cannot create an IPC namespace: {e}"))?;
-    log.namespace(MAIN_NS, main.inode().unwrap_or(0));
-    namespaces.insert(MAIN_NS.to_string(), main);
-    for (name, decl) in scenario.namespaces.iter().filter(|(_, d)| d.share.is_none()) {
+impl LocalNamespaces {
+    /// A world of local namespaces: main made here, the others by `make`
+    /// (called with this thread in main), programs in a PID namespace of the
+    /// scenario's own and confined.
+    pub(super) fn world(
+        &self,
+        scenario: &Scenario,
+        dir: &ScenarioDir,
+        log: &mut dyn SetupLog,
+        make: &mut NamespaceMaker,
+    ) -> Result<Box<dyn World>, SetUpError> {
+        let mut confinement = self.confiner.scenario()?;
+        let mut namespaces = BTreeMap::new();
+        let mut holders = BTreeMap::new();
+        let main = IpcNamespace::unshare_new().map_err(|e| format!("cannot create an IPC namespace: {e}"))?;
+        log.namespace(MAIN_NS, main.inode().unwrap_or(0));
+        namespaces.insert(MAIN_NS.to_string(), main);
+        for (name, decl) in scenario.namespaces.iter().filter(|(_, d)| d.share.is_none()) {
+            namespaces[MAIN_NS]
+                .enter()
+                .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
+            let (ns, holder) = make(name, decl)?;
+            log.namespace(name, ns.inode().unwrap_or(0));
+            namespaces.insert(name.clone(), ns);
+            if let Some(holder) = holder {
+                holders.insert(name.clone(), holder);
+            }
+        }
+        // The init must not hold a namespace other than main alive (a dropped
+        // namespace must die with its last process), so start it from main.
         namespaces[MAIN_NS]
             .enter()
             .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
-        let (ns, holder) = make(name, decl)?;
-        log.namespace(name, ns.inode().unwrap_or(0));
-        namespaces.insert(name.clone(), ns);
-        if let Some(holder) = holder {
-            holders.insert(name.clone(), holder);
-        }
-    }
-    // The init must not hold a namespace other than main alive (a dropped
-    // namespace must die with its last process), so start it from main.
-    namespaces[MAIN_NS]
-        .enter()
-        .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
-    let pid_init = match start_pid_init(pid_init, dir)? {
-        Some((init, ns, mount_ns)) => {
-            if mount_ns {
-                confinement.set_mount_namespace(init.pid)?;
+        let pid_init = match start_pid_init(self.pid_init.as_deref(), dir)? {
+            Some((init, ns, mount_ns)) => {
+                if mount_ns {
+                    confinement.set_mount_namespace(init.pid)?;
+                }
+                Some((init, ns))
             }
-            Some((init, ns))
-        }
-        None => {
-            // Orphans come back to the harness, to be killed at the end.
-            crate::engine::confine::become_subreaper();
-            None
-        }
-    };
-    Ok(Box::new(LocalWorld {
-        confinement,
-        namespaces,
-        holders,
-        aliases: scenario
-            .namespaces
-            .iter()
-            .filter_map(|(n, d)| {
-                d.share
-                    .as_ref()
-                    .map(|_| (n.clone(), scenario.resolve_ns(n).to_string()))
-            })
-            .collect(),
-        pid_init,
-    }))
+            None => {
+                // Orphans come back to the harness, to be killed at the end.
+                crate::engine::confine::become_subreaper();
+                None
+            }
+        };
+        Ok(Box::new(LocalWorld {
+            confinement,
+            namespaces,
+            holders,
+            aliases: scenario
+                .namespaces
+                .iter()
+                .filter_map(|(n, d)| {
+                    d.share
+                        .as_ref()
+                        .map(|_| (n.clone(), scenario.resolve_ns(n).to_string()))
+                })
+                .collect(),
+            pid_init,
+        }))
+    }
 }
 
 struct LocalWorld {
     confinement: ScenarioConfinement,
     namespaces: BTreeMap<String, IpcNamespace>,
     /// Processes that keep namespaces (sandboxes'), by namespace.
-    holders: BTreeMap<String, Holder>,
+    holders: BTreeMap<String, Proc>,
     aliases: BTreeMap<String, String>,
     /// Init of the PID namespace: killing it kills every process the
     /// scenario started, even one that left its process group (setsid).

@@ -24,15 +24,14 @@
 //!
 //! The sandbox program is found on PATH, so a test can put a fake one first.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shmconf::ipcns::IpcNamespace;
 
-use super::local::{set_up_world, Holder};
-use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, World};
-use crate::engine::confine::Confiner;
+use super::local::{cannot_run_here, LocalNamespaces};
+use super::{Backend, SetUpError, SetupLog, SkipReason, World};
+use crate::engine::procs::Proc;
 use crate::scenario::{IpcMode, NamespaceDecl, Needs, Scenario, ScenarioDir};
 
 /// A sandbox program and how it is asked for an IPC namespace of its own.
@@ -138,14 +137,13 @@ const HOLDER: &[&str] = &["sleep", "2147483647"];
 /// The longest a sandbox may take to start its holder.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
+/// Local namespaces, with each container IPC mode's namespace made by a
+/// sandbox of `kind`.
 pub struct SandboxBackend {
     pub kind: SandboxKind,
     /// Why no sandbox can start here (every scenario a SKIP with it).
     pub unavailable: Option<String>,
-    pub capabilities: Capabilities,
-    /// `shmconf pid-init`; none: no PID namespace (process groups alone).
-    pub pid_init: Option<Vec<String>>,
-    pub confiner: Confiner,
+    pub local: LocalNamespaces,
 }
 
 impl SandboxBackend {
@@ -172,18 +170,12 @@ impl Backend for SandboxBackend {
         if let Some(why) = &self.unavailable {
             return Some(SkipReason::Environment(why.clone()));
         }
-        if !self.capabilities.namespaces {
+        if !self.local.capabilities.namespaces {
             return Some(SkipReason::Unsupported(
                 "sandbox namespaces are entered by handle, which needs IPC namespaces (root or CAP_SYS_ADMIN)".into(),
             ));
         }
-        if needs.sysctl && !self.capabilities.sysctls {
-            return Some(SkipReason::Sysctl("/proc/sys/kernel is not writable here".into()));
-        }
-        if needs.other_uid && !self.capabilities.other_uids {
-            return Some(SkipReason::OtherUid);
-        }
-        None
+        cannot_run_here(&self.local.capabilities, needs)
     }
 
     fn set_up(
@@ -193,14 +185,8 @@ impl Backend for SandboxBackend {
         log: &mut dyn SetupLog,
     ) -> Result<Box<dyn World>, SetUpError> {
         let kind = self.kind;
-        set_up_world(
-            &self.confiner,
-            self.pid_init.as_deref(),
-            scenario,
-            dir,
-            log,
-            &mut |name, decl| namespace_of(kind, name, decl),
-        )
+        self.local
+            .world(scenario, dir, log, &mut |name, decl| namespace_of(kind, name, decl))
     }
 }
 
@@ -210,7 +196,7 @@ fn namespace_of(
     kind: SandboxKind,
     name: &str,
     decl: &NamespaceDecl,
-) -> Result<(IpcNamespace, Option<Holder>), SetUpError> {
+) -> Result<(IpcNamespace, Option<Proc>), SetUpError> {
     let unsupported = |why: &str| Err(SetUpError::Unavailable(format!("namespace {name:?}: {why}")));
     if decl.pod.is_some() {
         return unsupported("pods are a container engine's");
@@ -235,7 +221,7 @@ fn namespace_of(
 
 /// Start `kind`'s sandbox around the holder, from the calling thread's
 /// IPC namespace, and take a handle on the namespace the holder is in.
-fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Option<Holder>), String> {
+fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Option<Proc>), String> {
     let mut argv = kind.argv(private);
     // LXC takes its IPC mode from a configuration file, read at start.
     let _config = if kind == SandboxKind::Lxc {
@@ -252,30 +238,22 @@ fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Opti
         None
     };
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .args(HOLDER)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    shmconf::sysv::process::end_with_parent(&mut cmd);
+    cmd.args(&argv[1..]).args(HOLDER);
     let shown = format!("{} {}", argv.join(" "), HOLDER.join(" "));
-    let child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
-    let mut holder = Holder(child);
+    // As every process of a scenario starts: its own group (killed when the
+    // world lets it go, or on a signal to the harness), dying with it.
+    let sandbox = Proc::spawn("sandbox", cmd, None).map_err(|e| format!("{shown}: {e}"))?;
     let start = Instant::now();
     loop {
-        if let Some(pid) = holder_pid(holder.0.id() as i32) {
+        if let Some(pid) = holder_pid(sandbox.pid) {
             let ns = std::fs::File::open(format!("/proc/{pid}/ns/ipc"))
                 .map_err(|e| format!("{shown}: the holder's IPC namespace: {e}"))?;
-            return Ok((IpcNamespace::from_file(ns), Some(holder)));
+            return Ok((IpcNamespace::from_file(ns), Some(sandbox)));
         }
-        if let Ok(Some(status)) = holder.0.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut e) = holder.0.stderr.take() {
-                let _ = e.read_to_string(&mut stderr);
-            }
+        if let Some(ending) = sandbox.ending() {
+            let stderr = String::from_utf8_lossy(&sandbox.output().1.bytes).into_owned();
             return Err(format!(
-                "{shown} ended ({status}) before its holder ran: {}",
+                "{shown} ended ({ending}) before its holder ran: {}",
                 stderr.trim()
             ));
         }
@@ -313,26 +291,10 @@ fn lxc_config(private: bool) -> Result<tempfile::NamedTempFile, String> {
 /// The holder among `root` and its descendants: the task running `sleep`
 /// (a sandbox forks it, or execs it in its own place).
 fn holder_pid(root: i32) -> Option<i32> {
-    let mut stack = vec![root];
-    let mut seen = 0;
-    while let Some(pid) = stack.pop() {
-        seen += 1;
-        if seen > 4096 {
-            return None;
-        }
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == HOLDER[0] {
-            return Some(pid);
-        }
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
-        }
-    }
-    None
+    crate::engine::tasks::tree(root)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == HOLDER[0]))
 }
 
 #[cfg(test)]
