@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::backend::sandbox::SandboxKind;
 use crate::outcome::ScenarioResult;
 use crate::outcome::Status;
 
@@ -29,9 +30,10 @@ enum Kind {
     Podman(&'static str),
     /// The whole run inside gVisor: `runsc --network=none do shmconf run`.
     RunscDo,
-    /// `--backend NAME` (bwrap, flatpak, firejail, unshare): each container
-    /// IPC mode a sandbox; only the scenarios about IPC modes (`--tag docker`).
-    Sandbox(&'static str),
+    /// `--backend NAME` (bwrap, flatpak, firejail, unshare, lxc): each
+    /// container IPC mode a sandbox; only the scenarios about IPC modes
+    /// (`--tag docker`).
+    Sandbox(SandboxKind),
 }
 
 /// A target the matrix knows by name.
@@ -85,31 +87,31 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "bwrap",
         about: "bubblewrap: a private namespace is --unshare-ipc, the host's is without it",
-        kind: Kind::Sandbox("bwrap"),
+        kind: Kind::Sandbox(SandboxKind::Bwrap),
         expectations: None,
     },
     Target {
         name: "flatpak",
         about: "bubblewrap as flatpak run starts an app: private by default, the host's with --share=ipc",
-        kind: Kind::Sandbox("flatpak"),
+        kind: Kind::Sandbox(SandboxKind::Flatpak),
         expectations: None,
     },
     Target {
         name: "firejail",
         about: "firejail --noprofile: a private namespace is --ipc-namespace, the host's is without it",
-        kind: Kind::Sandbox("firejail"),
+        kind: Kind::Sandbox(SandboxKind::Firejail),
         expectations: Some(include_str!("../runtimes/firejail.toml")),
     },
     Target {
         name: "unshare",
         about: "util-linux unshare: a private namespace is --ipc, the host's is --uts alone",
-        kind: Kind::Sandbox("unshare"),
+        kind: Kind::Sandbox(SandboxKind::Unshare),
         expectations: None,
     },
     Target {
         name: "lxc",
         about: "LXC application containers (lxc-execute) on the host's root: private, or lxc.namespace.share.ipc",
-        kind: Kind::Sandbox("lxc"),
+        kind: Kind::Sandbox(SandboxKind::Lxc),
         expectations: None,
     },
 ];
@@ -332,19 +334,16 @@ impl MatrixRun {
                 }
                 argv.extend(["runsc".into(), "--network=none".into(), "do".into(), exe]);
             }
-            Kind::Sandbox(backend) => {
-                let (program, package) = match backend {
-                    "bwrap" | "flatpak" => ("bwrap", "bubblewrap"),
-                    "lxc" => ("lxc-execute", "lxc"),
-                    other => (other, other),
-                };
-                if !program_answers(&[program, "--version"]) {
+            Kind::Sandbox(kind) => {
+                if !program_answers(&[kind.program(), "--version"]) {
                     return Err(format!(
-                        "{program} is not installed (Debian: apt-get install {package})"
+                        "{} is not installed (Debian: apt-get install {})",
+                        kind.program(),
+                        kind.package()
                     ));
                 }
                 argv.push(exe);
-                run_args.extend(["--backend".into(), backend.into(), "--tag".into(), "docker".into()]);
+                run_args.extend(["--backend".into(), kind.name().into(), "--tag".into(), "docker".into()]);
             }
         }
         if let Some(text) = t.expectations {

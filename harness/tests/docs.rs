@@ -477,10 +477,8 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
         .and_then(|at| args.get(at + 1))
     {
         let program = match backend.as_str() {
-            "bwrap" | "flatpak" => "bwrap",
-            "lxc" => "lxc-execute",
             "local" => "",
-            other => other,
+            other => shmconf_harness::compose::SandboxKind::named(other).map_or(other, |k| k.program()),
         };
         let installed = program.is_empty()
             || std::process::Command::new(program)

@@ -55,6 +55,29 @@ pub enum SandboxKind {
 }
 
 impl SandboxKind {
+    pub const ALL: [SandboxKind; 5] = [
+        SandboxKind::Bwrap,
+        SandboxKind::Flatpak,
+        SandboxKind::Firejail,
+        SandboxKind::Unshare,
+        SandboxKind::Lxc,
+    ];
+
+    /// The kind `--backend NAME` names.
+    pub fn named(name: &str) -> Option<SandboxKind> {
+        SandboxKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The Debian package that has its program.
+    pub fn package(self) -> &'static str {
+        match self {
+            SandboxKind::Bwrap | SandboxKind::Flatpak => "bubblewrap",
+            SandboxKind::Firejail => "firejail",
+            SandboxKind::Unshare => "util-linux",
+            SandboxKind::Lxc => "lxc",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SandboxKind::Bwrap => "bwrap",
