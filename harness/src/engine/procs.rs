@@ -148,12 +148,15 @@ pub fn expired(deadline: Instant, mark: Duration) -> bool {
         return false;
     }
     let ticks = TICKS.load(Ordering::SeqCst);
-    let behind = WATCH_START.get().is_some_and(|start| {
+    let since_tick = WATCH_START.get().map(|start| {
         let last = *start + Duration::from_micros(LAST_TICK_US.load(Ordering::SeqCst));
-        Instant::now().saturating_duration_since(last) > STOP_GAP
+        Instant::now().saturating_duration_since(last)
     });
-    if ticks > 0 && behind {
-        let limit = Instant::now() + SIGCONT_GRACE + 4 * TICK;
+    if watcher_is_behind(WATCHING.load(Ordering::SeqCst), since_tick) {
+        // Bounded by what its two ticks can take on a loaded machine (its
+        // SIGCONT grace and two sleeps, and waits for a CPU), far above
+        // what they take idle: this only ever delays a verdict of TIMEOUT.
+        let limit = Instant::now() + WATCHER_CATCH_UP;
         // Two ticks: the first may end an iteration that began before the
         // stop; the second began after it, and has counted it.
         while TICKS.load(Ordering::SeqCst) < ticks + 2 && Instant::now() < limit {
@@ -163,11 +166,25 @@ pub fn expired(deadline: Instant, mark: Duration) -> bool {
     Instant::now() >= extended(deadline, mark)
 }
 
+/// Must a deadline wait for the watcher before it is judged? When one runs
+/// and has not ticked (or not since its start) for longer than a stop gap:
+/// it may not have counted a stop yet. Not "has it ticked at all": on a busy
+/// machine its first tick can come after a Ctrl-Z at the very start, and a
+/// deadline judged then was a false TIMEOUT (seen: a barrier timed out 4 ms
+/// after the SIGCONT, the program having printed it in time).
+fn watcher_is_behind(watching: bool, since_tick: Option<Duration>) -> bool {
+    watching && since_tick.is_some_and(|d| d > STOP_GAP)
+}
+
+/// A watcher thread runs (see [`watch_for_suspension`]).
+static WATCHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How often the watcher looks at the clock, and the gap that counts as a
 /// stop when a SIGCONT came with it.
 const TICK: Duration = Duration::from_millis(20);
 const STOP_GAP: Duration = Duration::from_millis(100);
 const SIGCONT_GRACE: Duration = Duration::from_millis(250);
+const WATCHER_CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Count the time the harness spends stopped: a thread ticks every 20 ms;
 /// a gap of more than 100 ms between its ticks that a SIGCONT ends is a
@@ -211,6 +228,7 @@ pub fn watch_for_suspension() -> std::io::Result<()> {
             TICKS.fetch_add(1, Ordering::SeqCst);
         }
     })?;
+    WATCHING.store(true, Ordering::SeqCst);
     Ok(())
 }
 
@@ -1134,6 +1152,19 @@ mod tests {
         let _ = p.wait_exit(Instant::now() + Duration::from_secs(10));
         let e = p.write_stdin(&vec![0u8; 1 << 20], false).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_watcher_that_has_not_ticked_since_a_stop_is_waited_for_even_before_its_first_tick() {
+        use super::{watcher_is_behind, STOP_GAP};
+        let long = STOP_GAP * 3;
+        // Its start is its last tick until it ticks: a stop right at the
+        // start is waited for, whatever the tick count.
+        assert!(watcher_is_behind(true, Some(long)));
+        assert!(!watcher_is_behind(true, Some(STOP_GAP / 2)));
+        // Nothing watches: nothing to wait for.
+        assert!(!watcher_is_behind(false, Some(long)));
+        assert!(!watcher_is_behind(false, None));
     }
 
     #[test]
