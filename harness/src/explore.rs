@@ -129,6 +129,15 @@ pub fn all_orders(queues: &[Vec<Move>]) -> Result<Vec<Vec<Move>>, String> {
     Ok(out)
 }
 
+/// The orders an exploration plans, before its budget: every interleaving
+/// of its runs' and events' queues, or the seeded sample it asks for.
+pub fn planned_orders(ex: &Exploration) -> Result<Vec<Vec<Move>>, String> {
+    match &ex.orders {
+        Orders::All => all_orders(&queues(ex)),
+        Orders::Sample { n, seed } => Ok(sample_orders(&queues(ex), *n, *seed)),
+    }
+}
+
 /// `n` distinct random interleavings from a seeded generator (deterministic).
 pub fn sample_orders(queues: &[Vec<Move>], n: usize, seed: u64) -> Vec<Vec<Move>> {
     let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
@@ -222,8 +231,9 @@ fn run_spec(r: &ExploreRun) -> RunSpec {
     }
 }
 
-/// A run's process as an engine step.
-fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>, traced: bool) -> Action {
+/// The words a run's program gets after its command: the contract's
+/// options, only where the run differs from the defaults.
+pub fn run_args(r: &ExploreRun) -> Vec<String> {
     let mut args = Vec::new();
     if r.key_file.as_str() != "shmfile" {
         args.extend(["--key-file".to_string(), r.key_file.as_str().to_string()]);
@@ -234,11 +244,16 @@ fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>, trac
     if r.keep {
         args.push("--keep".into());
     }
+    args
+}
+
+/// A run's process as an engine step.
+fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>, traced: bool) -> Action {
     Action::Spawn(Spawn {
         traced,
         name: r.name.clone(),
         program: Program::Role(r.role.role()),
-        args: args
+        args: run_args(r)
             .into_iter()
             .map(|a| crate::scenario::Arg(vec![crate::scenario::ArgPart::Text(a)]))
             .collect(),
@@ -632,10 +647,9 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
     }
     let start = Instant::now();
     let result = result_for(sf, start);
-    let orders = match (replay, &ex.orders) {
-        (Some(text), _) => parse_order(ex, text).map(|o| vec![o]),
-        (None, Orders::All) => all_orders(&queues(ex)),
-        (None, Orders::Sample { n, seed }) => Ok(sample_orders(&queues(ex), *n, *seed)),
+    let orders = match replay {
+        Some(text) => parse_order(ex, text).map(|o| vec![o]),
+        None => planned_orders(ex),
     };
     let mut orders = match orders {
         Ok(o) => o,

@@ -1,12 +1,20 @@
 //! How fast order exploration is, at process and at system-call
 //! granularity, measured side by side in one run: each exploration scenario
 //! of a folder run by the built binary (`run --format json`), with one job
-//! and with two, its orders counted from its verdict.
+//! and with two, its orders counted from its verdict; and, beside each
+//! process-level row, its floor ([`super::explore_floor`]): the same orders
+//! run bare. Floor and shmconf alternate, three passes each, and the
+//! medians are compared, so a machine that slows down during the bench
+//! slows both.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use serde::Serialize;
+
+/// Passes of each measurement (alternated floor, shmconf); medians reported.
+pub const PASSES: usize = 3;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExploreSpeed {
@@ -15,9 +23,27 @@ pub struct ExploreSpeed {
     pub granularity: String,
     pub jobs: usize,
     pub orders: u64,
+    /// The scenario's own duration, as its result reports it (median).
     pub ms: f64,
     pub orders_per_s: f64,
+    /// The whole `shmconf run` command, start to exit (median): what the
+    /// floor is held against.
+    pub wall_ms: f64,
+    /// The same orders run bare (median), where there is a floor.
+    pub floor_ms: Option<f64>,
+    /// Orders the floor ran: the explorer's own plan, so equal to `orders`
+    /// for an exploration that ran them all.
+    pub floor_orders: Option<usize>,
+    /// floor_ms / wall_ms: 1.0 is a harness that costs nothing.
+    pub floor_ratio: Option<f64>,
+    /// Why there is no floor for this row.
+    pub no_floor: Option<String>,
     pub status: String,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Orders a verdict's message says were run: "N orders agree", "explored
@@ -41,9 +67,45 @@ pub fn orders_in(message: &str) -> Option<u64> {
     None
 }
 
+/// One `shmconf run` of a scenario: (orders, scenario ms, wall ms, status).
+fn timed_shmconf(
+    exe: &Path,
+    scenario: &Path,
+    id: &str,
+    implementation: &str,
+    jobs: usize,
+) -> Result<(u64, f64, f64, String), String> {
+    let t0 = Instant::now();
+    let run = Command::new(exe)
+        .arg("run")
+        .arg(scenario)
+        .args([
+            "--impl",
+            implementation,
+            "--jobs",
+            &jobs.to_string(),
+            "--format",
+            "json",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let wall = t0.elapsed().as_secs_f64() * 1000.0;
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).map_err(|e| format!("{id}: report: {e}"))?;
+    let r = &v["results"][0];
+    let message = r["message"].as_str().unwrap_or("");
+    Ok((
+        orders_in(message).unwrap_or(0),
+        r["duration_ms"].as_f64().unwrap_or(0.0),
+        wall,
+        r["status"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
 pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec<ExploreSpeed>, String> {
     let files = crate::scenario::discover(&[scenarios.to_path_buf()])
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+    let (imp, _) = crate::impls::Implementation::builtin(implementation)?;
     let mut out = Vec::new();
     for sf in files {
         let crate::scenario::Body::Explore(ex) = &sf.scenario.body else {
@@ -54,26 +116,25 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
             crate::scenario::Granularity::Syscall => "syscall",
         };
         for jobs in [1usize, 2] {
-            let run = Command::new(exe)
-                .arg("run")
-                .arg(&sf.path)
-                .args([
-                    "--impl",
-                    implementation,
-                    "--jobs",
-                    &jobs.to_string(),
-                    "--format",
-                    "json",
-                ])
-                .stderr(Stdio::null())
-                .output()
-                .map_err(|e| format!("{}: {e}", exe.display()))?;
-            let v: serde_json::Value =
-                serde_json::from_slice(&run.stdout).map_err(|e| format!("{}: report: {e}", sf.id))?;
-            let r = &v["results"][0];
-            let message = r["message"].as_str().unwrap_or("");
-            let ms = r["duration_ms"].as_f64().unwrap_or(0.0);
-            let orders = orders_in(message).unwrap_or(0);
+            let (mut scenario_ms, mut walls, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut orders, mut status, mut no_floor, mut floor_orders) = (0, String::new(), None, None);
+            for _ in 0..PASSES {
+                if no_floor.is_none() {
+                    match super::explore_floor::run(&sf, &imp, jobs, crate::engine::DEFAULT_MAX_ORDERS) {
+                        Ok(f) => {
+                            floors.push(f.ms);
+                            floor_orders = Some(f.orders);
+                        }
+                        Err(e) => no_floor = Some(e.to_string()),
+                    }
+                }
+                let (o, ms, wall, st) = timed_shmconf(exe, &sf.path, &sf.id, implementation, jobs)?;
+                (orders, status) = (o, st);
+                scenario_ms.push(ms);
+                walls.push(wall);
+            }
+            let (ms, wall_ms) = (median(scenario_ms), median(walls));
+            let floor_ms = (no_floor.is_none() && !floors.is_empty()).then(|| median(floors));
             out.push(ExploreSpeed {
                 scenario: sf.id.clone(),
                 granularity: granularity.into(),
@@ -81,7 +142,12 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
                 orders,
                 ms,
                 orders_per_s: if ms > 0.0 { orders as f64 * 1000.0 / ms } else { 0.0 },
-                status: r["status"].as_str().unwrap_or("").to_string(),
+                wall_ms,
+                floor_ms,
+                floor_orders: floor_ms.and(floor_orders),
+                floor_ratio: floor_ms.filter(|_| wall_ms > 0.0).map(|f| f / wall_ms),
+                no_floor,
+                status,
             });
         }
     }
@@ -90,26 +156,51 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
 
 /// The table `bench` prints, with the totals per granularity and job count.
 pub fn table(rows: &[ExploreSpeed]) -> String {
-    let mut out = String::from("\nexploration speed (orders per second; each scenario with --jobs 1, then 2)\n");
+    let mut out = format!(
+        "\nexploration speed (each scenario with --jobs 1, then 2; medians of {PASSES} passes, alternated with \
+         its floor: the same orders run bare; ratio = floor / shmconf's whole run)\n"
+    );
     for r in rows {
+        let floor = match (r.floor_ms, r.floor_ratio) {
+            (Some(f), Some(ratio)) => format!("floor {f:>7.0} ms  ratio {ratio:.2}"),
+            _ => "floor       -".to_string(),
+        };
         out.push_str(&format!(
-            "  {:<40} {:<8} jobs {} {:>6} orders {:>8.0} ms {:>7.0} orders/s  {}\n",
-            r.scenario, r.granularity, r.jobs, r.orders, r.ms, r.orders_per_s, r.status
+            "  {:<40} {:<8} jobs {} {:>6} orders {:>8.0} ms {:>7.0} orders/s  run {:>7.0} ms  {floor}  {}\n",
+            r.scenario, r.granularity, r.jobs, r.orders, r.ms, r.orders_per_s, r.wall_ms, r.status
         ));
     }
     for granularity in ["process", "syscall"] {
         for jobs in [1usize, 2] {
-            let (orders, ms) = rows
-                .iter()
-                .filter(|r| r.granularity == granularity && r.jobs == jobs)
-                .fold((0u64, 0f64), |(o, m), r| (o + r.orders, m + r.ms));
-            if orders > 0 {
+            let mine = || {
+                rows.iter()
+                    .filter(move |r| r.granularity == granularity && r.jobs == jobs)
+            };
+            let (orders, ms) = mine().fold((0u64, 0f64), |(o, m), r| (o + r.orders, m + r.ms));
+            if orders == 0 {
+                continue;
+            }
+            out.push_str(&format!(
+                "  all {granularity:<8} jobs {jobs}: {orders} orders in {ms:.0} ms = {:.0} orders/s",
+                orders as f64 * 1000.0 / ms
+            ));
+            let floored: Vec<&ExploreSpeed> = mine().filter(|r| r.floor_ms.is_some()).collect();
+            if !floored.is_empty() {
+                let floor: f64 = floored.iter().filter_map(|r| r.floor_ms).sum();
+                let wall: f64 = floored.iter().map(|r| r.wall_ms).sum();
                 out.push_str(&format!(
-                    "  all {granularity:<8} jobs {jobs}: {orders} orders in {ms:.0} ms = {:.0} orders/s\n",
-                    orders as f64 * 1000.0 / ms
+                    "; floor {floor:.0} ms of shmconf's {wall:.0} ms = ratio {:.2}",
+                    floor / wall
                 ));
             }
+            out.push('\n');
         }
+    }
+    let mut reasons: Vec<&str> = rows.iter().filter_map(|r| r.no_floor.as_deref()).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    for reason in reasons {
+        out.push_str(&format!("  no floor: {reason}\n"));
     }
     out
 }

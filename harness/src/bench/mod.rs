@@ -8,6 +8,7 @@
 //! spawns itself as `shmconf bench-peer`, and times what arrives.
 
 pub mod channel;
+pub mod explore_floor;
 pub mod explore_speed;
 pub mod harness_speed;
 pub mod summary;

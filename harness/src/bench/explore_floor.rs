@@ -1,0 +1,173 @@
+//! The physical floor of process-order exploration: the same orders the
+//! explorer plans for a scenario, run with nothing checked, so `bench
+//! --explore` can print how much of an exploration's time is the harness.
+//!
+//! Per order, what any exploration must pay and nothing more: a fresh IPC
+//! namespace (`unshare` of the worker thread, inherited by its children)
+//! and a fresh dir holding the scenario's key files; each move's program
+//! spawned with its stdin fed and closed and its stdout and stderr drained,
+//! then waited for; a key-file event applied as the engine applies it. No
+//! PID namespace, confinement, supervision, table reads, model or log.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::explore::{Move, Part};
+use crate::impls::Implementation;
+use crate::scenario::{Exploration, FileOp, ScenarioDir, ScenarioFile};
+
+/// Why the floor could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum FloorError {
+    #[error("no floor for system-call explorations yet (the same traced stops with nothing judged)")]
+    Syscall,
+    #[error("{scenario}: {message}")]
+    Orders { scenario: String, message: String },
+    #[error("the floor runs each order in a new IPC namespace, which this process cannot make: {0}")]
+    Namespace(nix::Error),
+    #[error("the floor's dir for an order: {0}")]
+    Dir(std::io::Error),
+    #[error("order {order}: {what}: {error}")]
+    Move {
+        order: String,
+        what: String,
+        error: std::io::Error,
+    },
+    #[error("a floor worker panicked")]
+    Panicked,
+}
+
+/// One timed pass of the floor over a scenario's orders.
+#[derive(Debug, Clone, Copy)]
+pub struct FloorRun {
+    pub orders: usize,
+    pub ms: f64,
+}
+
+/// Run the orders `shmconf run` would explore for `sf` (the first
+/// `max_orders` of the plan), bare, with `jobs` workers.
+pub fn run(sf: &ScenarioFile, imp: &Implementation, jobs: usize, max_orders: usize) -> Result<FloorRun, FloorError> {
+    let crate::scenario::Body::Explore(ex) = &sf.scenario.body else {
+        return Err(FloorError::Orders {
+            scenario: sf.id.clone(),
+            message: "not an exploration".into(),
+        });
+    };
+    if ex.granularity == crate::scenario::Granularity::Syscall {
+        return Err(FloorError::Syscall);
+    }
+    let mut orders = crate::explore::planned_orders(ex).map_err(|message| FloorError::Orders {
+        scenario: sf.id.clone(),
+        message,
+    })?;
+    orders.truncate(max_orders);
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                s.spawn(|| -> Result<(), FloorError> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(order) = orders.get(i) else {
+                            return Ok(());
+                        };
+                        run_order(sf, ex, imp, order)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().map_err(|_| FloorError::Panicked)?)
+    })?;
+    Ok(FloorRun {
+        orders: orders.len(),
+        ms: start.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// One order in a fresh IPC namespace and dir.
+fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &[Move]) -> Result<(), FloorError> {
+    // The worker thread's own namespace; the previous order's goes with its
+    // last process.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FloorError::Namespace)?;
+    let tmp = crate::rundir::scenario_dir("floor-").map_err(FloorError::Dir)?;
+    let dir = ScenarioDir::open(tmp.path()).map_err(FloorError::Dir)?;
+    let failed = |what: String| {
+        let order = crate::explore::label_order(order);
+        move |error| FloorError::Move { order, what, error }
+    };
+    for f in &sf.scenario.files {
+        dir.create(f).map_err(failed(format!("create {f}")))?;
+    }
+    // Paused writers between their attach and their input.
+    let mut waiting: HashMap<&str, Child> = HashMap::new();
+    for m in order {
+        match m {
+            Move::File { name } => {
+                let Some(e) = ex.events.iter().find(|e| &e.name == name) else {
+                    continue;
+                };
+                let done = match &e.op {
+                    FileOp::Create(f) => dir.create(f),
+                    FileOp::Remove(f) => dir.remove(f),
+                    FileOp::Recreate(f) => dir.recreate(f),
+                    FileOp::Link { from, to } => dir.link(from, to),
+                };
+                // A refused file operation is a result the explorer judges,
+                // not an error of the floor.
+                let _ = done;
+            }
+            Move::Run { run, part } => {
+                let Some(r) = ex.runs.iter().find(|r| &r.name == run) else {
+                    continue;
+                };
+                let role = r.role.role();
+                let spawn = || -> std::io::Result<Child> {
+                    let argv = imp.command(role);
+                    let mut cmd = Command::new(&argv[0]);
+                    cmd.args(&argv[1..])
+                        .args(crate::explore::run_args(r))
+                        .current_dir(tmp.path())
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped());
+                    if let Some(env) = imp.env(role) {
+                        cmd.envs(env);
+                    }
+                    cmd.spawn()
+                };
+                let child = match part {
+                    Part::Attach => {
+                        let child = spawn().map_err(failed(format!("start {run}")))?;
+                        waiting.insert(run.as_str(), child);
+                        continue;
+                    }
+                    Part::Whole => spawn().map_err(failed(format!("start {run}")))?,
+                    Part::Input => match waiting.remove(run.as_str()) {
+                        Some(child) => child,
+                        None => continue,
+                    },
+                };
+                finish(child, &r.stdin).map_err(failed(format!("run {run}")))?;
+            }
+        }
+    }
+    for (run, child) in waiting {
+        finish(child, b"").map_err(failed(format!("run {run}")))?;
+    }
+    Ok(())
+}
+
+/// Feed a program its input, close it, drain its output and wait for it.
+fn finish(mut child: Child, stdin: &[u8]) -> std::io::Result<()> {
+    if let Some(mut input) = child.stdin.take() {
+        // A program that exits without reading its input is not an error.
+        let _ = input.write_all(stdin);
+    }
+    child.wait_with_output().map(|_| ())
+}
