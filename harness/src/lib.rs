@@ -20,6 +20,7 @@ pub mod diagram;
 pub mod engine;
 pub mod events;
 pub mod explore;
+pub mod fuzz;
 pub mod impls;
 pub mod interrupt;
 pub mod matrix;

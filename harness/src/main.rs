@@ -68,6 +68,15 @@ enum Command {
     /// Measure shared memory against pipes, FIFOs, message queues and UNIX
     /// sockets between two processes (and memcpy), every byte verified.
     Bench(BenchArgs),
+    /// Generate SysV shared-memory programs from seeds, run each on this
+    /// kernel in a new IPC namespace, and hold every result and the table
+    /// after every operation against a model that predicts them; each
+    /// disagreement is shrunk to the fewest operations that still show it
+    /// (exit 0 all agree, 1 a disagreement, 2 usage or a program that could not run).
+    Fuzz(FuzzArgs),
+    /// Execute one generated program and report each result (internal).
+    #[command(hide = true)]
+    FuzzExec,
     /// The other process of a benchmark (internal).
     #[command(hide = true)]
     BenchPeer(shmconf_harness::bench::PeerArgs),
@@ -156,6 +165,25 @@ enum IsolationArg {
     /// The current IPC namespace, one scenario at a time, checked before and after
     /// (what runs without CAP_SYS_ADMIN; multi-namespace scenarios SKIP).
     Shared,
+}
+
+#[derive(Debug, clap::Args)]
+struct FuzzArgs {
+    /// Programs to run (a count, so every machine runs the same programs).
+    #[arg(long, default_value_t = 200)]
+    programs: u64,
+    /// Operations per program.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    ops: u16,
+    /// Seed of the first program; program i has seed SEED + i.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run the one program of this seed (as a divergence's replay line says).
+    #[arg(long, value_name = "SEED", conflicts_with_all = ["seed", "programs"])]
+    replay: Option<u64>,
+    /// Write each disagreement's shrunk program here as JSON (seed-N.json).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -489,6 +517,47 @@ fn dispatch(cli: Cli) -> ExitCode {
             }
         },
         Command::Bench(args) => bench(args),
+        Command::Fuzz(args) => fuzz(args),
+        Command::FuzzExec => match shmconf_harness::fuzz::exec::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shmconf fuzz-exec: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// `shmconf fuzz`.
+fn fuzz(args: FuzzArgs) -> ExitCode {
+    use shmconf_harness::fuzz;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("shmconf fuzz: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = fuzz::FuzzOptions {
+        exe,
+        seed: args.replay.unwrap_or(args.seed),
+        programs: if args.replay.is_some() { 1 } else { args.programs },
+        ops: usize::from(args.ops),
+        out: args.out,
+    };
+    match fuzz::fuzz(&opts) {
+        Ok(report) => {
+            let code = emit(&fuzz::render(&report, &opts));
+            if report.found.is_empty() {
+                code
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("shmconf fuzz: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -21,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("verdicts and the reference model", &["outcome", "model"]),
     ("judge and implementations", &["check", "impls"]),
     ("execution", &["engine"]),
-    ("planning and exploration", &["plan", "explore"]),
+    ("planning, exploration and generation", &["plan", "explore", "fuzz"]),
     ("running and reporting", &["runner", "report", "probe", "bench"]),
     ("composition and pictures", &["compose", "diagram", "matrix"]),
 ];

@@ -52,7 +52,7 @@ struct Documented {
 }
 
 /// Subcommands whose documented lines are run as written.
-const RUN_FOR_REAL: &[&str] = &["list", "show", "schema", "completions", "man"];
+const RUN_FOR_REAL: &[&str] = &["list", "show", "schema", "completions", "man", "fuzz"];
 
 /// The fewest documented commands expected: a change that makes the
 /// extraction find (nearly) nothing fails instead of checking nothing.

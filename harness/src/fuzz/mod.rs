@@ -1,0 +1,603 @@
+//! `shmconf fuzz`: generative differential conformance. Programs are
+//! generated from seeds ([`program`]), executed by a program of ours in a
+//! fresh IPC namespace ([`exec`], `shmconf fuzz-exec`), and every result
+//! and the table after every operation are held against a reference model
+//! that predicts them ([`model`]). On Linux a disagreement is a bug in the
+//! model or in the kernel; elsewhere (a sandbox's kernel) it is a
+//! divergence. Each one is shrunk to the fewest operations that still show
+//! it, and reported with the command that replays it.
+
+pub mod exec;
+pub mod model;
+pub mod observe;
+pub mod program;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use model::{Model, Predicted};
+use observe::{Hello, Observation, Outcome, SegState};
+use program::{Op, Program};
+
+/// Why a program could not be run (no verdict).
+#[derive(Debug, thiserror::Error)]
+pub enum FuzzError {
+    #[error("each program runs in a new IPC namespace, which this process cannot make: {0}")]
+    Namespace(nix::Error),
+    #[error("cannot start the executor {exe}: {error}")]
+    Start { exe: PathBuf, error: std::io::Error },
+    #[error("the executor of program {seed} ended with {status}: {stderr}")]
+    Executor {
+        seed: u64,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("the executor of program {seed} said something that is not an observation: {line:?}: {error}")]
+    Garbled {
+        seed: u64,
+        line: String,
+        error: serde_json::Error,
+    },
+    #[error("the executor's thread panicked")]
+    Panicked,
+    #[error("{path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
+}
+
+/// How an operation's answer and the model's differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disagreement {
+    /// The result differs.
+    Result { expected: String, observed: Outcome },
+    /// The table after the operation differs.
+    Table {
+        expected: Vec<(i32, SegState)>,
+        observed: Vec<(i32, SegState)>,
+    },
+    /// The executor reported fewer operations than the program has.
+    Missing,
+}
+
+/// The first operation of a program whose answer the model did not predict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// 0-based.
+    pub index: usize,
+    pub op: Op,
+    pub disagreement: Disagreement,
+}
+
+impl Divergence {
+    /// What must stay the same while a program is shrunk: the kind of
+    /// operation and of disagreement.
+    pub fn signature(&self) -> (std::mem::Discriminant<Op>, std::mem::Discriminant<Disagreement>) {
+        (
+            std::mem::discriminant(&self.op),
+            std::mem::discriminant(&self.disagreement),
+        )
+    }
+}
+
+fn table_text(rows: &[(i32, SegState)]) -> String {
+    if rows.is_empty() {
+        return "empty".into();
+    }
+    rows.iter()
+        .map(|(id, s)| format!("id {id}: {s}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "operation {} ({}): ", self.index + 1, self.op)?;
+        match &self.disagreement {
+            Disagreement::Result { expected, observed } => {
+                write!(f, "the model says {expected}, the kernel answered {observed}")
+            }
+            Disagreement::Table { expected, observed } => write!(
+                f,
+                "the table after it should be [{}], the kernel's is [{}]",
+                table_text(expected),
+                table_text(observed)
+            ),
+            Disagreement::Missing => write!(f, "the executor reported nothing for it"),
+        }
+    }
+}
+
+fn describe(p: &Predicted, bound: &BTreeMap<usize, i32>) -> String {
+    match p {
+        Predicted::NewId { .. } => "a new segment's id".into(),
+        Predicted::SameId { seg } => match bound.get(seg) {
+            Some(id) => format!("id {id}"),
+            None => format!("the id of segment #{seg}"),
+        },
+        Predicted::Exactly(o) => o.to_string(),
+    }
+}
+
+/// Hold each observation against the model; the first disagreement.
+pub fn judge(program: &Program, hello: Hello, observed: &[Observation]) -> Result<usize, Divergence> {
+    let mut model = Model::new(hello.ipc_owner);
+    // The model's segment numbers and the kernel's ids, bound as they appear.
+    let mut bound: BTreeMap<usize, i32> = BTreeMap::new();
+    for (index, op) in program.ops.iter().enumerate() {
+        let diverged = |disagreement| Divergence {
+            index,
+            op: *op,
+            disagreement,
+        };
+        let Some(obs) = observed.get(index) else {
+            return Err(diverged(Disagreement::Missing));
+        };
+        let predicted = model.apply(op);
+        let agrees = match (&predicted, &obs.outcome) {
+            (Predicted::NewId { seg }, Outcome::Id { id }) => {
+                // A new segment's id is no live segment's id.
+                let taken = bound.iter().any(|(s, b)| b == id && model.alive(*s) && s != seg);
+                if !taken {
+                    bound.insert(*seg, *id);
+                }
+                !taken
+            }
+            (Predicted::SameId { seg }, Outcome::Id { id }) => bound.get(seg) == Some(id),
+            (Predicted::Exactly(expected), got) => expected == got,
+            _ => false,
+        };
+        if !agrees {
+            return Err(diverged(Disagreement::Result {
+                expected: describe(&predicted, &bound),
+                observed: obs.outcome.clone(),
+            }));
+        }
+        let expected: Vec<(i32, SegState)> = {
+            let mut rows: Vec<(i32, SegState)> = model
+                .table()
+                .into_iter()
+                .map(|(s, state)| (bound.get(&s).copied().unwrap_or(i32::MIN), state))
+                .collect();
+            rows.sort_by_key(|(id, _)| *id);
+            rows
+        };
+        let mut got = obs.table.clone();
+        got.sort_by_key(|(id, _)| *id);
+        if expected != got {
+            return Err(diverged(Disagreement::Table {
+                expected,
+                observed: got,
+            }));
+        }
+    }
+    Ok(program.ops.len())
+}
+
+/// Run a program on this machine's kernel: `exe fuzz-exec` in a new IPC
+/// namespace of its own (made by a thread that exists for it, so the
+/// namespace and every segment in it die with the executor).
+pub fn execute(exe: &Path, program: &Program) -> Result<(Hello, Vec<Observation>), FuzzError> {
+    let input = serde_json::to_string(program).unwrap_or_default();
+    let output = std::thread::scope(|s| {
+        s.spawn(|| -> Result<std::process::Output, FuzzError> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FuzzError::Namespace)?;
+            // A plain spawn (posix_spawn): it copies none of this process's
+            // mappings, so no observer's attachment is inherited.
+            let mut child = Command::new(exe)
+                .arg("fuzz-exec")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|error| FuzzError::Start {
+                    exe: exe.to_path_buf(),
+                    error,
+                })?;
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(input.as_bytes()).and_then(|()| stdin.write_all(b"\n"));
+            }
+            child.wait_with_output().map_err(|error| FuzzError::Start {
+                exe: exe.to_path_buf(),
+                error,
+            })
+        })
+        .join()
+        .map_err(|_| FuzzError::Panicked)
+        .and_then(|output| output)
+    })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    let garbled = |line: &str, error| FuzzError::Garbled {
+        seed: program.seed,
+        line: line.chars().take(200).collect(),
+        error,
+    };
+    let hello: Hello = match lines.next() {
+        Some(line) => serde_json::from_str(line).map_err(|e| garbled(line, e))?,
+        None => {
+            return Err(FuzzError::Executor {
+                seed: program.seed,
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr)
+                    .trim()
+                    .chars()
+                    .take(500)
+                    .collect(),
+            })
+        }
+    };
+    let observed = lines
+        .map(|line| serde_json::from_str(line).map_err(|e| garbled(line, e)))
+        .collect::<Result<Vec<Observation>, FuzzError>>()?;
+    if !output.status.success() && observed.len() < program.ops.len() {
+        return Err(FuzzError::Executor {
+            seed: program.seed,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr)
+                .trim()
+                .chars()
+                .take(500)
+                .collect(),
+        });
+    }
+    Ok((hello, observed))
+}
+
+/// Make a program smaller while `still` holds, until nothing more can go:
+/// drop operations (halves, then quarters, down to single ones; references
+/// are taken modulo what exists, so every subsequence is a program), then
+/// point references at earlier results (smaller numbers), which can let
+/// more operations go; repeated until neither changes anything.
+pub fn shrink(program: &Program, still: &mut dyn FnMut(&Program) -> bool) -> Program {
+    let mut best = program.clone();
+    loop {
+        let mut changed = false;
+        let mut chunk = best.ops.len().div_ceil(2).max(1);
+        loop {
+            let mut i = 0;
+            while i < best.ops.len() {
+                let end = (i + chunk).min(best.ops.len());
+                let candidate = Program {
+                    seed: best.seed,
+                    ops: best.ops[..i].iter().chain(&best.ops[end..]).copied().collect(),
+                };
+                if still(&candidate) {
+                    best = candidate;
+                    changed = true;
+                } else {
+                    i += chunk;
+                }
+            }
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+        for i in 0..best.ops.len() {
+            for simpler in simpler_references(best.ops[i]) {
+                let mut candidate = best.clone();
+                candidate.ops[i] = simpler;
+                if still(&candidate) {
+                    best = candidate;
+                    changed = true;
+                    break;
+                }
+            }
+        }
+        if !changed {
+            return best;
+        }
+    }
+}
+
+/// The operation with its reference to an earlier result made smaller
+/// (0 first, then one less): each is strictly smaller, so shrinking ends.
+fn simpler_references(op: Op) -> Vec<Op> {
+    let smaller = |n: u8| -> Vec<u8> {
+        match n {
+            0 => vec![],
+            1 => vec![0],
+            n => vec![0, n - 1],
+        }
+    };
+    match op {
+        Op::Attach { seg, read_only } => smaller(seg)
+            .into_iter()
+            .map(|seg| Op::Attach { seg, read_only })
+            .collect(),
+        Op::Detach { att } => smaller(att).into_iter().map(|att| Op::Detach { att }).collect(),
+        Op::Write { att, offset, len, byte } => smaller(att)
+            .into_iter()
+            .map(|att| Op::Write { att, offset, len, byte })
+            .collect(),
+        Op::Read { att, offset, len } => smaller(att)
+            .into_iter()
+            .map(|att| Op::Read { att, offset, len })
+            .collect(),
+        Op::Stat { seg } => smaller(seg).into_iter().map(|seg| Op::Stat { seg }).collect(),
+        Op::Rmid { seg } => smaller(seg).into_iter().map(|seg| Op::Rmid { seg }).collect(),
+        Op::SetMode { seg, mode } => smaller(seg).into_iter().map(|seg| Op::SetMode { seg, mode }).collect(),
+        Op::Get { .. } => vec![],
+    }
+}
+
+/// What a fuzz run is asked to do.
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    /// The `shmconf` binary that serves `fuzz-exec`.
+    pub exe: PathBuf,
+    /// Program i has seed `seed + i`.
+    pub seed: u64,
+    pub programs: u64,
+    /// Operations per program.
+    pub ops: usize,
+    /// Where each divergence's shrunk program goes (JSON), if anywhere.
+    pub out: Option<PathBuf>,
+}
+
+/// A divergence found, and the smallest program that still shows it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub seed: u64,
+    pub first: Divergence,
+    pub shrunk: Program,
+    pub shrunk_divergence: Divergence,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FuzzReport {
+    pub programs: u64,
+    pub operations: usize,
+    pub found: Vec<Found>,
+    /// How many answers of each kind the kernel gave: what was checked.
+    pub answers: BTreeMap<String, usize>,
+}
+
+/// An answer's kind, for the count of what was checked.
+fn answer_kind(o: &Outcome) -> String {
+    match o {
+        Outcome::Id { .. } => "id".into(),
+        Outcome::Attached => "attached".into(),
+        Outcome::Done => "0".into(),
+        Outcome::Stat(s) if s.dest => "stat of a removed segment".into(),
+        Outcome::Stat(_) => "stat".into(),
+        Outcome::Bytes { data } if data.iter().any(|b| *b != 0) => "bytes stored earlier".into(),
+        Outcome::Bytes { .. } => "zero bytes".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Generate, execute, judge and shrink `opts.programs` programs.
+pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
+    let mut report = FuzzReport::default();
+    for i in 0..opts.programs {
+        if crate::interrupt::interrupted() {
+            break;
+        }
+        let program = program::generate(opts.seed.wrapping_add(i), opts.ops);
+        let (hello, observed) = execute(&opts.exe, &program)?;
+        report.programs += 1;
+        report.operations += program.ops.len();
+        for obs in &observed {
+            *report.answers.entry(answer_kind(&obs.outcome)).or_default() += 1;
+        }
+        let Err(first) = judge(&program, hello, &observed) else {
+            continue;
+        };
+        let signature = first.signature();
+        let mut error = None;
+        let mut still = |candidate: &Program| match execute(&opts.exe, candidate) {
+            Ok((hello, observed)) => judge(candidate, hello, &observed).is_err_and(|d| d.signature() == signature),
+            Err(e) => {
+                error.get_or_insert(e);
+                false
+            }
+        };
+        let shrunk = shrink(&program, &mut still);
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let (hello, observed) = execute(&opts.exe, &shrunk)?;
+        let shrunk_divergence = judge(&shrunk, hello, &observed).err().unwrap_or_else(|| first.clone());
+        if let Some(dir) = &opts.out {
+            let path = dir.join(format!("seed-{}.json", program.seed));
+            let text = serde_json::to_string_pretty(&shrunk).unwrap_or_default();
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, format!("{text}\n")))
+                .map_err(|error| FuzzError::Write { path, error })?;
+        }
+        report.found.push(Found {
+            seed: program.seed,
+            first,
+            shrunk,
+            shrunk_divergence,
+        });
+    }
+    Ok(report)
+}
+
+/// The report as people read it.
+pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
+    let mut out = String::new();
+    for f in &report.found {
+        out.push_str(&format!("divergence in program {}: {}\n", f.seed, f.first));
+        out.push_str(&format!(
+            "  shrunk to {} operation{}: {}\n",
+            f.shrunk.ops.len(),
+            if f.shrunk.ops.len() == 1 { "" } else { "s" },
+            f.shrunk_divergence
+        ));
+        for (i, op) in f.shrunk.ops.iter().enumerate() {
+            out.push_str(&format!("    {}. {op}\n", i + 1));
+        }
+        out.push_str(&format!(
+            "  replay: shmconf fuzz --replay {} --ops {}\n",
+            f.seed, opts.ops
+        ));
+    }
+    let answers: Vec<String> = report.answers.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    if !answers.is_empty() {
+        out.push_str(&format!("answers checked: {}\n", answers.join(", ")));
+    }
+    let last = opts.seed.wrapping_add(report.programs.saturating_sub(1));
+    out.push_str(&format!(
+        "fuzz: {} program{} (seeds {}..={last}), {} operations: {}\n",
+        report.programs,
+        if report.programs == 1 { "" } else { "s" },
+        opts.seed,
+        report.operations,
+        if report.found.is_empty() {
+            "every result and every table after it agrees with the model".to_string()
+        } else {
+            format!("{} disagree with the model", report.found.len())
+        }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel made of the model, with ids of its own, and a fault
+    /// applied to every observation.
+    fn simulated(program: &Program, fault: &dyn Fn(&mut Observation)) -> (Hello, Vec<Observation>) {
+        let mut m = Model::new(true);
+        let id = |seg: usize| 1000 + seg as i32 * 32768;
+        let observed = program
+            .ops
+            .iter()
+            .map(|op| {
+                let outcome = match m.apply(op) {
+                    Predicted::NewId { seg } | Predicted::SameId { seg } => Outcome::Id { id: id(seg) },
+                    Predicted::Exactly(o) => o,
+                };
+                let table = m.table().into_iter().map(|(s, st)| (id(s), st)).collect();
+                let mut obs = Observation { outcome, table };
+                fault(&mut obs);
+                obs
+            })
+            .collect();
+        (Hello { ipc_owner: true }, observed)
+    }
+
+    fn faithful(_: &mut Observation) {}
+
+    #[test]
+    fn a_kernel_that_behaves_as_the_model_agrees_on_every_program() {
+        for seed in 0..200 {
+            let p = program::generate(seed, 30);
+            let (hello, observed) = simulated(&p, &faithful);
+            assert_eq!(judge(&p, hello, &observed), Ok(30), "seed {seed}");
+        }
+    }
+
+    /// Each fault, the operation kind it must be caught at, and the most
+    /// operations its shrunk program may keep.
+    #[test]
+    fn each_faulty_kernel_is_caught_and_shrunk_to_a_few_operations() {
+        type Fault = fn(&mut Observation);
+        let faults: [(&str, Fault, usize); 4] = [
+            (
+                "IPC_STAT counts one attachment too many",
+                |o| {
+                    if let Outcome::Stat(s) = &mut o.outcome {
+                        s.nattch += 1;
+                    }
+                },
+                2,
+            ),
+            (
+                "a removed, attached segment keeps its key",
+                |o| {
+                    for (_, s) in &mut o.table {
+                        if s.dest {
+                            s.key = program::KEYS[0];
+                        }
+                    }
+                },
+                3,
+            ),
+            (
+                "EEXIST is reported as ENOENT",
+                |o| {
+                    if o.outcome == (Outcome::Errno { errno: libc::EEXIST }) {
+                        o.outcome = Outcome::Errno { errno: libc::ENOENT };
+                    }
+                },
+                2,
+            ),
+            (
+                "stores are lost",
+                |o| {
+                    if let Outcome::Bytes { data } = &mut o.outcome {
+                        data.fill(0);
+                    }
+                },
+                4,
+            ),
+        ];
+        for (name, fault, most) in faults {
+            let caught = (0..400).find_map(|seed| {
+                let p = program::generate(seed, 30);
+                let (hello, observed) = simulated(&p, &fault);
+                judge(&p, hello, &observed).err().map(|d| (p, d))
+            });
+            let Some((p, first)) = caught else {
+                panic!("{name}: not caught in 400 programs");
+            };
+            let signature = first.signature();
+            let shrunk = shrink(&p, &mut |c| {
+                let (hello, observed) = simulated(c, &fault);
+                judge(c, hello, &observed).is_err_and(|d| d.signature() == signature)
+            });
+            assert!(
+                shrunk.ops.len() <= most,
+                "{name}: shrunk to {} operations, at most {most} expected: {:?}",
+                shrunk.ops.len(),
+                shrunk.ops
+            );
+            let (hello, observed) = simulated(&shrunk, &faithful);
+            assert!(
+                judge(&shrunk, hello, &observed).is_ok(),
+                "{name}: the shrunk program is fine on a faithful kernel"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_segment_with_a_live_segments_id_is_a_divergence() {
+        let p = Program {
+            seed: 0,
+            ops: vec![
+                Op::Get {
+                    key: program::KeyPick::Raw(0),
+                    size: 64,
+                    create: program::CreatePick::IfMissing,
+                    mode: 0o600,
+                },
+                Op::Get {
+                    key: program::KeyPick::Raw(1),
+                    size: 64,
+                    create: program::CreatePick::IfMissing,
+                    mode: 0o600,
+                },
+            ],
+        };
+        let (hello, mut observed) = simulated(&p, &faithful);
+        observed[1].outcome = observed[0].outcome.clone();
+        let d = judge(&p, hello, &observed).unwrap_err();
+        assert_eq!(d.index, 1);
+        assert!(matches!(d.disagreement, Disagreement::Result { .. }), "{d}");
+    }
+
+    #[test]
+    fn an_executor_that_stops_early_is_a_divergence_not_a_pass() {
+        let p = program::generate(5, 10);
+        let (hello, mut observed) = simulated(&p, &faithful);
+        observed.truncate(4);
+        let d = judge(&p, hello, &observed).unwrap_err();
+        assert_eq!((d.index, d.disagreement), (4, Disagreement::Missing));
+    }
+}

@@ -1,0 +1,288 @@
+//! Generated programs as data: a sequence of shared-memory operations by
+//! one task, with every reference to an earlier result taken modulo what
+//! exists when the operation runs, so any subsequence of a program is a
+//! program too (which is what lets a divergence be shrunk by dropping
+//! operations). Generation is reproducible from a seed and weighted toward
+//! what makes the table interesting: keys and sizes reused, attachments
+//! made before removals.
+
+use serde::{Deserialize, Serialize};
+
+/// The raw keys programs use: few, so operations meet on them.
+pub const KEYS: [i32; 3] = [0x5f00_0001, 0x5f00_0002, 0x5f00_0003];
+
+/// Sizes around the boundaries that matter: SHMMIN (1), a page, the
+/// tutorial's 1024, and the empty request.
+pub const SIZES: [u32; 8] = [0, 1, 1024, 4095, 4096, 4097, 8192, 65536];
+
+/// Permission bits programs ask for.
+pub const MODES: [u32; 6] = [0o666, 0o600, 0o644, 0o400, 0o200, 0o000];
+
+/// The key of a `shmget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyPick {
+    /// `KEYS[n % KEYS.len()]`.
+    Raw(u8),
+    /// IPC_PRIVATE: always a new segment.
+    Private,
+}
+
+impl KeyPick {
+    pub fn raw(self) -> i32 {
+        match self {
+            KeyPick::Raw(n) => KEYS[n as usize % KEYS.len()],
+            KeyPick::Private => 0,
+        }
+    }
+}
+
+/// IPC_CREAT and IPC_EXCL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CreatePick {
+    No,
+    IfMissing,
+    Exclusive,
+}
+
+/// One operation. `seg` names the n-th id a successful `shmget` of this
+/// program returned (modulo their count; with none, an id no segment has);
+/// `att` the n-th attachment a successful `shmat` made (modulo their count;
+/// with none, or once it is detached, nothing is done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Op {
+    /// `shmget(key, size, create | mode)`.
+    Get {
+        key: KeyPick,
+        size: u32,
+        create: CreatePick,
+        mode: u32,
+    },
+    /// `shmat(id, NULL, read_only ? SHM_RDONLY : 0)`.
+    Attach { seg: u8, read_only: bool },
+    /// `shmdt` of an attachment.
+    Detach { att: u8 },
+    /// `len` bytes of value `byte` stored at `offset` through an attachment.
+    Write { att: u8, offset: u32, len: u8, byte: u8 },
+    /// `len` bytes loaded from `offset` through an attachment.
+    Read { att: u8, offset: u32, len: u8 },
+    /// `shmctl(id, IPC_STAT)`.
+    Stat { seg: u8 },
+    /// `shmctl(id, IPC_RMID)`.
+    Rmid { seg: u8 },
+    /// `shmctl(id, IPC_SET)` with new permission bits (owner and group kept).
+    SetMode { seg: u8, mode: u32 },
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Op::Get {
+                key,
+                size,
+                create,
+                mode,
+            } => {
+                let key = match key {
+                    KeyPick::Private => "IPC_PRIVATE".to_string(),
+                    k => format!("{:#010x}", k.raw() as u32),
+                };
+                let create = match create {
+                    CreatePick::No => "",
+                    CreatePick::IfMissing => "|IPC_CREAT",
+                    CreatePick::Exclusive => "|IPC_CREAT|IPC_EXCL",
+                };
+                write!(f, "shmget({key}, {size}, 0{mode:o}{create})")
+            }
+            Op::Attach { seg, read_only } => {
+                write!(f, "shmat(id#{seg}{})", if read_only { ", SHM_RDONLY" } else { "" })
+            }
+            Op::Detach { att } => write!(f, "shmdt(att#{att})"),
+            Op::Write { att, offset, len, byte } => write!(f, "write {len} x {byte:#04x} at att#{att}+{offset}"),
+            Op::Read { att, offset, len } => write!(f, "read {len} at att#{att}+{offset}"),
+            Op::Stat { seg } => write!(f, "shmctl(id#{seg}, IPC_STAT)"),
+            Op::Rmid { seg } => write!(f, "shmctl(id#{seg}, IPC_RMID)"),
+            Op::SetMode { seg, mode } => write!(f, "shmctl(id#{seg}, IPC_SET, 0{mode:o})"),
+        }
+    }
+}
+
+/// A generated program and the seed it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub seed: u64,
+    pub ops: Vec<Op>,
+}
+
+/// splitmix64: small, seedable, the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The program of `seed`: `ops` operations.
+pub fn generate(seed: u64, ops: usize) -> Program {
+    let mut rng = Rng(seed);
+    let mut sizes_used: Vec<u32> = Vec::new();
+    let mut gets = 0u8;
+    let mut attaches = 0u8;
+    let mut out = Vec::with_capacity(ops);
+    for _ in 0..ops {
+        // Early on, mostly make segments; later, mostly use them.
+        let weights: [(u64, u8); 8] = [
+            (if gets < 2 { 40 } else { 18 }, 0),
+            (if gets > 0 { 20 } else { 3 }, 1),
+            (if attaches > 0 { 12 } else { 1 }, 2),
+            (if attaches > 0 { 10 } else { 1 }, 3),
+            (if attaches > 0 { 10 } else { 1 }, 4),
+            (8, 5),
+            (if gets > 0 { 12 } else { 2 }, 6),
+            (4, 7),
+        ];
+        let total: u64 = weights.iter().map(|(w, _)| w).sum();
+        let mut roll = rng.below(total);
+        let mut kind = 0;
+        for (w, k) in weights {
+            if roll < w {
+                kind = k;
+                break;
+            }
+            roll -= w;
+        }
+        let seg = |rng: &mut Rng| (rng.below(u64::from(gets.max(1)) + 1)) as u8;
+        let att = |rng: &mut Rng| (rng.below(u64::from(attaches.max(1)) + 1)) as u8;
+        let op = match kind {
+            0 => {
+                let size = if !sizes_used.is_empty() && rng.chance(50) {
+                    let base = rng.pick(&sizes_used);
+                    match rng.below(3) {
+                        0 => base.saturating_sub(1),
+                        1 => base,
+                        _ => base.saturating_add(1),
+                    }
+                } else {
+                    rng.pick(&SIZES)
+                };
+                sizes_used.push(size);
+                gets = gets.saturating_add(1);
+                Op::Get {
+                    key: if rng.chance(12) {
+                        KeyPick::Private
+                    } else {
+                        KeyPick::Raw(rng.below(KEYS.len() as u64) as u8)
+                    },
+                    size,
+                    create: rng.pick(&[
+                        CreatePick::IfMissing,
+                        CreatePick::IfMissing,
+                        CreatePick::No,
+                        CreatePick::Exclusive,
+                    ]),
+                    mode: rng.pick(&MODES),
+                }
+            }
+            1 => {
+                attaches = attaches.saturating_add(1);
+                Op::Attach {
+                    seg: seg(&mut rng),
+                    read_only: rng.chance(30),
+                }
+            }
+            2 => Op::Detach { att: att(&mut rng) },
+            3 => {
+                let offset = offset(&mut rng, &sizes_used);
+                Op::Write {
+                    att: att(&mut rng),
+                    offset,
+                    len: 1 + rng.below(24) as u8,
+                    byte: 1 + rng.below(254) as u8,
+                }
+            }
+            4 => {
+                let offset = offset(&mut rng, &sizes_used);
+                Op::Read {
+                    att: att(&mut rng),
+                    offset,
+                    len: 1 + rng.below(24) as u8,
+                }
+            }
+            5 => Op::Stat { seg: seg(&mut rng) },
+            6 => Op::Rmid { seg: seg(&mut rng) },
+            _ => Op::SetMode {
+                seg: seg(&mut rng),
+                mode: rng.pick(&MODES),
+            },
+        };
+        out.push(op);
+    }
+    Program { seed, ops: out }
+}
+
+/// An offset near the start or the end of a size the program used.
+fn offset(rng: &mut Rng, sizes: &[u32]) -> u32 {
+    let size = if sizes.is_empty() { 1024 } else { rng.pick(sizes) };
+    match rng.below(4) {
+        0 => 0,
+        1 => rng.below(u64::from(size.max(1))) as u32,
+        2 => size.saturating_sub(1 + rng.below(8) as u32),
+        _ => size.saturating_sub(4).saturating_add(rng.below(8) as u32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_program_every_time_and_seeds_differ() {
+        assert_eq!(generate(7, 30), generate(7, 30));
+        assert_ne!(generate(7, 30).ops, generate(8, 30).ops);
+    }
+
+    #[test]
+    fn generated_programs_use_every_kind_of_operation_and_reuse_keys() {
+        let mut kinds = std::collections::HashSet::new();
+        let mut raw_gets = 0;
+        for seed in 0..50 {
+            for op in generate(seed, 20).ops {
+                kinds.insert(std::mem::discriminant(&op));
+                if let Op::Get {
+                    key: KeyPick::Raw(_), ..
+                } = op
+                {
+                    raw_gets += 1;
+                }
+            }
+        }
+        assert_eq!(kinds.len(), 8, "every operation kind is generated");
+        assert!(raw_gets > 3 * KEYS.len(), "keys are met again: {raw_gets} raw-key gets");
+    }
+
+    #[test]
+    fn a_program_round_trips_through_json() {
+        let p = generate(3, 12);
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Program>(&text).unwrap(), p);
+    }
+}
