@@ -112,15 +112,14 @@ fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &
                 let Some(e) = ex.events.iter().find(|e| &e.name == name) else {
                     continue;
                 };
-                let done = match &e.op {
+                // A refused file operation is a result the explorer judges,
+                // not an error of the floor.
+                let _ = match &e.op {
                     FileOp::Create(f) => dir.create(f),
                     FileOp::Remove(f) => dir.remove(f),
                     FileOp::Recreate(f) => dir.recreate(f),
                     FileOp::Link { from, to } => dir.link(from, to),
                 };
-                // A refused file operation is a result the explorer judges,
-                // not an error of the floor.
-                let _ = done;
             }
             Move::Run { run, part } => {
                 let Some(r) = ex.runs.iter().find(|r| &r.name == run) else {

@@ -213,33 +213,25 @@ pub fn execute(exe: &Path, program: &Program) -> Result<(Hello, Vec<Observation>
         line: line.chars().take(200).collect(),
         error,
     };
+    // The executor ended before it said what it was asked (its stderr says why).
+    let died = || FuzzError::Executor {
+        seed: program.seed,
+        status: output.status,
+        stderr: String::from_utf8_lossy(&output.stderr)
+            .trim()
+            .chars()
+            .take(500)
+            .collect(),
+    };
     let hello: Hello = match lines.next() {
         Some(line) => serde_json::from_str(line).map_err(|e| garbled(line, e))?,
-        None => {
-            return Err(FuzzError::Executor {
-                seed: program.seed,
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr)
-                    .trim()
-                    .chars()
-                    .take(500)
-                    .collect(),
-            })
-        }
+        None => return Err(died()),
     };
     let observed = lines
         .map(|line| serde_json::from_str(line).map_err(|e| garbled(line, e)))
         .collect::<Result<Vec<Observation>, FuzzError>>()?;
     if !output.status.success() && observed.len() < program.ops.len() {
-        return Err(FuzzError::Executor {
-            seed: program.seed,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr)
-                .trim()
-                .chars()
-                .take(500)
-                .collect(),
-        });
+        return Err(died());
     }
     Ok((hello, observed))
 }
