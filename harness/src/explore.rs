@@ -22,8 +22,8 @@ use crate::model::{Change, FileId, Model, RunSpec};
 use crate::outcome::ScenarioResult;
 use crate::parallel::parallel_map;
 use crate::scenario::{
-    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Granularity, Orders, PairRole, Program,
-    ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
+    Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Granularity, Initial, InitialSegment,
+    KeySpec, Orders, PairRole, Program, Role, ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
 };
 
 /// One orderable event of an exploration, by label.
@@ -266,6 +266,95 @@ fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>, trac
     })
 }
 
+/// The probes that make an exploration's initial state are named
+/// `initial:ITEM.WHAT`: a `:` keeps them apart from every run's name.
+const INITIAL_PREFIX: &str = "initial:";
+
+/// The engine actions that make the initial state, in order, before any
+/// run starts: each segment by `shmconf probe` (created exclusive with
+/// mode 0600, its content written, then its mode set, so that a mode
+/// without write still gets its content), each key-file operation as a
+/// file step. Each action comes with the index of its item.
+pub fn initial_actions(ex: &Exploration) -> Vec<(usize, Action)> {
+    let mut out = Vec::new();
+    for (i, item) in ex.initial.iter().enumerate() {
+        match item {
+            Initial::File(op) => out.push((i, Action::File(op.clone()))),
+            Initial::Segment(seg) => {
+                let key: Vec<String> = match &seg.key {
+                    KeySpec::Ftok { file, proj_id } => vec!["--ftok".into(), format!("{file}:{proj_id}")],
+                    KeySpec::Raw(v) => vec!["--key".into(), format!("0x{:08x}", *v as u32)],
+                    // Refused at load: no run could find it.
+                    KeySpec::Private => continue,
+                };
+                let probe = |what: &str, words: Vec<String>| {
+                    Action::Spawn(Spawn {
+                        traced: false,
+                        name: format!("{INITIAL_PREFIX}{}.{what}", i + 1),
+                        program: Program::Role(Role::Probe),
+                        args: words
+                            .into_iter()
+                            .chain(key.iter().cloned())
+                            .map(|a| crate::scenario::Arg(vec![crate::scenario::ArgPart::Text(a)]))
+                            .collect(),
+                        stdin: Vec::new(),
+                        env: BTreeMap::new(),
+                        uid: None,
+                        gid: None,
+                        background: None,
+                        expect: any_end(),
+                    })
+                };
+                let get = ["get", "--create", "--exclusive", "--size", &seg.size.to_string(), "--mode", "600"];
+                out.push((i, probe("get", get.map(String::from).to_vec())));
+                if !seg.content.is_empty() {
+                    out.push((i, probe("write", vec!["attach".into(), "--write".into(), seg.content.clone()])));
+                }
+                if seg.mode != 0o600 {
+                    out.push((i, probe("mode", vec!["set".into(), "--mode".into(), format!("{:o}", seg.mode)])));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Why the initial state could not be made in this log, if it could not:
+/// a probe of [`initial_actions`] that did not exit 0, or a file step that
+/// failed. That is a BROKEN set-up, never a verdict on the implementation.
+pub fn initial_failure(log: &Log, initial_steps: usize) -> Option<String> {
+    let initial = log.events.iter().filter(|e| e.step.is_some_and(|n| n <= initial_steps));
+    initial.clone().find_map(|e| match &e.kind {
+        EventKind::File {
+            op,
+            path,
+            error: Some(error),
+            ..
+        } => Some(format!("the initial state could not be made: {op} {path}: {error}")),
+        _ => None,
+    }).or_else(|| initial.clone().find_map(|e| match &e.kind {
+        EventKind::Exit {
+            proc, ending, stdout, stderr, ..
+        } if proc.starts_with(INITIAL_PREFIX) && *ending != (Ending::Exited { code: 0 }) => Some(format!(
+            "the initial state could not be made: {proc} ended with {ending}: {}{}",
+            escape_short(&stdout.bytes, 200),
+            escape_short(&stderr.bytes, 200)
+        )),
+        _ => None,
+    }))
+}
+
+/// The initial segment a successful probe in the log made: the item of
+/// each `initial:ITEM.get` that exited 0.
+fn initial_segment_made<'a>(ex: &'a Exploration, proc: &str) -> Option<&'a InitialSegment> {
+    let item = proc.strip_prefix(INITIAL_PREFIX)?.strip_suffix(".get")?;
+    let i: usize = item.parse().ok()?;
+    match ex.initial.get(i.checked_sub(1)?)? {
+        Initial::Segment(seg) => Some(seg),
+        Initial::File(_) => None,
+    }
+}
+
 /// Exploration processes are judged by the model, not by the step.
 fn any_end() -> Expect {
     Expect {
@@ -290,6 +379,9 @@ pub fn order_steps(ex: &Exploration, order: &[Move]) -> (Vec<Step>, Vec<(usize, 
         });
         n
     };
+    for (_, action) in initial_actions(ex) {
+        push(&mut steps, action);
+    }
     for m in order {
         let first = steps.len() + 1;
         match m {
@@ -407,22 +499,33 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
         .map(run_spec)
         .collect();
     let mut model = Model::new(&runs);
-    // The key files made at setup (the only file events outside a step),
-    // with the identities the engine recorded.
-    for e in log.events.iter().filter(|e| e.step.is_none()) {
-        if let EventKind::File {
-            op,
-            path,
-            identity: Some((dev, ino)),
-            ..
-        } = &e.kind
-        {
-            if op == "create" {
-                let _ = model.apply(&Change::File(path.clone(), FileId { dev: *dev, ino: *ino }));
-            }
+    // The key files made at setup (file events outside a step) and the
+    // initial state (the steps before the first move's), in order, with
+    // the identities the engine recorded.
+    let first_move = spans.first().map_or(usize::MAX, |s| s.0);
+    if let Some(why) = initial_failure(&log, first_move - 1) {
+        out.broken.get_or_insert(why);
+    }
+    for e in log.events.iter().filter(|e| e.step.map_or(true, |n| n < first_move)) {
+        let change = match &e.kind {
+            EventKind::File {
+                op,
+                path,
+                identity: Some((dev, ino)),
+                ..
+            } if op != "remove" => Change::File(path.clone(), FileId { dev: *dev, ino: *ino }),
+            EventKind::File { op, path, .. } if op == "remove" => Change::RemoveFile(path.clone()),
+            EventKind::Exit { proc, .. } => match initial_segment_made(ex, proc) {
+                Some(seg) => Change::Seed(seg.clone()),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let Err(e) = model.apply(&change) {
+            out.broken.get_or_insert_with(|| format!("model: {}", e.0));
         }
     }
-    let mut outputs: BTreeMap<String, (Vec<u8>, Ending)> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, (Vec<u8>, Vec<u8>, Ending)> = BTreeMap::new();
     for (i, (m, &(first, observe))) in order.iter().zip(spans).enumerate() {
         let events: Vec<&EventKind> = log
             .events
@@ -444,7 +547,11 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
         for e in &events {
             match e {
                 EventKind::Exit {
-                    proc, ending, stdout, ..
+                    proc,
+                    ending,
+                    stdout,
+                    stderr,
+                    ..
                 } => {
                     if let Ending::Signaled { signal } = ending {
                         out.problems.push(Failure::of_exploration(
@@ -452,7 +559,7 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                             format!("{proc} was killed by {signal}"),
                         ));
                     }
-                    outputs.insert(proc.clone(), (stdout.bytes.clone(), ending.clone()));
+                    outputs.insert(proc.clone(), (stdout.bytes.clone(), stderr.bytes.clone(), ending.clone()));
                 }
                 // The exploration's own limit ran out during this order: it
                 // is unfinished, which says nothing about the implementation.
@@ -580,9 +687,29 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
         return out;
     }
     for run in &runs {
-        let (Some(want), Some((stdout, ending))) = (model.outcome(&run.name), outputs.get(&run.name)) else {
+        let (Some(want), Some((stdout, stderr, ending))) = (model.outcome(&run.name), outputs.get(&run.name)) else {
             continue;
         };
+        // Where the model says the run fails, the contract asks for a clear
+        // error, in the implementation's own words and exit code: any
+        // nonzero exit that says why on stderr (our exit codes and what we
+        // print before failing are our implementation's habits).
+        if want.exit != crate::model::exit::OK {
+            let clear = matches!(ending, Ending::Exited { code } if *code != 0) && !stderr.is_empty();
+            if !clear {
+                out.problems.push(Failure::of_exploration(
+                    Check::Ending,
+                    format!(
+                        "{}: the model expects a clear error (a nonzero exit saying why on stderr; ours exits {}), \
+                         it ended with {ending}{}",
+                        run.name,
+                        want.exit,
+                        if stderr.is_empty() { " and nothing on stderr" } else { "" }
+                    ),
+                ));
+            }
+            continue;
+        }
         if &want.stdout != stdout {
             out.problems.push(Failure::of_exploration(
                 Check::Ending,

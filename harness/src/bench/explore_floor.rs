@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::explore::{Move, Part};
 use crate::impls::Implementation;
-use crate::scenario::{Exploration, FileOp, ScenarioDir, ScenarioFile};
+use crate::scenario::{Exploration, FileOp, Initial, InitialSegment, KeySpec, ScenarioDir, ScenarioFile};
 
 /// Why the floor could not be measured.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,16 @@ fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &
     for f in &sf.scenario.files {
         dir.create(f).map_err(failed(format!("create {f}")))?;
     }
+    for item in &ex.initial {
+        match item {
+            Initial::File(op) => {
+                apply(&dir, op).map_err(failed(format!("initial {}", op.describe().1)))?;
+            }
+            Initial::Segment(seg) => {
+                make_segment(tmp.path(), seg).map_err(failed(format!("initial segment {}", seg.key)))?;
+            }
+        }
+    }
     // Paused writers between their attach and their input.
     let mut waiting: HashMap<&str, Child> = HashMap::new();
     for m in order {
@@ -114,12 +124,7 @@ fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &
                 };
                 // A refused file operation is a result the explorer judges,
                 // not an error of the floor.
-                let _ = match &e.op {
-                    FileOp::Create(f) => dir.create(f),
-                    FileOp::Remove(f) => dir.remove(f),
-                    FileOp::Recreate(f) => dir.recreate(f),
-                    FileOp::Link { from, to } => dir.link(from, to),
-                };
+                let _ = apply(&dir, &e.op);
             }
             Move::Run { run, part } => {
                 let Some(r) = ex.runs.iter().find(|r| &r.name == run) else {
@@ -158,6 +163,41 @@ fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &
     }
     for (run, child) in waiting {
         finish(child, b"").map_err(failed(format!("run {run}")))?;
+    }
+    Ok(())
+}
+
+fn apply(dir: &ScenarioDir, op: &FileOp) -> std::io::Result<()> {
+    match op {
+        FileOp::Create(f) => dir.create(f),
+        FileOp::Remove(f) => dir.remove(f),
+        FileOp::Recreate(f) => dir.recreate(f),
+        FileOp::Link { from, to } => dir.link(from, to),
+    }
+}
+
+/// An initial segment as the explorer's probes make it (exclusive, 0600,
+/// content, then its mode), by this thread's own calls.
+fn make_segment(dir: &std::path::Path, seg: &InitialSegment) -> std::io::Result<()> {
+    use shmconf::sysv::{Create, Key, ReadWrite, Segment};
+    let io = |e: shmconf::sysv::Error| std::io::Error::from_raw_os_error(e.errno as i32);
+    let key = match &seg.key {
+        KeySpec::Ftok { file, proj_id } => Key::ftok(&dir.join(file.as_str()), *proj_id)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno as i32))?,
+        KeySpec::Raw(v) => Key::from_raw(*v),
+        KeySpec::Private => return Err(std::io::ErrorKind::InvalidInput.into()),
+    };
+    let made = Segment::get(key, seg.size, Create::Exclusive, 0o600).map_err(io)?;
+    if !seg.content.is_empty() {
+        let at = made.attach::<ReadWrite>().map_err(io)?;
+        let mut bytes = seg.content.as_bytes().to_vec();
+        bytes.push(0);
+        at.write_at(0, &bytes)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    }
+    if seg.mode != 0o600 {
+        made.set(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw(), seg.mode)
+            .map_err(io)?;
     }
     Ok(())
 }

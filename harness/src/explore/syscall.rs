@@ -28,7 +28,9 @@ use crate::events::{escape, Choice, Ending, EventKind, Log};
 use crate::model::calls::CallModel;
 use crate::outcome::ScenarioResult;
 use crate::outcome::{Check, Failure, Status};
-use crate::scenario::{Action, Background, Exploration, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS};
+use crate::scenario::{
+    Action, Background, Exploration, Initial, PairRole, Property, ScenarioFile, Schedule, Step, MAIN_NS,
+};
 
 /// One scheduled event of an execution, as the engine logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +230,9 @@ pub fn interleavings_at_most(trace: &[Event]) -> f64 {
 /// The engine steps of one execution: the runs spawned traced (held at
 /// their exec), the schedule, and a look at the kernel at the end.
 fn steps(ex: &Exploration, next: &Next) -> Vec<Step> {
-    let mut actions = Vec::new();
+    // The initial state first: the model starts from the table the
+    // schedule reads before its first step, so it takes what they made.
+    let mut actions: Vec<Action> = super::initial_actions(ex).into_iter().map(|(_, a)| a).collect();
     let mut pieces = BTreeMap::new();
     for r in &ex.runs {
         // Input in pieces is fed by the schedule; a single piece at once.
@@ -297,6 +301,9 @@ fn execute(
         steps: &steps,
         hard_deadline: Some(deadline),
     });
+    if let Some(why) = super::initial_failure(&log, super::initial_actions(ex).len()) {
+        return Err(Box::new((Verdictless::Broken(why), log)));
+    }
     let mut trace = Vec::new();
     let mut problems = Vec::new();
     let mut stop = None;
@@ -312,6 +319,11 @@ fn execute(
     let mut read_by: BTreeMap<String, Memory> = BTreeMap::new();
     // The addresses each run's successful shmat calls returned.
     let mut attached_at: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    // The segments each run attached, and those of the initial table (the
+    // first one read): a reader may print an empty line only from a
+    // segment made during the order (zero-filled).
+    let mut attached_ids: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    let mut initial_ids: BTreeSet<i32> = BTreeSet::new();
     for e in &log.events {
         match &e.kind {
             EventKind::Scheduled {
@@ -348,9 +360,10 @@ fn execute(
                 // a handle whose shmat failed, as PHP's shmop does) detach
                 // nothing and are not the program's contract.
                 match op {
-                    Some(crate::events::Call::ShmAt { .. }) => {
+                    Some(crate::events::Call::ShmAt { id }) => {
                         if let Some(addr) = result.filter(|r| *r >= 0) {
                             attached_at.entry(run.clone()).or_default().insert(addr as u64);
+                            attached_ids.entry(run.clone()).or_default().insert(*id);
                         }
                     }
                     Some(crate::events::Call::ShmDt { addr })
@@ -380,7 +393,10 @@ fn execute(
                 }
             }
             EventKind::Snapshot { rows, .. } => match table.as_mut() {
-                None => table = Some(CallModel::new(rows)),
+                None => {
+                    initial_ids = rows.iter().map(|r| r.shmid).collect();
+                    table = Some(CallModel::new(rows));
+                }
                 Some(model) => {
                     let differences = model.differences(rows);
                     if !differences.is_empty() {
@@ -454,7 +470,12 @@ fn execute(
     }
     problems.extend(endings(ex, &log, &ended_at, &read_by));
     if ex.properties.contains(&Property::WholeLines) {
-        problems.extend(partial_lines(ex, &log, &ended_at));
+        let made_during = |run: &str| {
+            attached_ids
+                .get(run)
+                .is_some_and(|ids| ids.iter().any(|id| !initial_ids.contains(id)))
+        };
+        problems.extend(partial_lines(ex, &log, &ended_at, made_during));
     }
     Ok(Execution {
         choices: trace.iter().map(|e| e.choice.clone()).collect(),
@@ -608,15 +629,33 @@ fn endings(
 }
 
 /// "whole-lines": what each reader printed after "Data read from memory: "
-/// is never a strict, non-empty prefix of a writer's line.
-fn partial_lines(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>) -> Vec<(usize, Check, String)> {
+/// is something a segment may hold between two system calls: a whole line
+/// some writer wrote (up to its first NUL), the content of a segment of the
+/// initial state, or nothing, from a segment made during the order (new
+/// segments are zero-filled). A part of a line, or a new line over the
+/// tail of an older, longer one, is none of these.
+fn partial_lines(
+    ex: &Exploration,
+    log: &Log,
+    ended_at: &BTreeMap<String, usize>,
+    made_during: impl Fn(&str) -> bool,
+) -> Vec<(usize, Check, String)> {
+    let first_line = |input: &[u8]| -> Vec<u8> {
+        let line = input.split(|&b| b == b'\n').next().unwrap_or_default();
+        line.split(|&b| b == 0).next().unwrap_or_default().to_vec()
+    };
     let lines: Vec<(&str, Vec<u8>)> = ex
         .runs
         .iter()
         .filter(|r| r.role == PairRole::Writer)
-        .map(|r| {
-            let line = r.stdin.split(|&b| b == b'\n').next().unwrap_or_default().to_vec();
-            (r.name.as_str(), line)
+        .map(|r| (r.name.as_str(), first_line(&r.stdin)))
+        .collect();
+    let initial: Vec<&[u8]> = ex
+        .initial
+        .iter()
+        .filter_map(|i| match i {
+            Initial::Segment(seg) => Some(seg.text()),
+            Initial::File(_) => None,
         })
         .collect();
     let mut out = Vec::new();
@@ -627,24 +666,38 @@ fn partial_lines(ex: &Exploration, log: &Log, ended_at: &BTreeMap<String, usize>
         if !ex.runs.iter().any(|r| &r.name == proc && r.role == PairRole::Reader) {
             continue;
         }
-        let printed = stdout
-            .bytes
-            .strip_prefix(b"Data read from memory: ".as_slice())
-            .map(|rest| rest.strip_suffix(b"\n".as_slice()).unwrap_or(rest))
-            .unwrap_or_default();
-        for (writer, line) in &lines {
-            if !printed.is_empty() && printed.len() < line.len() && line.starts_with(printed) {
-                out.push((
-                    ended_at.get(proc).copied().unwrap_or(0),
-                    Check::WholeLines,
-                    format!(
-                        "{proc} printed part of {writer}'s line: \"{}\" of \"{}\" (property whole-lines)",
-                        escape(printed),
-                        escape(line)
-                    ),
-                ));
-            }
+        // A reader that printed no content (an error exit) is judged by its ending.
+        let Some(rest) = stdout.bytes.strip_prefix(b"Data read from memory: ".as_slice()) else {
+            continue;
+        };
+        let printed = rest.strip_suffix(b"\n".as_slice()).unwrap_or(rest);
+        let whole = lines.iter().any(|(_, line)| line.as_slice() == printed)
+            || initial.contains(&printed)
+            || (printed.is_empty() && made_during(proc));
+        if whole {
+            continue;
         }
+        let problem = match lines.iter().find(|(_, line)| printed.len() < line.len() && line.starts_with(printed)) {
+            Some((writer, line)) if !printed.is_empty() => format!(
+                "{proc} printed part of {writer}'s line: \"{}\" of \"{}\" (property whole-lines)",
+                escape(printed),
+                escape(line)
+            ),
+            _ if printed.is_empty() => format!(
+                "{proc} printed an empty line, but every segment it attached held content from the start and no \
+                 writer's line is empty (property whole-lines)"
+            ),
+            _ => {
+                let mut known: Vec<String> = lines.iter().map(|(w, l)| format!("{w}'s \"{}\"", escape(l))).collect();
+                known.extend(initial.iter().map(|t| format!("the initial \"{}\"", escape(t))));
+                format!(
+                    "{proc} printed \"{}\", which is no whole line: not {} (property whole-lines)",
+                    escape(printed),
+                    known.join(", nor ")
+                )
+            }
+        };
+        out.push((ended_at.get(proc).copied().unwrap_or(0), Check::WholeLines, problem));
     }
     out
 }

@@ -21,6 +21,7 @@ pub mod calls;
 use shmconf::sysv::ftok_formula;
 
 pub use crate::scenario::PairRole as Role;
+use crate::scenario::{InitialSegment, KeySpec};
 
 /// One process of an exploration: its role and how it is invoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub enum Change {
     File(String, FileId),
     /// A key file disappears.
     RemoveFile(String),
+    /// A segment of the initial state is made (its ftok key from the file
+    /// as it is now), holding its content.
+    Seed(InitialSegment),
 }
 
 /// A segment as the model holds it.
@@ -160,6 +164,7 @@ impl Model {
                 self.files.remove(name);
                 Ok(())
             }
+            Change::Seed(seg) => self.seed(seg),
             Change::Attach(name) => {
                 let run = self.run(name)?;
                 self.expect_state(name, |s| matches!(s, ProcState::NotStarted), "not started")?;
@@ -202,6 +207,37 @@ impl Model {
                 Ok(())
             }
         }
+    }
+
+    /// Make an initial segment as `shmget(key, size, IPC_CREAT|IPC_EXCL)`
+    /// and a write of its content would.
+    fn seed(&mut self, seg: &InitialSegment) -> Result<(), ModelError> {
+        let key = match &seg.key {
+            KeySpec::Ftok { file, proj_id } => self
+                .files
+                .get(file.as_str())
+                .map(|f| ftok_formula(f.dev, f.ino, *proj_id).raw())
+                .ok_or_else(|| ModelError(format!("initial segment {}: no file {file}", seg.key)))?,
+            KeySpec::Raw(v) => *v,
+            KeySpec::Private => return Err(ModelError("an initial segment needs a key".into())),
+        };
+        if self.segs.iter().any(|s| s.key == key && !s.dest) {
+            return Err(ModelError(format!("initial segment {}: its key exists already", seg.key)));
+        }
+        let mut data = vec![0; seg.size];
+        data[..seg.content.len()].copy_from_slice(seg.content.as_bytes());
+        let id = self.next_id;
+        self.next_id += 1;
+        self.segs.push(Seg {
+            id,
+            key,
+            size: seg.size,
+            mode: seg.mode,
+            data,
+            nattch: 0,
+            dest: false,
+        });
+        Ok(())
     }
 
     fn run(&self, name: &str) -> Result<RunSpec, ModelError> {

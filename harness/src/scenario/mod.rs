@@ -486,7 +486,42 @@ pub struct Exploration {
     /// Syscall granularity: dynamic partial-order reduction (else every order).
     pub reduction: bool,
     pub properties: BTreeSet<Property>,
+    /// What the table and the key files hold before the runs start, made
+    /// in this order.
+    pub initial: Vec<Initial>,
 }
+
+/// One item of an exploration's initial state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Initial {
+    Segment(InitialSegment),
+    File(FileOp),
+}
+
+/// A segment that exists before the runs start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialSegment {
+    /// An ftok key (computed from the file as it is when the segment is
+    /// made) or a raw one; never IPC_PRIVATE, which no run could find.
+    pub key: KeySpec,
+    pub size: usize,
+    pub mode: u32,
+    /// Text without NUL, stored followed by a NUL.
+    pub content: String,
+}
+
+impl InitialSegment {
+    /// What it holds up to its first NUL, as the programs print it.
+    pub fn text(&self) -> &[u8] {
+        self.content.as_bytes()
+    }
+}
+
+/// The largest initial segment (bounded memory per order).
+pub const MAX_INITIAL_SIZE: usize = MAX_STDIN_BYTES;
+/// The longest initial content (it travels as one argument of the probe
+/// that stores it, well under Linux's 128 KiB per argument).
+pub const MAX_INITIAL_CONTENT: usize = 64 << 10;
 
 /// What one event of an exploration is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1119,7 +1154,7 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
     };
     let body = match (&raw.explore, raw.steps.is_empty()) {
         (Some(_), false) => return Err((0, "a scenario has either [[step]]s or [explore], not both".into())),
-        (Some(ex), true) => Body::Explore(lower_explore(ex)?),
+        (Some(ex), true) => Body::Explore(lower_explore(ex, &files)?),
         (None, true) => return Err((0, "expected at least one [[step]] (or an [explore] table)".into())),
         (None, false) => {
             if raw.steps.len() > MAX_STEPS {
@@ -1523,7 +1558,7 @@ fn lower_file_event(e: &Spanned<wire::ExploreEvent>, names: &mut BTreeSet<String
     })
 }
 
-fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
+fn lower_explore(ex: &Spanned<wire::Explore>, files: &[FileName]) -> Lowered<Exploration> {
     let off = ex.span().start;
     let ex = ex.get_ref();
     let orders = match &ex.orders {
@@ -1613,6 +1648,7 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
         .iter()
         .map(|e| lower_file_event(e, &mut names))
         .collect::<Lowered<Vec<_>>>()?;
+    let initial = lower_initial(&ex.initial, granularity, files)?;
     Ok(Exploration {
         runs,
         events,
@@ -1620,6 +1656,116 @@ fn lower_explore(ex: &Spanned<wire::Explore>) -> Lowered<Exploration> {
         granularity,
         reduction: ex.reduction.unwrap_or(true),
         properties,
+        initial,
+    })
+}
+
+/// `[explore] initial`: segments and key-file operations, checked in order
+/// against the files the scenario makes (a segment's ftok file must exist
+/// when the segment is made).
+fn lower_initial(
+    items: &[Spanned<wire::ExploreInitial>],
+    granularity: Granularity,
+    files: &[FileName],
+) -> Lowered<Vec<Initial>> {
+    if items.len() > MAX_EXPLORE_PARTS {
+        return Err((
+            items[MAX_EXPLORE_PARTS].span().start,
+            format!("explore.initial: more than {MAX_EXPLORE_PARTS} items"),
+        ));
+    }
+    let mut present: BTreeSet<FileName> = files.iter().cloned().collect();
+    let mut out = Vec::new();
+    for item in items {
+        let off = item.span().start;
+        let i = item.get_ref();
+        let fail = |m: String| (off, format!("explore.initial: {m}"));
+        let file_ops: Vec<FileOp> = [
+            i.recreate_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Recreate)),
+            i.remove_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
+            i.create_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+        let segment_fields = i.size.is_some() || i.mode.is_some() || i.content.is_some();
+        match (&i.segment, file_ops.as_slice()) {
+            (None, [op]) if !segment_fields => {
+                match op {
+                    FileOp::Remove(f) => {
+                        if !present.remove(f) {
+                            return Err(fail(format!("remove_file {f:?}: no such file at this point")));
+                        }
+                    }
+                    FileOp::Create(f) | FileOp::Recreate(f) | FileOp::Link { to: f, .. } => {
+                        present.insert(f.clone());
+                    }
+                }
+                out.push(Initial::File(op.clone()));
+            }
+            (Some(key), []) => out.push(Initial::Segment(lower_initial_segment(i, key, granularity, &present).map_err(fail)?)),
+            _ => {
+                return Err(fail(
+                    "each item is a segment (segment = KEY, with size, mode, content) or exactly one of \
+                     recreate_file, remove_file, create_file"
+                        .into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn lower_initial_segment(
+    i: &wire::ExploreInitial,
+    key: &str,
+    granularity: Granularity,
+    present: &BTreeSet<FileName>,
+) -> Result<InitialSegment, String> {
+    let key = parse_key_spec(key)?;
+    match &key {
+        KeySpec::Private => {
+            return Err("segment \"private\": no run could find it; give an ftok or hex key".into());
+        }
+        KeySpec::Ftok { file, .. } if !present.contains(file) => {
+            return Err(format!(
+                "segment {key}: the file {file:?} does not exist when the segment is made (list it in `files` \
+                 or create it earlier in `initial`)"
+            ));
+        }
+        _ => {}
+    }
+    let size = i.size.unwrap_or(1024);
+    if size == 0 || size > MAX_INITIAL_SIZE {
+        return Err(format!("segment {key}: size must be 1..={MAX_INITIAL_SIZE}"));
+    }
+    let mode = i.mode.as_deref().map(parse_mode).transpose()?.unwrap_or(0o666);
+    // The process-level model predicts the runs' results from keys and
+    // sizes; it does not model permissions, so it takes only segments its
+    // runs (the scenario's uid, no capability) may read and write.
+    if granularity == Granularity::Process && mode & 0o600 != 0o600 {
+        return Err(format!(
+            "segment {key}: mode {mode:04o} at granularity \"process\": the model predicts only segments the runs' \
+             owner may read and write (0600 set); use granularity \"syscall\" for other modes"
+        ));
+    }
+    let content = i.content.clone().unwrap_or_default();
+    if content.contains('\0') {
+        return Err(format!("segment {key}: content holds a NUL; it is stored with one after it"));
+    }
+    if content.len() > MAX_INITIAL_CONTENT || content.len() >= size {
+        return Err(format!(
+            "segment {key}: content of {} bytes does not fit: at most {} (size - 1 for its NUL, and {MAX_INITIAL_CONTENT})",
+            content.len(),
+            (size - 1).min(MAX_INITIAL_CONTENT)
+        ));
+    }
+    Ok(InitialSegment {
+        key,
+        size,
+        mode,
+        content,
     })
 }
 

@@ -83,6 +83,32 @@ pub struct Explore {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub properties: Vec<Spanned<String>>,
+    /// What the table and the key files hold before the runs start, made in
+    /// this order in every order's fresh namespace: segments (`segment` =
+    /// its key, with `size`, `mode`, `content`) and key-file operations
+    /// (`recreate_file`, `remove_file`, `create_file`).
+    #[serde(default)]
+    #[schemars(with = "Vec<ExploreInitial>")]
+    pub initial: Vec<Spanned<ExploreInitial>>,
+}
+
+/// One item of `[explore] initial`: a segment, or a key-file operation.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExploreInitial {
+    /// A segment's key: "ftok:FILE:PROJ" (computed when it is made, from
+    /// the file as it is then) or a hex key like "0x41020001".
+    pub segment: Option<String>,
+    /// The segment's size in bytes (default 1024).
+    pub size: Option<usize>,
+    /// The segment's permission bits, octal (default "0666").
+    pub mode: Option<String>,
+    /// The text the segment holds, followed by a NUL (default: none, all zero).
+    pub content: Option<String>,
+    /// Replace the file by a new one (new inode, new key).
+    pub recreate_file: Option<String>,
+    pub remove_file: Option<String>,
+    pub create_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
