@@ -305,13 +305,27 @@ pub fn initial_actions(ex: &Exploration) -> Vec<(usize, Action)> {
                         expect: any_end(),
                     })
                 };
-                let get = ["get", "--create", "--exclusive", "--size", &seg.size.to_string(), "--mode", "600"];
+                let get = [
+                    "get",
+                    "--create",
+                    "--exclusive",
+                    "--size",
+                    &seg.size.to_string(),
+                    "--mode",
+                    "600",
+                ];
                 out.push((i, probe("get", get.map(String::from).to_vec())));
                 if !seg.content.is_empty() {
-                    out.push((i, probe("write", vec!["attach".into(), "--write".into(), seg.content.clone()])));
+                    out.push((
+                        i,
+                        probe("write", vec!["attach".into(), "--write".into(), seg.content.clone()]),
+                    ));
                 }
                 if seg.mode != 0o600 {
-                    out.push((i, probe("mode", vec!["set".into(), "--mode".into(), format!("{:o}", seg.mode)])));
+                    out.push((
+                        i,
+                        probe("mode", vec!["set".into(), "--mode".into(), format!("{:o}", seg.mode)]),
+                    ));
                 }
             }
         }
@@ -324,24 +338,45 @@ pub fn initial_actions(ex: &Exploration) -> Vec<(usize, Action)> {
 /// failed. That is a BROKEN set-up, never a verdict on the implementation.
 pub fn initial_failure(log: &Log, initial_steps: usize) -> Option<String> {
     let initial = log.events.iter().filter(|e| e.step.is_some_and(|n| n <= initial_steps));
-    initial.clone().find_map(|e| match &e.kind {
-        EventKind::File {
-            op,
-            path,
-            error: Some(error),
-            ..
-        } => Some(format!("the initial state could not be made: {op} {path}: {error}")),
-        _ => None,
-    }).or_else(|| initial.clone().find_map(|e| match &e.kind {
-        EventKind::Exit {
-            proc, ending, stdout, stderr, ..
-        } if proc.starts_with(INITIAL_PREFIX) && *ending != (Ending::Exited { code: 0 }) => Some(format!(
-            "the initial state could not be made: {proc} ended with {ending}: {}{}",
-            escape_short(&stdout.bytes, 200),
-            escape_short(&stderr.bytes, 200)
-        )),
-        _ => None,
-    }))
+    initial
+        .clone()
+        .find_map(|e| match &e.kind {
+            EventKind::File {
+                op,
+                path,
+                error: Some(error),
+                ..
+            } => Some(format!("the initial state could not be made: {op} {path}: {error}")),
+            _ => None,
+        })
+        .or_else(|| {
+            initial.clone().find_map(|e| match &e.kind {
+                EventKind::Exit {
+                    proc,
+                    ending,
+                    stdout,
+                    stderr,
+                    ..
+                } if proc.starts_with(INITIAL_PREFIX) && *ending != (Ending::Exited { code: 0 }) => {
+                    let said = |t: &crate::events::Text| {
+                        String::from_utf8_lossy(&t.bytes)
+                            .trim()
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    };
+                    let words: Vec<String> = [said(stdout), said(stderr)]
+                        .into_iter()
+                        .filter(|w| !w.is_empty())
+                        .collect();
+                    Some(format!(
+                        "the initial state could not be made: {proc} ended with {ending}: {}",
+                        words.join(" / ")
+                    ))
+                }
+                _ => None,
+            })
+        })
 }
 
 /// The initial segment a successful probe in the log made: the item of
@@ -559,7 +594,10 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                             format!("{proc} was killed by {signal}"),
                         ));
                     }
-                    outputs.insert(proc.clone(), (stdout.bytes.clone(), stderr.bytes.clone(), ending.clone()));
+                    outputs.insert(
+                        proc.clone(),
+                        (stdout.bytes.clone(), stderr.bytes.clone(), ending.clone()),
+                    );
                 }
                 // The exploration's own limit ran out during this order: it
                 // is unfinished, which says nothing about the implementation.
@@ -704,7 +742,11 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                          it ended with {ending}{}",
                         run.name,
                         want.exit,
-                        if stderr.is_empty() { " and nothing on stderr" } else { "" }
+                        if stderr.is_empty() {
+                            " and nothing on stderr"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }

@@ -1835,3 +1835,84 @@ fn record_draws_each_failure_and_each_replay() {
     let drawn = std::fs::read_to_string(replay.join("orders%2Fsyscall-rmid-before-attach.svg")).unwrap();
     assert!(drawn.contains("PASS — orders/syscall-rmid-before-attach"), "{drawn}");
 }
+
+/// An exploration that starts from a state: the model takes it, a run the
+/// model expects to fail passes with any clear error (its own exit code,
+/// a word on stderr), a silent failure does not, and a state that cannot
+/// be made is BROKEN, never a verdict on the implementation.
+#[rstest]
+#[case::ours_exits_6("", 0, "PASS    t")]
+#[case::another_exit_code_saying_why("|| exit 1", 0, "PASS    t")]
+#[case::a_silent_failure(
+    "2>/dev/null || exit 1",
+    1,
+    "r: the model expects a clear error (a nonzero exit saying why on stderr; ours exits 6), it ended with exit code 1 and nothing on stderr"
+)]
+fn an_exploration_from_an_initial_state_judges_the_contract_not_our_exit_codes(
+    #[case] wrap: &str,
+    #[case] code: i32,
+    #[case] needle: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    // A segment smaller than the reader's 1024 bytes under its key: its
+    // shmget fails with EINVAL, in every order, and the segment stays.
+    std::fs::write(
+        &file,
+        "description = \"x\"\n[explore]\ninitial = [{ segment = \"ftok:shmfile:65\", size = 16, content = \"old\" }]\n\
+         runs = [{ name = \"r\", role = \"reader\" }, { name = \"w\", role = \"writer\", stdin = \"new\\n\" }]\n",
+    )
+    .unwrap();
+    let script = dir.path().join("reader.sh");
+    let reader = assert_cmd::cargo::cargo_bin("shm-reader");
+    std::fs::write(&script, format!("{} \"$@\" {wrap}\n", reader.display())).unwrap();
+    let writer = assert_cmd::cargo::cargo_bin("shm-writer");
+    let out = shmconf()
+        .arg("run")
+        .arg(&file)
+        .args(["--writer", &writer.display().to_string()])
+        .args(["--reader", &format!("sh {}", script.display())])
+        .assert()
+        .code(code)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains(needle), "{text}");
+    if code == 0 {
+        assert!(text.contains("2 orders agree with the model"), "{text}");
+    }
+}
+
+#[test]
+fn an_initial_state_that_cannot_be_made_is_broken_at_either_granularity() {
+    let dir = tempfile::tempdir().unwrap();
+    for granularity in ["process", "syscall"] {
+        let file = dir.path().join(format!("{granularity}.toml"));
+        // Two segments under one raw key: the second one's exclusive shmget
+        // fails at run time (EEXIST).
+        std::fs::write(
+            &file,
+            format!(
+                "description = \"x\"\n[explore]\ngranularity = \"{granularity}\"\n\
+                 initial = [{{ segment = \"0x5eed\" }}, {{ segment = \"0x5eed\" }}]\n\
+                 runs = [{{ name = \"r\", role = \"reader\" }}]\n"
+            ),
+        )
+        .unwrap();
+        let out = shmconf()
+            .arg("run")
+            .arg(&file)
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(&format!("BROKEN  {granularity}")), "{text}");
+        assert!(
+            text.contains("the initial state could not be made: initial:2.get ended with exit code 1: errno EEXIST"),
+            "{text}"
+        );
+    }
+}

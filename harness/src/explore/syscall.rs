@@ -677,7 +677,10 @@ fn partial_lines(
         if whole {
             continue;
         }
-        let problem = match lines.iter().find(|(_, line)| printed.len() < line.len() && line.starts_with(printed)) {
+        let problem = match lines
+            .iter()
+            .find(|(_, line)| printed.len() < line.len() && line.starts_with(printed))
+        {
             Some((writer, line)) if !printed.is_empty() => format!(
                 "{proc} printed part of {writer}'s line: \"{}\" of \"{}\" (property whole-lines)",
                 escape(printed),
@@ -916,6 +919,76 @@ mod tests {
             enabled: vec![],
             touches: touches.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// What whole-lines says of readers that printed `printed` (each
+    /// "from a new segment" or not), with writer "new" over the initial
+    /// "an older, longer line".
+    fn whole_lines(printed: &[(&str, bool)]) -> Vec<String> {
+        let text = "description = \"x\"\n[explore]\ngranularity = \"syscall\"\nproperties = [\"whole-lines\"]\n\
+                    initial = [{ segment = \"ftok:shmfile:65\", content = \"an older, longer line\" }]\n\
+                    runs = [{ name = \"w\", role = \"writer\", stdin = \"new\\nignored\\n\" }, \
+                    { name = \"r1\", role = \"reader\", keep = true }, { name = \"r2\", role = \"reader\", keep = true }, \
+                    { name = \"r3\", role = \"reader\", keep = true }]\n";
+        let scenario = crate::scenario::Scenario::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let crate::scenario::Body::Explore(ex) = &scenario.body else {
+            panic!()
+        };
+        let mut log = Log::default();
+        let mut fresh = BTreeSet::new();
+        for (i, (out, new_segment)) in printed.iter().enumerate() {
+            let proc = format!("r{}", i + 1);
+            if *new_segment {
+                fresh.insert(proc.clone());
+            }
+            log.events.push(crate::events::Event {
+                t_us: 0,
+                step: Some(1),
+                kind: EventKind::Exit {
+                    proc,
+                    ending: Ending::Exited { code: 0 },
+                    stdout: crate::events::Text::new(out.as_bytes().to_vec()),
+                    stderr: crate::events::Text::new(vec![]),
+                    stray_processes: false,
+                },
+            });
+        }
+        partial_lines(ex, &log, &BTreeMap::new(), |run| fresh.contains(run))
+            .into_iter()
+            .map(|(_, check, problem)| {
+                assert_eq!(check, Check::WholeLines);
+                problem
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_lines_allows_a_writers_line_the_initial_content_or_nothing_from_a_new_segment() {
+        let fine = whole_lines(&[
+            ("Data read from memory: new\n", false),
+            ("Data read from memory: an older, longer line\n", false),
+            ("Data read from memory: \n", true),
+        ]);
+        assert!(fine.is_empty(), "{fine:?}");
+        // An error exit printed no content: judged by its ending, not here.
+        assert!(whole_lines(&[("", false)]).is_empty());
+    }
+
+    #[test]
+    fn whole_lines_catches_a_torn_line_a_part_and_an_empty_segment_that_was_never_empty() {
+        let problems = whole_lines(&[
+            ("Data read from memory: ne older, longer line\n", false),
+            ("Data read from memory: ne\n", false),
+            ("Data read from memory: \n", false),
+        ]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("r1 printed \"ne older, longer line\", which is no whole line: not w's \"new\", nor the initial \"an older, longer line\""), "{}", problems[0]);
+        assert!(
+            problems[1].starts_with("r2 printed part of w's line: \"ne\" of \"new\""),
+            "{}",
+            problems[1]
+        );
+        assert!(problems[2].starts_with("r3 printed an empty line"), "{}", problems[2]);
     }
 
     #[test]

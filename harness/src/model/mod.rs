@@ -222,7 +222,10 @@ impl Model {
             KeySpec::Private => return Err(ModelError("an initial segment needs a key".into())),
         };
         if self.segs.iter().any(|s| s.key == key && !s.dest) {
-            return Err(ModelError(format!("initial segment {}: its key exists already", seg.key)));
+            return Err(ModelError(format!(
+                "initial segment {}: its key exists already",
+                seg.key
+            )));
         }
         let mut data = vec![0; seg.size];
         data[..seg.content.len()].copy_from_slice(seg.content.as_bytes());

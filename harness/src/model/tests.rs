@@ -297,3 +297,75 @@ proptest! {
         }
     }
 }
+
+fn initial(key: crate::scenario::KeySpec, size: usize, content: &str) -> Change {
+    Change::Seed(crate::scenario::InitialSegment {
+        key,
+        size,
+        mode: 0o666,
+        content: content.into(),
+    })
+}
+
+fn shmfile_key() -> crate::scenario::KeySpec {
+    crate::scenario::KeySpec::Ftok {
+        file: crate::scenario::FileName::parse("shmfile").unwrap(),
+        proj_id: 65,
+    }
+}
+
+#[test]
+fn an_initial_segment_is_what_runs_find_and_a_shorter_line_replaces_its_text_whole() {
+    let mut m = model(&[writer("w", "new\n", false), reader("r")]);
+    run(&mut m, &[initial(shmfile_key(), 1024, "an older, longer line")]);
+    assert_eq!(m.segs[0].text(), b"an older, longer line");
+    run(&mut m, &[Change::Run("w".into()), Change::Run("r".into())]);
+    assert_eq!(out(&m, "w"), ("Write Data: Data written in memory: new\n".into(), 0));
+    // The NUL after "new" ends the line; the older tail stays behind it.
+    assert_eq!(out(&m, "r"), ("Data read from memory: new\n".into(), 0));
+    assert!(m.segs.is_empty(), "the reader removed it");
+}
+
+#[test]
+fn an_initial_segment_under_a_replaced_files_key_is_left_alone() {
+    let mut m = model(&[writer("w", "new\n", false)]);
+    run(
+        &mut m,
+        &[
+            initial(shmfile_key(), 2048, "old"),
+            Change::File("shmfile".into(), FileId { dev: 0x803, ino: 99 }),
+            Change::Run("w".into()),
+        ],
+    );
+    assert_eq!(m.segs.len(), 2);
+    assert_eq!((m.segs[0].size, m.segs[0].text()), (2048, b"old".to_vec()));
+    assert_eq!(m.segs[1].text(), b"new");
+    assert_ne!(m.segs[0].key, m.segs[1].key);
+}
+
+#[test]
+fn an_initial_segment_smaller_than_a_run_asks_is_its_error() {
+    let mut m = model(&[reader("r")]);
+    run(
+        &mut m,
+        &[
+            initial(
+                crate::scenario::KeySpec::Raw(ftok_formula(0x803, 1234, 65).raw()),
+                16,
+                "x",
+            ),
+            Change::Run("r".into()),
+        ],
+    );
+    assert_eq!(out(&m, "r"), (String::new(), exit::SIZE));
+    assert_eq!(m.segs.len(), 1, "left as it was");
+}
+
+#[test]
+fn an_initial_segment_needs_its_key_file_and_a_free_key() {
+    let mut m = Model::new(&[]);
+    assert!(m.apply(&initial(shmfile_key(), 1024, "")).is_err(), "no key file yet");
+    let mut m = model(&[]);
+    m.apply(&initial(shmfile_key(), 1024, "")).unwrap();
+    assert!(m.apply(&initial(shmfile_key(), 1024, "")).is_err(), "IPC_EXCL");
+}

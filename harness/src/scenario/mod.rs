@@ -1681,7 +1681,9 @@ fn lower_initial(
         let i = item.get_ref();
         let fail = |m: String| (off, format!("explore.initial: {m}"));
         let file_ops: Vec<FileOp> = [
-            i.recreate_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Recreate)),
+            i.recreate_file
+                .as_deref()
+                .map(|f| FileName::parse(f).map(FileOp::Recreate)),
             i.remove_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
             i.create_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
         ]
@@ -1695,7 +1697,7 @@ fn lower_initial(
                 match op {
                     FileOp::Remove(f) => {
                         if !present.remove(f) {
-                            return Err(fail(format!("remove_file {f:?}: no such file at this point")));
+                            return Err(fail(format!("remove_file \"{f}\": no such file at this point")));
                         }
                     }
                     FileOp::Create(f) | FileOp::Recreate(f) | FileOp::Link { to: f, .. } => {
@@ -1704,7 +1706,9 @@ fn lower_initial(
                 }
                 out.push(Initial::File(op.clone()));
             }
-            (Some(key), []) => out.push(Initial::Segment(lower_initial_segment(i, key, granularity, &present).map_err(fail)?)),
+            (Some(key), []) => out.push(Initial::Segment(
+                lower_initial_segment(i, key, granularity, &present).map_err(fail)?,
+            )),
             _ => {
                 return Err(fail(
                     "each item is a segment (segment = KEY, with size, mode, content) or exactly one of \
@@ -1730,7 +1734,7 @@ fn lower_initial_segment(
         }
         KeySpec::Ftok { file, .. } if !present.contains(file) => {
             return Err(format!(
-                "segment {key}: the file {file:?} does not exist when the segment is made (list it in `files` \
+                "segment {key}: the file \"{file}\" does not exist when the segment is made (list it in `files` \
                  or create it earlier in `initial`)"
             ));
         }
@@ -1752,7 +1756,9 @@ fn lower_initial_segment(
     }
     let content = i.content.clone().unwrap_or_default();
     if content.contains('\0') {
-        return Err(format!("segment {key}: content holds a NUL; it is stored with one after it"));
+        return Err(format!(
+            "segment {key}: content holds a NUL; it is stored with one after it"
+        ));
     }
     if content.len() > MAX_INITIAL_CONTENT || content.len() >= size {
         return Err(format!(

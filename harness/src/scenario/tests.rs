@@ -193,6 +193,66 @@ const D: &str = "description = \"x\"\n";
     1,
     "absent = true"
 )]
+#[case::initial_private(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"private\" }]\n",
+    4,
+    12,
+    "no run could find it"
+)]
+#[case::initial_file_missing(
+    "files = []\n[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"ftok:shmfile:65\" }]\n",
+    5,
+    12,
+    "does not exist when the segment is made"
+)]
+#[case::initial_file_removed_first(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ remove_file = \"shmfile\" }, { segment = \"ftok:shmfile:65\" }]\n",
+    4,
+    41,
+    "does not exist when the segment is made"
+)]
+#[case::initial_remove_absent(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ remove_file = \"other\" }]\n",
+    4,
+    12,
+    "no such file at this point"
+)]
+#[case::initial_content_too_long(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"0x10\", size = 4, content = \"four\" }]\n",
+    4,
+    12,
+    "does not fit"
+)]
+#[case::initial_size_zero(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"0x10\", size = 0 }]\n",
+    4,
+    12,
+    "size must be"
+)]
+#[case::initial_unreadable_mode_at_process_level(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"0x10\", mode = \"0400\" }]\n",
+    4,
+    12,
+    "granularity \"syscall\" for other modes"
+)]
+#[case::initial_segment_and_file(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"0x10\", create_file = \"k\" }]\n",
+    4,
+    12,
+    "each item is a segment"
+)]
+#[case::initial_file_with_size(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ create_file = \"k\", size = 8 }]\n",
+    4,
+    12,
+    "each item is a segment"
+)]
+#[case::initial_unknown_field(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"0x10\", contents = \"x\" }]\n",
+    4,
+    32,
+    "unknown field `contents`"
+)]
 fn load_errors_say_where_and_what(
     #[case] body: &str,
     #[case] line: usize,
@@ -311,4 +371,37 @@ fn a_tmpfs_dir_is_asked_for_by_name() {
     let e = parse(&format!("filesystem = \"ext4\"\n{}", OK.trim_start())).unwrap_err();
     assert_eq!((e.line, e.column), (1, 14), "{e}");
     assert!(e.message.contains("expected \"tmpfs\""), "{e}");
+}
+
+#[test]
+fn an_initial_state_is_typed_in_order() {
+    let text = format!(
+        "{D}[explore]\ngranularity = \"syscall\"\nruns = [{{ name = \"r\", role = \"reader\" }}]\ninitial = [\n  \
+         {{ segment = \"ftok:shmfile:65\", size = 2048, mode = \"0400\", content = \"old\" }},\n  \
+         {{ recreate_file = \"shmfile\" }},\n  {{ segment = \"0x41\" }},\n]\n"
+    );
+    let s = parse(&text).unwrap();
+    let Body::Explore(ex) = &s.body else { panic!() };
+    let shmfile = FileName::parse("shmfile").unwrap();
+    assert_eq!(
+        ex.initial,
+        vec![
+            Initial::Segment(InitialSegment {
+                key: KeySpec::Ftok {
+                    file: shmfile.clone(),
+                    proj_id: 65
+                },
+                size: 2048,
+                mode: 0o400,
+                content: "old".into()
+            }),
+            Initial::File(FileOp::Recreate(shmfile)),
+            Initial::Segment(InitialSegment {
+                key: KeySpec::Raw(0x41),
+                size: 1024,
+                mode: 0o666,
+                content: String::new()
+            }),
+        ]
+    );
 }
