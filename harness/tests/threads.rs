@@ -10,7 +10,9 @@
 //! its worker, a thread that execs (taking main's id), and a launcher that
 //! waits for the program on a thread of its own while main joins (Go's
 //! os/exec). A program whose threads do make calls at once cannot be
-//! explored one call at a time: a SKIP that says so, every time.
+//! explored one call at a time: a SKIP that says so, every time. A Python pair
+//! (the zoo's, ctypes) run from a worker thread or beside a waiting helper
+//! thread (tests/threads/threaded.py) is explored as the plain one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -136,5 +138,71 @@ fn threads_that_make_calls_at_once_are_a_skip_that_says_so() {
         }
         assert!(out.contains("(threaded-"), "the threads named: {out}");
         assert!(out.contains("two of its threads make calls at once"), "{out}");
+    }
+}
+
+/// The system's python3 (uid 65534 and the confined programs cannot start
+/// a per-user one, such as a pyenv shim under a 0700 home).
+fn system_python() -> String {
+    ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a system python3 (Debian: apt-get install python3)")
+        .to_string()
+}
+
+/// The zoo's hardened Python pair (ctypes) on `scenario`, plain or run by
+/// tests/threads/threaded.py in `shape` (worker / helper): stdout, exit.
+fn explore_python(scenario: &str, shape: Option<&str>) -> (String, Option<i32>) {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let zoo = here.join("zoo/python");
+    let python = system_python();
+    let command = |script: &str| match shape {
+        None => format!("{python} {}", zoo.join(script).display()),
+        Some(shape) => format!(
+            "{python} {} {shape} {}",
+            here.join("threads/threaded.py").display(),
+            zoo.join(script).display()
+        ),
+    };
+    let out = shmconf()
+        .args(["run", "--jobs", "1"])
+        .args(["--writer", &command("writer_hardened.py")])
+        .args(["--reader", &command("reader_hardened.py")])
+        .arg(scenarios().join(format!("{scenario}.toml")))
+        .timeout(std::time::Duration::from_secs(900))
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+}
+
+/// A Python pair whose calls are made by a worker thread (main joins), or
+/// beside a helper thread that waits the whole run, is explored at
+/// system-call level exactly as the single-threaded pair: no SKIP, the same
+/// orders, the same verdict. The scenario is the cheapest system-call one
+/// for Python (an interpreter start per run, about 0.1 s an order traced).
+#[test]
+fn a_python_pair_with_threads_is_explored_as_the_single_threaded_one() {
+    const SCENARIO: &str = "orders/syscall-over-an-older-line";
+    let explored = |out: &str| -> String {
+        let line = out
+            .lines()
+            .find(|l| l.contains(SCENARIO) && l.contains("orders explored"))
+            .unwrap_or_else(|| panic!("no verdict line in {out}"));
+        line.split(" - ")
+            .nth(1)
+            .unwrap_or(line)
+            .split(" orders explored")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (control, code) = explore_python(SCENARIO, None);
+    assert_eq!(code, Some(0), "the plain pair: {control}");
+    for shape in ["worker", "helper"] {
+        let (out, code) = explore_python(SCENARIO, Some(shape));
+        assert_eq!(code, Some(0), "{shape}: {out}");
+        assert!(out.contains(&format!("PASS    {SCENARIO}")), "{shape}: {out}");
+        assert_eq!(explored(&out), explored(&control), "{shape}: {out}\nplain: {control}");
     }
 }
