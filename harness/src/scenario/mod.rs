@@ -1760,6 +1760,13 @@ fn lower_initial_segment(
             "segment {key}: content holds a NUL; it is stored with one after it"
         ));
     }
+    // What the segment holds is a line, as a writer stores it: a reader
+    // prints it as its one line, which a newline would split.
+    if content.contains('\n') {
+        return Err(format!(
+            "segment {key}: content holds a newline; it is one line, as a writer stores it (no newline)"
+        ));
+    }
     if content.len() > MAX_INITIAL_CONTENT || content.len() >= size {
         return Err(format!(
             "segment {key}: content of {} bytes does not fit: at most {} (size - 1 for its NUL, and {MAX_INITIAL_CONTENT})",

@@ -223,6 +223,12 @@ const D: &str = "description = \"x\"\n";
     12,
     "does not fit"
 )]
+#[case::initial_content_with_a_newline(
+    "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"0x10\", content = \"a\\nb\" }]\n",
+    4,
+    12,
+    "holds a newline"
+)]
 #[case::initial_size_zero(
     "[explore]\nruns = [{ name = \"r\", role = \"reader\" }]\ninitial = [{ segment = \"0x10\", size = 0 }]\n",
     4,
