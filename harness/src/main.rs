@@ -184,6 +184,21 @@ struct FuzzArgs {
     /// Write each disagreement's shrunk program here as JSON (seed-N.json).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Where the programs run: "local" (this kernel, a new IPC namespace
+    /// each) or "gvisor" (`runsc do`, a new sandbox each: its answers are
+    /// held against the same model, so what differs from Linux shows).
+    #[arg(long, value_enum, default_value = "local")]
+    target: FuzzTargetArg,
+    /// Stop starting programs after this long (e.g. 10m): with a large
+    /// --programs, a run bounded by the clock (the report says so).
+    #[arg(long, value_parser = units::scenario_limit, value_name = "DURATION")]
+    time: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FuzzTargetArg {
+    Local,
+    Gvisor,
 }
 
 #[derive(Debug, clap::Args)]
@@ -538,17 +553,29 @@ fn fuzz(args: FuzzArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let target = match args.target {
+        FuzzTargetArg::Local => fuzz::Target::Local,
+        FuzzTargetArg::Gvisor => match which("runsc") {
+            Some(runsc) => fuzz::Target::Gvisor { runsc },
+            None => {
+                eprintln!("shmconf fuzz: --target gvisor needs runsc on PATH (Debian: apt-get install runsc)");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let opts = fuzz::FuzzOptions {
         exe,
         seed: args.replay.unwrap_or(args.seed),
         programs: if args.replay.is_some() { 1 } else { args.programs },
         ops: usize::from(args.ops),
         out: args.out,
+        target,
+        time: args.time,
     };
     match fuzz::fuzz(&opts) {
         Ok(report) => {
             let code = emit(&fuzz::render(&report, &opts));
-            if report.found.is_empty() {
+            if !report.diverged() {
                 code
             } else {
                 ExitCode::FAILURE
@@ -559,6 +586,13 @@ fn fuzz(args: FuzzArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The first `program` on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// `shmconf completions SHELL`.

@@ -822,7 +822,7 @@ fn generated_programs_agree_with_the_model_on_linux() {
         .clone();
     let text = String::from_utf8_lossy(&out);
     assert!(
-        text.contains("fuzz: 300 programs (seeds 1..=300), 9000 operations: every result"),
+        text.contains("fuzz (local): 300 programs (seeds 1..=300), 9000 operations: every result"),
         "{text}"
     );
     shmconf()
@@ -831,7 +831,7 @@ fn generated_programs_agree_with_the_model_on_linux() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
-            "fuzz: 1 program (seeds 17..=17), 12 operations",
+            "fuzz (local): 1 program (seeds 17..=17), 12 operations",
         ));
 }
 
@@ -1914,5 +1914,56 @@ fn an_initial_state_that_cannot_be_made_is_broken_at_either_granularity() {
             text.contains("the initial state could not be made: initial:2.get ended with exit code 1: errno EEXIST"),
             "{text}"
         );
+    }
+}
+
+/// Under gVisor (`runsc do`, a sandbox and a kernel of its own per
+/// program), generated programs find, without being told where to look,
+/// what the hand-written scenarios found there: another uid's shmget of a
+/// segment whose bits refuse it succeeds, a non-owner's IPC_RMID succeeds,
+/// and the kernel does not list (SHM_STAT) what it counts (SHM_INFO). Each
+/// kind is shrunk to a few operations and reported once, with its replay.
+#[test]
+fn generated_programs_find_gvisors_divergences_by_themselves() {
+    let runsc = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("runsc").is_file());
+    if !runsc || !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI installs runsc and runs as root: this test must run there"
+        );
+        eprintln!("skipped: needs runsc on PATH and root");
+        return;
+    }
+    let out = shmconf()
+        .args(["fuzz", "--target", "gvisor", "--programs", "60", "--ops", "30"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("the model says EACCES, the kernel answered id"),
+        "another uid's shmget: {text}"
+    );
+    assert!(
+        text.contains("(shmctl(id#0, IPC_RMID)): the model says EPERM, the kernel answered 0"),
+        "a non-owner's IPC_RMID: {text}"
+    );
+    assert!(
+        text.contains("divergence: the kernel does not list what it counts"),
+        "SHM_STAT: {text}"
+    );
+    assert!(text.contains("in 2 kinds of divergence"), "{text}");
+    assert!(text.contains("--target gvisor"), "replays name the target: {text}");
+    for shrunk in text.lines().filter(|l| l.contains("shrunk to ")) {
+        let n: usize = shrunk
+            .split("shrunk to ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        assert!(n <= 4, "shrunk to a few operations: {shrunk}");
     }
 }

@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 
 use shmconf::sysv::{self, Attachment, Create, Key, ReadOnly, ReadWrite, Segment};
 
-use super::observe::{Hello, Observation, Outcome, SegState};
+use super::observe::{Hello, Listing, Observation, Outcome, SegState, OTHER_ID};
 use super::program::{CreatePick, Op, Program};
 
 /// An id no segment has (`shmat`/`shmctl` of a reference with no shmget).
@@ -55,35 +55,103 @@ pub enum ExecError {
     Table(sysv::Error),
     #[error("stdout: {0}")]
     Stdout(std::io::Error),
+    #[error("dropping the supplementary groups: {0}")]
+    Groups(nix::Error),
 }
 
-/// The namespace's whole table, by id.
-fn table() -> Result<Vec<(i32, SegState)>, ExecError> {
+/// A table by id, and the listing's shortfall where it was read by id.
+type Table = (Vec<(i32, SegState)>, Option<Listing>);
+
+/// The namespace's whole table, by id: listed by index (SHM_INFO, then
+/// SHM_STAT_ANY/SHM_STAT, as `ipcs` does, so no procfs is needed), held
+/// against the kernel's own count. Where the listing falls short of it or
+/// is refused (a sandbox's kernel), the table is read by id instead, from
+/// every id the program was given (nothing else makes segments in this
+/// namespace), and the shortfall is reported with it.
+fn table(known: &[i32]) -> Result<Table, ExecError> {
     let info = sysv::shm_info().map_err(ExecError::Table)?;
     let mut rows = Vec::new();
+    let mut refused = None;
     for index in 0..=info.max_index {
         match Segment::stat_index(index) {
             Ok((seg, stat)) => rows.push((seg.id(), state(&stat))),
             Err(e) if e.errno == sysv::Errno::EINVAL => {}
+            Err(e) => {
+                refused = Some(e.errno as i32);
+                break;
+            }
+        }
+    }
+    if refused.is_none() && rows.len() == usize::try_from(info.used_ids).unwrap_or(usize::MAX) {
+        return Ok((rows, None));
+    }
+    let listing = Listing {
+        counted: info.used_ids,
+        listed: rows.len(),
+        refused,
+    };
+    let mut ids: Vec<i32> = known.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut by_id = Vec::new();
+    for id in ids {
+        match Segment::from_id(id).stat() {
+            Ok(stat) => by_id.push((id, state(&stat))),
+            // Gone (destroyed), or never a valid id.
+            Err(e) if matches!(e.errno, sysv::Errno::EINVAL | sysv::Errno::EIDRM) => {}
             Err(e) => return Err(ExecError::Table(e)),
         }
     }
-    Ok(rows)
+    Ok((by_id, Some(listing)))
 }
 
-/// CAP_IPC_OWNER (bit 15) in the effective set, from /proc/self/status.
-fn has_ipc_owner() -> bool {
+/// A capability in the effective set, from /proc/self/status
+/// (CAP_IPC_OWNER is bit 15, CAP_SYS_ADMIN bit 21).
+fn has_capability(bit: u32) -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 15) != 0)
+        .is_some_and(|caps| caps & (1 << bit) != 0)
+}
+
+/// Run `read` as the identity the executor started with (with its
+/// capabilities), then return to the current one: the table is read the
+/// same whatever uid the program has become.
+fn as_start<T>(start: (u32, u32), read: impl FnOnce() -> Result<T, ExecError>) -> Result<T, ExecError> {
+    let now = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    if now == start {
+        return read();
+    }
+    let _ = become_user(false, start);
+    let result = read();
+    let _ = become_user(now.0 == OTHER_ID, start);
+    result
+}
+
+/// Become uid and gid 65534, or the ones the executor started with: the
+/// effective ids only, so it can come back (the kernel clears the
+/// effective capabilities when the uid leaves 0 and restores them when it
+/// comes back).
+fn become_user(other: bool, start: (u32, u32)) -> Outcome {
+    use nix::unistd::{setegid, seteuid, Gid, Uid};
+    let result = if other {
+        setegid(Gid::from_raw(OTHER_ID)).and_then(|()| seteuid(Uid::from_raw(OTHER_ID)))
+    } else {
+        seteuid(Uid::from_raw(start.0)).and_then(|()| setegid(Gid::from_raw(start.1)))
+    };
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::Errno { errno: e as i32 },
+    }
 }
 
 struct Executor {
     gets: Vec<i32>,
     atts: Vec<Option<Held>>,
+    /// The effective uid and gid it started with.
+    start: (u32, u32),
 }
 
 impl Executor {
@@ -175,6 +243,7 @@ impl Executor {
                 Ok(()) => Outcome::Done,
                 Err(e) => errno(e),
             },
+            Op::Become { other } => become_user(other, self.start),
             Op::SetMode { seg, mode } => {
                 let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
                 match Segment::from_id(self.id(seg)).set(uid, gid, mode) {
@@ -192,20 +261,37 @@ pub fn serve() -> Result<(), ExecError> {
     std::io::stdin().lock().read_line(&mut text).map_err(ExecError::Stdin)?;
     let program: Program = serde_json::from_str(&text).map_err(ExecError::Program)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let start = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    if start.0 == 0 {
+        // As another uid the executor must be in no group of root's: its
+        // group class is then its own gid alone, as the model has it.
+        nix::unistd::setgroups(&[]).map_err(ExecError::Groups)?;
+    }
     line(
         &mut out,
         &Hello {
-            ipc_owner: has_ipc_owner(),
+            ipc_owner: has_capability(15),
+            sys_admin: has_capability(21),
+            uid: start.0,
+            gid: start.1,
         },
     )?;
     let mut executor = Executor {
         gets: Vec::new(),
         atts: Vec::new(),
+        start,
     };
     for op in &program.ops {
         let outcome = executor.perform(op);
-        let table = table()?;
-        line(&mut out, &Observation { outcome, table })?;
+        let (table, listing) = as_start(executor.start, || table(&executor.gets))?;
+        line(
+            &mut out,
+            &Observation {
+                outcome,
+                table,
+                listing,
+            },
+        )?;
     }
     // Detached before exit, as any exit would; the namespace's segments go
     // with the namespace.

@@ -121,7 +121,7 @@ fn describe(p: &Predicted, bound: &BTreeMap<usize, i32>) -> String {
 
 /// Hold each observation against the model; the first disagreement.
 pub fn judge(program: &Program, hello: Hello, observed: &[Observation]) -> Result<usize, Divergence> {
-    let mut model = Model::new(hello.ipc_owner);
+    let mut model = Model::new(hello);
     // The model's segment numbers and the kernel's ids, bound as they appear.
     let mut bound: BTreeMap<usize, i32> = BTreeMap::new();
     for (index, op) in program.ops.iter().enumerate() {
@@ -177,28 +177,40 @@ pub fn judge(program: &Program, hello: Hello, observed: &[Observation]) -> Resul
 /// Run a program on this machine's kernel: `exe fuzz-exec` in a new IPC
 /// namespace of its own (made by a thread that exists for it, so the
 /// namespace and every segment in it die with the executor).
-pub fn execute(exe: &Path, program: &Program) -> Result<(Hello, Vec<Observation>), FuzzError> {
+pub fn execute(target: &Target, exe: &Path, program: &Program) -> Result<(Hello, Vec<Observation>), FuzzError> {
     let input = serde_json::to_string(program).unwrap_or_default();
     let output = std::thread::scope(|s| {
         s.spawn(|| -> Result<std::process::Output, FuzzError> {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FuzzError::Namespace)?;
+            // Locally, a new IPC namespace made by this thread; a sandbox
+            // brings its own (and its own kernel).
+            let mut command = match target {
+                Target::Local => {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FuzzError::Namespace)?;
+                    Command::new(exe)
+                }
+                Target::Gvisor { runsc } => {
+                    let mut c = Command::new(runsc);
+                    c.args(["--network=none", "do"]).arg(exe);
+                    c
+                }
+            };
             // A plain spawn (posix_spawn): it copies none of this process's
             // mappings, so no observer's attachment is inherited.
-            let mut child = Command::new(exe)
+            let mut child = command
                 .arg("fuzz-exec")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|error| FuzzError::Start {
-                    exe: exe.to_path_buf(),
+                    exe: target.program(exe),
                     error,
                 })?;
             if let Some(mut stdin) = child.stdin.take() {
                 let _ = stdin.write_all(input.as_bytes()).and_then(|()| stdin.write_all(b"\n"));
             }
             child.wait_with_output().map_err(|error| FuzzError::Start {
-                exe: exe.to_path_buf(),
+                exe: target.program(exe),
                 error,
             })
         })
@@ -310,7 +322,32 @@ fn simpler_references(op: Op) -> Vec<Op> {
         Op::Stat { seg } => smaller(seg).into_iter().map(|seg| Op::Stat { seg }).collect(),
         Op::Rmid { seg } => smaller(seg).into_iter().map(|seg| Op::Rmid { seg }).collect(),
         Op::SetMode { seg, mode } => smaller(seg).into_iter().map(|seg| Op::SetMode { seg, mode }).collect(),
-        Op::Get { .. } => vec![],
+        Op::Get { .. } | Op::Become { .. } => vec![],
+    }
+}
+
+/// Where the programs run: this machine's kernel (a new IPC namespace
+/// each), or gVisor's (`runsc do`: a new sandbox each, its own kernel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Local,
+    Gvisor { runsc: PathBuf },
+}
+
+impl Target {
+    /// The program that is started for each executor.
+    fn program(&self, exe: &Path) -> PathBuf {
+        match self {
+            Target::Local => exe.to_path_buf(),
+            Target::Gvisor { runsc } => runsc.clone(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Local => "local",
+            Target::Gvisor { .. } => "gvisor",
+        }
     }
 }
 
@@ -326,6 +363,10 @@ pub struct FuzzOptions {
     pub ops: usize,
     /// Where each divergence's shrunk program goes (JSON), if anywhere.
     pub out: Option<PathBuf>,
+    pub target: Target,
+    /// Stop starting programs after this long (the count then depends on
+    /// the machine, and the report says the clock stopped it).
+    pub time: Option<std::time::Duration>,
 }
 
 /// A divergence found, and the smallest program that still shows it.
@@ -335,6 +376,17 @@ pub struct Found {
     pub first: Divergence,
     pub shrunk: Program,
     pub shrunk_divergence: Divergence,
+    /// Later programs whose first divergence was of the same kind (not
+    /// shrunk again).
+    pub also: Vec<u64>,
+}
+
+/// Observations where the kernel's listing of its segments fell short of
+/// its count (the table then read by id), and the first one.
+#[derive(Debug, Clone, Default)]
+pub struct ListingShortfalls {
+    pub observations: usize,
+    pub first: Option<(u64, usize, Op, observe::Listing)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -344,6 +396,16 @@ pub struct FuzzReport {
     pub found: Vec<Found>,
     /// How many answers of each kind the kernel gave: what was checked.
     pub answers: BTreeMap<String, usize>,
+    pub listing: ListingShortfalls,
+    /// `--time` ran out before `programs` programs had run.
+    pub stopped_by_time: bool,
+}
+
+impl FuzzReport {
+    /// Anything where the target differs from the model (or from itself).
+    pub fn diverged(&self) -> bool {
+        !self.found.is_empty() || self.listing.observations > 0
+    }
 }
 
 /// An answer's kind, for the count of what was checked.
@@ -363,23 +425,38 @@ fn answer_kind(o: &Outcome) -> String {
 /// Generate, execute, judge and shrink `opts.programs` programs.
 pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
     let mut report = FuzzReport::default();
+    let start = std::time::Instant::now();
     for i in 0..opts.programs {
         if crate::interrupt::interrupted() {
             break;
         }
+        if opts.time.is_some_and(|t| start.elapsed() >= t) {
+            report.stopped_by_time = true;
+            break;
+        }
         let program = program::generate(opts.seed.wrapping_add(i), opts.ops);
-        let (hello, observed) = execute(&opts.exe, &program)?;
+        let (hello, observed) = execute(&opts.target, &opts.exe, &program)?;
         report.programs += 1;
         report.operations += program.ops.len();
-        for obs in &observed {
+        for (index, obs) in observed.iter().enumerate() {
             *report.answers.entry(answer_kind(&obs.outcome)).or_default() += 1;
+            if let (Some(listing), Some(op)) = (obs.listing, program.ops.get(index)) {
+                report.listing.observations += 1;
+                report.listing.first.get_or_insert((program.seed, index, *op, listing));
+            }
         }
         let Err(first) = judge(&program, hello, &observed) else {
             continue;
         };
         let signature = first.signature();
+        // One shrunk program per kind of divergence: a kernel that differs
+        // in one way differs in most programs.
+        if let Some(known) = report.found.iter_mut().find(|f| f.first.signature() == signature) {
+            known.also.push(program.seed);
+            continue;
+        }
         let mut error = None;
-        let mut still = |candidate: &Program| match execute(&opts.exe, candidate) {
+        let mut still = |candidate: &Program| match execute(&opts.target, &opts.exe, candidate) {
             Ok((hello, observed)) => judge(candidate, hello, &observed).is_err_and(|d| d.signature() == signature),
             Err(e) => {
                 error.get_or_insert(e);
@@ -390,7 +467,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
         if let Some(e) = error {
             return Err(e);
         }
-        let (hello, observed) = execute(&opts.exe, &shrunk)?;
+        let (hello, observed) = execute(&opts.target, &opts.exe, &shrunk)?;
         let shrunk_divergence = judge(&shrunk, hello, &observed).err().unwrap_or_else(|| first.clone());
         if let Some(dir) = &opts.out {
             let path = dir.join(format!("seed-{}.json", program.seed));
@@ -404,6 +481,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
             first,
             shrunk,
             shrunk_divergence,
+            also: Vec::new(),
         });
     }
     Ok(report)
@@ -424,8 +502,30 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             out.push_str(&format!("    {}. {op}\n", i + 1));
         }
         out.push_str(&format!(
-            "  replay: shmconf fuzz --replay {} --ops {}\n",
-            f.seed, opts.ops
+            "  replay: shmconf fuzz --replay {} --ops {}{}\n",
+            f.seed,
+            opts.ops,
+            target_flag(&opts.target)
+        ));
+        if !f.also.is_empty() {
+            let seeds: Vec<String> = f.also.iter().take(8).map(u64::to_string).collect();
+            out.push_str(&format!(
+                "  the same kind of divergence in {} more program{}: seeds {}{}\n",
+                f.also.len(),
+                if f.also.len() == 1 { "" } else { "s" },
+                seeds.join(", "),
+                if f.also.len() > 8 { ", ..." } else { "" }
+            ));
+        }
+    }
+    if let Some((seed, index, op, listing)) = &report.listing.first {
+        out.push_str(&format!(
+            "divergence: the kernel does not list what it counts, after {} of the {} observations \
+             (first: program {seed}, operation {} ({op}): {listing}); there the table was read by id \
+             (IPC_STAT of every id the program was given) and judged as usual\n",
+            report.listing.observations,
+            report.operations,
+            index + 1
         ));
     }
     let answers: Vec<String> = report.answers.iter().map(|(k, n)| format!("{n} {k}")).collect();
@@ -433,19 +533,37 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
         out.push_str(&format!("answers checked: {}\n", answers.join(", ")));
     }
     let last = opts.seed.wrapping_add(report.programs.saturating_sub(1));
+    let disagree: usize = report.found.iter().map(|f| 1 + f.also.len()).sum();
     out.push_str(&format!(
-        "fuzz: {} program{} (seeds {}..={last}), {} operations: {}\n",
+        "fuzz ({}): {} program{} (seeds {}..={last}), {} operations{}: {}\n",
+        opts.target.name(),
         report.programs,
         if report.programs == 1 { "" } else { "s" },
         opts.seed,
         report.operations,
+        if report.stopped_by_time {
+            format!(", stopped by --time before {}", opts.programs)
+        } else {
+            String::new()
+        },
         if report.found.is_empty() {
             "every result and every table after it agrees with the model".to_string()
         } else {
-            format!("{} disagree with the model", report.found.len())
+            format!(
+                "{disagree} disagree with the model, in {} kind{} of divergence",
+                report.found.len(),
+                if report.found.len() == 1 { "" } else { "s" }
+            )
         }
     ));
     out
+}
+
+fn target_flag(target: &Target) -> &'static str {
+    match target {
+        Target::Local => "",
+        Target::Gvisor { .. } => " --target gvisor",
+    }
 }
 
 #[cfg(test)]
@@ -455,7 +573,12 @@ mod tests {
     /// A kernel made of the model, with ids of its own, and a fault
     /// applied to every observation.
     fn simulated(program: &Program, fault: &dyn Fn(&mut Observation)) -> (Hello, Vec<Observation>) {
-        let mut m = Model::new(true);
+        let mut m = Model::new(Hello {
+            ipc_owner: true,
+            sys_admin: true,
+            uid: 0,
+            gid: 0,
+        });
         let id = |seg: usize| 1000 + seg as i32 * 32768;
         let observed = program
             .ops
@@ -466,12 +589,24 @@ mod tests {
                     Predicted::Exactly(o) => o,
                 };
                 let table = m.table().into_iter().map(|(s, st)| (id(s), st)).collect();
-                let mut obs = Observation { outcome, table };
+                let mut obs = Observation {
+                    outcome,
+                    table,
+                    listing: None,
+                };
                 fault(&mut obs);
                 obs
             })
             .collect();
-        (Hello { ipc_owner: true }, observed)
+        (
+            Hello {
+                ipc_owner: true,
+                sys_admin: true,
+                uid: 0,
+                gid: 0,
+            },
+            observed,
+        )
     }
 
     fn faithful(_: &mut Observation) {}

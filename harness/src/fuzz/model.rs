@@ -18,19 +18,25 @@
 //! - shmat: read permission (read and write without SHM_RDONLY), else
 //!   EACCES; a segment removed while attached can still be attached by id
 //!   (Linux; shmctl(2) NOTES).
+//! - permissions (ipcperms): the owner's or creator's bits, else the
+//!   group's (owner's or creator's gid), else the others'; CAP_IPC_OWNER
+//!   overrides them, and holds only while the executor is the uid it
+//!   started as (seteuid away from 0 clears the effective capabilities).
 //! - IPC_STAT: read permission, else EACCES. IPC_RMID and IPC_SET: the
-//!   owner may (the executor made every segment it names).
+//!   owner, the creator or CAP_SYS_ADMIN, else EPERM (after the id's
+//!   EINVAL); IPC_SET makes the caller the owner.
 //! - IPC_RMID: unattached, destroyed at once; else marked SHM_DEST with
 //!   its key reset to IPC_PRIVATE, destroyed at its last detach.
 //! - a new segment's bytes are zero; a store is seen by every attachment.
 
-use super::observe::{Outcome, SegState};
+use super::observe::{Hello, Outcome, SegState, OTHER_ID};
 use super::program::{CreatePick, KeyPick, Op};
 
 const EINVAL: i32 = libc::EINVAL;
 const ENOENT: i32 = libc::ENOENT;
 const EEXIST: i32 = libc::EEXIST;
 const EACCES: i32 = libc::EACCES;
+const EPERM: i32 = libc::EPERM;
 
 /// The model's answer for one operation. Ids are the model's own segment
 /// numbers; the judge binds them to the kernel's ids as they appear.
@@ -49,12 +55,18 @@ struct Seg {
     state: SegState,
     content: Vec<u8>,
     alive: bool,
+    /// Owner and creator (uid, gid): IPC_SET changes the owner.
+    owner: (u32, u32),
+    creator: (u32, u32),
 }
 
 /// The table, the program's results so far, and its attachments.
 #[derive(Debug, Clone)]
 pub struct Model {
-    ipc_owner: bool,
+    hello: Hello,
+    /// The effective uid and gid now (Become switches them).
+    euid: u32,
+    egid: u32,
     segs: Vec<Seg>,
     /// The model segment each successful shmget returned, in order.
     gets: Vec<usize>,
@@ -66,21 +78,45 @@ fn err(errno: i32) -> Predicted {
     Predicted::Exactly(Outcome::Errno { errno })
 }
 
-/// ipcperms() for a process that is the segment's owner and creator.
-fn permitted(ipc_owner: bool, perms: u32, asked: u32) -> bool {
-    let requested = ((asked >> 6) | (asked >> 3) | asked) & 0o7;
-    let granted = (perms >> 6) & 0o7;
-    ipc_owner || requested & !granted & 0o7 == 0
-}
-
 impl Model {
-    pub fn new(ipc_owner: bool) -> Model {
+    pub fn new(hello: Hello) -> Model {
         Model {
-            ipc_owner,
+            hello,
+            euid: hello.uid,
+            egid: hello.gid,
             segs: Vec::new(),
             gets: Vec::new(),
             atts: Vec::new(),
         }
+    }
+
+    /// The executor's capabilities hold only while it is the uid it
+    /// started as (leaving uid 0 clears the effective set).
+    fn capable(&self, cap: bool) -> bool {
+        cap && self.euid == self.hello.uid
+    }
+
+    /// ipcperms(): the class (owner or creator, then group, then others)
+    /// grants every permission asked for, or CAP_IPC_OWNER overrides.
+    fn permitted(&self, s: usize, asked: u32) -> bool {
+        let seg = &self.segs[s];
+        let requested = ((asked >> 6) | (asked >> 3) | asked) & 0o7;
+        let perms = seg.state.perms;
+        let granted = if self.euid == seg.owner.0 || self.euid == seg.creator.0 {
+            perms >> 6
+        } else if self.egid == seg.owner.1 || self.egid == seg.creator.1 {
+            perms >> 3
+        } else {
+            perms
+        } & 0o7;
+        self.capable(self.hello.ipc_owner) || requested & !granted == 0
+    }
+
+    /// ipcctl_obtain_check(): IPC_RMID and IPC_SET are for the owner, the
+    /// creator, or CAP_SYS_ADMIN.
+    fn may_control(&self, s: usize) -> bool {
+        let seg = &self.segs[s];
+        self.capable(self.hello.sys_admin) || self.euid == seg.owner.0 || self.euid == seg.creator.0
     }
 
     /// The live segment a `seg` reference names, if any.
@@ -111,6 +147,8 @@ impl Model {
             },
             content: vec![0; size as usize],
             alive: true,
+            owner: (self.euid, self.egid),
+            creator: (self.euid, self.egid),
         });
         let seg = self.segs.len() - 1;
         self.gets.push(seg);
@@ -149,7 +187,7 @@ impl Model {
                         if u64::from(size) > self.segs[s].state.size {
                             return err(EINVAL);
                         }
-                        if !permitted(self.ipc_owner, self.segs[s].state.perms, mode) {
+                        if !self.permitted(s, mode) {
                             return err(EACCES);
                         }
                         self.gets.push(s);
@@ -171,7 +209,7 @@ impl Model {
                     return err(EINVAL);
                 };
                 let asked = if read_only { 0o444 } else { 0o666 };
-                if !permitted(self.ipc_owner, self.segs[s].state.perms, asked) {
+                if !self.permitted(s, asked) {
                     return err(EACCES);
                 }
                 self.segs[s].state.nattch += 1;
@@ -219,7 +257,7 @@ impl Model {
                 let Some(s) = self.named(seg) else {
                     return err(EINVAL);
                 };
-                if !permitted(self.ipc_owner, self.segs[s].state.perms, 0o444) {
+                if !self.permitted(s, 0o444) {
                     return err(EACCES);
                 }
                 Predicted::Exactly(Outcome::Stat(self.segs[s].state))
@@ -228,6 +266,9 @@ impl Model {
                 let Some(s) = self.named(seg) else {
                     return err(EINVAL);
                 };
+                if !self.may_control(s) {
+                    return err(EPERM);
+                }
                 let seg = &mut self.segs[s];
                 if seg.state.nattch == 0 {
                     seg.alive = false;
@@ -241,7 +282,34 @@ impl Model {
                 let Some(s) = self.named(seg) else {
                     return err(EINVAL);
                 };
+                // The executor's IPC_SET (Segment::set) reads the segment
+                // first (IPC_STAT, to keep what it does not change), so a
+                // caller who may not read it gets that call's EACCES
+                // before IPC_SET's EPERM (found by fuzzing, program 14).
+                if !self.permitted(s, 0o444) {
+                    return err(EACCES);
+                }
+                if !self.may_control(s) {
+                    return err(EPERM);
+                }
+                // The executor passes its effective ids as the new owner.
+                self.segs[s].owner = (self.euid, self.egid);
                 self.segs[s].state.perms = mode & 0o777;
+                Predicted::Exactly(Outcome::Done)
+            }
+            Op::Become { other } => {
+                let (uid, gid) = if other {
+                    (OTHER_ID, OTHER_ID)
+                } else {
+                    (self.hello.uid, self.hello.gid)
+                };
+                // Only uid 0 may take another effective uid (the saved
+                // uid, its start, lets it come back).
+                if (uid, gid) != (self.euid, self.egid) && self.hello.uid != 0 && uid != self.hello.uid {
+                    return err(EPERM);
+                }
+                self.euid = uid;
+                self.egid = gid;
                 Predicted::Exactly(Outcome::Done)
             }
         }
@@ -279,7 +347,12 @@ mod tests {
 
     #[test]
     fn shmget_errors_come_in_the_kernels_order() {
-        let mut m = Model::new(true);
+        let mut m = Model::new(Hello {
+            ipc_owner: true,
+            sys_admin: true,
+            uid: 0,
+            gid: 0,
+        });
         assert_eq!(m.apply(&get(Raw(0), 1024, No)), err(ENOENT));
         assert_eq!(m.apply(&get(Raw(0), 0, IfMissing)), err(EINVAL));
         assert_eq!(m.apply(&get(Raw(0), 1024, IfMissing)), Predicted::NewId { seg: 0 });
@@ -293,7 +366,12 @@ mod tests {
 
     #[test]
     fn a_removed_attached_segment_loses_its_key_but_keeps_its_id() {
-        let mut m = Model::new(true);
+        let mut m = Model::new(Hello {
+            ipc_owner: true,
+            sys_admin: true,
+            uid: 0,
+            gid: 0,
+        });
         m.apply(&get(Raw(1), 1024, IfMissing));
         assert_eq!(
             m.apply(&Op::Attach {
@@ -325,7 +403,12 @@ mod tests {
 
     #[test]
     fn stores_are_seen_through_every_attachment_and_bounded_by_the_size() {
-        let mut m = Model::new(true);
+        let mut m = Model::new(Hello {
+            ipc_owner: true,
+            sys_admin: true,
+            uid: 0,
+            gid: 0,
+        });
         m.apply(&get(Raw(2), 10, IfMissing));
         m.apply(&Op::Attach {
             seg: 0,
@@ -371,7 +454,12 @@ mod tests {
 
     #[test]
     fn without_cap_ipc_owner_the_owner_bits_decide() {
-        let mut m = Model::new(false);
+        let mut m = Model::new(Hello {
+            ipc_owner: false,
+            sys_admin: false,
+            uid: 0,
+            gid: 0,
+        });
         m.apply(&Op::Get {
             key: Raw(0),
             size: 64,
@@ -403,5 +491,47 @@ mod tests {
         );
         m.apply(&Op::SetMode { seg: 0, mode: 0o000 });
         assert_eq!(m.apply(&Op::Stat { seg: 0 }), err(EACCES));
+    }
+
+    #[test]
+    fn another_uid_meets_permission_bits_and_may_not_control_what_it_does_not_own() {
+        let root = Hello {
+            ipc_owner: true,
+            sys_admin: true,
+            uid: 0,
+            gid: 0,
+        };
+        let mut m = Model::new(root);
+        let mode = |m: &mut Model, mode: u32| {
+            m.apply(&Op::Get {
+                key: Raw(mode as u8),
+                size: 64,
+                create: Exclusive,
+                mode,
+            })
+        };
+        assert_eq!(mode(&mut m, 0o200), Predicted::NewId { seg: 0 });
+        assert_eq!(mode(&mut m, 0o604), Predicted::NewId { seg: 1 });
+        assert_eq!(m.apply(&Op::Become { other: true }), Predicted::Exactly(Outcome::Done));
+        // Write-only for the owner, nothing for others: IPC_SET's own
+        // IPC_STAT fails first; readable by others: IPC_SET is EPERM, and
+        // so is IPC_RMID; IPC_STAT works through the others' read bit.
+        assert_eq!(m.apply(&Op::SetMode { seg: 0, mode: 0o666 }), err(EACCES));
+        assert_eq!(m.apply(&Op::SetMode { seg: 1, mode: 0o666 }), err(EPERM));
+        assert_eq!(m.apply(&Op::Rmid { seg: 1 }), err(EPERM));
+        assert!(matches!(
+            m.apply(&Op::Stat { seg: 1 }),
+            Predicted::Exactly(Outcome::Stat(_))
+        ));
+        assert_eq!(
+            m.apply(&Op::Attach {
+                seg: 1,
+                read_only: false
+            }),
+            err(EACCES)
+        );
+        // Back as root: capabilities again.
+        assert_eq!(m.apply(&Op::Become { other: false }), Predicted::Exactly(Outcome::Done));
+        assert_eq!(m.apply(&Op::Rmid { seg: 0 }), Predicted::Exactly(Outcome::Done));
     }
 }

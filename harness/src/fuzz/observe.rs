@@ -70,17 +70,64 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// A kernel whose listing of its segments (SHM_STAT_ANY / SHM_STAT by
+/// index, what `ipcs` uses) disagrees with its own count (SHM_INFO) or is
+/// refused: the table was then read by id instead (IPC_STAT of every id the
+/// program was given: complete, since nothing else makes segments in the
+/// executor's namespace). Linux always lists what it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// SHM_INFO's used_ids.
+    pub counted: i32,
+    /// Segments SHM_STAT(_ANY) listed by index.
+    pub listed: usize,
+    /// The errno a listing call failed with (other than an unused slot's EINVAL).
+    pub refused: Option<i32>,
+}
+
+impl std::fmt::Display for Listing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SHM_INFO counts {} segment{}, SHM_STAT_ANY/SHM_STAT by index list {}",
+            self.counted,
+            if self.counted == 1 { "" } else { "s" },
+            self.listed
+        )?;
+        if let Some(e) = self.refused {
+            write!(f, " (refused: {:?})", nix::errno::Errno::from_raw(e))?;
+        }
+        Ok(())
+    }
+}
+
 /// The executor's first line: what decides permission checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// CAP_IPC_OWNER in the executor's effective set: permission bits are
     /// not checked.
     pub ipc_owner: bool,
+    /// CAP_SYS_ADMIN: IPC_RMID and IPC_SET of segments it does not own.
+    #[serde(default)]
+    pub sys_admin: bool,
+    /// The effective uid and gid it started with (what "become back"
+    /// returns to; its capabilities hold only as that uid).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
 }
+
+/// The uid and gid a program becomes with "become other".
+pub const OTHER_ID: u32 = 65534;
 
 /// After each operation: its result and the whole table (id, state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     pub outcome: Outcome,
     pub table: Vec<(i32, SegState)>,
+    /// Set when the kernel's listing disagreed with its count; `table` was
+    /// then read by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<Listing>,
 }

@@ -72,8 +72,12 @@ pub enum Op {
     Stat { seg: u8 },
     /// `shmctl(id, IPC_RMID)`.
     Rmid { seg: u8 },
-    /// `shmctl(id, IPC_SET)` with new permission bits (owner and group kept).
+    /// `shmctl(id, IPC_SET)` with new permission bits; the owner and group
+    /// become the caller's effective ones.
     SetMode { seg: u8, mode: u32 },
+    /// Switch the effective uid and gid: to 65534 (`other`), or back to
+    /// the ones the program started with (capabilities come back with them).
+    Become { other: bool },
 }
 
 impl std::fmt::Display for Op {
@@ -105,6 +109,8 @@ impl std::fmt::Display for Op {
             Op::Stat { seg } => write!(f, "shmctl(id#{seg}, IPC_STAT)"),
             Op::Rmid { seg } => write!(f, "shmctl(id#{seg}, IPC_RMID)"),
             Op::SetMode { seg, mode } => write!(f, "shmctl(id#{seg}, IPC_SET, 0{mode:o})"),
+            Op::Become { other: true } => write!(f, "seteuid/setegid(65534)"),
+            Op::Become { other: false } => write!(f, "seteuid/setegid back to the start"),
         }
     }
 }
@@ -147,10 +153,12 @@ pub fn generate(seed: u64, ops: usize) -> Program {
     let mut sizes_used: Vec<u32> = Vec::new();
     let mut gets = 0u8;
     let mut attaches = 0u8;
+    // Whether the last Become switched to the other uid.
+    let mut other = false;
     let mut out = Vec::with_capacity(ops);
     for _ in 0..ops {
         // Early on, mostly make segments; later, mostly use them.
-        let weights: [(u64, u8); 8] = [
+        let weights: [(u64, u8); 9] = [
             (if gets < 2 { 40 } else { 18 }, 0),
             (if gets > 0 { 20 } else { 3 }, 1),
             (if attaches > 0 { 12 } else { 1 }, 2),
@@ -159,6 +167,8 @@ pub fn generate(seed: u64, ops: usize) -> Program {
             (8, 5),
             (if gets > 0 { 12 } else { 2 }, 6),
             (4, 7),
+            // Another uid meets the segments made so far.
+            (if gets > 0 { 6 } else { 1 }, 8),
         ];
         let total: u64 = weights.iter().map(|(w, _)| w).sum();
         let mut roll = rng.below(total);
@@ -229,10 +239,14 @@ pub fn generate(seed: u64, ops: usize) -> Program {
             }
             5 => Op::Stat { seg: seg(&mut rng) },
             6 => Op::Rmid { seg: seg(&mut rng) },
-            _ => Op::SetMode {
+            7 => Op::SetMode {
                 seg: seg(&mut rng),
                 mode: rng.pick(&MODES),
             },
+            _ => {
+                other = !other;
+                Op::Become { other }
+            }
         };
         out.push(op);
     }
@@ -275,7 +289,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(kinds.len(), 8, "every operation kind is generated");
+        assert_eq!(kinds.len(), 9, "every operation kind is generated");
         assert!(raw_gets > 3 * KEYS.len(), "keys are met again: {raw_gets} raw-key gets");
     }
 
