@@ -267,7 +267,8 @@ fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>, trac
 }
 
 /// The probes that make an exploration's initial state are named
-/// `initial:ITEM.WHAT`: a `:` keeps them apart from every run's name.
+/// `initial:ITEM.WHAT` for the log: a `:` keeps them apart from every
+/// run's name (the judges find them by step number).
 const INITIAL_PREFIX: &str = "initial:";
 
 /// The engine actions that make the initial state, in order, before any
@@ -334,8 +335,8 @@ pub fn initial_actions(ex: &Exploration) -> Vec<(usize, Action)> {
 }
 
 /// Why the initial state could not be made in this log, if it could not:
-/// a probe of [`initial_actions`] that did not exit 0, or a file step that
-/// failed. That is a BROKEN set-up, never a verdict on the implementation.
+/// a probe of [`initial_actions`] (the only processes of those steps) that
+/// did not exit 0, or a file step that failed. That is a BROKEN set-up, never a verdict on the implementation.
 pub fn initial_failure(log: &Log, initial_steps: usize) -> Option<String> {
     let initial = log.events.iter().filter(|e| e.step.is_some_and(|n| n <= initial_steps));
     initial
@@ -357,7 +358,7 @@ pub fn initial_failure(log: &Log, initial_steps: usize) -> Option<String> {
                     stdout,
                     stderr,
                     ..
-                } if proc.starts_with(INITIAL_PREFIX) && *ending != (Ending::Exited { code: 0 }) => {
+                } if *ending != (Ending::Exited { code: 0 }) => {
                     let said = |t: &crate::events::Text| {
                         String::from_utf8_lossy(&t.bytes)
                             .trim()
@@ -379,14 +380,15 @@ pub fn initial_failure(log: &Log, initial_steps: usize) -> Option<String> {
         })
 }
 
-/// The initial segment a successful probe in the log made: the item of
-/// each `initial:ITEM.get` that exited 0.
-fn initial_segment_made<'a>(ex: &'a Exploration, proc: &str) -> Option<&'a InitialSegment> {
-    let item = proc.strip_prefix(INITIAL_PREFIX)?.strip_suffix(".get")?;
-    let i: usize = item.parse().ok()?;
-    match ex.initial.get(i.checked_sub(1)?)? {
-        Initial::Segment(seg) => Some(seg),
-        Initial::File(_) => None,
+/// The initial segment made at engine step `n` (1-based): the item whose
+/// first action (its exclusive shmget) that step is. By step number, the
+/// order `initial_actions` gave them, not by a process's name.
+fn initial_segment_at<'a>(ex: &'a Exploration, actions: &[(usize, Action)], n: usize) -> Option<&'a InitialSegment> {
+    let (item, _) = actions.get(n.checked_sub(1)?)?;
+    let first_of_item = n == 1 || actions.get(n - 2).map_or(true, |(before, _)| before != item);
+    match ex.initial.get(*item)? {
+        Initial::Segment(seg) if first_of_item => Some(seg),
+        _ => None,
     }
 }
 
@@ -538,6 +540,7 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
     // initial state (the steps before the first move's), in order, with
     // the identities the engine recorded.
     let first_move = spans.first().map_or(usize::MAX, |s| s.0);
+    let initial = initial_actions(ex);
     if let Some(why) = initial_failure(&log, first_move - 1) {
         out.broken.get_or_insert(why);
     }
@@ -550,10 +553,12 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
                 ..
             } if op != "remove" => Change::File(path.clone(), FileId { dev: *dev, ino: *ino }),
             EventKind::File { op, path, .. } if op == "remove" => Change::RemoveFile(path.clone()),
-            EventKind::Exit { proc, .. } => match initial_segment_made(ex, proc) {
-                Some(seg) => Change::Seed(seg.clone()),
-                None => continue,
-            },
+            EventKind::Exit { ending, .. } if *ending == (Ending::Exited { code: 0 }) => {
+                match e.step.and_then(|n| initial_segment_at(ex, &initial, n)) {
+                    Some(seg) => Change::Seed(seg.clone()),
+                    None => continue,
+                }
+            }
             _ => continue,
         };
         if let Err(e) = model.apply(&change) {
