@@ -377,11 +377,24 @@ fn must_reach_a_verdict(cmd: &mut assert_cmd::Command, shown: &str) -> Result<()
 fn must_exit(cmd: &mut assert_cmd::Command, shown: &str, codes: &[i32]) -> Result<(), Failed> {
     let ran = cmd.output().map_err(|e| format!("`{shown}`: {e}"))?;
     if !ran.status.code().is_some_and(|c| codes.contains(&c)) || ran.stdout.is_empty() {
+        // The verdicts that are not a pass, so a failure here says which
+        // scenario and why (the whole output can be long).
+        let stdout = String::from_utf8_lossy(&ran.stdout);
+        let verdicts: Vec<&str> = stdout
+            .lines()
+            .filter(|l| {
+                ["FAIL", "BROKEN", "TIMEOUT", "XPASS", "--- "]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .take(20)
+            .collect();
         return Err(format!(
-            "`{shown}` exits {:?} with {} bytes of output: {}",
+            "`{shown}` exits {:?} with {} bytes of output: {}\n{}",
             ran.status.code(),
             ran.stdout.len(),
-            String::from_utf8_lossy(&ran.stderr).trim()
+            String::from_utf8_lossy(&ran.stderr).trim(),
+            verdicts.join("\n")
         )
         .into());
     }
