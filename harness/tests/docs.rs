@@ -374,6 +374,23 @@ fn must_reach_a_verdict(cmd: &mut assert_cmd::Command, shown: &str) -> Result<()
     must_exit(cmd, shown, &[0, 1])
 }
 
+/// A program of the machine's (a sandbox, an engine) that a line needs:
+/// where it is missing the line is ignored saying so, except under CI,
+/// which installs them (there it is an error). None: it is there.
+fn machine_program_missing(program: &str, shown: &str) -> Option<Result<Completion, Failed>> {
+    let installed = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return None;
+    }
+    if std::env::var_os("CI").is_some() {
+        return Some(Err(format!("`{shown}`: CI must provide {program}").into()));
+    }
+    Some(ignored(format!("parsed; not run: {program} is not installed here")))
+}
+
 fn must_exit(cmd: &mut assert_cmd::Command, shown: &str, codes: &[i32]) -> Result<(), Failed> {
     let ran = cmd.output().map_err(|e| format!("`{shown}`: {e}"))?;
     if !ran.status.code().is_some_and(|c| codes.contains(&c)) || ran.stdout.is_empty() {
@@ -477,15 +494,8 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
     }
     // Fuzzing gVisor finds its divergences: exit 1, and it needs runsc.
     if sub == "fuzz" && args.windows(2).any(|w| w == ["--target", "gvisor"]) {
-        let installed = std::process::Command::new("runsc")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            if std::env::var_os("CI").is_some() {
-                return Err(format!("`{shown}`: CI must provide runsc").into());
-            }
-            return ignored("parsed; not run: runsc is not installed here");
+        if let Some(missing) = machine_program_missing("runsc", &shown) {
+            return missing;
         }
         must_exit(&mut shmconf(args), &shown, &[1])?;
         return Ok(Completion::Completed);
@@ -508,16 +518,11 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
             "local" => "",
             other => shmconf_harness::compose::SandboxKind::named(other).map_or(other, |k| k.program()),
         };
-        let installed = program.is_empty()
-            || std::process::Command::new(program)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success());
-        if !installed {
-            if std::env::var_os("CI").is_some() {
-                return Err(format!("`{shown}`: CI must provide {program}").into());
-            }
-            return ignored(format!("parsed; not run: {program} is not installed here"));
+        if let Some(missing) = (!program.is_empty())
+            .then(|| machine_program_missing(program, &shown))
+            .flatten()
+        {
+            return missing;
         }
     }
     let mut args = args.clone();

@@ -1531,21 +1531,28 @@ fn lower_explore_run(
 
 /// One key-file event of an exploration (its name not among `names`,
 /// which it joins).
+/// The key-file operations an exploration's event or initial item names
+/// (`recreate_file`, `remove_file`, `create_file`), each file checked.
+fn file_ops(
+    recreate: &Option<String>,
+    remove: &Option<String>,
+    create: &Option<String>,
+) -> Result<Vec<FileOp>, String> {
+    [
+        recreate.as_deref().map(|f| FileName::parse(f).map(FileOp::Recreate)),
+        remove.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
+        create.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 fn lower_file_event(e: &Spanned<wire::ExploreEvent>, names: &mut BTreeSet<String>) -> Lowered<FileEvent> {
     let eoff = e.span().start;
     let e = e.get_ref();
     let fail = |m: String| (eoff, format!("explore: event {:?}: {m}", e.name));
-    let ops: Vec<FileOp> = [
-        e.recreate_file
-            .as_deref()
-            .map(|f| FileName::parse(f).map(FileOp::Recreate)),
-        e.remove_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
-        e.create_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Result<_, _>>()
-    .map_err(fail)?;
+    let ops = file_ops(&e.recreate_file, &e.remove_file, &e.create_file).map_err(fail)?;
     if ops.len() != 1 || e.name.contains([',', ':']) || !names.insert(e.name.clone()) {
         return Err(fail(
             "needs a unique name (no ',' or ':') and exactly one of recreate_file, remove_file, create_file".into(),
@@ -1680,17 +1687,7 @@ fn lower_initial(
         let off = item.span().start;
         let i = item.get_ref();
         let fail = |m: String| (off, format!("explore.initial: {m}"));
-        let file_ops: Vec<FileOp> = [
-            i.recreate_file
-                .as_deref()
-                .map(|f| FileName::parse(f).map(FileOp::Recreate)),
-            i.remove_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
-            i.create_file.as_deref().map(|f| FileName::parse(f).map(FileOp::Create)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Result<_, _>>()
-        .map_err(fail)?;
+        let file_ops = file_ops(&i.recreate_file, &i.remove_file, &i.create_file).map_err(fail)?;
         let segment_fields = i.size.is_some() || i.mode.is_some() || i.content.is_some();
         match (&i.segment, file_ops.as_slice()) {
             (None, [op]) if !segment_fields => {
