@@ -364,6 +364,23 @@ pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &T
     ] {
         typed.extend(check_stream(stream, data, want).into_iter().map(|p| (check, p)));
     }
+    if let Some(program) = &expect.program {
+        if stdout.is_cut() {
+            typed.push((
+                Check::Model,
+                format!(
+                    "the executor's report is longer than what is kept ({} bytes)",
+                    stdout.total
+                ),
+            ));
+        } else {
+            typed.extend(
+                crate::fuzz::judge_report(program, &stdout.bytes)
+                    .into_iter()
+                    .map(|p| (Check::Model, p)),
+            );
+        }
+    }
     typed
 }
 

@@ -181,7 +181,8 @@ struct FuzzArgs {
     /// Run the one program of this seed (as a divergence's replay line says).
     #[arg(long, value_name = "SEED", conflicts_with_all = ["seed", "programs"])]
     replay: Option<u64>,
-    /// Write each disagreement's shrunk program here as JSON (seed-N.json).
+    /// Write each divergence's shrunk program here as a scenario file
+    /// (seed-N.toml) that `shmconf run` judges by the same model.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Where the programs run: "local" (this kernel, a new IPC namespace

@@ -69,6 +69,10 @@ enum ProbeOp {
         #[arg(long)]
         touch: bool,
     },
+    /// Run a program of operations read as JSON from stdin (what a scenario's
+    /// `program` step sends) and report each one's result and the table
+    /// after it as JSON lines: the fuzzer's executor.
+    Program,
 }
 
 fn say(line: String) {
@@ -82,6 +86,15 @@ fn errno_line(e: &sysv::Error) -> String {
 }
 
 pub fn run(args: ProbeArgs) -> i32 {
+    if let ProbeOp::Program = args.op {
+        return match crate::fuzz::exec::serve() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("shmconf probe program: {e}");
+                2
+            }
+        };
+    }
     match probe(args) {
         Ok(()) => 0,
         Err(line) => {
@@ -108,6 +121,8 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
         }
     };
     match &args.op {
+        // Served by run(), its report on stdout and its errors on stderr.
+        ProbeOp::Program => {}
         ProbeOp::Key => say(format!("ok key {}", key()?)),
         ProbeOp::Get {
             size,

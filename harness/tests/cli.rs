@@ -1934,8 +1934,10 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
         eprintln!("skipped: needs runsc on PATH and root");
         return;
     }
+    let found = tempfile::tempdir().unwrap();
     let out = shmconf()
-        .args(["fuzz", "--target", "gvisor", "--programs", "60", "--ops", "30"])
+        .args(["fuzz", "--target", "gvisor", "--programs", "60", "--ops", "30", "--out"])
+        .arg(found.path())
         .timeout(Duration::from_secs(600))
         .assert()
         .code(1)
@@ -1965,5 +1967,33 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
             .and_then(|s| s.parse().ok())
             .unwrap();
         assert!(n <= 4, "shrunk to a few operations: {shrunk}");
+    }
+    // Each kind is written as a scenario that passes on this kernel and
+    // fails under gVisor, judged by `shmconf run` with the same model.
+    let mut written: Vec<PathBuf> = std::fs::read_dir(found.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    written.sort();
+    assert_eq!(written.len(), 3, "two kinds and the listing: {written:?}");
+    for scenario in &written {
+        shmconf()
+            .arg("run")
+            .arg(scenario)
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("1 PASS"));
+        assert_cmd::Command::new("runsc")
+            .args(["--network=none", "do"])
+            .arg(assert_cmd::cargo::cargo_bin("shmconf"))
+            .arg("run")
+            .arg(scenario)
+            .timeout(Duration::from_secs(300))
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("1 FAIL").and(
+                predicate::str::contains("the model says").or(predicate::str::contains("does not list what it counts")),
+            ));
     }
 }

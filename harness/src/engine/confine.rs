@@ -450,8 +450,16 @@ impl ScenarioConfinement {
     }
 
     /// Confine the program `cmd` starts (as `uid`/`gid` where given; the
-    /// scenario dir `workdir` as its working directory).
-    pub fn apply(&self, cmd: &mut Command, workdir: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
+    /// scenario dir `workdir` as its working directory; with CAP_SETUID and
+    /// CAP_SETGID if `switches_ids`, no capability otherwise).
+    pub fn apply(
+        &self,
+        cmd: &mut Command,
+        workdir: &Path,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        switches_ids: bool,
+    ) -> Result<(), String> {
         let mut cgroups = Vec::new();
         if let Some(cg) = &self.cgroup {
             for d in cg.dirs() {
@@ -492,7 +500,12 @@ impl ScenarioConfinement {
                 workdir: Some(workdir),
                 uid,
                 gid,
-                keep_capabilities: 0,
+                keep_capabilities: if switches_ids {
+                    // CAP_SETGID (6) and CAP_SETUID (7), linux/capability.h.
+                    (1 << 6) | (1 << 7)
+                } else {
+                    0
+                },
             },
         );
         Ok(())

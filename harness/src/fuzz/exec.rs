@@ -107,6 +107,9 @@ fn table(known: &[i32]) -> Result<Table, ExecError> {
 
 /// A capability in the effective set, from /proc/self/status
 /// (CAP_IPC_OWNER is bit 15, CAP_SYS_ADMIN bit 21).
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+
 fn has_capability(bit: u32) -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -262,9 +265,12 @@ pub fn serve() -> Result<(), ExecError> {
     let program: Program = serde_json::from_str(&text).map_err(ExecError::Program)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let start = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-    if start.0 == 0 {
-        // As another uid the executor must be in no group of root's: its
-        // group class is then its own gid alone, as the model has it.
+    // As another uid the executor must be in no group of root's: its group
+    // class is then its own gid alone, as the model has it. Without
+    // CAP_SETGID it cannot switch at all (and a scenario's confinement has
+    // dropped the supplementary groups already).
+    let (set_uid, set_gid) = (has_capability(CAP_SETUID), has_capability(CAP_SETGID));
+    if set_gid && !nix::unistd::getgroups().map_err(ExecError::Groups)?.is_empty() {
         nix::unistd::setgroups(&[]).map_err(ExecError::Groups)?;
     }
     line(
@@ -274,6 +280,8 @@ pub fn serve() -> Result<(), ExecError> {
             sys_admin: has_capability(21),
             uid: start.0,
             gid: start.1,
+            set_uid,
+            set_gid,
         },
     )?;
     let mut executor = Executor {

@@ -218,13 +218,6 @@ pub fn execute(target: &Target, exe: &Path, program: &Program) -> Result<(Hello,
         .map_err(|_| FuzzError::Panicked)
         .and_then(|output| output)
     })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut lines = stdout.lines();
-    let garbled = |line: &str, error| FuzzError::Garbled {
-        seed: program.seed,
-        line: line.chars().take(200).collect(),
-        error,
-    };
     // The executor ended before it said what it was asked (its stderr says why).
     let died = || FuzzError::Executor {
         seed: program.seed,
@@ -235,17 +228,75 @@ pub fn execute(target: &Target, exe: &Path, program: &Program) -> Result<(Hello,
             .take(500)
             .collect(),
     };
-    let hello: Hello = match lines.next() {
-        Some(line) => serde_json::from_str(line).map_err(|e| garbled(line, e))?,
-        None => return Err(died()),
+    let (hello, observed) = match read_report(&output.stdout) {
+        Ok(Some(report)) => report,
+        Ok(None) => return Err(died()),
+        Err(Garbled { line, error }) => {
+            return Err(FuzzError::Garbled {
+                seed: program.seed,
+                line,
+                error,
+            })
+        }
     };
-    let observed = lines
-        .map(|line| serde_json::from_str(line).map_err(|e| garbled(line, e)))
-        .collect::<Result<Vec<Observation>, FuzzError>>()?;
     if !output.status.success() && observed.len() < program.ops.len() {
         return Err(died());
     }
     Ok((hello, observed))
+}
+
+/// A line of the executor's report that is not what it should be.
+#[derive(Debug)]
+pub struct Garbled {
+    /// Its first 200 characters.
+    pub line: String,
+    pub error: serde_json::Error,
+}
+
+/// The executor's report: its first line, then one observation per
+/// operation it performed (`None`: it said nothing at all).
+pub fn read_report(stdout: &[u8]) -> Result<Option<(Hello, Vec<Observation>)>, Garbled> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut lines = text.lines();
+    let garbled = |line: &str, error| Garbled {
+        line: line.chars().take(200).collect(),
+        error,
+    };
+    let Some(first) = lines.next() else {
+        return Ok(None);
+    };
+    let hello: Hello = serde_json::from_str(first).map_err(|e| garbled(first, e))?;
+    let observed = lines
+        .map(|line| serde_json::from_str(line).map_err(|e| garbled(line, e)))
+        .collect::<Result<Vec<Observation>, Garbled>>()?;
+    Ok(Some((hello, observed)))
+}
+
+/// A `program` step's judgement of what the executor printed: each
+/// problem, in words (none: every answer and table agrees with the model
+/// and the kernel listed what it counted).
+pub fn judge_report(program: &Program, stdout: &[u8]) -> Vec<String> {
+    let (hello, observed) = match read_report(stdout) {
+        Ok(Some(report)) => report,
+        Ok(None) => return vec!["the executor reported nothing (not even who it runs as)".into()],
+        Err(Garbled { line, error }) => {
+            return vec![format!(
+                "the executor's report has a line that is not an observation: {line:?}: {error}"
+            )]
+        }
+    };
+    let mut problems = Vec::new();
+    if let Err(d) = judge(program, hello, &observed) {
+        problems.push(d.to_string());
+    }
+    if let Some((index, listing)) = observed.iter().enumerate().find_map(|(i, o)| o.listing.map(|l| (i, l))) {
+        problems.push(format!(
+            "after operation {} ({}) the kernel does not list what it counts: {listing}",
+            index + 1,
+            program.ops.get(index).map_or_else(String::new, ToString::to_string)
+        ));
+    }
+    problems
 }
 
 /// Make a program smaller while `still` holds, until nothing more can go:
@@ -361,7 +412,8 @@ pub struct FuzzOptions {
     pub programs: u64,
     /// Operations per program.
     pub ops: usize,
-    /// Where each divergence's shrunk program goes (JSON), if anywhere.
+    /// Where each divergence's shrunk program goes, as a scenario file
+    /// (seed-N.toml), if anywhere.
     pub out: Option<PathBuf>,
     pub target: Target,
     /// Stop starting programs after this long (the count then depends on
@@ -387,6 +439,8 @@ pub struct Found {
 pub struct ListingShortfalls {
     pub observations: usize,
     pub first: Option<(u64, usize, Op, observe::Listing)>,
+    /// The first such program, shrunk while some listing still falls short.
+    pub shrunk: Option<Program>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -445,6 +499,21 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
                 report.listing.first.get_or_insert((program.seed, index, *op, listing));
             }
         }
+        if report.listing.shrunk.is_none() && observed.iter().any(|o| o.listing.is_some()) {
+            let shrunk = shrink_listing(&program, opts)?;
+            if let Some(dir) = &opts.out {
+                let what = "the kernel does not list every segment it counts (IPC_INFO or SHM_INFO against SHM_STAT)";
+                write_scenario(
+                    dir,
+                    &format!("seed-{}-listing.toml", program.seed),
+                    what,
+                    program.seed,
+                    &shrunk,
+                    opts,
+                )?;
+            }
+            report.listing.shrunk = Some(shrunk);
+        }
         let Err(first) = judge(&program, hello, &observed) else {
             continue;
         };
@@ -470,11 +539,15 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
         let (hello, observed) = execute(&opts.target, &opts.exe, &shrunk)?;
         let shrunk_divergence = judge(&shrunk, hello, &observed).err().unwrap_or_else(|| first.clone());
         if let Some(dir) = &opts.out {
-            let path = dir.join(format!("seed-{}.json", program.seed));
-            let text = serde_json::to_string_pretty(&shrunk).unwrap_or_default();
-            std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(&path, format!("{text}\n")))
-                .map_err(|error| FuzzError::Write { path, error })?;
+            let what = shrunk_divergence.to_string();
+            write_scenario(
+                dir,
+                &format!("seed-{}.toml", program.seed),
+                &what,
+                program.seed,
+                &shrunk,
+                opts,
+            )?;
         }
         report.found.push(Found {
             seed: program.seed,
@@ -485,6 +558,64 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
         });
     }
     Ok(report)
+}
+
+/// The smallest program whose table the kernel still lists short of its
+/// count.
+fn shrink_listing(program: &Program, opts: &FuzzOptions) -> Result<Program, FuzzError> {
+    let mut error = None;
+    let mut still = |candidate: &Program| match execute(&opts.target, &opts.exe, candidate) {
+        Ok((_, observed)) => observed.iter().any(|o| o.listing.is_some()),
+        Err(e) => {
+            error.get_or_insert(e);
+            false
+        }
+    };
+    let shrunk = shrink(program, &mut still);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(shrunk),
+    }
+}
+
+/// A shrunk program as a scenario file: one `program` step, judged by the
+/// same model, so it fails where the target diverged and passes on Linux.
+pub fn scenario_text(what: &str, seed: u64, program: &Program, opts: &FuzzOptions) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let description = format!(
+        "Found by `shmconf fuzz` ({}, program {seed}, shrunk to {} operation{}): {what}",
+        opts.target.name(),
+        program.ops.len(),
+        if program.ops.len() == 1 { "" } else { "s" },
+    );
+    let mut out = format!(
+        "description = {}\ntags = [\"fuzz\"]\nreference = {}\n\n[[step]]\nprogram = [\n",
+        quote(&description),
+        quote(&format!(
+            "shmconf fuzz --replay {seed} --ops {}{}",
+            opts.ops,
+            target_flag(&opts.target)
+        )),
+    );
+    for op in &program.ops {
+        out.push_str(&format!("  {},\n", quote(&op.to_string())));
+    }
+    out.push_str("]\n");
+    out
+}
+
+fn write_scenario(
+    dir: &Path,
+    file: &str,
+    what: &str,
+    seed: u64,
+    program: &Program,
+    opts: &FuzzOptions,
+) -> Result<(), FuzzError> {
+    let path = dir.join(file);
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, scenario_text(what, seed, program, opts)))
+        .map_err(|error| FuzzError::Write { path, error })
 }
 
 /// The report as people read it.
@@ -527,6 +658,16 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             report.operations,
             index + 1
         ));
+        if let Some(shrunk) = &report.listing.shrunk {
+            out.push_str(&format!(
+                "  shrunk to {} operation{}:\n",
+                shrunk.ops.len(),
+                if shrunk.ops.len() == 1 { "" } else { "s" }
+            ));
+            for (i, op) in shrunk.ops.iter().enumerate() {
+                out.push_str(&format!("    {}. {op}\n", i + 1));
+            }
+        }
     }
     let answers: Vec<String> = report.answers.iter().map(|(k, n)| format!("{n} {k}")).collect();
     if !answers.is_empty() {
@@ -578,6 +719,8 @@ mod tests {
             sys_admin: true,
             uid: 0,
             gid: 0,
+            set_uid: true,
+            set_gid: true,
         });
         let id = |seg: usize| 1000 + seg as i32 * 32768;
         let observed = program
@@ -604,6 +747,8 @@ mod tests {
                 sys_admin: true,
                 uid: 0,
                 gid: 0,
+                set_uid: true,
+                set_gid: true,
             },
             observed,
         )

@@ -297,19 +297,30 @@ impl Model {
                 self.segs[s].state.perms = mode & 0o777;
                 Predicted::Exactly(Outcome::Done)
             }
-            Op::Become { other } => {
-                let (uid, gid) = if other {
-                    (OTHER_ID, OTHER_ID)
-                } else {
-                    (self.hello.uid, self.hello.gid)
-                };
-                // Only uid 0 may take another effective uid (the saved
-                // uid, its start, lets it come back).
-                if (uid, gid) != (self.euid, self.egid) && self.hello.uid != 0 && uid != self.hello.uid {
+            Op::Become { other: false } => {
+                // The ids it started with are its real and saved ones,
+                // which any process may take again (seteuid first, so the
+                // capabilities are back for setegid).
+                self.euid = self.hello.uid;
+                self.egid = self.hello.gid;
+                Predicted::Exactly(Outcome::Done)
+            }
+            Op::Become { other: true } => {
+                // setegid, then seteuid (setresgid/setresuid in
+                // kernel/sys.c): an id other than the real, effective or
+                // saved one needs CAP_SETGID / CAP_SETUID; a process that
+                // started as root has them in effect only while its
+                // effective uid is 0 (capabilities(7)).
+                let capable = self.hello.uid != 0 || self.euid == 0;
+                let may = |id: u32, now: u32, start: u32, cap: bool| id == now || id == start || (cap && capable);
+                if !may(OTHER_ID, self.egid, self.hello.gid, self.hello.set_gid) {
                     return err(EPERM);
                 }
-                self.euid = uid;
-                self.egid = gid;
+                self.egid = OTHER_ID;
+                if !may(OTHER_ID, self.euid, self.hello.uid, self.hello.set_uid) {
+                    return err(EPERM);
+                }
+                self.euid = OTHER_ID;
                 Predicted::Exactly(Outcome::Done)
             }
         }
@@ -352,6 +363,8 @@ mod tests {
             sys_admin: true,
             uid: 0,
             gid: 0,
+            set_uid: true,
+            set_gid: true,
         });
         assert_eq!(m.apply(&get(Raw(0), 1024, No)), err(ENOENT));
         assert_eq!(m.apply(&get(Raw(0), 0, IfMissing)), err(EINVAL));
@@ -371,6 +384,8 @@ mod tests {
             sys_admin: true,
             uid: 0,
             gid: 0,
+            set_uid: true,
+            set_gid: true,
         });
         m.apply(&get(Raw(1), 1024, IfMissing));
         assert_eq!(
@@ -408,6 +423,8 @@ mod tests {
             sys_admin: true,
             uid: 0,
             gid: 0,
+            set_uid: true,
+            set_gid: true,
         });
         m.apply(&get(Raw(2), 10, IfMissing));
         m.apply(&Op::Attach {
@@ -459,6 +476,8 @@ mod tests {
             sys_admin: false,
             uid: 0,
             gid: 0,
+            set_uid: true,
+            set_gid: true,
         });
         m.apply(&Op::Get {
             key: Raw(0),
@@ -500,6 +519,8 @@ mod tests {
             sys_admin: true,
             uid: 0,
             gid: 0,
+            set_uid: true,
+            set_gid: true,
         };
         let mut m = Model::new(root);
         let mode = |m: &mut Model, mode: u32| {

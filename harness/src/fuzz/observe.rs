@@ -116,6 +116,12 @@ pub struct Hello {
     pub uid: u32,
     #[serde(default)]
     pub gid: u32,
+    /// CAP_SETUID and CAP_SETGID: it may take another effective uid and
+    /// gid (a scenario's program step keeps them only when it switches).
+    #[serde(default)]
+    pub set_uid: bool,
+    #[serde(default)]
+    pub set_gid: bool,
 }
 
 /// The uid and gid a program becomes with "become other".

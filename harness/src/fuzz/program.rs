@@ -115,6 +115,179 @@ impl std::fmt::Display for Op {
     }
 }
 
+/// An operation written as [`Op`]'s `Display` prints it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseOpError {
+    #[error("{text:?} is not an operation: expected {OP_FORMS}")]
+    Unknown { text: String },
+    #[error("{text:?}: {what}")]
+    Bad { text: String, what: String },
+}
+
+/// The forms an operation is written in (scenario files, reports).
+pub const OP_FORMS: &str = "shmget(KEY, SIZE, 0MODE[|IPC_CREAT[|IPC_EXCL]]) with KEY IPC_PRIVATE, \
+0x5f000001, 0x5f000002 or 0x5f000003; shmat(id#N[, SHM_RDONLY]); shmdt(att#N); write LEN x 0xBB at \
+att#N+OFFSET; read LEN at att#N+OFFSET; shmctl(id#N, IPC_STAT|IPC_RMID); shmctl(id#N, IPC_SET, 0MODE); \
+seteuid/setegid(65534); seteuid/setegid back to the start";
+
+impl std::str::FromStr for Op {
+    type Err = ParseOpError;
+
+    /// The inverse of `Display`: `op.to_string().parse() == Ok(op)`.
+    fn from_str(text: &str) -> Result<Op, ParseOpError> {
+        let bad = |what: &str| ParseOpError::Bad {
+            text: text.to_string(),
+            what: what.to_string(),
+        };
+        let unknown = || ParseOpError::Unknown { text: text.to_string() };
+        let t = text.trim();
+        let number = |s: &str, what: &str| -> Result<u32, ParseOpError> {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| bad(&format!("{what} {:?} is not a number", s.trim())))
+        };
+        let small = |s: &str, what: &str| -> Result<u8, ParseOpError> {
+            s.trim()
+                .parse::<u8>()
+                .map_err(|_| bad(&format!("{what} {:?} is not a number from 0 to 255", s.trim())))
+        };
+        let mode = |s: &str| -> Result<u32, ParseOpError> {
+            let s = s.trim();
+            match s.strip_prefix('0').map(|m| if m.is_empty() { "0" } else { m }) {
+                Some(m) => match u32::from_str_radix(m, 8) {
+                    Ok(v) if v <= 0o777 => Ok(v),
+                    _ => Err(bad(&format!("mode {s:?} is not octal permission bits (0 to 0777)"))),
+                },
+                None => Err(bad(&format!("mode {s:?} must be octal with a leading 0, e.g. 0600"))),
+            }
+        };
+        let id = |s: &str| -> Result<u8, ParseOpError> {
+            match s.trim().strip_prefix("id#") {
+                Some(n) => small(n, "id#"),
+                None => Err(bad(&format!(
+                    "{:?} must be id#N (the N-th id a shmget returned)",
+                    s.trim()
+                ))),
+            }
+        };
+        let att = |s: &str| -> Result<u8, ParseOpError> {
+            match s.trim().strip_prefix("att#") {
+                Some(n) => small(n, "att#"),
+                None => Err(bad(&format!(
+                    "{:?} must be att#N (the N-th attachment a shmat made)",
+                    s.trim()
+                ))),
+            }
+        };
+        // "att#N+OFFSET"
+        let place = |s: &str| -> Result<(u8, u32), ParseOpError> {
+            let (a, offset) = s.split_once('+').ok_or_else(|| bad("expected att#N+OFFSET"))?;
+            Ok((att(a)?, number(offset, "offset")?))
+        };
+        if let Some(args) = t.strip_prefix("shmget(").and_then(|r| r.strip_suffix(')')) {
+            let parts: Vec<&str> = args.split(',').collect();
+            let [key, size, flags] = parts[..] else {
+                return Err(bad("shmget takes KEY, SIZE, FLAGS"));
+            };
+            let key = match key.trim() {
+                "IPC_PRIVATE" => KeyPick::Private,
+                k => {
+                    let raw = k
+                        .strip_prefix("0x")
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| bad(&format!("key {k:?} is not IPC_PRIVATE or a hex key")))?;
+                    let index = KEYS.iter().position(|known| *known as u32 == raw).ok_or_else(|| {
+                        bad(&format!(
+                            "key {k:?} is not one of the programs' keys (0x5f000001, 0x5f000002, 0x5f000003)"
+                        ))
+                    })?;
+                    KeyPick::Raw(index as u8)
+                }
+            };
+            let mut flags = flags.split('|');
+            let mode = mode(flags.next().unwrap_or_default())?;
+            let rest: Vec<&str> = flags.map(str::trim).collect();
+            let create = match rest[..] {
+                [] => CreatePick::No,
+                ["IPC_CREAT"] => CreatePick::IfMissing,
+                ["IPC_CREAT", "IPC_EXCL"] => CreatePick::Exclusive,
+                _ => return Err(bad("flags after the mode are |IPC_CREAT or |IPC_CREAT|IPC_EXCL")),
+            };
+            return Ok(Op::Get {
+                key,
+                size: number(size, "size")?,
+                create,
+                mode,
+            });
+        }
+        if let Some(args) = t.strip_prefix("shmat(").and_then(|r| r.strip_suffix(')')) {
+            return match args.split_once(',') {
+                None => Ok(Op::Attach {
+                    seg: id(args)?,
+                    read_only: false,
+                }),
+                Some((seg, flag)) if flag.trim() == "SHM_RDONLY" => Ok(Op::Attach {
+                    seg: id(seg)?,
+                    read_only: true,
+                }),
+                Some(_) => Err(bad("shmat's only flag is SHM_RDONLY")),
+            };
+        }
+        if let Some(a) = t.strip_prefix("shmdt(").and_then(|r| r.strip_suffix(')')) {
+            return Ok(Op::Detach { att: att(a)? });
+        }
+        if let Some(args) = t.strip_prefix("shmctl(").and_then(|r| r.strip_suffix(')')) {
+            let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+            return match parts[..] {
+                [seg, "IPC_STAT"] => Ok(Op::Stat { seg: id(seg)? }),
+                [seg, "IPC_RMID"] => Ok(Op::Rmid { seg: id(seg)? }),
+                [seg, "IPC_SET", m] => Ok(Op::SetMode {
+                    seg: id(seg)?,
+                    mode: mode(m)?,
+                }),
+                _ => Err(bad("shmctl takes id#N, IPC_STAT | IPC_RMID | IPC_SET, 0MODE")),
+            };
+        }
+        if let Some(rest) = t.strip_prefix("write ") {
+            // "LEN x 0xBB at att#N+OFFSET"
+            let (len, rest) = rest
+                .split_once(" x ")
+                .ok_or_else(|| bad("expected write LEN x 0xBB at att#N+OFFSET"))?;
+            let (byte, at) = rest
+                .split_once(" at ")
+                .ok_or_else(|| bad("expected write LEN x 0xBB at att#N+OFFSET"))?;
+            let byte = byte
+                .trim()
+                .strip_prefix("0x")
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad(&format!("byte {:?} is not 0x00 to 0xff", byte.trim())))?;
+            let (a, offset) = place(at)?;
+            return Ok(Op::Write {
+                att: a,
+                offset,
+                len: small(len, "length")?,
+                byte,
+            });
+        }
+        if let Some(rest) = t.strip_prefix("read ") {
+            let (len, at) = rest
+                .split_once(" at ")
+                .ok_or_else(|| bad("expected read LEN at att#N+OFFSET"))?;
+            let (a, offset) = place(at)?;
+            return Ok(Op::Read {
+                att: a,
+                offset,
+                len: small(len, "length")?,
+            });
+        }
+        match t {
+            "seteuid/setegid(65534)" => Ok(Op::Become { other: true }),
+            "seteuid/setegid back to the start" => Ok(Op::Become { other: false }),
+            _ => Err(unknown()),
+        }
+    }
+}
+
 /// A generated program and the seed it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Program {
@@ -291,6 +464,33 @@ mod tests {
         }
         assert_eq!(kinds.len(), 9, "every operation kind is generated");
         assert!(raw_gets > 3 * KEYS.len(), "keys are met again: {raw_gets} raw-key gets");
+    }
+
+    #[test]
+    fn every_generated_operation_reads_back_from_its_text() {
+        for seed in 0..300 {
+            for op in generate(seed, 30).ops {
+                let text = op.to_string();
+                assert_eq!(text.parse::<Op>(), Ok(op), "{text}");
+            }
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::unknown_call("shmfoo(1)", "is not an operation")]
+    #[case::unknown_key("shmget(0x12345678, 64, 0600)", "not one of the programs' keys")]
+    #[case::decimal_mode("shmget(IPC_PRIVATE, 64, 600)", "leading 0")]
+    #[case::mode_too_big("shmget(IPC_PRIVATE, 64, 01777)", "permission bits")]
+    #[case::excl_alone("shmget(IPC_PRIVATE, 64, 0600|IPC_EXCL)", "IPC_CREAT")]
+    #[case::size_not_a_number("shmget(IPC_PRIVATE, big, 0600)", "size")]
+    #[case::bad_id("shmat(7)", "id#N")]
+    #[case::bad_flag("shmat(id#0, SHM_RND)", "SHM_RDONLY")]
+    #[case::id_too_big("shmctl(id#256, IPC_RMID)", "0 to 255")]
+    #[case::bad_byte("write 3 x 0x1ff at att#0+0", "0x00 to 0xff")]
+    #[case::no_offset("read 3 at att#0", "att#N+OFFSET")]
+    fn a_mistyped_operation_says_what_is_wrong(#[case] text: &str, #[case] says: &str) {
+        let e = text.parse::<Op>().unwrap_err().to_string();
+        assert!(e.contains(says), "{text}: {e}");
     }
 
     #[test]

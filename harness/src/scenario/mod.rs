@@ -14,6 +14,7 @@ pub mod catalogue;
 pub mod describe;
 pub mod discover;
 pub mod files;
+mod program_step;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -236,6 +237,9 @@ pub struct Spawn {
     pub env: BTreeMap<String, String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Keeps CAP_SETUID and CAP_SETGID (a program step that switches its
+    /// effective ids); every other process keeps no capability.
+    pub switches_ids: bool,
     /// None: run to the end and judge it; Some: leave it running.
     pub background: Option<Background>,
     /// Started under the scenario thread's tracer, held before its first
@@ -328,6 +332,9 @@ pub struct Expect {
     pub ending: EndingExpect,
     pub stdout: StreamExpect,
     pub stderr: StreamExpect,
+    /// A `program` step: stdout is the executor's report of these
+    /// operations, every answer and table held against the reference model.
+    pub program: Option<crate::fuzz::program::Program>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -959,6 +966,7 @@ fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, String> {
         ending,
         stdout: lower_stream(&e.stdout, &e.stdout_contains, &e.stdout_regex, "stdout")?,
         stderr: lower_stream(&e.stderr, &e.stderr_contains, &e.stderr_regex, "stderr")?,
+        program: None,
     })
 }
 
@@ -1022,6 +1030,7 @@ fn actions_set(step: &wire::Step) -> Vec<&'static str> {
         (step.drop_ns.is_some(), "drop_ns"),
         (step.shmem_mark.is_some(), "shmem_mark"),
         (step.shmem_freed.is_some(), "shmem_freed"),
+        (step.program.is_some(), "program"),
     ]
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
@@ -1029,7 +1038,7 @@ fn actions_set(step: &wire::Step) -> Vec<&'static str> {
 }
 
 pub const ACTION_NAMES: &str = "run, exec, feed, wait, kill, segments, create_file, remove_file, recreate_file, \
-link_file, collide_files, sysctl, stop, drop_ns, shmem_mark, shmem_freed";
+link_file, collide_files, sysctl, stop, drop_ns, shmem_mark, shmem_freed, program";
 
 /// What the load-time walk over the steps has seen so far.
 #[derive(Default)]
@@ -1040,6 +1049,8 @@ struct Seen {
     marks: BTreeSet<String>,
     dropped: BTreeSet<String>,
     stopped: BTreeSet<String>,
+    /// Namespaces where a process has run (a program step must come first).
+    ran_in: BTreeSet<String>,
 }
 
 /// The `[namespaces]` table as the file has it.
@@ -1288,7 +1299,11 @@ fn lower_step(
         }
     };
 
-    let action = if spawns {
+    let action = if let Some(ops) = &step.program {
+        let decl = namespaces.get(&ns);
+        Action::Spawn(program_step::lower(n, ops, off, &ns, decl, seen)?)
+    } else if spawns {
+        seen.ran_in.insert(ns.clone());
         let program = match (&step.run, &step.exec) {
             (Some(role), _) => Program::Role(match role.as_str() {
                 "writer" => Role::Writer,
@@ -1346,6 +1361,7 @@ fn lower_step(
             env: step.env.clone(),
             uid: step.uid,
             gid: step.gid,
+            switches_ids: false,
             background,
             expect,
         })

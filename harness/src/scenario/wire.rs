@@ -318,6 +318,13 @@ pub struct Step {
     /// Wait until `Shmem` is at least `at_least_kib` below the named mark: the
     /// kernel freed segment memory (e.g. when a namespace died).
     pub shmem_freed: Option<ShmemFreed>,
+    /// Run these operations in one process of ours (`shmconf probe
+    /// program`) and hold every answer, and the segment table after each,
+    /// against the reference model: e.g. ["shmget(0x5f000001, 64,
+    /// 0600|IPC_CREAT)", "seteuid/setegid(65534)", "shmget(0x5f000001, 64,
+    /// 0600)"]. What `shmconf fuzz --out` writes.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub program: Option<Vec<Spanned<String>>>,
 
     /// Process name for later feed/wait/kill (default: role and step number).
     pub name: Option<String>,
