@@ -872,4 +872,103 @@ mod tests {
         let d = judge(&p, hello, &observed).unwrap_err();
         assert_eq!((d.index, d.disagreement), (4, Disagreement::Missing));
     }
+
+    /// What the executor prints: who it runs as, then one line per
+    /// observation.
+    fn report_text(hello: Hello, observed: &[Observation]) -> Vec<u8> {
+        let mut out = serde_json::to_string(&hello).unwrap();
+        for o in observed {
+            out.push('\n');
+            out.push_str(&serde_json::to_string(o).unwrap());
+        }
+        out.push('\n');
+        out.into_bytes()
+    }
+
+    /// A `program` step passes a faithful report and names, in words,
+    /// every other: a wrong answer, a short report, a garbled line, an
+    /// empty one, and a listing that falls short of the count.
+    #[test]
+    fn a_program_steps_report_is_judged_by_the_model() {
+        let p = program::generate(11, 16);
+        let (hello, observed) = simulated(&p, &faithful);
+        assert_eq!(judge_report(&p, &report_text(hello, &observed)), Vec::<String>::new());
+
+        let mut wrong = observed.clone();
+        wrong[2].outcome = Outcome::Errno { errno: libc::EIDRM };
+        let problems = judge_report(&p, &report_text(hello, &wrong));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("operation 3 ("), "{problems:?}");
+        assert!(problems[0].contains("the kernel answered EIDRM"), "{problems:?}");
+
+        let problems = judge_report(&p, &report_text(hello, &observed[..5]));
+        assert_eq!(
+            problems,
+            vec![format!(
+                "operation 6 ({}): the executor reported nothing for it",
+                p.ops[5]
+            )]
+        );
+
+        let mut garbled = report_text(hello, &observed);
+        garbled.extend_from_slice(b"{\"outcome\": 7}\n");
+        let problems = judge_report(&p, &garbled);
+        assert!(problems[0].contains("not an observation"), "{problems:?}");
+
+        assert!(judge_report(&p, b"")[0].contains("reported nothing"));
+
+        let mut short = observed.clone();
+        short[0].listing = Some(observe::Listing {
+            counted: 1,
+            listed: 0,
+            refused: None,
+        });
+        let problems = judge_report(&p, &report_text(hello, &short));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!("after operation 1 ({}) the kernel does not list", p.ops[0])),
+            "{problems:?}"
+        );
+    }
+
+    /// A written scenario holds the shrunk program exactly: its `program`
+    /// step parses back to the same operations, and its reference replays
+    /// the seed on the same target.
+    #[test]
+    fn a_written_scenario_holds_the_shrunk_program() {
+        for seed in 0..40 {
+            let p = program::generate(seed, 12);
+            let opts = FuzzOptions {
+                exe: PathBuf::from("shmconf"),
+                seed,
+                programs: 1,
+                ops: 12,
+                out: None,
+                target: Target::Gvisor {
+                    runsc: PathBuf::from("runsc"),
+                },
+                time: None,
+            };
+            let text = scenario_text("what \"it\" found\n", seed, &p, &opts);
+            let scenario = crate::scenario::Scenario::parse(Path::new("seed.toml"), &text)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(
+                scenario.reference.as_deref(),
+                Some(format!("shmconf fuzz --replay {seed} --ops 12 --target gvisor").as_str())
+            );
+            assert!(scenario.description.contains("what \"it\" found"));
+            let crate::scenario::Body::Steps(steps) = &scenario.body else {
+                panic!("{text}")
+            };
+            let programs: Vec<&Program> = steps
+                .iter()
+                .filter_map(|s| match &s.action {
+                    crate::scenario::Action::Spawn(spawn) => spawn.expect.program.as_ref(),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(programs.len(), 1, "{text}");
+            assert_eq!(programs[0].ops, p.ops, "{text}");
+        }
+    }
 }

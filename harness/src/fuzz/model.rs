@@ -555,4 +555,46 @@ mod tests {
         assert_eq!(m.apply(&Op::Become { other: false }), Predicted::Exactly(Outcome::Done));
         assert_eq!(m.apply(&Op::Rmid { seg: 0 }), Predicted::Exactly(Outcome::Done));
     }
+
+    /// setegid/seteuid to an id that is none of the process's own needs
+    /// CAP_SETGID/CAP_SETUID (kernel/sys.c): without them both are EPERM
+    /// and nothing changes; with only CAP_SETGID the gid changes and the
+    /// uid step fails; a process that started as root has its capabilities
+    /// only while its effective uid is 0.
+    #[rstest::rstest]
+    #[case::neither(0, false, false, Some((0, 0)))]
+    #[case::only_setgid(0, false, true, Some((0, OTHER_ID)))]
+    #[case::only_setuid(0, true, false, Some((0, 0)))]
+    #[case::both(0, true, true, None)]
+    #[case::already_that_uid(OTHER_ID, false, false, None)]
+    fn switching_ids_needs_the_capabilities(
+        #[case] uid: u32,
+        #[case] set_uid: bool,
+        #[case] set_gid: bool,
+        #[case] refused_at: Option<(u32, u32)>,
+    ) {
+        let hello = Hello {
+            ipc_owner: false,
+            sys_admin: false,
+            uid,
+            gid: uid,
+            set_uid,
+            set_gid,
+        };
+        let mut m = Model::new(hello);
+        let done = Predicted::Exactly(Outcome::Done);
+        match refused_at {
+            Some(ids) => {
+                assert_eq!(m.apply(&Op::Become { other: true }), err(EPERM));
+                assert_eq!((m.euid, m.egid), ids);
+            }
+            None => {
+                assert_eq!(m.apply(&Op::Become { other: true }), done);
+                assert_eq!((m.euid, m.egid), (OTHER_ID, OTHER_ID));
+            }
+        }
+        // Back to its own ids is always allowed.
+        assert_eq!(m.apply(&Op::Become { other: false }), done);
+        assert_eq!((m.euid, m.egid), (uid, uid));
+    }
 }

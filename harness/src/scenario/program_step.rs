@@ -32,9 +32,9 @@ pub(super) fn lower(
     }
     // The model starts from an empty table and sees every segment the
     // executor lists: the namespace must hold nothing it did not make.
-    if decl.and_then(|d| d.docker.as_ref()) == Some(&IpcMode::Host) {
+    if decl.and_then(|d| d.docker.as_ref()).is_some_and(IpcMode::touches_host) {
         return Err(fail(format!(
-            "namespace {ns:?} is the host's, whose table holds segments the program did not make; run it in a namespace of the scenario's own"
+            "namespace {ns:?} is the harness's or the host's, whose table holds segments the program did not make; run it in a namespace of the scenario's own"
         )));
     }
     if !seen.ran_in.insert(ns.to_string()) {

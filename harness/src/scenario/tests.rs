@@ -259,6 +259,45 @@ const D: &str = "description = \"x\"\n";
     32,
     "unknown field `contents`"
 )]
+#[case::program_empty("[[step]]\nprogram = []\n", 2, 1, "expected 1 to 64 operations, found 0")]
+#[case::program_too_long("[[step]]\nprogram = [\"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\", \"shmget(IPC_PRIVATE, 1024, 0600)\"]\n", 2, 1, "found 65")]
+#[case::program_mistyped_op(
+    "[[step]]\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\", \"shmat(id#0, SHM_BOGUS)\"]\n",
+    3,
+    56,
+    "program operation 2"
+)]
+#[case::program_unknown_call("[[step]]\nprogram = [\"shmfoo(1)\"]\n", 3, 12, "program operation 1")]
+#[case::program_after_run(
+    "[[step]]\nrun = \"writer\"\n[[step]]\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\"]\n",
+    4,
+    1,
+    "comes before any run, exec or program step in namespace \"main\""
+)]
+#[case::program_twice(
+    "[[step]]\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\"]\n[[step]]\nprogram = [\"shmget(0x5f000001, 1024, 0600)\"]\n",
+    4,
+    1,
+    "comes before any run, exec or program step"
+)]
+#[case::program_in_the_hosts_namespace(
+    "[namespaces]\nh = { docker = \"host\" }\n[[step]]\nns = \"h\"\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\"]\n",
+    4,
+    1,
+    "is the harness's or the host's"
+)]
+#[case::program_in_the_harness_namespace_through_share(
+    "[namespaces]\nl = { docker = \"local\" }\ns = { share = \"l\" }\n[[step]]\nns = \"s\"\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\"]\n",
+    5,
+    1,
+    "is the harness's or the host's"
+)]
+#[case::program_with_run_fields(
+    "[[step]]\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\"]\nstdin = \"x\"\n",
+    2,
+    1,
+    "stdin"
+)]
 fn load_errors_say_where_and_what(
     #[case] body: &str,
     #[case] line: usize,
