@@ -833,6 +833,32 @@ fn generated_programs_agree_with_the_model_on_linux() {
         .stdout(predicate::str::contains(
             "fuzz (local): 1 program (seeds 17..=17), 12 operations",
         ));
+    // Reproducible from the seed: the same programs give the same answers,
+    // kind by kind, and a replay is the program of that seed.
+    let run = |args: &[&str]| {
+        let out = shmconf()
+            .arg("fuzz")
+            .args(args)
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let first = run(&["--programs", "25", "--seed", "500"]);
+    assert!(first.contains("answers checked: "), "{first}");
+    assert_eq!(first, run(&["--programs", "25", "--seed", "500"]));
+    assert_ne!(
+        first,
+        run(&["--programs", "25", "--seed", "900"]),
+        "another seed, other programs"
+    );
+    assert_eq!(
+        run(&["--replay", "517", "--ops", "12"]),
+        run(&["--seed", "517", "--programs", "1", "--ops", "12"])
+    );
 }
 
 #[rstest]

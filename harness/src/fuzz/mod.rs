@@ -838,6 +838,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the program and the fault, shrinking keeps the
+        /// divergence it started from (the same kind at the same kind of
+        /// operation), never grows the program, and is itself reproducible.
+        #[test]
+        fn shrinking_keeps_the_divergence(seed in 0u64..100_000, len in 1usize..40, which in 0usize..4) {
+            let faults: [fn(&mut Observation); 4] = [
+                |o| if let Outcome::Stat(s) = &mut o.outcome { s.nattch += 1 },
+                |o| if o.outcome == (Outcome::Errno { errno: libc::EINVAL }) { o.outcome = Outcome::Errno { errno: libc::ENOENT } },
+                |o| if let Outcome::Bytes { data } = &mut o.outcome { data.fill(0) },
+                |o| if let Some(row) = o.table.first_mut() { row.1.nattch += 1 },
+            ];
+            let fault = faults[which];
+            let p = program::generate(seed, len);
+            proptest::prop_assert_eq!(&p.ops, &program::generate(seed, len).ops, "generation is reproducible");
+            let (hello, observed) = simulated(&p, &fault);
+            if let Err(first) = judge(&p, hello, &observed) {
+                let signature = first.signature();
+                let mut still = |c: &Program| {
+                    let (hello, observed) = simulated(c, &fault);
+                    judge(c, hello, &observed).is_err_and(|d| d.signature() == signature)
+                };
+                let shrunk = shrink(&p, &mut still);
+                proptest::prop_assert!(shrunk.ops.len() <= p.ops.len());
+                let (hello, observed) = simulated(&shrunk, &fault);
+                let kept = judge(&shrunk, hello, &observed);
+                proptest::prop_assert!(
+                    kept.as_ref().is_err_and(|d| d.signature() == signature),
+                    "{} shrunk to {:?}: {:?}", first, shrunk.ops, kept
+                );
+                proptest::prop_assert_eq!(shrunk.ops, shrink(&p, &mut still).ops, "shrinking is reproducible");
+            }
+        }
+    }
+
     #[test]
     fn a_new_segment_with_a_live_segments_id_is_a_divergence() {
         let p = Program {
