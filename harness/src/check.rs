@@ -375,7 +375,7 @@ pub fn check_process(expect: &Expect, ending: &Ending, stdout: &Text, stderr: &T
             ));
         } else {
             typed.extend(
-                crate::fuzz::judge_report(program, &stdout.bytes)
+                crate::model::program::judge_report(program, &stdout.bytes)
                     .into_iter()
                     .map(|p| (Check::Model, p)),
             );

@@ -33,4 +33,5 @@ pub mod report;
 pub mod rundir;
 pub mod runner;
 pub mod scenario;
+pub mod sysv_ops;
 pub mod units;

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "vocabulary and run infrastructure",
         &["units", "events", "interrupt", "parallel", "rundir"],
     ),
+    ("programs of SysV operations", &["sysv_ops"]),
     ("the scenario model", &["scenario"]),
     ("verdicts and the reference model", &["outcome", "model"]),
     ("judge and implementations", &["check", "impls"]),

@@ -497,11 +497,12 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
         if let Some(missing) = machine_program_missing("runsc", &shown) {
             return missing;
         }
-        must_exit(&mut shmconf(args), &shown, &[1])?;
+        // In the scratch dir: `--out found/` writes there, not in the repository.
+        must_exit(shmconf(args).current_dir(root.path()), &shown, &[1])?;
         return Ok(Completion::Completed);
     }
     if RUN_FOR_REAL.contains(&sub) {
-        must_exit(&mut shmconf(args), &shown, &[0])?;
+        must_exit(shmconf(args).current_dir(root.path()), &shown, &[0])?;
         return Ok(Completion::Completed);
     }
     let cwd = root.path().join(d.cwd.as_deref().unwrap_or(""));

@@ -10,8 +10,8 @@ use std::io::{BufRead, Write};
 
 use shmconf::sysv::{self, Attachment, Create, Key, ReadOnly, ReadWrite, Segment};
 
-use super::observe::{Hello, Listing, Observation, Outcome, SegState, OTHER_ID};
-use super::program::{CreatePick, Op, Program};
+use crate::sysv_ops::observe::{Hello, Listing, Observation, Outcome, SegState, OTHER_ID};
+use crate::sysv_ops::{CreatePick, Op, Program};
 
 /// An id no segment has (`shmat`/`shmctl` of a reference with no shmget).
 const NO_ID: i32 = -1;

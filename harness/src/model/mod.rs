@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 pub mod calls;
+pub mod program;
 
 use shmconf::sysv::ftok_formula;
 

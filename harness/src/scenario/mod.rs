@@ -334,7 +334,7 @@ pub struct Expect {
     pub stderr: StreamExpect,
     /// A `program` step: stdout is the executor's report of these
     /// operations, every answer and table held against the reference model.
-    pub program: Option<crate::fuzz::program::Program>,
+    pub program: Option<crate::sysv_ops::Program>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 use super::{Arg, ArgPart, EndingExpect, Expect, IpcMode, Lowered, NamespaceDecl, Program, Role, Seen, Spawn};
-use crate::fuzz::program::{self, Op};
+use crate::sysv_ops::{self as program, Op};
 
 /// More than any shrunk divergence needs (they keep at most a handful),
 /// few enough that the executor's report stays small.

@@ -1,4 +1,5 @@
-//! Generated programs as data: a sequence of shared-memory operations by
+//! Programs of SysV operations as data (what `shmconf fuzz` generates and
+//! a scenario's `program` step holds): a sequence of shared-memory operations by
 //! one task, with every reference to an earlier result taken modulo what
 //! exists when the operation runs, so any subsequence of a program is a
 //! program too (which is what lets a divergence be shrunk by dropping
@@ -7,6 +8,8 @@
 //! made before removals.
 
 use serde::{Deserialize, Serialize};
+
+pub mod observe;
 
 /// The raw keys programs use: few, so operations meet on them.
 pub const KEYS: [i32; 3] = [0x5f00_0001, 0x5f00_0002, 0x5f00_0003];

@@ -29,8 +29,8 @@
 //!   its key reset to IPC_PRIVATE, destroyed at its last detach.
 //! - a new segment's bytes are zero; a store is seen by every attachment.
 
-use super::observe::{Hello, Outcome, SegState, OTHER_ID};
-use super::program::{CreatePick, KeyPick, Op};
+use crate::sysv_ops::observe::{Hello, Outcome, SegState, OTHER_ID};
+use crate::sysv_ops::{CreatePick, KeyPick, Op};
 
 const EINVAL: i32 = libc::EINVAL;
 const ENOENT: i32 = libc::ENOENT;
@@ -345,7 +345,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuzz::program::{CreatePick::*, KeyPick::*};
+    use crate::sysv_ops::{CreatePick::*, KeyPick::*};
 
     fn get(key: KeyPick, size: u32, create: CreatePick) -> Op {
         Op::Get {
