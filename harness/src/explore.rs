@@ -250,7 +250,7 @@ pub fn run_args(r: &ExploreRun) -> Vec<String> {
 /// A run's process as an engine step.
 fn spawn_of(r: &ExploreRun, background: Option<Background>, stdin: Vec<u8>, traced: bool) -> Action {
     Action::Spawn(Spawn {
-        switches_ids: false,
+        keep: crate::scenario::KeptCapabilities::default(),
         traced,
         name: r.name.clone(),
         program: Program::Role(r.role.role()),
@@ -291,7 +291,7 @@ pub fn initial_actions(ex: &Exploration) -> Vec<(usize, Action)> {
                 };
                 let probe = |what: &str, words: Vec<String>| {
                     Action::Spawn(Spawn {
-                        switches_ids: false,
+                        keep: crate::scenario::KeptCapabilities::default(),
                         traced: false,
                         name: format!("{INITIAL_PREFIX}{}.{what}", i + 1),
                         program: Program::Role(Role::Probe),

@@ -509,6 +509,34 @@ unsafe fn drop_privileges(c: &Confinement) -> bool {
     true
 }
 
+/// Reduce the calling thread's permitted and effective capabilities to
+/// `keep` (a bit per capability, linux/capability.h numbers) and clear its
+/// inheritable set: a single-threaded process of ours that needs only a
+/// few gives up the rest for good.
+pub fn keep_only_capabilities(keep: u64) -> std::io::Result<()> {
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget(2) writes the two v3 data structs `data` holds, and
+    // reads the header, both owned here and of the layout the kernel's.
+    if unsafe { libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for (i, d) in data.iter_mut().enumerate() {
+        let kept = (keep >> (32 * i)) as u32;
+        d.permitted &= kept;
+        d.effective &= kept;
+        d.inheritable = 0;
+    }
+    // SAFETY: capset(2) reads the header and the two data structs, owned here.
+    if unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `AUDIT_ARCH_I386`: 32-bit calls of an x86_64 process have their own numbers.
 const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 

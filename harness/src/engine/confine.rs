@@ -451,14 +451,14 @@ impl ScenarioConfinement {
 
     /// Confine the program `cmd` starts (as `uid`/`gid` where given; the
     /// scenario dir `workdir` as its working directory; with CAP_SETUID and
-    /// CAP_SETGID if `switches_ids`, no capability otherwise).
+    /// the capabilities `keep` names and no other).
     pub fn apply(
         &self,
         cmd: &mut Command,
         workdir: &Path,
         uid: Option<u32>,
         gid: Option<u32>,
-        switches_ids: bool,
+        keep: crate::scenario::KeptCapabilities,
     ) -> Result<(), String> {
         let mut cgroups = Vec::new();
         if let Some(cg) = &self.cgroup {
@@ -500,12 +500,7 @@ impl ScenarioConfinement {
                 workdir: Some(workdir),
                 uid,
                 gid,
-                keep_capabilities: if switches_ids {
-                    // CAP_SETGID (6) and CAP_SETUID (7), linux/capability.h.
-                    (1 << 6) | (1 << 7)
-                } else {
-                    0
-                },
+                keep_capabilities: keep.mask(),
             },
         );
         Ok(())

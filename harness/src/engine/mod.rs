@@ -698,7 +698,7 @@ impl State<'_> {
             env: &env,
             uid: spawn.uid,
             gid: spawn.gid,
-            switches_ids: spawn.switches_ids,
+            keep: spawn.keep,
         };
         let cmd = match self.world.command(&req, self.dir) {
             Ok(c) => c,

@@ -10,6 +10,7 @@ use std::io::{BufRead, Write};
 
 use shmconf::sysv::{self, Attachment, Create, Key, ReadOnly, ReadWrite, Segment};
 
+use crate::scenario::KeptCapabilities;
 use crate::sysv_ops::observe::{Hello, Listing, Observation, Outcome, SegState, OTHER_ID};
 use crate::sysv_ops::{CreatePick, Op, Program};
 
@@ -57,7 +58,17 @@ pub enum ExecError {
     Stdout(std::io::Error),
     #[error("dropping the supplementary groups: {0}")]
     Groups(nix::Error),
+    #[error("dropping capabilities: {0}")]
+    Capabilities(std::io::Error),
 }
+
+/// What the executor keeps of its capabilities: CAP_IPC_OWNER (to read
+/// the table by id where the kernel does not list it) and CAP_SETUID and
+/// CAP_SETGID (to switch ids), as a scenario's `program` step gives it.
+pub const EXECUTOR_CAPABILITIES: KeptCapabilities = KeptCapabilities {
+    ipc_owner: true,
+    set_ids: true,
+};
 
 /// A table by id, and the listing's shortfall where it was read by id.
 type Table = (Vec<(i32, SegState)>, Option<Listing>);
@@ -273,6 +284,11 @@ pub fn serve() -> Result<(), ExecError> {
     if set_gid && !nix::unistd::getgroups().map_err(ExecError::Groups)?.is_empty() {
         nix::unistd::setgroups(&[]).map_err(ExecError::Groups)?;
     }
+    // The same privileges wherever it runs (`shmconf fuzz` as root, a
+    // scenario's `program` step confined): at most what a program step
+    // keeps, so a divergence found by the fuzzer shows again in the
+    // scenario written for it.
+    shmconf::sysv::process::keep_only_capabilities(EXECUTOR_CAPABILITIES.mask()).map_err(ExecError::Capabilities)?;
     line(
         &mut out,
         &Hello {

@@ -227,6 +227,33 @@ pub enum WaitFor {
     ReadingStdin,
 }
 
+/// The capabilities a process of ours keeps when the rest are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeptCapabilities {
+    /// CAP_IPC_OWNER: the executor reads the table by id where the kernel
+    /// does not list it (gVisor), which needs every segment readable to it.
+    pub ipc_owner: bool,
+    /// CAP_SETUID and CAP_SETGID: it switches its effective ids.
+    pub set_ids: bool,
+}
+
+impl KeptCapabilities {
+    /// The bits of a capability set (linux/capability.h numbers).
+    pub fn mask(self) -> u64 {
+        const CAP_SETGID: u64 = 1 << 6;
+        const CAP_SETUID: u64 = 1 << 7;
+        const CAP_IPC_OWNER: u64 = 1 << 15;
+        let mut mask = 0;
+        if self.ipc_owner {
+            mask |= CAP_IPC_OWNER;
+        }
+        if self.set_ids {
+            mask |= CAP_SETGID | CAP_SETUID;
+        }
+        mask
+    }
+}
+
 /// A process to start.
 #[derive(Debug, Clone)]
 pub struct Spawn {
@@ -237,9 +264,9 @@ pub struct Spawn {
     pub env: BTreeMap<String, String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// Keeps CAP_SETUID and CAP_SETGID (a program step that switches its
-    /// effective ids); every other process keeps no capability.
-    pub switches_ids: bool,
+    /// The capabilities it keeps (only a `program` step's executor keeps
+    /// any); every other is dropped.
+    pub keep: KeptCapabilities,
     /// None: run to the end and judge it; Some: leave it running.
     pub background: Option<Background>,
     /// Started under the scenario thread's tracer, held before its first
@@ -1361,7 +1388,7 @@ fn lower_step(
             env: step.env.clone(),
             uid: step.uid,
             gid: step.gid,
-            switches_ids: false,
+            keep: KeptCapabilities::default(),
             background,
             expect,
         })

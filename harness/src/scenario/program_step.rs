@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use super::{Arg, ArgPart, EndingExpect, Expect, IpcMode, Lowered, NamespaceDecl, Program, Role, Seen, Spawn};
+use super::{
+    Arg, ArgPart, EndingExpect, Expect, IpcMode, KeptCapabilities, Lowered, NamespaceDecl, Program, Role, Seen, Spawn,
+};
 use crate::sysv_ops::{self as program, Op};
 
 /// More than any shrunk divergence needs (they keep at most a handful),
@@ -66,7 +68,10 @@ pub(super) fn lower(
         env: BTreeMap::new(),
         uid: None,
         gid: None,
-        switches_ids: program.ops.iter().any(|op| matches!(op, Op::Become { .. })),
+        keep: KeptCapabilities {
+            ipc_owner: true,
+            set_ids: program.ops.iter().any(|op| matches!(op, Op::Become { .. })),
+        },
         background: None,
         expect: Expect {
             ending: EndingExpect::Success,

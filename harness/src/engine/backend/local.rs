@@ -245,7 +245,7 @@ pub fn confined_command(
     cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
     // The uid switch is the confinement's: after entering the mount
     // namespace, which takes privileges a switched process has lost.
-    confinement.apply(&mut cmd, dir.path(), req.uid, req.gid, req.switches_ids)?;
+    confinement.apply(&mut cmd, dir.path(), req.uid, req.gid, req.keep)?;
     Ok(cmd)
 }
 

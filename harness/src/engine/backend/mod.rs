@@ -103,8 +103,8 @@ pub struct SpawnRequest<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// Keep CAP_SETUID and CAP_SETGID (see `Spawn::switches_ids`).
-    pub switches_ids: bool,
+    /// The capabilities it keeps (see `Spawn::keep`).
+    pub keep: crate::scenario::KeptCapabilities,
 }
 
 /// Records setup and teardown events of a backend.
