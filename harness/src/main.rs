@@ -190,6 +190,10 @@ struct FuzzArgs {
     /// held against the same model, so what differs from Linux shows).
     #[arg(long, value_enum, default_value = "local")]
     target: FuzzTargetArg,
+    /// Also print the coverage table: every call and every answer it can
+    /// give (the man pages' errors), with how often the programs reached it.
+    #[arg(long)]
+    coverage: bool,
     /// Stop starting programs after this long (e.g. 10m): with a large
     /// --programs, a run bounded by the clock (the report says so).
     #[arg(long, value_parser = units::scenario_limit, value_name = "DURATION")]
@@ -569,13 +573,18 @@ fn fuzz(args: FuzzArgs) -> ExitCode {
         seed: args.replay.unwrap_or(args.seed),
         programs: if args.replay.is_some() { 1 } else { args.programs },
         ops: usize::from(args.ops),
-        out: args.out,
+        out: args.out.clone(),
         target,
         time: args.time,
     };
     match fuzz::fuzz(&opts) {
         Ok(report) => {
-            let code = emit(&fuzz::render(&report, &opts));
+            let mut text = fuzz::render(&report, &opts);
+            if args.coverage {
+                text.push('\n');
+                text.push_str(&fuzz::render_coverage(&report));
+            }
+            let code = emit(&text);
             if !report.diverged() {
                 code
             } else {

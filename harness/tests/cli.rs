@@ -849,6 +849,13 @@ fn generated_programs_agree_with_the_model_on_linux() {
     };
     let first = run(&["--programs", "25", "--seed", "500"]);
     assert!(first.contains("answers checked: "), "{first}");
+    let covered = run(&["--programs", "25", "--seed", "500", "--coverage"]);
+    assert!(
+        covered.starts_with(&first),
+        "the coverage table comes after the report: {covered}"
+    );
+    assert!(covered.contains("| shmget | EEXIST | "), "{covered}");
+    assert!(covered.contains("| shmget | ENOSPC | never |"), "{covered}");
     assert_eq!(first, run(&["--programs", "25", "--seed", "500"]));
     assert_ne!(
         first,

@@ -265,6 +265,8 @@ pub struct FuzzReport {
     pub found: Vec<Found>,
     /// How many answers of each kind the kernel gave: what was checked.
     pub answers: BTreeMap<String, usize>,
+    /// The same per call: (call, answer kind) -> times.
+    pub coverage: BTreeMap<(&'static str, String), usize>,
     pub listing: ListingShortfalls,
     /// `--time` ran out before `programs` programs had run.
     pub stopped_by_time: bool,
@@ -277,7 +279,8 @@ impl FuzzReport {
     }
 }
 
-/// An answer's kind, for the count of what was checked.
+/// An answer's kind, for the count of what was checked (the words of
+/// `sysv_ops::CALLS`).
 fn answer_kind(o: &Outcome) -> String {
     match o {
         Outcome::Id { .. } => "id".into(),
@@ -287,8 +290,47 @@ fn answer_kind(o: &Outcome) -> String {
         Outcome::Stat(_) => "stat".into(),
         Outcome::Bytes { data } if data.iter().any(|b| *b != 0) => "bytes stored earlier".into(),
         Outcome::Bytes { .. } => "zero bytes".into(),
-        other => other.to_string(),
+        Outcome::OutOfBounds => "out of bounds".into(),
+        Outcome::NotAttached => "no such attachment".into(),
+        Outcome::ReadOnly => "read-only attachment".into(),
+        Outcome::Errno { .. } => o.to_string(),
     }
+}
+
+/// The coverage table: every call and every answer it can give, with how
+/// many times the programs reached it (0: never exercised), then answers
+/// met that the list does not name.
+pub fn render_coverage(report: &FuzzReport) -> String {
+    let mut out = String::from("| call | answer | reached |\n| --- | --- | ---: |\n");
+    let mut never = 0;
+    for (call, answers) in program::CALLS {
+        for answer in *answers {
+            let n = report
+                .coverage
+                .get(&(*call, (*answer).to_string()))
+                .copied()
+                .unwrap_or(0);
+            never += usize::from(n == 0);
+            out.push_str(&format!(
+                "| {call} | {answer} | {} |\n",
+                if n == 0 { "never".into() } else { n.to_string() }
+            ));
+        }
+    }
+    for ((call, answer), n) in &report.coverage {
+        let listed = program::CALLS
+            .iter()
+            .any(|(c, a)| c == call && a.contains(&answer.as_str()));
+        if !listed {
+            out.push_str(&format!("| {call} | {answer} (not in the man pages' list) | {n} |\n"));
+        }
+    }
+    let total: usize = program::CALLS.iter().map(|(_, a)| a.len()).sum();
+    out.push_str(&format!(
+        "\n{} of {total} answers reached; {never} never\n",
+        total - never
+    ));
+    out
 }
 
 /// Generate, execute, judge and shrink `opts.programs` programs.
@@ -308,7 +350,11 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
         report.programs += 1;
         report.operations += program.ops.len();
         for (index, obs) in observed.iter().enumerate() {
-            *report.answers.entry(answer_kind(&obs.outcome)).or_default() += 1;
+            let kind = answer_kind(&obs.outcome);
+            if let Some(op) = program.ops.get(index) {
+                *report.coverage.entry((op.call(), kind.clone())).or_default() += 1;
+            }
+            *report.answers.entry(kind).or_default() += 1;
             if let (Some(listing), Some(op)) = (obs.listing, program.ops.get(index)) {
                 report.listing.observations += 1;
                 report.listing.first.get_or_insert((program.seed, index, *op, listing));
@@ -652,6 +698,40 @@ mod tests {
                 judge(&shrunk, hello, &observed).is_ok(),
                 "{name}: the shrunk program is fine on a faithful kernel"
             );
+        }
+    }
+
+    /// Every call's every listed answer is a row, 0 shown as "never";
+    /// an answer the list does not name still shows, flagged.
+    #[test]
+    fn the_coverage_table_names_what_was_never_reached() {
+        let mut report = FuzzReport::default();
+        report.coverage.insert(("shmget", "EEXIST".into()), 3);
+        report.coverage.insert(("shmat", "EFAULT".into()), 1);
+        let table = render_coverage(&report);
+        assert!(table.contains("| shmget | EEXIST | 3 |\n"), "{table}");
+        assert!(table.contains("| shmget | ENOENT | never |\n"), "{table}");
+        assert!(
+            table.contains("| shmat | EFAULT (not in the man pages' list) | 1 |\n"),
+            "{table}"
+        );
+        let total: usize = program::CALLS.iter().map(|(_, a)| a.len()).sum();
+        assert!(
+            table.ends_with(&format!("1 of {total} answers reached; {} never\n", total - 1)),
+            "{table}"
+        );
+        // Every answer kind the fuzzer counts is in the list's words.
+        for o in [
+            Outcome::Id { id: 1 },
+            Outcome::Attached,
+            Outcome::Done,
+            Outcome::OutOfBounds,
+            Outcome::NotAttached,
+            Outcome::ReadOnly,
+            Outcome::Errno { errno: libc::EACCES },
+        ] {
+            let kind = answer_kind(&o);
+            assert!(program::CALLS.iter().any(|(_, a)| a.contains(&kind.as_str())), "{kind}");
         }
     }
 

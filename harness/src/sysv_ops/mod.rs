@@ -83,6 +83,67 @@ pub enum Op {
     Become { other: bool },
 }
 
+/// Every call a program makes, and every answer shmget(2), shmop(2),
+/// shmctl(2) and seteuid(2) give for it (errors the man pages list, then
+/// the executor's own guards), in the words the fuzzer's coverage uses: an
+/// answer here that no program reached is a corner never exercised.
+pub const CALLS: &[(&str, &[&str])] = &[
+    (
+        "shmget",
+        &[
+            "id", "EACCES", "EEXIST", "EINVAL", "ENFILE", "ENOENT", "ENOMEM", "ENOSPC", "EPERM",
+        ],
+    ),
+    ("shmat", &["attached", "EACCES", "EIDRM", "EINVAL", "ENOMEM"]),
+    ("shmdt", &["0", "EINVAL", "no such attachment"]),
+    (
+        "store",
+        &["0", "out of bounds", "read-only attachment", "no such attachment"],
+    ),
+    (
+        "load",
+        &[
+            "bytes stored earlier",
+            "zero bytes",
+            "out of bounds",
+            "no such attachment",
+        ],
+    ),
+    (
+        "IPC_STAT",
+        &[
+            "stat",
+            "stat of a removed segment",
+            "EACCES",
+            "EIDRM",
+            "EINVAL",
+            "EOVERFLOW",
+        ],
+    ),
+    ("IPC_RMID", &["0", "EIDRM", "EINVAL", "EPERM"]),
+    ("IPC_SET", &["0", "EACCES", "EIDRM", "EINVAL", "EPERM"]),
+    ("seteuid/setegid (other)", &["0", "EPERM"]),
+    ("seteuid/setegid (back)", &["0", "EPERM"]),
+];
+
+impl Op {
+    /// The call it makes, as [`CALLS`] names it.
+    pub fn call(&self) -> &'static str {
+        match self {
+            Op::Get { .. } => "shmget",
+            Op::Attach { .. } => "shmat",
+            Op::Detach { .. } => "shmdt",
+            Op::Write { .. } => "store",
+            Op::Read { .. } => "load",
+            Op::Stat { .. } => "IPC_STAT",
+            Op::Rmid { .. } => "IPC_RMID",
+            Op::SetMode { .. } => "IPC_SET",
+            Op::Become { other: true } => "seteuid/setegid (other)",
+            Op::Become { other: false } => "seteuid/setegid (back)",
+        }
+    }
+}
+
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
