@@ -12,7 +12,7 @@ use shmconf::sysv::{self, Attachment, Create, Key, ReadOnly, ReadWrite, Segment}
 
 use crate::scenario::KeptCapabilities;
 use crate::sysv_ops::observe::{Hello, Listing, Observation, Outcome, SegState, OTHER_ID};
-use crate::sysv_ops::{CreatePick, Op, Program};
+use crate::sysv_ops::{CreatePick, NewOwner, Op, Program};
 
 /// An id no segment has (`shmat`/`shmctl` of a reference with no shmget).
 const NO_ID: i32 = -1;
@@ -258,8 +258,12 @@ impl Executor {
                 Err(e) => errno(e),
             },
             Op::Become { other } => become_user(other, self.start),
-            Op::SetMode { seg, mode } => {
-                let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+            Op::SetMode { seg, mode, owner } => {
+                let (uid, gid) = match owner {
+                    NewOwner::Caller => (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
+                    NewOwner::Other => (OTHER_ID, OTHER_ID),
+                    NewOwner::Start => self.start,
+                };
                 match Segment::from_id(self.id(seg)).set(uid, gid, mode) {
                     Ok(()) => Outcome::Done,
                     Err(e) => errno(e),

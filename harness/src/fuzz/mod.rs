@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use crate::model::program::{judge, read_report, Divergence, Garbled};
 use crate::sysv_ops::observe::{self, Hello, Observation, Outcome};
-use crate::sysv_ops::{self as program, Op, Program};
+use crate::sysv_ops::{self as program, NewOwner, Op, Program};
 
 /// Why a program could not be run (no verdict).
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +187,15 @@ fn simpler_references(op: Op) -> Vec<Op> {
             .collect(),
         Op::Stat { seg } => smaller(seg).into_iter().map(|seg| Op::Stat { seg }).collect(),
         Op::Rmid { seg } => smaller(seg).into_iter().map(|seg| Op::Rmid { seg }).collect(),
-        Op::SetMode { seg, mode } => smaller(seg).into_iter().map(|seg| Op::SetMode { seg, mode }).collect(),
+        Op::SetMode { seg, mode, owner } => smaller(seg)
+            .into_iter()
+            .map(|seg| Op::SetMode { seg, mode, owner })
+            .chain((owner != NewOwner::Caller).then_some(Op::SetMode {
+                seg,
+                mode,
+                owner: NewOwner::Caller,
+            }))
+            .collect(),
         Op::Get { .. } | Op::Become { .. } => vec![],
     }
 }

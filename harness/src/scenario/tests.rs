@@ -267,6 +267,12 @@ const D: &str = "description = \"x\"\n";
     56,
     "program operation 2"
 )]
+#[case::program_mistyped_owner(
+    "[[step]]\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\", \"shmctl(id#0, IPC_SET, 0600, owner root)\"]\n",
+    3,
+    56,
+    "IPC_SET's owner is"
+)]
 #[case::program_unknown_call("[[step]]\nprogram = [\"shmfoo(1)\"]\n", 3, 12, "program operation 1")]
 #[case::program_after_run(
     "[[step]]\nrun = \"writer\"\n[[step]]\nprogram = [\"shmget(0x5f000001, 1024, 0600|IPC_CREAT)\"]\n",

@@ -75,12 +75,25 @@ pub enum Op {
     Stat { seg: u8 },
     /// `shmctl(id, IPC_RMID)`.
     Rmid { seg: u8 },
-    /// `shmctl(id, IPC_SET)` with new permission bits; the owner and group
-    /// become the caller's effective ones.
-    SetMode { seg: u8, mode: u32 },
+    /// `shmctl(id, IPC_SET)` with new permission bits and a new owner and
+    /// group (giving a segment away is how its owner and creator come to
+    /// differ without CAP_SYS_ADMIN, which the executor does not keep).
+    SetMode { seg: u8, mode: u32, owner: NewOwner },
     /// Switch the effective uid and gid: to 65534 (`other`), or back to
     /// the ones the program started with (capabilities come back with them).
     Become { other: bool },
+}
+
+/// Whom an IPC_SET makes the segment's owner (uid and gid alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NewOwner {
+    /// The caller's effective ids.
+    Caller,
+    /// 65534, whoever calls.
+    Other,
+    /// The ids the executor started with.
+    Start,
 }
 
 /// Every call a program makes, and every answer shmget(2), shmop(2),
@@ -172,7 +185,14 @@ impl std::fmt::Display for Op {
             Op::Read { att, offset, len } => write!(f, "read {len} at att#{att}+{offset}"),
             Op::Stat { seg } => write!(f, "shmctl(id#{seg}, IPC_STAT)"),
             Op::Rmid { seg } => write!(f, "shmctl(id#{seg}, IPC_RMID)"),
-            Op::SetMode { seg, mode } => write!(f, "shmctl(id#{seg}, IPC_SET, 0{mode:o})"),
+            Op::SetMode { seg, mode, owner } => {
+                write!(f, "shmctl(id#{seg}, IPC_SET, 0{mode:o}")?;
+                match owner {
+                    NewOwner::Caller => write!(f, ")"),
+                    NewOwner::Other => write!(f, ", owner 65534)"),
+                    NewOwner::Start => write!(f, ", owner as at the start)"),
+                }
+            }
             Op::Become { other: true } => write!(f, "seteuid/setegid(65534)"),
             Op::Become { other: false } => write!(f, "seteuid/setegid back to the start"),
         }
@@ -308,8 +328,20 @@ impl std::str::FromStr for Op {
                 [seg, "IPC_SET", m] => Ok(Op::SetMode {
                     seg: id(seg)?,
                     mode: mode(m)?,
+                    owner: NewOwner::Caller,
                 }),
-                _ => Err(bad("shmctl takes id#N, IPC_STAT | IPC_RMID | IPC_SET, 0MODE")),
+                [seg, "IPC_SET", m, to] => Ok(Op::SetMode {
+                    seg: id(seg)?,
+                    mode: mode(m)?,
+                    owner: match to {
+                        "owner 65534" => NewOwner::Other,
+                        "owner as at the start" => NewOwner::Start,
+                        _ => return Err(bad("IPC_SET's owner is \"owner 65534\" or \"owner as at the start\"")),
+                    },
+                }),
+                _ => Err(bad(
+                    "shmctl takes id#N, IPC_STAT | IPC_RMID | IPC_SET, 0MODE[, owner 65534 | owner as at the start]",
+                )),
             };
         }
         if let Some(rest) = t.strip_prefix("write ") {
@@ -479,6 +511,7 @@ pub fn generate(seed: u64, ops: usize) -> Program {
             7 => Op::SetMode {
                 seg: seg(&mut rng),
                 mode: rng.pick(&MODES),
+                owner: rng.pick(&[NewOwner::Caller, NewOwner::Caller, NewOwner::Other, NewOwner::Start]),
             },
             _ => {
                 other = !other;

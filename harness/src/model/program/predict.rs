@@ -30,7 +30,7 @@
 //! - a new segment's bytes are zero; a store is seen by every attachment.
 
 use crate::sysv_ops::observe::{Hello, Outcome, SegState, OTHER_ID};
-use crate::sysv_ops::{CreatePick, KeyPick, Op};
+use crate::sysv_ops::{CreatePick, KeyPick, NewOwner, Op};
 
 const EINVAL: i32 = libc::EINVAL;
 const ENOENT: i32 = libc::ENOENT;
@@ -278,7 +278,7 @@ impl Model {
                 }
                 Predicted::Exactly(Outcome::Done)
             }
-            Op::SetMode { seg, mode } => {
+            Op::SetMode { seg, mode, owner } => {
                 let Some(s) = self.named(seg) else {
                     return err(EINVAL);
                 };
@@ -292,8 +292,13 @@ impl Model {
                 if !self.may_control(s) {
                     return err(EPERM);
                 }
-                // The executor passes its effective ids as the new owner.
-                self.segs[s].owner = (self.euid, self.egid);
+                // ipc_update_perm(): any valid uid and gid, no capability
+                // needed to give a segment away; the creator stays.
+                self.segs[s].owner = match owner {
+                    NewOwner::Caller => (self.euid, self.egid),
+                    NewOwner::Other => (OTHER_ID, OTHER_ID),
+                    NewOwner::Start => (self.hello.uid, self.hello.gid),
+                };
                 self.segs[s].state.perms = mode & 0o777;
                 Predicted::Exactly(Outcome::Done)
             }
@@ -508,7 +513,11 @@ mod tests {
             }),
             err(EACCES)
         );
-        m.apply(&Op::SetMode { seg: 0, mode: 0o000 });
+        m.apply(&Op::SetMode {
+            seg: 0,
+            mode: 0o000,
+            owner: NewOwner::Caller,
+        });
         assert_eq!(m.apply(&Op::Stat { seg: 0 }), err(EACCES));
     }
 
@@ -537,8 +546,22 @@ mod tests {
         // Write-only for the owner, nothing for others: IPC_SET's own
         // IPC_STAT fails first; readable by others: IPC_SET is EPERM, and
         // so is IPC_RMID; IPC_STAT works through the others' read bit.
-        assert_eq!(m.apply(&Op::SetMode { seg: 0, mode: 0o666 }), err(EACCES));
-        assert_eq!(m.apply(&Op::SetMode { seg: 1, mode: 0o666 }), err(EPERM));
+        assert_eq!(
+            m.apply(&Op::SetMode {
+                seg: 0,
+                mode: 0o666,
+                owner: NewOwner::Caller
+            }),
+            err(EACCES)
+        );
+        assert_eq!(
+            m.apply(&Op::SetMode {
+                seg: 1,
+                mode: 0o666,
+                owner: NewOwner::Caller
+            }),
+            err(EPERM)
+        );
         assert_eq!(m.apply(&Op::Rmid { seg: 1 }), err(EPERM));
         assert!(matches!(
             m.apply(&Op::Stat { seg: 1 }),
@@ -596,5 +619,53 @@ mod tests {
         // Back to its own ids is always allowed.
         assert_eq!(m.apply(&Op::Become { other: false }), done);
         assert_eq!((m.euid, m.egid), (uid, uid));
+    }
+
+    /// Linux's ipcperms() puts the creator in the owner class whoever
+    /// owns the segment now, and lets the owner give it away without a
+    /// capability (gVisor refuses the creator: found by fuzzing).
+    #[test]
+    fn the_creator_keeps_the_owners_class_after_giving_the_segment_away() {
+        let root = Hello {
+            ipc_owner: true,
+            sys_admin: false,
+            uid: 0,
+            gid: 0,
+            set_uid: true,
+            set_gid: true,
+        };
+        let mut m = Model::new(root);
+        let done = Predicted::Exactly(Outcome::Done);
+        assert_eq!(m.apply(&Op::Become { other: true }), done);
+        let get = Op::Get {
+            key: Raw(0),
+            size: 4096,
+            create: IfMissing,
+            mode: 0o600,
+        };
+        assert_eq!(m.apply(&get), Predicted::NewId { seg: 0 });
+        let give = |owner| Op::SetMode {
+            seg: 0,
+            mode: 0o600,
+            owner,
+        };
+        assert_eq!(m.apply(&give(NewOwner::Start)), done);
+        assert_eq!(m.segs[0].owner, (0, 0));
+        assert_eq!(m.segs[0].creator, (OTHER_ID, OTHER_ID));
+        // Not the owner, still the creator: read, write, control.
+        assert_eq!(
+            m.apply(&Op::Attach {
+                seg: 0,
+                read_only: false
+            }),
+            Predicted::Exactly(Outcome::Attached)
+        );
+        assert_eq!(m.apply(&give(NewOwner::Other)), done);
+        assert_eq!(m.segs[0].owner, (OTHER_ID, OTHER_ID));
+        // Root without CAP_SYS_ADMIN, neither owner nor creator now: its
+        // CAP_IPC_OWNER reads, but it may not control.
+        assert_eq!(m.apply(&Op::Become { other: false }), done);
+        assert_eq!(m.apply(&give(NewOwner::Caller)), err(EPERM));
+        assert_eq!(m.apply(&Op::Rmid { seg: 0 }), err(EPERM));
     }
 }
