@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::model::program::{judge, read_report, Divergence, Garbled};
-use crate::sysv_ops::observe::{self, Hello, Observation, Outcome};
+use crate::sysv_ops::observe::{self, Answer, Hello, Observation};
 use crate::sysv_ops::{self as program, NewOwner, Op, Program};
 
 /// Why a program could not be run (no verdict).
@@ -248,7 +248,11 @@ pub struct FuzzOptions {
 #[derive(Debug, Clone)]
 pub struct Found {
     pub seed: u64,
+    /// Its first divergence (numbered as in the generated program).
     pub first: Divergence,
+    /// Operations of the generated program (0-based) left out before it
+    /// showed: each diverged first, in a kind reported earlier.
+    pub dropped: Vec<usize>,
     pub shrunk: Program,
     pub shrunk_divergence: Divergence,
     /// Later programs whose first divergence was of the same kind (not
@@ -272,9 +276,9 @@ pub struct FuzzReport {
     pub operations: usize,
     pub found: Vec<Found>,
     /// How many answers of each kind the kernel gave: what was checked.
-    pub answers: BTreeMap<String, usize>,
+    pub answers: BTreeMap<Answer, usize>,
     /// The same per call: (call, answer kind) -> times.
-    pub coverage: BTreeMap<(&'static str, String), usize>,
+    pub coverage: BTreeMap<(&'static str, Answer), usize>,
     pub listing: ListingShortfalls,
     /// `--time` ran out before `programs` programs had run.
     pub stopped_by_time: bool,
@@ -287,24 +291,6 @@ impl FuzzReport {
     }
 }
 
-/// An answer's kind, for the count of what was checked (the words of
-/// `sysv_ops::CALLS`).
-fn answer_kind(o: &Outcome) -> String {
-    match o {
-        Outcome::Id { .. } => "id".into(),
-        Outcome::Attached => "attached".into(),
-        Outcome::Done => "0".into(),
-        Outcome::Stat(s) if s.dest => "stat of a removed segment".into(),
-        Outcome::Stat(_) => "stat".into(),
-        Outcome::Bytes { data } if data.iter().any(|b| *b != 0) => "bytes stored earlier".into(),
-        Outcome::Bytes { .. } => "zero bytes".into(),
-        Outcome::OutOfBounds => "out of bounds".into(),
-        Outcome::NotAttached => "no such attachment".into(),
-        Outcome::ReadOnly => "read-only attachment".into(),
-        Outcome::Errno { .. } => o.to_string(),
-    }
-}
-
 /// The coverage table: every call and every answer it can give, with how
 /// many times the programs reached it (0: never exercised), then answers
 /// met that the list does not name.
@@ -313,11 +299,7 @@ pub fn render_coverage(report: &FuzzReport) -> String {
     let mut never = 0;
     for (call, answers) in program::CALLS {
         for answer in *answers {
-            let n = report
-                .coverage
-                .get(&(*call, (*answer).to_string()))
-                .copied()
-                .unwrap_or(0);
+            let n = report.coverage.get(&(*call, *answer)).copied().unwrap_or(0);
             never += usize::from(n == 0);
             out.push_str(&format!(
                 "| {call} | {answer} | {} |\n",
@@ -326,9 +308,7 @@ pub fn render_coverage(report: &FuzzReport) -> String {
         }
     }
     for ((call, answer), n) in &report.coverage {
-        let listed = program::CALLS
-            .iter()
-            .any(|(c, a)| c == call && a.contains(&answer.as_str()));
+        let listed = program::CALLS.iter().any(|(c, a)| c == call && a.contains(answer));
         if !listed {
             out.push_str(&format!("| {call} | {answer} (not in the man pages' list) | {n} |\n"));
         }
@@ -340,6 +320,10 @@ pub fn render_coverage(report: &FuzzReport) -> String {
     ));
     out
 }
+
+/// How many operations of one program are left out, one at a time, to see
+/// past divergences of kinds already reported.
+pub const PAST_KNOWN: usize = 3;
 
 /// Generate, execute, judge and shrink `opts.programs` programs.
 pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
@@ -354,86 +338,125 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
             break;
         }
         let program = program::generate(opts.seed.wrapping_add(i), opts.ops);
-        let (hello, observed) = execute(&opts.target, &opts.exe, &program)?;
-        report.programs += 1;
-        report.operations += program.ops.len();
-        for (index, obs) in observed.iter().enumerate() {
-            let kind = answer_kind(&obs.outcome);
-            if let Some(op) = program.ops.get(index) {
-                *report.coverage.entry((op.call(), kind.clone())).or_default() += 1;
-            }
-            *report.answers.entry(kind).or_default() += 1;
-            if let (Some(listing), Some(op)) = (obs.listing, program.ops.get(index)) {
-                report.listing.observations += 1;
-                report.listing.first.get_or_insert((program.seed, index, *op, listing));
-            }
+        take_program(&mut report, program, opts, &mut |p: &Program| {
+            execute(&opts.target, &opts.exe, p)
+        })?;
+    }
+    Ok(report)
+}
+
+/// What runs a program and reports what it observed (the target's
+/// executor; a simulated kernel in tests).
+type Run<'a> = dyn FnMut(&Program) -> Result<(Hello, Vec<Observation>), FuzzError> + 'a;
+
+/// Run one program, count what it reached, judge it (past known kinds of
+/// divergence), and shrink and record a new kind.
+fn take_program(report: &mut FuzzReport, program: Program, opts: &FuzzOptions, run: &mut Run) -> Result<(), FuzzError> {
+    let (hello, observed) = run(&program)?;
+    report.programs += 1;
+    report.operations += program.ops.len();
+    for (index, obs) in observed.iter().enumerate() {
+        let kind = obs.outcome.answer();
+        if let Some(op) = program.ops.get(index) {
+            *report.coverage.entry((op.call(), kind)).or_default() += 1;
         }
-        if report.listing.shrunk.is_none() && observed.iter().any(|o| o.listing.is_some()) {
-            let shrunk = shrink_listing(&program, opts)?;
-            if let Some(dir) = &opts.out {
-                let what = "the kernel does not list every segment it counts (IPC_INFO or SHM_INFO against SHM_STAT)";
-                write_scenario(
-                    dir,
-                    &format!("seed-{}-listing.toml", program.seed),
-                    what,
-                    program.seed,
-                    &shrunk,
-                    opts,
-                )?;
-            }
-            report.listing.shrunk = Some(shrunk);
+        *report.answers.entry(kind).or_default() += 1;
+        if let (Some(listing), Some(op)) = (obs.listing, program.ops.get(index)) {
+            report.listing.observations += 1;
+            report.listing.first.get_or_insert((program.seed, index, *op, listing));
         }
-        let Err(first) = judge(&program, hello, &observed) else {
-            continue;
-        };
-        let signature = first.signature();
-        // One shrunk program per kind of divergence: a kernel that differs
-        // in one way differs in most programs.
-        if let Some(known) = report.found.iter_mut().find(|f| f.first.signature() == signature) {
-            known.also.push(program.seed);
-            continue;
-        }
-        let mut error = None;
-        let mut still = |candidate: &Program| match execute(&opts.target, &opts.exe, candidate) {
-            Ok((hello, observed)) => judge(candidate, hello, &observed).is_err_and(|d| d.signature() == signature),
-            Err(e) => {
-                error.get_or_insert(e);
-                false
-            }
-        };
-        let shrunk = shrink(&program, &mut still);
-        if let Some(e) = error {
-            return Err(e);
-        }
-        let (hello, observed) = execute(&opts.target, &opts.exe, &shrunk)?;
-        let shrunk_divergence = judge(&shrunk, hello, &observed).err().unwrap_or_else(|| first.clone());
+    }
+    if report.listing.shrunk.is_none() && observed.iter().any(|o| o.listing.is_some()) {
+        let shrunk = shrink_listing(&program, run)?;
         if let Some(dir) = &opts.out {
-            let what = shrunk_divergence.to_string();
+            let what = "the kernel does not list every segment it counts (IPC_INFO or SHM_INFO against SHM_STAT)";
             write_scenario(
                 dir,
-                &format!("seed-{}.toml", program.seed),
-                &what,
+                &format!("seed-{}-listing.toml", program.seed),
+                what,
                 program.seed,
                 &shrunk,
                 opts,
             )?;
         }
-        report.found.push(Found {
-            seed: program.seed,
-            first,
-            shrunk,
-            shrunk_divergence,
-            also: Vec::new(),
-        });
+        report.listing.shrunk = Some(shrunk);
     }
-    Ok(report)
+    let mut verdict = judge(&program, hello, &observed);
+    // A program whose first divergence is of a kind already reported
+    // is run again without that operation (a subsequence is a
+    // program), up to PAST_KNOWN times: a kernel that differs in a
+    // common way would otherwise hide every rarer way behind it.
+    let mut program = program;
+    let mut kept: Vec<usize> = (0..program.ops.len()).collect();
+    let mut dropped: Vec<usize> = Vec::new();
+    let first = loop {
+        let Err(first) = verdict else {
+            break None;
+        };
+        let Some(known) = report.found.iter_mut().find(|f| f.first.kind() == first.kind()) else {
+            break Some(first);
+        };
+        if dropped.is_empty() {
+            known.also.push(program.seed);
+        }
+        if dropped.len() == PAST_KNOWN {
+            break None;
+        }
+        dropped.push(kept.remove(first.index));
+        program.ops.remove(first.index);
+        let (hello, observed) = run(&program)?;
+        verdict = judge(&program, hello, &observed);
+    };
+    let Some(first) = first else {
+        return Ok(());
+    };
+    let kind = first.kind();
+    let mut error = None;
+    let mut still = |candidate: &Program| match run(candidate) {
+        Ok((hello, observed)) => judge(candidate, hello, &observed).is_err_and(|d| d.kind() == kind),
+        Err(e) => {
+            error.get_or_insert(e);
+            false
+        }
+    };
+    let shrunk = shrink(&program, &mut still);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let (hello, observed) = run(&shrunk)?;
+    let shrunk_divergence = judge(&shrunk, hello, &observed).err().unwrap_or_else(|| first.clone());
+    if let Some(dir) = &opts.out {
+        let what = shrunk_divergence.to_string();
+        write_scenario(
+            dir,
+            &format!("seed-{}.toml", program.seed),
+            &what,
+            program.seed,
+            &shrunk,
+            opts,
+        )?;
+    }
+    // Numbered as in the generated program.
+    let first = Divergence {
+        index: kept[first.index],
+        ..first
+    };
+    report.found.push(Found {
+        seed: program.seed,
+        first,
+        dropped,
+        shrunk,
+        shrunk_divergence,
+        also: Vec::new(),
+    });
+    Ok(())
 }
 
 /// The smallest program whose table the kernel still lists short of its
 /// count.
-fn shrink_listing(program: &Program, opts: &FuzzOptions) -> Result<Program, FuzzError> {
+fn shrink_listing(program: &Program, run: &mut Run) -> Result<Program, FuzzError> {
     let mut error = None;
-    let mut still = |candidate: &Program| match execute(&opts.target, &opts.exe, candidate) {
+    let mut still = |candidate: &Program| match run(candidate) {
         Ok((_, observed)) => observed.iter().any(|o| o.listing.is_some()),
         Err(e) => {
             error.get_or_insert(e);
@@ -492,6 +515,15 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
     let mut out = String::new();
     for f in &report.found {
         out.push_str(&format!("divergence in program {}: {}\n", f.seed, f.first));
+        if !f.dropped.is_empty() {
+            let ops: Vec<String> = f.dropped.iter().map(|i| (i + 1).to_string()).collect();
+            out.push_str(&format!(
+                "  (seen with operation{} {} left out: {} first, in kinds reported above)\n",
+                if ops.len() == 1 { "" } else { "s" },
+                ops.join(", "),
+                if ops.len() == 1 { "it diverged" } else { "each diverged" },
+            ));
+        }
         out.push_str(&format!(
             "  shrunk to {} operation{}: {}\n",
             f.shrunk.ops.len(),
@@ -502,10 +534,15 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             out.push_str(&format!("    {}. {op}\n", i + 1));
         }
         out.push_str(&format!(
-            "  replay: shmconf fuzz --replay {} --ops {}{}\n",
+            "  replay: shmconf fuzz --replay {} --ops {}{}{}\n",
             f.seed,
             opts.ops,
-            target_flag(&opts.target)
+            target_flag(&opts.target),
+            if f.dropped.is_empty() {
+                ""
+            } else {
+                " (alone it shows the first of those kinds; the shrunk program shows this one)"
+            }
         ));
         if !f.also.is_empty() {
             let seeds: Vec<String> = f.also.iter().take(8).map(u64::to_string).collect();
@@ -580,7 +617,8 @@ fn target_flag(target: &Target) -> &'static str {
 mod tests {
     use super::*;
     use crate::model::program::predict::{Model, Predicted};
-    use crate::model::program::{judge_report, Disagreement};
+    use crate::model::program::{judge_report, Disagreement, Kind};
+    use crate::sysv_ops::observe::Outcome;
 
     /// A kernel made of the model, with ids of its own, and a fault
     /// applied to every observation.
@@ -690,10 +728,10 @@ mod tests {
             let Some((p, first)) = caught else {
                 panic!("{name}: not caught in 400 programs");
             };
-            let signature = first.signature();
+            let kind = first.kind();
             let shrunk = shrink(&p, &mut |c| {
                 let (hello, observed) = simulated(c, &fault);
-                judge(c, hello, &observed).is_err_and(|d| d.signature() == signature)
+                judge(c, hello, &observed).is_err_and(|d| d.kind() == kind)
             });
             assert!(
                 shrunk.ops.len() <= most,
@@ -714,8 +752,8 @@ mod tests {
     #[test]
     fn the_coverage_table_names_what_was_never_reached() {
         let mut report = FuzzReport::default();
-        report.coverage.insert(("shmget", "EEXIST".into()), 3);
-        report.coverage.insert(("shmat", "EFAULT".into()), 1);
+        report.coverage.insert(("shmget", Answer::Errno(libc::EEXIST)), 3);
+        report.coverage.insert(("shmat", Answer::Errno(libc::EFAULT)), 1);
         let table = render_coverage(&report);
         assert!(table.contains("| shmget | EEXIST | 3 |\n"), "{table}");
         assert!(table.contains("| shmget | ENOENT | never |\n"), "{table}");
@@ -738,8 +776,8 @@ mod tests {
             Outcome::ReadOnly,
             Outcome::Errno { errno: libc::EACCES },
         ] {
-            let kind = answer_kind(&o);
-            assert!(program::CALLS.iter().any(|(_, a)| a.contains(&kind.as_str())), "{kind}");
+            let kind = o.answer();
+            assert!(program::CALLS.iter().any(|(_, a)| a.contains(&kind)), "{kind}");
         }
     }
 
@@ -761,17 +799,17 @@ mod tests {
             proptest::prop_assert_eq!(&p.ops, &program::generate(seed, len).ops, "generation is reproducible");
             let (hello, observed) = simulated(&p, &fault);
             if let Err(first) = judge(&p, hello, &observed) {
-                let signature = first.signature();
+                let kind = first.kind();
                 let mut still = |c: &Program| {
                     let (hello, observed) = simulated(c, &fault);
-                    judge(c, hello, &observed).is_err_and(|d| d.signature() == signature)
+                    judge(c, hello, &observed).is_err_and(|d| d.kind() == kind)
                 };
                 let shrunk = shrink(&p, &mut still);
                 proptest::prop_assert!(shrunk.ops.len() <= p.ops.len());
                 let (hello, observed) = simulated(&shrunk, &fault);
                 let kept = judge(&shrunk, hello, &observed);
                 proptest::prop_assert!(
-                    kept.as_ref().is_err_and(|d| d.signature() == signature),
+                    kept.as_ref().is_err_and(|d| d.kind() == kind),
                     "{} shrunk to {:?}: {:?}", first, shrunk.ops, kept
                 );
                 proptest::prop_assert_eq!(shrunk.ops, shrink(&p, &mut still).ops, "shrinking is reproducible");
@@ -870,6 +908,90 @@ mod tests {
             problems[0].starts_with(&format!("after operation 1 ({}) the kernel does not list", p.ops[0])),
             "{problems:?}"
         );
+    }
+
+    /// A kernel that differs in a common way (IPC_STAT refused) and a rarer
+    /// one (EEXIST answered ENOENT): once the common kind is reported, a
+    /// program that shows it first is run again without that operation, so
+    /// the rarer kind behind it is found too, numbered as generated; at
+    /// most PAST_KNOWN operations are left out.
+    #[test]
+    fn a_known_kind_of_divergence_does_not_hide_a_new_one_behind_it() {
+        let fault = |o: &mut Observation| match o.outcome {
+            Outcome::Stat(_) => o.outcome = Outcome::Errno { errno: libc::EINVAL },
+            Outcome::Errno { errno: libc::EEXIST } => o.outcome = Outcome::Errno { errno: libc::ENOENT },
+            _ => {}
+        };
+        let mut run = |p: &Program| Ok(simulated(p, &fault));
+        let opts = FuzzOptions {
+            exe: PathBuf::from("shmconf"),
+            seed: 0,
+            programs: 3,
+            ops: 8,
+            out: None,
+            target: Target::Local,
+            time: None,
+        };
+        let parse = |seed, ops: &[&str]| Program {
+            seed,
+            ops: ops.iter().map(|o| o.parse().unwrap()).collect(),
+        };
+        let create = "shmget(0x5f000001, 1024, 0600|IPC_CREAT)";
+        let stat = "shmctl(id#0, IPC_STAT)";
+        let exclusive = "shmget(0x5f000001, 1024, 0600|IPC_CREAT|IPC_EXCL)";
+        let mut report = FuzzReport::default();
+        // Stats refused, first; then more stats than are left out before
+        // the EEXIST: nothing new; then one stat before it: found.
+        take_program(&mut report, parse(1, &[create, stat]), &opts, &mut run).unwrap();
+        let more = [create, stat, stat, stat, stat, exclusive];
+        take_program(&mut report, parse(2, &more), &opts, &mut run).unwrap();
+        assert_eq!(report.found.len(), 1, "{}", render(&report, &opts));
+        take_program(&mut report, parse(3, &[create, stat, exclusive]), &opts, &mut run).unwrap();
+        let text = render(&report, &opts);
+        assert_eq!(report.found.len(), 2, "{text}");
+        assert_eq!(report.found[0].also, vec![2, 3], "{text}");
+        let behind = &report.found[1];
+        assert_eq!(
+            (behind.seed, behind.first.index, behind.dropped.clone()),
+            (3, 2, vec![1]),
+            "{text}"
+        );
+        assert_eq!(
+            behind.first.kind(),
+            Kind::Result {
+                call: "shmget",
+                expected: Answer::Errno(libc::EEXIST),
+                observed: Answer::Errno(libc::ENOENT)
+            }
+        );
+        assert_eq!(behind.shrunk.ops.len(), 2, "{text}");
+        assert!(
+            text.contains("divergence in program 3: operation 3 (shmget(0x5f000001, 1024, 0600|IPC_CREAT|IPC_EXCL)): the model says EEXIST, the kernel answered ENOENT\n  (seen with operation 2 left out: it diverged first, in kinds reported above)"),
+            "{text}"
+        );
+    }
+
+    /// Two divergences at one call are two kinds when the answers differ
+    /// in kind (EEXIST answered EINVAL is not EACCES answered with an id).
+    #[test]
+    fn a_divergences_kind_is_the_call_and_both_answers_kinds() {
+        let at = |op: &str, expected: Outcome, observed: Outcome| Divergence {
+            index: 0,
+            op: op.parse().unwrap(),
+            disagreement: Disagreement::Result {
+                expected: crate::model::program::Expected::Exactly(expected),
+                observed,
+            },
+        };
+        let get = "shmget(0x5f000001, 0, 0600|IPC_CREAT|IPC_EXCL)";
+        let errno = |errno| Outcome::Errno { errno };
+        let eexist = at(get, errno(libc::EEXIST), errno(libc::EINVAL));
+        let eacces = at(get, errno(libc::EACCES), Outcome::Id { id: 3 });
+        let eacces_again = at(get, errno(libc::EACCES), Outcome::Id { id: 7 });
+        let stat = at("shmctl(id#0, IPC_STAT)", errno(libc::EACCES), errno(libc::EINVAL));
+        assert_ne!(eexist.kind(), eacces.kind());
+        assert_eq!(eacces.kind(), eacces_again.kind());
+        assert_ne!(stat.kind(), at(get, errno(libc::EACCES), errno(libc::EINVAL)).kind());
     }
 
     /// A written scenario holds the shrunk program exactly: its `program`

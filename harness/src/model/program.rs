@@ -9,7 +9,7 @@ pub mod predict;
 
 use std::collections::BTreeMap;
 
-use crate::sysv_ops::observe::{Hello, Observation, Outcome, SegState};
+use crate::sysv_ops::observe::{Answer, Hello, Observation, Outcome, SegState};
 use crate::sysv_ops::{Op, Program};
 use predict::{Model, Predicted};
 
@@ -17,7 +17,7 @@ use predict::{Model, Predicted};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disagreement {
     /// The result differs.
-    Result { expected: String, observed: Outcome },
+    Result { expected: Expected, observed: Outcome },
     /// The table after the operation differs.
     Table {
         expected: Vec<(i32, SegState)>,
@@ -36,14 +36,77 @@ pub struct Divergence {
     pub disagreement: Disagreement,
 }
 
+/// What the model predicted, with the kernel's ids bound so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// A new segment's id (no live segment's).
+    NewId,
+    /// The id the kernel gave this segment earlier.
+    Id(i32),
+    /// The id of a segment whose id the kernel never gave (model's number).
+    Unbound(usize),
+    Exactly(Outcome),
+}
+
+impl Expected {
+    fn of(p: &Predicted, bound: &BTreeMap<usize, i32>) -> Expected {
+        match p {
+            Predicted::NewId { .. } => Expected::NewId,
+            Predicted::SameId { seg } => bound.get(seg).map_or(Expected::Unbound(*seg), |id| Expected::Id(*id)),
+            Predicted::Exactly(o) => Expected::Exactly(o.clone()),
+        }
+    }
+
+    /// Its kind, as an answer's.
+    pub fn answer(&self) -> Answer {
+        match self {
+            Expected::NewId | Expected::Id(_) | Expected::Unbound(_) => Answer::Id,
+            Expected::Exactly(o) => o.answer(),
+        }
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::NewId => write!(f, "a new segment's id"),
+            Expected::Id(id) => write!(f, "id {id}"),
+            Expected::Unbound(seg) => write!(f, "the id of segment #{seg}"),
+            Expected::Exactly(o) => write!(f, "{o}"),
+        }
+    }
+}
+
+/// A kind of divergence: the call, and what the model and the kernel
+/// answered (by kind) or that the table or the report differs. Shrinking
+/// keeps it; the fuzzer reports one program per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Result {
+        call: &'static str,
+        expected: Answer,
+        observed: Answer,
+    },
+    Table {
+        call: &'static str,
+    },
+    Missing,
+}
+
 impl Divergence {
-    /// What must stay the same while a program is shrunk: the kind of
-    /// operation and of disagreement.
-    pub fn signature(&self) -> (std::mem::Discriminant<Op>, std::mem::Discriminant<Disagreement>) {
-        (
-            std::mem::discriminant(&self.op),
-            std::mem::discriminant(&self.disagreement),
-        )
+    /// Its kind: what must stay the same while a program is shrunk, and
+    /// what tells one divergence from another (EEXIST answered EINVAL is
+    /// not EACCES answered with an id, though both are shmget's).
+    pub fn kind(&self) -> Kind {
+        match &self.disagreement {
+            Disagreement::Result { expected, observed } => Kind::Result {
+                call: self.op.call(),
+                expected: expected.answer(),
+                observed: observed.answer(),
+            },
+            Disagreement::Table { .. } => Kind::Table { call: self.op.call() },
+            Disagreement::Missing => Kind::Missing,
+        }
     }
 }
 
@@ -72,17 +135,6 @@ impl std::fmt::Display for Divergence {
             ),
             Disagreement::Missing => write!(f, "the executor reported nothing for it"),
         }
-    }
-}
-
-fn describe(p: &Predicted, bound: &BTreeMap<usize, i32>) -> String {
-    match p {
-        Predicted::NewId { .. } => "a new segment's id".into(),
-        Predicted::SameId { seg } => match bound.get(seg) {
-            Some(id) => format!("id {id}"),
-            None => format!("the id of segment #{seg}"),
-        },
-        Predicted::Exactly(o) => o.to_string(),
     }
 }
 
@@ -116,7 +168,7 @@ pub fn judge(program: &Program, hello: Hello, observed: &[Observation]) -> Resul
         };
         if !agrees {
             return Err(diverged(Disagreement::Result {
-                expected: describe(&predicted, &bound),
+                expected: Expected::of(&predicted, &bound),
                 observed: obs.outcome.clone(),
             }));
         }

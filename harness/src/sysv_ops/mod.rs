@@ -7,6 +7,7 @@
 //! what makes the table interesting: keys and sizes reused, attachments
 //! made before removals.
 
+use observe::Answer;
 use serde::{Deserialize, Serialize};
 
 pub mod observe;
@@ -98,45 +99,82 @@ pub enum NewOwner {
 
 /// Every call a program makes, and every answer shmget(2), shmop(2),
 /// shmctl(2) and seteuid(2) give for it (errors the man pages list, then
-/// the executor's own guards), in the words the fuzzer's coverage uses: an
+/// the executor's own guards), as the fuzzer's coverage counts them: an
 /// answer here that no program reached is a corner never exercised.
-pub const CALLS: &[(&str, &[&str])] = &[
+pub const CALLS: &[(&str, &[Answer])] = &[
     (
         "shmget",
         &[
-            "id", "EACCES", "EEXIST", "EINVAL", "ENFILE", "ENOENT", "ENOMEM", "ENOSPC", "EPERM",
+            Answer::Id,
+            Answer::Errno(libc::EACCES),
+            Answer::Errno(libc::EEXIST),
+            Answer::Errno(libc::EINVAL),
+            Answer::Errno(libc::ENFILE),
+            Answer::Errno(libc::ENOENT),
+            Answer::Errno(libc::ENOMEM),
+            Answer::Errno(libc::ENOSPC),
+            Answer::Errno(libc::EPERM),
         ],
     ),
-    ("shmat", &["attached", "EACCES", "EIDRM", "EINVAL", "ENOMEM"]),
-    ("shmdt", &["0", "EINVAL", "no such attachment"]),
+    (
+        "shmat",
+        &[
+            Answer::Attached,
+            Answer::Errno(libc::EACCES),
+            Answer::Errno(libc::EIDRM),
+            Answer::Errno(libc::EINVAL),
+            Answer::Errno(libc::ENOMEM),
+        ],
+    ),
+    (
+        "shmdt",
+        &[Answer::Done, Answer::Errno(libc::EINVAL), Answer::NotAttached],
+    ),
     (
         "store",
-        &["0", "out of bounds", "read-only attachment", "no such attachment"],
+        &[Answer::Done, Answer::OutOfBounds, Answer::ReadOnly, Answer::NotAttached],
     ),
     (
         "load",
         &[
-            "bytes stored earlier",
-            "zero bytes",
-            "out of bounds",
-            "no such attachment",
+            Answer::BytesStoredEarlier,
+            Answer::ZeroBytes,
+            Answer::OutOfBounds,
+            Answer::NotAttached,
         ],
     ),
     (
         "IPC_STAT",
         &[
-            "stat",
-            "stat of a removed segment",
-            "EACCES",
-            "EIDRM",
-            "EINVAL",
-            "EOVERFLOW",
+            Answer::Stat,
+            Answer::StatOfRemoved,
+            Answer::Errno(libc::EACCES),
+            Answer::Errno(libc::EIDRM),
+            Answer::Errno(libc::EINVAL),
+            Answer::Errno(libc::EOVERFLOW),
         ],
     ),
-    ("IPC_RMID", &["0", "EIDRM", "EINVAL", "EPERM"]),
-    ("IPC_SET", &["0", "EACCES", "EIDRM", "EINVAL", "EPERM"]),
-    ("seteuid/setegid (other)", &["0", "EPERM"]),
-    ("seteuid/setegid (back)", &["0", "EPERM"]),
+    (
+        "IPC_RMID",
+        &[
+            Answer::Done,
+            Answer::Errno(libc::EIDRM),
+            Answer::Errno(libc::EINVAL),
+            Answer::Errno(libc::EPERM),
+        ],
+    ),
+    (
+        "IPC_SET",
+        &[
+            Answer::Done,
+            Answer::Errno(libc::EACCES),
+            Answer::Errno(libc::EIDRM),
+            Answer::Errno(libc::EINVAL),
+            Answer::Errno(libc::EPERM),
+        ],
+    ),
+    ("seteuid/setegid (other)", &[Answer::Done, Answer::Errno(libc::EPERM)]),
+    ("seteuid/setegid (back)", &[Answer::Done, Answer::Errno(libc::EPERM)]),
 ];
 
 impl Op {

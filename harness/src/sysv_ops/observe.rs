@@ -70,6 +70,61 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// The kind of an answer: what the fuzzer's coverage counts and what tells
+/// one kind of divergence from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Answer {
+    Id,
+    Attached,
+    /// 0: the call succeeded.
+    Done,
+    Stat,
+    StatOfRemoved,
+    BytesStoredEarlier,
+    ZeroBytes,
+    OutOfBounds,
+    NotAttached,
+    ReadOnly,
+    Errno(i32),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Answer::Id => "id",
+            Answer::Attached => "attached",
+            Answer::Done => "0",
+            Answer::Stat => "stat",
+            Answer::StatOfRemoved => "stat of a removed segment",
+            Answer::BytesStoredEarlier => "bytes stored earlier",
+            Answer::ZeroBytes => "zero bytes",
+            Answer::OutOfBounds => "out of bounds",
+            Answer::NotAttached => "no such attachment",
+            Answer::ReadOnly => "read-only attachment",
+            Answer::Errno(e) => return write!(f, "{:?}", nix::errno::Errno::from_raw(*e)),
+        })
+    }
+}
+
+impl Outcome {
+    /// Its kind.
+    pub fn answer(&self) -> Answer {
+        match self {
+            Outcome::Id { .. } => Answer::Id,
+            Outcome::Attached => Answer::Attached,
+            Outcome::Done => Answer::Done,
+            Outcome::Stat(s) if s.dest => Answer::StatOfRemoved,
+            Outcome::Stat(_) => Answer::Stat,
+            Outcome::Bytes { data } if data.iter().any(|b| *b != 0) => Answer::BytesStoredEarlier,
+            Outcome::Bytes { .. } => Answer::ZeroBytes,
+            Outcome::OutOfBounds => Answer::OutOfBounds,
+            Outcome::NotAttached => Answer::NotAttached,
+            Outcome::ReadOnly => Answer::ReadOnly,
+            Outcome::Errno { errno } => Answer::Errno(*errno),
+        }
+    }
+}
+
 /// A kernel whose listing of its segments (SHM_STAT_ANY / SHM_STAT by
 /// index, what `ipcs` uses) disagrees with its own count (SHM_INFO) or is
 /// refused: the table was then read by id instead (IPC_STAT of every id the
