@@ -1954,7 +1954,8 @@ fn an_initial_state_that_cannot_be_made_is_broken_at_either_granularity() {
 /// program), generated programs find, without being told where to look,
 /// what the hand-written scenarios found there: another uid's shmget of a
 /// segment whose bits refuse it succeeds, a non-owner's IPC_RMID succeeds,
-/// and the kernel does not list (SHM_STAT) what it counts (SHM_INFO). Each
+/// and the kernel does not list (SHM_STAT) what it counts (SHM_INFO), and
+/// more: shmget's checks on an existing key in another order. Each
 /// kind is shrunk to a few operations and reported once, with its replay.
 #[test]
 fn generated_programs_find_gvisors_divergences_by_themselves() {
@@ -1990,7 +1991,25 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
         text.contains("divergence: the kernel does not list what it counts"),
         "SHM_STAT: {text}"
     );
-    assert!(text.contains("in 2 kinds of divergence"), "{text}");
+    // And the ones found only by generated programs: shmget's checks on
+    // an existing key in another order than Linux's, one seen behind a
+    // kind reported earlier (the operation left out and run again).
+    assert!(
+        text.contains("(shmget(0x5f000002, 0, 00|IPC_CREAT|IPC_EXCL)): the model says EEXIST, the kernel answered EINVAL"),
+        "IPC_EXCL before the size: {text}"
+    );
+    assert!(
+        text.contains("(shmget(0x5f000003, 0, 0644|IPC_CREAT)): the model says id 1, the kernel answered EINVAL"),
+        "size 0 of an existing segment: {text}"
+    );
+    assert!(text.contains("left out: "), "past a known kind: {text}");
+    let kinds: usize = text
+        .split(" kinds of divergence")
+        .next()
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count of kinds: {text}"));
+    assert!(kinds >= 6, "{text}");
     assert!(text.contains("--target gvisor"), "replays name the target: {text}");
     for shrunk in text.lines().filter(|l| l.contains("shrunk to ")) {
         let n: usize = shrunk
@@ -2008,7 +2027,7 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
         .map(|e| e.unwrap().path())
         .collect();
     written.sort();
-    assert_eq!(written.len(), 3, "two kinds and the listing: {written:?}");
+    assert_eq!(written.len(), kinds + 1, "each kind and the listing: {written:?}");
     for scenario in &written {
         shmconf()
             .arg("run")
@@ -2033,19 +2052,20 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
 
 /// The divergences fuzzing found under gVisor beyond the catalogue's, as
 /// hand-widened scenarios (`tests/gvisor-divergences/`): each passes on
-/// this kernel and fails under `runsc do`, naming the operation and both
-/// answers (IPC_EXCL's EEXIST before a size's EINVAL; the creator in the
-/// owner's class).
+/// this kernel and fails under `runsc do`, naming its operation and both
+/// answers (shmget's checks on an existing key in another order: size 0,
+/// IPC_EXCL, size before permission; the creator in the owner's class).
 #[test]
 fn the_divergences_fuzzing_found_pass_here_and_fail_under_gvisor() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/gvisor-divergences");
+    let files = std::fs::read_dir(&dir).unwrap().count();
     shmconf()
         .arg("run")
         .arg(&dir)
         .timeout(Duration::from_secs(120))
         .assert()
         .success()
-        .stdout(predicate::str::contains("2 PASS"));
+        .stdout(predicate::str::contains(format!("{files} PASS")));
     let runsc = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("runsc").is_file());
     if !runsc || !nix::unistd::geteuid().is_root() {
         assert!(
@@ -2055,7 +2075,7 @@ fn the_divergences_fuzzing_found_pass_here_and_fail_under_gvisor() {
         eprintln!("skipped under gVisor: needs runsc on PATH and root");
         return;
     }
-    assert_cmd::Command::new("runsc")
+    let out = assert_cmd::Command::new("runsc")
         .args(["--network=none", "do"])
         .arg(assert_cmd::cargo::cargo_bin("shmconf"))
         .arg("run")
@@ -2063,13 +2083,47 @@ fn the_divergences_fuzzing_found_pass_here_and_fail_under_gvisor() {
         .timeout(Duration::from_secs(300))
         .assert()
         .code(1)
-        .stdout(
-            predicate::str::contains("2 FAIL")
-                .and(predicate::str::contains(
-                    "operation 4 (shmat(id#0)): the model says attached, the kernel answered EACCES",
-                ))
-                .and(predicate::str::contains(
-                    "operation 2 (shmget(0x5f000002, 0, 0600|IPC_CREAT|IPC_EXCL)): the model says EEXIST, the kernel answered EINVAL",
-                )),
+        .stdout(predicate::str::contains(format!("{files} FAIL")))
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    // (scenario, its failing operation, the model's answer, the kernel's):
+    // the model's id is whatever the sandbox gave, so only its kind.
+    for (scenario, operation, says, answered) in [
+        (
+            "creator-keeps-the-owners-class",
+            "operation 4 (shmat(id#0))",
+            "attached",
+            "EACCES",
+        ),
+        (
+            "shmget-checks-size-before-permission",
+            "operation 3 (shmget(0x5f000001, 4097, 0644))",
+            "EINVAL",
+            "EACCES",
+        ),
+        (
+            "shmget-exclusive-comes-before-size-and-permission",
+            "operation 2 (shmget(0x5f000002, 0, 0600|IPC_CREAT|IPC_EXCL))",
+            "EEXIST",
+            "EINVAL",
+        ),
+        (
+            "shmget-finds-an-existing-segment-with-size-0",
+            "operation 2 (shmget(0x5f000003, 0, 0644|IPC_CREAT))",
+            "id ",
+            "EINVAL",
+        ),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("--- FAIL {scenario}: ")))
+            .unwrap_or_else(|| panic!("{scenario} fails: {text}"));
+        assert!(
+            line.contains(&format!("{operation}: the model says {says}"))
+                && line.ends_with(&format!("the kernel answered {answered}")),
+            "{line}"
         );
+    }
 }
