@@ -1995,7 +1995,9 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
     // an existing key in another order than Linux's, one seen behind a
     // kind reported earlier (the operation left out and run again).
     assert!(
-        text.contains("(shmget(0x5f000002, 0, 00|IPC_CREAT|IPC_EXCL)): the model says EEXIST, the kernel answered EINVAL"),
+        text.contains(
+            "(shmget(0x5f000002, 0, 00|IPC_CREAT|IPC_EXCL)): the model says EEXIST, the kernel answered EINVAL"
+        ),
         "IPC_EXCL before the size: {text}"
     );
     assert!(
