@@ -248,16 +248,28 @@ fn brought_by_the_reader(args: &[String], cwd: &Path) -> Vec<Brought> {
 }
 
 /// Our own program for `role`, under the name the multicall binary answers
-/// to (`shm-writer`, `shm-reader`), in `root/.ours`.
-fn our_program(root: &Path, role: &str) -> PathBuf {
-    let dir = root.join(".ours");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("shm-{role}"));
-    if !path.exists() {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shmconf"), &path).unwrap();
-    }
-    path
+/// to (`shm-writer`, `shm-reader`). A copy in a folder every uid may enter,
+/// made once per run: scenarios run programs as uid 65534 too, and the
+/// build's own path (a checkout in a 0700 folder, as `mktemp -d` makes)
+/// need not be reachable by it (README.md:49 failed so in a .ci/run from
+/// such a clone).
+fn our_program(_root: &Path, role: &str) -> PathBuf {
+    let dir = OURS.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new().prefix("shmconf-docs-ours").tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let writer = dir.path().join("shm-writer");
+        std::fs::copy(env!("CARGO_BIN_EXE_shmconf"), &writer).unwrap();
+        std::fs::set_permissions(&writer, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::hard_link(&writer, dir.path().join("shm-reader")).unwrap();
+        dir
+    });
+    dir.path().join(format!("shm-{role}"))
 }
+
+/// The folder of `our_program`'s copies, removed when the run ends (a
+/// static is never dropped).
+static OURS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
 
 /// Whether a provided program is ours (a correct pair: the run must pass)
 /// or built from the repository's sources (the tutorial's: any verdict).
@@ -673,5 +685,9 @@ fn main() {
         }
         Ok(())
     }));
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(ours) = OURS.get() {
+        let _ = std::fs::remove_dir_all(ours.path());
+    }
+    conclusion.exit();
 }
