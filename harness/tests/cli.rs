@@ -1950,6 +1950,22 @@ fn an_initial_state_that_cannot_be_made_is_broken_at_either_granularity() {
     }
 }
 
+/// Whether `runsc do` can run here (runsc on PATH, root); where not, the
+/// test says it skipped, and in CI, which installs runsc and runs as root,
+/// it fails instead.
+fn gvisor_here() -> bool {
+    let runsc = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("runsc").is_file());
+    if !runsc || !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI installs runsc and runs as root: this test must run there"
+        );
+        eprintln!("skipped under gVisor: needs runsc on PATH and root");
+        return false;
+    }
+    true
+}
+
 /// Under gVisor (`runsc do`, a sandbox and a kernel of its own per
 /// program), generated programs find, without being told where to look,
 /// what the hand-written scenarios found there: another uid's shmget of a
@@ -1959,13 +1975,7 @@ fn an_initial_state_that_cannot_be_made_is_broken_at_either_granularity() {
 /// kind is shrunk to a few operations and reported once, with its replay.
 #[test]
 fn generated_programs_find_gvisors_divergences_by_themselves() {
-    let runsc = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("runsc").is_file());
-    if !runsc || !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI installs runsc and runs as root: this test must run there"
-        );
-        eprintln!("skipped: needs runsc on PATH and root");
+    if !gvisor_here() {
         return;
     }
     let found = tempfile::tempdir().unwrap();
@@ -2068,13 +2078,7 @@ fn the_divergences_fuzzing_found_pass_here_and_fail_under_gvisor() {
         .assert()
         .success()
         .stdout(predicate::str::contains(format!("{files} PASS")));
-    let runsc = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("runsc").is_file());
-    if !runsc || !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI installs runsc and runs as root: this test must run there"
-        );
-        eprintln!("skipped under gVisor: needs runsc on PATH and root");
+    if !gvisor_here() {
         return;
     }
     let out = assert_cmd::Command::new("runsc")

@@ -488,32 +488,15 @@ unsafe fn drop_privileges(c: &Confinement) -> bool {
                 }
             }
         }
-        let header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let mut data = [CapData::default(); 2];
-        if libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) == -1 {
-            return false;
-        }
-        for (i, d) in data.iter_mut().enumerate() {
-            let keep = (c.keep_capabilities >> (32 * i)) as u32;
-            d.permitted &= keep;
-            d.effective &= keep;
-            d.inheritable = 0;
-        }
-        if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) == -1 {
-            return false;
-        }
     }
-    true
+    reduce_capabilities(c.keep_capabilities)
 }
 
-/// Reduce the calling thread's permitted and effective capabilities to
-/// `keep` (a bit per capability, linux/capability.h numbers) and clear its
-/// inheritable set: a single-threaded process of ours that needs only a
-/// few gives up the rest for good.
-pub fn keep_only_capabilities(keep: u64) -> std::io::Result<()> {
+/// capget(2), then capset(2) of the permitted and effective sets masked by
+/// `keep` (a bit per capability, linux/capability.h numbers) and an empty
+/// inheritable set. Async-signal-safe (two system calls on locals), so
+/// both a forked child and a running process of ours use it.
+fn reduce_capabilities(keep: u64) -> bool {
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -522,7 +505,7 @@ pub fn keep_only_capabilities(keep: u64) -> std::io::Result<()> {
     // SAFETY: capget(2) writes the two v3 data structs `data` holds, and
     // reads the header, both owned here and of the layout the kernel's.
     if unsafe { libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) } == -1 {
-        return Err(std::io::Error::last_os_error());
+        return false;
     }
     for (i, d) in data.iter_mut().enumerate() {
         let kept = (keep >> (32 * i)) as u32;
@@ -531,10 +514,19 @@ pub fn keep_only_capabilities(keep: u64) -> std::io::Result<()> {
         d.inheritable = 0;
     }
     // SAFETY: capset(2) reads the header and the two data structs, owned here.
-    if unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) } == -1 {
-        return Err(std::io::Error::last_os_error());
+    unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != -1 }
+}
+
+/// Reduce the calling thread's permitted and effective capabilities to
+/// `keep` (a bit per capability, linux/capability.h numbers) and clear its
+/// inheritable set: a single-threaded process of ours that needs only a
+/// few gives up the rest for good.
+pub fn keep_only_capabilities(keep: u64) -> std::io::Result<()> {
+    if reduce_capabilities(keep) {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
-    Ok(())
 }
 
 /// `AUDIT_ARCH_I386`: 32-bit calls of an x86_64 process have their own numbers.
