@@ -186,10 +186,15 @@ struct FuzzArgs {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Where the programs run: "local" (this kernel, a new IPC namespace
-    /// each) or "gvisor" (`runsc do`, a new sandbox each: its answers are
-    /// held against the same model, so what differs from Linux shows).
+    /// each), "gvisor" (`runsc do`, a new sandbox each) or "docker" (a new
+    /// container each, from --image): every target's answers are held
+    /// against the same model, so what differs from Linux shows.
     #[arg(long, value_enum, default_value = "local")]
     target: FuzzTargetArg,
+    /// The image whose `shmconf fuzz-exec` runs each program (--target
+    /// docker), e.g. the suite's image.
+    #[arg(long, value_name = "IMAGE", required_if_eq("target", "docker"))]
+    image: Option<String>,
     /// Also print the coverage table: every call and every answer it can
     /// give (the man pages' errors), with how often the programs reached it.
     #[arg(long)]
@@ -204,6 +209,7 @@ struct FuzzArgs {
 enum FuzzTargetArg {
     Local,
     Gvisor,
+    Docker,
 }
 
 #[derive(Debug, clap::Args)]
@@ -566,6 +572,15 @@ fn fuzz(args: FuzzArgs) -> ExitCode {
                 eprintln!("shmconf fuzz: --target gvisor needs runsc on PATH (Debian: apt-get install runsc)");
                 return ExitCode::from(2);
             }
+        },
+        FuzzTargetArg::Docker => match (which("docker"), args.image.clone()) {
+            (Some(docker), Some(image)) => fuzz::Target::Docker { docker, image },
+            (None, _) => {
+                eprintln!("shmconf fuzz: --target docker needs docker on PATH");
+                return ExitCode::from(2);
+            }
+            // clap requires --image with --target docker.
+            (_, None) => return ExitCode::from(2),
         },
     };
     let opts = fuzz::FuzzOptions {

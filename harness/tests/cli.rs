@@ -893,6 +893,21 @@ fn fuzz_refuses_a_bad_count_in_one_line() {
         .stderr(predicate::str::contains("--ops"));
 }
 
+/// Each target says what it lacks in one line and exit 2, before any
+/// program runs: docker needs the image that carries the executor.
+#[rstest]
+#[case::docker_without_image(&["fuzz", "--target", "docker", "--programs", "1"], "--image <IMAGE>")]
+#[case::unknown_target(&["fuzz", "--target", "kvm"], "invalid value 'kvm'")]
+fn fuzz_says_what_a_target_lacks(#[case] args: &[&str], #[case] says: &str) {
+    shmconf()
+        .args(args)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(says));
+}
+
 #[test]
 fn a_filesystem_without_colliding_inodes_in_time_is_a_skip_not_a_failure() {
     let dir = tempfile::tempdir().unwrap();
@@ -2062,34 +2077,36 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
     }
 }
 
-/// The divergences fuzzing found under gVisor beyond the catalogue's, as
-/// hand-widened scenarios (`tests/gvisor-divergences/`): each passes on
-/// this kernel and fails under `runsc do`, naming its operation and both
-/// answers (shmget's checks on an existing key in another order: size 0,
-/// IPC_EXCL, size before permission; the creator in the owner's class).
+/// The divergences fuzzing found under gVisor, widened by hand into the
+/// catalogue (the scenarios tagged `fuzz`): each passes on this kernel and
+/// fails under `runsc do`, naming its operation and both answers (shmget's
+/// checks on an existing key in another order: size 0, IPC_EXCL, size
+/// before permission; the creator in the owner's class).
 #[test]
 fn the_divergences_fuzzing_found_pass_here_and_fail_under_gvisor() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/gvisor-divergences");
-    let files = std::fs::read_dir(&dir).unwrap().count();
+    let catalogue = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let run = || {
+        let mut args: Vec<std::ffi::OsString> = vec!["run".into(), "--tag".into(), "fuzz".into()];
+        args.push(catalogue.clone().into());
+        args
+    };
     shmconf()
-        .arg("run")
-        .arg(&dir)
+        .args(run())
         .timeout(Duration::from_secs(120))
         .assert()
         .success()
-        .stdout(predicate::str::contains(format!("{files} PASS")));
+        .stdout(predicate::str::contains("4 PASS"));
     if !gvisor_here() {
         return;
     }
     let out = assert_cmd::Command::new("runsc")
         .args(["--network=none", "do"])
         .arg(assert_cmd::cargo::cargo_bin("shmconf"))
-        .arg("run")
-        .arg(&dir)
+        .args(run())
         .timeout(Duration::from_secs(300))
         .assert()
         .code(1)
-        .stdout(predicate::str::contains(format!("{files} FAIL")))
+        .stdout(predicate::str::contains("4 FAIL"))
         .get_output()
         .stdout
         .clone();
@@ -2098,25 +2115,25 @@ fn the_divergences_fuzzing_found_pass_here_and_fail_under_gvisor() {
     // the model's id is whatever the sandbox gave, so only its kind.
     for (scenario, operation, says, answered) in [
         (
-            "creator-keeps-the-owners-class",
+            "errors/creator-keeps-the-owners-class",
             "operation 4 (shmat(id#0))",
             "attached",
             "EACCES",
         ),
         (
-            "shmget-checks-size-before-permission",
+            "errors/shmget-checks-size-before-permission",
             "operation 3 (shmget(0x5f000001, 4097, 0644))",
             "EINVAL",
             "EACCES",
         ),
         (
-            "shmget-exclusive-comes-before-size-and-permission",
+            "errors/shmget-exclusive-comes-before-size-and-permission",
             "operation 2 (shmget(0x5f000002, 0, 0600|IPC_CREAT|IPC_EXCL))",
             "EEXIST",
             "EINVAL",
         ),
         (
-            "shmget-finds-an-existing-segment-with-size-0",
+            "keys/shmget-finds-an-existing-segment-with-size-0",
             "operation 2 (shmget(0x5f000003, 0, 0644|IPC_CREAT))",
             "id ",
             "EINVAL",

@@ -513,6 +513,20 @@ fn check(d: &Documented) -> Result<Completion, Failed> {
         must_exit(shmconf(args).current_dir(root.path()), &shown, &[1])?;
         return Ok(Completion::Completed);
     }
+    // Fuzzing in containers needs the image: the full pass runs it with its own.
+    if sub == "fuzz" && args.windows(2).any(|w| w == ["--target", "docker"]) {
+        let Some(image) = image else {
+            return ignored(format!(
+                "parsed; `--target docker` needs the image: the full pass ({FULL_PASS}=IMAGE) runs it"
+            ));
+        };
+        let mut args = args.clone();
+        if let Some(at) = args.iter().position(|a| a == "--image") {
+            args[at + 1] = image;
+        }
+        must_exit(shmconf(&args).current_dir(root.path()), &shown, &[0])?;
+        return Ok(Completion::Completed);
+    }
     if RUN_FOR_REAL.contains(&sub) {
         must_exit(shmconf(args).current_dir(root.path()), &shown, &[0])?;
         return Ok(Completion::Completed);

@@ -62,11 +62,16 @@ pub fn execute(target: &Target, exe: &Path, program: &Program) -> Result<(Hello,
                     c.args(["--network=none", "do"]).arg(exe);
                     c
                 }
+                Target::Docker { docker, image } => {
+                    let mut c = Command::new(docker);
+                    c.args(DOCKER_RUN).arg(image);
+                    c
+                }
             };
             // A plain spawn (posix_spawn): it copies none of this process's
             // mappings, so no observer's attachment is inherited.
             let mut child = command
-                .arg("fuzz-exec")
+                .arg(EXEC_SUBCOMMAND)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -200,12 +205,45 @@ fn simpler_references(op: Op) -> Vec<Op> {
     }
 }
 
+/// The executor's subcommand (of this binary, or of the image's).
+const EXEC_SUBCOMMAND: &str = "fuzz-exec";
+
+/// `docker run` for one program: a container of its own (its own IPC
+/// namespace, Docker's default), removed when the executor ends (it ends
+/// by itself: its input is one bounded program), labelled so CI finds any
+/// left; confined as the container backend confines programs (no network,
+/// bounded processes and memory, no privilege gained) except for the
+/// executor's three capabilities (`exec::EXECUTOR_CAPABILITIES`: the
+/// executor drops every other at its start), which a program step keeps.
+const DOCKER_RUN: &[&str] = &[
+    "run",
+    "--rm",
+    "-i",
+    "--network=none",
+    "--ipc=private",
+    "--label=io.shmconf.role=fuzz",
+    "--cap-drop=ALL",
+    "--cap-add=IPC_OWNER",
+    "--cap-add=SETUID",
+    "--cap-add=SETGID",
+    "--security-opt=no-new-privileges",
+    "--pids-limit=16",
+    "--memory=268435456",
+    "--memory-swap=268435456",
+    "--log-driver=none",
+];
+
 /// Where the programs run: this machine's kernel (a new IPC namespace
-/// each), or gVisor's (`runsc do`: a new sandbox each, its own kernel).
+/// each), gVisor's (`runsc do`: a new sandbox each, its own kernel), or a
+/// new Docker container each (the default runtime, runc: the machine's
+/// kernel behind the engine's namespaces, capabilities and seccomp profile),
+/// whose image carries the executor (`shmconf fuzz-exec`, as the suite's
+/// image does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Local,
     Gvisor { runsc: PathBuf },
+    Docker { docker: PathBuf, image: String },
 }
 
 impl Target {
@@ -214,6 +252,7 @@ impl Target {
         match self {
             Target::Local => exe.to_path_buf(),
             Target::Gvisor { runsc } => runsc.clone(),
+            Target::Docker { docker, .. } => docker.clone(),
         }
     }
 
@@ -221,6 +260,7 @@ impl Target {
         match self {
             Target::Local => "local",
             Target::Gvisor { .. } => "gvisor",
+            Target::Docker { .. } => "docker",
         }
     }
 }
@@ -606,16 +646,33 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
     out
 }
 
-fn target_flag(target: &Target) -> &'static str {
+/// The flags that run the same target again (in replay lines).
+fn target_flag(target: &Target) -> String {
     match target {
-        Target::Local => "",
-        Target::Gvisor { .. } => " --target gvisor",
+        Target::Local => String::new(),
+        Target::Gvisor { .. } => " --target gvisor".into(),
+        Target::Docker { image, .. } => format!(" --target docker --image {image}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replay line runs the same target again: docker with its image.
+    #[test]
+    fn replay_lines_name_the_target_and_its_image() {
+        assert_eq!(target_flag(&Target::Local), "");
+        let gvisor = Target::Gvisor { runsc: "runsc".into() };
+        assert_eq!(target_flag(&gvisor), " --target gvisor");
+        let docker = Target::Docker {
+            docker: "docker".into(),
+            image: "shmconf:ci".into(),
+        };
+        assert_eq!(target_flag(&docker), " --target docker --image shmconf:ci");
+        assert_eq!(docker.name(), "docker");
+        assert_eq!(docker.program(Path::new("/x/shmconf")), PathBuf::from("docker"));
+    }
     use crate::model::program::predict::{Model, Predicted};
     use crate::model::program::{judge_report, Disagreement, Kind};
     use crate::sysv_ops::observe::Outcome;

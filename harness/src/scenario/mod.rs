@@ -674,6 +674,9 @@ pub struct Needs {
     /// Distinct IPC namespaces.
     pub namespaces: usize,
     pub other_uid: bool,
+    /// A process keeps CAP_SETUID and CAP_SETGID to switch its own ids (a
+    /// program step's seteuid): the backend must be able to pass them on.
+    pub set_ids: bool,
     pub sysctl: bool,
     /// Containers: IPC modes, pods or stopping containers.
     pub containers: bool,
@@ -731,6 +734,9 @@ impl Scenario {
             other_uid: steps
                 .iter()
                 .any(|s| matches!(&s.action, Action::Spawn(sp) if sp.uid.is_some() || sp.gid.is_some())),
+            set_ids: steps
+                .iter()
+                .any(|s| matches!(&s.action, Action::Spawn(sp) if sp.keep.set_ids)),
             sysctl: steps.iter().any(|s| matches!(s.action, Action::Sysctl { .. })),
             containers: self
                 .namespaces

@@ -414,6 +414,29 @@ fn a_wait_until_reading_is_a_need_a_backend_can_refuse() {
     assert!(!parse(OK).unwrap().needs().reading_barrier);
 }
 
+/// A program step that switches uid keeps CAP_SETUID/CAP_SETGID: a need
+/// a backend that cannot pass them on refuses (SKIP), so the scenario never
+/// passes having checked a refused seteuid instead of its point.
+#[rstest]
+#[case::switches(&["shmget(0x5f000001, 4096, 0600|IPC_CREAT)", "seteuid/setegid(65534)"], true)]
+#[case::switches_back(&["seteuid/setegid back to the start"], true)]
+#[case::never_switches(&["shmget(0x5f000001, 4096, 0600|IPC_CREAT)", "shmctl(id#0, IPC_RMID)"], false)]
+fn a_program_step_that_switches_uid_needs_the_capabilities_kept(#[case] ops: &[&str], #[case] switches: bool) {
+    let list: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
+    let s = parse(&format!(
+        "description = \"x\"\n[[step]]\nprogram = [{}]\n",
+        list.join(", ")
+    ))
+    .unwrap();
+    assert_eq!(s.needs().set_ids, switches);
+    let Action::Spawn(sp) = &s.steps()[0].action else {
+        panic!("{:?}", s.steps()[0].action)
+    };
+    assert_eq!(sp.keep.set_ids, switches);
+    assert!(sp.keep.ipc_owner);
+    assert!(!parse(OK).unwrap().needs().set_ids);
+}
+
 #[test]
 fn a_tmpfs_dir_is_asked_for_by_name() {
     let s = parse(&format!("filesystem = \"tmpfs\"\n{}", OK.trim_start())).unwrap();

@@ -574,6 +574,11 @@ impl Backend for ContainerBackend {
                 "drops a namespace: a container backend's namespaces belong to containers".into(),
             ));
         }
+        if needs.set_ids {
+            return Some(SkipReason::SetIds(
+                "a container backend's processes hold no capability (--cap-drop ALL)".into(),
+            ));
+        }
         if needs.kill {
             return Some(SkipReason::Unsupported(
                 "signals a process: a container backend cannot reach processes inside containers".into(),

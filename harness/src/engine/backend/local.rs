@@ -69,6 +69,9 @@ pub(super) fn cannot_run_here(capabilities: &Capabilities, needs: &Needs) -> Opt
     if needs.other_uid && !capabilities.other_uids {
         return Some(SkipReason::OtherUid);
     }
+    if needs.set_ids && !capabilities.set_ids {
+        return Some(SkipReason::SetIds("this process does not hold them to pass on".into()));
+    }
     None
 }
 
@@ -291,5 +294,34 @@ pub(super) fn start_pid_init(
         }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(None),
         Err(e) => Err(format!("cannot start the PID namespace's init: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capabilities(set_ids: bool) -> Capabilities {
+        Capabilities {
+            namespaces: true,
+            other_uids: true,
+            set_ids,
+            sysctls: true,
+        }
+    }
+
+    /// A process that switches its own uid runs only where the harness can
+    /// pass CAP_SETUID/CAP_SETGID on; otherwise a SKIP that says why.
+    #[test]
+    fn switching_ids_needs_the_capabilities_to_pass_on() {
+        let needs = Needs {
+            set_ids: true,
+            ..Needs::default()
+        };
+        assert_eq!(cannot_run_here(&capabilities(true), &needs), None);
+        let skip = cannot_run_here(&capabilities(false), &needs).expect("a SKIP");
+        assert!(matches!(skip, SkipReason::SetIds(_)), "{skip:?}");
+        assert!(skip.to_string().contains("CAP_SETUID and CAP_SETGID"), "{skip}");
+        assert_eq!(cannot_run_here(&capabilities(false), &Needs::default()), None);
     }
 }

@@ -28,6 +28,9 @@ pub enum SkipReason {
     Sysctl(String),
     /// It runs a process as another uid, which needs real root.
     OtherUid,
+    /// A process of it switches its own ids (CAP_SETUID and CAP_SETGID),
+    /// which the backend cannot give it: why.
+    SetIds(String),
     /// It uses container IPC modes or pods, or stops containers.
     NeedsContainers,
     /// The backend cannot do what a step asks (signal, drop a namespace, explore).
@@ -42,6 +45,10 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Namespaces { needed, why } => write!(f, "needs {needed} IPC namespaces: {why}"),
             SkipReason::Sysctl(why) => write!(f, "sets a sysctl: {why}"),
             SkipReason::OtherUid => f.write_str("runs a process as another uid, which needs real root"),
+            SkipReason::SetIds(why) => write!(
+                f,
+                "a process switches its own uid and gid (seteuid), which needs CAP_SETUID and CAP_SETGID: {why}"
+            ),
             SkipReason::NeedsContainers => {
                 f.write_str("uses container IPC modes, pods or containers: run it with --backend docker or podman")
             }
@@ -72,6 +79,9 @@ pub struct Capabilities {
     /// IPC namespaces can be made and entered by handle.
     pub namespaces: bool,
     pub other_uids: bool,
+    /// CAP_SETUID and CAP_SETGID are in this process's permitted set, so a
+    /// process it starts can keep them.
+    pub set_ids: bool,
     /// /proc/sys/kernel is writable (Docker mounts it read-only).
     pub sysctls: bool,
 }
@@ -87,10 +97,22 @@ impl Capabilities {
             && std::fs::read_to_string("/proc/self/uid_map")
                 .map(|m| m.lines().any(|l| l.split_whitespace().nth(2).is_some_and(|n| n != "1")))
                 .unwrap_or(false);
+        const CAP_SETGID: u64 = 1 << 6;
+        const CAP_SETUID: u64 = 1 << 7;
+        let permitted = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapPrm:"))
+                    .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            })
+            .unwrap_or(0);
+        let set_ids = permitted & (CAP_SETUID | CAP_SETGID) == CAP_SETUID | CAP_SETGID;
         let sysctls = nix::unistd::access("/proc/sys/kernel/shm_rmid_forced", nix::unistd::AccessFlags::W_OK).is_ok();
         Capabilities {
             namespaces,
             other_uids,
+            set_ids,
             sysctls,
         }
     }

@@ -87,6 +87,9 @@ impl Backend for SharedNamespace {
         if needs.other_uid && !self.capabilities.other_uids {
             return Some(SkipReason::OtherUid);
         }
+        if needs.set_ids && !self.capabilities.set_ids {
+            return Some(SkipReason::SetIds("this process does not hold them to pass on".into()));
+        }
         None
     }
 
