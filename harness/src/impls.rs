@@ -115,6 +115,7 @@ impl ImplFile {
             origin,
             options: Some(self.options),
             staging: None,
+            for_other_uids: None,
             notes: Vec::new(),
             given: None,
         };
@@ -148,6 +149,11 @@ pub struct Implementation {
     pub options: Option<BTreeSet<ImplOption>>,
     /// Copies of the binaries that other uids can reach (removed on drop).
     staging: Option<std::sync::Arc<tempfile::TempDir>>,
+    /// The writer's, reader's and probe's commands with those copies, for a
+    /// process that runs as another uid; every other process runs the
+    /// programs where they are (a copy of a venv's interpreter, or of a
+    /// binary without the libraries around it, is not the same program).
+    for_other_uids: Option<Box<[Vec<String>; 3]>>,
     /// What staging had to leave out, said once to the user.
     pub notes: Vec<String>,
     /// The writer's and reader's commands as given, before staging.
@@ -155,11 +161,23 @@ pub struct Implementation {
 }
 
 impl Implementation {
+    /// A role's command as a process of the harness's own uid runs it.
     pub fn command(&self, role: Role) -> &[String] {
         match role {
             Role::Writer => &self.writer,
             Role::Reader => &self.reader,
             Role::Probe => &self.probe,
+        }
+    }
+
+    /// A role's command for a process started as `uid` (None: the
+    /// harness's own): where another uid cannot reach a program, its staged
+    /// copy.
+    pub fn command_as(&self, role: Role, uid: Option<u32>) -> &[String] {
+        let other = uid.is_some_and(|u| u != nix::unistd::geteuid().as_raw());
+        match (&self.for_other_uids, other) {
+            (Some(staged), true) => &staged[role_index(role)],
+            _ => self.command(role),
         }
     }
 
@@ -232,6 +250,7 @@ impl Implementation {
             env: BTreeMap::new(),
             origin: Origin::Commands,
             staging: None,
+            for_other_uids: None,
             options: None,
             notes: Vec::new(),
             given: None,
@@ -259,6 +278,7 @@ impl Implementation {
             env: BTreeMap::new(),
             origin: Origin::Commands,
             staging: None,
+            for_other_uids: None,
             options: None,
             notes: Vec::new(),
             given: Some(Box::new(given)),
@@ -292,16 +312,15 @@ impl Implementation {
         }
     }
 
-    /// Stage the `wanted` words (role, word index, with its folder?) into `dir`.
+    /// Stage the `wanted` words (role, word index, with its folder?) into
+    /// `dir`, for the processes that run as other uids.
     fn staged_in(mut self, dir: tempfile::TempDir, wanted: Vec<(Role, usize, bool)>) -> Implementation {
-        if self.given.is_none() {
-            self.given = Some(Box::new((self.writer.clone(), self.reader.clone())));
-        }
+        let mut staged = Box::new([self.writer.clone(), self.reader.clone(), self.probe.clone()]);
         // One staged folder per source folder (a writer and a reader of one
         // folder share it), one per program when only the program is taken.
         let mut folders: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
         for (role, i, folder) in wanted {
-            let src = PathBuf::from(&self.command(role)[i]);
+            let src = PathBuf::from(&staged[role_index(role)][i]);
             let (Some(parent), Some(file_name)) = (src.parent(), src.file_name()) else {
                 continue;
             };
@@ -334,19 +353,23 @@ impl Implementation {
             };
             let dst = staged_folder.join(file_name);
             if dst.is_file() || std::fs::copy(&src, &dst).is_ok() {
-                let argv = match role {
-                    Role::Writer => &mut self.writer,
-                    Role::Reader => &mut self.reader,
-                    Role::Probe => &mut self.probe,
-                };
-                argv[i] = dst.display().to_string();
+                staged[role_index(role)][i] = dst.display().to_string();
             } else {
                 self.notes
                     .push(format!("cannot stage {} for other uids", src.display()));
             }
         }
         self.staging = Some(std::sync::Arc::new(dir));
+        self.for_other_uids = Some(staged);
         self
+    }
+}
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Writer => 0,
+        Role::Reader => 1,
+        Role::Probe => 2,
     }
 }
 
@@ -737,13 +760,28 @@ mod tests {
             "the private programs, not the probe others reach"
         );
         let staged = imp.staged_in(into, wanted);
-        let (w, r) = (PathBuf::from(&staged.writer[0]), PathBuf::from(&staged.reader[0]));
+        let other = Some(65534);
+        let (w, r) = (
+            PathBuf::from(&staged.command_as(Role::Writer, other)[0]),
+            PathBuf::from(&staged.command_as(Role::Reader, other)[0]),
+        );
         assert_ne!(w, r, "two programs of one name stay two");
         assert_eq!(std::fs::read_to_string(&w).unwrap(), "#!/bin/sh\necho good\n");
         assert_eq!(std::fs::read_to_string(&r).unwrap(), "#!/bin/sh\necho bad\n");
         assert!(r.with_file_name("lib.sh").is_file(), "the folder's files come along");
         assert!(reachable_by_others(&w) && reachable_by_others(&r));
         assert_eq!(staged.given(Role::Reader), [path("bad/prog")], "as given, for messages");
-        assert_eq!(staged.probe, ["/bin/true"], "what others reach stays where it is");
+        assert_eq!(
+            staged.command_as(Role::Probe, other),
+            ["/bin/true"],
+            "what others reach stays where it is"
+        );
+        // The harness's own uid runs the programs where they are: a copy of
+        // a venv's interpreter is not the venv's.
+        let own = Some(nix::unistd::geteuid().as_raw());
+        for uid in [None, own] {
+            assert_eq!(staged.command_as(Role::Writer, uid), [path("good/prog")]);
+            assert_eq!(staged.command_as(Role::Reader, uid), [path("bad/prog")]);
+        }
     }
 }

@@ -908,6 +908,30 @@ fn fuzz_says_what_a_target_lacks(#[case] args: &[&str], #[case] says: &str) {
         .stderr(predicate::str::contains(says));
 }
 
+/// A mistyped known-divergences file is a load error at its place, exit 2,
+/// before any program runs.
+#[test]
+fn fuzz_refuses_a_wrong_known_file_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("known.toml");
+    std::fs::write(
+        &file,
+        "[[divergence]]\ncall = \"shmget\"\nmodel = \"EACCESS\"\nkernel = \"id\"\nreason = \"r\"\n",
+    )
+    .unwrap();
+    shmconf()
+        .args(["fuzz", "--programs", "1", "--known"])
+        .arg(&file)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(format!(
+            "{}:3:9: unknown answer \"EACCESS\"",
+            file.display()
+        )));
+}
+
 #[test]
 fn a_filesystem_without_colliding_inodes_in_time_is_a_skip_not_a_failure() {
     let dir = tempfile::tempdir().unwrap();
@@ -1259,6 +1283,45 @@ fn failures_show_a_timeline_and_verbose_shows_the_whole_log() {
     let out = String::from_utf8_lossy(&verbose.stdout);
     assert!(out.contains("event log (workdir"), "{out}");
     assert!(out.contains("{\"event\":\"spawn\""), "{out}");
+}
+
+/// Programs under a folder other uids cannot enter (a 0700 checkout, a
+/// home) are copied for the processes that run as another uid, and run
+/// where they are for every other: a program that needs what is around it
+/// (a venv's interpreter finds its packages from ../pyvenv.cfg) must not
+/// fail because of where it was launched from.
+#[test]
+fn a_program_in_a_private_folder_runs_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("venv");
+    std::fs::create_dir_all(venv.join("bin")).unwrap();
+    std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    for (role, target) in [
+        ("writer", assert_cmd::cargo::cargo_bin("shm-writer")),
+        ("reader", assert_cmd::cargo::cargo_bin("shm-reader")),
+    ] {
+        let script = venv.join("bin").join(role);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ -f \"$(dirname \"$0\")/../pyvenv.cfg\" ] || {{ echo \"not in my venv: $0\" >&2; exit 99; }}\nexec {} \"$@\"\n",
+                target.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    shmconf()
+        .args(["run", "--tag", "seed-contract", "--writer"])
+        .arg(venv.join("bin/writer"))
+        .arg("--reader")
+        .arg(venv.join("bin/reader"))
+        .arg(scenarios())
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(all_seed_contract_pass()));
 }
 
 /// An implementation file's `dir` and `env`: relative paths in its commands
@@ -1994,12 +2057,26 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
         return;
     }
     let found = tempfile::tempdir().unwrap();
+    // With gVisor's known kinds (harness/runtimes/gvisor-fuzz.toml) the
+    // run passes: what CI gates on is a kind nobody has seen.
+    let known = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("runtimes/gvisor-fuzz.toml");
     let out = shmconf()
-        .args(["fuzz", "--target", "gvisor", "--programs", "60", "--ops", "30", "--out"])
+        .args([
+            "fuzz",
+            "--target",
+            "gvisor",
+            "--programs",
+            "60",
+            "--ops",
+            "30",
+            "--known",
+        ])
+        .arg(&known)
+        .arg("--out")
         .arg(found.path())
         .timeout(Duration::from_secs(600))
         .assert()
-        .code(1)
+        .code(0)
         .get_output()
         .stdout
         .clone();
@@ -2030,6 +2107,10 @@ fn generated_programs_find_gvisors_divergences_by_themselves() {
         "size 0 of an existing segment: {text}"
     );
     assert!(text.contains("left out: "), "past a known kind: {text}");
+    assert!(
+        text.contains("  known (errors/other-uid-eacces: ") && text.contains(", 0 new\n"),
+        "each kind known, none new: {text}"
+    );
     let kinds: usize = text
         .split(" kinds of divergence")
         .next()

@@ -676,7 +676,7 @@ impl State<'_> {
         let n = Some(step.n);
         let (mut argv, mut env): (Vec<String>, _) = match &spawn.program {
             Program::Role(role) => (
-                engine.implementation.command(*role).to_vec(),
+                engine.implementation.command_as(*role, spawn.uid).to_vec(),
                 engine.implementation.env(*role).cloned().unwrap_or_default(),
             ),
             Program::Exec(argv) => (argv.clone(), Default::default()),
