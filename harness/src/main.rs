@@ -191,6 +191,11 @@ struct FuzzArgs {
     /// against the same model, so what differs from Linux shows.
     #[arg(long, value_enum, default_value = "local")]
     target: FuzzTargetArg,
+    /// The target's known kinds of divergence (e.g.
+    /// harness/runtimes/gvisor-fuzz.toml): the run fails only on another
+    /// kind, as --expectations does for scenarios.
+    #[arg(long, value_name = "FILE")]
+    known: Option<PathBuf>,
     /// The image whose `shmconf fuzz-exec` runs each program (--target
     /// docker), e.g. the suite's image.
     #[arg(long, value_name = "IMAGE", required_if_eq("target", "docker"))]
@@ -583,7 +588,15 @@ fn fuzz(args: FuzzArgs) -> ExitCode {
             (_, None) => return ExitCode::from(2),
         },
     };
+    let known = match args.known.as_deref().map(fuzz::known::Known::load).transpose() {
+        Ok(known) => known.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("shmconf fuzz: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = fuzz::FuzzOptions {
+        known,
         exe,
         seed: args.replay.unwrap_or(args.seed),
         programs: if args.replay.is_some() { 1 } else { args.programs },
@@ -600,7 +613,7 @@ fn fuzz(args: FuzzArgs) -> ExitCode {
                 text.push_str(&fuzz::render_coverage(&report));
             }
             let code = emit(&text);
-            if !report.diverged() {
+            if report.unexpected(&opts.known) == 0 {
                 code
             } else {
                 ExitCode::FAILURE

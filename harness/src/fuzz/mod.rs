@@ -8,6 +8,7 @@
 //! it, and reported with the command that replays it.
 
 pub mod exec;
+pub mod known;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -278,6 +279,9 @@ pub struct FuzzOptions {
     /// Where each divergence's shrunk program goes, as a scenario file
     /// (seed-N.toml), if anywhere.
     pub out: Option<PathBuf>,
+    /// The target's known kinds of divergence (`--known`): only another
+    /// kind fails the run.
+    pub known: known::Known,
     pub target: Target,
     /// Stop starting programs after this long (the count then depends on
     /// the machine, and the report says the clock stopped it).
@@ -328,6 +332,13 @@ impl FuzzReport {
     /// Anything where the target differs from the model (or from itself).
     pub fn diverged(&self) -> bool {
         !self.found.is_empty() || self.listing.observations > 0
+    }
+
+    /// The kinds of divergence `known` does not list (the listing's
+    /// shortfall counts as one): what fails a run.
+    pub fn unexpected(&self, known: &known::Known) -> usize {
+        let kinds = self.found.iter().filter(|f| known.of(f.first.kind()).is_none()).count();
+        kinds + usize::from(self.listing.observations > 0 && known.listing.is_none())
     }
 }
 
@@ -553,8 +564,18 @@ fn write_scenario(
 /// The report as people read it.
 pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
     let mut out = String::new();
+    let expected = |why: Option<(&str, Option<&str>)>| match why {
+        Some((reason, scenario)) => format!(
+            "  known ({}{reason})\n",
+            scenario.map_or_else(String::new, |s| format!("{s}: "))
+        ),
+        None if opts.known.kinds.is_empty() && opts.known.listing.is_none() => String::new(),
+        None => "  NEW: not among the known kinds of divergence\n".into(),
+    };
     for f in &report.found {
         out.push_str(&format!("divergence in program {}: {}\n", f.seed, f.first));
+        let known = opts.known.of(f.first.kind());
+        out.push_str(&expected(known.map(|k| (k.reason.as_str(), k.scenario.as_deref()))));
         if !f.dropped.is_empty() {
             let ops: Vec<String> = f.dropped.iter().map(|i| (i + 1).to_string()).collect();
             out.push_str(&format!(
@@ -604,6 +625,7 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             report.operations,
             index + 1
         ));
+        out.push_str(&expected(opts.known.listing.as_deref().map(|r| (r, None))));
         if let Some(shrunk) = &report.listing.shrunk {
             out.push_str(&format!(
                 "  shrunk to {} operation{}:\n",
@@ -643,6 +665,15 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             )
         }
     ));
+    if !opts.known.kinds.is_empty() || opts.known.listing.is_some() {
+        let new = report.unexpected(&opts.known);
+        let met = report.found.len() + usize::from(report.listing.observations > 0) - new;
+        let listed = opts.known.kinds.len() + usize::from(opts.known.listing.is_some());
+        out.push_str(&format!(
+            "known divergences: {met} of the {listed} listed met, {new} new{}\n",
+            if new == 0 { "" } else { " (each marked NEW above)" }
+        ));
+    }
     out
 }
 
@@ -986,6 +1017,7 @@ mod tests {
             programs: 3,
             ops: 8,
             out: None,
+            known: known::Known::default(),
             target: Target::Local,
             time: None,
         };
@@ -1028,6 +1060,69 @@ mod tests {
         );
     }
 
+    /// With the target's known kinds, only another kind fails the run, and
+    /// the report marks each kind known (with its reason) or NEW.
+    #[rstest::rstest]
+    #[case::none_known("", 2, 2)]
+    #[case::one_known(
+        "[[divergence]]\ncall = \"IPC_STAT\"\nmodel = \"stat\"\nkernel = \"EINVAL\"\nreason = \"stats refused\"\n",
+        1,
+        1
+    )]
+    #[case::both_known("[[divergence]]\ncall = \"IPC_STAT\"\nmodel = \"stat\"\nkernel = \"EINVAL\"\nreason = \"stats refused\"\n[[divergence]]\ncall = \"shmget\"\nmodel = \"EEXIST\"\nkernel = \"ENOENT\"\nreason = \"lost\"\n", 0, 0)]
+    #[case::another_call_known(
+        "[[divergence]]\ncall = \"IPC_RMID\"\nmodel = \"stat\"\nkernel = \"EINVAL\"\nreason = \"x\"\n",
+        2,
+        2
+    )]
+    fn only_a_kind_not_known_fails_the_run(#[case] known: &str, #[case] unexpected: usize, #[case] marked_new: usize) {
+        let fault = |o: &mut Observation| match o.outcome {
+            Outcome::Stat(_) => o.outcome = Outcome::Errno { errno: libc::EINVAL },
+            Outcome::Errno { errno: libc::EEXIST } => o.outcome = Outcome::Errno { errno: libc::ENOENT },
+            _ => {}
+        };
+        let mut run = |p: &Program| Ok(simulated(p, &fault));
+        let opts = FuzzOptions {
+            exe: PathBuf::from("shmconf"),
+            seed: 0,
+            programs: 2,
+            ops: 8,
+            out: None,
+            known: known::Known::parse(Path::new("known.toml"), known).unwrap(),
+            target: Target::Local,
+            time: None,
+        };
+        let parse = |seed, ops: &[&str]| Program {
+            seed,
+            ops: ops.iter().map(|o| o.parse().unwrap()).collect(),
+        };
+        let create = "shmget(0x5f000001, 1024, 0600|IPC_CREAT)";
+        let mut report = FuzzReport::default();
+        take_program(
+            &mut report,
+            parse(1, &[create, "shmctl(id#0, IPC_STAT)"]),
+            &opts,
+            &mut run,
+        )
+        .unwrap();
+        let exclusive = "shmget(0x5f000001, 1024, 0600|IPC_CREAT|IPC_EXCL)";
+        take_program(&mut report, parse(2, &[create, exclusive]), &opts, &mut run).unwrap();
+        assert_eq!(report.found.len(), 2);
+        assert_eq!(report.unexpected(&opts.known), unexpected);
+        let text = render(&report, &opts);
+        assert_eq!(
+            text.matches("  NEW: not among the known kinds").count(),
+            if known.is_empty() { 0 } else { marked_new },
+            "{text}"
+        );
+        if !known.is_empty() {
+            assert!(text.contains(&format!("{unexpected} new")), "{text}");
+        }
+        if known.contains("stats refused") {
+            assert!(text.contains("  known (stats refused)"), "{text}");
+        }
+    }
+
     /// Two divergences at one call are two kinds when the answers differ
     /// in kind (EEXIST answered EINVAL is not EACCES answered with an id).
     #[test]
@@ -1064,6 +1159,7 @@ mod tests {
                 programs: 1,
                 ops: 12,
                 out: None,
+                known: known::Known::default(),
                 target: Target::Gvisor {
                     runsc: PathBuf::from("runsc"),
                 },

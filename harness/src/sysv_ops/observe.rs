@@ -106,6 +106,34 @@ impl std::fmt::Display for Answer {
     }
 }
 
+impl Answer {
+    /// The answers that are not an errno, as they are written.
+    pub const NAMED: &'static [Answer] = &[
+        Answer::Id,
+        Answer::Attached,
+        Answer::Done,
+        Answer::Stat,
+        Answer::StatOfRemoved,
+        Answer::BytesStoredEarlier,
+        Answer::ZeroBytes,
+        Answer::OutOfBounds,
+        Answer::NotAttached,
+        Answer::ReadOnly,
+    ];
+
+    /// The answer `Display` writes as `text` (an errno by its name).
+    pub fn named(text: &str) -> Option<Answer> {
+        Answer::NAMED
+            .iter()
+            .copied()
+            .chain((1..=133).map(Answer::Errno))
+            .find(|a| {
+                !matches!(a, Answer::Errno(e) if nix::errno::Errno::from_raw(*e) == nix::errno::Errno::UnknownErrno)
+                    && a.to_string() == text
+            })
+    }
+}
+
 impl Outcome {
     /// Its kind.
     pub fn answer(&self) -> Answer {
