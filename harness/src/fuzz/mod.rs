@@ -309,7 +309,13 @@ pub struct Found {
 #[derive(Debug, Clone, Default)]
 pub struct ListingShortfalls {
     pub observations: usize,
-    pub first: Option<(u64, usize, Op, observe::Listing)>,
+    /// (seed, operation index, operation, the listing, the model's live
+    /// segments there).
+    pub first: Option<(u64, usize, Op, observe::Listing, usize)>,
+    /// Of those, the ones where SHM_INFO's count is not the model's live
+    /// segments (a count that does not go down), and the first.
+    pub count_off: usize,
+    pub first_count_off: Option<(u64, usize, Op, observe::Listing, usize)>,
     /// The first such program, shrunk while some listing still falls short.
     pub shrunk: Option<Program>,
 }
@@ -414,7 +420,18 @@ fn take_program(report: &mut FuzzReport, program: Program, opts: &FuzzOptions, r
         *report.answers.entry(kind).or_default() += 1;
         if let (Some(listing), Some(op)) = (obs.listing, program.ops.get(index)) {
             report.listing.observations += 1;
-            report.listing.first.get_or_insert((program.seed, index, *op, listing));
+            let live = crate::model::program::live_after(&program, hello, index);
+            report
+                .listing
+                .first
+                .get_or_insert((program.seed, index, *op, listing, live));
+            if usize::try_from(listing.counted).ok() != Some(live) {
+                report.listing.count_off += 1;
+                report
+                    .listing
+                    .first_count_off
+                    .get_or_insert((program.seed, index, *op, listing, live));
+            }
         }
     }
     if report.listing.shrunk.is_none() && observed.iter().any(|o| o.listing.is_some()) {
@@ -616,15 +633,25 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             ));
         }
     }
-    if let Some((seed, index, op, listing)) = &report.listing.first {
+    if let Some((seed, index, op, listing, live)) = &report.listing.first {
         out.push_str(&format!(
             "divergence: the kernel does not list what it counts, after {} of the {} observations \
-             (first: program {seed}, operation {} ({op}): {listing}); there the table was read by id \
+             (first: program {seed}, operation {} ({op}): {listing}; {}); there the table was read by id \
              (IPC_STAT of every id the program was given) and judged as usual\n",
             report.listing.observations,
             report.operations,
-            index + 1
+            index + 1,
+            crate::model::program::listing_against_model(listing, *live)
         ));
+        if let Some((seed, index, op, listing, live)) = &report.listing.first_count_off {
+            out.push_str(&format!(
+                "  SHM_INFO's count is not the model's live segments in {} of them (first: program {seed}, \
+                 operation {} ({op}): {listing}; {})\n",
+                report.listing.count_off,
+                index + 1,
+                crate::model::program::listing_against_model(listing, *live)
+            ));
+        }
         out.push_str(&expected(opts.known.listing.as_deref().map(|r| (r, None))));
         if let Some(shrunk) = &report.listing.shrunk {
             out.push_str(&format!(
@@ -996,6 +1023,78 @@ mod tests {
             problems[0].starts_with(&format!("after operation 1 ({}) the kernel does not list", p.ops[0])),
             "{problems:?}"
         );
+    }
+
+    /// A listing that falls short is held against the model's live
+    /// segments, so the report says which of the count and the listing is
+    /// wrong (gVisor's count never goes down; its listing is refused).
+    #[rstest::rstest]
+    #[case::listing_short(
+        1,
+        0,
+        1,
+        "1 segment is alive by the model: SHM_INFO's count is right, the listing shows 1 fewer"
+    )]
+    #[case::count_stale(
+        2,
+        0,
+        0,
+        "0 segments are alive by the model: SHM_INFO counts 2 more, the listing is right"
+    )]
+    #[case::both(
+        3,
+        1,
+        2,
+        "2 segments are alive by the model: SHM_INFO counts 1 more, the listing shows 1 fewer"
+    )]
+    #[case::count_low(
+        0,
+        1,
+        1,
+        "1 segment is alive by the model: SHM_INFO counts 1 fewer, the listing is right"
+    )]
+    fn a_listing_shortfall_says_which_side_is_wrong(
+        #[case] counted: i32,
+        #[case] listed: usize,
+        #[case] live: usize,
+        #[case] says: &str,
+    ) {
+        let listing = observe::Listing {
+            counted,
+            listed,
+            refused: None,
+        };
+        assert_eq!(crate::model::program::listing_against_model(&listing, live), says);
+    }
+
+    /// The model's live segments after an operation: created, removed while
+    /// attached (still alive), gone at the last detach.
+    #[test]
+    fn live_segments_follow_the_model() {
+        let p = Program {
+            seed: 0,
+            ops: [
+                "shmget(0x5f000001, 1024, 0600|IPC_CREAT)",
+                "shmat(id#0)",
+                "shmctl(id#0, IPC_RMID)",
+                "shmdt(att#0)",
+            ]
+            .iter()
+            .map(|o| o.parse().unwrap())
+            .collect(),
+        };
+        let hello = Hello {
+            ipc_owner: true,
+            sys_admin: true,
+            uid: 0,
+            gid: 0,
+            set_uid: true,
+            set_gid: true,
+        };
+        let live: Vec<usize> = (0..4)
+            .map(|i| crate::model::program::live_after(&p, hello, i))
+            .collect();
+        assert_eq!(live, [1, 1, 1, 0]);
     }
 
     /// A kernel that differs in a common way (IPC_STAT refused) and a rarer

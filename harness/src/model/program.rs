@@ -9,7 +9,7 @@ pub mod predict;
 
 use std::collections::BTreeMap;
 
-use crate::sysv_ops::observe::{Answer, Hello, Observation, Outcome, SegState};
+use crate::sysv_ops::observe::{Answer, Hello, Listing, Observation, Outcome, SegState};
 use crate::sysv_ops::{Op, Program};
 use predict::{Model, Predicted};
 
@@ -138,6 +138,37 @@ impl std::fmt::Display for Divergence {
     }
 }
 
+/// How many segments the model holds alive after operation `index` (what
+/// SHM_INFO's count and the listing should both show).
+pub fn live_after(program: &Program, hello: Hello, index: usize) -> usize {
+    let mut model = Model::new(hello);
+    for op in program.ops.iter().take(index + 1) {
+        model.apply(op);
+    }
+    model.table().len()
+}
+
+/// A listing shortfall held against the model's `live` segments: which of
+/// the kernel's count and its listing is wrong (or both).
+pub fn listing_against_model(listing: &Listing, live: usize) -> String {
+    let counted = usize::try_from(listing.counted).ok();
+    let count = match counted {
+        Some(c) if c == live => "SHM_INFO's count is right".to_string(),
+        Some(c) if c > live => format!("SHM_INFO counts {} more", c - live),
+        Some(c) => format!("SHM_INFO counts {} fewer", live - c),
+        None => format!("SHM_INFO's count is negative ({})", listing.counted),
+    };
+    let list = match listing.listed {
+        l if l == live => "the listing is right".to_string(),
+        l if l < live => format!("the listing shows {} fewer", live - l),
+        l => format!("the listing shows {} more", l - live),
+    };
+    format!(
+        "{live} segment{} alive by the model: {count}, {list}",
+        if live == 1 { " is" } else { "s are" }
+    )
+}
+
 /// Hold each observation against the model; the first disagreement.
 pub fn judge(program: &Program, hello: Hello, observed: &[Observation]) -> Result<usize, Divergence> {
     let mut model = Model::new(hello);
@@ -239,9 +270,10 @@ pub fn judge_report(program: &Program, stdout: &[u8]) -> Vec<String> {
     }
     if let Some((index, listing)) = observed.iter().enumerate().find_map(|(i, o)| o.listing.map(|l| (i, l))) {
         problems.push(format!(
-            "after operation {} ({}) the kernel does not list what it counts: {listing}",
+            "after operation {} ({}) the kernel does not list what it counts: {listing}; {}",
             index + 1,
-            program.ops.get(index).map_or_else(String::new, ToString::to_string)
+            program.ops.get(index).map_or_else(String::new, ToString::to_string),
+            listing_against_model(&listing, live_after(program, hello, index))
         ));
     }
     problems
