@@ -406,12 +406,8 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<FuzzReport, FuzzError> {
 /// executor; a simulated kernel in tests).
 type Run<'a> = dyn FnMut(&Program) -> Result<(Hello, Vec<Observation>), FuzzError> + 'a;
 
-/// Run one program, count what it reached, judge it (past known kinds of
-/// divergence), and shrink and record a new kind.
-fn take_program(report: &mut FuzzReport, program: Program, opts: &FuzzOptions, run: &mut Run) -> Result<(), FuzzError> {
-    let (hello, observed) = run(&program)?;
-    report.programs += 1;
-    report.operations += program.ops.len();
+/// Count what each call answered, and where the listing fell short.
+fn count_observed(report: &mut FuzzReport, program: &Program, hello: Hello, observed: &[Observation]) {
     for (index, obs) in observed.iter().enumerate() {
         let kind = obs.outcome.answer();
         if let Some(op) = program.ops.get(index) {
@@ -420,7 +416,7 @@ fn take_program(report: &mut FuzzReport, program: Program, opts: &FuzzOptions, r
         *report.answers.entry(kind).or_default() += 1;
         if let (Some(listing), Some(op)) = (obs.listing, program.ops.get(index)) {
             report.listing.observations += 1;
-            let live = crate::model::program::live_after(&program, hello, index);
+            let live = crate::model::program::live_after(program, hello, index);
             report
                 .listing
                 .first
@@ -434,48 +430,98 @@ fn take_program(report: &mut FuzzReport, program: Program, opts: &FuzzOptions, r
             }
         }
     }
-    if report.listing.shrunk.is_none() && observed.iter().any(|o| o.listing.is_some()) {
-        let shrunk = shrink_listing(&program, run)?;
-        if let Some(dir) = &opts.out {
-            let what = "the kernel does not list every segment it counts (IPC_INFO or SHM_INFO against SHM_STAT)";
-            write_scenario(
-                dir,
-                &format!("seed-{}-listing.toml", program.seed),
-                what,
-                program.seed,
-                &shrunk,
-                opts,
-            )?;
-        }
-        report.listing.shrunk = Some(shrunk);
+}
+
+/// Shrink the first program whose listing falls short, and write it.
+fn take_listing(
+    report: &mut FuzzReport,
+    program: &Program,
+    opts: &FuzzOptions,
+    run: &mut Run,
+) -> Result<(), FuzzError> {
+    let shrunk = shrink_listing(program, run)?;
+    if let Some(dir) = &opts.out {
+        let what = "the kernel does not list every segment it counts (IPC_INFO or SHM_INFO against SHM_STAT)";
+        write_scenario(
+            dir,
+            &format!("seed-{}-listing.toml", program.seed),
+            what,
+            program.seed,
+            &shrunk,
+            opts,
+        )?;
     }
-    let mut verdict = judge(&program, hello, &observed);
-    // A program whose first divergence is of a kind already reported
-    // is run again without that operation (a subsequence is a
-    // program), up to PAST_KNOWN times: a kernel that differs in a
-    // common way would otherwise hide every rarer way behind it.
-    let mut program = program;
+    report.listing.shrunk = Some(shrunk);
+    Ok(())
+}
+
+/// A program's first divergence of a kind not reported yet.
+struct NewKind {
+    /// The program as run (the generated one, less `dropped`).
+    program: Program,
+    first: Divergence,
+    /// The generated operations' indexes that `program` kept.
+    kept: Vec<usize>,
+    /// Those left out, each a divergence of a known kind.
+    dropped: Vec<usize>,
+}
+
+/// The program's first divergence of a kind not reported yet, looking past
+/// known kinds: a program whose first divergence is of a kind already
+/// reported is run again without that operation (a subsequence is a
+/// program), up to PAST_KNOWN times, since a kernel that differs in a
+/// common way would otherwise hide every rarer way behind it.
+fn first_new_kind(
+    report: &mut FuzzReport,
+    mut program: Program,
+    mut verdict: Result<usize, Divergence>,
+    run: &mut Run,
+) -> Result<Option<NewKind>, FuzzError> {
     let mut kept: Vec<usize> = (0..program.ops.len()).collect();
     let mut dropped: Vec<usize> = Vec::new();
-    let first = loop {
+    loop {
         let Err(first) = verdict else {
-            break None;
+            return Ok(None);
         };
         let Some(known) = report.found.iter_mut().find(|f| f.first.kind() == first.kind()) else {
-            break Some(first);
+            return Ok(Some(NewKind {
+                program,
+                first,
+                kept,
+                dropped,
+            }));
         };
         if dropped.is_empty() {
             known.also.push(program.seed);
         }
         if dropped.len() == PAST_KNOWN {
-            break None;
+            return Ok(None);
         }
         dropped.push(kept.remove(first.index));
         program.ops.remove(first.index);
         let (hello, observed) = run(&program)?;
         verdict = judge(&program, hello, &observed);
-    };
-    let Some(first) = first else {
+    }
+}
+
+/// Run one program, count what it reached, judge it (past known kinds of
+/// divergence), and shrink and record a new kind.
+fn take_program(report: &mut FuzzReport, program: Program, opts: &FuzzOptions, run: &mut Run) -> Result<(), FuzzError> {
+    let (hello, observed) = run(&program)?;
+    report.programs += 1;
+    report.operations += program.ops.len();
+    count_observed(report, &program, hello, &observed);
+    if report.listing.shrunk.is_none() && observed.iter().any(|o| o.listing.is_some()) {
+        take_listing(report, &program, opts, run)?;
+    }
+    let verdict = judge(&program, hello, &observed);
+    let Some(NewKind {
+        program,
+        first,
+        kept,
+        dropped,
+    }) = first_new_kind(report, program, verdict, run)?
+    else {
         return Ok(());
     };
     let kind = first.kind();
@@ -581,58 +627,78 @@ fn write_scenario(
 /// The report as people read it.
 pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
     let mut out = String::new();
-    let expected = |why: Option<(&str, Option<&str>)>| match why {
+    for f in &report.found {
+        render_found(&mut out, f, opts);
+    }
+    render_listing(&mut out, report, opts);
+    render_summary(&mut out, report, opts);
+    out
+}
+
+/// Whether a divergence is a known kind (why, and its scenario) or new; nothing
+/// when no kinds are known.
+fn known_or_new(opts: &FuzzOptions, why: Option<(&str, Option<&str>)>) -> String {
+    match why {
         Some((reason, scenario)) => format!(
             "  known ({}{reason})\n",
             scenario.map_or_else(String::new, |s| format!("{s}: "))
         ),
         None if opts.known.kinds.is_empty() && opts.known.listing.is_none() => String::new(),
         None => "  NEW: not among the known kinds of divergence\n".into(),
-    };
-    for f in &report.found {
-        out.push_str(&format!("divergence in program {}: {}\n", f.seed, f.first));
-        let known = opts.known.of(f.first.kind());
-        out.push_str(&expected(known.map(|k| (k.reason.as_str(), k.scenario.as_deref()))));
-        if !f.dropped.is_empty() {
-            let ops: Vec<String> = f.dropped.iter().map(|i| (i + 1).to_string()).collect();
-            out.push_str(&format!(
-                "  (seen with operation{} {} left out: {} first, in kinds reported above)\n",
-                if ops.len() == 1 { "" } else { "s" },
-                ops.join(", "),
-                if ops.len() == 1 { "it diverged" } else { "each diverged" },
-            ));
-        }
-        out.push_str(&format!(
-            "  shrunk to {} operation{}: {}\n",
-            f.shrunk.ops.len(),
-            if f.shrunk.ops.len() == 1 { "" } else { "s" },
-            f.shrunk_divergence
-        ));
-        for (i, op) in f.shrunk.ops.iter().enumerate() {
-            out.push_str(&format!("    {}. {op}\n", i + 1));
-        }
-        out.push_str(&format!(
-            "  replay: shmconf fuzz --replay {} --ops {}{}{}\n",
-            f.seed,
-            opts.ops,
-            target_flag(&opts.target),
-            if f.dropped.is_empty() {
-                ""
-            } else {
-                " (alone it shows the first of those kinds; the shrunk program shows this one)"
-            }
-        ));
-        if !f.also.is_empty() {
-            let seeds: Vec<String> = f.also.iter().take(8).map(u64::to_string).collect();
-            out.push_str(&format!(
-                "  the same kind of divergence in {} more program{}: seeds {}{}\n",
-                f.also.len(),
-                if f.also.len() == 1 { "" } else { "s" },
-                seeds.join(", "),
-                if f.also.len() > 8 { ", ..." } else { "" }
-            ));
-        }
     }
+}
+
+/// One kind of divergence: where it was first seen, shrunk, its replay.
+fn render_found(out: &mut String, f: &Found, opts: &FuzzOptions) {
+    out.push_str(&format!("divergence in program {}: {}\n", f.seed, f.first));
+    let known = opts.known.of(f.first.kind());
+    out.push_str(&known_or_new(
+        opts,
+        known.map(|k| (k.reason.as_str(), k.scenario.as_deref())),
+    ));
+    if !f.dropped.is_empty() {
+        let ops: Vec<String> = f.dropped.iter().map(|i| (i + 1).to_string()).collect();
+        out.push_str(&format!(
+            "  (seen with operation{} {} left out: {} first, in kinds reported above)\n",
+            if ops.len() == 1 { "" } else { "s" },
+            ops.join(", "),
+            if ops.len() == 1 { "it diverged" } else { "each diverged" },
+        ));
+    }
+    out.push_str(&format!(
+        "  shrunk to {} operation{}: {}\n",
+        f.shrunk.ops.len(),
+        if f.shrunk.ops.len() == 1 { "" } else { "s" },
+        f.shrunk_divergence
+    ));
+    for (i, op) in f.shrunk.ops.iter().enumerate() {
+        out.push_str(&format!("    {}. {op}\n", i + 1));
+    }
+    out.push_str(&format!(
+        "  replay: shmconf fuzz --replay {} --ops {}{}{}\n",
+        f.seed,
+        opts.ops,
+        target_flag(&opts.target),
+        if f.dropped.is_empty() {
+            ""
+        } else {
+            " (alone it shows the first of those kinds; the shrunk program shows this one)"
+        }
+    ));
+    if !f.also.is_empty() {
+        let seeds: Vec<String> = f.also.iter().take(8).map(u64::to_string).collect();
+        out.push_str(&format!(
+            "  the same kind of divergence in {} more program{}: seeds {}{}\n",
+            f.also.len(),
+            if f.also.len() == 1 { "" } else { "s" },
+            seeds.join(", "),
+            if f.also.len() > 8 { ", ..." } else { "" }
+        ));
+    }
+}
+
+/// The listing's shortfall, if the kernel's listing ever fell short.
+fn render_listing(out: &mut String, report: &FuzzReport, opts: &FuzzOptions) {
     if let Some((seed, index, op, listing, live)) = &report.listing.first {
         out.push_str(&format!(
             "divergence: the kernel does not list what it counts, after {} of the {} observations \
@@ -652,7 +718,7 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
                 crate::model::program::listing_against_model(listing, *live)
             ));
         }
-        out.push_str(&expected(opts.known.listing.as_deref().map(|r| (r, None))));
+        out.push_str(&known_or_new(opts, opts.known.listing.as_deref().map(|r| (r, None))));
         if let Some(shrunk) = &report.listing.shrunk {
             out.push_str(&format!(
                 "  shrunk to {} operation{}:\n",
@@ -664,6 +730,10 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             }
         }
     }
+}
+
+/// What was checked, and the run's one-line verdict.
+fn render_summary(out: &mut String, report: &FuzzReport, opts: &FuzzOptions) {
     let answers: Vec<String> = report.answers.iter().map(|(k, n)| format!("{n} {k}")).collect();
     if !answers.is_empty() {
         out.push_str(&format!("answers checked: {}\n", answers.join(", ")));
@@ -701,7 +771,6 @@ pub fn render(report: &FuzzReport, opts: &FuzzOptions) -> String {
             if new == 0 { "" } else { " (each marked NEW above)" }
         ));
     }
-    out
 }
 
 /// The flags that run the same target again (in replay lines).
