@@ -677,6 +677,10 @@ pub struct Needs {
     /// A process keeps CAP_SETUID and CAP_SETGID to switch its own ids (a
     /// program step's seteuid): the backend must be able to pass them on.
     pub set_ids: bool,
+    /// A step is judged by a model that starts from an empty table (a
+    /// program step): its namespace must be the scenario's own, never one
+    /// shared with processes the scenario did not start.
+    pub fresh_namespace: bool,
     pub sysctl: bool,
     /// Containers: IPC modes, pods or stopping containers.
     pub containers: bool,
@@ -737,6 +741,9 @@ impl Scenario {
             set_ids: steps
                 .iter()
                 .any(|s| matches!(&s.action, Action::Spawn(sp) if sp.keep.set_ids)),
+            fresh_namespace: steps
+                .iter()
+                .any(|s| matches!(&s.action, Action::Spawn(sp) if sp.expect.program.is_some())),
             sysctl: steps.iter().any(|s| matches!(s.action, Action::Sysctl { .. })),
             containers: self
                 .namespaces

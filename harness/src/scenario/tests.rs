@@ -429,12 +429,14 @@ fn a_program_step_that_switches_uid_needs_the_capabilities_kept(#[case] ops: &[&
     ))
     .unwrap();
     assert_eq!(s.needs().set_ids, switches);
+    assert!(s.needs().fresh_namespace, "the model starts from an empty table");
     let Action::Spawn(sp) = &s.steps()[0].action else {
         panic!("{:?}", s.steps()[0].action)
     };
     assert_eq!(sp.keep.set_ids, switches);
     assert!(sp.keep.ipc_owner);
     assert!(!parse(OK).unwrap().needs().set_ids);
+    assert!(!parse(OK).unwrap().needs().fresh_namespace);
 }
 
 #[test]

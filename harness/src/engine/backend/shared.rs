@@ -79,6 +79,11 @@ impl Backend for SharedNamespace {
                 "only safe in an IPC namespace of the scenario's own, and this process cannot create one".into(),
             ));
         }
+        if needs.fresh_namespace {
+            return Some(SkipReason::Unsupported(format!(
+                "a program step is judged by a model that starts from an empty table: it needs an IPC namespace of the scenario's own, and {why}"
+            )));
+        }
         if needs.drop_ns {
             return Some(SkipReason::Unsupported(
                 "drops a namespace, which needs namespaces of the scenario's own".into(),
