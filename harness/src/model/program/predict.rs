@@ -171,39 +171,7 @@ impl Model {
                 size,
                 create,
                 mode,
-            } => {
-                let found = match key {
-                    KeyPick::Private => None,
-                    k => self
-                        .segs
-                        .iter()
-                        .position(|s| s.alive && !s.state.dest && s.state.key == k.raw()),
-                };
-                match found {
-                    Some(s) => {
-                        if create == CreatePick::Exclusive {
-                            return err(EEXIST);
-                        }
-                        if u64::from(size) > self.segs[s].state.size {
-                            return err(EINVAL);
-                        }
-                        if !self.permitted(s, mode) {
-                            return err(EACCES);
-                        }
-                        self.gets.push(s);
-                        Predicted::SameId { seg: s }
-                    }
-                    None => {
-                        if key != KeyPick::Private && create == CreatePick::No {
-                            return err(ENOENT);
-                        }
-                        if size == 0 {
-                            return err(EINVAL);
-                        }
-                        self.new_segment(key.raw(), size, mode)
-                    }
-                }
-            }
+            } => self.get(key, size, create, mode),
             Op::Attach { seg, read_only } => {
                 let Some(s) = self.named(seg) else {
                     return err(EINVAL);
@@ -225,21 +193,7 @@ impl Model {
                 self.detach_from(s);
                 Predicted::Exactly(Outcome::Done)
             }
-            Op::Write { att, offset, len, byte } => {
-                let Some((s, read_only)) = self.attachment(att) else {
-                    return Predicted::Exactly(Outcome::NotAttached);
-                };
-                if read_only {
-                    return Predicted::Exactly(Outcome::ReadOnly);
-                }
-                let (start, end) = (offset as usize, offset as usize + len as usize);
-                let content = &mut self.segs[s].content;
-                if end > content.len() {
-                    return Predicted::Exactly(Outcome::OutOfBounds);
-                }
-                content[start..end].fill(byte);
-                Predicted::Exactly(Outcome::Done)
-            }
+            Op::Write { att, offset, len, byte } => self.write(att, offset, len, byte),
             Op::Read { att, offset, len } => {
                 let Some((s, _)) = self.attachment(att) else {
                     return Predicted::Exactly(Outcome::NotAttached);
@@ -262,46 +216,8 @@ impl Model {
                 }
                 Predicted::Exactly(Outcome::Stat(self.segs[s].state))
             }
-            Op::Rmid { seg } => {
-                let Some(s) = self.named(seg) else {
-                    return err(EINVAL);
-                };
-                if !self.may_control(s) {
-                    return err(EPERM);
-                }
-                let seg = &mut self.segs[s];
-                if seg.state.nattch == 0 {
-                    seg.alive = false;
-                } else {
-                    seg.state.dest = true;
-                    seg.state.key = 0;
-                }
-                Predicted::Exactly(Outcome::Done)
-            }
-            Op::SetMode { seg, mode, owner } => {
-                let Some(s) = self.named(seg) else {
-                    return err(EINVAL);
-                };
-                // The executor's IPC_SET (Segment::set) reads the segment
-                // first (IPC_STAT, to keep what it does not change), so a
-                // caller who may not read it gets that call's EACCES
-                // before IPC_SET's EPERM (found by fuzzing, program 14).
-                if !self.permitted(s, 0o444) {
-                    return err(EACCES);
-                }
-                if !self.may_control(s) {
-                    return err(EPERM);
-                }
-                // ipc_update_perm(): any valid uid and gid, no capability
-                // needed to give a segment away; the creator stays.
-                self.segs[s].owner = match owner {
-                    NewOwner::Caller => (self.euid, self.egid),
-                    NewOwner::Other => (OTHER_ID, OTHER_ID),
-                    NewOwner::Start => (self.hello.uid, self.hello.gid),
-                };
-                self.segs[s].state.perms = mode & 0o777;
-                Predicted::Exactly(Outcome::Done)
-            }
+            Op::Rmid { seg } => self.rmid(seg),
+            Op::SetMode { seg, mode, owner } => self.set_mode(seg, mode, owner),
             Op::Become { other: false } => {
                 // The ids it started with are its real and saved ones,
                 // which any process may take again (seteuid first, so the
@@ -310,25 +226,125 @@ impl Model {
                 self.egid = self.hello.gid;
                 Predicted::Exactly(Outcome::Done)
             }
-            Op::Become { other: true } => {
-                // setegid, then seteuid (setresgid/setresuid in
-                // kernel/sys.c): an id other than the real, effective or
-                // saved one needs CAP_SETGID / CAP_SETUID; a process that
-                // started as root has them in effect only while its
-                // effective uid is 0 (capabilities(7)).
-                let capable = self.hello.uid != 0 || self.euid == 0;
-                let may = |id: u32, now: u32, start: u32, cap: bool| id == now || id == start || (cap && capable);
-                if !may(OTHER_ID, self.egid, self.hello.gid, self.hello.set_gid) {
-                    return err(EPERM);
+            Op::Become { other: true } => self.become_other(),
+        }
+    }
+
+    /// shmget: ipc/util.c ipcget_public (an existing key first: IPC_EXCL, the
+    /// size against the segment, then permission), or a new segment.
+    fn get(&mut self, key: KeyPick, size: u32, create: CreatePick, mode: u32) -> Predicted {
+        let found = match key {
+            KeyPick::Private => None,
+            k => self
+                .segs
+                .iter()
+                .position(|s| s.alive && !s.state.dest && s.state.key == k.raw()),
+        };
+        match found {
+            Some(s) => {
+                if create == CreatePick::Exclusive {
+                    return err(EEXIST);
                 }
-                self.egid = OTHER_ID;
-                if !may(OTHER_ID, self.euid, self.hello.uid, self.hello.set_uid) {
-                    return err(EPERM);
+                if u64::from(size) > self.segs[s].state.size {
+                    return err(EINVAL);
                 }
-                self.euid = OTHER_ID;
-                Predicted::Exactly(Outcome::Done)
+                if !self.permitted(s, mode) {
+                    return err(EACCES);
+                }
+                self.gets.push(s);
+                Predicted::SameId { seg: s }
+            }
+            None => {
+                if key != KeyPick::Private && create == CreatePick::No {
+                    return err(ENOENT);
+                }
+                if size == 0 {
+                    return err(EINVAL);
+                }
+                self.new_segment(key.raw(), size, mode)
             }
         }
+    }
+
+    /// A store through an attachment.
+    fn write(&mut self, att: u8, offset: u32, len: u8, byte: u8) -> Predicted {
+        let Some((s, read_only)) = self.attachment(att) else {
+            return Predicted::Exactly(Outcome::NotAttached);
+        };
+        if read_only {
+            return Predicted::Exactly(Outcome::ReadOnly);
+        }
+        let (start, end) = (offset as usize, offset as usize + len as usize);
+        let content = &mut self.segs[s].content;
+        if end > content.len() {
+            return Predicted::Exactly(Outcome::OutOfBounds);
+        }
+        content[start..end].fill(byte);
+        Predicted::Exactly(Outcome::Done)
+    }
+
+    /// IPC_RMID: destroyed now, or marked (key IPC_PRIVATE) until the last detach.
+    fn rmid(&mut self, seg: u8) -> Predicted {
+        let Some(s) = self.named(seg) else {
+            return err(EINVAL);
+        };
+        if !self.may_control(s) {
+            return err(EPERM);
+        }
+        let seg = &mut self.segs[s];
+        if seg.state.nattch == 0 {
+            seg.alive = false;
+        } else {
+            seg.state.dest = true;
+            seg.state.key = 0;
+        }
+        Predicted::Exactly(Outcome::Done)
+    }
+
+    /// IPC_SET of the mode, the segment kept or given away.
+    fn set_mode(&mut self, seg: u8, mode: u32, owner: NewOwner) -> Predicted {
+        let Some(s) = self.named(seg) else {
+            return err(EINVAL);
+        };
+        // The executor's IPC_SET (Segment::set) reads the segment
+        // first (IPC_STAT, to keep what it does not change), so a
+        // caller who may not read it gets that call's EACCES
+        // before IPC_SET's EPERM (found by fuzzing, program 14).
+        if !self.permitted(s, 0o444) {
+            return err(EACCES);
+        }
+        if !self.may_control(s) {
+            return err(EPERM);
+        }
+        // ipc_update_perm(): any valid uid and gid, no capability
+        // needed to give a segment away; the creator stays.
+        self.segs[s].owner = match owner {
+            NewOwner::Caller => (self.euid, self.egid),
+            NewOwner::Other => (OTHER_ID, OTHER_ID),
+            NewOwner::Start => (self.hello.uid, self.hello.gid),
+        };
+        self.segs[s].state.perms = mode & 0o777;
+        Predicted::Exactly(Outcome::Done)
+    }
+
+    /// seteuid/setegid(65534).
+    fn become_other(&mut self) -> Predicted {
+        // setegid, then seteuid (setresgid/setresuid in
+        // kernel/sys.c): an id other than the real, effective or
+        // saved one needs CAP_SETGID / CAP_SETUID; a process that
+        // started as root has them in effect only while its
+        // effective uid is 0 (capabilities(7)).
+        let capable = self.hello.uid != 0 || self.euid == 0;
+        let may = |id: u32, now: u32, start: u32, cap: bool| id == now || id == start || (cap && capable);
+        if !may(OTHER_ID, self.egid, self.hello.gid, self.hello.set_gid) {
+            return err(EPERM);
+        }
+        self.egid = OTHER_ID;
+        if !may(OTHER_ID, self.euid, self.hello.uid, self.hello.set_uid) {
+            return err(EPERM);
+        }
+        self.euid = OTHER_ID;
+        Predicted::Exactly(Outcome::Done)
     }
 
     /// The live segments, by model number.
