@@ -257,168 +257,193 @@ impl std::str::FromStr for Op {
 
     /// The inverse of `Display`: `op.to_string().parse() == Ok(op)`.
     fn from_str(text: &str) -> Result<Op, ParseOpError> {
-        let bad = |what: &str| ParseOpError::Bad {
-            text: text.to_string(),
-            what: what.to_string(),
-        };
-        let unknown = || ParseOpError::Unknown { text: text.to_string() };
+        let p = OpText(text);
         let t = text.trim();
-        let number = |s: &str, what: &str| -> Result<u32, ParseOpError> {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|_| bad(&format!("{what} {:?} is not a number", s.trim())))
-        };
-        let small = |s: &str, what: &str| -> Result<u8, ParseOpError> {
-            s.trim()
-                .parse::<u8>()
-                .map_err(|_| bad(&format!("{what} {:?} is not a number from 0 to 255", s.trim())))
-        };
-        let mode = |s: &str| -> Result<u32, ParseOpError> {
-            let s = s.trim();
-            match s.strip_prefix('0').map(|m| if m.is_empty() { "0" } else { m }) {
-                Some(m) => match u32::from_str_radix(m, 8) {
-                    Ok(v) if v <= 0o777 => Ok(v),
-                    _ => Err(bad(&format!("mode {s:?} is not octal permission bits (0 to 0777)"))),
-                },
-                None => Err(bad(&format!("mode {s:?} must be octal with a leading 0, e.g. 0600"))),
-            }
-        };
-        let id = |s: &str| -> Result<u8, ParseOpError> {
-            match s.trim().strip_prefix("id#") {
-                Some(n) => small(n, "id#"),
-                None => Err(bad(&format!(
-                    "{:?} must be id#N (the N-th id a shmget returned)",
-                    s.trim()
-                ))),
-            }
-        };
-        let att = |s: &str| -> Result<u8, ParseOpError> {
-            match s.trim().strip_prefix("att#") {
-                Some(n) => small(n, "att#"),
-                None => Err(bad(&format!(
-                    "{:?} must be att#N (the N-th attachment a shmat made)",
-                    s.trim()
-                ))),
-            }
-        };
-        // "att#N+OFFSET"
-        let place = |s: &str| -> Result<(u8, u32), ParseOpError> {
-            let (a, offset) = s.split_once('+').ok_or_else(|| bad("expected att#N+OFFSET"))?;
-            Ok((att(a)?, number(offset, "offset")?))
-        };
-        if let Some(args) = t.strip_prefix("shmget(").and_then(|r| r.strip_suffix(')')) {
-            let parts: Vec<&str> = args.split(',').collect();
-            let [key, size, flags] = parts[..] else {
-                return Err(bad("shmget takes KEY, SIZE, FLAGS"));
-            };
-            let key = match key.trim() {
-                "IPC_PRIVATE" => KeyPick::Private,
-                k => {
-                    let raw = k
-                        .strip_prefix("0x")
-                        .and_then(|h| u32::from_str_radix(h, 16).ok())
-                        .ok_or_else(|| bad(&format!("key {k:?} is not IPC_PRIVATE or a hex key")))?;
-                    let index = KEYS.iter().position(|known| *known as u32 == raw).ok_or_else(|| {
-                        bad(&format!(
-                            "key {k:?} is not one of the programs' keys (0x5f000001, 0x5f000002, 0x5f000003)"
-                        ))
-                    })?;
-                    KeyPick::Raw(index as u8)
-                }
-            };
-            let mut flags = flags.split('|');
-            let mode = mode(flags.next().unwrap_or_default())?;
-            let rest: Vec<&str> = flags.map(str::trim).collect();
-            let create = match rest[..] {
-                [] => CreatePick::No,
-                ["IPC_CREAT"] => CreatePick::IfMissing,
-                ["IPC_CREAT", "IPC_EXCL"] => CreatePick::Exclusive,
-                _ => return Err(bad("flags after the mode are |IPC_CREAT or |IPC_CREAT|IPC_EXCL")),
-            };
-            return Ok(Op::Get {
-                key,
-                size: number(size, "size")?,
-                create,
-                mode,
-            });
+        let call = |name: &str| t.strip_prefix(name).and_then(|r| r.strip_suffix(')'));
+        if let Some(args) = call("shmget(") {
+            return p.shmget(args);
         }
-        if let Some(args) = t.strip_prefix("shmat(").and_then(|r| r.strip_suffix(')')) {
+        if let Some(args) = call("shmat(") {
             return match args.split_once(',') {
                 None => Ok(Op::Attach {
-                    seg: id(args)?,
+                    seg: p.id(args)?,
                     read_only: false,
                 }),
                 Some((seg, flag)) if flag.trim() == "SHM_RDONLY" => Ok(Op::Attach {
-                    seg: id(seg)?,
+                    seg: p.id(seg)?,
                     read_only: true,
                 }),
-                Some(_) => Err(bad("shmat's only flag is SHM_RDONLY")),
+                Some(_) => Err(p.bad("shmat's only flag is SHM_RDONLY")),
             };
         }
-        if let Some(a) = t.strip_prefix("shmdt(").and_then(|r| r.strip_suffix(')')) {
-            return Ok(Op::Detach { att: att(a)? });
+        if let Some(a) = call("shmdt(") {
+            return Ok(Op::Detach { att: p.att(a)? });
         }
-        if let Some(args) = t.strip_prefix("shmctl(").and_then(|r| r.strip_suffix(')')) {
-            let parts: Vec<&str> = args.split(',').map(str::trim).collect();
-            return match parts[..] {
-                [seg, "IPC_STAT"] => Ok(Op::Stat { seg: id(seg)? }),
-                [seg, "IPC_RMID"] => Ok(Op::Rmid { seg: id(seg)? }),
-                [seg, "IPC_SET", m] => Ok(Op::SetMode {
-                    seg: id(seg)?,
-                    mode: mode(m)?,
-                    owner: NewOwner::Caller,
-                }),
-                [seg, "IPC_SET", m, to] => Ok(Op::SetMode {
-                    seg: id(seg)?,
-                    mode: mode(m)?,
-                    owner: match to {
-                        "owner 65534" => NewOwner::Other,
-                        "owner as at the start" => NewOwner::Start,
-                        _ => return Err(bad("IPC_SET's owner is \"owner 65534\" or \"owner as at the start\"")),
-                    },
-                }),
-                _ => Err(bad(
-                    "shmctl takes id#N, IPC_STAT | IPC_RMID | IPC_SET, 0MODE[, owner 65534 | owner as at the start]",
-                )),
-            };
+        if let Some(args) = call("shmctl(") {
+            return p.shmctl(args);
         }
         if let Some(rest) = t.strip_prefix("write ") {
-            // "LEN x 0xBB at att#N+OFFSET"
-            let (len, rest) = rest
-                .split_once(" x ")
-                .ok_or_else(|| bad("expected write LEN x 0xBB at att#N+OFFSET"))?;
-            let (byte, at) = rest
-                .split_once(" at ")
-                .ok_or_else(|| bad("expected write LEN x 0xBB at att#N+OFFSET"))?;
-            let byte = byte
-                .trim()
-                .strip_prefix("0x")
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| bad(&format!("byte {:?} is not 0x00 to 0xff", byte.trim())))?;
-            let (a, offset) = place(at)?;
-            return Ok(Op::Write {
-                att: a,
-                offset,
-                len: small(len, "length")?,
-                byte,
-            });
+            return p.write(rest);
         }
         if let Some(rest) = t.strip_prefix("read ") {
             let (len, at) = rest
                 .split_once(" at ")
-                .ok_or_else(|| bad("expected read LEN at att#N+OFFSET"))?;
-            let (a, offset) = place(at)?;
+                .ok_or_else(|| p.bad("expected read LEN at att#N+OFFSET"))?;
+            let (att, offset) = p.place(at)?;
             return Ok(Op::Read {
-                att: a,
+                att,
                 offset,
-                len: small(len, "length")?,
+                len: p.small(len, "length")?,
             });
         }
         match t {
             "seteuid/setegid(65534)" => Ok(Op::Become { other: true }),
             "seteuid/setegid back to the start" => Ok(Op::Become { other: false }),
-            _ => Err(unknown()),
+            _ => Err(ParseOpError::Unknown { text: text.to_string() }),
         }
+    }
+}
+
+/// An operation's text being read, for its parts and errors that quote it.
+struct OpText<'a>(&'a str);
+
+impl OpText<'_> {
+    fn bad(&self, what: &str) -> ParseOpError {
+        ParseOpError::Bad {
+            text: self.0.to_string(),
+            what: what.to_string(),
+        }
+    }
+
+    fn number(&self, s: &str, what: &str) -> Result<u32, ParseOpError> {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|_| self.bad(&format!("{what} {:?} is not a number", s.trim())))
+    }
+
+    fn small(&self, s: &str, what: &str) -> Result<u8, ParseOpError> {
+        s.trim()
+            .parse::<u8>()
+            .map_err(|_| self.bad(&format!("{what} {:?} is not a number from 0 to 255", s.trim())))
+    }
+
+    fn mode(&self, s: &str) -> Result<u32, ParseOpError> {
+        let s = s.trim();
+        match s.strip_prefix('0').map(|m| if m.is_empty() { "0" } else { m }) {
+            Some(m) => match u32::from_str_radix(m, 8) {
+                Ok(v) if v <= 0o777 => Ok(v),
+                _ => Err(self.bad(&format!("mode {s:?} is not octal permission bits (0 to 0777)"))),
+            },
+            None => Err(self.bad(&format!("mode {s:?} must be octal with a leading 0, e.g. 0600"))),
+        }
+    }
+
+    fn id(&self, s: &str) -> Result<u8, ParseOpError> {
+        match s.trim().strip_prefix("id#") {
+            Some(n) => self.small(n, "id#"),
+            None => Err(self.bad(&format!("{:?} must be id#N (the N-th id a shmget returned)", s.trim()))),
+        }
+    }
+
+    fn att(&self, s: &str) -> Result<u8, ParseOpError> {
+        match s.trim().strip_prefix("att#") {
+            Some(n) => self.small(n, "att#"),
+            None => Err(self.bad(&format!(
+                "{:?} must be att#N (the N-th attachment a shmat made)",
+                s.trim()
+            ))),
+        }
+    }
+
+    /// "att#N+OFFSET"
+    fn place(&self, s: &str) -> Result<(u8, u32), ParseOpError> {
+        let (a, offset) = s.split_once('+').ok_or_else(|| self.bad("expected att#N+OFFSET"))?;
+        Ok((self.att(a)?, self.number(offset, "offset")?))
+    }
+
+    /// "KEY, SIZE, 0MODE[|IPC_CREAT[|IPC_EXCL]]"
+    fn shmget(&self, args: &str) -> Result<Op, ParseOpError> {
+        let parts: Vec<&str> = args.split(',').collect();
+        let [key, size, flags] = parts[..] else {
+            return Err(self.bad("shmget takes KEY, SIZE, FLAGS"));
+        };
+        let key = match key.trim() {
+            "IPC_PRIVATE" => KeyPick::Private,
+            k => {
+                let raw = k
+                    .strip_prefix("0x")
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| self.bad(&format!("key {k:?} is not IPC_PRIVATE or a hex key")))?;
+                let index = KEYS.iter().position(|known| *known as u32 == raw).ok_or_else(|| {
+                    self.bad(&format!(
+                        "key {k:?} is not one of the programs' keys (0x5f000001, 0x5f000002, 0x5f000003)"
+                    ))
+                })?;
+                KeyPick::Raw(index as u8)
+            }
+        };
+        let mut flags = flags.split('|');
+        let mode = self.mode(flags.next().unwrap_or_default())?;
+        let rest: Vec<&str> = flags.map(str::trim).collect();
+        let create = match rest[..] {
+            [] => CreatePick::No,
+            ["IPC_CREAT"] => CreatePick::IfMissing,
+            ["IPC_CREAT", "IPC_EXCL"] => CreatePick::Exclusive,
+            _ => return Err(self.bad("flags after the mode are |IPC_CREAT or |IPC_CREAT|IPC_EXCL")),
+        };
+        Ok(Op::Get {
+            key,
+            size: self.number(size, "size")?,
+            create,
+            mode,
+        })
+    }
+
+    /// "id#N, IPC_STAT | IPC_RMID | IPC_SET, 0MODE[, owner ...]"
+    fn shmctl(&self, args: &str) -> Result<Op, ParseOpError> {
+        let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+        match parts[..] {
+            [seg, "IPC_STAT"] => Ok(Op::Stat { seg: self.id(seg)? }),
+            [seg, "IPC_RMID"] => Ok(Op::Rmid { seg: self.id(seg)? }),
+            [seg, "IPC_SET", m] => Ok(Op::SetMode {
+                seg: self.id(seg)?,
+                mode: self.mode(m)?,
+                owner: NewOwner::Caller,
+            }),
+            [seg, "IPC_SET", m, to] => Ok(Op::SetMode {
+                seg: self.id(seg)?,
+                mode: self.mode(m)?,
+                owner: match to {
+                    "owner 65534" => NewOwner::Other,
+                    "owner as at the start" => NewOwner::Start,
+                    _ => return Err(self.bad("IPC_SET's owner is \"owner 65534\" or \"owner as at the start\"")),
+                },
+            }),
+            _ => Err(self
+                .bad("shmctl takes id#N, IPC_STAT | IPC_RMID | IPC_SET, 0MODE[, owner 65534 | owner as at the start]")),
+        }
+    }
+
+    /// "LEN x 0xBB at att#N+OFFSET"
+    fn write(&self, rest: &str) -> Result<Op, ParseOpError> {
+        let (len, rest) = rest
+            .split_once(" x ")
+            .ok_or_else(|| self.bad("expected write LEN x 0xBB at att#N+OFFSET"))?;
+        let (byte, at) = rest
+            .split_once(" at ")
+            .ok_or_else(|| self.bad("expected write LEN x 0xBB at att#N+OFFSET"))?;
+        let byte = byte
+            .trim()
+            .strip_prefix("0x")
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or_else(|| self.bad(&format!("byte {:?} is not 0x00 to 0xff", byte.trim())))?;
+        let (att, offset) = self.place(at)?;
+        Ok(Op::Write {
+            att,
+            offset,
+            len: self.small(len, "length")?,
+            byte,
+        })
     }
 }
 
