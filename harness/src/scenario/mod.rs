@@ -678,8 +678,8 @@ pub struct Needs {
     /// program step's seteuid): the backend must be able to pass them on.
     pub set_ids: bool,
     /// A step is judged by a model that starts from an empty table (a
-    /// program step): its namespace must be the scenario's own, never one
-    /// shared with processes the scenario did not start.
+    /// program step): its namespace must hold no segment of a program the
+    /// scenario did not start (the shared isolation checks at set-up).
     pub fresh_namespace: bool,
     pub sysctl: bool,
     /// Containers: IPC modes, pods or stopping containers.

@@ -79,11 +79,6 @@ impl Backend for SharedNamespace {
                 "only safe in an IPC namespace of the scenario's own, and this process cannot create one".into(),
             ));
         }
-        if needs.fresh_namespace {
-            return Some(SkipReason::Unsupported(format!(
-                "a program step is judged by a model that starts from an empty table: it needs an IPC namespace of the scenario's own, and {why}"
-            )));
-        }
         if needs.drop_ns {
             return Some(SkipReason::Unsupported(
                 "drops a namespace, which needs namespaces of the scenario's own".into(),
@@ -137,6 +132,19 @@ impl Backend for SharedNamespace {
         // Likewise a raw key the scenario checks: its programs would meet
         // (and write into) the other program's segment under it.
         let table = whole_table()?;
+        // A program step's model starts from an empty table: it runs here
+        // only while no other program's segment is (a fresh sandbox's or
+        // container's namespace), else it would judge the neighbours too.
+        if scenario.needs().fresh_namespace && !table.is_empty() {
+            let ids: Vec<String> = table.iter().take(8).map(|r| r.shmid.to_string()).collect();
+            return Err(SetUpError::Unavailable(format!(
+                "a program step is judged by a model that starts from an empty table, and the shared namespace holds {} segment{} of other programs (id {}{}): it needs a namespace of its own",
+                table.len(),
+                if table.len() == 1 { "" } else { "s" },
+                ids.join(", "),
+                if table.len() > ids.len() { ", ..." } else { "" }
+            )));
+        }
         for key in raw_keys(scenario) {
             if let Some(row) = table.iter().find(|r| r.raw_key == key) {
                 return Err(SetUpError::Unavailable(format!(
