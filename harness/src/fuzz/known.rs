@@ -142,6 +142,11 @@ impl Known {
         })
     }
 
+    /// Nothing is known (no file given): the report marks nothing.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty() && self.listing.is_none()
+    }
+
     /// Why `kind` is known, if it is.
     pub fn of(&self, kind: Kind) -> Option<&KnownKind> {
         self.kinds.iter().find(|k| k.kind == kind)

@@ -408,7 +408,12 @@ type Run<'a> = dyn FnMut(&Program) -> Result<(Hello, Vec<Observation>), FuzzErro
 
 /// Count what each call answered, and where the listing fell short.
 fn count_observed(report: &mut FuzzReport, program: &Program, hello: Hello, observed: &[Observation]) {
+    // Stepped along with the observations: its live segments after each.
+    let mut model = crate::model::program::predict::Model::new(hello);
     for (index, obs) in observed.iter().enumerate() {
+        if let Some(op) = program.ops.get(index) {
+            model.apply(op);
+        }
         let kind = obs.outcome.answer();
         if let Some(op) = program.ops.get(index) {
             *report.coverage.entry((op.call(), kind)).or_default() += 1;
@@ -416,7 +421,7 @@ fn count_observed(report: &mut FuzzReport, program: &Program, hello: Hello, obse
         *report.answers.entry(kind).or_default() += 1;
         if let (Some(listing), Some(op)) = (obs.listing, program.ops.get(index)) {
             report.listing.observations += 1;
-            let live = crate::model::program::live_after(program, hello, index);
+            let live = model.table().len();
             report
                 .listing
                 .first
@@ -643,7 +648,7 @@ fn known_or_new(opts: &FuzzOptions, why: Option<(&str, Option<&str>)>) -> String
             "  known ({}{reason})\n",
             scenario.map_or_else(String::new, |s| format!("{s}: "))
         ),
-        None if opts.known.kinds.is_empty() && opts.known.listing.is_none() => String::new(),
+        None if opts.known.is_empty() => String::new(),
         None => "  NEW: not among the known kinds of divergence\n".into(),
     }
 }
@@ -762,7 +767,7 @@ fn render_summary(out: &mut String, report: &FuzzReport, opts: &FuzzOptions) {
             )
         }
     ));
-    if !opts.known.kinds.is_empty() || opts.known.listing.is_some() {
+    if !opts.known.is_empty() {
         let new = report.unexpected(&opts.known);
         let met = report.found.len() + usize::from(report.listing.observations > 0) - new;
         let listed = opts.known.kinds.len() + usize::from(opts.known.listing.is_some());
@@ -1166,6 +1171,38 @@ mod tests {
         assert_eq!(live, [1, 1, 1, 0]);
     }
 
+    /// A kernel that refuses IPC_STAT (a common way to differ) and answers
+    /// ENOENT for EEXIST (a rarer one).
+    fn stat_refused_and_eexist_lost(o: &mut Observation) {
+        match o.outcome {
+            Outcome::Stat(_) => o.outcome = Outcome::Errno { errno: libc::EINVAL },
+            Outcome::Errno { errno: libc::EEXIST } => o.outcome = Outcome::Errno { errno: libc::ENOENT },
+            _ => {}
+        }
+    }
+
+    /// A local run of `programs` programs of 8 operations from seed 0.
+    fn local_options(programs: u64, known: known::Known) -> FuzzOptions {
+        FuzzOptions {
+            exe: PathBuf::from("shmconf"),
+            seed: 0,
+            programs,
+            ops: 8,
+            out: None,
+            known,
+            target: Target::Local,
+            time: None,
+        }
+    }
+
+    /// A program written out, with its seed.
+    fn parse(seed: u64, ops: &[&str]) -> Program {
+        Program {
+            seed,
+            ops: ops.iter().map(|o| o.parse().unwrap()).collect(),
+        }
+    }
+
     /// A kernel that differs in a common way (IPC_STAT refused) and a rarer
     /// one (EEXIST answered ENOENT): once the common kind is reported, a
     /// program that shows it first is run again without that operation, so
@@ -1173,26 +1210,8 @@ mod tests {
     /// most PAST_KNOWN operations are left out.
     #[test]
     fn a_known_kind_of_divergence_does_not_hide_a_new_one_behind_it() {
-        let fault = |o: &mut Observation| match o.outcome {
-            Outcome::Stat(_) => o.outcome = Outcome::Errno { errno: libc::EINVAL },
-            Outcome::Errno { errno: libc::EEXIST } => o.outcome = Outcome::Errno { errno: libc::ENOENT },
-            _ => {}
-        };
-        let mut run = |p: &Program| Ok(simulated(p, &fault));
-        let opts = FuzzOptions {
-            exe: PathBuf::from("shmconf"),
-            seed: 0,
-            programs: 3,
-            ops: 8,
-            out: None,
-            known: known::Known::default(),
-            target: Target::Local,
-            time: None,
-        };
-        let parse = |seed, ops: &[&str]| Program {
-            seed,
-            ops: ops.iter().map(|o| o.parse().unwrap()).collect(),
-        };
+        let mut run = |p: &Program| Ok(simulated(p, &stat_refused_and_eexist_lost));
+        let opts = local_options(3, known::Known::default());
         let create = "shmget(0x5f000001, 1024, 0600|IPC_CREAT)";
         let stat = "shmctl(id#0, IPC_STAT)";
         let exclusive = "shmget(0x5f000001, 1024, 0600|IPC_CREAT|IPC_EXCL)";
@@ -1244,26 +1263,8 @@ mod tests {
         2
     )]
     fn only_a_kind_not_known_fails_the_run(#[case] known: &str, #[case] unexpected: usize, #[case] marked_new: usize) {
-        let fault = |o: &mut Observation| match o.outcome {
-            Outcome::Stat(_) => o.outcome = Outcome::Errno { errno: libc::EINVAL },
-            Outcome::Errno { errno: libc::EEXIST } => o.outcome = Outcome::Errno { errno: libc::ENOENT },
-            _ => {}
-        };
-        let mut run = |p: &Program| Ok(simulated(p, &fault));
-        let opts = FuzzOptions {
-            exe: PathBuf::from("shmconf"),
-            seed: 0,
-            programs: 2,
-            ops: 8,
-            out: None,
-            known: known::Known::parse(Path::new("known.toml"), known).unwrap(),
-            target: Target::Local,
-            time: None,
-        };
-        let parse = |seed, ops: &[&str]| Program {
-            seed,
-            ops: ops.iter().map(|o| o.parse().unwrap()).collect(),
-        };
+        let mut run = |p: &Program| Ok(simulated(p, &stat_refused_and_eexist_lost));
+        let opts = local_options(2, known::Known::parse(Path::new("known.toml"), known).unwrap());
         let create = "shmget(0x5f000001, 1024, 0600|IPC_CREAT)";
         let mut report = FuzzReport::default();
         take_program(
