@@ -301,9 +301,19 @@ impl Implementation {
         if wanted.is_empty() {
             return self;
         }
-        // Inside the run's dir, so a killed run's copies are swept too.
-        match crate::rundir::scenario_dir("bin-") {
-            Ok(dir) => self.staged_in(dir, wanted),
+        // Inside a run dir, so a killed run's copies are swept too.
+        match crate::rundir::dir_for_other_uids("bin-") {
+            Ok(crate::rundir::ReachableDir::RunDir(dir)) => self.staged_in(dir, wanted),
+            Ok(crate::rundir::ReachableDir::Elsewhere { dir, tmp, blocked }) => {
+                self.notes.push(format!(
+                    "other uids cannot reach the temp dir {} (TMPDIR; {} is not searchable by others): \
+                     the programs they run are copied to {}",
+                    tmp.display(),
+                    blocked.display(),
+                    dir.path().display()
+                ));
+                self.staged_in(dir, wanted)
+            }
             Err(e) => {
                 self.notes
                     .push(format!("cannot stage the programs for other uids: {e}"));
@@ -441,8 +451,7 @@ fn copy_folder_files(from: &Path, to: &Path) -> Result<(), String> {
 /// that must run as that link (its location is what makes it the venv's);
 /// a copy of the interpreter it leads to is not the venv's python.
 fn reachable_by_others(path: &Path) -> bool {
-    path.ancestors()
-        .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+    crate::rundir::blocked_for_others(path).is_none()
 }
 
 /// Can a uid other than the owner read this file (every parent searchable)?

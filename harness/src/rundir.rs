@@ -218,9 +218,85 @@ fn sweep_in(folder: &Path, prefix: &str) -> Vec<PathBuf> {
 /// A new scenario dir inside the run's dir (other uids can traverse it).
 pub fn scenario_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
     let run = current().map_err(|e| std::io::Error::from(&e))?;
+    dir_in(run, prefix)
+}
+
+fn dir_in(run: &RunDir, prefix: &str) -> std::io::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(run.path())?;
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     Ok(dir)
+}
+
+/// The outermost folder on `path` (itself or an ancestor) that other uids
+/// cannot search (no `o+x`), or that cannot be read at all: a program of
+/// another uid cannot open anything below it by path.
+pub fn blocked_for_others(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut blocked = None;
+    for p in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        if !std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0) {
+            blocked = Some(p.to_path_buf());
+        }
+    }
+    blocked
+}
+
+/// Temp folders tried, in order, for what other uids must reach when the
+/// temp dir is not reachable by them.
+pub const REACHABLE_TEMP: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/// A run dir in the first of [`REACHABLE_TEMP`] that other uids can reach
+/// and this user can write, made on first use (locked, marked and swept as
+/// the run's own dir is) and removed by [`finish`].
+static FOR_OTHER_UIDS: OnceLock<Option<RunDir>> = OnceLock::new();
+
+/// Where a dir for other uids' programs went.
+pub enum ReachableDir {
+    /// In the run's own dir.
+    RunDir(tempfile::TempDir),
+    /// The temp dir is not reachable by other uids (`blocked` is the folder
+    /// on its path they cannot search): in a run dir of a reachable temp
+    /// folder instead, which the user should be told of.
+    Elsewhere {
+        dir: tempfile::TempDir,
+        tmp: PathBuf,
+        blocked: PathBuf,
+    },
+}
+
+/// A new dir of this run that other uids can reach by path (copies of
+/// programs they run): the run's own dir when they can reach it.
+pub fn dir_for_other_uids(prefix: &str) -> std::io::Result<ReachableDir> {
+    let run = current().map_err(|e| std::io::Error::from(&e))?;
+    let Some(blocked) = blocked_for_others(run.path()) else {
+        return dir_in(run, prefix).map(ReachableDir::RunDir);
+    };
+    let tmp = std::env::temp_dir();
+    let elsewhere = FOR_OTHER_UIDS.get_or_init(|| {
+        let _guard = NOTES.lock().unwrap_or_else(|p| p.into_inner());
+        REACHABLE_TEMP
+            .iter()
+            .map(Path::new)
+            .filter(|t| blocked_for_others(t).is_none() && *t != tmp.as_path())
+            .find_map(|t| make(t).ok().filter(|r| blocked_for_others(r.path()).is_none()))
+    });
+    match elsewhere {
+        Some(run) => Ok(ReachableDir::Elsewhere {
+            dir: dir_in(run, prefix)?,
+            tmp,
+            blocked,
+        }),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "other uids cannot reach the temp dir {} (TMPDIR): {} is not searchable by others, \
+                 and none of {} is usable",
+                tmp.display(),
+                blocked.display(),
+                REACHABLE_TEMP.join(", ")
+            ),
+        )),
+    }
 }
 
 /// What a run can leave in a container engine: a container or a pod.
@@ -323,7 +399,10 @@ pub fn labelled_run_is_gone(rundir: &str, boot: &str, mntns: &str) -> bool {
 
 /// Remove the run's dir at a normal end (or after a handled signal).
 pub fn finish() {
-    if let Some(run) = CURRENT.get() {
+    for run in [CURRENT.get(), FOR_OTHER_UIDS.get().and_then(Option::as_ref)]
+        .into_iter()
+        .flatten()
+    {
         let _ = std::fs::remove_dir_all(run.path());
         // The shared folder too, once no run is left in it (fails otherwise).
         if let Some(folder) = run.path().parent().filter(|p| p.ends_with(RUNS)) {

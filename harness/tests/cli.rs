@@ -1329,6 +1329,58 @@ fn a_program_in_a_private_folder_runs_where_it_is() {
         .stdout(predicate::str::contains(all_seed_contract_pass()));
 }
 
+/// A temp dir other uids cannot reach (TMPDIR in a 0700 folder, as in a
+/// home or a private clone) with programs in a private folder: the copies
+/// for the processes that run as another uid go to a reachable temp folder,
+/// said once, and are gone after the run. Every scenario that runs a
+/// program as another uid passes (they were BROKEN, "Permission denied").
+#[test]
+fn a_temp_dir_other_uids_cannot_reach_still_runs_their_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tmp, bin) = (dir.path().join("tmp"), dir.path().join("bin"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in ["shm-writer", "shm-reader"] {
+        std::fs::copy(assert_cmd::cargo::cargo_bin(name), bin.join(name)).unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let other_uid = [
+        "errors/other-uid-eacces.toml",
+        "errors/other-uid-rmid-eperm.toml",
+        "errors/creator-has-no-exemption.toml",
+        "orders/reader-creates-the-seeds-segment.toml",
+    ];
+    let out = shmconf()
+        .env("TMPDIR", &tmp)
+        .args(["run", "--writer"])
+        .arg(bin.join("shm-writer"))
+        .arg("--reader")
+        .arg(bin.join("shm-reader"))
+        .args(other_uid.map(|f| scenarios().join(f)))
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4 scenarios: 4 PASS"))
+        .stderr(predicate::str::contains(format!(
+            "(TMPDIR; {} is not searchable by others)",
+            dir.path().display()
+        )))
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let copies = stderr
+        .split("copied to ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("the note names where the copies went");
+    assert!(!Path::new(copies).exists(), "the copies outlive the run: {copies}");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the run left files in TMPDIR"
+    );
+}
+
 /// An implementation file's `dir` and `env`: relative paths in its commands
 /// come from `dir`, and both roles see its variables.
 #[test]
