@@ -92,7 +92,10 @@ pub fn enter_user_namespace_if_unprivileged() {
 
 /// The implementation chosen, checked where its programs run on this
 /// machine, with its known deviations.
-fn implementation(choice: &ImplChoice, docker: bool) -> Result<(Implementation, Expectations), String> {
+fn implementation(
+    choice: &ImplChoice,
+    docker: bool,
+) -> Result<(Implementation, Expectations), crate::impls::ImplError> {
     Ok(match choice {
         ImplChoice::File(path) => {
             let (mut imp, file_deviations) = crate::impls::ImplFile::load(path)?;
@@ -184,7 +187,7 @@ fn container_backend(
 /// Build the runner; errors are one line for the user (exit 2).
 pub fn compose(c: &Choices) -> Result<Runner, String> {
     let docker = matches!(c.backend, BackendChoice::Containers { .. });
-    let (implementation, deviations) = implementation(&c.implementation, docker)?;
+    let (implementation, deviations) = implementation(&c.implementation, docker).map_err(|e| e.to_string())?;
     // An expectations file replaces the implementation's own deviations.
     let expectations = match &c.expectations {
         Some(p) => Expectations::load(p).map_err(|e| e.to_string())?,

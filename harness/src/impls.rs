@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::outcome::{Expectations, Expected};
 use crate::scenario::{ImplOption, Role};
@@ -47,11 +48,16 @@ pub struct ImplFile {
 #[serde(try_from = "String")]
 pub struct EnvName(String);
 
+/// A name an environment variable cannot have.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a valid environment variable name")]
+pub struct InvalidEnvName(String);
+
 impl TryFrom<String> for EnvName {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
+    type Error = InvalidEnvName;
+    fn try_from(name: String) -> Result<Self, InvalidEnvName> {
         if name.is_empty() || name.contains(['=', '\0']) {
-            Err(format!("{name:?} is not a valid environment variable name"))
+            Err(InvalidEnvName(name))
         } else {
             Ok(EnvName(name))
         }
@@ -69,15 +75,78 @@ pub enum Origin {
     Commands,
 }
 
+/// Why an implementation cannot be had: each says what and where in one
+/// line (file:line:col for an implementation file's content).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ImplError {
+    #[error("--impl-file {}: {source}", .path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The file's content (its position is in the message).
+    #[error("{0}")]
+    FileContent(Arc<crate::scenario::wire::LoadError>),
+    #[error("{}: dir: {source}", .path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("unknown implementation {name:?}: expected one of {}", .known.join(", "))]
+    Unknown { name: String, known: Vec<&'static str> },
+    #[error("the current folder: {0}")]
+    CurrentFolder(#[source] Arc<std::io::Error>),
+    #[error("{what} {command:?}: unbalanced quotes")]
+    UnbalancedQuotes { what: String, command: String },
+    #[error("{what}: empty command")]
+    EmptyCommand { what: String },
+    #[error("{flag}: program {program:?} not found")]
+    ProgramNotFound { flag: String, program: String },
+    #[error("{flag}: program {program:?} is not an executable file")]
+    NotExecutable { flag: String, program: String },
+    #[error("{flag}: program {program:?} not found in PATH")]
+    NotInPath { flag: String, program: String },
+    #[error("cannot find {name} beside {searched:?}, and building it with cargo failed")]
+    NotBuilt { name: String, searched: Vec<PathBuf> },
+    #[error("this executable's path: {0}")]
+    OwnPath(#[source] Arc<std::io::Error>),
+    #[error("{0}")]
+    RunDir(Arc<crate::rundir::RunDirError>),
+    #[error("cannot write the built-in programs into {}: {source}", .dir.display())]
+    Unpack {
+        dir: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+}
+
+/// Why a program's folder is not staged with it (the program alone is).
+#[derive(Debug, thiserror::Error)]
+enum StageError {
+    #[error("it holds more than {STAGE_MAX_FILES} files or {} MiB", STAGE_MAX_BYTES >> 20)]
+    TooBig,
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 impl ImplFile {
-    fn parse(path: &Path, text: &str) -> Result<ImplFile, String> {
-        crate::scenario::wire::from_toml(path, text).map_err(|e| e.to_string())
+    fn parse(path: &Path, text: &str) -> Result<ImplFile, ImplError> {
+        crate::scenario::wire::from_toml(path, text).map_err(|e| ImplError::FileContent(Arc::new(e)))
     }
 
     /// The implementation and its deviations; errors are one line, with
     /// file:line:col for the file's content.
-    pub fn load(path: &Path) -> Result<(Implementation, Expectations), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--impl-file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<(Implementation, Expectations), ImplError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ImplError::ReadFile {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        })?;
         let file = ImplFile::parse(path, &text)?;
         let folder = path
             .parent()
@@ -87,8 +156,11 @@ impl ImplFile {
             Some(dir) => folder.join(dir),
             None => folder.to_path_buf(),
         };
-        let base = std::path::absolute(&base).map_err(|e| format!("{}: dir: {e}", path.display()))?;
-        let resolve = |what: &str, line: &str| -> Result<Vec<String>, String> {
+        let base = std::path::absolute(&base).map_err(|e| ImplError::Dir {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        })?;
+        let resolve = |what: &str, line: &str| -> Result<Vec<String>, ImplError> {
             let mut words = split_words(what, line)?;
             resolve_paths(&mut words, &base);
             Ok(words)
@@ -195,24 +267,27 @@ impl Implementation {
         (role != Role::Probe).then_some(&self.env)
     }
 
-    fn builtin_file(name: &str) -> Result<ImplFile, String> {
-        let (_, text) = BUILTINS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
-            let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
-            format!("unknown implementation {name:?}: expected one of {}", names.join(", "))
-        })?;
+    fn builtin_file(name: &str) -> Result<ImplFile, ImplError> {
+        let (_, text) = BUILTINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| ImplError::Unknown {
+                name: name.into(),
+                known: BUILTINS.iter().map(|(n, _)| *n).collect(),
+            })?;
         ImplFile::parse(&Path::new("harness/impls").join(format!("{name}.toml")), text)
     }
 
     /// A built-in implementation by name, with its known deviations: our
     /// binaries found beside this executable or in the build tree.
-    pub fn builtin(name: &str) -> Result<(Implementation, Expectations), String> {
+    pub fn builtin(name: &str) -> Result<(Implementation, Expectations), ImplError> {
         let find = |program: &str| find_builtin_program(program).map(|p| p.display().to_string());
         let (imp, deviations) = Self::builtin_located(name, find, probe_command()?)?;
         Ok((imp.staged(), deviations))
     }
 
     /// A built-in implementation as installed in our container image.
-    pub fn in_image(name: &str) -> Result<(Implementation, Expectations), String> {
+    pub fn in_image(name: &str) -> Result<(Implementation, Expectations), ImplError> {
         let installed = |program: &str| Ok(format!("/usr/local/bin/{program}"));
         let probe = vec!["/usr/local/bin/shmconf".into(), "probe".into()];
         Self::builtin_located(name, installed, probe)
@@ -221,11 +296,11 @@ impl Implementation {
     /// A built-in's file with each bare program name replaced by `locate`.
     fn builtin_located(
         name: &str,
-        locate: impl Fn(&str) -> Result<String, String>,
+        locate: impl Fn(&str) -> Result<String, ImplError>,
         probe: Vec<String>,
-    ) -> Result<(Implementation, Expectations), String> {
+    ) -> Result<(Implementation, Expectations), ImplError> {
         let file = Self::builtin_file(name)?;
-        let command = |line: &str| -> Result<Vec<String>, String> {
+        let command = |line: &str| -> Result<Vec<String>, ImplError> {
             let mut words = split_words(name, line)?;
             words[0] = locate(&words[0])?;
             Ok(words)
@@ -261,9 +336,9 @@ impl Implementation {
     /// taken from the invocation's directory as an implementation file's
     /// are from its folder ([`resolve_paths`]; roles run in the scenario's
     /// temp dir).
-    pub fn custom(name: &str, writer: &str, reader: &str) -> Result<Implementation, String> {
-        let cwd = std::env::current_dir().map_err(|e| format!("the current folder: {e}"))?;
-        let from_cwd = |flag: &str, line: &str| -> Result<Vec<String>, String> {
+    pub fn custom(name: &str, writer: &str, reader: &str) -> Result<Implementation, ImplError> {
+        let cwd = std::env::current_dir().map_err(|e| ImplError::CurrentFolder(Arc::new(e)))?;
+        let from_cwd = |flag: &str, line: &str| -> Result<Vec<String>, ImplError> {
             let mut argv = split_words(flag, line)?;
             resolve_paths(&mut argv, &cwd);
             Ok(argv)
@@ -415,13 +490,14 @@ pub const STAGE_MAX_BYTES: u64 = 256 << 20;
 /// Copy the regular files (not folders, not other kinds; links followed to
 /// regular files) of `from` into `to`, within the bounds; nothing is copied
 /// when the folder exceeds them.
-fn copy_folder_files(from: &Path, to: &Path) -> Result<(), String> {
+fn copy_folder_files(from: &Path, to: &Path) -> Result<(), StageError> {
     let mut files = Vec::new();
     let mut bytes = 0u64;
-    for entry in std::fs::read_dir(from)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-    {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StageError::Io { path, source }
+    };
+    for entry in std::fs::read_dir(from).map_err(io(from))?.filter_map(Result::ok) {
         let path = entry.path();
         let Ok(md) = std::fs::metadata(&path) else { continue };
         if !md.is_file() {
@@ -430,15 +506,12 @@ fn copy_folder_files(from: &Path, to: &Path) -> Result<(), String> {
         bytes += md.len();
         files.push(path);
         if files.len() > STAGE_MAX_FILES || bytes > STAGE_MAX_BYTES {
-            return Err(format!(
-                "it holds more than {STAGE_MAX_FILES} files or {} MiB",
-                STAGE_MAX_BYTES >> 20
-            ));
+            return Err(StageError::TooBig);
         }
     }
     for f in files {
         if let Some(name) = f.file_name() {
-            std::fs::copy(&f, to.join(name)).map_err(|e| format!("{}: {e}", f.display()))?;
+            std::fs::copy(&f, to.join(name)).map_err(io(&f))?;
         }
     }
     Ok(())
@@ -463,17 +536,24 @@ fn readable_by_others(path: &Path) -> bool {
 /// Preflight: the program of a command exists and is executable (a path, or
 /// a name found in PATH), so a typo is one clear error before any scenario
 /// runs rather than a BROKEN per scenario.
-pub fn check_program(flag: &str, argv: &[String]) -> Result<(), String> {
+pub fn check_program(flag: &str, argv: &[String]) -> Result<(), ImplError> {
     use nix::unistd::{access, AccessFlags};
     let program = &argv[0];
+    let (flag_, program_) = (flag.to_string(), program.clone());
     let executable = |p: &Path| p.is_file() && access(p, AccessFlags::X_OK).is_ok();
     if program.contains('/') {
         let p = Path::new(program);
         if !p.exists() {
-            return Err(format!("{flag}: program {program:?} not found"));
+            return Err(ImplError::ProgramNotFound {
+                flag: flag_,
+                program: program_,
+            });
         }
         if !executable(p) {
-            return Err(format!("{flag}: program {program:?} is not an executable file"));
+            return Err(ImplError::NotExecutable {
+                flag: flag_,
+                program: program_,
+            });
         }
         return Ok(());
     }
@@ -481,7 +561,10 @@ pub fn check_program(flag: &str, argv: &[String]) -> Result<(), String> {
     if std::env::split_paths(&path).any(|d| executable(&d.join(program))) {
         Ok(())
     } else {
-        Err(format!("{flag}: program {program:?} not found in PATH"))
+        Err(ImplError::NotInPath {
+            flag: flag_,
+            program: program_,
+        })
     }
 }
 
@@ -509,10 +592,13 @@ pub fn resolve_paths(words: &mut [String], base: &Path) {
     }
 }
 
-fn split_words(what: &str, cmd: &str) -> Result<Vec<String>, String> {
-    let argv = shlex::split(cmd).ok_or_else(|| format!("{what} {cmd:?}: unbalanced quotes"))?;
+fn split_words(what: &str, cmd: &str) -> Result<Vec<String>, ImplError> {
+    let argv = shlex::split(cmd).ok_or_else(|| ImplError::UnbalancedQuotes {
+        what: what.into(),
+        command: cmd.into(),
+    })?;
     if argv.is_empty() {
-        return Err(format!("{what}: empty command"));
+        return Err(ImplError::EmptyCommand { what: what.into() });
     }
     Ok(argv)
 }
@@ -533,7 +619,7 @@ fn search_dirs() -> Vec<PathBuf> {
 }
 
 /// Find one of our binaries; if it is not built, build it with cargo.
-pub fn find_binary(name: &str) -> Result<PathBuf, String> {
+pub fn find_binary(name: &str) -> Result<PathBuf, ImplError> {
     let look = || search_dirs().into_iter().map(|d| d.join(name)).find(|p| p.is_file());
     if let Some(p) = look() {
         return Ok(p);
@@ -560,18 +646,16 @@ pub fn find_binary(name: &str) -> Result<PathBuf, String> {
         cmd.arg("--release");
     }
     let built = cmd.status().map(|s| s.success()).unwrap_or(false);
-    look().filter(|_| built).ok_or_else(|| {
-        format!(
-            "cannot find {name} beside {:?}, and building it with cargo failed",
-            search_dirs()
-        )
+    look().filter(|_| built).ok_or_else(|| ImplError::NotBuilt {
+        name: name.into(),
+        searched: search_dirs(),
     })
 }
 
 /// A built-in's program by its bare name: beside this executable (a build
 /// tree, the container image), the C reference where build.rs compiled it,
 /// else from this executable itself (an installed binary: see [`unpacked_builtins`]).
-fn find_builtin_program(name: &str) -> Result<PathBuf, String> {
+fn find_builtin_program(name: &str) -> Result<PathBuf, ImplError> {
     let built = Path::new(env!("SHMCONF_C_REFERENCE_DIR")).join(name);
     if let Some(found) = search_dirs().into_iter().map(|d| d.join(name)).find(|p| p.is_file()) {
         Ok(found)
@@ -601,11 +685,11 @@ const C_REFERENCE: [(&str, &[u8]); 2] = [
 /// that program when started under its name (`shmconf::programs`). Written
 /// once per process, before the files are used, each under a temporary name
 /// and renamed into place, so no one ever runs a half-written program.
-fn unpacked_builtins() -> Result<&'static Path, String> {
-    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+fn unpacked_builtins() -> Result<&'static Path, ImplError> {
+    static DIR: std::sync::OnceLock<Result<PathBuf, ImplError>> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let shmconf = shmconf_binary()?;
-        let run = crate::rundir::current().map_err(|e| e.to_string())?;
+        let run = crate::rundir::current().map_err(|e| ImplError::RunDir(Arc::new(e)))?;
         let dir = run.path().join("builtin");
         let write = || -> std::io::Result<()> {
             std::fs::DirBuilder::new().mode(0o755).create(&dir)?;
@@ -639,7 +723,10 @@ fn unpacked_builtins() -> Result<&'static Path, String> {
             }
             Ok(())
         };
-        write().map_err(|e| format!("cannot write the built-in programs into {}: {e}", dir.display()))?;
+        write().map_err(|e| ImplError::Unpack {
+            dir: dir.clone(),
+            source: Arc::new(e),
+        })?;
         Ok(dir)
     })
     .as_deref()
@@ -649,8 +736,8 @@ fn unpacked_builtins() -> Result<&'static Path, String> {
 /// This executable when it is shmconf, whatever its file is named (an
 /// installed or released binary may be `shmconf-x86_64-linux`); a cargo
 /// test binary (in a `deps` folder) finds the shmconf built beside it.
-fn shmconf_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+fn shmconf_binary() -> Result<PathBuf, ImplError> {
+    let exe = std::env::current_exe().map_err(|e| ImplError::OwnPath(Arc::new(e)))?;
     let a_test_binary = exe.parent().and_then(Path::file_name).is_some_and(|d| d == "deps");
     if a_test_binary {
         find_binary("shmconf")
@@ -659,7 +746,7 @@ fn shmconf_binary() -> Result<PathBuf, String> {
     }
 }
 
-fn probe_command() -> Result<Vec<String>, String> {
+fn probe_command() -> Result<Vec<String>, ImplError> {
     Ok(vec![shmconf_binary()?.display().to_string(), "probe".into()])
 }
 

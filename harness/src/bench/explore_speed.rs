@@ -7,6 +7,7 @@
 //! medians are compared, so a machine that slows down during the bench
 //! slows both.
 
+use super::BenchError;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -74,7 +75,7 @@ fn timed_shmconf(
     id: &str,
     implementation: &str,
     jobs: usize,
-) -> Result<(u64, f64, f64, String), String> {
+) -> Result<(u64, f64, f64, String), BenchError> {
     let t0 = Instant::now();
     let run = Command::new(exe)
         .arg("run")
@@ -89,9 +90,15 @@ fn timed_shmconf(
         ])
         .stderr(Stdio::null())
         .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
+        .map_err(|source| BenchError::Start {
+            program: exe.to_path_buf(),
+            source,
+        })?;
     let wall = t0.elapsed().as_secs_f64() * 1000.0;
-    let v: serde_json::Value = serde_json::from_slice(&run.stdout).map_err(|e| format!("{id}: report: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).map_err(|source| BenchError::Report {
+        what: format!("{id}: report"),
+        source,
+    })?;
     let r = &v["results"][0];
     let message = r["message"].as_str().unwrap_or("");
     Ok((
@@ -102,9 +109,8 @@ fn timed_shmconf(
     ))
 }
 
-pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec<ExploreSpeed>, String> {
-    let files = crate::scenario::discover(&[scenarios.to_path_buf()])
-        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec<ExploreSpeed>, BenchError> {
+    let files = crate::scenario::discover(&[scenarios.to_path_buf()]).map_err(BenchError::Scenarios)?;
     let (imp, _) = crate::impls::Implementation::builtin(implementation)?;
     let mut out = Vec::new();
     for sf in files {

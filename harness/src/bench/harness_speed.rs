@@ -2,6 +2,7 @@
 //! two jobs, and its per-scenario overhead against bare fork/exec of the same
 //! processes (replayed from the run's own event logs), measured in one run.
 
+use super::BenchError;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,7 +52,7 @@ fn timed_run(
     skip: &[String],
     jobs: usize,
     record: Option<&Path>,
-) -> Result<(f64, usize), String> {
+) -> Result<(f64, usize), BenchError> {
     let mut cmd = Command::new(exe);
     cmd.arg("run")
         .arg(scenarios)
@@ -63,22 +64,28 @@ fn timed_run(
         cmd.arg("--record").arg(r);
     }
     let t0 = Instant::now();
-    let out = cmd.stderr(Stdio::null()).output().map_err(|e| e.to_string())?;
+    let out = cmd.stderr(Stdio::null()).output().map_err(|source| BenchError::Start {
+        program: exe.to_path_buf(),
+        source,
+    })?;
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("suite output: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|source| BenchError::Report {
+        what: "suite output".into(),
+        source,
+    })?;
     let ran = v["summary"]["total"].as_u64().unwrap_or(0) - v["summary"]["skip"].as_u64().unwrap_or(0);
     Ok((ms, ran as usize))
 }
 
-pub fn measure(exe: &Path, scenarios: &Path, skip: &[String]) -> Result<HarnessSpeed, String> {
-    let record = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub fn measure(exe: &Path, scenarios: &Path, skip: &[String]) -> Result<HarnessSpeed, BenchError> {
+    let record = tempfile::tempdir()?;
     // Warm the page cache, then measure both in the same run, alternating.
     timed_run(exe, scenarios, skip, 2, None)?;
     let (jobs1, n) = timed_run(exe, scenarios, skip, 1, Some(record.path()))?;
     let (jobs2, _) = timed_run(exe, scenarios, skip, 2, None)?;
     // The processes the suite spawned, with their stdin, from its own logs.
     let mut spawns: Vec<(Vec<String>, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(record.path()).map_err(|e| e.to_string())?.flatten() {
+    for entry in std::fs::read_dir(record.path())?.flatten() {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap_or_default()).unwrap_or_default();
         let events = v["log"]["events"].as_array().cloned().unwrap_or_default();
@@ -103,10 +110,10 @@ pub fn measure(exe: &Path, scenarios: &Path, skip: &[String]) -> Result<HarnessS
     // Bare: the same processes, one after another, stdin written and closed,
     // in a scratch dir with a key file and a private IPC namespace.
     let bare = std::thread::scope(|s| {
-        s.spawn(|| -> Result<f64, String> {
+        s.spawn(|| -> Result<f64, BenchError> {
             let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC);
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            std::fs::write(dir.path().join("shmfile"), b"").map_err(|e| e.to_string())?;
+            let dir = tempfile::tempdir()?;
+            std::fs::write(dir.path().join("shmfile"), b"")?;
             let t0 = Instant::now();
             for (argv, stdin) in &spawns {
                 if argv.is_empty() {
@@ -136,7 +143,7 @@ pub fn measure(exe: &Path, scenarios: &Path, skip: &[String]) -> Result<HarnessS
             Ok(t0.elapsed().as_secs_f64() * 1000.0)
         })
         .join()
-        .unwrap_or_else(|_| Err("bare replay panicked".into()))
+        .unwrap_or_else(|_| Err(BenchError::Panicked("bare replay")))
     })?;
     Ok(HarnessSpeed {
         scenarios: n,

@@ -8,6 +8,7 @@
 //! spawns itself as `shmconf bench-peer`, and times what arrives.
 
 pub mod channel;
+mod error;
 pub mod explore_floor;
 pub mod explore_speed;
 pub mod harness_speed;
@@ -21,6 +22,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 use shmconf::sysv::{Create, Key, MsgQueue, ReadWrite, Segment, Semaphores};
+
+pub use error::BenchError;
 
 use channel::{Channel, Handshake, Mq, Ring, ShmChannel, StdioFds, Stream};
 
@@ -110,7 +113,7 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-pub(crate) fn verify(buf: &[u8], seq: u64, pattern: &[u8]) -> Result<(), String> {
+pub(crate) fn verify(buf: &[u8], seq: u64, pattern: &[u8]) -> Result<(), BenchError> {
     let n = buf.len().min(8);
     if buf[..n] != seq.to_le_bytes()[..n] || buf[n..] != pattern[n..] {
         let at = buf
@@ -120,9 +123,7 @@ pub(crate) fn verify(buf: &[u8], seq: u64, pattern: &[u8]) -> Result<(), String>
             .skip(8)
             .find(|(_, (a, b))| a != b)
             .map_or(0, |(i, _)| i);
-        return Err(format!(
-            "chunk {seq} arrived corrupted (first bad byte near offset {at})"
-        ));
+        return Err(BenchError::Corrupted { seq, at });
     }
     Ok(())
 }
@@ -149,7 +150,7 @@ fn msg_piece(largest: usize) -> usize {
 }
 
 /// Run every measurement on a thread moved into a private IPC namespace.
-pub fn run(opts: &Options) -> Result<Results, String> {
+pub fn run(opts: &Options) -> Result<Results, BenchError> {
     std::thread::scope(|s| {
         s.spawn(|| {
             // Best effort: without privilege the objects live in the current
@@ -158,17 +159,14 @@ pub fn run(opts: &Options) -> Result<Results, String> {
             run_here(opts)
         })
         .join()
-        .unwrap_or_else(|_| Err("benchmark thread panicked".into()))
+        .unwrap_or_else(|_| Err(BenchError::Panicked("benchmark thread")))
     })
 }
 
-fn run_here(opts: &Options) -> Result<Results, String> {
+fn run_here(opts: &Options) -> Result<Results, BenchError> {
     let largest = opts.chunks.iter().copied().max().unwrap_or(4096);
     let piece = msg_piece(largest);
-    let dir = tempfile::Builder::new()
-        .prefix("shmconf-bench-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new().prefix("shmconf-bench-").tempdir()?;
     let mut throughput = Vec::new();
     let mut latency = Vec::new();
     for &chunk in &opts.chunks {
@@ -217,7 +215,7 @@ fn run_here(opts: &Options) -> Result<Results, String> {
     })
 }
 
-fn memcpy(chunk: usize, count: usize) -> Result<Throughput, String> {
+fn memcpy(chunk: usize, count: usize) -> Result<Throughput, BenchError> {
     let mut src = pattern(chunk);
     let pat = src.clone();
     let mut dst = vec![0u8; chunk];
@@ -248,8 +246,7 @@ struct Objects {
 impl Objects {
     /// The SysV objects `mech` needs (a segment, semaphores, a queue), their
     /// ids added to the peer's `args`; removed when dropped.
-    fn for_mechanism(mech: &str, chunk: usize, slot: usize, args: &mut Vec<String>) -> Result<Objects, String> {
-        let e = |e: &dyn std::fmt::Display| format!("{mech}: {e}");
+    fn for_mechanism(mech: &str, chunk: usize, slot: usize, args: &mut Vec<String>) -> Result<Objects, BenchError> {
         let mut objs = Objects {
             segment: None,
             sems: None,
@@ -257,19 +254,19 @@ impl Objects {
         };
         if mech.starts_with("shm") {
             let size = 2 * Ring::bytes(slots_for(chunk), slot);
-            let seg = Segment::get(Key::PRIVATE, size, Create::IfMissing, 0o600).map_err(|x| e(&x))?;
+            let seg = Segment::get(Key::PRIVATE, size, Create::IfMissing, 0o600)?;
             objs.segment = Some(seg);
             args.extend(["--shm-id".into(), seg.id().to_string()]);
             if mech == "shm-sem" {
-                let s = Semaphores::create_private(4, 0o600).map_err(|x| e(&x))?;
-                s.op(0, slots_for(chunk) as i16).map_err(|x| e(&x))?;
-                s.op(2, slots_for(chunk) as i16).map_err(|x| e(&x))?;
+                let s = Semaphores::create_private(4, 0o600)?;
+                s.op(0, slots_for(chunk) as i16)?;
+                s.op(2, slots_for(chunk) as i16)?;
                 objs.sems = Some(s);
                 args.extend(["--sem-id".into(), s.id().to_string()]);
             }
         }
         if mech == "msgq" {
-            let q = MsgQueue::create_private(0o600).map_err(|x| e(&x))?;
+            let q = MsgQueue::create_private(0o600)?;
             objs.queue = Some(q);
             args.extend(["--msq-id".into(), q.id().to_string()]);
         }
@@ -333,9 +330,20 @@ fn transfer(
     count: usize,
     rounds: usize,
     piece: usize,
-) -> Result<(f64, f64), String> {
+) -> Result<(f64, f64), BenchError> {
+    transfer_in(opts, dir, mech, chunk, count, rounds, piece).map_err(|e| e.in_mechanism(mech))
+}
+
+fn transfer_in(
+    opts: &Options,
+    dir: &Path,
+    mech: &str,
+    chunk: usize,
+    count: usize,
+    rounds: usize,
+    piece: usize,
+) -> Result<(f64, f64), BenchError> {
     let slot = chunk.max(64);
-    let e = |e: &dyn std::fmt::Display| format!("{mech}: {e}");
     let mut args: Vec<String> = vec![
         "bench-peer".into(),
         "--mech".into(),
@@ -355,14 +363,14 @@ fn transfer(
     let (fifo_p2c, fifo_c2p, sock) = (dir.join("p2c"), dir.join("c2p"), dir.join("sock"));
     let listener = if mech == "unix" {
         let _ = std::fs::remove_file(&sock);
-        Some(UnixListener::bind(&sock).map_err(|x| e(&x))?)
+        Some(UnixListener::bind(&sock)?)
     } else {
         None
     };
     if mech == "fifo" {
         for p in [&fifo_p2c, &fifo_c2p] {
             let _ = std::fs::remove_file(p);
-            nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).map_err(|x| e(&x))?;
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
         }
     }
     let mut child: Child = Command::new(&opts.exe)
@@ -370,8 +378,7 @@ fn transfer(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|x| e(&x))?;
+        .spawn()?;
     // Kill the peer if anything below fails.
     struct Reap(Option<Child>);
     impl Drop for Reap {
@@ -389,16 +396,13 @@ fn transfer(
     let mut ch: Box<dyn Channel> = match mech {
         "pipe" => Box::new(Stream { rx: stdout, tx: stdin }),
         "fifo" => {
-            let tx = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&fifo_p2c)
-                .map_err(|x| e(&x))?;
-            let rx = File::open(&fifo_c2p).map_err(|x| e(&x))?;
+            let tx = std::fs::OpenOptions::new().write(true).open(&fifo_p2c)?;
+            let rx = File::open(&fifo_c2p)?;
             Box::new(Stream { rx, tx })
         }
         "unix" => {
-            let (s, _) = listener.as_ref().expect("bound").accept().map_err(|x| e(&x))?;
-            let rx = s.try_clone().map_err(|x| e(&x))?;
+            let (s, _) = listener.as_ref().expect("bound").accept()?;
+            let rx = s.try_clone()?;
             Box::new(Stream { rx, tx: s })
         }
         "msgq" => Box::new(Mq {
@@ -409,7 +413,7 @@ fn transfer(
             scratch: Vec::new(),
         }),
         m if m.starts_with("shm") => {
-            attachment = objs.segment.expect("made").attach::<ReadWrite>().map_err(|x| e(&x))?;
+            attachment = objs.segment.expect("made").attach::<ReadWrite>()?;
             let hs = handshake_of(m, objs.sems);
             let second = Ring::bytes(slots_for(chunk), slot);
             Box::new(ShmChannel {
@@ -418,14 +422,14 @@ fn transfer(
                 in_place: m == "shm-inplace",
             })
         }
-        other => return Err(format!("unknown mechanism {other:?}; known: {}", MECHANISMS.join(", "))),
+        other => return Err(BenchError::UnknownMechanism(other.into())),
     };
-    let (secs, rtt) = measure(ch.as_mut(), chunk, count, rounds).map_err(|x| e(&x))?;
+    let (secs, rtt) = measure(ch.as_mut(), chunk, count, rounds)?;
     drop(ch);
     let mut child = reap.0.take().expect("child");
-    let status = child.wait().map_err(|x| e(&x))?;
+    let status = child.wait()?;
     if !status.success() {
-        return Err(e(&format!("peer exited with {status}")));
+        return Err(BenchError::PeerFailed(status));
     }
     Ok((secs, rtt))
 }
@@ -457,7 +461,7 @@ pub struct PeerArgs {
 }
 
 /// The child side: connect, stream `count` stamped chunks, echo round trips.
-pub fn peer(a: PeerArgs) -> Result<(), String> {
+pub fn peer(a: PeerArgs) -> Result<(), BenchError> {
     let attachment;
     let mut ch: Box<dyn Channel> = match a.mech.as_str() {
         "pipe" => Box::new(Stream {
@@ -465,43 +469,35 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
             tx: StdioFds,
         }),
         "fifo" => {
-            let rx = File::open(a.dir.join("p2c")).map_err(|e| e.to_string())?;
-            let tx = std::fs::OpenOptions::new()
-                .write(true)
-                .open(a.dir.join("c2p"))
-                .map_err(|e| e.to_string())?;
+            let rx = File::open(a.dir.join("p2c"))?;
+            let tx = std::fs::OpenOptions::new().write(true).open(a.dir.join("c2p"))?;
             Box::new(Stream { rx, tx })
         }
         "unix" => {
-            let s = UnixStream::connect(a.dir.join("sock")).map_err(|e| e.to_string())?;
+            let s = UnixStream::connect(a.dir.join("sock"))?;
             Box::new(Stream {
-                rx: s.try_clone().map_err(|e| e.to_string())?,
+                rx: s.try_clone()?,
                 tx: s,
             })
         }
         "msgq" => Box::new(Mq {
-            q: MsgQueue::from_id(a.msq_id.ok_or("--msq-id")?),
+            q: MsgQueue::from_id(a.msq_id.ok_or(BenchError::MissingArgument("--msq-id"))?),
             piece: a.piece,
             send_type: 2,
             recv_type: 1,
             scratch: Vec::new(),
         }),
         m if m.starts_with("shm") => {
-            attachment = Segment::from_id(a.shm_id.ok_or("--shm-id")?)
-                .attach::<ReadWrite>()
-                .map_err(|e| e.to_string())?;
+            attachment =
+                Segment::from_id(a.shm_id.ok_or(BenchError::MissingArgument("--shm-id"))?).attach::<ReadWrite>()?;
             let hs = handshake_of(m, a.sem_id.map(Semaphores::from_id));
             let slot = a.chunk.max(64);
             let second = Ring::bytes(slots_for(a.chunk), slot);
             if let Some(input) = &a.input {
                 // File mode: file → segment by read(2) straight into the slot.
                 let ring = Ring::new(&attachment, second, slots_for(a.chunk), slot, hs, 1);
-                let file = File::open(input).map_err(|e| e.to_string())?;
-                while ring
-                    .send_with(|at, off, room| at.read_from(off, room, &file))
-                    .map_err(|e| e.to_string())?
-                    > 0
-                {}
+                let file = File::open(input)?;
+                while ring.send_with(|at, off, room| at.read_from(off, room, &file))? > 0 {}
                 return Ok(());
             }
             Box::new(ShmChannel {
@@ -510,31 +506,31 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
                 in_place: false,
             })
         }
-        other => return Err(format!("unknown mechanism {other:?}")),
+        other => return Err(BenchError::UnknownMechanism(other.into())),
     };
     if let Some(input) = &a.input {
         // File mode through a stream: read(2) into a buffer, write(2) it on.
-        let mut file = File::open(input).map_err(|e| e.to_string())?;
+        let mut file = File::open(input)?;
         let mut buf = vec![0u8; a.chunk];
         loop {
-            let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| e.to_string())?;
+            let n = std::io::Read::read(&mut file, &mut buf)?;
             if n == 0 {
                 return Ok(());
             }
-            ch.send(&buf[..n]).map_err(|e| e.to_string())?;
+            ch.send(&buf[..n])?;
         }
     }
     let mut go = [0u8; 1];
-    ch.recv(&mut go).map_err(|e| e.to_string())?;
+    ch.recv(&mut go)?;
     let mut buf = pattern(a.chunk);
     for i in 0..a.count as u64 {
         stamp(&mut buf, i);
-        ch.send(&buf).map_err(|e| e.to_string())?;
+        ch.send(&buf)?;
     }
     let mut one = [0u8; 1];
     for _ in 0..a.rounds {
-        ch.recv(&mut one).map_err(|e| e.to_string())?;
-        ch.send(&[one[0].wrapping_add(1)]).map_err(|e| e.to_string())?;
+        ch.recv(&mut one)?;
+        ch.send(&[one[0].wrapping_add(1)])?;
     }
     Ok(())
 }
@@ -543,8 +539,8 @@ pub fn peer(a: PeerArgs) -> Result<(), String> {
 /// copies) and through a pipe (read, write, read, write: four).
 /// Copy what the peer sends through segment `s`'s ring into `dst`, from
 /// the segment straight to the file (two copies in all).
-fn segment_to_file(s: &Segment, chunk: usize, dst: &File) -> Result<(), String> {
-    let at = s.attach::<ReadWrite>().map_err(|e| e.to_string())?;
+fn segment_to_file(s: &Segment, chunk: usize, dst: &File) -> Result<(), BenchError> {
+    let at = s.attach::<ReadWrite>()?;
     let ring = Ring::new(
         &at,
         Ring::bytes(slots_for(chunk), chunk),
@@ -563,41 +559,41 @@ fn segment_to_file(s: &Segment, chunk: usize, dst: &File) -> Result<(), String> 
         }) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Copy the peer's pipe into `dst` with a plain read/write loop
 /// (std::io::copy would splice, skipping copies).
-fn pipe_to_file(mut rx: std::process::ChildStdout, mut dst: File, chunk: usize) -> Result<(), String> {
+fn pipe_to_file(mut rx: std::process::ChildStdout, mut dst: File, chunk: usize) -> Result<(), BenchError> {
     let mut buf = vec![0u8; chunk];
     loop {
         match std::io::Read::read(&mut rx, &mut buf) {
             Ok(0) => return Ok(()),
-            Ok(n) => std::io::Write::write_all(&mut dst, &buf[..n]).map_err(|e| e.to_string())?,
-            Err(e) => return Err(e.to_string()),
+            Ok(n) => std::io::Write::write_all(&mut dst, &buf[..n])?,
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, String> {
+fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, BenchError> {
     let input = dir.join("input");
     let chunk = 1 << 20;
     {
-        let mut f = File::create(&input).map_err(|e| e.to_string())?;
+        let mut f = File::create(&input)?;
         let block = pattern(chunk);
         let mut left = bytes;
         while left > 0 {
             let n = left.min(chunk);
-            std::io::Write::write_all(&mut f, &block[..n]).map_err(|e| e.to_string())?;
+            std::io::Write::write_all(&mut f, &block[..n])?;
             left -= n;
         }
     }
     let mut out = Vec::new();
     for (mech, copies) in [("shm-futex", 2), ("pipe", 4)] {
         let output = dir.join(format!("output-{mech}"));
-        let dst = File::create(&output).map_err(|e| e.to_string())?;
+        let dst = File::create(&output)?;
         let mut args: Vec<String> = vec!["bench-peer".into(), "--mech".into(), mech.into()];
         args.extend([
             "--chunk".into(),
@@ -621,17 +617,12 @@ fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, St
                 2 * Ring::bytes(slots_for(chunk), chunk),
                 Create::IfMissing,
                 0o600,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             args.extend(["--shm-id".into(), s.id().to_string()]);
             seg = Some(s);
         }
         let t0 = Instant::now();
-        let mut child = Command::new(&opts.exe)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let mut child = Command::new(&opts.exe).args(&args).stdout(Stdio::piped()).spawn()?;
         let result = match seg {
             Some(s) => {
                 let r = segment_to_file(&s, chunk, &dst);
@@ -640,16 +631,15 @@ fn files(opts: &Options, dir: &Path, bytes: usize) -> Result<Vec<FileToFile>, St
             }
             None => pipe_to_file(child.stdout.take().expect("piped"), dst, chunk),
         };
-        let status = child.wait().map_err(|e| e.to_string())?;
+        let status = child.wait()?;
         let secs = t0.elapsed().as_secs_f64();
         result?;
         if !status.success() {
-            return Err(format!("file-to-file {mech}: peer exited with {status}"));
+            return Err(BenchError::PeerFailed(status).in_mechanism(&format!("file-to-file {mech}")));
         }
-        let same =
-            std::fs::read(&input).map_err(|e| e.to_string())? == std::fs::read(&output).map_err(|e| e.to_string())?;
+        let same = std::fs::read(&input)? == std::fs::read(&output)?;
         if !same {
-            return Err(format!("file-to-file {mech}: the output file differs from the input"));
+            return Err(BenchError::OutputDiffers.in_mechanism(&format!("file-to-file {mech}")));
         }
         let _ = std::fs::remove_file(&output);
         out.push(FileToFile {
@@ -675,6 +665,9 @@ mod tests {
         verify(&buf, 7, &pat).unwrap();
         assert!(verify(&buf, 8, &pat).is_err());
         buf[100] ^= 1;
-        assert!(verify(&buf, 7, &pat).unwrap_err().contains("offset 100"));
+        assert!(matches!(
+            verify(&buf, 7, &pat),
+            Err(BenchError::Corrupted { seq: 7, at: 100 })
+        ));
     }
 }

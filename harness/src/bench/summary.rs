@@ -123,9 +123,9 @@ pub fn table(r: &Results) -> String {
 }
 
 /// Throughput (GB/s) by chunk size, one line per mechanism, as SVG.
-pub fn svg(r: &Results, path: &std::path::Path) -> Result<(), String> {
+pub fn svg(r: &Results, path: &std::path::Path) -> Result<(), super::BenchError> {
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    root.fill(&WHITE)?;
     let max = r.throughput.iter().map(|t| t.gbps).fold(0.0f64, f64::max) * 1.1;
     let xs: Vec<f64> = r.throughput.iter().map(|t| (t.chunk as f64).log2()).collect();
     let (x0, x1) = (
@@ -137,15 +137,13 @@ pub fn svg(r: &Results, path: &std::path::Path) -> Result<(), String> {
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, 0.0..max.max(0.1))
-        .map_err(|e| e.to_string())?;
+        .build_cartesian_2d(x0..x1, 0.0..max.max(0.1))?;
     chart
         .configure_mesh()
         .x_desc("chunk size")
         .y_desc("GB/s")
         .x_label_formatter(&|x| human_size(2f64.powf(*x).round() as usize))
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .draw()?;
     let mut mechs: Vec<&str> = r.throughput.iter().map(|t| t.mechanism.as_str()).collect();
     mechs.sort();
     mechs.dedup();
@@ -158,20 +156,16 @@ pub fn svg(r: &Results, path: &std::path::Path) -> Result<(), String> {
             .map(|t| ((t.chunk as f64).log2(), t.gbps))
             .collect();
         chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(*mech)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
     }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+        .draw()?;
+    Ok(root.present()?)
 }
