@@ -700,7 +700,10 @@ fn list(args: &ListArgs) -> ExitCode {
 fn merge_matrix_reports(from: &[PathBuf], out: &Path) -> ExitCode {
     use shmconf_harness::matrix;
     let done = matrix::load_reports(from).and_then(|mut reports| {
-        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::create_dir_all(out).map_err(|source| matrix::MatrixError::File {
+            path: out.to_path_buf(),
+            source,
+        })?;
         matrix::carry_diagrams(&mut reports, out);
         matrix::write_page(out, &reports).map(|()| reports.len())
     });

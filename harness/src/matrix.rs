@@ -263,9 +263,59 @@ fn program_answers(argv: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A file the matrix could not read or write, or a report it cannot take.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error("{}: {source}", .path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{target}: the report cannot be written as JSON: {source}")]
+    Encode {
+        target: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: not a target report: {source}", .path.display())]
+    NotAReport {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: a second report for target {target}", .path.display())]
+    SecondReport { path: PathBuf, target: String },
+}
+
+impl MatrixError {
+    fn file(path: &Path) -> impl FnOnce(std::io::Error) -> MatrixError {
+        let path = path.to_path_buf();
+        move |source| MatrixError::File { path, source }
+    }
+}
+
+/// Why a target cannot run on this machine (said in its column's header).
+#[derive(Debug, thiserror::Error)]
+pub enum NotRunnable {
+    #[error("`docker info` fails: no Docker engine here")]
+    NoDocker,
+    #[error("podman is not installed (Debian: apt-get install podman catatonit)")]
+    NoPodman,
+    #[error("runsc (gVisor) is not installed (Debian: apt-get install runsc)")]
+    NoRunsc,
+    #[error("{program} is not installed (Debian: apt-get install {package})")]
+    NoSandbox {
+        program: &'static str,
+        package: &'static str,
+    },
+    #[error(transparent)]
+    File(#[from] MatrixError),
+}
+
 impl MatrixRun {
     /// The command of a target, or why it cannot run on this machine.
-    fn command(&self, t: &Target) -> Result<Vec<String>, String> {
+    fn command(&self, t: &Target) -> Result<Vec<String>, NotRunnable> {
         let exe = self.shmconf.display().to_string();
         let mut argv: Vec<String> = Vec::new();
         let mut run_args: Vec<String> = vec![
@@ -299,7 +349,7 @@ impl MatrixRun {
             Kind::Local => argv.push(exe),
             Kind::Docker => {
                 if !program_answers(&["docker", "info"]) {
-                    return Err("`docker info` fails: no Docker engine here".into());
+                    return Err(NotRunnable::NoDocker);
                 }
                 argv.push(exe);
                 run_args.extend([
@@ -311,11 +361,11 @@ impl MatrixRun {
             }
             Kind::Podman(runtime) => {
                 if !program_answers(&["podman", "--version"]) {
-                    return Err("podman is not installed (Debian: apt-get install podman catatonit)".into());
+                    return Err(NotRunnable::NoPodman);
                 }
                 let conf = self.out.join("podman.conf");
                 std::fs::write(&conf, crate::engine::backend::containers::PODMAN_CONF)
-                    .map_err(|e| format!("{}: {e}", conf.display()))?;
+                    .map_err(MatrixError::file(&conf))?;
                 argv.push(exe);
                 run_args.extend([
                     "--backend".into(),
@@ -330,17 +380,16 @@ impl MatrixRun {
             }
             Kind::RunscDo => {
                 if !program_answers(&["runsc", "--version"]) {
-                    return Err("runsc (gVisor) is not installed (Debian: apt-get install runsc)".into());
+                    return Err(NotRunnable::NoRunsc);
                 }
                 argv.extend(["runsc".into(), "--network=none".into(), "do".into(), exe]);
             }
             Kind::Sandbox(kind) => {
                 if !program_answers(&[kind.program(), "--version"]) {
-                    return Err(format!(
-                        "{} is not installed (Debian: apt-get install {})",
-                        kind.program(),
-                        kind.package()
-                    ));
+                    return Err(NotRunnable::NoSandbox {
+                        program: kind.program(),
+                        package: kind.package(),
+                    });
                 }
                 argv.push(exe);
                 run_args.extend(["--backend".into(), kind.name().into(), "--tag".into(), "docker".into()]);
@@ -348,9 +397,9 @@ impl MatrixRun {
         }
         if let Some(text) = t.expectations {
             let dir = self.out.join("expectations");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(MatrixError::file(&dir))?;
             let file = dir.join(format!("{}.toml", t.name));
-            std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+            std::fs::write(&file, text).map_err(MatrixError::file(&file))?;
             run_args.extend(["--expectations".into(), file.display().to_string()]);
         }
         argv.extend(run_args);
@@ -379,7 +428,7 @@ impl MatrixRun {
         let argv = match self.command(t) {
             Ok(argv) => argv,
             Err(why) => {
-                report.not_run = Some(why);
+                report.not_run = Some(why.to_string());
                 return report;
             }
         };
@@ -429,8 +478,8 @@ impl MatrixRun {
     /// each report as it finishes, then the page. Exit status: 0 when every
     /// target that ran had nothing unexpected (and, with `required`, every
     /// target ran).
-    pub fn run(&self, progress: &mut dyn FnMut(&TargetReport)) -> Result<(Vec<TargetReport>, bool), String> {
-        std::fs::create_dir_all(&self.out).map_err(|e| format!("{}: {e}", self.out.display()))?;
+    pub fn run(&self, progress: &mut dyn FnMut(&TargetReport)) -> Result<(Vec<TargetReport>, bool), MatrixError> {
+        std::fs::create_dir_all(&self.out).map_err(MatrixError::file(&self.out))?;
         let mut reports = Vec::new();
         for t in &self.targets {
             let mut report = self.run_target(t);
@@ -455,22 +504,25 @@ impl MatrixRun {
 }
 
 /// `<target>.json` and `<target>.junit.xml` in `dir`.
-pub fn write_target(dir: &Path, report: &TargetReport) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+pub fn write_target(dir: &Path, report: &TargetReport) -> Result<(), MatrixError> {
+    let json = serde_json::to_string_pretty(report).map_err(|source| MatrixError::Encode {
+        target: report.target.clone(),
+        source,
+    })?;
     let file = dir.join(format!("{}.json", report.target));
-    std::fs::write(&file, json).map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::write(&file, json).map_err(MatrixError::file(&file))?;
     let file = dir.join(format!("{}.junit.xml", report.target));
-    std::fs::write(&file, report.junit()).map_err(|e| format!("{}: {e}", file.display()))
+    std::fs::write(&file, report.junit()).map_err(MatrixError::file(&file))
 }
 
 /// Every target report in these files or folders (`*.json` with a target;
 /// a file may hold several, one JSON document per line, as `--print` writes).
-pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
+pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, MatrixError> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
             let mut in_dir: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
+                .map_err(MatrixError::file(p))?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|f| f.extension().is_some_and(|x| x == "json"))
@@ -483,9 +535,12 @@ pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
     }
     let mut reports: Vec<TargetReport> = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let text = std::fs::read_to_string(&f).map_err(MatrixError::file(&f))?;
         for doc in serde_json::Deserializer::from_str(&text).into_iter::<TargetReport>() {
-            let mut report = doc.map_err(|e| format!("{}: not a target report: {e}", f.display()))?;
+            let mut report = doc.map_err(|source| MatrixError::NotAReport {
+                path: f.clone(),
+                source,
+            })?;
             // A diagram link is only ever one of the target's record files:
             // anything else in a report (a URL, a path out) is dropped.
             for cell in &mut report.results {
@@ -506,7 +561,10 @@ pub fn load_reports(paths: &[PathBuf]) -> Result<Vec<TargetReport>, String> {
                 Some(i) if reports[i].not_run.is_some() && report.not_run.is_none() => reports[i] = report,
                 Some(i) if reports[i].not_run.is_none() && report.not_run.is_some() => {}
                 Some(_) => {
-                    return Err(format!("{}: a second report for target {}", f.display(), report.target));
+                    return Err(MatrixError::SecondReport {
+                        path: f.clone(),
+                        target: report.target,
+                    });
                 }
             }
         }
@@ -719,11 +777,11 @@ pub fn page(reports: &[TargetReport]) -> String {
 
 /// `matrix.html` and `matrix.md` (the same table in Markdown, for
 /// docs/runtimes.md and CI summaries) in `dir`.
-pub fn write_page(dir: &Path, reports: &[TargetReport]) -> Result<(), String> {
+pub fn write_page(dir: &Path, reports: &[TargetReport]) -> Result<(), MatrixError> {
     let file = dir.join("matrix.html");
-    std::fs::write(&file, page(reports)).map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::write(&file, page(reports)).map_err(MatrixError::file(&file))?;
     let file = dir.join("matrix.md");
-    std::fs::write(&file, markdown(reports)).map_err(|e| format!("{}: {e}", file.display()))
+    std::fs::write(&file, markdown(reports)).map_err(MatrixError::file(&file))
 }
 
 /// The matrix as a Markdown table: a row per scenario, a column per target.
@@ -912,7 +970,10 @@ mod tests {
         assert_eq!(names, ["local", "gvisor", "zz-custom"]);
         let again = dir.path().join("gvisor.json");
         let e = load_reports(&[dir.path().to_path_buf(), again]).unwrap_err();
-        assert!(e.contains("a second report for target gvisor"), "{e}");
+        assert!(
+            matches!(&e, MatrixError::SecondReport { target, .. } if target == "gvisor"),
+            "{e}"
+        );
         let junit = std::fs::read_to_string(dir.path().join("local.junit.xml")).unwrap();
         assert!(junit.contains("rust on local"), "{junit}");
     }
@@ -975,7 +1036,10 @@ mod tests {
             write_target(&sub, &placeholder).unwrap();
         }
         let e = load_reports(&[dir.path().join("0"), dir.path().join("1")]).unwrap_err();
-        assert!(e.contains("a second report for target gvisor"), "{e}");
+        assert!(
+            matches!(&e, MatrixError::SecondReport { target, .. } if target == "gvisor"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -191,21 +191,27 @@ pub struct ExpectedFields {
     pub fails: Vec<Pin>,
 }
 
+/// A deviation whose status and `fails` contradict each other.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidDeviation {
+    #[error(
+        "a deviation with status \"fail\" must name the failures it expects: \
+         fails = [{{ step = N, check = \"exit\" }}, ...] (check: exit, stdout, stderr, segments, \
+         stray-processes, ended-early, timeout, container, model, signal, ending, whole-lines, detach-attached; \
+         step optional); \
+         `shmconf run --format json --expectations EMPTY_FILE` lists each failure's step and check"
+    )]
+    FailWithoutFails,
+    #[error("a deviation with status \"skip\" is not run: it takes no `fails`")]
+    SkipWithFails,
+}
+
 impl TryFrom<ExpectedFields> for Expected {
-    type Error = String;
-    fn try_from(f: ExpectedFields) -> Result<Expected, String> {
+    type Error = InvalidDeviation;
+    fn try_from(f: ExpectedFields) -> Result<Expected, InvalidDeviation> {
         match f.status {
-            ExpectedStatus::Fail if f.fails.is_empty() => {
-                Err("a deviation with status \"fail\" must name the failures it expects: \
-                 fails = [{ step = N, check = \"exit\" }, ...] (check: exit, stdout, stderr, segments, \
-                 stray-processes, ended-early, timeout, container, model, signal, ending, whole-lines, detach-attached; \
-                 step optional); \
-                 `shmconf run --format json --expectations EMPTY_FILE` lists each failure's step and check"
-                    .into())
-            }
-            ExpectedStatus::Skip if !f.fails.is_empty() => {
-                Err("a deviation with status \"skip\" is not run: it takes no `fails`".into())
-            }
+            ExpectedStatus::Fail if f.fails.is_empty() => Err(InvalidDeviation::FailWithoutFails),
+            ExpectedStatus::Skip if !f.fails.is_empty() => Err(InvalidDeviation::SkipWithFails),
             _ => Ok(Expected {
                 status: f.status,
                 reason: f.reason,

@@ -85,6 +85,23 @@ fn errno_line(e: &sysv::Error) -> String {
     format!("errno {:?}: {}", e.errno, e)
 }
 
+/// Why a probe operation did not succeed: its one line on stdout (the
+/// harness reads the errno name after `errno `).
+#[derive(Debug, thiserror::Error)]
+enum ProbeFailure {
+    #[error("--ftok wants FILE:PROJ")]
+    FtokSpec,
+    #[error("errno {errno:?}: {failure}", errno = .0.errno, failure = .0)]
+    Ftok(sysv::FtokError),
+    #[error("{}", errno_line(.0))]
+    Call(#[from] sysv::Error),
+    /// A write the probe would not make: the mapping is read-only.
+    #[error("refused write: the attachment is read-only (SHM_RDONLY)")]
+    ReadOnly,
+    #[error("refused write: {0}")]
+    OutOfBounds(#[from] sysv::OutOfBounds),
+}
+
 pub fn run(args: ProbeArgs) -> i32 {
     if let ProbeOp::Program = args.op {
         return match crate::fuzz::exec::serve() {
@@ -97,27 +114,27 @@ pub fn run(args: ProbeArgs) -> i32 {
     }
     match probe(args) {
         Ok(()) => 0,
-        Err(line) => {
-            say(line);
+        Err(failure) => {
+            say(failure.to_string());
             1
         }
     }
 }
 
-fn probe(args: ProbeArgs) -> Result<(), String> {
-    let key = || -> Result<Key, String> {
+fn probe(args: ProbeArgs) -> Result<(), ProbeFailure> {
+    let key = || -> Result<Key, ProbeFailure> {
         if let Some(k) = args.key {
             return Ok(k);
         }
         let spec = args.ftok.clone().unwrap_or_else(|| "shmfile:65".into());
-        let (file, proj) = spec.rsplit_once(':').ok_or("--ftok wants FILE:PROJ")?;
-        let proj: i32 = proj.parse().map_err(|_| "--ftok wants FILE:PROJ".to_string())?;
-        Key::ftok(&PathBuf::from(file), proj).map_err(|e| format!("errno {:?}: {e}", e.errno))
+        let (file, proj) = spec.rsplit_once(':').ok_or(ProbeFailure::FtokSpec)?;
+        let proj: i32 = proj.parse().map_err(|_| ProbeFailure::FtokSpec)?;
+        Key::ftok(&PathBuf::from(file), proj).map_err(ProbeFailure::Ftok)
     };
-    let segment = || -> Result<Segment, String> {
+    let segment = || -> Result<Segment, ProbeFailure> {
         match args.id {
             Some(id) => Ok(Segment::from_id(id)),
-            None => Segment::get(key()?, 0, Create::No, 0).map_err(|e| errno_line(&e)),
+            None => Segment::get(key()?, 0, Create::No, 0).map_err(ProbeFailure::Call),
         }
     };
     match &args.op {
@@ -135,11 +152,11 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
                 (true, false) => Create::IfMissing,
                 _ => Create::No,
             };
-            let seg = Segment::get(key()?, *size, how, *mode).map_err(|e| errno_line(&e))?;
+            let seg = Segment::get(key()?, *size, how, *mode)?;
             say(format!("ok shmid {}", seg.id()));
         }
         ProbeOp::Stat => {
-            let st = segment()?.stat().map_err(|e| errno_line(&e))?;
+            let st = segment()?.stat()?;
             say(format!(
                 "ok key {} mode {:04o} size {} nattch {} dest {} cpid {} lpid {} uid {} gid {}",
                 st.key,
@@ -154,13 +171,13 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
             ));
         }
         ProbeOp::Rmid => {
-            segment()?.remove().map_err(|e| errno_line(&e))?;
+            segment()?.remove()?;
             say("ok removed".into());
         }
         ProbeOp::Set { mode } => {
             let seg = segment()?;
-            let st = seg.stat().map_err(|e| errno_line(&e))?;
-            seg.set(st.uid, st.gid, *mode).map_err(|e| errno_line(&e))?;
+            let st = seg.stat()?;
+            seg.set(st.uid, st.gid, *mode)?;
             say(format!("ok mode {mode:04o}"));
         }
         ProbeOp::Attach {
@@ -173,24 +190,24 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
             let seg = segment()?;
             if *read_only {
                 if *touch || write.is_some() {
-                    return Err("refused write: the attachment is read-only (SHM_RDONLY)".into());
+                    return Err(ProbeFailure::ReadOnly);
                 }
-                let at = seg.attach::<ReadOnly>().map_err(|e| errno_line(&e))?;
+                let at = seg.attach::<ReadOnly>()?;
                 say(format!("ok attached shmid {} size {}", seg.id(), at.len()));
                 finish_attach(at, *hold, *no_detach)?;
             } else {
-                let at = seg.attach::<ReadWrite>().map_err(|e| errno_line(&e))?;
+                let at = seg.attach::<ReadWrite>()?;
                 say(format!("ok attached shmid {} size {}", seg.id(), at.len()));
                 if *touch {
                     for offset in (0..at.len()).step_by(4096) {
-                        at.write_at(offset, &[0]).map_err(|e| format!("refused write: {e}"))?;
+                        at.write_at(offset, &[0])?;
                     }
                     say(format!("ok touched {} pages", at.len().div_ceil(4096)));
                 }
                 if let Some(text) = write {
                     let mut bytes = text.as_bytes().to_vec();
                     bytes.push(0);
-                    at.write_at(0, &bytes).map_err(|e| format!("refused write: {e}"))?;
+                    at.write_at(0, &bytes)?;
                     say(format!("ok wrote {} bytes", text.len()));
                 }
                 finish_attach(at, *hold, *no_detach)?;
@@ -201,7 +218,7 @@ fn probe(args: ProbeArgs) -> Result<(), String> {
 }
 
 /// Hold (until stdin closes) if asked, print the content, detach or not.
-fn finish_attach<M: Mode>(at: Attachment<M>, hold: bool, no_detach: bool) -> Result<(), String> {
+fn finish_attach<M: Mode>(at: Attachment<M>, hold: bool, no_detach: bool) -> Result<(), ProbeFailure> {
     if hold {
         say("holding".into());
         let mut sink = [0u8; 4096];
@@ -215,7 +232,7 @@ fn finish_attach<M: Mode>(at: Attachment<M>, hold: bool, no_detach: bool) -> Res
         say("ok exiting without shmdt".into());
         return Ok(());
     }
-    at.detach().map_err(|e| errno_line(&e))?;
+    at.detach()?;
     say("ok detached".into());
     Ok(())
 }

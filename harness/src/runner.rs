@@ -191,10 +191,10 @@ impl Runner {
     /// can see (an interpreter that cannot open its script, however it says
     /// so: no words are matched) is one clear error, not a BROKEN or FAIL per
     /// scenario. Anything else it does is for the scenarios to judge.
-    pub fn preflight(&self) -> Result<(), String> {
+    pub fn preflight(&self) -> Result<(), PreflightError> {
         use crate::events::{Ending, EventKind};
         let scenario = crate::scenario::Scenario::parse(std::path::Path::new("(preflight)"), PREFLIGHT)
-            .map_err(|e| format!("preflight scenario: {e}"))?;
+            .map_err(PreflightError::Scenario)?;
         let crate::scenario::Body::Steps(steps) = &scenario.body else {
             return Ok(());
         };
@@ -228,7 +228,11 @@ impl Runner {
                         "writer" | "reader" => self.implementation.given(role_of_proc(proc)).join(" "),
                         _ => argv.join(" "),
                     };
-                    return Err(format!("{}: cannot start {given:?}: {error}", role_of(proc)));
+                    return Err(PreflightError::CannotStart {
+                        role: role_of(proc).into(),
+                        command: given,
+                        error: error.clone(),
+                    });
                 }
                 EventKind::Exit {
                     proc,
@@ -272,34 +276,62 @@ impl Runner {
                             .or(lines.first())
                             .cloned()
                             .unwrap_or_default();
-                        let said = crate::events::escape_short(said.as_bytes(), 200);
-                        let why = if cannot_run {
-                            String::new()
-                        } else {
-                            format!(
-                                ", having done nothing with shared memory{}",
-                                if role == crate::scenario::Role::Writer {
-                                    " though given a line and its key file"
-                                } else {
-                                    ""
-                                }
-                            )
-                        };
-                        let hint = if cannot_run {
-                            ""
-                        } else {
-                            " (roles run in each scenario's own directory: write a file of yours as ./file or by its absolute path)"
-                        };
-                        return Err(format!(
-                            "{}: {command:?} does not start ({ending}{why}): it said {said}{hint}",
-                            role_of(proc)
-                        ));
+                        return Err(PreflightError::DoesNotStart {
+                            role,
+                            command,
+                            ending: ending.clone(),
+                            did_nothing: !cannot_run,
+                            said: crate::events::escape_short(said.as_bytes(), 200),
+                        });
                     }
                 }
                 _ => {}
             }
         }
         Ok(())
+    }
+}
+
+/// Why an implementation's programs cannot be judged at all: said once,
+/// before any scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("preflight scenario: {0}")]
+    Scenario(crate::scenario::LoadError),
+    #[error("{role}: cannot start {command:?}: {error}")]
+    CannotStart {
+        role: String,
+        command: String,
+        error: String,
+    },
+    /// It ran but ended with 126/127 (a shell's "cannot execute" or "not
+    /// found"), or with an error having done nothing the kernel can see
+    /// (`did_nothing`); `said` is its own line, for the report only.
+    #[error(
+        "{}: {command:?} does not start ({ending}{}): it said {said}{}",
+        role.as_str(),
+        nothing_done(*role, *did_nothing),
+        if *did_nothing { HINT_OWN_DIR } else { "" }
+    )]
+    DoesNotStart {
+        role: crate::scenario::Role,
+        command: String,
+        ending: crate::events::Ending,
+        did_nothing: bool,
+        said: String,
+    },
+}
+
+const HINT_OWN_DIR: &str =
+    " (roles run in each scenario's own directory: write a file of yours as ./file or by its absolute path)";
+
+fn nothing_done(role: crate::scenario::Role, did_nothing: bool) -> &'static str {
+    match (did_nothing, role) {
+        (false, _) => "",
+        (true, crate::scenario::Role::Writer) => {
+            ", having done nothing with shared memory though given a line and its key file"
+        }
+        (true, _) => ", having done nothing with shared memory",
     }
 }
 
