@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Run};
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
@@ -512,6 +512,9 @@ fn show(v: &[SegView]) -> String {
         .join(" ")
 }
 
+/// Each process's stdout, stderr and ending, by name, as the log gave them.
+type Outputs = BTreeMap<String, (Vec<u8>, Vec<u8>, Ending)>;
+
 /// Judge one order's log against the model.
 pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Log) -> OrderOutcome {
     let mut out = OrderOutcome {
@@ -522,6 +525,27 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
         cut: false,
         log: Log::default(),
     };
+    note_broken_and_interrupted(&log, &mut out);
+    let runs: Vec<RunSpec> = ex
+        .runs
+        .iter()
+        .filter(|r| order.iter().any(|m| m.owner() == r.name))
+        .map(run_spec)
+        .collect();
+    let mut model = Model::new(&runs);
+    apply_setup(ex, spans, &log, &mut model, &mut out);
+    let outputs = judge_moves(ex, order, spans, &log, &mut model, &mut out);
+    // An order cut off by the exploration's limit has no endings to judge.
+    if !out.cut {
+        judge_endings(&runs, &model, &outputs, &mut out);
+    }
+    out.log = log;
+    out
+}
+
+/// A harness error or an interruption anywhere in the log: the order gets
+/// no verdict (the first error is the one told).
+fn note_broken_and_interrupted(log: &Log, out: &mut OrderOutcome) {
     for e in &log.events {
         match &e.kind {
             EventKind::Broken { message } => {
@@ -531,19 +555,16 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
             _ => {}
         }
     }
-    let runs: Vec<RunSpec> = ex
-        .runs
-        .iter()
-        .filter(|r| order.iter().any(|m| m.owner() == r.name))
-        .map(run_spec)
-        .collect();
-    let mut model = Model::new(&runs);
-    // The key files made at setup (file events outside a step) and the
-    // initial state (the steps before the first move's), in order, with
-    // the identities the engine recorded.
+}
+
+/// Bring the model to where the first move starts: the key files made at
+/// setup (file events outside a step) and the initial state (the steps
+/// before the first move's), in order, with the identities the engine
+/// recorded. An initial state that could not be made is BROKEN.
+fn apply_setup(ex: &Exploration, spans: &[(usize, usize)], log: &Log, model: &mut Model, out: &mut OrderOutcome) {
     let first_move = spans.first().map_or(usize::MAX, |s| s.0);
     let initial = initial_actions(ex);
-    if let Some(why) = initial_failure(&log, first_move - 1) {
+    if let Some(why) = initial_failure(log, first_move - 1) {
         out.broken.get_or_insert(why);
     }
     for e in log.events.iter().filter(|e| e.step.map_or(true, |n| n < first_move)) {
@@ -567,7 +588,21 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
             out.broken.get_or_insert_with(|| format!("model: {}", e.0));
         }
     }
-    let mut outputs: BTreeMap<String, (Vec<u8>, Vec<u8>, Ending)> = BTreeMap::new();
+}
+
+/// Play the order's moves on the model one by one, holding the kernel's
+/// segment table after each against the model's; stop at the first move
+/// that goes wrong (later tables follow from it). Returns what each
+/// process printed and how it ended, for [`judge_endings`].
+fn judge_moves(
+    ex: &Exploration,
+    order: &[Move],
+    spans: &[(usize, usize)],
+    log: &Log,
+    model: &mut Model,
+    out: &mut OrderOutcome,
+) -> Outputs {
+    let mut outputs = Outputs::new();
     for (i, (m, &(first, observe))) in order.iter().zip(spans).enumerate() {
         let events: Vec<&EventKind> = log
             .events
@@ -585,108 +620,13 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
             }
             break;
         }
-        let mut timed_out = false;
-        for e in &events {
-            match e {
-                EventKind::Exit {
-                    proc,
-                    ending,
-                    stdout,
-                    stderr,
-                    ..
-                } => {
-                    if let Ending::Signaled { signal } = ending {
-                        out.problems.push(Failure::of_exploration(
-                            Check::Signal,
-                            format!("{proc} was killed by {signal}"),
-                        ));
-                    }
-                    outputs.insert(
-                        proc.clone(),
-                        (stdout.bytes.clone(), stderr.bytes.clone(), ending.clone()),
-                    );
-                }
-                // The exploration's own limit ran out during this order: it
-                // is unfinished, which says nothing about the implementation.
-                EventKind::Timeout {
-                    limit: crate::events::WhichLimit::Scenario,
-                    ..
-                } => {
-                    out.cut = true;
-                    timed_out = true;
-                }
-                EventKind::Timeout {
-                    proc,
-                    limit_ms,
-                    cpu_wait_ms,
-                    waiting_for,
-                    ..
-                } if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) => {
-                    out.broken.get_or_insert_with(|| {
-                        format!(
-                            "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
-                            crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
-                        )
-                    });
-                    timed_out = true;
-                }
-                EventKind::Timeout {
-                    proc,
-                    limit_ms,
-                    cpu_wait_ms,
-                    waiting_for,
-                    ..
-                } => {
-                    out.problems.push(Failure::of_exploration(
-                        Check::Timeout,
-                        format!(
-                            "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for} (killed with \
-                             its group)",
-                            crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
-                        ),
-                    ));
-                    timed_out = true;
-                }
-                _ => {}
-            }
-        }
-        if timed_out {
+        if note_exits_and_timeouts(&events, &mut outputs, out) {
             break;
         }
-        let event = match m {
-            Move::File { name } => {
-                let Some(fe) = ex.events.iter().find(|e| &e.name == name) else {
-                    break;
-                };
-                match &fe.op {
-                    FileOp::Remove(f) => Change::RemoveFile(f.as_str().to_string()),
-                    FileOp::Create(f) | FileOp::Recreate(f) | FileOp::Link { to: f, .. } => {
-                        let id = events.iter().find_map(|e| match e {
-                            EventKind::File {
-                                identity: Some((dev, ino)),
-                                ..
-                            } => Some(FileId { dev: *dev, ino: *ino }),
-                            _ => None,
-                        });
-                        match id {
-                            Some(id) => Change::File(f.as_str().to_string(), id),
-                            None => {
-                                out.broken
-                                    .get_or_insert_with(|| format!("{}: the file operation failed", m.label()));
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Move::Run { run, part: Part::Whole } => Change::Run(run.clone()),
-            Move::Run {
-                run,
-                part: Part::Attach,
-            } => Change::Attach(run.clone()),
-            Move::Run { run, part: Part::Input } => Change::Input(run.clone()),
+        let Some(change) = move_change(ex, m, &events, out) else {
+            break;
         };
-        if let Err(e) = model.apply(&event) {
+        if let Err(e) = model.apply(&change) {
             out.broken.get_or_insert_with(|| format!("model: {}", e.0));
             break;
         }
@@ -696,22 +636,8 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
         }) else {
             break;
         };
-        let mut kernel: Vec<SegView> = rows
-            .iter()
-            .map(|r| {
-                let bytes = contents.get(&r.shmid).map(|t| t.bytes.clone()).unwrap_or_default();
-                let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
-                (
-                    r.key.clone(),
-                    r.size,
-                    r.nattch,
-                    r.raw_mode & shmconf::sysv::SHM_DEST != 0,
-                    escape(text),
-                )
-            })
-            .collect();
-        kernel.sort();
-        let expected = model_view(&model);
+        let kernel = kernel_view(rows, contents);
+        let expected = model_view(model);
         if kernel != expected {
             out.problems.push(Failure::of_exploration(
                 Check::Model,
@@ -727,35 +653,149 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
             break; // later tables follow from this difference
         }
     }
-    if out.cut {
-        out.log = log;
-        return out;
+    outputs
+}
+
+/// Take in one move's exits (their output, and a death by a signal as a
+/// problem) and timeouts. Returns whether a timeout ended the move.
+fn note_exits_and_timeouts(events: &[&EventKind], outputs: &mut Outputs, out: &mut OrderOutcome) -> bool {
+    let mut timed_out = false;
+    for e in events {
+        match e {
+            EventKind::Exit {
+                proc,
+                ending,
+                stdout,
+                stderr,
+                ..
+            } => {
+                if let Ending::Signaled { signal } = ending {
+                    out.problems.push(Failure::of_exploration(
+                        Check::Signal,
+                        format!("{proc} was killed by {signal}"),
+                    ));
+                }
+                outputs.insert(
+                    proc.clone(),
+                    (stdout.bytes.clone(), stderr.bytes.clone(), ending.clone()),
+                );
+            }
+            // The exploration's own limit ran out during this order: it
+            // is unfinished, which says nothing about the implementation.
+            EventKind::Timeout {
+                limit: crate::events::WhichLimit::Scenario,
+                ..
+            } => {
+                out.cut = true;
+                timed_out = true;
+            }
+            EventKind::Timeout {
+                proc,
+                limit_ms,
+                cpu_wait_ms,
+                waiting_for,
+                ..
+            } if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) => {
+                out.broken.get_or_insert_with(|| {
+                    format!(
+                        "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
+                        crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
+                    )
+                });
+                timed_out = true;
+            }
+            EventKind::Timeout {
+                proc,
+                limit_ms,
+                cpu_wait_ms,
+                waiting_for,
+                ..
+            } => {
+                out.problems.push(Failure::of_exploration(
+                    Check::Timeout,
+                    format!(
+                        "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for} (killed with \
+                         its group)",
+                        crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
+                    ),
+                ));
+                timed_out = true;
+            }
+            _ => {}
+        }
     }
-    for run in &runs {
+    timed_out
+}
+
+/// The model's change for one move. A key-file move takes the identity
+/// its file got from the move's events; None (the order stops there) when
+/// the event is unknown or its file operation failed (BROKEN).
+fn move_change(ex: &Exploration, m: &Move, events: &[&EventKind], out: &mut OrderOutcome) -> Option<Change> {
+    let change = match m {
+        Move::File { name } => {
+            let fe = ex.events.iter().find(|e| &e.name == name)?;
+            match &fe.op {
+                FileOp::Remove(f) => Change::RemoveFile(f.as_str().to_string()),
+                FileOp::Create(f) | FileOp::Recreate(f) | FileOp::Link { to: f, .. } => {
+                    let id = events.iter().find_map(|e| match e {
+                        EventKind::File {
+                            identity: Some((dev, ino)),
+                            ..
+                        } => Some(FileId { dev: *dev, ino: *ino }),
+                        _ => None,
+                    });
+                    match id {
+                        Some(id) => Change::File(f.as_str().to_string(), id),
+                        None => {
+                            out.broken
+                                .get_or_insert_with(|| format!("{}: the file operation failed", m.label()));
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        Move::Run { run, part: Part::Whole } => Change::Run(run.clone()),
+        Move::Run {
+            run,
+            part: Part::Attach,
+        } => Change::Attach(run.clone()),
+        Move::Run { run, part: Part::Input } => Change::Input(run.clone()),
+    };
+    Some(change)
+}
+
+/// The kernel's segment table as compared with the model's: each segment's
+/// content up to its first NUL, escaped.
+fn kernel_view(rows: &[crate::events::SegRow], contents: &BTreeMap<i32, crate::events::Text>) -> Vec<SegView> {
+    let mut kernel: Vec<SegView> = rows
+        .iter()
+        .map(|r| {
+            let bytes = contents.get(&r.shmid).map(|t| t.bytes.clone()).unwrap_or_default();
+            let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
+            (
+                r.key.clone(),
+                r.size,
+                r.nattch,
+                r.raw_mode & shmconf::sysv::SHM_DEST != 0,
+                escape(text),
+            )
+        })
+        .collect();
+    kernel.sort();
+    kernel
+}
+
+/// Hold each run's stdout and ending against what the model says it ends
+/// with. Runs the order did not finish (no exit logged) are left out.
+fn judge_endings(runs: &[RunSpec], model: &Model, outputs: &Outputs, out: &mut OrderOutcome) {
+    for run in runs {
         let (Some(want), Some((stdout, stderr, ending))) = (model.outcome(&run.name), outputs.get(&run.name)) else {
             continue;
         };
-        // Where the model says the run fails, the contract asks for a clear
-        // error, in the implementation's own words and exit code: any
-        // nonzero exit that says why on stderr (our exit codes and what we
-        // print before failing are our implementation's habits).
         if want.exit != crate::model::exit::OK {
-            let clear = matches!(ending, Ending::Exited { code } if *code != 0) && !stderr.is_empty();
-            if !clear {
-                out.problems.push(Failure::of_exploration(
-                    Check::Ending,
-                    format!(
-                        "{}: the model expects a clear error (a nonzero exit saying why on stderr; ours exits {}), \
-                         it ended with {ending}{}",
-                        run.name,
-                        want.exit,
-                        if stderr.is_empty() {
-                            " and nothing on stderr"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
+            if let Some(problem) = unclear_error(&run.name, want.exit, stderr, ending) {
+                out.problems.push(problem);
             }
             continue;
         }
@@ -780,40 +820,119 @@ pub fn judge(ex: &Exploration, order: &[Move], spans: &[(usize, usize)], log: Lo
             ));
         }
     }
-    out.log = log;
-    out
 }
 
-/// Execute one order through the engine and judge it.
-fn run_order(engine: &Engine, sf: &ScenarioFile, ex: &Exploration, order: &[Move], deadline: Instant) -> OrderOutcome {
-    let (steps, spans) = order_steps(ex, order);
-    let log = engine.execute(&Run {
-        id: &sf.id,
-        scenario: &sf.scenario,
-        steps: &steps,
-        hard_deadline: Some(deadline),
-    });
-    judge(ex, order, &spans, log)
+/// Where the model says a run fails, the contract asks for a clear error,
+/// in the implementation's own words and exit code: any nonzero exit that
+/// says why on stderr (our exit codes and what we print before failing
+/// are our implementation's habits). The problem, if the run gave none.
+fn unclear_error(name: &str, model_exit: i32, stderr: &[u8], ending: &Ending) -> Option<Failure> {
+    let clear = matches!(ending, Ending::Exited { code } if *code != 0) && !stderr.is_empty();
+    (!clear).then(|| {
+        Failure::of_exploration(
+            Check::Ending,
+            format!(
+                "{name}: the model expects a clear error (a nonzero exit saying why on stderr; ours exits \
+                 {model_exit}), it ended with {ending}{}",
+                if stderr.is_empty() {
+                    " and nothing on stderr"
+                } else {
+                    ""
+                }
+            ),
+        )
+    })
 }
 
 /// Exploration stops early after this many failing orders (each may have
 /// waited for timeouts; the first ones say enough).
 pub const MAX_FAILING_ORDERS: usize = 20;
 
-/// The scenario's result, timed from `start` (both granularities).
-fn result_for(
-    sf: &ScenarioFile,
+/// One exploration under way, as both granularities drive it: the
+/// scenario, the engine, when it started and its safety-net clock.
+struct Exploring<'a> {
+    sf: &'a ScenarioFile,
+    engine: &'a Engine<'a>,
     start: Instant,
-) -> impl Fn(Status, String, Vec<String>, Option<Log>) -> ScenarioResult + '_ {
-    move |status, message, problems, log| ScenarioResult {
-        id: sf.id.clone(),
-        status,
-        duration: start.elapsed(),
-        message,
-        problems,
-        failures: vec![],
-        log,
+    /// The scenario's limit, else the engine's. The budget is a count of
+    /// orders, the same on any machine; the clock is only a safety net.
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl<'a> Exploring<'a> {
+    fn new(sf: &'a ScenarioFile, engine: &'a Engine<'a>) -> Exploring<'a> {
+        let start = Instant::now();
+        let limit = sf.scenario.timeout.unwrap_or(engine.limits.exploration);
+        Exploring {
+            sf,
+            engine,
+            start,
+            limit,
+            deadline: start + limit,
+        }
     }
+
+    /// Run engine steps as this scenario, within the safety-net clock.
+    fn execute(&self, steps: &[Step]) -> Log {
+        self.engine.execute(&Run {
+            id: &self.sf.id,
+            scenario: &self.sf.scenario,
+            steps,
+            hard_deadline: Some(self.deadline),
+        })
+    }
+
+    fn out_of_time(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Orders per second so far.
+    fn rate(&self, orders: usize) -> f64 {
+        orders as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// An exploration that stopped at its order budget with every order
+    /// explored agreeing: a PASS that says so, or with --strict-budget a
+    /// TIMEOUT.
+    fn budget_status(&self) -> Status {
+        if self.engine.limits.strict_budget {
+            Status::Timeout
+        } else {
+            Status::Pass
+        }
+    }
+
+    fn replay_command(&self, order: &str) -> String {
+        replay_command(self.sf, self.engine, order)
+    }
+
+    /// The scenario's result, timed from the start.
+    fn result(&self, status: Status, message: String, problems: Vec<String>, log: Option<Log>) -> ScenarioResult {
+        ScenarioResult {
+            id: self.sf.id.clone(),
+            status,
+            duration: self.start.elapsed(),
+            message,
+            problems,
+            failures: vec![],
+            log,
+        }
+    }
+
+    /// A FAIL, with every failure of every failing order (each is held
+    /// against the implementation's known deviations).
+    fn failed(&self, message: String, problems: Vec<String>, log: Log, failures: Vec<Failure>) -> ScenarioResult {
+        let judged = self.result(Status::Fail, message, problems, Some(log));
+        ScenarioResult { failures, ..judged }
+    }
+}
+
+/// Execute one order through the engine and judge it.
+fn run_order(x: &Exploring, ex: &Exploration, order: &[Move]) -> OrderOutcome {
+    let (steps, spans) = order_steps(ex, order);
+    let log = x.execute(&steps);
+    judge(ex, order, &spans, log)
 }
 
 /// Run the exploration of one scenario file.
@@ -821,115 +940,133 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
     if ex.granularity == Granularity::Syscall {
         return syscall::run(sf, ex, engine, replay);
     }
-    let start = Instant::now();
-    let result = result_for(sf, start);
+    let x = Exploring::new(sf, engine);
     let orders = match replay {
         Some(text) => parse_order(ex, text).map(|o| vec![o]),
         None => planned_orders(ex),
     };
     let mut orders = match orders {
         Ok(o) => o,
-        Err(e) => return result(Status::Broken, e, vec![], None),
+        Err(e) => return x.result(Status::Broken, e, vec![], None),
     };
     // The budget is a count: the first orders, the same on any machine.
     // The clock is only a safety net.
     let planned = orders.len();
     orders.truncate(engine.limits.max_orders);
-    let limit = sf.scenario.timeout.unwrap_or(engine.limits.exploration);
-    let deadline = start + limit;
+    let outcomes = run_orders(&x, ex, &orders, jobs);
+    if let Some(unjudged) = unjudged_result(&x, orders.len(), &outcomes) {
+        return unjudged;
+    }
+    let finished = outcomes.iter().filter(|o| !o.cut).count();
+    let failed: Vec<&OrderOutcome> = outcomes.iter().filter(|o| o.failed()).collect();
+    if failed.is_empty() {
+        return agreeing_result(&x, orders.len(), planned, finished, outcomes.len());
+    }
+    failing_result(&x, ex, orders.len(), finished, &failed)
+}
+
+/// Run the orders on `jobs` workers, in order, stopping early when the
+/// harness is interrupted, after [`MAX_FAILING_ORDERS`] failing or broken
+/// orders, or when the safety-net clock runs out.
+fn run_orders(x: &Exploring, ex: &Exploration, orders: &[Vec<Move>], jobs: usize) -> Vec<OrderOutcome> {
     let failing = AtomicUsize::new(0);
-    let stop = || {
-        crate::interrupt::interrupted()
-            || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS
-            || Instant::now() >= deadline
-    };
-    let outcomes = parallel_map(orders.len(), jobs, stop, |i| {
-        let o = run_order(engine, sf, ex, &orders[i], deadline);
+    let stop =
+        || crate::interrupt::interrupted() || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS || x.out_of_time();
+    parallel_map(orders.len(), jobs, stop, |i| {
+        let o = run_order(x, ex, &orders[i]);
         if o.failed() || o.broken.is_some() {
             failing.fetch_add(1, Ordering::SeqCst);
         }
         o
-    });
+    })
+}
+
+/// No verdict: the harness was interrupted, or an order was BROKEN.
+fn unjudged_result(x: &Exploring, to_run: usize, outcomes: &[OrderOutcome]) -> Option<ScenarioResult> {
     if crate::interrupt::interrupted() || outcomes.iter().any(|o| o.interrupted) {
-        return result(
+        return Some(x.result(
             Status::Interrupted,
             format!(
-                "{} after {} of {} orders; the exploration was not judged",
+                "{} after {} of {to_run} orders; the exploration was not judged",
                 crate::interrupt::interruption(),
                 outcomes.len(),
-                orders.len()
             ),
             vec![],
             None,
-        );
+        ));
     }
-    let finished = outcomes.iter().filter(|o| !o.cut).count();
-    let not_run = orders.len() - finished;
-    if let Some(b) = outcomes.iter().find(|o| o.broken.is_some()) {
-        return result(
-            Status::Broken,
-            format!(
-                "order {}: {}",
-                label_order(&b.order),
-                b.broken.as_deref().unwrap_or_default()
-            ),
-            vec![],
-            Some(b.log.clone()),
-        );
-    }
-    let failed: Vec<&OrderOutcome> = outcomes.iter().filter(|o| o.failed()).collect();
-    let rate = outcomes.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    if failed.is_empty() && not_run > 0 {
+    let b = outcomes.iter().find(|o| o.broken.is_some())?;
+    Some(x.result(
+        Status::Broken,
+        format!(
+            "order {}: {}",
+            label_order(&b.order),
+            b.broken.as_deref().unwrap_or_default()
+        ),
+        vec![],
+        Some(b.log.clone()),
+    ))
+}
+
+/// Every order that ran agrees with the model: a PASS, unless the
+/// safety-net clock stopped the orders early (TIMEOUT) or the budget did
+/// (see [`Exploring::budget_status`]).
+fn agreeing_result(x: &Exploring, to_run: usize, planned: usize, finished: usize, ran: usize) -> ScenarioResult {
+    let rate = x.rate(ran);
+    if finished < to_run {
         // The safety net, not the budget: what ran agreed, but how much ran
         // depended on the machine's speed. Not a verdict either way.
-        return result(
+        return x.result(
             Status::Timeout,
             format!(
-                "explored {finished} of {} orders, all agreeing with the model, when the exploration's \
+                "explored {finished} of {to_run} orders, all agreeing with the model, when the exploration's \
                  safety-net clock of {} ms ran out: not judged (the exploration is bounded by its orders; this \
                  machine was too slow or loaded to finish them: raise --exploration-timeout or timeout_ms, or \
                  lower --max-orders)",
-                orders.len(),
-                limit.as_millis(),
+                x.limit.as_millis(),
             ),
             vec![],
             None,
         );
     }
-    if failed.is_empty() && planned > orders.len() {
+    if planned > to_run {
         // Stopped at the order budget: the same orders on any machine.
-        let status = if engine.limits.strict_budget {
-            Status::Timeout
-        } else {
-            Status::Pass
-        };
-        return result(
-            status,
+        return x.result(
+            x.budget_status(),
             format!(
-                "the first {} of {planned} orders agree with the model, stopping at the budget of {} orders \
+                "the first {to_run} of {planned} orders agree with the model, stopping at the budget of {} orders \
                  (not all; --max-orders raises it, sample = N explores a spread, --strict-budget fails on this)",
-                orders.len(),
-                engine.limits.max_orders
+                x.engine.limits.max_orders
             ),
             vec![],
             None,
         );
     }
-    if failed.is_empty() {
-        return result(
-            Status::Pass,
-            format!("{} orders agree with the model ({rate:.0} orders/s)", orders.len()),
-            vec![],
-            None,
-        );
-    }
+    x.result(
+        Status::Pass,
+        format!("{to_run} orders agree with the model ({rate:.0} orders/s)"),
+        vec![],
+        None,
+    )
+}
+
+/// The FAIL of an exploration: the shortest failing order, shrunk, with
+/// its replay command, and a few other failing orders.
+fn failing_result(
+    x: &Exploring,
+    ex: &Exploration,
+    to_run: usize,
+    finished: usize,
+    failed: &[&OrderOutcome],
+) -> ScenarioResult {
+    let not_run = to_run - finished;
     // Shrink the shortest failing order: drop whole runs/events while it still fails.
     let shortest = failed.iter().min_by_key(|o| o.order.len()).copied().cloned();
     let Some(shortest) = shortest else {
-        return result(Status::Broken, "no failing order to shrink".into(), vec![], None);
+        return x.result(Status::Broken, "no failing order to shrink".into(), vec![], None);
     };
-    let shrunk = shrink(engine, sf, ex, shortest, deadline);
-    let replay = replay_command(sf, engine, &label_order(&shrunk.order));
+    let shrunk = shrink(x, ex, shortest);
+    let replay = x.replay_command(&label_order(&shrunk.order));
     let mut problems: Vec<String> = shrunk.problems.iter().map(|f| f.text.clone()).collect();
     problems.push(format!("replay: {replay}"));
     for o in failed.iter().take(5) {
@@ -939,41 +1076,29 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
             o.problems[0].text
         ));
     }
-    // Every failure of every failing order is held against a deviation.
     let failures: Vec<Failure> = std::iter::once(&shrunk)
         .chain(failed.iter().copied())
         .flat_map(|o| o.problems.iter().cloned())
         .collect();
-    let judged = result(
-        Status::Fail,
-        format!(
-            "{} of {} orders disagree with the model{}; shortest failing order: {} ({} events): {}; replay: {replay}",
-            failed.len(),
-            finished,
-            if not_run > 0 {
-                format!(" (stopped early; {not_run} of {} orders not run)", orders.len())
-            } else {
-                String::new()
-            },
-            label_order(&shrunk.order),
-            shrunk.order.len(),
-            shrunk.problems[0].text
-        ),
-        problems,
-        Some(shrunk.log.clone()),
+    let message = format!(
+        "{} of {} orders disagree with the model{}; shortest failing order: {} ({} events): {}; replay: {replay}",
+        failed.len(),
+        finished,
+        if not_run > 0 {
+            format!(" (stopped early; {not_run} of {to_run} orders not run)")
+        } else {
+            String::new()
+        },
+        label_order(&shrunk.order),
+        shrunk.order.len(),
+        shrunk.problems[0].text
     );
-    ScenarioResult { failures, ..judged }
+    x.failed(message, problems, shrunk.log.clone(), failures)
 }
 
 /// Drop whole runs or events while the order still fails, until nothing
 /// more can go or the scenario's limit is reached.
-fn shrink(
-    engine: &Engine,
-    sf: &ScenarioFile,
-    ex: &Exploration,
-    failing: OrderOutcome,
-    deadline: Instant,
-) -> OrderOutcome {
+fn shrink(x: &Exploring, ex: &Exploration, failing: OrderOutcome) -> OrderOutcome {
     let mut best = failing;
     loop {
         let mut owners: Vec<String> = best.order.iter().map(|s| s.owner().to_string()).collect();
@@ -981,14 +1106,14 @@ fn shrink(
         owners.dedup();
         let mut improved = false;
         for owner in owners {
-            if Instant::now() >= deadline || crate::interrupt::interrupted() {
+            if x.out_of_time() || crate::interrupt::interrupted() {
                 return best;
             }
             let candidate: Vec<Move> = best.order.iter().filter(|s| s.owner() != owner).cloned().collect();
             if candidate.is_empty() {
                 continue;
             }
-            let outcome = run_order(engine, sf, ex, &candidate, deadline);
+            let outcome = run_order(x, ex, &candidate);
             if outcome.failed() {
                 best = outcome;
                 improved = true;

@@ -21,10 +21,11 @@
 //! runs. `reduction = false` explores every order instead.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::engine::{Engine, Run};
-use crate::events::{escape, Choice, Ending, EventKind, Log};
+use super::Exploring;
+use crate::engine::Engine;
+use crate::events::{escape, Call, Choice, Ending, EventKind, Log, SegRow, Text};
 use crate::model::calls::CallModel;
 use crate::outcome::ScenarioResult;
 use crate::outcome::{Check, Failure, Status};
@@ -287,45 +288,69 @@ enum Verdictless {
     Cut,
 }
 
-fn execute(
-    engine: &Engine,
-    sf: &ScenarioFile,
-    ex: &Exploration,
-    next: &Next,
-    deadline: Instant,
-) -> Result<Execution, Box<(Verdictless, Log)>> {
-    let steps = steps(ex, next);
-    let log = engine.execute(&Run {
-        id: &sf.id,
-        scenario: &sf.scenario,
-        steps: &steps,
-        hard_deadline: Some(deadline),
-    });
+/// Execute one order and judge it as its log goes, or say why it has no
+/// verdict.
+fn execute(x: &Exploring, ex: &Exploration, next: &Next) -> Result<Execution, Box<(Verdictless, Log)>> {
+    let log = x.execute(&steps(ex, next));
     if let Some(why) = super::initial_failure(&log, super::initial_actions(ex).len()) {
         return Err(Box::new((Verdictless::Broken(why), log)));
     }
-    let mut trace = Vec::new();
-    let mut problems = Vec::new();
-    let mut stop = None;
-    let mut redundant = false;
-    // Where each run ended: the event after which its output is known.
-    let mut ended_at: BTreeMap<String, usize> = BTreeMap::new();
-    // Each run's last step, to say after which one it died.
-    let mut last_call: BTreeMap<String, String> = BTreeMap::new();
-    // The SysV model of the table, from the first table the engine read,
-    // held against each table read after a step.
-    let mut table: Option<CallModel> = None;
-    let mut last_step = String::from("the start");
-    let mut read_by: BTreeMap<String, Memory> = BTreeMap::new();
-    // The addresses each run's successful shmat calls returned.
-    let mut attached_at: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
-    // The segments each run attached, and those of the initial table (the
-    // first one read): a reader may print an empty line only from a
-    // segment made during the order (zero-filled).
-    let mut attached_ids: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
-    let mut initial_ids: BTreeSet<i32> = BTreeSet::new();
+    let mut reading = Reading::new(ex);
     for e in &log.events {
-        match &e.kind {
+        reading.read(&e.kind);
+    }
+    reading.finish(log)
+}
+
+/// An execution's log as the judge reads it, event by event: the trace of
+/// choices, the problems found so far and what later events are held
+/// against.
+struct Reading<'a> {
+    ex: &'a Exploration,
+    trace: Vec<Event>,
+    problems: Vec<(usize, Check, String)>,
+    /// Why the execution has no verdict, if it has none.
+    stop: Option<Verdictless>,
+    redundant: bool,
+    /// Where each run ended: the event after which its output is known.
+    ended_at: BTreeMap<String, usize>,
+    /// Each run's last step, to say after which one it died.
+    last_call: BTreeMap<String, String>,
+    /// The SysV model of the table, from the first table the engine read,
+    /// held against each table read after a step.
+    table: Option<CallModel>,
+    last_step: String,
+    read_by: BTreeMap<String, Memory>,
+    /// The addresses each run's successful shmat calls returned.
+    attached_at: BTreeMap<String, BTreeSet<u64>>,
+    /// The segments each run attached, and those of the initial table (the
+    /// first one read): a reader may print an empty line only from a
+    /// segment made during the order (zero-filled).
+    attached_ids: BTreeMap<String, BTreeSet<i32>>,
+    initial_ids: BTreeSet<i32>,
+}
+
+impl<'a> Reading<'a> {
+    fn new(ex: &'a Exploration) -> Reading<'a> {
+        Reading {
+            ex,
+            trace: Vec::new(),
+            problems: Vec::new(),
+            stop: None,
+            redundant: false,
+            ended_at: BTreeMap::new(),
+            last_call: BTreeMap::new(),
+            table: None,
+            last_step: String::from("the start"),
+            read_by: BTreeMap::new(),
+            attached_at: BTreeMap::new(),
+            attached_ids: BTreeMap::new(),
+            initial_ids: BTreeSet::new(),
+        }
+    }
+
+    fn read(&mut self, kind: &EventKind) {
+        match kind {
             EventKind::Scheduled {
                 choice,
                 call,
@@ -336,154 +361,199 @@ fn execute(
                 seen,
             } => {
                 let returned = op.as_ref().map(|c| c.describe_result(*result)).unwrap_or_default();
-                let memory = read_by.entry(Choice::parse(choice).run().to_string()).or_default();
-                for text in seen {
-                    if !memory.seen.contains(text) {
-                        memory.seen.push(text.clone());
-                    }
-                }
-                if matches!(op, Some(crate::events::Call::ShmAt { .. })) && result.is_some_and(|r| r >= 0) {
-                    memory.attaches += 1;
-                }
-                last_call.insert(choice.clone(), format!("{call}{returned}"));
-                let event = Event {
-                    choice: Choice::parse(choice),
-                    enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
-                    touches: touches.clone(),
-                };
-                let run = event.choice.run().to_string();
-                last_step = format!("{run}'s {call}{returned}");
-                trace.push(event);
-                // detach-attached: a failed shmdt(2) of an address this run's
-                // shmat(2) returned is a second detach of that attachment.
-                // Other addresses (0, -1: a language runtime's clean-up of
-                // a handle whose shmat failed, as PHP's shmop does) detach
-                // nothing and are not the program's contract.
-                match op {
-                    Some(crate::events::Call::ShmAt { id }) => {
-                        if let Some(addr) = result.filter(|r| *r >= 0) {
-                            attached_at.entry(run.clone()).or_default().insert(addr as u64);
-                            attached_ids.entry(run.clone()).or_default().insert(*id);
-                        }
-                    }
-                    Some(crate::events::Call::ShmDt { addr })
-                        if ex.properties.contains(&Property::DetachAttached)
-                            && result.is_some_and(|r| r < 0)
-                            && attached_at.get(&run).is_some_and(|a| a.contains(addr)) =>
-                    {
-                        problems.push((
-                            trace.len() - 1,
-                            Check::DetachAttached,
-                            format!(
-                                "{run}'s {call}{returned}: it detached an attachment it had detached already \
-                                 (property detach-attached)"
-                            ),
-                        ));
-                    }
-                    _ => {}
-                }
-                if let (Some(model), Some(op)) = (table.as_mut(), op) {
-                    if let Err(why) = model.apply(&run, op, *result) {
-                        problems.push((
-                            trace.len() - 1,
-                            Check::Model,
-                            format!("after {last_step}: {why} (SysV semantics)"),
-                        ));
-                    }
+                self.remember_memory(choice, op.as_ref(), *result, seen);
+                let step = format!("{call}{returned}");
+                let run = self.take_step(choice, &step, enabled, touches);
+                self.check_call(&run, &step, op.as_ref(), *result);
+            }
+            EventKind::Snapshot { rows, .. } => self.snapshot(rows),
+            EventKind::Redundant { .. } => self.redundant = true,
+            EventKind::Skipped { reason } => self.stop_for(Verdictless::Skip(reason.clone())),
+            EventKind::Broken { message } => self.stop_for(Verdictless::Broken(message.clone())),
+            EventKind::Interrupted { .. } => self.stop = Some(Verdictless::Interrupted),
+            EventKind::Timeout { .. } => self.timeout(kind),
+            EventKind::Exit { proc, ending, .. } => self.exit(proc, ending),
+            _ => {}
+        }
+    }
+
+    /// The first reason there is no verdict is the one told.
+    fn stop_for(&mut self, why: Verdictless) {
+        self.stop = self.stop.take().or(Some(why));
+    }
+
+    /// What the run of a step could have read: the contents its segments
+    /// held, and how many times it attached.
+    fn remember_memory(&mut self, choice: &str, op: Option<&Call>, result: Option<i64>, seen: &[Text]) {
+        let memory = self.read_by.entry(Choice::parse(choice).run().to_string()).or_default();
+        for text in seen {
+            if !memory.seen.contains(text) {
+                memory.seen.push(text.clone());
+            }
+        }
+        if matches!(op, Some(Call::ShmAt { .. })) && result.is_some_and(|r| r >= 0) {
+            memory.attaches += 1;
+        }
+    }
+
+    /// Add a step (`step`: the call and what it returned) to the trace.
+    /// Returns the run that took it.
+    fn take_step(&mut self, choice: &str, step: &str, enabled: &[String], touches: &[String]) -> String {
+        self.last_call.insert(choice.to_string(), step.to_string());
+        let event = Event {
+            choice: Choice::parse(choice),
+            enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
+            touches: touches.to_vec(),
+        };
+        let run = event.choice.run().to_string();
+        self.last_step = format!("{run}'s {step}");
+        self.trace.push(event);
+        run
+    }
+
+    /// Hold a run's call against property detach-attached and the SysV model.
+    fn check_call(&mut self, run: &str, step: &str, op: Option<&Call>, result: Option<i64>) {
+        // detach-attached: a failed shmdt(2) of an address this run's
+        // shmat(2) returned is a second detach of that attachment.
+        // Other addresses (0, -1: a language runtime's clean-up of
+        // a handle whose shmat failed, as PHP's shmop does) detach
+        // nothing and are not the program's contract.
+        match op {
+            Some(Call::ShmAt { id }) => {
+                if let Some(addr) = result.filter(|r| *r >= 0) {
+                    self.attached_at.entry(run.to_string()).or_default().insert(addr as u64);
+                    self.attached_ids.entry(run.to_string()).or_default().insert(*id);
                 }
             }
-            EventKind::Snapshot { rows, .. } => match table.as_mut() {
-                None => {
-                    initial_ids = rows.iter().map(|r| r.shmid).collect();
-                    table = Some(CallModel::new(rows));
+            Some(Call::ShmDt { addr })
+                if self.ex.properties.contains(&Property::DetachAttached)
+                    && result.is_some_and(|r| r < 0)
+                    && self.attached_at.get(run).is_some_and(|a| a.contains(addr)) =>
+            {
+                self.problems.push((
+                    self.trace.len() - 1,
+                    Check::DetachAttached,
+                    format!(
+                        "{run}'s {step}: it detached an attachment it had detached already \
+                         (property detach-attached)"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if let (Some(model), Some(op)) = (self.table.as_mut(), op) {
+            if let Err(why) = model.apply(run, op, result) {
+                self.problems.push((
+                    self.trace.len() - 1,
+                    Check::Model,
+                    format!("after {}: {why} (SysV semantics)", self.last_step),
+                ));
+            }
+        }
+    }
+
+    /// The first table read starts the model; each later one is held
+    /// against it (and, where they differ, the model takes the kernel's).
+    fn snapshot(&mut self, rows: &[SegRow]) {
+        match self.table.as_mut() {
+            None => {
+                self.initial_ids = rows.iter().map(|r| r.shmid).collect();
+                self.table = Some(CallModel::new(rows));
+            }
+            Some(model) => {
+                let differences = model.differences(rows);
+                if !differences.is_empty() {
+                    self.problems.push((
+                        self.trace.len().saturating_sub(1),
+                        Check::Model,
+                        format!(
+                            "the kernel's segment table after {} is not what the SysV model of the calls so far \
+                             says: {} (the kernel, or a call that is not traced, changed it)",
+                            self.last_step,
+                            differences.join("; ")
+                        ),
+                    ));
+                    model.adopt_after(self.trace.last().map(|e| e.choice.run()), rows);
                 }
-                Some(model) => {
-                    let differences = model.differences(rows);
-                    if !differences.is_empty() {
-                        problems.push((
-                            trace.len().saturating_sub(1),
-                            Check::Model,
-                            format!(
-                                "the kernel's segment table after {last_step} is not what the SysV model of the \
-                                 calls so far says: {} (the kernel, or a call that is not traced, changed it)",
-                                differences.join("; ")
-                            ),
-                        ));
-                        model.adopt_after(trace.last().map(|e| e.choice.run()), rows);
-                    }
-                }
-            },
-            EventKind::Redundant { .. } => redundant = true,
-            EventKind::Skipped { reason } => stop = stop.or(Some(Verdictless::Skip(reason.clone()))),
-            EventKind::Broken { message } => stop = stop.or(Some(Verdictless::Broken(message.clone()))),
-            EventKind::Interrupted { .. } => stop = Some(Verdictless::Interrupted),
+            }
+        }
+    }
+
+    /// The exploration's own limit cuts the order (no verdict); a step's
+    /// limit on a machine too busy to say is BROKEN; otherwise a run did
+    /// not finish in time.
+    fn timeout(&mut self, kind: &EventKind) {
+        match kind {
             EventKind::Timeout {
                 limit: crate::events::WhichLimit::Scenario,
                 ..
-            } => stop = stop.or(Some(Verdictless::Cut)),
+            } => self.stop_for(Verdictless::Cut),
             EventKind::Timeout {
                 proc,
                 waiting_for,
                 limit_ms,
                 cpu_wait_ms,
                 ..
-            } if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) => {
-                stop = stop.or(Some(Verdictless::Broken(format!(
+            } => {
+                let what = format!(
                     "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
                     crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
-                ))))
-            }
-            EventKind::Timeout {
-                proc,
-                waiting_for,
-                limit_ms,
-                cpu_wait_ms,
-                ..
-            } => problems.push((
-                trace.len().saturating_sub(1),
-                Check::Timeout,
-                format!(
-                    "{proc} did not finish within {limit_ms} ms{} waiting for {waiting_for}",
-                    crate::events::cpu_wait_text(*cpu_wait_ms, *limit_ms)
-                ),
-            )),
-            EventKind::Exit { proc, ending, .. } => {
-                let after = trace.len().saturating_sub(1);
-                ended_at.entry(proc.clone()).or_insert(after);
-                if let Some(model) = table.as_mut() {
-                    model.ended(proc);
-                }
-                if let Ending::Signaled { signal } = ending {
-                    let call = last_call.get(proc).map_or("", String::as_str);
-                    problems.push((
-                        after,
-                        Check::Signal,
-                        format!("{proc} was killed by {signal} (its last step: {call})"),
-                    ));
+                );
+                if crate::events::machine_too_busy(*cpu_wait_ms, *limit_ms) {
+                    self.stop_for(Verdictless::Broken(what));
+                } else {
+                    self.problems
+                        .push((self.trace.len().saturating_sub(1), Check::Timeout, what));
                 }
             }
             _ => {}
         }
     }
-    if let Some(s) = stop {
-        return Err(Box::new((s, log)));
+
+    /// A run ended: its output is known from here, and a signal that
+    /// killed it is a problem.
+    fn exit(&mut self, proc: &str, ending: &Ending) {
+        let after = self.trace.len().saturating_sub(1);
+        self.ended_at.entry(proc.to_string()).or_insert(after);
+        if let Some(model) = self.table.as_mut() {
+            model.ended(proc);
+        }
+        if let Ending::Signaled { signal } = ending {
+            let call = self.last_call.get(proc).map_or("", String::as_str);
+            self.problems.push((
+                after,
+                Check::Signal,
+                format!("{proc} was killed by {signal} (its last step: {call})"),
+            ));
+        }
     }
-    problems.extend(endings(ex, &log, &ended_at, &read_by));
-    if ex.properties.contains(&Property::WholeLines) {
-        let made_during = |run: &str| {
-            attached_ids
-                .get(run)
-                .is_some_and(|ids| ids.iter().any(|id| !initial_ids.contains(id)))
-        };
-        problems.extend(partial_lines(ex, &log, &ended_at, made_during));
+
+    /// The execution, with the problems of its runs' endings and (with
+    /// property whole-lines) of what its readers printed; or why it has
+    /// no verdict.
+    fn finish(self, log: Log) -> Result<Execution, Box<(Verdictless, Log)>> {
+        if let Some(s) = self.stop {
+            return Err(Box::new((s, log)));
+        }
+        let ex = self.ex;
+        let mut problems = self.problems;
+        problems.extend(endings(ex, &log, &self.ended_at, &self.read_by));
+        if ex.properties.contains(&Property::WholeLines) {
+            let made_during = |run: &str| {
+                self.attached_ids
+                    .get(run)
+                    .is_some_and(|ids| ids.iter().any(|id| !self.initial_ids.contains(id)))
+            };
+            problems.extend(partial_lines(ex, &log, &self.ended_at, made_during));
+        }
+        Ok(Execution {
+            choices: self.trace.iter().map(|e| e.choice.clone()).collect(),
+            trace: self.trace,
+            redundant: self.redundant,
+            problems,
+            log,
+        })
     }
-    Ok(Execution {
-        choices: trace.iter().map(|e| e.choice.clone()).collect(),
-        trace,
-        redundant,
-        problems,
-        log,
-    })
 }
 
 /// What one run could have read from shared memory in an order.
@@ -707,21 +777,65 @@ fn partial_lines(
 
 /// Run a system-call exploration (or, with `replay`, one order of it).
 pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<&str>) -> ScenarioResult {
-    let start = Instant::now();
-    let result = super::result_for(sf, start);
+    let x = Exploring::new(sf, engine);
     if !cfg!(target_arch = "x86_64") {
-        return result(
+        return x.result(
             Status::Skip,
             "system-call exploration traces x86_64 system calls only".into(),
             vec![],
             None,
         );
     }
-    // The budget is a count of orders; the clock is only a safety net.
-    let limit = sf.scenario.timeout.unwrap_or(engine.limits.exploration);
-    let deadline = start + limit;
-    let mut explorer = Explorer::new(!ex.reduction);
-    let mut next = Next {
+    let search = match search(&x, ex, replay) {
+        Ok(s) => s,
+        Err(unjudged) => return *unjudged,
+    };
+    let how = search.how(ex.reduction);
+    if search.failing.is_empty() {
+        return agreeing_result(&x, search, &how);
+    }
+    failing_result(&x, &search.failing, &how)
+}
+
+/// What the search over orders came to.
+struct Search {
+    explored: usize,
+    /// Orders stopped early as equivalent to one explored already.
+    cut_short: usize,
+    /// At most this many interleavings (as the first execution had them).
+    bound: f64,
+    failing: Vec<Execution>,
+    /// The safety-net clock ran out.
+    cut: bool,
+    at_budget: bool,
+    /// A replayed order keeps its log whatever its verdict (to be looked at).
+    replayed: Option<Log>,
+}
+
+impl Search {
+    /// How the orders were explored, in words.
+    fn how(&self, reduction: bool) -> String {
+        let Search {
+            explored,
+            cut_short,
+            bound,
+            ..
+        } = self;
+        if reduction {
+            format!(
+                "{explored} orders explored with partial-order reduction ({cut_short} of them stopped early as \
+                 equivalent to one explored already), of at most {bound:.0} interleavings"
+            )
+        } else {
+            format!("{explored} orders explored, every interleaving")
+        }
+    }
+}
+
+/// The first order to execute: the replayed one, else whatever the
+/// engine's schedule plays first.
+fn first_order(replay: Option<&str>) -> Next {
+    Next {
         prefix: match replay {
             Some(text) => text
                 .split(',')
@@ -733,54 +847,43 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
         },
         sleep: Vec::new(),
         sleep_from: 0,
+    }
+}
+
+/// Execute the orders the explorer picks (or only the replayed one) until
+/// the search is over, [`super::MAX_FAILING_ORDERS`] orders fail, the
+/// budget is spent or the safety-net clock runs out. Err: a result with
+/// no verdict (SKIP, BROKEN, INTERRUPTED).
+fn search(x: &Exploring, ex: &Exploration, replay: Option<&str>) -> Result<Search, Box<ScenarioResult>> {
+    let mut explorer = Explorer::new(!ex.reduction);
+    let mut next = first_order(replay);
+    let mut s = Search {
+        explored: 0,
+        cut_short: 0,
+        bound: 0.0,
+        failing: Vec::new(),
+        cut: false,
+        at_budget: false,
+        replayed: None,
     };
-    let mut explored = 0usize;
-    let mut cut_short = 0usize;
-    let mut bound = 0f64;
-    let mut failing: Vec<Execution> = Vec::new();
-    let mut cut = false;
-    let mut at_budget = false;
-    // A replayed order keeps its log whatever its verdict (to be looked at).
-    let mut replayed: Option<Log> = None;
     loop {
         if crate::interrupt::interrupted() {
-            return result(
-                Status::Interrupted,
-                format!(
-                    "{} after {explored} orders; not judged",
-                    crate::interrupt::interruption()
-                ),
-                vec![],
-                None,
-            );
+            return Err(Box::new(interrupted_result(x, s.explored)));
         }
-        let execution = match execute(engine, sf, ex, &next, deadline).map_err(|b| *b) {
+        let execution = match execute(x, ex, &next).map_err(|b| *b) {
             Ok(e) => e,
-            Err((Verdictless::Skip(why), _)) => return result(Status::Skip, why, vec![], None),
-            Err((Verdictless::Broken(why), log)) => {
-                let order = next.prefix.iter().map(Choice::label).collect::<Vec<_>>().join(",");
-                return result(Status::Broken, format!("order {order}: {why}"), vec![], Some(log));
-            }
-            Err((Verdictless::Interrupted, _)) => {
-                return result(
-                    Status::Interrupted,
-                    format!(
-                        "{} after {explored} orders; not judged",
-                        crate::interrupt::interruption()
-                    ),
-                    vec![],
-                    None,
-                )
-            }
-            Err((Verdictless::Cut, _)) => {
-                cut = true;
-                break;
-            }
+            Err((why, log)) => match verdictless_result(x, why, log, &next, s.explored) {
+                Some(unjudged) => return Err(Box::new(unjudged)),
+                None => {
+                    s.cut = true;
+                    break;
+                }
+            },
         };
-        explored += 1;
-        cut_short += usize::from(execution.redundant);
-        if explored == 1 {
-            bound = interleavings_at_most(&execution.trace);
+        s.explored += 1;
+        s.cut_short += usize::from(execution.redundant);
+        if s.explored == 1 {
+            s.bound = interleavings_at_most(&execution.trace);
         }
         let following = if replay.is_some() {
             None
@@ -788,75 +891,133 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             explorer.next(next.prefix.len(), &execution.trace)
         };
         if !execution.problems.is_empty() {
-            failing.push(execution);
+            s.failing.push(execution);
         } else if replay.is_some() {
-            replayed = Some(execution.log);
+            s.replayed = Some(execution.log);
         }
         match following {
             Some(n) => next = n,
             None => break,
         }
-        if failing.len() >= super::MAX_FAILING_ORDERS {
+        if s.failing.len() >= super::MAX_FAILING_ORDERS {
             break;
         }
-        if explored >= engine.limits.max_orders {
-            at_budget = true;
+        if s.explored >= x.engine.limits.max_orders {
+            s.at_budget = true;
             break;
         }
-        if Instant::now() >= deadline {
-            cut = true;
+        if x.out_of_time() {
+            s.cut = true;
             break;
         }
     }
-    let rate = explored as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    let how = if ex.reduction {
+    Ok(s)
+}
+
+fn interrupted_result(x: &Exploring, explored: usize) -> ScenarioResult {
+    x.result(
+        Status::Interrupted,
         format!(
-            "{explored} orders explored with partial-order reduction ({cut_short} of them stopped early as \
-             equivalent to one explored already), of at most {bound:.0} interleavings"
-        )
-    } else {
-        format!("{explored} orders explored, every interleaving")
-    };
-    if failing.is_empty() && cut {
-        return result(
+            "{} after {explored} orders; not judged",
+            crate::interrupt::interruption()
+        ),
+        vec![],
+        None,
+    )
+}
+
+/// The result of an execution with no verdict; None when the exploration's
+/// time ran out during it (the search stops there, judging what it has).
+fn verdictless_result(
+    x: &Exploring,
+    why: Verdictless,
+    log: Log,
+    next: &Next,
+    explored: usize,
+) -> Option<ScenarioResult> {
+    match why {
+        Verdictless::Skip(why) => Some(x.result(Status::Skip, why, vec![], None)),
+        Verdictless::Broken(why) => {
+            let order = next.prefix.iter().map(Choice::label).collect::<Vec<_>>().join(",");
+            Some(x.result(Status::Broken, format!("order {order}: {why}"), vec![], Some(log)))
+        }
+        Verdictless::Interrupted => Some(interrupted_result(x, explored)),
+        Verdictless::Cut => None,
+    }
+}
+
+/// Every order explored keeps the properties: a PASS, unless the
+/// safety-net clock ran out (TIMEOUT) or the budget stopped the search
+/// (see [`Exploring::budget_status`]).
+fn agreeing_result(x: &Exploring, search: Search, how: &str) -> ScenarioResult {
+    let rate = x.rate(search.explored);
+    if search.cut {
+        return x.result(
             Status::Timeout,
             format!(
                 "{how}, when the exploration's safety-net clock of {} ms ran out, all keeping the properties: not \
                  judged (the exploration is bounded by --max-orders; this machine was too slow or loaded to finish \
                  it: raise --exploration-timeout or lower --max-orders)",
-                limit.as_millis()
+                x.limit.as_millis()
             ),
             vec![],
-            replayed,
+            search.replayed,
         );
     }
-    if failing.is_empty() {
-        let status = if at_budget && engine.limits.strict_budget {
-            Status::Timeout
-        } else {
-            Status::Pass
-        };
-        let tail = if at_budget {
+    let (status, tail) = if search.at_budget {
+        (
+            x.budget_status(),
             format!(
                 ", stopping at the budget of {} orders (not all; --max-orders raises it, --strict-budget fails on this)",
-                engine.limits.max_orders
-            )
-        } else {
-            String::new()
-        };
-        return result(
-            status,
-            format!("{how}{tail}: every one keeps the properties ({rate:.0} orders/s)"),
-            vec![],
-            replayed,
-        );
+                x.engine.limits.max_orders
+            ),
+        )
+    } else {
+        (Status::Pass, String::new())
+    };
+    x.result(
+        status,
+        format!("{how}{tail}: every one keeps the properties ({rate:.0} orders/s)"),
+        vec![],
+        search.replayed,
+    )
+}
+
+/// The FAIL of a search: each distinct problem with the shortest order
+/// that shows it and its replay command, the shortest of all leading.
+fn failing_result(x: &Exploring, failing: &[Execution], how: &str) -> ScenarioResult {
+    let found = distinct_problems(failing);
+    let Some(&(at, first, best)) = found.first() else {
+        return x.result(Status::Broken, "no failing order".into(), vec![], None);
+    };
+    let order = order_up_to(at, best);
+    let replay_line = x.replay_command(&order);
+    let mut problems: Vec<String> = vec![format!("{first}; order {order}")];
+    for (at, p, e) in found.iter().skip(1).take(5) {
+        let other = order_up_to(*at, e);
+        problems.push(format!("{p}; order {other}; replay: {}", x.replay_command(&other)));
     }
-    // Each distinct problem with the shortest order that shows it (the
-    // fewest choices up to where it showed); the shortest of all leads.
-    // Problems differ between orders only in numbers (segment ids, keys
-    // from a fresh key file's inode, addresses) are one problem.
+    let failures: Vec<Failure> = failing
+        .iter()
+        .flat_map(|e| &e.problems)
+        .map(|(_, check, text)| Failure::of_exploration(*check, text.clone()))
+        .collect();
+    let message = format!(
+        "{} of {how} break a property ({} distinct problem(s)); shortest: {order} ({} steps): {first}; replay: {replay_line}",
+        failing.len(),
+        found.len(),
+        at + 1,
+    );
+    x.failed(message, problems, best.log.clone(), failures)
+}
+
+/// Each distinct problem with the shortest order that shows it (the
+/// fewest choices up to where it showed), shortest first. Problems that
+/// differ between orders only in numbers (segment ids, keys from a fresh
+/// key file's inode, addresses) are one problem.
+fn distinct_problems(failing: &[Execution]) -> Vec<(usize, &str, &Execution)> {
     let mut shortest: BTreeMap<String, (usize, &str, &Execution)> = BTreeMap::new();
-    for e in &failing {
+    for e in failing {
         for (at, _, problem) in &e.problems {
             let entry = shortest
                 .entry(problem_kind(problem))
@@ -866,46 +1027,18 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             }
         }
     }
-    let order_of = |at: usize, e: &Execution| -> String {
-        e.choices[..(at + 1).min(e.choices.len())]
-            .iter()
-            .map(Choice::label)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     let mut found: Vec<(usize, &str, &Execution)> = shortest.values().copied().collect();
     found.sort_by_key(|(at, p, _)| (*at, p.to_string()));
-    let Some(&(at, first, best)) = found.first() else {
-        return result(Status::Broken, "no failing order".into(), vec![], None);
-    };
-    let order = order_of(at, best);
-    let replay_line = super::replay_command(sf, engine, &order);
-    let mut problems: Vec<String> = vec![format!("{first}; order {order}")];
-    for (at, p, e) in found.iter().skip(1).take(5) {
-        let other = order_of(*at, e);
-        problems.push(format!(
-            "{p}; order {other}; replay: {}",
-            super::replay_command(sf, engine, &other)
-        ));
-    }
-    // Every failure of every failing order is held against a deviation.
-    let failures: Vec<Failure> = failing
+    found
+}
+
+/// An execution's choices up to and including event `at`, as `--order` takes them.
+fn order_up_to(at: usize, e: &Execution) -> String {
+    e.choices[..(at + 1).min(e.choices.len())]
         .iter()
-        .flat_map(|e| &e.problems)
-        .map(|(_, check, text)| Failure::of_exploration(*check, text.clone()))
-        .collect();
-    let judged = result(
-        Status::Fail,
-        format!(
-            "{} of {how} break a property ({} distinct problem(s)); shortest: {order} ({} steps): {first}; replay: {replay_line}",
-            failing.len(),
-            found.len(),
-            at + 1,
-        ),
-        problems,
-        Some(best.log.clone()),
-    );
-    ScenarioResult { failures, ..judged }
+        .map(Choice::label)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
