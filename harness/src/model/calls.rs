@@ -24,6 +24,30 @@ use std::collections::BTreeMap;
 use crate::events::Call;
 use crate::events::SegRow;
 
+/// A call's result that SysV semantics rule out, whatever the kernel's
+/// table: the model's finding, said as what the call returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuledOut {
+    #[error("shmget returned id {id}, a segment already removed with IPC_RMID")]
+    RemovedIdReturned { id: i32 },
+    #[error("shmget({:#x}) returned id {id}, not the live segment with that key", *.key as u32)]
+    OtherIdReturned { key: i32, id: i32 },
+    #[error("shmget({:#x}) without IPC_CREAT returned id {id}, a segment the table did not have", *.key as u32)]
+    UnknownIdWithoutCreate { key: i32, id: i32 },
+    #[error("shmget({:#x}) created id {id} while segment {live} has that key", *.key as u32)]
+    SecondSegmentForKey { key: i32, id: i32, live: i32 },
+    #[error("shmat({id}) succeeded, but the table has no segment {id}")]
+    AttachedMissing { id: i32 },
+    #[error("shmdt({addr:#x}) succeeded, but {run} attached nothing there")]
+    DetachedNothing { addr: u64, run: String },
+    #[error("shmctl({id}, IPC_RMID) succeeded, but the table has no segment {id}")]
+    RemovedMissing { id: i32 },
+    #[error("shmget({:#x}) failed with ENOENT, but segment {live} has that key", *.key as u32)]
+    MissingButLive { key: i32, live: i32 },
+    #[error("shmget({:#x}, IPC_EXCL) failed with EEXIST, but no live segment has that key", *.key as u32)]
+    ExistsButNone { key: i32 },
+}
+
 /// SHM_DEST as the mode column shows it.
 const SHM_DEST: u32 = 0o1000;
 
@@ -127,7 +151,7 @@ impl CallModel {
 
     /// `run` executed `call`, which returned `result` (-errno on failure).
     /// An error is a result the semantics rule out, whatever the table.
-    pub fn apply(&mut self, run: &str, call: &Call, result: Option<i64>) -> Result<(), String> {
+    pub fn apply(&mut self, run: &str, call: &Call, result: Option<i64>) -> Result<(), RuledOut> {
         let Some(result) = result else {
             // Not a table call (or its result is unknown: it died in it).
             return Ok(());
@@ -141,29 +165,18 @@ impl CallModel {
                 let existing = self.live_with_key(*key);
                 if self.rows.contains_key(&id) {
                     if self.rows.get(&id).is_some_and(|r| r.dest) {
-                        return Err(format!(
-                            "shmget returned id {id}, a segment already removed with IPC_RMID"
-                        ));
+                        return Err(RuledOut::RemovedIdReturned { id });
                     }
                     if existing.is_some_and(|e| e != id) || *key == libc::IPC_PRIVATE {
-                        return Err(format!(
-                            "shmget({:#x}) returned id {id}, not the live segment with that key",
-                            *key as u32
-                        ));
+                        return Err(RuledOut::OtherIdReturned { key: *key, id });
                     }
                     return Ok(());
                 }
                 if flags & libc::IPC_CREAT == 0 && *key != libc::IPC_PRIVATE {
-                    return Err(format!(
-                        "shmget({:#x}) without IPC_CREAT returned id {id}, a segment the table did not have",
-                        *key as u32
-                    ));
+                    return Err(RuledOut::UnknownIdWithoutCreate { key: *key, id });
                 }
                 if let Some(e) = existing {
-                    return Err(format!(
-                        "shmget({:#x}) created id {id} while segment {e} has that key",
-                        *key as u32
-                    ));
+                    return Err(RuledOut::SecondSegmentForKey { key: *key, id, live: e });
                 }
                 self.rows.insert(
                     id,
@@ -179,7 +192,7 @@ impl CallModel {
             }
             Call::ShmAt { id } => {
                 let Some(row) = self.rows.get_mut(id) else {
-                    return Err(format!("shmat({id}) succeeded, but the table has no segment {id}"));
+                    return Err(RuledOut::AttachedMissing { id: *id });
                 };
                 row.nattch += 1;
                 self.attached
@@ -191,7 +204,10 @@ impl CallModel {
             Call::ShmDt { addr } => {
                 let list = self.attached.entry(run.to_string()).or_default();
                 let Some(i) = list.iter().position(|(a, _)| a == addr) else {
-                    return Err(format!("shmdt({addr:#x}) succeeded, but {run} attached nothing there"));
+                    return Err(RuledOut::DetachedNothing {
+                        addr: *addr,
+                        run: run.to_string(),
+                    });
                 };
                 let (_, id) = list.remove(i);
                 self.detach(id);
@@ -199,9 +215,7 @@ impl CallModel {
             }
             Call::ShmCtl { id, cmd } if *cmd == libc::IPC_RMID => {
                 let Some(row) = self.rows.get_mut(id) else {
-                    return Err(format!(
-                        "shmctl({id}, IPC_RMID) succeeded, but the table has no segment {id}"
-                    ));
+                    return Err(RuledOut::RemovedMissing { id: *id });
                 };
                 if row.nattch == 0 {
                     self.rows.remove(id);
@@ -224,25 +238,21 @@ impl CallModel {
     }
 
     /// A failed call changes nothing; some failures the table rules out.
-    fn refused(&self, call: &Call, result: i64) -> Result<(), String> {
+    fn refused(&self, call: &Call, result: i64) -> Result<(), RuledOut> {
         let errno = (-result) as i32;
         match call {
             Call::ShmGet { key, flags, .. }
                 if errno == libc::ENOENT && flags & libc::IPC_CREAT == 0 && self.live_with_key(*key).is_some() =>
             {
-                Err(format!(
-                    "shmget({:#x}) failed with ENOENT, but segment {} has that key",
-                    *key as u32,
-                    self.live_with_key(*key).unwrap_or_default()
-                ))
+                Err(RuledOut::MissingButLive {
+                    key: *key,
+                    live: self.live_with_key(*key).unwrap_or_default(),
+                })
             }
             Call::ShmGet { key, flags, .. }
                 if errno == libc::EEXIST && self.live_with_key(*key).is_none() && flags & libc::IPC_EXCL != 0 =>
             {
-                Err(format!(
-                    "shmget({:#x}, IPC_EXCL) failed with EEXIST, but no live segment has that key",
-                    *key as u32
-                ))
+                Err(RuledOut::ExistsButNone { key: *key })
             }
             _ => Ok(()),
         }
@@ -374,9 +384,20 @@ mod tests {
         let err = m
             .apply("r", &get(KEY, false), Some(-(libc::ENOENT as i64)))
             .unwrap_err();
-        assert!(err.contains("ENOENT"), "{err}");
+        assert_eq!(err, RuledOut::MissingButLive { key: KEY, live: 5 });
         let err = m.apply("r", &get(KEY, true), Some(6)).unwrap_err();
-        assert!(err.contains("created id 6 while segment 5 has that key"), "{err}");
+        assert_eq!(
+            err,
+            RuledOut::SecondSegmentForKey {
+                key: KEY,
+                id: 6,
+                live: 5
+            }
+        );
+        assert!(
+            err.to_string().contains("created id 6 while segment 5 has that key"),
+            "{err}"
+        );
     }
 
     #[test]
