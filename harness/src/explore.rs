@@ -99,8 +99,20 @@ fn queues(ex: &Exploration) -> Vec<Vec<Move>> {
 /// Most orders `orders = "all"` may expand to.
 pub const MAX_ORDERS: usize = 50_000;
 
+/// Why an exploration's orders cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("more than {MAX_ORDERS} orders: use orders = {{ sample = N, seed = S }}")]
+    TooMany,
+    #[error("--order: unknown event {label:?}; this scenario's events are {}", .known.join(", "))]
+    UnknownEvent { label: String, known: Vec<String> },
+    /// A run's or event's moves named in part, or out of their order.
+    #[error("--order: {} must all appear, in order", .queue.join(" then "))]
+    Incomplete { queue: Vec<String> },
+}
+
 /// Every interleaving of the queues that keeps each queue's own order.
-pub fn all_orders(queues: &[Vec<Move>]) -> Result<Vec<Vec<Move>>, String> {
+pub fn all_orders(queues: &[Vec<Move>]) -> Result<Vec<Vec<Move>>, OrderError> {
     fn go(qs: &mut [std::collections::VecDeque<Move>], cur: &mut Vec<Move>, out: &mut Vec<Vec<Move>>) -> bool {
         if qs.iter().all(|q| q.is_empty()) {
             out.push(cur.clone());
@@ -122,16 +134,14 @@ pub fn all_orders(queues: &[Vec<Move>]) -> Result<Vec<Vec<Move>>, String> {
     let mut qs: Vec<_> = queues.iter().map(|q| q.iter().cloned().collect()).collect();
     let mut out = Vec::new();
     if !go(&mut qs, &mut Vec::new(), &mut out) {
-        return Err(format!(
-            "more than {MAX_ORDERS} orders: use orders = {{ sample = N, seed = S }}"
-        ));
+        return Err(OrderError::TooMany);
     }
     Ok(out)
 }
 
 /// The orders an exploration plans, before its budget: every interleaving
 /// of its runs' and events' queues, or the seeded sample it asks for.
-pub fn planned_orders(ex: &Exploration) -> Result<Vec<Vec<Move>>, String> {
+pub fn planned_orders(ex: &Exploration) -> Result<Vec<Vec<Move>>, OrderError> {
     match &ex.orders {
         Orders::All => all_orders(&queues(ex)),
         Orders::Sample { n, seed } => Ok(sample_orders(&queues(ex), *n, *seed)),
@@ -170,28 +180,29 @@ pub fn sample_orders(queues: &[Vec<Move>], n: usize, seed: u64) -> Vec<Vec<Move>
 
 /// Parse `--order "w1:attach,r1,w1:input"` against the scenario's steps.
 /// Runs and events it does not mention are left out (as shrinking does).
-pub fn parse_order(ex: &Exploration, text: &str) -> Result<Vec<Move>, String> {
+pub fn parse_order(ex: &Exploration, text: &str) -> Result<Vec<Move>, OrderError> {
     let known: Vec<Move> = queues(ex).into_iter().flatten().collect();
     let order: Vec<Move> = text
         .split(',')
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(|l| {
-            known.iter().find(|s| s.label() == l).cloned().ok_or_else(|| {
-                format!(
-                    "--order: unknown event {l:?}; this scenario's events are {}",
-                    known.iter().map(Move::label).collect::<Vec<_>>().join(", ")
-                )
-            })
+            known
+                .iter()
+                .find(|s| s.label() == l)
+                .cloned()
+                .ok_or_else(|| OrderError::UnknownEvent {
+                    label: l.into(),
+                    known: known.iter().map(Move::label).collect(),
+                })
         })
         .collect::<Result<_, _>>()?;
     for q in queues(ex) {
         let positions: Vec<usize> = q.iter().filter_map(|s| order.iter().position(|o| o == s)).collect();
         if !positions.is_empty() && (positions.len() != q.len() || positions.windows(2).any(|w| w[0] > w[1])) {
-            return Err(format!(
-                "--order: {} must all appear, in order",
-                q.iter().map(Move::label).collect::<Vec<_>>().join(" then ")
-            ));
+            return Err(OrderError::Incomplete {
+                queue: q.iter().map(Move::label).collect(),
+            });
         }
     }
     Ok(order)
@@ -947,7 +958,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
     };
     let mut orders = match orders {
         Ok(o) => o,
-        Err(e) => return x.result(Status::Broken, e, vec![], None),
+        Err(e) => return x.result(Status::Broken, e.to_string(), vec![], None),
     };
     // The budget is a count: the first orders, the same on any machine.
     // The clock is only a safety net.

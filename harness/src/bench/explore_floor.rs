@@ -59,9 +59,9 @@ pub fn run(sf: &ScenarioFile, imp: &Implementation, jobs: usize, max_orders: usi
     if ex.granularity == crate::scenario::Granularity::Syscall {
         return Err(FloorError::Syscall);
     }
-    let mut orders = crate::explore::planned_orders(ex).map_err(|message| FloorError::Orders {
+    let mut orders = crate::explore::planned_orders(ex).map_err(|e| FloorError::Orders {
         scenario: sf.id.clone(),
-        message,
+        message: e.to_string(),
     })?;
     orders.truncate(max_orders);
     let next = AtomicUsize::new(0);
