@@ -1231,18 +1231,62 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
     })
 }
 
+/// A step being lowered: the step, where it is (for its errors) and the
+/// namespaces the scenario declares.
+#[derive(Clone, Copy)]
+struct StepCx<'a> {
+    /// 1-based position in the scenario.
+    n: usize,
+    /// Where the step's table starts in the file.
+    off: usize,
+    step: &'a wire::Step,
+    namespaces: &'a BTreeMap<String, NamespaceDecl>,
+}
+
+impl StepCx<'_> {
+    /// An error of this step: `step N: ...`, at the step's table.
+    fn fail(&self, m: impl std::fmt::Display) -> (usize, String) {
+        (self.off, format!("step {}: {m}", self.n))
+    }
+
+    /// Does the step start a process of the scenario's (run or exec)?
+    fn spawns(&self) -> bool {
+        self.step.run.is_some() || self.step.exec.is_some()
+    }
+}
+
 fn lower_step(
     n: usize,
     spanned: &Spanned<wire::Step>,
     namespaces: &BTreeMap<String, NamespaceDecl>,
     seen: &mut Seen,
 ) -> Lowered<Step> {
-    let off = spanned.span().start;
-    let step = spanned.get_ref();
-    let fail = |m: String| (off, format!("step {n}: {m}"));
-    let set = actions_set(step);
+    let cx = StepCx {
+        n,
+        off: spanned.span().start,
+        step: spanned.get_ref(),
+        namespaces,
+    };
+    let step = cx.step;
+    check_one_action(&cx)?;
+    let ns = step_namespace(&cx, seen)?;
+    check_fields_apply(&cx)?;
+    let timeout = parse_timeout(step.timeout_ms, &format!("step {n}")).map_err(|m| (cx.off, m))?;
+    let stdin = step
+        .stdin
+        .as_ref()
+        .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| cx.fail(format!("stdin: {e}"))))
+        .transpose()?;
+    let expect = lower_expect(&step.expect).map_err(|e| cx.fail(e))?;
+    let action = lower_action(&cx, &ns, stdin, expect, seen)?;
+    Ok(Step { n, ns, timeout, action })
+}
+
+/// The step sets exactly one action field.
+fn check_one_action(cx: &StepCx) -> Lowered<()> {
+    let set = actions_set(cx.step);
     if set.len() != 1 {
-        return Err(fail(format!(
+        return Err(cx.fail(format!(
             "expected exactly one action ({ACTION_NAMES}), found {}",
             if set.is_empty() {
                 "none".to_string()
@@ -1251,8 +1295,15 @@ fn lower_step(
             }
         )));
     }
+    Ok(())
+}
+
+/// The namespace the step runs in (its `share` resolved): every namespace
+/// the step names is declared, and the one it runs in was not dropped.
+fn step_namespace(cx: &StepCx, seen: &Seen) -> Lowered<String> {
+    let step = cx.step;
     let declared_ns = step.ns.clone().unwrap_or_else(|| MAIN_NS.into());
-    let known_ns = |ns: &str| ns == MAIN_NS || namespaces.contains_key(ns);
+    let known_ns = |ns: &str| ns == MAIN_NS || cx.namespaces.contains_key(ns);
     for ns in [
         Some(declared_ns.as_str()),
         step.stop.as_deref(),
@@ -1262,16 +1313,21 @@ fn lower_step(
     .flatten()
     {
         if !known_ns(ns) {
-            return Err(fail(format!("namespace {ns:?} is not declared in [namespaces]")));
+            return Err(cx.fail(format!("namespace {ns:?} is not declared in [namespaces]")));
         }
     }
-    let ns = resolve_ns(namespaces, &declared_ns).to_string();
+    let ns = resolve_ns(cx.namespaces, &declared_ns).to_string();
     if seen.dropped.contains(&ns) {
-        return Err(fail(format!(
-            "namespace {declared_ns:?} was dropped by an earlier step"
-        )));
+        return Err(cx.fail(format!("namespace {declared_ns:?} was dropped by an earlier step")));
     }
-    let spawns = step.run.is_some() || step.exec.is_some();
+    Ok(ns)
+}
+
+/// A field that belongs to some kinds of step is set only on a step of
+/// those kinds.
+fn check_fields_apply(cx: &StepCx) -> Lowered<()> {
+    let step = cx.step;
+    let spawns = cx.spawns();
     if !spawns {
         for (field, is_set) in [
             ("background", step.background),
@@ -1282,13 +1338,13 @@ fn lower_step(
             ("name", step.name.is_some()),
         ] {
             if is_set {
-                return Err(fail(format!("'{field}' only applies to run and exec steps")));
+                return Err(cx.fail(format!("'{field}' only applies to run and exec steps")));
             }
         }
     }
     let only = |field: &str, is_set: bool, applies: &str| -> Lowered<()> {
         if is_set {
-            Err(fail(format!("'{field}' only applies to {applies}")))
+            Err(cx.fail(format!("'{field}' only applies to {applies}")))
         } else {
             Ok(())
         }
@@ -1321,134 +1377,31 @@ fn lower_step(
         "expect",
         step.expect.is_some() && !(spawns || step.wait.is_some() || step.kill.is_some()),
         "run, exec, wait and kill",
-    )?;
-    let timeout = parse_timeout(step.timeout_ms, &format!("step {n}")).map_err(|m| (off, m))?;
-    let stdin = step
-        .stdin
-        .as_ref()
-        .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}"))))
-        .transpose()?;
-    let expect = lower_expect(&step.expect).map_err(fail)?;
-    let known_proc = |name: &str, seen: &Seen| -> Lowered<()> {
-        if seen.background.contains(name) {
-            Ok(())
-        } else {
-            Err(fail(format!(
-                "no background process named {name:?} started before this step"
-            )))
-        }
-    };
+    )
+}
 
-    let action = if let Some(ops) = &step.program {
-        let decl = namespaces.get(&ns);
-        Action::Spawn(program_step::lower(n, ops, off, &ns, decl, seen)?)
-    } else if spawns {
-        seen.ran_in.insert(ns.clone());
-        let program = match (&step.run, &step.exec) {
-            (Some(role), _) => Program::Role(match role.as_str() {
-                "writer" => Role::Writer,
-                "reader" => Role::Reader,
-                "probe" => Role::Probe,
-                other => {
-                    return Err(fail(format!(
-                        "unknown role {other:?}, expected writer, reader or probe"
-                    )))
-                }
-            }),
-            (_, Some(argv)) => {
-                if argv.is_empty() || argv[0].is_empty() {
-                    return Err(fail("exec needs a command".into()));
-                }
-                if argv.iter().any(|a| a.contains('\0')) {
-                    return Err(fail("exec: an argument has a NUL byte".into()));
-                }
-                Program::Exec(argv.clone())
-            }
-            _ => return Err(fail("run or exec".into())),
-        };
-        let name = step.name.clone().unwrap_or_else(|| default_proc_name(&program, n));
-        parse_name("process", &name).map_err(fail)?;
-        if !seen.procs.insert(name.clone()) {
-            return Err(fail(format!("process name {name:?} is already used")));
-        }
-        if step.args.iter().any(|a| a.contains('\0')) {
-            return Err(fail("an argument has a NUL byte".into()));
-        }
-        for (k, v) in &step.env {
-            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
-                return Err(fail(format!("env: {k:?} is not a valid variable")));
-            }
-        }
-        let background = if step.background {
-            if step.expect.is_some() {
-                return Err(fail(
-                    "a background process's expectations go on the step that waits for it or kills it".into(),
-                ));
-            }
-            seen.background.insert(name.clone());
-            Some(Background {
-                close_stdin: step.close_stdin.unwrap_or(stdin.is_some()),
-            })
-        } else {
-            None
-        };
-        Action::Spawn(Spawn {
-            traced: false,
-            name,
-            program,
-            args: parse_args(&step.args, &seen.saved_ids).map_err(fail)?,
-            stdin: stdin.unwrap_or_default(),
-            env: step.env.clone(),
-            uid: step.uid,
-            gid: step.gid,
-            keep: KeptCapabilities::default(),
-            background,
-            expect,
-        })
+/// The step's one action, checked against what earlier steps did (and
+/// recorded in `seen` for later ones).
+fn lower_action(cx: &StepCx, ns: &str, stdin: Option<Vec<u8>>, expect: Expect, seen: &mut Seen) -> Lowered<Action> {
+    let step = cx.step;
+    let file = |f: &str| FileName::parse(f).map_err(|e| cx.fail(e));
+    Ok(if let Some(ops) = &step.program {
+        Action::Spawn(program_step::lower(cx.n, ops, cx.off, ns, cx.namespaces.get(ns), seen)?)
+    } else if cx.spawns() {
+        Action::Spawn(lower_spawn(cx, ns, stdin, expect, seen)?)
     } else if let Some(proc) = &step.feed {
-        known_proc(proc, seen)?;
+        known_proc(cx, proc, seen)?;
         Action::Feed {
             proc: proc.clone(),
-            data: stdin.ok_or_else(|| fail("feed needs stdin".into()))?,
+            data: stdin.ok_or_else(|| cx.fail("feed needs stdin"))?,
             close: step.close_stdin.unwrap_or(true),
         }
     } else if let Some(proc) = &step.wait {
-        known_proc(proc, seen)?;
-        let untils = usize::from(step.until_stdout.is_some())
-            + usize::from(step.until_attached.is_some())
-            + usize::from(step.until_reading);
-        if untils > 1 {
-            return Err(fail("give one of until_stdout, until_attached, until_reading".into()));
-        }
-        if untils == 1 && step.expect.is_some() {
-            return Err(fail(
-                "a wait for output, attachment or reading has no exit to check; drop expect or the until".into(),
-            ));
-        }
-        let until = match (&step.until_stdout, &step.until_attached) {
-            (None, None) if step.until_reading => WaitFor::ReadingStdin,
-            (Some(_), Some(_)) => return Err(fail("give until_stdout or until_attached, not both".into())),
-            (Some(text), None) => {
-                if text.is_empty() || text.len() > 4096 {
-                    return Err(fail("until_stdout: expected 1 to 4096 bytes of text".into()));
-                }
-                WaitFor::Stdout(text.as_bytes().to_vec())
-            }
-            (None, Some(k)) => WaitFor::Attached(parse_key_spec(k).map_err(|e| fail(format!("until_attached: {e}")))?),
-            (None, None) => {
-                // After its exit, nothing more can be done with the process.
-                seen.background.remove(proc);
-                WaitFor::Exit(expect)
-            }
-        };
-        Action::Wait {
-            proc: proc.clone(),
-            until,
-        }
+        lower_wait(cx, proc, expect, seen)?
     } else if let Some(proc) = &step.kill {
-        known_proc(proc, seen)?;
+        known_proc(cx, proc, seen)?;
         seen.background.remove(proc);
-        let signal = parse_signal(step.signal.as_deref().unwrap_or("SIGKILL")).map_err(fail)?;
+        let signal = parse_signal(step.signal.as_deref().unwrap_or("SIGKILL")).map_err(|e| cx.fail(e))?;
         Action::Kill {
             proc: proc.clone(),
             signal,
@@ -1460,72 +1413,199 @@ fn lower_step(
                 .iter()
                 .map(|s| lower_segment(s, &mut seen.saved_ids))
                 .collect::<Result<_, _>>()
-                .map_err(fail)?,
+                .map_err(|e| cx.fail(e))?,
             partial: step.partial,
             count: step.count,
         })
     } else if let Some(f) = &step.create_file {
-        Action::File(FileOp::Create(FileName::parse(f).map_err(fail)?))
+        Action::File(FileOp::Create(file(f)?))
     } else if let Some(f) = &step.remove_file {
-        Action::File(FileOp::Remove(FileName::parse(f).map_err(fail)?))
+        Action::File(FileOp::Remove(file(f)?))
     } else if let Some(f) = &step.recreate_file {
-        Action::File(FileOp::Recreate(FileName::parse(f).map_err(fail)?))
+        Action::File(FileOp::Recreate(file(f)?))
     } else if let Some(l) = &step.link_file {
         Action::File(FileOp::Link {
-            from: FileName::parse(&l.from).map_err(fail)?,
-            to: FileName::parse(&l.to).map_err(fail)?,
+            from: file(&l.from)?,
+            to: file(&l.to)?,
         })
     } else if let Some([a, b]) = &step.collide_files {
-        let (a, b) = (FileName::parse(a).map_err(fail)?, FileName::parse(b).map_err(fail)?);
+        let (a, b) = (file(a)?, file(b)?);
         if a == b {
-            return Err(fail("collide_files needs two different names".into()));
+            return Err(cx.fail("collide_files needs two different names"));
         }
         Action::CollideFiles { a, b }
     } else if let Some(s) = &step.sysctl {
-        let sysctl = IpcSysctl::parse(&s.name).map_err(fail)?;
-        let value = s.value.trim();
-        if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '\t') {
-            return Err(fail(format!(
-                "sysctl {}: value {:?} is not one or more numbers",
-                s.name, s.value
-            )));
+        lower_sysctl(cx, s)?
+    } else {
+        lower_namespace_or_shmem(cx, seen)?
+    })
+}
+
+/// A run or exec step: the process it starts (named, its name new), and
+/// it in `seen` (a background one among those later steps may use).
+fn lower_spawn(cx: &StepCx, ns: &str, stdin: Option<Vec<u8>>, expect: Expect, seen: &mut Seen) -> Lowered<Spawn> {
+    let step = cx.step;
+    seen.ran_in.insert(ns.to_string());
+    let program = spawn_program(cx)?;
+    let name = step.name.clone().unwrap_or_else(|| default_proc_name(&program, cx.n));
+    parse_name("process", &name).map_err(|e| cx.fail(e))?;
+    if !seen.procs.insert(name.clone()) {
+        return Err(cx.fail(format!("process name {name:?} is already used")));
+    }
+    if step.args.iter().any(|a| a.contains('\0')) {
+        return Err(cx.fail("an argument has a NUL byte"));
+    }
+    for (k, v) in &step.env {
+        if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+            return Err(cx.fail(format!("env: {k:?} is not a valid variable")));
         }
-        Action::Sysctl {
-            sysctl,
-            value: value.to_string(),
+    }
+    let background = if step.background {
+        if step.expect.is_some() {
+            return Err(cx.fail("a background process's expectations go on the step that waits for it or kills it"));
         }
-    } else if let Some(target) = &step.stop {
+        seen.background.insert(name.clone());
+        Some(Background {
+            close_stdin: step.close_stdin.unwrap_or(stdin.is_some()),
+        })
+    } else {
+        None
+    };
+    Ok(Spawn {
+        traced: false,
+        name,
+        program,
+        args: parse_args(&step.args, &seen.saved_ids).map_err(|e| cx.fail(e))?,
+        stdin: stdin.unwrap_or_default(),
+        env: step.env.clone(),
+        uid: step.uid,
+        gid: step.gid,
+        keep: KeptCapabilities::default(),
+        background,
+        expect,
+    })
+}
+
+/// What a run or exec step starts: a role of the implementation, or a
+/// command.
+fn spawn_program(cx: &StepCx) -> Lowered<Program> {
+    Ok(match (&cx.step.run, &cx.step.exec) {
+        (Some(role), _) => Program::Role(match role.as_str() {
+            "writer" => Role::Writer,
+            "reader" => Role::Reader,
+            "probe" => Role::Probe,
+            other => return Err(cx.fail(format!("unknown role {other:?}, expected writer, reader or probe"))),
+        }),
+        (_, Some(argv)) => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(cx.fail("exec needs a command"));
+            }
+            if argv.iter().any(|a| a.contains('\0')) {
+                return Err(cx.fail("exec: an argument has a NUL byte"));
+            }
+            Program::Exec(argv.clone())
+        }
+        _ => return Err(cx.fail("run or exec")),
+    })
+}
+
+/// `proc` names a background process an earlier step started (and no
+/// step has waited for its exit or killed it since).
+fn known_proc(cx: &StepCx, proc: &str, seen: &Seen) -> Lowered<()> {
+    if seen.background.contains(proc) {
+        Ok(())
+    } else {
+        Err(cx.fail(format!("no background process named {proc:?} started before this step")))
+    }
+}
+
+/// A wait step: for the process's exit (judged by `expect`; the process is
+/// gone for later steps), or for one of the barriers `until_*` names.
+fn lower_wait(cx: &StepCx, proc: &str, expect: Expect, seen: &mut Seen) -> Lowered<Action> {
+    let step = cx.step;
+    known_proc(cx, proc, seen)?;
+    let untils = usize::from(step.until_stdout.is_some())
+        + usize::from(step.until_attached.is_some())
+        + usize::from(step.until_reading);
+    if untils > 1 {
+        return Err(cx.fail("give one of until_stdout, until_attached, until_reading"));
+    }
+    if untils == 1 && step.expect.is_some() {
+        return Err(cx.fail("a wait for output, attachment or reading has no exit to check; drop expect or the until"));
+    }
+    let until = match (&step.until_stdout, &step.until_attached) {
+        (None, None) if step.until_reading => WaitFor::ReadingStdin,
+        (Some(_), Some(_)) => return Err(cx.fail("give until_stdout or until_attached, not both")),
+        (Some(text), None) => {
+            if text.is_empty() || text.len() > 4096 {
+                return Err(cx.fail("until_stdout: expected 1 to 4096 bytes of text"));
+            }
+            WaitFor::Stdout(text.as_bytes().to_vec())
+        }
+        (None, Some(k)) => WaitFor::Attached(parse_key_spec(k).map_err(|e| cx.fail(format!("until_attached: {e}")))?),
+        (None, None) => {
+            // After its exit, nothing more can be done with the process.
+            seen.background.remove(proc);
+            WaitFor::Exit(expect)
+        }
+    };
+    Ok(Action::Wait {
+        proc: proc.to_string(),
+        until,
+    })
+}
+
+/// A sysctl step: an IPC namespace sysctl set to one or more numbers.
+fn lower_sysctl(cx: &StepCx, s: &wire::Sysctl) -> Lowered<Action> {
+    let sysctl = IpcSysctl::parse(&s.name).map_err(|e| cx.fail(e))?;
+    let value = s.value.trim();
+    if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '\t') {
+        return Err(cx.fail(format!(
+            "sysctl {}: value {:?} is not one or more numbers",
+            s.name, s.value
+        )));
+    }
+    Ok(Action::Sysctl {
+        sysctl,
+        value: value.to_string(),
+    })
+}
+
+/// A stop, drop_ns, shmem_mark or shmem_freed step, checked against the
+/// namespaces stopped and dropped and the marks made by earlier steps.
+fn lower_namespace_or_shmem(cx: &StepCx, seen: &mut Seen) -> Lowered<Action> {
+    let step = cx.step;
+    Ok(if let Some(target) = &step.stop {
         if !seen.stopped.insert(target.clone()) {
-            return Err(fail(format!("namespace {target:?} was already stopped")));
+            return Err(cx.fail(format!("namespace {target:?} was already stopped")));
         }
         Action::Stop { ns: target.clone() }
     } else if let Some(target) = &step.drop_ns {
         if target == MAIN_NS {
-            return Err(fail("the main namespace cannot be dropped".into()));
+            return Err(cx.fail("the main namespace cannot be dropped"));
         }
-        let real = resolve_ns(namespaces, target).to_string();
+        let real = resolve_ns(cx.namespaces, target).to_string();
         if real == MAIN_NS || !seen.dropped.insert(real) {
-            return Err(fail(format!(
+            return Err(cx.fail(format!(
                 "namespace {target:?} cannot be dropped (main, or dropped already)"
             )));
         }
         Action::DropNs { ns: target.clone() }
     } else if let Some(m) = &step.shmem_mark {
-        parse_name("mark", m).map_err(fail)?;
+        parse_name("mark", m).map_err(|e| cx.fail(e))?;
         seen.marks.insert(m.clone());
         Action::ShmemMark { mark: m.clone() }
     } else if let Some(f) = &step.shmem_freed {
         if !seen.marks.contains(&f.since) {
-            return Err(fail(format!("no earlier shmem_mark named {:?}", f.since)));
+            return Err(cx.fail(format!("no earlier shmem_mark named {:?}", f.since)));
         }
         Action::ShmemFreed {
             since: f.since.clone(),
             at_least_kib: f.at_least_kib,
         }
     } else {
-        return Err(fail("no action".into()));
-    };
-    Ok(Step { n, ns, timeout, action })
+        return Err(cx.fail("no action"));
+    })
 }
 
 /// One run of an exploration (its name not among `names`, which it joins).
