@@ -13,6 +13,7 @@
 pub mod catalogue;
 pub mod describe;
 pub mod discover;
+mod error;
 pub mod files;
 mod program_step;
 pub mod wire;
@@ -25,7 +26,11 @@ use nix::sys::signal::Signal;
 use toml::Spanned;
 
 pub use discover::{discover, select, ScenarioFile};
-pub use files::{FileName, ScenarioDir};
+pub use error::{
+    BadMode, BadName, BytesError, ExpectError, InitialSegmentError, KeyError, MissingSavedId, SegmentError,
+    TimeoutError, UnknownIpcMode, UnknownSignal, UnknownSysctl, UnsavedId,
+};
+pub use files::{FileName, FileNameError, ScenarioDir};
 pub use wire::{json_schema, LoadError};
 
 use crate::events::Choice;
@@ -190,7 +195,7 @@ pub enum IpcMode {
 }
 
 impl IpcMode {
-    pub fn parse(s: &str) -> Result<IpcMode, String> {
+    pub fn parse(s: &str) -> Result<IpcMode, UnknownIpcMode> {
         Ok(match s {
             "private" => IpcMode::Private,
             "shareable" => IpcMode::Shareable,
@@ -199,11 +204,7 @@ impl IpcMode {
             "local" => IpcMode::Local,
             _ => match s.strip_prefix("container:") {
                 Some(ns) if !ns.is_empty() => IpcMode::Container(ns.into()),
-                _ => {
-                    return Err(format!(
-                        "docker mode {s:?}: expected private, shareable, container:NS, host, none or local"
-                    ))
-                }
+                _ => return Err(UnknownIpcMode { mode: s.into() }),
             },
         })
     }
@@ -334,18 +335,14 @@ impl Arg {
     /// The argument with saved ids filled in (every name was saved by an
     /// earlier step, checked at load; a save that found no segment is the
     /// one case left, reported as such).
-    pub fn render(&self, saved: &BTreeMap<String, i32>) -> Result<String, String> {
+    pub fn render(&self, saved: &BTreeMap<String, i32>) -> Result<String, MissingSavedId> {
         let mut out = String::new();
         for part in &self.0 {
             match part {
                 ArgPart::Text(t) => out.push_str(t),
                 ArgPart::SavedId(name) => match saved.get(name) {
                     Some(id) => out.push_str(&id.to_string()),
-                    None => {
-                        return Err(format!(
-                            "argument uses {{{name}}}, but the segments step that saves it found no segment"
-                        ))
-                    }
+                    None => return Err(MissingSavedId { name: name.clone() }),
                 },
             }
         }
@@ -500,13 +497,11 @@ impl IpcSysctl {
         format!("/proc/sys/{}", self.name().replace('.', "/"))
     }
 
-    pub fn parse(name: &str) -> Result<IpcSysctl, String> {
-        IpcSysctl::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
-            format!(
-                "sysctl {name:?} is not an IPC namespace sysctl; a scenario may set only {}",
-                IpcSysctl::ALL.map(IpcSysctl::name).join(", ")
-            )
-        })
+    pub fn parse(name: &str) -> Result<IpcSysctl, UnknownSysctl> {
+        IpcSysctl::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| UnknownSysctl { name: name.into() })
     }
 }
 
@@ -814,27 +809,29 @@ fn resolve_ns<'a>(namespaces: &'a BTreeMap<String, NamespaceDecl>, mut name: &'a
 
 type Lowered<T> = Result<T, (usize, String)>;
 
-fn at<T>(offset: usize, r: Result<T, String>) -> Lowered<T> {
-    r.map_err(|m| (offset, m))
+fn at<T>(offset: usize, r: Result<T, impl std::fmt::Display>) -> Lowered<T> {
+    r.map_err(|e| (offset, e.to_string()))
 }
 
 /// Decode scenario bytes, refusing more than `limit` before allocating them.
-pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
-    let too_big = |n: String| format!("{n} bytes is more than the limit of {limit} bytes");
+pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, BytesError> {
     match b {
         wire::Bytes::Text(s) => {
             if s.len() > limit {
-                return Err(too_big(s.len().to_string()));
+                return Err(BytesError::TooLong { bytes: s.len(), limit });
             }
             Ok(s.as_bytes().to_vec())
         }
         wire::Bytes::Hex { hex } => {
             let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
             if digits.len() % 2 != 0 {
-                return Err(format!("hex {hex:?} has an odd number of digits"));
+                return Err(BytesError::OddHex { hex: hex.clone() });
             }
             if digits.len() / 2 > limit {
-                return Err(too_big((digits.len() / 2).to_string()));
+                return Err(BytesError::TooLong {
+                    bytes: digits.len() / 2,
+                    limit,
+                });
             }
             digits
                 .chunks(2)
@@ -843,10 +840,10 @@ pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
                     let lo = (p[1] as char).to_digit(16);
                     match (hi, lo) {
                         (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
-                        _ => Err(format!(
-                            "hex {hex:?} has a non-hex digit in {:?}",
-                            String::from_utf8_lossy(p)
-                        )),
+                        _ => Err(BytesError::NonHexDigit {
+                            hex: hex.clone(),
+                            pair: String::from_utf8_lossy(p).into_owned(),
+                        }),
                     }
                 })
                 .collect()
@@ -857,7 +854,12 @@ pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
                 .checked_mul(*count)
                 .and_then(|n| n.checked_add(suffix.len()))
                 .filter(|&n| n <= limit)
-                .ok_or_else(|| too_big(format!("{count} x {} + {}", repeat.len(), suffix.len())))?;
+                .ok_or(BytesError::RepeatTooLong {
+                    count: *count,
+                    repeat: repeat.len(),
+                    suffix: suffix.len(),
+                    limit,
+                })?;
             let mut v = Vec::with_capacity(total);
             for _ in 0..*count {
                 v.extend_from_slice(repeat.as_bytes());
@@ -868,67 +870,63 @@ pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-pub fn parse_key_spec(s: &str) -> Result<KeySpec, String> {
+pub fn parse_key_spec(s: &str) -> Result<KeySpec, KeyError> {
     if s == "private" {
         return Ok(KeySpec::Private);
     }
     if let Some(rest) = s.strip_prefix("ftok:") {
         let (file, proj) = rest
             .rsplit_once(':')
-            .ok_or_else(|| format!("key {s:?}: expected ftok:FILE:PROJ, e.g. ftok:shmfile:65"))?;
-        let proj_id = proj
-            .parse()
-            .map_err(|_| format!("key {s:?}: proj id {proj:?} is not a number"))?;
-        let file = FileName::parse(file).map_err(|e| format!("key {s:?}: {e}"))?;
+            .ok_or_else(|| KeyError::FtokForm { key: s.into() })?;
+        let proj_id = proj.parse().map_err(|_| KeyError::ProjId {
+            key: s.into(),
+            proj: proj.into(),
+        })?;
+        let file = FileName::parse(file).map_err(|source| KeyError::File { key: s.into(), source })?;
         return Ok(KeySpec::Ftok { file, proj_id });
     }
-    let digits = s.strip_prefix("0x").ok_or_else(|| {
-        format!("key {s:?}: expected \"ftok:FILE:PROJ\", a hex key like \"0x41020001\", or \"private\"")
-    })?;
+    let digits = s.strip_prefix("0x").ok_or_else(|| KeyError::Form { key: s.into() })?;
     u32::from_str_radix(digits, 16)
         .map(|v| KeySpec::Raw(v as i32))
-        .map_err(|e| format!("key {s:?}: {e}"))
+        .map_err(|source| KeyError::Hex { key: s.into(), source })
 }
 
-pub fn parse_signal(name: &str) -> Result<Signal, String> {
+pub fn parse_signal(name: &str) -> Result<Signal, UnknownSignal> {
     let full = if name.starts_with("SIG") {
         name.to_string()
     } else {
         format!("SIG{name}")
     };
-    full.parse()
-        .map_err(|_| format!("unknown signal {name:?}, expected a name like SIGKILL"))
+    full.parse().map_err(|_| UnknownSignal { name: name.into() })
 }
 
-fn parse_timeout(ms: Option<u64>, what: &str) -> Result<Option<Duration>, String> {
+fn parse_timeout(ms: Option<u64>, what: &str) -> Result<Option<Duration>, TimeoutError> {
     match ms {
         None => Ok(None),
-        Some(0) => Err(format!("{what}: timeout_ms must be at least 1")),
-        Some(ms) if Duration::from_millis(ms) > MAX_TIMEOUT => Err(format!(
-            "{what}: timeout_ms {ms} is more than the limit of {} ms",
-            MAX_TIMEOUT.as_millis()
-        )),
+        Some(0) => Err(TimeoutError::Zero { what: what.into() }),
+        Some(ms) if Duration::from_millis(ms) > MAX_TIMEOUT => Err(TimeoutError::TooLong { what: what.into(), ms }),
         Some(ms) => Ok(Some(Duration::from_millis(ms))),
     }
 }
 
-fn parse_mode(m: &str) -> Result<u32, String> {
+fn parse_mode(m: &str) -> Result<u32, BadMode> {
     match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
         Ok(v) if v <= 0o777 => Ok(v),
-        _ => Err(format!("mode {m:?} is not octal permission bits (000..777)")),
+        _ => Err(BadMode { mode: m.into() }),
     }
 }
 
-fn parse_name(kind: &str, name: &str) -> Result<(), String> {
+fn parse_name(kind: &'static str, name: &str) -> Result<(), BadName> {
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c)) {
-        return Err(format!(
-            "{kind} name {name:?}: expected 1-64 characters of letters, digits, '_', '-', '.', '@'"
-        ));
+        return Err(BadName {
+            kind,
+            name: name.into(),
+        });
     }
     Ok(())
 }
 
-fn parse_args(args: &[String], saved: &BTreeSet<String>) -> Result<Vec<Arg>, String> {
+fn parse_args(args: &[String], saved: &BTreeSet<String>) -> Result<Vec<Arg>, UnsavedId> {
     args.iter()
         .map(|arg| {
             let mut parts = Vec::new();
@@ -937,9 +935,10 @@ fn parse_args(args: &[String], saved: &BTreeSet<String>) -> Result<Vec<Arg>, Str
                 let Some(close) = rest[open..].find('}') else { break };
                 let name = &rest[open + 1..open + close];
                 if !saved.contains(name) {
-                    return Err(format!(
-                        "argument {arg:?} uses {{{name}}}, but no earlier segments step has save_id = {name:?}"
-                    ));
+                    return Err(UnsavedId {
+                        arg: arg.clone(),
+                        name: name.into(),
+                    });
                 }
                 if open > 0 {
                     parts.push(ArgPart::Text(rest[..open].to_string()));
@@ -959,20 +958,18 @@ fn lower_stream(
     exact: &Option<wire::Bytes>,
     contains: &[String],
     regex: &Option<String>,
-    stream: &str,
-) -> Result<StreamExpect, String> {
+    stream: &'static str,
+) -> Result<StreamExpect, ExpectError> {
     Ok(StreamExpect {
         exact: exact
             .as_ref()
-            .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("expect.{stream}: {e}")))
+            .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|source| ExpectError::Exact { stream, source }))
             .transpose()?,
         contains: contains
             .iter()
             .map(|c| {
                 if c.len() > MAX_EXPECT_BYTES {
-                    Err(format!(
-                        "expect.{stream}_contains: text longer than {MAX_EXPECT_BYTES} bytes"
-                    ))
+                    Err(ExpectError::ContainsTooLong { stream })
                 } else {
                     Ok(c.as_bytes().to_vec())
                 }
@@ -984,17 +981,17 @@ fn lower_stream(
                 regex::bytes::RegexBuilder::new(re)
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| format!("expect.{stream}_regex: {e}"))
+                    .map_err(|source| ExpectError::Regex { stream, source })
             })
             .transpose()?,
     })
 }
 
-fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, String> {
+fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, ExpectError> {
     let Some(e) = e else { return Ok(Expect::default()) };
     let ending = match (&e.signal, &e.exit) {
-        (Some(_), Some(_)) => return Err("expect: give exit or signal, not both".into()),
-        (Some(sig), None) => EndingExpect::Signal(parse_signal(sig).map_err(|m| format!("expect.signal: {m}"))?),
+        (Some(_), Some(_)) => return Err(ExpectError::ExitAndSignal),
+        (Some(sig), None) => EndingExpect::Signal(parse_signal(sig).map_err(ExpectError::Signal)?),
         (None, Some(wire::ExitExpect::Code(c))) => EndingExpect::Code(*c),
         (None, Some(wire::ExitExpect::Word(wire::ExitWord::Any))) => EndingExpect::Any,
         (None, Some(wire::ExitExpect::Word(wire::ExitWord::Nonzero))) => EndingExpect::Nonzero,
@@ -1010,7 +1007,7 @@ fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, String> {
     })
 }
 
-fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Result<SegmentExpect, String> {
+fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Result<SegmentExpect, SegmentError> {
     if let Some(name) = &s.save_id {
         parse_name("save_id", name)?;
         saved.insert(name.clone());
@@ -1018,12 +1015,12 @@ fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Resul
     let content = s
         .content
         .as_ref()
-        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("content: {e}")))
+        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(SegmentError::Content))
         .transpose()?;
     let prefix = s
         .prefix
         .as_ref()
-        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("prefix: {e}")))
+        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(SegmentError::Prefix))
         .transpose()?;
     if s.absent
         && (s.size.is_some()
@@ -1035,7 +1032,7 @@ fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Resul
             || s.count.is_some()
             || s.save_id.is_some())
     {
-        return Err(format!("segment {:?}: absent = true takes no other field", s.key));
+        return Err(SegmentError::AbsentWithOthers { key: s.key.clone() });
     }
     Ok(SegmentExpect {
         key: parse_key_spec(&s.key)?,
@@ -1271,7 +1268,7 @@ fn lower_step(
     check_one_action(&cx)?;
     let ns = step_namespace(&cx, seen)?;
     check_fields_apply(&cx)?;
-    let timeout = parse_timeout(step.timeout_ms, &format!("step {n}")).map_err(|m| (cx.off, m))?;
+    let timeout = at(cx.off, parse_timeout(step.timeout_ms, &format!("step {n}")))?;
     let stdin = step
         .stdin
         .as_ref()
@@ -1620,7 +1617,7 @@ fn lower_explore_run(
     if r.name.contains([',', ':']) || !names.insert(r.name.clone()) {
         return Err(fail("the name is repeated or has ',' or ':'".into()));
     }
-    parse_name("run", &r.name).map_err(fail)?;
+    parse_name("run", &r.name).map_err(|e| fail(e.to_string()))?;
     let role = match r.role.as_str() {
         "writer" => PairRole::Writer,
         "reader" if r.pause || r.stdin.is_some() => {
@@ -1660,7 +1657,7 @@ fn lower_explore_run(
         pieces,
         pause: r.pause,
         keep: r.keep,
-        key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(fail)?,
+        key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(|e| fail(e.to_string()))?,
         proj_id: r.proj_id.unwrap_or(65),
     })
 }
@@ -1673,7 +1670,7 @@ fn file_ops(
     recreate: &Option<String>,
     remove: &Option<String>,
     create: &Option<String>,
-) -> Result<Vec<FileOp>, String> {
+) -> Result<Vec<FileOp>, FileNameError> {
     [
         recreate.as_deref().map(|f| FileName::parse(f).map(FileOp::Recreate)),
         remove.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
@@ -1688,13 +1685,13 @@ fn lower_file_event(e: &Spanned<wire::ExploreEvent>, names: &mut BTreeSet<String
     let eoff = e.span().start;
     let e = e.get_ref();
     let fail = |m: String| (eoff, format!("explore: event {:?}: {m}", e.name));
-    let ops = file_ops(&e.recreate_file, &e.remove_file, &e.create_file).map_err(fail)?;
+    let ops = file_ops(&e.recreate_file, &e.remove_file, &e.create_file).map_err(|e| fail(e.to_string()))?;
     if ops.len() != 1 || e.name.contains([',', ':']) || !names.insert(e.name.clone()) {
         return Err(fail(
             "needs a unique name (no ',' or ':') and exactly one of recreate_file, remove_file, create_file".into(),
         ));
     }
-    parse_name("event", &e.name).map_err(fail)?;
+    parse_name("event", &e.name).map_err(|e| fail(e.to_string()))?;
     Ok(FileEvent {
         name: e.name.clone(),
         op: ops.into_iter().next().ok_or_else(|| fail("no operation".into()))?,
@@ -1823,7 +1820,7 @@ fn lower_initial(
         let off = item.span().start;
         let i = item.get_ref();
         let fail = |m: String| (off, format!("explore.initial: {m}"));
-        let file_ops = file_ops(&i.recreate_file, &i.remove_file, &i.create_file).map_err(fail)?;
+        let file_ops = file_ops(&i.recreate_file, &i.remove_file, &i.create_file).map_err(|e| fail(e.to_string()))?;
         let segment_fields = i.size.is_some() || i.mode.is_some() || i.content.is_some();
         match (&i.segment, file_ops.as_slice()) {
             (None, [op]) if !segment_fields => {
@@ -1840,7 +1837,7 @@ fn lower_initial(
                 out.push(Initial::File(op.clone()));
             }
             (Some(key), []) => out.push(Initial::Segment(
-                lower_initial_segment(i, key, granularity, &present).map_err(fail)?,
+                lower_initial_segment(i, key, granularity, &present).map_err(|e| fail(e.to_string()))?,
             )),
             _ => {
                 return Err(fail(
@@ -1859,53 +1856,44 @@ fn lower_initial_segment(
     key: &str,
     granularity: Granularity,
     present: &BTreeSet<FileName>,
-) -> Result<InitialSegment, String> {
+) -> Result<InitialSegment, InitialSegmentError> {
     let key = parse_key_spec(key)?;
     match &key {
-        KeySpec::Private => {
-            return Err("segment \"private\": no run could find it; give an ftok or hex key".into());
-        }
+        KeySpec::Private => return Err(InitialSegmentError::Private),
         KeySpec::Ftok { file, .. } if !present.contains(file) => {
-            return Err(format!(
-                "segment {key}: the file \"{file}\" does not exist when the segment is made (list it in `files` \
-                 or create it earlier in `initial`)"
-            ));
+            return Err(InitialSegmentError::NoFile {
+                file: file.clone(),
+                key,
+            });
         }
         _ => {}
     }
     let size = i.size.unwrap_or(1024);
     if size == 0 || size > MAX_INITIAL_SIZE {
-        return Err(format!("segment {key}: size must be 1..={MAX_INITIAL_SIZE}"));
+        return Err(InitialSegmentError::Size { key });
     }
     let mode = i.mode.as_deref().map(parse_mode).transpose()?.unwrap_or(0o666);
     // The process-level model predicts the runs' results from keys and
     // sizes; it does not model permissions, so it takes only segments its
     // runs (the scenario's uid, no capability) may read and write.
     if granularity == Granularity::Process && mode & 0o600 != 0o600 {
-        return Err(format!(
-            "segment {key}: mode {mode:04o} at granularity \"process\": the model predicts only segments the runs' \
-             owner may read and write (0600 set); use granularity \"syscall\" for other modes"
-        ));
+        return Err(InitialSegmentError::UnmodelledMode { key, mode });
     }
     let content = i.content.clone().unwrap_or_default();
     if content.contains('\0') {
-        return Err(format!(
-            "segment {key}: content holds a NUL; it is stored with one after it"
-        ));
+        return Err(InitialSegmentError::ContentNul { key });
     }
     // What the segment holds is a line, as a writer stores it: a reader
     // prints it as its one line, which a newline would split.
     if content.contains('\n') {
-        return Err(format!(
-            "segment {key}: content holds a newline; it is one line, as a writer stores it (no newline)"
-        ));
+        return Err(InitialSegmentError::ContentNewline { key });
     }
     if content.len() > MAX_INITIAL_CONTENT || content.len() >= size {
-        return Err(format!(
-            "segment {key}: content of {} bytes does not fit: at most {} (size - 1 for its NUL, and {MAX_INITIAL_CONTENT})",
-            content.len(),
-            (size - 1).min(MAX_INITIAL_CONTENT)
-        ));
+        return Err(InitialSegmentError::ContentTooLong {
+            key,
+            len: content.len(),
+            room: (size - 1).min(MAX_INITIAL_CONTENT),
+        });
     }
     Ok(InitialSegment {
         key,
