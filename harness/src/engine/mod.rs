@@ -684,7 +684,7 @@ impl State<'_> {
         // The scenario's own variables win over the implementation's.
         env.extend(spawn.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         for arg in &spawn.args {
-            match arg.render(&self.saved_ids) {
+            match arg.render(&self.saved_ids).map_err(|e| e.to_string()) {
                 Ok(a) => argv.push(a),
                 Err(message) => {
                     r.rec(n, EventKind::Broken { message });
@@ -1383,7 +1383,7 @@ fn collide_files(
         if Instant::now() >= deadline || crate::interrupt::interrupted() {
             break;
         }
-        let name = FileName::parse(&format!(".collide-{i}")).map_err(Collide::Io)?;
+        let name = FileName::parse(&format!(".collide-{i}")).map_err(|e| Collide::Io(e.to_string()))?;
         dir.create(&name).map_err(io)?;
         made.push(name.clone());
         let ino = dir.identity(&name).map_err(io)?.ino;

@@ -11,25 +11,35 @@ use std::sync::OnceLock;
 
 include!(concat!(env!("OUT_DIR"), "/catalogue.rs"));
 
+/// Why the catalogue could not be written out.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    /// There is no run's dir to write it into.
+    #[error(transparent)]
+    RunDir(#[from] crate::rundir::RunDirError),
+    #[error("cannot write the built-in scenario catalogue into {}: {source}", .dir.display())]
+    Write {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Where this process wrote the catalogue (once, when first asked).
-static UNPACKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static UNPACKED: OnceLock<Result<PathBuf, CatalogueError>> = OnceLock::new();
 
 /// The catalogue written out for this process: its folder, or why it could not be.
-pub fn unpacked() -> Result<&'static Path, String> {
+pub fn unpacked() -> Result<&'static Path, &'static CatalogueError> {
     UNPACKED
         .get_or_init(|| {
-            let run = crate::rundir::current().map_err(|e| e.to_string())?;
+            let run = crate::rundir::current()?;
             let dir = run.path().join("scenarios");
-            unpack_into(&dir).map_err(|e| {
-                format!(
-                    "cannot write the built-in scenario catalogue into {}: {e}",
-                    dir.display()
-                )
-            })?;
-            Ok(dir)
+            match unpack_into(&dir) {
+                Ok(()) => Ok(dir),
+                Err(source) => Err(CatalogueError::Write { dir, source }),
+            }
         })
         .as_deref()
-        .map_err(Clone::clone)
 }
 
 /// Is this file one of the unpacked catalogue's (gone with the run, so a

@@ -19,30 +19,42 @@ use nix::sys::stat::Mode;
 /// Longest file name accepted (as most filesystems' NAME_MAX).
 pub const MAX_NAME: usize = 255;
 
+/// A name that is not a plain file name inside the scenario's dir.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileNameError {
+    #[error("file name {name:?} is empty")]
+    Empty { name: String },
+    #[error("file name {name:?} has a '/': scenario files are plain names inside the scenario's own dir")]
+    Slash { name: String },
+    #[error("file name {name:?} is not a file name")]
+    Dots { name: String },
+    #[error("file name {name:?} has a NUL byte")]
+    Nul { name: String },
+    #[error("file name {name:?} is longer than {max} bytes", max = MAX_NAME)]
+    TooLong { name: String },
+}
+
 /// A plain file name inside the scenario's dir: no `/`, not `.` or `..`,
 /// no NUL, at most [`MAX_NAME`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileName(String);
 
 impl FileName {
-    pub fn parse(name: &str) -> Result<FileName, String> {
-        let why = if name.is_empty() {
-            Some("is empty")
+    pub fn parse(name: &str) -> Result<FileName, FileNameError> {
+        let name = name.to_string();
+        Err(if name.is_empty() {
+            FileNameError::Empty { name }
         } else if name.contains('/') {
-            Some("has a '/': scenario files are plain names inside the scenario's own dir")
+            FileNameError::Slash { name }
         } else if name == "." || name == ".." {
-            Some("is not a file name")
+            FileNameError::Dots { name }
         } else if name.contains('\0') {
-            Some("has a NUL byte")
+            FileNameError::Nul { name }
         } else if name.len() > MAX_NAME {
-            Some("is longer than 255 bytes")
+            FileNameError::TooLong { name }
         } else {
-            None
-        };
-        match why {
-            Some(why) => Err(format!("file name {name:?} {why}")),
-            None => Ok(FileName(name.to_string())),
-        }
+            return Ok(FileName(name));
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -178,7 +190,7 @@ mod tests {
     #[case(".", "not a file name")]
     #[case("a\0b", "NUL")]
     fn escaping_names_are_refused(#[case] name: &str, #[case] why: &str) {
-        let e = FileName::parse(name).unwrap_err();
+        let e = FileName::parse(name).unwrap_err().to_string();
         assert!(e.contains(why), "{e}");
         assert!(FileName::parse(&"x".repeat(256)).is_err());
     }

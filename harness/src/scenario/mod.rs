@@ -13,6 +13,7 @@
 pub mod catalogue;
 pub mod describe;
 pub mod discover;
+mod error;
 pub mod files;
 mod program_step;
 pub mod wire;
@@ -25,7 +26,11 @@ use nix::sys::signal::Signal;
 use toml::Spanned;
 
 pub use discover::{discover, select, ScenarioFile};
-pub use files::{FileName, ScenarioDir};
+pub use error::{
+    BadMode, BadName, BytesError, ExpectError, InitialSegmentError, KeyError, MissingSavedId, SegmentError,
+    TimeoutError, UnknownIpcMode, UnknownSignal, UnknownSysctl, UnsavedId,
+};
+pub use files::{FileName, FileNameError, ScenarioDir};
 pub use wire::{json_schema, LoadError};
 
 use crate::events::Choice;
@@ -190,7 +195,7 @@ pub enum IpcMode {
 }
 
 impl IpcMode {
-    pub fn parse(s: &str) -> Result<IpcMode, String> {
+    pub fn parse(s: &str) -> Result<IpcMode, UnknownIpcMode> {
         Ok(match s {
             "private" => IpcMode::Private,
             "shareable" => IpcMode::Shareable,
@@ -199,11 +204,7 @@ impl IpcMode {
             "local" => IpcMode::Local,
             _ => match s.strip_prefix("container:") {
                 Some(ns) if !ns.is_empty() => IpcMode::Container(ns.into()),
-                _ => {
-                    return Err(format!(
-                        "docker mode {s:?}: expected private, shareable, container:NS, host, none or local"
-                    ))
-                }
+                _ => return Err(UnknownIpcMode { mode: s.into() }),
             },
         })
     }
@@ -334,18 +335,14 @@ impl Arg {
     /// The argument with saved ids filled in (every name was saved by an
     /// earlier step, checked at load; a save that found no segment is the
     /// one case left, reported as such).
-    pub fn render(&self, saved: &BTreeMap<String, i32>) -> Result<String, String> {
+    pub fn render(&self, saved: &BTreeMap<String, i32>) -> Result<String, MissingSavedId> {
         let mut out = String::new();
         for part in &self.0 {
             match part {
                 ArgPart::Text(t) => out.push_str(t),
                 ArgPart::SavedId(name) => match saved.get(name) {
                     Some(id) => out.push_str(&id.to_string()),
-                    None => {
-                        return Err(format!(
-                            "argument uses {{{name}}}, but the segments step that saves it found no segment"
-                        ))
-                    }
+                    None => return Err(MissingSavedId { name: name.clone() }),
                 },
             }
         }
@@ -500,13 +497,11 @@ impl IpcSysctl {
         format!("/proc/sys/{}", self.name().replace('.', "/"))
     }
 
-    pub fn parse(name: &str) -> Result<IpcSysctl, String> {
-        IpcSysctl::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
-            format!(
-                "sysctl {name:?} is not an IPC namespace sysctl; a scenario may set only {}",
-                IpcSysctl::ALL.map(IpcSysctl::name).join(", ")
-            )
-        })
+    pub fn parse(name: &str) -> Result<IpcSysctl, UnknownSysctl> {
+        IpcSysctl::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| UnknownSysctl { name: name.into() })
     }
 }
 
@@ -814,27 +809,29 @@ fn resolve_ns<'a>(namespaces: &'a BTreeMap<String, NamespaceDecl>, mut name: &'a
 
 type Lowered<T> = Result<T, (usize, String)>;
 
-fn at<T>(offset: usize, r: Result<T, String>) -> Lowered<T> {
-    r.map_err(|m| (offset, m))
+fn at<T>(offset: usize, r: Result<T, impl std::fmt::Display>) -> Lowered<T> {
+    r.map_err(|e| (offset, e.to_string()))
 }
 
 /// Decode scenario bytes, refusing more than `limit` before allocating them.
-pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
-    let too_big = |n: String| format!("{n} bytes is more than the limit of {limit} bytes");
+pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, BytesError> {
     match b {
         wire::Bytes::Text(s) => {
             if s.len() > limit {
-                return Err(too_big(s.len().to_string()));
+                return Err(BytesError::TooLong { bytes: s.len(), limit });
             }
             Ok(s.as_bytes().to_vec())
         }
         wire::Bytes::Hex { hex } => {
             let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
             if digits.len() % 2 != 0 {
-                return Err(format!("hex {hex:?} has an odd number of digits"));
+                return Err(BytesError::OddHex { hex: hex.clone() });
             }
             if digits.len() / 2 > limit {
-                return Err(too_big((digits.len() / 2).to_string()));
+                return Err(BytesError::TooLong {
+                    bytes: digits.len() / 2,
+                    limit,
+                });
             }
             digits
                 .chunks(2)
@@ -843,10 +840,10 @@ pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
                     let lo = (p[1] as char).to_digit(16);
                     match (hi, lo) {
                         (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
-                        _ => Err(format!(
-                            "hex {hex:?} has a non-hex digit in {:?}",
-                            String::from_utf8_lossy(p)
-                        )),
+                        _ => Err(BytesError::NonHexDigit {
+                            hex: hex.clone(),
+                            pair: String::from_utf8_lossy(p).into_owned(),
+                        }),
                     }
                 })
                 .collect()
@@ -857,7 +854,12 @@ pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
                 .checked_mul(*count)
                 .and_then(|n| n.checked_add(suffix.len()))
                 .filter(|&n| n <= limit)
-                .ok_or_else(|| too_big(format!("{count} x {} + {}", repeat.len(), suffix.len())))?;
+                .ok_or(BytesError::RepeatTooLong {
+                    count: *count,
+                    repeat: repeat.len(),
+                    suffix: suffix.len(),
+                    limit,
+                })?;
             let mut v = Vec::with_capacity(total);
             for _ in 0..*count {
                 v.extend_from_slice(repeat.as_bytes());
@@ -868,67 +870,63 @@ pub fn decode_bytes(b: &wire::Bytes, limit: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-pub fn parse_key_spec(s: &str) -> Result<KeySpec, String> {
+pub fn parse_key_spec(s: &str) -> Result<KeySpec, KeyError> {
     if s == "private" {
         return Ok(KeySpec::Private);
     }
     if let Some(rest) = s.strip_prefix("ftok:") {
         let (file, proj) = rest
             .rsplit_once(':')
-            .ok_or_else(|| format!("key {s:?}: expected ftok:FILE:PROJ, e.g. ftok:shmfile:65"))?;
-        let proj_id = proj
-            .parse()
-            .map_err(|_| format!("key {s:?}: proj id {proj:?} is not a number"))?;
-        let file = FileName::parse(file).map_err(|e| format!("key {s:?}: {e}"))?;
+            .ok_or_else(|| KeyError::FtokForm { key: s.into() })?;
+        let proj_id = proj.parse().map_err(|_| KeyError::ProjId {
+            key: s.into(),
+            proj: proj.into(),
+        })?;
+        let file = FileName::parse(file).map_err(|source| KeyError::File { key: s.into(), source })?;
         return Ok(KeySpec::Ftok { file, proj_id });
     }
-    let digits = s.strip_prefix("0x").ok_or_else(|| {
-        format!("key {s:?}: expected \"ftok:FILE:PROJ\", a hex key like \"0x41020001\", or \"private\"")
-    })?;
+    let digits = s.strip_prefix("0x").ok_or_else(|| KeyError::Form { key: s.into() })?;
     u32::from_str_radix(digits, 16)
         .map(|v| KeySpec::Raw(v as i32))
-        .map_err(|e| format!("key {s:?}: {e}"))
+        .map_err(|source| KeyError::Hex { key: s.into(), source })
 }
 
-pub fn parse_signal(name: &str) -> Result<Signal, String> {
+pub fn parse_signal(name: &str) -> Result<Signal, UnknownSignal> {
     let full = if name.starts_with("SIG") {
         name.to_string()
     } else {
         format!("SIG{name}")
     };
-    full.parse()
-        .map_err(|_| format!("unknown signal {name:?}, expected a name like SIGKILL"))
+    full.parse().map_err(|_| UnknownSignal { name: name.into() })
 }
 
-fn parse_timeout(ms: Option<u64>, what: &str) -> Result<Option<Duration>, String> {
+fn parse_timeout(ms: Option<u64>, what: &str) -> Result<Option<Duration>, TimeoutError> {
     match ms {
         None => Ok(None),
-        Some(0) => Err(format!("{what}: timeout_ms must be at least 1")),
-        Some(ms) if Duration::from_millis(ms) > MAX_TIMEOUT => Err(format!(
-            "{what}: timeout_ms {ms} is more than the limit of {} ms",
-            MAX_TIMEOUT.as_millis()
-        )),
+        Some(0) => Err(TimeoutError::Zero { what: what.into() }),
+        Some(ms) if Duration::from_millis(ms) > MAX_TIMEOUT => Err(TimeoutError::TooLong { what: what.into(), ms }),
         Some(ms) => Ok(Some(Duration::from_millis(ms))),
     }
 }
 
-fn parse_mode(m: &str) -> Result<u32, String> {
+fn parse_mode(m: &str) -> Result<u32, BadMode> {
     match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
         Ok(v) if v <= 0o777 => Ok(v),
-        _ => Err(format!("mode {m:?} is not octal permission bits (000..777)")),
+        _ => Err(BadMode { mode: m.into() }),
     }
 }
 
-fn parse_name(kind: &str, name: &str) -> Result<(), String> {
+fn parse_name(kind: &'static str, name: &str) -> Result<(), BadName> {
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c)) {
-        return Err(format!(
-            "{kind} name {name:?}: expected 1-64 characters of letters, digits, '_', '-', '.', '@'"
-        ));
+        return Err(BadName {
+            kind,
+            name: name.into(),
+        });
     }
     Ok(())
 }
 
-fn parse_args(args: &[String], saved: &BTreeSet<String>) -> Result<Vec<Arg>, String> {
+fn parse_args(args: &[String], saved: &BTreeSet<String>) -> Result<Vec<Arg>, UnsavedId> {
     args.iter()
         .map(|arg| {
             let mut parts = Vec::new();
@@ -937,9 +935,10 @@ fn parse_args(args: &[String], saved: &BTreeSet<String>) -> Result<Vec<Arg>, Str
                 let Some(close) = rest[open..].find('}') else { break };
                 let name = &rest[open + 1..open + close];
                 if !saved.contains(name) {
-                    return Err(format!(
-                        "argument {arg:?} uses {{{name}}}, but no earlier segments step has save_id = {name:?}"
-                    ));
+                    return Err(UnsavedId {
+                        arg: arg.clone(),
+                        name: name.into(),
+                    });
                 }
                 if open > 0 {
                     parts.push(ArgPart::Text(rest[..open].to_string()));
@@ -959,20 +958,18 @@ fn lower_stream(
     exact: &Option<wire::Bytes>,
     contains: &[String],
     regex: &Option<String>,
-    stream: &str,
-) -> Result<StreamExpect, String> {
+    stream: &'static str,
+) -> Result<StreamExpect, ExpectError> {
     Ok(StreamExpect {
         exact: exact
             .as_ref()
-            .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("expect.{stream}: {e}")))
+            .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|source| ExpectError::Exact { stream, source }))
             .transpose()?,
         contains: contains
             .iter()
             .map(|c| {
                 if c.len() > MAX_EXPECT_BYTES {
-                    Err(format!(
-                        "expect.{stream}_contains: text longer than {MAX_EXPECT_BYTES} bytes"
-                    ))
+                    Err(ExpectError::ContainsTooLong { stream })
                 } else {
                     Ok(c.as_bytes().to_vec())
                 }
@@ -984,17 +981,17 @@ fn lower_stream(
                 regex::bytes::RegexBuilder::new(re)
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| format!("expect.{stream}_regex: {e}"))
+                    .map_err(|source| ExpectError::Regex { stream, source })
             })
             .transpose()?,
     })
 }
 
-fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, String> {
+fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, ExpectError> {
     let Some(e) = e else { return Ok(Expect::default()) };
     let ending = match (&e.signal, &e.exit) {
-        (Some(_), Some(_)) => return Err("expect: give exit or signal, not both".into()),
-        (Some(sig), None) => EndingExpect::Signal(parse_signal(sig).map_err(|m| format!("expect.signal: {m}"))?),
+        (Some(_), Some(_)) => return Err(ExpectError::ExitAndSignal),
+        (Some(sig), None) => EndingExpect::Signal(parse_signal(sig).map_err(ExpectError::Signal)?),
         (None, Some(wire::ExitExpect::Code(c))) => EndingExpect::Code(*c),
         (None, Some(wire::ExitExpect::Word(wire::ExitWord::Any))) => EndingExpect::Any,
         (None, Some(wire::ExitExpect::Word(wire::ExitWord::Nonzero))) => EndingExpect::Nonzero,
@@ -1010,7 +1007,7 @@ fn lower_expect(e: &Option<wire::Expect>) -> Result<Expect, String> {
     })
 }
 
-fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Result<SegmentExpect, String> {
+fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Result<SegmentExpect, SegmentError> {
     if let Some(name) = &s.save_id {
         parse_name("save_id", name)?;
         saved.insert(name.clone());
@@ -1018,12 +1015,12 @@ fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Resul
     let content = s
         .content
         .as_ref()
-        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("content: {e}")))
+        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(SegmentError::Content))
         .transpose()?;
     let prefix = s
         .prefix
         .as_ref()
-        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(|e| format!("prefix: {e}")))
+        .map(|b| decode_bytes(b, MAX_EXPECT_BYTES).map_err(SegmentError::Prefix))
         .transpose()?;
     if s.absent
         && (s.size.is_some()
@@ -1035,7 +1032,7 @@ fn lower_segment(s: &wire::SegmentExpect, saved: &mut BTreeSet<String>) -> Resul
             || s.count.is_some()
             || s.save_id.is_some())
     {
-        return Err(format!("segment {:?}: absent = true takes no other field", s.key));
+        return Err(SegmentError::AbsentWithOthers { key: s.key.clone() });
     }
     Ok(SegmentExpect {
         key: parse_key_spec(&s.key)?,
@@ -1231,18 +1228,62 @@ fn lower(raw: wire::Scenario) -> Lowered<Scenario> {
     })
 }
 
+/// A step being lowered: the step, where it is (for its errors) and the
+/// namespaces the scenario declares.
+#[derive(Clone, Copy)]
+struct StepCx<'a> {
+    /// 1-based position in the scenario.
+    n: usize,
+    /// Where the step's table starts in the file.
+    off: usize,
+    step: &'a wire::Step,
+    namespaces: &'a BTreeMap<String, NamespaceDecl>,
+}
+
+impl StepCx<'_> {
+    /// An error of this step: `step N: ...`, at the step's table.
+    fn fail(&self, m: impl std::fmt::Display) -> (usize, String) {
+        (self.off, format!("step {}: {m}", self.n))
+    }
+
+    /// Does the step start a process of the scenario's (run or exec)?
+    fn spawns(&self) -> bool {
+        self.step.run.is_some() || self.step.exec.is_some()
+    }
+}
+
 fn lower_step(
     n: usize,
     spanned: &Spanned<wire::Step>,
     namespaces: &BTreeMap<String, NamespaceDecl>,
     seen: &mut Seen,
 ) -> Lowered<Step> {
-    let off = spanned.span().start;
-    let step = spanned.get_ref();
-    let fail = |m: String| (off, format!("step {n}: {m}"));
-    let set = actions_set(step);
+    let cx = StepCx {
+        n,
+        off: spanned.span().start,
+        step: spanned.get_ref(),
+        namespaces,
+    };
+    let step = cx.step;
+    check_one_action(&cx)?;
+    let ns = step_namespace(&cx, seen)?;
+    check_fields_apply(&cx)?;
+    let timeout = at(cx.off, parse_timeout(step.timeout_ms, &format!("step {n}")))?;
+    let stdin = step
+        .stdin
+        .as_ref()
+        .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| cx.fail(format!("stdin: {e}"))))
+        .transpose()?;
+    let expect = lower_expect(&step.expect).map_err(|e| cx.fail(e))?;
+    let action = lower_action(&cx, &ns, stdin, expect, seen)?;
+    Ok(Step { n, ns, timeout, action })
+}
+
+/// The step sets exactly one action field.
+fn check_one_action(cx: &StepCx) -> Lowered<()> {
+    let set = actions_set(cx.step);
     if set.len() != 1 {
-        return Err(fail(format!(
+        return Err(cx.fail(format!(
             "expected exactly one action ({ACTION_NAMES}), found {}",
             if set.is_empty() {
                 "none".to_string()
@@ -1251,8 +1292,15 @@ fn lower_step(
             }
         )));
     }
+    Ok(())
+}
+
+/// The namespace the step runs in (its `share` resolved): every namespace
+/// the step names is declared, and the one it runs in was not dropped.
+fn step_namespace(cx: &StepCx, seen: &Seen) -> Lowered<String> {
+    let step = cx.step;
     let declared_ns = step.ns.clone().unwrap_or_else(|| MAIN_NS.into());
-    let known_ns = |ns: &str| ns == MAIN_NS || namespaces.contains_key(ns);
+    let known_ns = |ns: &str| ns == MAIN_NS || cx.namespaces.contains_key(ns);
     for ns in [
         Some(declared_ns.as_str()),
         step.stop.as_deref(),
@@ -1262,16 +1310,21 @@ fn lower_step(
     .flatten()
     {
         if !known_ns(ns) {
-            return Err(fail(format!("namespace {ns:?} is not declared in [namespaces]")));
+            return Err(cx.fail(format!("namespace {ns:?} is not declared in [namespaces]")));
         }
     }
-    let ns = resolve_ns(namespaces, &declared_ns).to_string();
+    let ns = resolve_ns(cx.namespaces, &declared_ns).to_string();
     if seen.dropped.contains(&ns) {
-        return Err(fail(format!(
-            "namespace {declared_ns:?} was dropped by an earlier step"
-        )));
+        return Err(cx.fail(format!("namespace {declared_ns:?} was dropped by an earlier step")));
     }
-    let spawns = step.run.is_some() || step.exec.is_some();
+    Ok(ns)
+}
+
+/// A field that belongs to some kinds of step is set only on a step of
+/// those kinds.
+fn check_fields_apply(cx: &StepCx) -> Lowered<()> {
+    let step = cx.step;
+    let spawns = cx.spawns();
     if !spawns {
         for (field, is_set) in [
             ("background", step.background),
@@ -1282,13 +1335,13 @@ fn lower_step(
             ("name", step.name.is_some()),
         ] {
             if is_set {
-                return Err(fail(format!("'{field}' only applies to run and exec steps")));
+                return Err(cx.fail(format!("'{field}' only applies to run and exec steps")));
             }
         }
     }
     let only = |field: &str, is_set: bool, applies: &str| -> Lowered<()> {
         if is_set {
-            Err(fail(format!("'{field}' only applies to {applies}")))
+            Err(cx.fail(format!("'{field}' only applies to {applies}")))
         } else {
             Ok(())
         }
@@ -1321,134 +1374,31 @@ fn lower_step(
         "expect",
         step.expect.is_some() && !(spawns || step.wait.is_some() || step.kill.is_some()),
         "run, exec, wait and kill",
-    )?;
-    let timeout = parse_timeout(step.timeout_ms, &format!("step {n}")).map_err(|m| (off, m))?;
-    let stdin = step
-        .stdin
-        .as_ref()
-        .map(|b| decode_bytes(b, MAX_STDIN_BYTES).map_err(|e| fail(format!("stdin: {e}"))))
-        .transpose()?;
-    let expect = lower_expect(&step.expect).map_err(fail)?;
-    let known_proc = |name: &str, seen: &Seen| -> Lowered<()> {
-        if seen.background.contains(name) {
-            Ok(())
-        } else {
-            Err(fail(format!(
-                "no background process named {name:?} started before this step"
-            )))
-        }
-    };
+    )
+}
 
-    let action = if let Some(ops) = &step.program {
-        let decl = namespaces.get(&ns);
-        Action::Spawn(program_step::lower(n, ops, off, &ns, decl, seen)?)
-    } else if spawns {
-        seen.ran_in.insert(ns.clone());
-        let program = match (&step.run, &step.exec) {
-            (Some(role), _) => Program::Role(match role.as_str() {
-                "writer" => Role::Writer,
-                "reader" => Role::Reader,
-                "probe" => Role::Probe,
-                other => {
-                    return Err(fail(format!(
-                        "unknown role {other:?}, expected writer, reader or probe"
-                    )))
-                }
-            }),
-            (_, Some(argv)) => {
-                if argv.is_empty() || argv[0].is_empty() {
-                    return Err(fail("exec needs a command".into()));
-                }
-                if argv.iter().any(|a| a.contains('\0')) {
-                    return Err(fail("exec: an argument has a NUL byte".into()));
-                }
-                Program::Exec(argv.clone())
-            }
-            _ => return Err(fail("run or exec".into())),
-        };
-        let name = step.name.clone().unwrap_or_else(|| default_proc_name(&program, n));
-        parse_name("process", &name).map_err(fail)?;
-        if !seen.procs.insert(name.clone()) {
-            return Err(fail(format!("process name {name:?} is already used")));
-        }
-        if step.args.iter().any(|a| a.contains('\0')) {
-            return Err(fail("an argument has a NUL byte".into()));
-        }
-        for (k, v) in &step.env {
-            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
-                return Err(fail(format!("env: {k:?} is not a valid variable")));
-            }
-        }
-        let background = if step.background {
-            if step.expect.is_some() {
-                return Err(fail(
-                    "a background process's expectations go on the step that waits for it or kills it".into(),
-                ));
-            }
-            seen.background.insert(name.clone());
-            Some(Background {
-                close_stdin: step.close_stdin.unwrap_or(stdin.is_some()),
-            })
-        } else {
-            None
-        };
-        Action::Spawn(Spawn {
-            traced: false,
-            name,
-            program,
-            args: parse_args(&step.args, &seen.saved_ids).map_err(fail)?,
-            stdin: stdin.unwrap_or_default(),
-            env: step.env.clone(),
-            uid: step.uid,
-            gid: step.gid,
-            keep: KeptCapabilities::default(),
-            background,
-            expect,
-        })
+/// The step's one action, checked against what earlier steps did (and
+/// recorded in `seen` for later ones).
+fn lower_action(cx: &StepCx, ns: &str, stdin: Option<Vec<u8>>, expect: Expect, seen: &mut Seen) -> Lowered<Action> {
+    let step = cx.step;
+    let file = |f: &str| FileName::parse(f).map_err(|e| cx.fail(e));
+    Ok(if let Some(ops) = &step.program {
+        Action::Spawn(program_step::lower(cx.n, ops, cx.off, ns, cx.namespaces.get(ns), seen)?)
+    } else if cx.spawns() {
+        Action::Spawn(lower_spawn(cx, ns, stdin, expect, seen)?)
     } else if let Some(proc) = &step.feed {
-        known_proc(proc, seen)?;
+        known_proc(cx, proc, seen)?;
         Action::Feed {
             proc: proc.clone(),
-            data: stdin.ok_or_else(|| fail("feed needs stdin".into()))?,
+            data: stdin.ok_or_else(|| cx.fail("feed needs stdin"))?,
             close: step.close_stdin.unwrap_or(true),
         }
     } else if let Some(proc) = &step.wait {
-        known_proc(proc, seen)?;
-        let untils = usize::from(step.until_stdout.is_some())
-            + usize::from(step.until_attached.is_some())
-            + usize::from(step.until_reading);
-        if untils > 1 {
-            return Err(fail("give one of until_stdout, until_attached, until_reading".into()));
-        }
-        if untils == 1 && step.expect.is_some() {
-            return Err(fail(
-                "a wait for output, attachment or reading has no exit to check; drop expect or the until".into(),
-            ));
-        }
-        let until = match (&step.until_stdout, &step.until_attached) {
-            (None, None) if step.until_reading => WaitFor::ReadingStdin,
-            (Some(_), Some(_)) => return Err(fail("give until_stdout or until_attached, not both".into())),
-            (Some(text), None) => {
-                if text.is_empty() || text.len() > 4096 {
-                    return Err(fail("until_stdout: expected 1 to 4096 bytes of text".into()));
-                }
-                WaitFor::Stdout(text.as_bytes().to_vec())
-            }
-            (None, Some(k)) => WaitFor::Attached(parse_key_spec(k).map_err(|e| fail(format!("until_attached: {e}")))?),
-            (None, None) => {
-                // After its exit, nothing more can be done with the process.
-                seen.background.remove(proc);
-                WaitFor::Exit(expect)
-            }
-        };
-        Action::Wait {
-            proc: proc.clone(),
-            until,
-        }
+        lower_wait(cx, proc, expect, seen)?
     } else if let Some(proc) = &step.kill {
-        known_proc(proc, seen)?;
+        known_proc(cx, proc, seen)?;
         seen.background.remove(proc);
-        let signal = parse_signal(step.signal.as_deref().unwrap_or("SIGKILL")).map_err(fail)?;
+        let signal = parse_signal(step.signal.as_deref().unwrap_or("SIGKILL")).map_err(|e| cx.fail(e))?;
         Action::Kill {
             proc: proc.clone(),
             signal,
@@ -1460,72 +1410,199 @@ fn lower_step(
                 .iter()
                 .map(|s| lower_segment(s, &mut seen.saved_ids))
                 .collect::<Result<_, _>>()
-                .map_err(fail)?,
+                .map_err(|e| cx.fail(e))?,
             partial: step.partial,
             count: step.count,
         })
     } else if let Some(f) = &step.create_file {
-        Action::File(FileOp::Create(FileName::parse(f).map_err(fail)?))
+        Action::File(FileOp::Create(file(f)?))
     } else if let Some(f) = &step.remove_file {
-        Action::File(FileOp::Remove(FileName::parse(f).map_err(fail)?))
+        Action::File(FileOp::Remove(file(f)?))
     } else if let Some(f) = &step.recreate_file {
-        Action::File(FileOp::Recreate(FileName::parse(f).map_err(fail)?))
+        Action::File(FileOp::Recreate(file(f)?))
     } else if let Some(l) = &step.link_file {
         Action::File(FileOp::Link {
-            from: FileName::parse(&l.from).map_err(fail)?,
-            to: FileName::parse(&l.to).map_err(fail)?,
+            from: file(&l.from)?,
+            to: file(&l.to)?,
         })
     } else if let Some([a, b]) = &step.collide_files {
-        let (a, b) = (FileName::parse(a).map_err(fail)?, FileName::parse(b).map_err(fail)?);
+        let (a, b) = (file(a)?, file(b)?);
         if a == b {
-            return Err(fail("collide_files needs two different names".into()));
+            return Err(cx.fail("collide_files needs two different names"));
         }
         Action::CollideFiles { a, b }
     } else if let Some(s) = &step.sysctl {
-        let sysctl = IpcSysctl::parse(&s.name).map_err(fail)?;
-        let value = s.value.trim();
-        if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '\t') {
-            return Err(fail(format!(
-                "sysctl {}: value {:?} is not one or more numbers",
-                s.name, s.value
-            )));
+        lower_sysctl(cx, s)?
+    } else {
+        lower_namespace_or_shmem(cx, seen)?
+    })
+}
+
+/// A run or exec step: the process it starts (named, its name new), and
+/// it in `seen` (a background one among those later steps may use).
+fn lower_spawn(cx: &StepCx, ns: &str, stdin: Option<Vec<u8>>, expect: Expect, seen: &mut Seen) -> Lowered<Spawn> {
+    let step = cx.step;
+    seen.ran_in.insert(ns.to_string());
+    let program = spawn_program(cx)?;
+    let name = step.name.clone().unwrap_or_else(|| default_proc_name(&program, cx.n));
+    parse_name("process", &name).map_err(|e| cx.fail(e))?;
+    if !seen.procs.insert(name.clone()) {
+        return Err(cx.fail(format!("process name {name:?} is already used")));
+    }
+    if step.args.iter().any(|a| a.contains('\0')) {
+        return Err(cx.fail("an argument has a NUL byte"));
+    }
+    for (k, v) in &step.env {
+        if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+            return Err(cx.fail(format!("env: {k:?} is not a valid variable")));
         }
-        Action::Sysctl {
-            sysctl,
-            value: value.to_string(),
+    }
+    let background = if step.background {
+        if step.expect.is_some() {
+            return Err(cx.fail("a background process's expectations go on the step that waits for it or kills it"));
         }
-    } else if let Some(target) = &step.stop {
+        seen.background.insert(name.clone());
+        Some(Background {
+            close_stdin: step.close_stdin.unwrap_or(stdin.is_some()),
+        })
+    } else {
+        None
+    };
+    Ok(Spawn {
+        traced: false,
+        name,
+        program,
+        args: parse_args(&step.args, &seen.saved_ids).map_err(|e| cx.fail(e))?,
+        stdin: stdin.unwrap_or_default(),
+        env: step.env.clone(),
+        uid: step.uid,
+        gid: step.gid,
+        keep: KeptCapabilities::default(),
+        background,
+        expect,
+    })
+}
+
+/// What a run or exec step starts: a role of the implementation, or a
+/// command.
+fn spawn_program(cx: &StepCx) -> Lowered<Program> {
+    Ok(match (&cx.step.run, &cx.step.exec) {
+        (Some(role), _) => Program::Role(match role.as_str() {
+            "writer" => Role::Writer,
+            "reader" => Role::Reader,
+            "probe" => Role::Probe,
+            other => return Err(cx.fail(format!("unknown role {other:?}, expected writer, reader or probe"))),
+        }),
+        (_, Some(argv)) => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(cx.fail("exec needs a command"));
+            }
+            if argv.iter().any(|a| a.contains('\0')) {
+                return Err(cx.fail("exec: an argument has a NUL byte"));
+            }
+            Program::Exec(argv.clone())
+        }
+        _ => return Err(cx.fail("run or exec")),
+    })
+}
+
+/// `proc` names a background process an earlier step started (and no
+/// step has waited for its exit or killed it since).
+fn known_proc(cx: &StepCx, proc: &str, seen: &Seen) -> Lowered<()> {
+    if seen.background.contains(proc) {
+        Ok(())
+    } else {
+        Err(cx.fail(format!("no background process named {proc:?} started before this step")))
+    }
+}
+
+/// A wait step: for the process's exit (judged by `expect`; the process is
+/// gone for later steps), or for one of the barriers `until_*` names.
+fn lower_wait(cx: &StepCx, proc: &str, expect: Expect, seen: &mut Seen) -> Lowered<Action> {
+    let step = cx.step;
+    known_proc(cx, proc, seen)?;
+    let untils = usize::from(step.until_stdout.is_some())
+        + usize::from(step.until_attached.is_some())
+        + usize::from(step.until_reading);
+    if untils > 1 {
+        return Err(cx.fail("give one of until_stdout, until_attached, until_reading"));
+    }
+    if untils == 1 && step.expect.is_some() {
+        return Err(cx.fail("a wait for output, attachment or reading has no exit to check; drop expect or the until"));
+    }
+    let until = match (&step.until_stdout, &step.until_attached) {
+        (None, None) if step.until_reading => WaitFor::ReadingStdin,
+        (Some(_), Some(_)) => return Err(cx.fail("give until_stdout or until_attached, not both")),
+        (Some(text), None) => {
+            if text.is_empty() || text.len() > 4096 {
+                return Err(cx.fail("until_stdout: expected 1 to 4096 bytes of text"));
+            }
+            WaitFor::Stdout(text.as_bytes().to_vec())
+        }
+        (None, Some(k)) => WaitFor::Attached(parse_key_spec(k).map_err(|e| cx.fail(format!("until_attached: {e}")))?),
+        (None, None) => {
+            // After its exit, nothing more can be done with the process.
+            seen.background.remove(proc);
+            WaitFor::Exit(expect)
+        }
+    };
+    Ok(Action::Wait {
+        proc: proc.to_string(),
+        until,
+    })
+}
+
+/// A sysctl step: an IPC namespace sysctl set to one or more numbers.
+fn lower_sysctl(cx: &StepCx, s: &wire::Sysctl) -> Lowered<Action> {
+    let sysctl = IpcSysctl::parse(&s.name).map_err(|e| cx.fail(e))?;
+    let value = s.value.trim();
+    if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '\t') {
+        return Err(cx.fail(format!(
+            "sysctl {}: value {:?} is not one or more numbers",
+            s.name, s.value
+        )));
+    }
+    Ok(Action::Sysctl {
+        sysctl,
+        value: value.to_string(),
+    })
+}
+
+/// A stop, drop_ns, shmem_mark or shmem_freed step, checked against the
+/// namespaces stopped and dropped and the marks made by earlier steps.
+fn lower_namespace_or_shmem(cx: &StepCx, seen: &mut Seen) -> Lowered<Action> {
+    let step = cx.step;
+    Ok(if let Some(target) = &step.stop {
         if !seen.stopped.insert(target.clone()) {
-            return Err(fail(format!("namespace {target:?} was already stopped")));
+            return Err(cx.fail(format!("namespace {target:?} was already stopped")));
         }
         Action::Stop { ns: target.clone() }
     } else if let Some(target) = &step.drop_ns {
         if target == MAIN_NS {
-            return Err(fail("the main namespace cannot be dropped".into()));
+            return Err(cx.fail("the main namespace cannot be dropped"));
         }
-        let real = resolve_ns(namespaces, target).to_string();
+        let real = resolve_ns(cx.namespaces, target).to_string();
         if real == MAIN_NS || !seen.dropped.insert(real) {
-            return Err(fail(format!(
+            return Err(cx.fail(format!(
                 "namespace {target:?} cannot be dropped (main, or dropped already)"
             )));
         }
         Action::DropNs { ns: target.clone() }
     } else if let Some(m) = &step.shmem_mark {
-        parse_name("mark", m).map_err(fail)?;
+        parse_name("mark", m).map_err(|e| cx.fail(e))?;
         seen.marks.insert(m.clone());
         Action::ShmemMark { mark: m.clone() }
     } else if let Some(f) = &step.shmem_freed {
         if !seen.marks.contains(&f.since) {
-            return Err(fail(format!("no earlier shmem_mark named {:?}", f.since)));
+            return Err(cx.fail(format!("no earlier shmem_mark named {:?}", f.since)));
         }
         Action::ShmemFreed {
             since: f.since.clone(),
             at_least_kib: f.at_least_kib,
         }
     } else {
-        return Err(fail("no action".into()));
-    };
-    Ok(Step { n, ns, timeout, action })
+        return Err(cx.fail("no action"));
+    })
 }
 
 /// One run of an exploration (its name not among `names`, which it joins).
@@ -1540,7 +1617,7 @@ fn lower_explore_run(
     if r.name.contains([',', ':']) || !names.insert(r.name.clone()) {
         return Err(fail("the name is repeated or has ',' or ':'".into()));
     }
-    parse_name("run", &r.name).map_err(fail)?;
+    parse_name("run", &r.name).map_err(|e| fail(e.to_string()))?;
     let role = match r.role.as_str() {
         "writer" => PairRole::Writer,
         "reader" if r.pause || r.stdin.is_some() => {
@@ -1580,7 +1657,7 @@ fn lower_explore_run(
         pieces,
         pause: r.pause,
         keep: r.keep,
-        key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(fail)?,
+        key_file: FileName::parse(r.key_file.as_deref().unwrap_or("shmfile")).map_err(|e| fail(e.to_string()))?,
         proj_id: r.proj_id.unwrap_or(65),
     })
 }
@@ -1593,7 +1670,7 @@ fn file_ops(
     recreate: &Option<String>,
     remove: &Option<String>,
     create: &Option<String>,
-) -> Result<Vec<FileOp>, String> {
+) -> Result<Vec<FileOp>, FileNameError> {
     [
         recreate.as_deref().map(|f| FileName::parse(f).map(FileOp::Recreate)),
         remove.as_deref().map(|f| FileName::parse(f).map(FileOp::Remove)),
@@ -1608,13 +1685,13 @@ fn lower_file_event(e: &Spanned<wire::ExploreEvent>, names: &mut BTreeSet<String
     let eoff = e.span().start;
     let e = e.get_ref();
     let fail = |m: String| (eoff, format!("explore: event {:?}: {m}", e.name));
-    let ops = file_ops(&e.recreate_file, &e.remove_file, &e.create_file).map_err(fail)?;
+    let ops = file_ops(&e.recreate_file, &e.remove_file, &e.create_file).map_err(|e| fail(e.to_string()))?;
     if ops.len() != 1 || e.name.contains([',', ':']) || !names.insert(e.name.clone()) {
         return Err(fail(
             "needs a unique name (no ',' or ':') and exactly one of recreate_file, remove_file, create_file".into(),
         ));
     }
-    parse_name("event", &e.name).map_err(fail)?;
+    parse_name("event", &e.name).map_err(|e| fail(e.to_string()))?;
     Ok(FileEvent {
         name: e.name.clone(),
         op: ops.into_iter().next().ok_or_else(|| fail("no operation".into()))?,
@@ -1743,7 +1820,7 @@ fn lower_initial(
         let off = item.span().start;
         let i = item.get_ref();
         let fail = |m: String| (off, format!("explore.initial: {m}"));
-        let file_ops = file_ops(&i.recreate_file, &i.remove_file, &i.create_file).map_err(fail)?;
+        let file_ops = file_ops(&i.recreate_file, &i.remove_file, &i.create_file).map_err(|e| fail(e.to_string()))?;
         let segment_fields = i.size.is_some() || i.mode.is_some() || i.content.is_some();
         match (&i.segment, file_ops.as_slice()) {
             (None, [op]) if !segment_fields => {
@@ -1760,7 +1837,7 @@ fn lower_initial(
                 out.push(Initial::File(op.clone()));
             }
             (Some(key), []) => out.push(Initial::Segment(
-                lower_initial_segment(i, key, granularity, &present).map_err(fail)?,
+                lower_initial_segment(i, key, granularity, &present).map_err(|e| fail(e.to_string()))?,
             )),
             _ => {
                 return Err(fail(
@@ -1779,53 +1856,44 @@ fn lower_initial_segment(
     key: &str,
     granularity: Granularity,
     present: &BTreeSet<FileName>,
-) -> Result<InitialSegment, String> {
+) -> Result<InitialSegment, InitialSegmentError> {
     let key = parse_key_spec(key)?;
     match &key {
-        KeySpec::Private => {
-            return Err("segment \"private\": no run could find it; give an ftok or hex key".into());
-        }
+        KeySpec::Private => return Err(InitialSegmentError::Private),
         KeySpec::Ftok { file, .. } if !present.contains(file) => {
-            return Err(format!(
-                "segment {key}: the file \"{file}\" does not exist when the segment is made (list it in `files` \
-                 or create it earlier in `initial`)"
-            ));
+            return Err(InitialSegmentError::NoFile {
+                file: file.clone(),
+                key,
+            });
         }
         _ => {}
     }
     let size = i.size.unwrap_or(1024);
     if size == 0 || size > MAX_INITIAL_SIZE {
-        return Err(format!("segment {key}: size must be 1..={MAX_INITIAL_SIZE}"));
+        return Err(InitialSegmentError::Size { key });
     }
     let mode = i.mode.as_deref().map(parse_mode).transpose()?.unwrap_or(0o666);
     // The process-level model predicts the runs' results from keys and
     // sizes; it does not model permissions, so it takes only segments its
     // runs (the scenario's uid, no capability) may read and write.
     if granularity == Granularity::Process && mode & 0o600 != 0o600 {
-        return Err(format!(
-            "segment {key}: mode {mode:04o} at granularity \"process\": the model predicts only segments the runs' \
-             owner may read and write (0600 set); use granularity \"syscall\" for other modes"
-        ));
+        return Err(InitialSegmentError::UnmodelledMode { key, mode });
     }
     let content = i.content.clone().unwrap_or_default();
     if content.contains('\0') {
-        return Err(format!(
-            "segment {key}: content holds a NUL; it is stored with one after it"
-        ));
+        return Err(InitialSegmentError::ContentNul { key });
     }
     // What the segment holds is a line, as a writer stores it: a reader
     // prints it as its one line, which a newline would split.
     if content.contains('\n') {
-        return Err(format!(
-            "segment {key}: content holds a newline; it is one line, as a writer stores it (no newline)"
-        ));
+        return Err(InitialSegmentError::ContentNewline { key });
     }
     if content.len() > MAX_INITIAL_CONTENT || content.len() >= size {
-        return Err(format!(
-            "segment {key}: content of {} bytes does not fit: at most {} (size - 1 for its NUL, and {MAX_INITIAL_CONTENT})",
-            content.len(),
-            (size - 1).min(MAX_INITIAL_CONTENT)
-        ));
+        return Err(InitialSegmentError::ContentTooLong {
+            key,
+            len: content.len(),
+            room: (size - 1).min(MAX_INITIAL_CONTENT),
+        });
     }
     Ok(InitialSegment {
         key,
