@@ -18,18 +18,21 @@ pub mod tmpfs;
 pub mod trace;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use backend::{Backend, SetUpError, SpawnRequest, World};
+use nix::sys::signal::Signal;
 use oracle::{Known, Oracle, OracleError};
 use procs::{Proc, WaitOutcome};
+use trace::{Stop, TraceError};
 
-use crate::events::{Choice, Event, EventKind, Log, Text, WhichLimit};
+use crate::events::{Call, Choice, Ending, Event, EventKind, Log, Text, WhichLimit};
 use crate::impls::Implementation;
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{
-    Action, FileName, FileOp, KeySpec, Program, Scenario, ScenarioDir, Schedule, SegmentsCheck, Spawn, Step, WaitFor,
-    CONTENT_CAP,
+    Action, FileName, FileOp, IpcSysctl, KeySpec, Program, Scenario, ScenarioDir, Schedule, SegmentsCheck, Spawn, Step,
+    WaitFor, CONTENT_CAP,
 };
 
 /// Default limits, overridden by a scenario's or step's own.
@@ -420,242 +423,287 @@ impl State<'_> {
 
     /// Run one step; false stops the scenario (timeout, setup error, signal).
     fn run_step(&mut self, engine: &Engine, step: &Step, deadline: Deadline, r: &mut Recorder) -> bool {
-        let n = Some(step.n);
         match &step.action {
             Action::Spawn(spawn) => self.spawn(engine, step, spawn, deadline, r),
-            Action::Feed { proc, data, close } => {
-                let Some(p) = self.procs.get_mut(proc) else {
-                    return self.gone(step, proc, r);
-                };
-                match p.write_stdin(data, *close) {
-                    Ok(()) => r.rec(
-                        n,
-                        EventKind::Stdin {
-                            proc: proc.clone(),
-                            data: Text::new(data.clone()),
-                            closed: *close,
-                        },
-                    ),
-                    Err(e) => r.rec(
-                        n,
-                        EventKind::StdinFailed {
-                            proc: proc.clone(),
-                            error: e.to_string(),
-                        },
-                    ),
-                }
-                true
-            }
+            Action::Feed { proc, data, close } => self.feed(step, proc, data, *close, r),
             Action::Wait { proc, until } => self.wait(step, proc, until, deadline, r),
-            Action::Kill { proc, signal, .. } => {
-                let Some(p) = self.procs.get_mut(proc) else {
-                    return self.gone(step, proc, r);
-                };
-                if let Err(e) = p.signal(*signal) {
-                    r.rec(
-                        n,
-                        EventKind::Broken {
-                            message: format!("cannot signal {proc}: {e}"),
-                        },
-                    );
-                    return false;
-                }
-                r.rec(
-                    n,
-                    EventKind::Signal {
-                        proc: proc.clone(),
-                        signal: signal.as_str().into(),
-                    },
-                );
-                let Some(mut p) = self.procs.remove(proc) else {
-                    return self.gone(step, proc, r);
-                };
-                finish(self.world, step.n, &mut p, deadline, "its exit after the signal", r)
-            }
+            Action::Kill { proc, signal, .. } => self.kill(step, proc, *signal, deadline, r),
             Action::Segments(check) => self.snapshot(step, Some(check), r),
-            Action::File(op) => {
-                let (name, result) = match op {
-                    FileOp::Create(f) => (f, self.dir.create(f)),
-                    FileOp::Remove(f) => (f, self.dir.remove(f)),
-                    FileOp::Recreate(f) => (f, self.dir.recreate(f)),
-                    FileOp::Link { from, to } => (to, self.dir.link(from, to)),
-                };
-                let identity = match op {
-                    FileOp::Remove(_) => None,
-                    _ => self.dir.identity(name).ok(),
-                };
-                if let Some(id) = identity {
+            Action::File(op) => self.file_op(step, op, r),
+            Action::CollideFiles { a, b } => self.collide(step, a, b, deadline, r),
+            Action::Sysctl { sysctl, value } => self.set_sysctl(step, *sysctl, value, r),
+            Action::Stop { ns } => self.stop_namespace(step, ns, r),
+            Action::DropNs { ns } => self.drop_namespace(step, ns, r),
+            Action::ShmemMark { mark } => self.shmem_mark(step, mark, r),
+            Action::ShmemFreed { since, at_least_kib } => self.shmem_freed(step, since, *at_least_kib, deadline, r),
+            Action::Observe => self.snapshot(step, None, r),
+            Action::Schedule(schedule) => self.schedule(step, schedule, deadline, engine.limits.step, r),
+        }
+    }
+
+    /// Write `data` to a background program's input (closing it after, if
+    /// `close`); a failed write is recorded, and the scenario goes on.
+    fn feed(&mut self, step: &Step, proc: &str, data: &[u8], close: bool, r: &mut Recorder) -> bool {
+        let Some(p) = self.procs.get_mut(proc) else {
+            return self.gone(step, proc, r);
+        };
+        match p.write_stdin(data, close) {
+            Ok(()) => r.rec(
+                Some(step.n),
+                EventKind::Stdin {
+                    proc: proc.into(),
+                    data: Text::new(data.to_vec()),
+                    closed: close,
+                },
+            ),
+            Err(e) => r.rec(
+                Some(step.n),
+                EventKind::StdinFailed {
+                    proc: proc.into(),
+                    error: e.to_string(),
+                },
+            ),
+        }
+        true
+    }
+
+    /// Signal a background program, then wait for its exit.
+    fn kill(&mut self, step: &Step, proc: &str, signal: Signal, deadline: Deadline, r: &mut Recorder) -> bool {
+        let n = Some(step.n);
+        let Some(p) = self.procs.get_mut(proc) else {
+            return self.gone(step, proc, r);
+        };
+        if let Err(e) = p.signal(signal) {
+            r.rec(
+                n,
+                EventKind::Broken {
+                    message: format!("cannot signal {proc}: {e}"),
+                },
+            );
+            return false;
+        }
+        r.rec(
+            n,
+            EventKind::Signal {
+                proc: proc.into(),
+                signal: signal.as_str().into(),
+            },
+        );
+        let Some(mut p) = self.procs.remove(proc) else {
+            return self.gone(step, proc, r);
+        };
+        finish(self.world, step.n, &mut p, deadline, "its exit after the signal", r)
+    }
+
+    /// Create, remove, recreate or link a file in the scenario's dir (a file
+    /// it leaves is claimed by the world); false if that failed.
+    fn file_op(&mut self, step: &Step, op: &FileOp, r: &mut Recorder) -> bool {
+        let (name, result) = match op {
+            FileOp::Create(f) => (f, self.dir.create(f)),
+            FileOp::Remove(f) => (f, self.dir.remove(f)),
+            FileOp::Recreate(f) => (f, self.dir.recreate(f)),
+            FileOp::Link { from, to } => (to, self.dir.link(from, to)),
+        };
+        let identity = match op {
+            FileOp::Remove(_) => None,
+            _ => self.dir.identity(name).ok(),
+        };
+        if let Some(id) = identity {
+            self.world.claims_file(id);
+        }
+        let (op_name, path) = op.describe();
+        let ok = result.is_ok();
+        r.rec(
+            Some(step.n),
+            EventKind::File {
+                op: op_name.into(),
+                path,
+                error: result.err().map(|e| e.to_string()),
+                identity: identity.map(|i| (i.dev, i.ino)),
+            },
+        );
+        ok
+    }
+
+    /// Make two files `a` and `b` whose ftok keys collide (see
+    /// [`collide_files`]); a filesystem that gives no such pair, here or
+    /// where the scenario runs, is a SKIP.
+    fn collide(&mut self, step: &Step, a: &FileName, b: &FileName, deadline: Deadline, r: &mut Recorder) -> bool {
+        let n = Some(step.n);
+        match collide_files(self.dir, a, b, deadline.at()) {
+            Ok((detail, ids)) => {
+                for id in ids {
                     self.world.claims_file(id);
                 }
-                let (op_name, path) = op.describe();
-                let ok = result.is_ok();
+                if let Some(reason) = self.no_collision_in_namespace(a, b, &detail) {
+                    r.rec(n, EventKind::Skipped { reason });
+                    return false;
+                }
                 r.rec(
                     n,
                     EventKind::File {
-                        op: op_name.into(),
-                        path,
-                        error: result.err().map(|e| e.to_string()),
-                        identity: identity.map(|i| (i.dev, i.ino)),
+                        op: "collide".into(),
+                        path: detail,
+                        error: None,
+                        identity: None,
                     },
                 );
-                ok
+                true
             }
-            Action::CollideFiles { a, b } => match collide_files(self.dir, a, b, deadline.at()) {
-                Ok((detail, ids)) => {
-                    for id in ids {
-                        self.world.claims_file(id);
-                    }
-                    // Where the namespace computes ftok itself (a sandbox's
-                    // kernel numbers inodes its own way), the pair must
-                    // collide there too, or the scenario checks nothing.
-                    if let (Some(ka), Some(kb)) = (self.world.ftok(a.as_str(), 65), self.world.ftok(b.as_str(), 65)) {
-                        if ka != kb {
-                            r.rec(
-                                n,
-                                EventKind::Skipped {
-                                    reason: format!(
-                                        "{detail} collide here, but not where the scenario runs (its kernel gives them keys {} and {})",
-                                        ka.map_or_else(|e| e, |k| format!("{k:#010x}")),
-                                        kb.map_or_else(|e| e, |k| format!("{k:#010x}"))
-                                    ),
-                                },
-                            );
-                            return false;
-                        }
-                    }
-                    r.rec(
-                        n,
-                        EventKind::File {
-                            op: "collide".into(),
-                            path: detail,
-                            error: None,
-                            identity: None,
-                        },
-                    );
-                    true
-                }
-                // Stopped by a signal, the search proves nothing about the filesystem.
-                Err(Collide::NotFound(_)) if crate::interrupt::interrupted() => {
-                    r.rec(n, interrupted_event());
-                    false
-                }
-                Err(Collide::NotFound(reason)) => {
-                    r.rec(n, EventKind::Skipped { reason });
-                    false
-                }
-                Err(Collide::Io(e)) => {
-                    r.rec(
-                        n,
-                        EventKind::File {
-                            op: "collide".into(),
-                            path: format!("{a} ~ {b}"),
-                            error: Some(e),
-                            identity: None,
-                        },
-                    );
-                    false
-                }
-            },
-            Action::Sysctl { sysctl, value } => {
-                let result = self.world.set_sysctl(&step.ns, *sysctl, value);
-                let ok = result.is_ok();
+            // Stopped by a signal, the search proves nothing about the filesystem.
+            Err(Collide::NotFound(_)) if crate::interrupt::interrupted() => {
+                r.rec(n, interrupted_event());
+                false
+            }
+            Err(Collide::NotFound(reason)) => {
+                r.rec(n, EventKind::Skipped { reason });
+                false
+            }
+            Err(Collide::Io(e)) => {
                 r.rec(
                     n,
-                    EventKind::Sysctl {
-                        ns: step.ns.clone(),
-                        name: sysctl.name().into(),
-                        value: value.clone(),
-                        error: result.err(),
+                    EventKind::File {
+                        op: "collide".into(),
+                        path: format!("{a} ~ {b}"),
+                        error: Some(e),
+                        identity: None,
                     },
                 );
-                ok
+                false
             }
-            Action::Stop { ns } => {
-                let result = self.world.stop(ns);
-                let ok = result.is_ok();
+        }
+    }
+
+    /// Why a pair of files that collide here does not where the scenario
+    /// runs, if it does not. Where the namespace computes ftok itself (a
+    /// sandbox's kernel numbers inodes its own way), the pair must collide
+    /// there too, or the scenario checks nothing.
+    fn no_collision_in_namespace(&mut self, a: &FileName, b: &FileName, detail: &str) -> Option<String> {
+        let (Some(ka), Some(kb)) = (self.world.ftok(a.as_str(), 65), self.world.ftok(b.as_str(), 65)) else {
+            return None;
+        };
+        (ka != kb).then(|| {
+            format!(
+                "{detail} collide here, but not where the scenario runs (its kernel gives them keys {} and {})",
+                ka.map_or_else(|e| e, |k| format!("{k:#010x}")),
+                kb.map_or_else(|e| e, |k| format!("{k:#010x}"))
+            )
+        })
+    }
+
+    fn set_sysctl(&mut self, step: &Step, sysctl: IpcSysctl, value: &str, r: &mut Recorder) -> bool {
+        let result = self.world.set_sysctl(&step.ns, sysctl, value);
+        let ok = result.is_ok();
+        r.rec(
+            Some(step.n),
+            EventKind::Sysctl {
+                ns: step.ns.clone(),
+                name: sysctl.name().into(),
+                value: value.into(),
+                error: result.err(),
+            },
+        );
+        ok
+    }
+
+    fn stop_namespace(&mut self, step: &Step, ns: &str, r: &mut Recorder) -> bool {
+        let result = self.world.stop(ns);
+        let ok = result.is_ok();
+        r.rec(
+            Some(step.n),
+            EventKind::Stopped {
+                ns: ns.into(),
+                error: result.err(),
+            },
+        );
+        ok
+    }
+
+    fn drop_namespace(&mut self, step: &Step, ns: &str, r: &mut Recorder) -> bool {
+        match self.world.drop_namespace(ns) {
+            Ok(()) => {
+                r.rec(Some(step.n), EventKind::NamespaceDropped { ns: ns.into() });
+                true
+            }
+            Err(message) => {
+                r.rec(Some(step.n), EventKind::Broken { message });
+                false
+            }
+        }
+    }
+
+    /// Note the machine's Shmem now, under `mark`, for a later `shmem_freed`.
+    fn shmem_mark(&mut self, step: &Step, mark: &str, r: &mut Recorder) -> bool {
+        match shmem_kib() {
+            Ok(kib) => {
+                self.shmem_marks.insert(mark.into(), kib);
+                r.rec(
+                    Some(step.n),
+                    EventKind::Shmem {
+                        mark: mark.into(),
+                        shmem_kib: kib,
+                        freed_kib: None,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                r.rec(
+                    Some(step.n),
+                    EventKind::Broken {
+                        message: format!("reading /proc/meminfo: {e}"),
+                    },
+                );
+                false
+            }
+        }
+    }
+
+    /// Wait for Shmem to fall at least `at_least_kib` below mark `since`.
+    fn shmem_freed(
+        &mut self,
+        step: &Step,
+        since: &str,
+        at_least_kib: u64,
+        deadline: Deadline,
+        r: &mut Recorder,
+    ) -> bool {
+        let n = Some(step.n);
+        let Some(&base) = self.shmem_marks.get(since) else {
+            r.rec(
+                n,
+                EventKind::Broken {
+                    message: format!("mark {since:?} was not recorded"),
+                },
+            );
+            return false;
+        };
+        // The kernel frees a dead namespace's segments from a work
+        // queue, a little after the last process is gone: poll.
+        loop {
+            let now = shmem_kib().unwrap_or(base);
+            let freed = base as i64 - now as i64;
+            if freed >= at_least_kib as i64 {
                 r.rec(
                     n,
-                    EventKind::Stopped {
-                        ns: ns.clone(),
-                        error: result.err(),
+                    EventKind::Shmem {
+                        mark: since.into(),
+                        shmem_kib: now,
+                        freed_kib: Some(freed),
                     },
                 );
-                ok
+                return true;
             }
-            Action::DropNs { ns } => match self.world.drop_namespace(ns) {
-                Ok(()) => {
-                    r.rec(n, EventKind::NamespaceDropped { ns: ns.clone() });
-                    true
-                }
-                Err(message) => {
-                    r.rec(n, EventKind::Broken { message });
-                    false
-                }
-            },
-            Action::ShmemMark { mark } => match shmem_kib() {
-                Ok(kib) => {
-                    self.shmem_marks.insert(mark.clone(), kib);
-                    r.rec(
-                        n,
-                        EventKind::Shmem {
-                            mark: mark.clone(),
-                            shmem_kib: kib,
-                            freed_kib: None,
-                        },
-                    );
-                    true
-                }
-                Err(e) => {
-                    r.rec(
-                        n,
-                        EventKind::Broken {
-                            message: format!("reading /proc/meminfo: {e}"),
-                        },
-                    );
-                    false
-                }
-            },
-            Action::ShmemFreed { since, at_least_kib } => {
-                let Some(&base) = self.shmem_marks.get(since) else {
-                    r.rec(
-                        n,
-                        EventKind::Broken {
-                            message: format!("mark {since:?} was not recorded"),
-                        },
-                    );
-                    return false;
-                };
-                // The kernel frees a dead namespace's segments from a work
-                // queue, a little after the last process is gone: poll.
-                loop {
-                    let now = shmem_kib().unwrap_or(base);
-                    let freed = base as i64 - now as i64;
-                    if freed >= *at_least_kib as i64 {
-                        r.rec(
-                            n,
-                            EventKind::Shmem {
-                                mark: since.clone(),
-                                shmem_kib: now,
-                                freed_kib: Some(freed),
-                            },
-                        );
-                        return true;
-                    }
-                    if crate::interrupt::interrupted() {
-                        r.rec(n, interrupted_event());
-                        return false;
-                    }
-                    if deadline.expired() {
-                        let what =
-                            format!("Shmem to fall {at_least_kib} KiB below mark {since:?} (it fell {freed} KiB)");
-                        r.rec(n, timeout_event("kernel", what, deadline, Default::default()));
-                        return false;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+            if crate::interrupt::interrupted() {
+                r.rec(n, interrupted_event());
+                return false;
             }
-            Action::Observe => self.snapshot(step, None, r),
-            Action::Schedule(schedule) => self.schedule(step, schedule, deadline, engine.limits.step, r),
+            if deadline.expired() {
+                let what = format!("Shmem to fall {at_least_kib} KiB below mark {since:?} (it fell {freed} KiB)");
+                r.rec(n, timeout_event("kernel", what, deadline, Default::default()));
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -788,236 +836,44 @@ impl State<'_> {
         per_call: Duration,
         r: &mut Recorder,
     ) -> bool {
-        use crate::events::Call;
-        use trace::{Stop, TraceError};
         let n = Some(step.n);
-        let mut fed: BTreeMap<String, usize> = BTreeMap::new();
-        let mut attached: BTreeMap<String, Option<i32>> = BTreeMap::new();
-        let mut prefix = sched.prefix.iter();
-        let mut sleep = trace::SleepSet::default();
-        let mut index = 0usize;
+        let mut order = Order {
+            step,
+            sched,
+            deadline,
+            per_call,
+            fed: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            prefix: sched.prefix.iter(),
+            sleep: trace::SleepSet::default(),
+            index: 0,
+        };
         // The table before the first step: where the model starts.
         if !self.record_table(step, r) {
             return false;
         }
         loop {
-            if index == sched.sleep_from {
-                sleep = trace::SleepSet(sched.sleep.clone());
+            if order.index == sched.sleep_from {
+                order.sleep = trace::SleepSet(sched.sleep.clone());
             }
             if crate::interrupt::interrupted() {
                 r.rec(n, interrupted_event());
                 return false;
             }
-            let mut enabled = Vec::new();
-            for run in &sched.runs {
-                let (Some(t), Some(p)) = (self.tracees.get(run), self.procs.get(run)) else {
-                    continue;
-                };
-                // A read with nothing to read would block: not until fed.
-                let blocked = *t.stop() == Stop::At(Call::ReadStdin) && p.stdin_unread() == Some(0);
-                if t.ended().is_none() && !blocked {
-                    enabled.push(Choice::Step(run.clone()));
-                }
-                let pieces = sched.pieces.get(run).map_or(0, Vec::len);
-                if t.ended().is_none() && fed.get(run).copied().unwrap_or(0) < pieces {
-                    enabled.push(Choice::Feed(run.clone()));
-                }
-            }
+            let enabled = self.enabled_choices(&order);
             if enabled.is_empty() {
-                let stuck: Vec<&String> = sched.runs.iter().filter(|run| self.procs.contains_key(*run)).collect();
-                if !stuck.is_empty() {
-                    r.rec(
-                        n,
-                        EventKind::Broken {
-                            message: format!("no run can go on, and {stuck:?} have not ended"),
-                        },
-                    );
-                    return false;
-                }
-                return true;
+                return self.all_runs_ended(&order, r);
             }
-            let choice = match prefix.next() {
-                Some(c) if enabled.contains(c) => c.clone(),
-                Some(c) => {
-                    r.rec(
-                        n,
-                        EventKind::Broken {
-                            message: format!(
-                                "this order cannot be replayed: {} is not possible here (possible: {})",
-                                c.label(),
-                                enabled.iter().map(Choice::label).collect::<Vec<_>>().join(", ")
-                            ),
-                        },
-                    );
-                    return false;
-                }
-                None => match enabled.iter().find(|c| !sleep.asleep(c)) {
-                    Some(c) => c.clone(),
-                    None => {
-                        r.rec(
-                            n,
-                            EventKind::Redundant {
-                                asleep: enabled.iter().map(Choice::label).collect(),
-                            },
-                        );
-                        return true;
-                    }
-                },
+            let choice = match order.next_choice(&enabled, r) {
+                ControlFlow::Continue(choice) => choice,
+                ControlFlow::Break(go_on) => return go_on,
             };
-            index += 1;
+            order.index += 1;
             let labels: Vec<String> = enabled.iter().map(Choice::label).collect();
             match &choice {
-                Choice::Feed(run) => {
-                    let k = fed.entry(run.clone()).or_insert(0);
-                    let all = &sched.pieces[run];
-                    let piece = &all[*k];
-                    *k += 1;
-                    let last = *k == all.len();
-                    let written = self.procs.get_mut(run).map(|p| p.write_stdin(piece, last));
-                    r.rec(
-                        n,
-                        EventKind::Scheduled {
-                            choice: choice.label(),
-                            call: format!(
-                                "input piece {} of {}: {}{}",
-                                *k,
-                                all.len(),
-                                crate::events::quote_cut(piece, piece.len() as u64, 48),
-                                if last { ", then closed" } else { "" }
-                            ),
-                            enabled: labels,
-                            touches: vec![format!("stdin:{run}")],
-                            op: None,
-                            result: None,
-                            seen: Vec::new(),
-                        },
-                    );
-                    sleep.advance(&choice, &[format!("stdin:{run}")]);
-                    if let Some(Err(e)) = written {
-                        r.rec(
-                            n,
-                            EventKind::StdinFailed {
-                                proc: run.clone(),
-                                error: e.to_string(),
-                            },
-                        );
-                    }
-                }
+                Choice::Feed(run) => self.feed_piece(&mut order, &choice, run, labels, r),
                 Choice::Step(run) => {
-                    let call = match self.tracees.get(run).map(trace::Tracee::stop) {
-                        Some(Stop::At(call)) => call.clone(),
-                        _ => return self.gone(step, run, r),
-                    };
-                    let before = attached.get(run).copied().flatten();
-                    let after = match &call {
-                        Call::ShmAt { id } => Some(*id),
-                        Call::ShmDt { .. } => None,
-                        _ => before,
-                    };
-                    // The segments it can reach in this step, and their
-                    // content around it: a change is a write (everyone else
-                    // is held, so the change is this step's).
-                    let mut ids: Vec<i32> = [before, after].into_iter().flatten().collect();
-                    ids.dedup();
-                    let oracle = self.world.oracle().unwrap_or(self.oracle);
-                    let read = |id: i32| oracle.content(id, CONTENT_CAP).ok();
-                    let contents_before: Vec<Option<Vec<u8>>> = ids.iter().map(|&id| read(id)).collect();
-                    let Some(tracee) = self.tracees.get_mut(run) else {
-                        return self.gone(step, run, r);
-                    };
-                    let call_deadline = if Instant::now() + per_call <= deadline.at() {
-                        Deadline::new(Instant::now() + per_call, per_call, WhichLimit::Step)
-                    } else {
-                        deadline
-                    };
-                    let call_deadline = match self.procs.get(run) {
-                        Some(p) => call_deadline.for_program(p),
-                        None => call_deadline,
-                    };
-                    let result = tracee.step(&|| call_deadline.at()).cloned();
-                    let returned = tracee.last_result();
-                    // A failed shmat attached nothing.
-                    let after = match (&call, returned) {
-                        (Call::ShmAt { .. }, Some(r)) if r < 0 => before,
-                        _ => after,
-                    };
-                    attached.insert(run.clone(), after);
-                    let contents_after: Vec<Option<Vec<u8>>> = ids.iter().map(|&id| read(id)).collect();
-                    let reached: Vec<(i32, bool)> = ids
-                        .iter()
-                        .zip(contents_before.iter().zip(&contents_after))
-                        .map(|(&id, (was, now))| (id, was.is_some() && now != was))
-                        .collect();
-                    // What the run could have read there: each segment it
-                    // had attached, before and after the step, up to its
-                    // first NUL (as the programs print it).
-                    let mut seen: Vec<Text> = Vec::new();
-                    for bytes in contents_before.iter().chain(&contents_after).flatten() {
-                        let text = Text::new(bytes.split(|&b| b == 0).next().unwrap_or_default().to_vec());
-                        if !seen.contains(&text) {
-                            seen.push(text);
-                        }
-                    }
-                    let touches = trace::touches(run, &call, before, &reached);
-                    sleep.advance(&choice, &touches);
-                    r.rec(
-                        n,
-                        EventKind::Scheduled {
-                            choice: choice.label(),
-                            call: call.describe(),
-                            enabled: labels,
-                            touches,
-                            op: Some(call.clone()),
-                            result: returned,
-                            seen,
-                        },
-                    );
-                    let stop = match result {
-                        Ok(stop) => stop,
-                        Err(TraceError::Unsupported(why)) => {
-                            r.rec(
-                                n,
-                                EventKind::Skipped {
-                                    reason: format!("{run}: {why}"),
-                                },
-                            );
-                            return false;
-                        }
-                        Err(TraceError::TimedOut) => {
-                            let out = self.procs.get(run).map(|p| p.output()).unwrap_or_default();
-                            r.rec(
-                                n,
-                                timeout_event(
-                                    run,
-                                    format!("it to reach its next system call after {}", call.describe()),
-                                    call_deadline,
-                                    out,
-                                ),
-                            );
-                            return false;
-                        }
-                        Err(TraceError::Failed(why)) => {
-                            r.rec(
-                                n,
-                                EventKind::Broken {
-                                    message: format!("tracing {run}: {why}"),
-                                },
-                            );
-                            return false;
-                        }
-                    };
-                    if let Stop::Ended(ending) = stop {
-                        self.tracees.remove(run);
-                        let Some(mut p) = self.procs.remove(run) else {
-                            return self.gone(step, run, r);
-                        };
-                        p.record_ending(ending);
-                        if !finish(self.world, step.n, &mut p, deadline, "its exit", r) {
-                            return false;
-                        }
-                    }
-                    // The table after every step (its end included).
-                    if !self.record_table(step, r) {
+                    if !self.take_step(&mut order, &choice, run, labels, r) {
                         return false;
                     }
                 }
@@ -1025,15 +881,202 @@ impl State<'_> {
         }
     }
 
-    fn wait(&mut self, step: &Step, name: &str, until: &WaitFor, deadline: Deadline, r: &mut Recorder) -> bool {
-        let n = Some(step.n);
-        /// What is polled for, once the exit (a plain wait) is set aside.
-        enum Barrier<'a> {
-            Stdout(&'a [u8]),
-            /// The key, if its file exists (else nothing can attach under it).
-            Attached(Option<i32>),
-            ReadingStdin,
+    /// The choices the order can make now: a step of each traced run that
+    /// has not ended and would not block, and a piece of input for each run
+    /// with pieces left.
+    fn enabled_choices(&self, order: &Order) -> Vec<Choice> {
+        let mut enabled = Vec::new();
+        for run in &order.sched.runs {
+            let (Some(t), Some(p)) = (self.tracees.get(run), self.procs.get(run)) else {
+                continue;
+            };
+            // A read with nothing to read would block: not until fed.
+            let blocked = *t.stop() == Stop::At(Call::ReadStdin) && p.stdin_unread() == Some(0);
+            if t.ended().is_none() && !blocked {
+                enabled.push(Choice::Step(run.clone()));
+            }
+            let pieces = order.sched.pieces.get(run).map_or(0, Vec::len);
+            if t.ended().is_none() && order.fed.get(run).copied().unwrap_or(0) < pieces {
+                enabled.push(Choice::Feed(run.clone()));
+            }
         }
+        enabled
+    }
+
+    /// No choice is left: the order is done if every run has ended, else
+    /// the runs that have not are stuck (a harness error).
+    fn all_runs_ended(&self, order: &Order, r: &mut Recorder) -> bool {
+        let stuck: Vec<&String> = order
+            .sched
+            .runs
+            .iter()
+            .filter(|run| self.procs.contains_key(*run))
+            .collect();
+        if !stuck.is_empty() {
+            r.rec(
+                Some(order.step.n),
+                EventKind::Broken {
+                    message: format!("no run can go on, and {stuck:?} have not ended"),
+                },
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Feed `run` its next piece of input (the last one closes it).
+    fn feed_piece(&mut self, order: &mut Order, choice: &Choice, run: &str, labels: Vec<String>, r: &mut Recorder) {
+        let n = Some(order.step.n);
+        let k = order.fed.entry(run.into()).or_insert(0);
+        let all = &order.sched.pieces[run];
+        let piece = &all[*k];
+        *k += 1;
+        let last = *k == all.len();
+        let written = self.procs.get_mut(run).map(|p| p.write_stdin(piece, last));
+        r.rec(
+            n,
+            EventKind::Scheduled {
+                choice: choice.label(),
+                call: format!(
+                    "input piece {} of {}: {}{}",
+                    *k,
+                    all.len(),
+                    crate::events::quote_cut(piece, piece.len() as u64, 48),
+                    if last { ", then closed" } else { "" }
+                ),
+                enabled: labels,
+                touches: vec![format!("stdin:{run}")],
+                op: None,
+                result: None,
+                seen: Vec::new(),
+            },
+        );
+        order.sleep.advance(choice, &[format!("stdin:{run}")]);
+        if let Some(Err(e)) = written {
+            r.rec(
+                n,
+                EventKind::StdinFailed {
+                    proc: run.into(),
+                    error: e.to_string(),
+                },
+            );
+        }
+    }
+
+    /// Let the traced `run` make the call it is stopped at and stop at its
+    /// next (or end), and record the step with what it touched: the sleep
+    /// set of the order follows it. False stops the order.
+    fn take_step(
+        &mut self,
+        order: &mut Order,
+        choice: &Choice,
+        run: &str,
+        labels: Vec<String>,
+        r: &mut Recorder,
+    ) -> bool {
+        let step = order.step;
+        let call = match self.tracees.get(run).map(trace::Tracee::stop) {
+            Some(Stop::At(call)) => call.clone(),
+            _ => return self.gone(step, run, r),
+        };
+        let before = order.attached.get(run).copied().flatten();
+        let after = match &call {
+            Call::ShmAt { id } => Some(*id),
+            Call::ShmDt { .. } => None,
+            _ => before,
+        };
+        // The segments it can reach in this step, and their
+        // content around it: a change is a write (everyone else
+        // is held, so the change is this step's).
+        let mut ids: Vec<i32> = [before, after].into_iter().flatten().collect();
+        ids.dedup();
+        let oracle = self.world.oracle().unwrap_or(self.oracle);
+        let read = |id: i32| oracle.content(id, CONTENT_CAP).ok();
+        let contents_before: Vec<Option<Vec<u8>>> = ids.iter().map(|&id| read(id)).collect();
+        let Some(tracee) = self.tracees.get_mut(run) else {
+            return self.gone(step, run, r);
+        };
+        let call_deadline = per_call_deadline(order.deadline, order.per_call, self.procs.get(run));
+        let result = tracee.step(&|| call_deadline.at()).cloned();
+        let returned = tracee.last_result();
+        // A failed shmat attached nothing.
+        let after = match (&call, returned) {
+            (Call::ShmAt { .. }, Some(r)) if r < 0 => before,
+            _ => after,
+        };
+        order.attached.insert(run.into(), after);
+        let contents_after: Vec<Option<Vec<u8>>> = ids.iter().map(|&id| read(id)).collect();
+        let reached: Vec<(i32, bool)> = ids
+            .iter()
+            .zip(contents_before.iter().zip(&contents_after))
+            .map(|(&id, (was, now))| (id, was.is_some() && now != was))
+            .collect();
+        let seen = readable_texts(&contents_before, &contents_after);
+        let touches = trace::touches(run, &call, before, &reached);
+        order.sleep.advance(choice, &touches);
+        r.rec(
+            Some(step.n),
+            EventKind::Scheduled {
+                choice: choice.label(),
+                call: call.describe(),
+                enabled: labels,
+                touches,
+                op: Some(call.clone()),
+                result: returned,
+                seen,
+            },
+        );
+        match result {
+            Ok(stop) => self.after_step(step, run, stop, order.deadline, r),
+            Err(error) => {
+                let event = self.trace_error_event(run, &call, error, call_deadline);
+                r.rec(Some(step.n), event);
+                false
+            }
+        }
+    }
+
+    /// What a step that the tracer could not take says: a SKIP (the run did
+    /// what it cannot follow), a timeout, or BROKEN (the tracing failed).
+    fn trace_error_event(&self, run: &str, call: &Call, error: TraceError, call_deadline: Deadline) -> EventKind {
+        match error {
+            TraceError::Unsupported(why) => EventKind::Skipped {
+                reason: format!("{run}: {why}"),
+            },
+            TraceError::TimedOut => {
+                let out = self.procs.get(run).map(|p| p.output()).unwrap_or_default();
+                timeout_event(
+                    run,
+                    format!("it to reach its next system call after {}", call.describe()),
+                    call_deadline,
+                    out,
+                )
+            }
+            TraceError::Failed(why) => EventKind::Broken {
+                message: format!("tracing {run}: {why}"),
+            },
+        }
+    }
+
+    /// After a traced step: a run that ended has its exit collected (and
+    /// recorded), then the table is recorded (after every step, its end
+    /// included). False stops the order.
+    fn after_step(&mut self, step: &Step, run: &str, stop: Stop, deadline: Deadline, r: &mut Recorder) -> bool {
+        if let Stop::Ended(ending) = stop {
+            self.tracees.remove(run);
+            let Some(mut p) = self.procs.remove(run) else {
+                return self.gone(step, run, r);
+            };
+            p.record_ending(ending);
+            if !finish(self.world, step.n, &mut p, deadline, "its exit", r) {
+                return false;
+            }
+        }
+        self.record_table(step, r)
+    }
+
+    /// Wait for program `name`: for its exit (recorded), or for a barrier.
+    fn wait(&mut self, step: &Step, name: &str, until: &WaitFor, deadline: Deadline, r: &mut Recorder) -> bool {
         let (barrier, waiting_for) = match until {
             WaitFor::Exit(_) => {
                 let Some(mut p) = self.procs.remove(name) else {
@@ -1051,14 +1094,21 @@ impl State<'_> {
             ),
             WaitFor::ReadingStdin => (Barrier::ReadingStdin, "it to block reading its input".to_string()),
         };
-        // Whether `text` is in what the program printed so far (no wait),
-        // and the event that says the barrier was met.
-        let printed =
-            |proc: &Proc, text: &[u8]| matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(()));
-        let seen = |text: String| EventKind::OutputSeen {
-            proc: name.into(),
-            text,
-        };
+        self.wait_for_barrier(step, name, barrier, waiting_for, deadline, r)
+    }
+
+    /// Poll until program `name` meets `barrier` (true), or it ends before,
+    /// or the deadline or a signal to the harness comes first (false).
+    fn wait_for_barrier(
+        &mut self,
+        step: &Step,
+        name: &str,
+        barrier: Barrier,
+        waiting_for: String,
+        deadline: Deadline,
+        r: &mut Recorder,
+    ) -> bool {
+        let n = Some(step.n);
         let Some(proc) = self.procs.get_mut(name) else {
             return self.gone(step, name, r);
         };
@@ -1069,24 +1119,13 @@ impl State<'_> {
                     proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at())),
                     WaitOutcome::Done(())
                 ),
-                // Only the scenario's own segment counts (in a shared
-                // namespace another program may hold the key, attached).
-                Barrier::Attached(key) => key.is_some_and(|k| {
-                    let world = &mut *self.world;
-                    world
-                        .oracle()
-                        .unwrap_or(self.oracle)
-                        .table(&self.known)
-                        .map(|rows| {
-                            rows.iter()
-                                .any(|row| row.raw_key == k && row.nattch >= 1 && world.is_own(row))
-                        })
-                        .unwrap_or(false)
-                }),
+                Barrier::Attached(key) => {
+                    key.is_some_and(|k| own_segment_attached(&mut *self.world, self.oracle, &self.known, k))
+                }
                 Barrier::ReadingStdin => proc.is_reading_stdin(),
             };
             if reached {
-                r.rec(n, seen(waiting_for));
+                r.rec(n, output_seen(name, waiting_for));
                 return true;
             }
             if crate::interrupt::interrupted() {
@@ -1094,45 +1133,21 @@ impl State<'_> {
                 return false;
             }
             if let Some(ending) = proc.ending() {
-                // What it printed before it ended may still be in the pipe:
-                // read to the end, then look once more.
-                if let Barrier::Stdout(text) = barrier {
-                    proc.drain_output(Duration::from_millis(500));
-                    if printed(proc, text) {
-                        r.rec(n, seen(waiting_for));
-                        return true;
+                let (met, event) = ended_at_barrier(&*self.world, proc, name, barrier, waiting_for, ending);
+                r.rec(n, event);
+                if !met {
+                    if let Some(mut p) = self.procs.remove(name) {
+                        p.kill_group();
                     }
                 }
-                if matches!(barrier, Barrier::ReadingStdin) {
-                    // An exploration's writer that ended early (e.g. no key
-                    // file): its exit is collected, and judged, at its input.
-                    r.rec(n, seen(format!("it ended ({ending}) before reading input")));
-                    return true;
-                }
-                // It will not happen any more: say so now, not at the deadline.
-                let ending = self.world.ending(ending);
-                let (stdout, stderr) = proc.output();
-                r.rec(
-                    n,
-                    EventKind::WaitEnded {
-                        proc: name.into(),
-                        waiting_for,
-                        ending,
-                        stdout,
-                        stderr,
-                    },
-                );
-                if let Some(mut p) = self.procs.remove(name) {
-                    p.kill_group();
-                }
-                return false;
+                return met;
             }
             if deadline.expired() {
                 // Output read only now (its pump had not run) was printed in
                 // time: looked at once more before a timeout is judged.
                 if let Barrier::Stdout(text) = barrier {
-                    if printed(proc, text) {
-                        r.rec(n, seen(waiting_for));
+                    if has_printed(proc, text) {
+                        r.rec(n, output_seen(name, waiting_for));
                         return true;
                     }
                 }
@@ -1316,6 +1331,169 @@ impl State<'_> {
             }
         }
     }
+}
+
+/// One order of a system-call exploration as [`State::schedule`] plays it:
+/// the step and its limits, and what the order has done so far.
+struct Order<'s> {
+    step: &'s Step,
+    sched: &'s Schedule,
+    /// The whole order's limit (the scenario's).
+    deadline: Deadline,
+    /// The limit of each traced step, from one call to the next.
+    per_call: Duration,
+    /// How many pieces of its input each run was fed.
+    fed: BTreeMap<String, usize>,
+    /// The segment each run has attached, as its calls so far say.
+    attached: BTreeMap<String, Option<i32>>,
+    /// The choices still to replay before the order makes its own.
+    prefix: std::slice::Iter<'s, Choice>,
+    /// Choices that need not be taken now (see [`Schedule::sleep`]).
+    sleep: trace::SleepSet,
+    /// How many choices were made.
+    index: usize,
+}
+
+impl Order<'_> {
+    /// The next choice among `enabled`: the prefix's while it lasts (one it
+    /// cannot make here is BROKEN), then the first one not asleep. Break:
+    /// the order ends there, with false if it stops the scenario (every
+    /// choice asleep: the rest of the order is redundant, not an error).
+    fn next_choice(&mut self, enabled: &[Choice], r: &mut Recorder) -> ControlFlow<bool, Choice> {
+        let n = Some(self.step.n);
+        match self.prefix.next() {
+            Some(c) if enabled.contains(c) => ControlFlow::Continue(c.clone()),
+            Some(c) => {
+                r.rec(
+                    n,
+                    EventKind::Broken {
+                        message: format!(
+                            "this order cannot be replayed: {} is not possible here (possible: {})",
+                            c.label(),
+                            enabled.iter().map(Choice::label).collect::<Vec<_>>().join(", ")
+                        ),
+                    },
+                );
+                ControlFlow::Break(false)
+            }
+            None => match enabled.iter().find(|c| !self.sleep.asleep(c)) {
+                Some(c) => ControlFlow::Continue(c.clone()),
+                None => {
+                    r.rec(
+                        n,
+                        EventKind::Redundant {
+                            asleep: enabled.iter().map(Choice::label).collect(),
+                        },
+                    );
+                    ControlFlow::Break(true)
+                }
+            },
+        }
+    }
+}
+
+/// The limit of one traced step of a run: the step limit from now, unless
+/// the order's own ends first; the run's waits for a CPU move it later.
+fn per_call_deadline(deadline: Deadline, per_call: Duration, proc: Option<&Proc>) -> Deadline {
+    let call_deadline = if Instant::now() + per_call <= deadline.at() {
+        Deadline::new(Instant::now() + per_call, per_call, WhichLimit::Step)
+    } else {
+        deadline
+    };
+    match proc {
+        Some(p) => call_deadline.for_program(p),
+        None => call_deadline,
+    }
+}
+
+/// What a run could have read in the segments it had attached, before and
+/// after its step: each one's content up to its first NUL (as the programs
+/// print it), each text once.
+fn readable_texts(before: &[Option<Vec<u8>>], after: &[Option<Vec<u8>>]) -> Vec<Text> {
+    let mut seen: Vec<Text> = Vec::new();
+    for bytes in before.iter().chain(after).flatten() {
+        let text = Text::new(bytes.split(|&b| b == 0).next().unwrap_or_default().to_vec());
+        if !seen.contains(&text) {
+            seen.push(text);
+        }
+    }
+    seen
+}
+
+/// What a wait for a program polls for, once its exit (a plain wait) is set aside.
+#[derive(Clone, Copy)]
+enum Barrier<'a> {
+    Stdout(&'a [u8]),
+    /// The key, if its file exists (else nothing can attach under it).
+    Attached(Option<i32>),
+    ReadingStdin,
+}
+
+/// Whether `text` is in what the program printed so far (no wait).
+fn has_printed(proc: &Proc, text: &[u8]) -> bool {
+    matches!(proc.wait_stdout(text, Instant::now()), WaitOutcome::Done(()))
+}
+
+/// The event that says a wait's barrier was met.
+fn output_seen(proc: &str, text: String) -> EventKind {
+    EventKind::OutputSeen {
+        proc: proc.into(),
+        text,
+    }
+}
+
+/// Whether the scenario's own segment under `key` is attached. Only its own
+/// counts: in a shared namespace another program may hold the key, attached.
+fn own_segment_attached(world: &mut dyn World, oracle: &dyn Oracle, known: &Known, key: i32) -> bool {
+    world
+        .oracle()
+        .unwrap_or(oracle)
+        .table(known)
+        .map(|rows| {
+            rows.iter()
+                .any(|row| row.raw_key == key && row.nattch >= 1 && world.is_own(row))
+        })
+        .unwrap_or(false)
+}
+
+/// A program waited for at `barrier` ended (`ending`) first: whether the
+/// barrier was met all the same, and the event that says so, or that says
+/// it will not be (now, not at the deadline).
+fn ended_at_barrier(
+    world: &dyn World,
+    proc: &mut Proc,
+    name: &str,
+    barrier: Barrier,
+    waiting_for: String,
+    ending: Ending,
+) -> (bool, EventKind) {
+    // What it printed before it ended may still be in the pipe:
+    // read to the end, then look once more.
+    if let Barrier::Stdout(text) = barrier {
+        proc.drain_output(Duration::from_millis(500));
+        if has_printed(proc, text) {
+            return (true, output_seen(name, waiting_for));
+        }
+    }
+    if matches!(barrier, Barrier::ReadingStdin) {
+        // An exploration's writer that ended early (e.g. no key
+        // file): its exit is collected, and judged, at its input.
+        return (
+            true,
+            output_seen(name, format!("it ended ({ending}) before reading input")),
+        );
+    }
+    // It will not happen any more: say so now, not at the deadline.
+    let ending = world.ending(ending);
+    let (stdout, stderr) = proc.output();
+    let ended = EventKind::WaitEnded {
+        proc: name.into(),
+        waiting_for,
+        ending,
+        stdout,
+        stderr,
+    };
+    (false, ended)
 }
 
 /// Wait for a process's exit and record it (or the timeout).
