@@ -3,6 +3,8 @@
 //! the seed-compatible `shm-writer` / `shm-reader` share ([`cli`]) and those
 //! programs themselves ([`programs`]).
 
+#![deny(clippy::too_many_lines)] // the threshold (100) is in clippy.toml: a long function is split, not allowed
+
 pub mod cli;
 pub mod ipcns;
 pub mod programs;
