@@ -221,7 +221,7 @@ impl Engine<'_> {
         let mount = match run.scenario.filesystem {
             crate::scenario::DirFilesystem::RunDir => None,
             crate::scenario::DirFilesystem::Tmpfs => {
-                Some(tmpfs::TmpfsMount::on(tmp.path()).map_err(SetUpError::Unavailable)?)
+                Some(tmpfs::TmpfsMount::on(tmp.path()).map_err(|e| SetUpError::Unavailable(e.to_string()))?)
             }
         };
         let dir = ScenarioDir::open(tmp.path()).map_err(|e| format!("cannot open the scenario's dir: {e}"))?;

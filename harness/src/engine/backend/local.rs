@@ -217,7 +217,11 @@ impl World for LocalWorld {
         };
         self.holders.clear();
         self.namespaces.clear();
-        self.confinement.finish(orphans)
+        self.confinement
+            .finish(orphans)
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
     }
 }
 
@@ -248,7 +252,9 @@ pub fn confined_command(
     cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
     // The uid switch is the confinement's: after entering the mount
     // namespace, which takes privileges a switched process has lost.
-    confinement.apply(&mut cmd, dir.path(), req.uid, req.gid, req.keep)?;
+    confinement
+        .apply(&mut cmd, dir.path(), req.uid, req.gid, req.keep)
+        .map_err(|e| e.to_string())?;
     Ok(cmd)
 }
 
@@ -272,7 +278,10 @@ pub(super) fn start_pid_init(
         cmd
     };
     let mut confined = command();
-    shmconf::sysv::process::enter_new_mount_namespace(&mut confined, crate::engine::confine::mount_plan(dir.path())?);
+    shmconf::sysv::process::enter_new_mount_namespace(
+        &mut confined,
+        crate::engine::confine::mount_plan(dir.path()).map_err(|e| e.to_string())?,
+    );
     let mount_error = match Proc::spawn("pid-init", confined, Some(&mut ns)) {
         Ok(proc) => return Ok(Some((proc, ns, true))),
         Err(e) => e,

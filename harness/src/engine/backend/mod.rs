@@ -73,6 +73,12 @@ impl From<String> for SetUpError {
     }
 }
 
+impl From<crate::engine::confine::ConfineError> for SetUpError {
+    fn from(e: crate::engine::confine::ConfineError) -> SetUpError {
+        SetUpError::Broken(e.to_string())
+    }
+}
+
 /// What this process can do, probed once.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {

@@ -589,7 +589,12 @@ impl World for SharedWorld {
             Some(_) => crate::engine::confine::Orphans::NoneComeBack,
             None => crate::engine::confine::Orphans::All,
         };
-        done.extend(self.confinement.finish(orphans));
+        done.extend(
+            self.confinement
+                .finish(orphans)
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string())),
+        );
         let table = match whole_table() {
             Ok(t) => t,
             Err(e) => {
