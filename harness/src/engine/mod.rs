@@ -1256,7 +1256,7 @@ impl State<'_> {
     fn kernel_table(&mut self) -> Result<Vec<crate::events::SegRow>, Box<EventKind>> {
         let table = match self.world.oracle().unwrap_or(self.oracle).table(&self.known) {
             Ok(t) => t,
-            Err(OracleError::Failed(message)) => return Err(Box::new(EventKind::Broken { message })),
+            Err(OracleError::Failed(e)) => return Err(Box::new(EventKind::Broken { message: e.to_string() })),
             Err(OracleError::Unreadable { why, .. }) => {
                 return Err(Box::new(EventKind::Skipped {
                     reason: format!("the kernel's view is incomplete here: {why}"),

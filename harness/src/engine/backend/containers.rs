@@ -760,7 +760,9 @@ impl World for ContainerWorld {
 
     fn ftok(&mut self, file: &str, proj_id: i32) -> Option<Result<i32, String>> {
         // A sandbox's kernel gives its own st_dev: ftok there, not here.
-        self.oracles.get(&self.current).map(|o| o.ftok(file, proj_id))
+        self.oracles
+            .get(&self.current)
+            .map(|o| o.ftok(file, proj_id).map_err(|e| e.to_string()))
     }
 
     fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {

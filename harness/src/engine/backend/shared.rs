@@ -272,7 +272,7 @@ fn whole_table() -> Result<Vec<SegRow>, String> {
         Ok(rows) => Ok(rows),
         // Other programs' segments we cannot read are ones we never touch.
         Err(OracleError::Unreadable { rows, .. }) => Ok(rows),
-        Err(OracleError::Failed(why)) => Err(why),
+        Err(OracleError::Failed(why)) => Err(why.to_string()),
     }
 }
 
@@ -482,26 +482,39 @@ impl ScenarioPids {
     }
 }
 
+/// Why `kernel-view creators --end-others` did not end every other process
+/// of its PID namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum EndOthersError {
+    /// Its parent is visible: kill(-1) here would reach the machine.
+    #[error("refused: not in a PID namespace of its own (its parent is visible)")]
+    NotInOwnPidNamespace,
+    #[error("kill(-1): {0}")]
+    Kill(#[source] nix::errno::Errno),
+    #[error("processes of the scenario's PID namespace did not die within 5 s")]
+    Survivors,
+}
+
 /// `kernel-view creators --end-others`: SIGKILL every process of this PID
 /// namespace but its init and this one (kill(-1) reaches no further than
 /// the caller's PID namespace), until none is left. Refused unless this
 /// process is in a PID namespace below its parent's (its parent pid reads
 /// 0): kill(-1) elsewhere would reach every process of the machine.
-pub fn end_other_processes_of_this_pid_namespace() -> Result<(), String> {
+pub fn end_other_processes_of_this_pid_namespace() -> Result<(), EndOthersError> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::{getppid, Pid};
     if getppid().as_raw() != 0 {
-        return Err("refused: not in a PID namespace of its own (its parent is visible)".into());
+        return Err(EndOthersError::NotInOwnPidNamespace);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match kill(Pid::from_raw(-1), Signal::SIGKILL) {
             Err(nix::errno::Errno::ESRCH) => return Ok(()),
-            Err(e) => return Err(format!("kill(-1): {e}")),
+            Err(e) => return Err(EndOthersError::Kill(e)),
             // Zombies count as signalled until their parent (the harness,
             // or the init) reaps them: try again shortly.
             Ok(()) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            Ok(()) => return Err("processes of the scenario's PID namespace did not die within 5 s".into()),
+            Ok(()) => return Err(EndOthersError::Survivors),
         }
     }
 }
@@ -631,7 +644,8 @@ mod tests {
     fn ending_every_process_of_the_pid_namespace_is_refused_outside_one_of_its_own() {
         // The test's parent is visible: kill(-1) here would reach the machine.
         let e = end_other_processes_of_this_pid_namespace().unwrap_err();
-        assert!(e.contains("refused"), "{e}");
+        assert!(matches!(e, EndOthersError::NotInOwnPidNamespace), "{e}");
+        assert!(e.to_string().starts_with("refused: "), "{e}");
     }
 
     #[test]
