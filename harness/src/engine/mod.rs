@@ -220,9 +220,7 @@ impl Engine<'_> {
         // Before the dir is opened: its files then live on the tmpfs.
         let mount = match run.scenario.filesystem {
             crate::scenario::DirFilesystem::RunDir => None,
-            crate::scenario::DirFilesystem::Tmpfs => {
-                Some(tmpfs::TmpfsMount::on(tmp.path()).map_err(|e| SetUpError::Unavailable(e.to_string()))?)
-            }
+            crate::scenario::DirFilesystem::Tmpfs => Some(tmpfs::TmpfsMount::on(tmp.path())?),
         };
         let dir = ScenarioDir::open(tmp.path()).map_err(|e| format!("cannot open the scenario's dir: {e}"))?;
         let mut identities = Vec::new();
@@ -270,12 +268,12 @@ impl Engine<'_> {
                 r.rec(None, interrupted_event());
                 return r.log;
             }
-            Err(SetUpError::Broken(message)) => {
-                r.rec(None, EventKind::Broken { message });
+            Err(SetUpError::Broken(e)) => {
+                r.rec(None, EventKind::Broken { message: e.to_string() });
                 return r.log;
             }
-            Err(SetUpError::Unavailable(reason)) => {
-                r.rec(None, EventKind::Skipped { reason });
+            Err(SetUpError::Unavailable(e)) => {
+                r.rec(None, EventKind::Skipped { reason: e.to_string() });
                 return r.log;
             }
         };
@@ -323,7 +321,7 @@ impl Engine<'_> {
                 );
                 break;
             }
-            if let Err(message) = state.world.enter(&step.ns) {
+            if let Err(message) = state.world.enter(&step.ns).map_err(|e| e.to_string()) {
                 r.rec(n, EventKind::Broken { message });
                 break;
             }
@@ -509,14 +507,14 @@ impl State<'_> {
                     // kernel numbers inodes its own way), the pair must
                     // collide there too, or the scenario checks nothing.
                     if let (Some(ka), Some(kb)) = (self.world.ftok(a.as_str(), 65), self.world.ftok(b.as_str(), 65)) {
-                        if ka != kb {
+                        if ka.as_ref().ok() != kb.as_ref().ok() {
                             r.rec(
                                 n,
                                 EventKind::Skipped {
                                     reason: format!(
                                         "{detail} collide here, but not where the scenario runs (its kernel gives them keys {} and {})",
-                                        ka.map_or_else(|e| e, |k| format!("{k:#010x}")),
-                                        kb.map_or_else(|e| e, |k| format!("{k:#010x}"))
+                                        ka.map_or_else(|e| e.to_string(), |k| format!("{k:#010x}")),
+                                        kb.map_or_else(|e| e.to_string(), |k| format!("{k:#010x}"))
                                     ),
                                 },
                             );
@@ -565,7 +563,7 @@ impl State<'_> {
                         ns: step.ns.clone(),
                         name: sysctl.name().into(),
                         value: value.clone(),
-                        error: result.err(),
+                        error: result.err().map(|e| e.to_string()),
                     },
                 );
                 ok
@@ -577,12 +575,12 @@ impl State<'_> {
                     n,
                     EventKind::Stopped {
                         ns: ns.clone(),
-                        error: result.err(),
+                        error: result.err().map(|e| e.to_string()),
                     },
                 );
                 ok
             }
-            Action::DropNs { ns } => match self.world.drop_namespace(ns) {
+            Action::DropNs { ns } => match self.world.drop_namespace(ns).map_err(|e| e.to_string()) {
                 Ok(()) => {
                     r.rec(n, EventKind::NamespaceDropped { ns: ns.clone() });
                     true
@@ -700,7 +698,7 @@ impl State<'_> {
             gid: spawn.gid,
             keep: spawn.keep,
         };
-        let cmd = match self.world.command(&req, self.dir) {
+        let cmd = match self.world.command(&req, self.dir).map_err(|e| e.to_string()) {
             Ok(c) => c,
             Err(message) => {
                 r.rec(n, EventKind::Broken { message });
@@ -1312,7 +1310,7 @@ impl State<'_> {
             match done {
                 Ok(what) => r.rec(None, EventKind::Removed { what }),
                 // Something of the scenario's stays behind: never a quiet pass.
-                Err(message) => r.rec(None, EventKind::Broken { message }),
+                Err(e) => r.rec(None, EventKind::Broken { message: e.to_string() }),
             }
         }
     }
