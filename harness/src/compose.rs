@@ -160,7 +160,9 @@ fn container_backend(
             }
             Some(std::path::absolute(&conf).map_err(|e| format!("--containers-conf {}: {e}", conf.display()))?)
         }
-        (None, EngineKind::Podman) => Some(crate::engine::backend::containers::project_podman_conf()?),
+        (None, EngineKind::Podman) => {
+            Some(crate::engine::backend::containers::project_podman_conf().map_err(|e| e.to_string())?)
+        }
         (None, _) => None,
     };
     // An engine that is not there at all is the user's mistake; a
@@ -203,7 +205,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             containers_conf,
         } => container_backend(c, *engine, image, runtime, containers_conf, &mut notes)?,
         BackendChoice::Sandbox(kind) => {
-            let unavailable = SandboxBackend::probe(*kind)?;
+            let unavailable = SandboxBackend::probe(*kind).map_err(|e| e.to_string())?;
             let confiner = crate::engine::confine::Confiner::new(c.limits.bounds);
             notes.extend(confiner.degraded());
             notes.push(format!(

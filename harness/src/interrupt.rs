@@ -25,7 +25,29 @@ pub fn interrupting_signal() -> Option<Signal> {
     Signal::try_from(INTERRUPTED.load(Ordering::SeqCst)).ok()
 }
 
+/// The run was interrupted, as an error: by what signal, where one is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted(pub Option<Signal>);
+
+impl Interrupted {
+    /// What the run is interrupted by as of now.
+    pub fn now() -> Interrupted {
+        Interrupted(interrupting_signal())
+    }
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, "interrupted by {}", s.as_str()),
+            None => f.write_str("interrupted"),
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// What a run was interrupted by, for messages.
 pub fn interruption() -> String {
-    interrupting_signal().map_or("interrupted".into(), |s| format!("interrupted by {}", s.as_str()))
+    Interrupted::now().to_string()
 }

@@ -49,8 +49,52 @@ impl Default for Bounds {
     }
 }
 
+/// Why a `SIZE` (`--max-memory`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("{text:?} is not a size (a number with an optional K, M, G or T)")]
+    NotANumber { text: String },
+    #[error("{text:?}: unknown unit {unit:?} (K, M, G or T)")]
+    UnknownUnit { text: String, unit: String },
+    /// 0, or more than 64 bits of bytes.
+    #[error("{text:?} is not a size between 1 byte and 16 EiB")]
+    OutOfRange { text: String },
+}
+
+/// Why a scenario's programs could not be confined, or what confined them
+/// not be undone.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("cannot make the scenario's cgroup: {0}")]
+    ScenarioCgroup(#[source] std::io::Error),
+    /// Its cgroup's `cgroup.procs`, which a program joins, cannot be opened.
+    #[error("{}: {source}", .dir.display())]
+    JoinCgroup {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its members were SIGKILLed for 10 s and these still ran.
+    #[error("{} processes would not die: {pids:?}", .pids.len())]
+    Survivors { pids: BTreeSet<i32> },
+    #[error("cannot remove cgroup {}: {source}", .dir.display())]
+    RemoveCgroup {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The init's mount namespace cannot be opened or its handle duplicated.
+    #[error("the scenario's mount namespace: {0}")]
+    MountNamespace(#[source] std::io::Error),
+    #[error("/proc/self/mountinfo: {0}")]
+    Mountinfo(#[source] std::io::Error),
+    /// A path a C call takes holds a NUL byte.
+    #[error("{}: a NUL in the path", .0.display())]
+    NulInPath(PathBuf),
+}
+
 /// `SIZE`: bytes, or with a K, M, G or T suffix (powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     let t = text.trim();
     let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => t.split_at(i),
@@ -58,18 +102,23 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a size (a number with an optional K, M, G or T)"))?;
+        .map_err(|_| SizeError::NotANumber { text: text.into() })?;
     let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
         "" => 0,
         "K" => 10,
         "M" => 20,
         "G" => 30,
         "T" => 40,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (K, M, G or T)")),
+        _ => {
+            return Err(SizeError::UnknownUnit {
+                text: text.into(),
+                unit: unit.into(),
+            })
+        }
     };
     n.checked_mul(1 << shift)
         .filter(|&v| v > 0)
-        .ok_or_else(|| format!("{text:?} is not a size between 1 byte and 16 EiB"))
+        .ok_or_else(|| SizeError::OutOfRange { text: text.into() })
 }
 
 /// Where a run's cgroups live.
@@ -211,7 +260,7 @@ impl Hierarchy {
 
     /// SIGKILL every member until none is left (a fork bomb forks while it
     /// is killed, so repeat), then remove the dirs, children first.
-    fn kill_and_remove(&self) -> Result<(), String> {
+    fn kill_and_remove(&self) -> Result<(), ConfineError> {
         if let Hierarchy::V2(d) = self {
             // Linux 5.14+: the kernel kills the whole subtree at once.
             let _ = std::fs::write(d.join("cgroup.kill"), "1");
@@ -223,7 +272,7 @@ impl Hierarchy {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(format!("{} processes would not die: {members:?}", members.len()));
+                return Err(ConfineError::Survivors { pids: members });
             }
             for &pid in &members {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
@@ -244,7 +293,7 @@ impl Hierarchy {
 
 /// Remove a cgroup dir and its children (deepest first; a cgroup dir holds
 /// only the kernel's files, which rmdir removes with it).
-fn remove_tree(dir: &Path) -> Result<(), String> {
+fn remove_tree(dir: &Path) -> Result<(), ConfineError> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.filter_map(Result::ok) {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -261,7 +310,12 @@ fn remove_tree(dir: &Path) -> Result<(), String> {
             Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
                 std::thread::sleep(Duration::from_millis(5))
             }
-            Err(e) => return Err(format!("cannot remove cgroup {}: {e}", dir.display())),
+            Err(source) => {
+                return Err(ConfineError::RemoveCgroup {
+                    dir: dir.to_path_buf(),
+                    source,
+                })
+            }
         }
     }
 }
@@ -349,7 +403,7 @@ impl Confiner {
     }
 
     /// The bounds of one scenario: a cgroup of its own where the run has one.
-    pub fn scenario(&self) -> Result<ScenarioConfinement, String> {
+    pub fn scenario(&self) -> Result<ScenarioConfinement, ConfineError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let cgroup = match &self.run_cgroup {
             Some(run) => {
@@ -357,7 +411,7 @@ impl Confiner {
                 let cg = run.join(&format!("scenario-{n}"));
                 cg.create().and_then(|()| cg.set_bounds(self.bounds)).map_err(|e| {
                     let _ = cg.kill_and_remove();
-                    format!("cannot make the scenario's cgroup: {e}")
+                    ConfineError::ScenarioCgroup(e)
                 })?;
                 Some(cg)
             }
@@ -438,9 +492,8 @@ pub struct ScenarioConfinement {
 
 impl ScenarioConfinement {
     /// Programs enter this mount namespace from now on.
-    pub fn set_mount_namespace(&mut self, init_pid: i32) -> Result<(), String> {
-        let ns = File::open(format!("/proc/{init_pid}/ns/mnt"))
-            .map_err(|e| format!("the scenario's mount namespace: {e}"))?;
+    pub fn set_mount_namespace(&mut self, init_pid: i32) -> Result<(), ConfineError> {
+        let ns = File::open(format!("/proc/{init_pid}/ns/mnt")).map_err(ConfineError::MountNamespace)?;
         self.mount_ns = Some(ns);
         Ok(())
     }
@@ -459,14 +512,17 @@ impl ScenarioConfinement {
         uid: Option<u32>,
         gid: Option<u32>,
         keep: crate::scenario::KeptCapabilities,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConfineError> {
         let mut cgroups = Vec::new();
         if let Some(cg) = &self.cgroup {
             for d in cg.dirs() {
                 let procs = std::fs::OpenOptions::new()
                     .write(true)
                     .open(d.join("cgroup.procs"))
-                    .map_err(|e| format!("{}: {e}", d.display()))?;
+                    .map_err(|source| ConfineError::JoinCgroup {
+                        dir: d.to_path_buf(),
+                        source,
+                    })?;
                 cgroups.push(procs);
             }
         }
@@ -483,14 +539,11 @@ impl ScenarioConfinement {
             }
         }
         let mount_ns = match &self.mount_ns {
-            Some(ns) => Some(
-                ns.try_clone()
-                    .map_err(|e| format!("the scenario's mount namespace: {e}"))?,
-            ),
+            Some(ns) => Some(ns.try_clone().map_err(ConfineError::MountNamespace)?),
             None => None,
         };
         let workdir = std::ffi::CString::new(workdir.as_os_str().as_encoded_bytes())
-            .map_err(|_| format!("{}: a NUL in the path", workdir.display()))?;
+            .map_err(|_| ConfineError::NulInPath(workdir.to_path_buf()))?;
         shmconf::sysv::process::confine(
             cmd,
             Confinement {
@@ -516,7 +569,7 @@ impl ScenarioConfinement {
     /// and the orphans `orphans` says are its own among those reparented to
     /// the harness (a subreaper where there is no PID namespace). Then the
     /// cgroup is removed. Returns what was done, for the log.
-    pub fn finish(&mut self, orphans: Orphans) -> Vec<Result<String, String>> {
+    pub fn finish(&mut self, orphans: Orphans) -> Vec<Result<String, ConfineError>> {
         let mut log = vec![];
         let groups = &self.groups;
         let killed = match orphans {
@@ -650,12 +703,10 @@ fn reap_orphans(pids: &BTreeSet<i32>) {
 /// a /proc of that PID namespace, read-only; every other mount of the
 /// harness's table read-only; `dir`, the scenario's dir, the one writable
 /// place. Programs of the scenario enter it (see [`ScenarioConfinement::apply`]).
-pub fn mount_plan(dir: &Path) -> Result<MountPlan, String> {
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+pub fn mount_plan(dir: &Path) -> Result<MountPlan, ConfineError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(ConfineError::Mountinfo)?;
     let c_path = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-            .map_err(|_| format!("{}: a NUL in the path", p.display()))
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| ConfineError::NulInPath(p.to_path_buf()))
     };
     let mut read_only = Vec::new();
     for line in mountinfo.lines() {
@@ -705,6 +756,27 @@ mod tests {
         for bad in ["", "0", "M", "1.5G", "-1G", "1X", "99999999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn refusals_say_what_they_said_as_text() {
+        assert_eq!(parse_size("M"), Err(SizeError::NotANumber { text: "M".into() }));
+        assert_eq!(
+            parse_size("M").unwrap_err().to_string(),
+            "\"M\" is not a size (a number with an optional K, M, G or T)"
+        );
+        assert_eq!(
+            parse_size("1X").unwrap_err().to_string(),
+            "\"1X\": unknown unit \"X\" (K, M, G or T)"
+        );
+        assert_eq!(
+            parse_size("0").unwrap_err().to_string(),
+            "\"0\" is not a size between 1 byte and 16 EiB"
+        );
+        let survivors = ConfineError::Survivors { pids: [7, 8].into() };
+        assert_eq!(survivors.to_string(), "2 processes would not die: {7, 8}");
+        let nul = ConfineError::NulInPath(PathBuf::from("/a"));
+        assert_eq!(nul.to_string(), "/a: a NUL in the path");
     }
 
     #[test]

@@ -223,9 +223,7 @@ impl Engine<'_> {
         // Before the dir is opened: its files then live on the tmpfs.
         let mount = match run.scenario.filesystem {
             crate::scenario::DirFilesystem::RunDir => None,
-            crate::scenario::DirFilesystem::Tmpfs => {
-                Some(tmpfs::TmpfsMount::on(tmp.path()).map_err(SetUpError::Unavailable)?)
-            }
+            crate::scenario::DirFilesystem::Tmpfs => Some(tmpfs::TmpfsMount::on(tmp.path())?),
         };
         let dir = ScenarioDir::open(tmp.path()).map_err(|e| format!("cannot open the scenario's dir: {e}"))?;
         let mut identities = Vec::new();
@@ -273,12 +271,12 @@ impl Engine<'_> {
                 r.rec(None, interrupted_event());
                 return r.log;
             }
-            Err(SetUpError::Broken(message)) => {
-                r.rec(None, EventKind::Broken { message });
+            Err(SetUpError::Broken(e)) => {
+                r.rec(None, EventKind::Broken { message: e.to_string() });
                 return r.log;
             }
-            Err(SetUpError::Unavailable(reason)) => {
-                r.rec(None, EventKind::Skipped { reason });
+            Err(SetUpError::Unavailable(e)) => {
+                r.rec(None, EventKind::Skipped { reason: e.to_string() });
                 return r.log;
             }
         };
@@ -326,7 +324,7 @@ impl Engine<'_> {
                 );
                 break;
             }
-            if let Err(message) = state.world.enter(&step.ns) {
+            if let Err(message) = state.world.enter(&step.ns).map_err(|e| e.to_string()) {
                 r.rec(n, EventKind::Broken { message });
                 break;
             }
@@ -582,11 +580,12 @@ impl State<'_> {
         let (Some(ka), Some(kb)) = (self.world.ftok(a.as_str(), 65), self.world.ftok(b.as_str(), 65)) else {
             return None;
         };
-        (ka != kb).then(|| {
+        // Both failing is for the steps to meet; one failing, or two keys, is not a collision there.
+        (ka.as_ref().ok() != kb.as_ref().ok()).then(|| {
             format!(
                 "{detail} collide here, but not where the scenario runs (its kernel gives them keys {} and {})",
-                ka.map_or_else(|e| e, |k| format!("{k:#010x}")),
-                kb.map_or_else(|e| e, |k| format!("{k:#010x}"))
+                ka.map_or_else(|e| e.to_string(), |k| format!("{k:#010x}")),
+                kb.map_or_else(|e| e.to_string(), |k| format!("{k:#010x}"))
             )
         })
     }
@@ -600,7 +599,7 @@ impl State<'_> {
                 ns: step.ns.clone(),
                 name: sysctl.name().into(),
                 value: value.into(),
-                error: result.err(),
+                error: result.err().map(|e| e.to_string()),
             },
         );
         ok
@@ -613,14 +612,14 @@ impl State<'_> {
             Some(step.n),
             EventKind::Stopped {
                 ns: ns.into(),
-                error: result.err(),
+                error: result.err().map(|e| e.to_string()),
             },
         );
         ok
     }
 
     fn drop_namespace(&mut self, step: &Step, ns: &str, r: &mut Recorder) -> bool {
-        match self.world.drop_namespace(ns) {
+        match self.world.drop_namespace(ns).map_err(|e| e.to_string()) {
             Ok(()) => {
                 r.rec(Some(step.n), EventKind::NamespaceDropped { ns: ns.into() });
                 true
@@ -748,7 +747,7 @@ impl State<'_> {
             gid: spawn.gid,
             keep: spawn.keep,
         };
-        let cmd = match self.world.command(&req, self.dir) {
+        let cmd = match self.world.command(&req, self.dir).map_err(|e| e.to_string()) {
             Ok(c) => c,
             Err(message) => {
                 r.rec(n, EventKind::Broken { message });
@@ -1271,7 +1270,7 @@ impl State<'_> {
     fn kernel_table(&mut self) -> Result<Vec<crate::events::SegRow>, Box<EventKind>> {
         let table = match self.world.oracle().unwrap_or(self.oracle).table(&self.known) {
             Ok(t) => t,
-            Err(OracleError::Failed(message)) => return Err(Box::new(EventKind::Broken { message })),
+            Err(OracleError::Failed(e)) => return Err(Box::new(EventKind::Broken { message: e.to_string() })),
             Err(OracleError::Unreadable { why, .. }) => {
                 return Err(Box::new(EventKind::Skipped {
                     reason: format!("the kernel's view is incomplete here: {why}"),
@@ -1327,7 +1326,7 @@ impl State<'_> {
             match done {
                 Ok(what) => r.rec(None, EventKind::Removed { what }),
                 // Something of the scenario's stays behind: never a quiet pass.
-                Err(message) => r.rec(None, EventKind::Broken { message }),
+                Err(e) => r.rec(None, EventKind::Broken { message: e.to_string() }),
             }
         }
     }

@@ -28,28 +28,96 @@ pub struct Known {
 }
 
 /// Why an oracle gives no (whole) table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum OracleError {
     /// The read failed.
-    Failed(String),
+    #[error(transparent)]
+    Failed(#[from] ReadError),
     /// The kernel counts segments this oracle cannot read here (SHM_STAT
     /// refused, IPC_STAT denied by the mode without CAP_IPC_OWNER): `rows`
     /// is what it could read. Nothing may be judged on such a table.
+    /// (`why` comes as text from `kernel-view` inside a sandbox.)
+    #[error("{why}")]
     Unreadable { rows: Vec<SegRow>, why: String },
 }
 
-impl std::fmt::Display for OracleError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// Why the kernel's view (a table, a segment's content, a key) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read the segment table: {0}")]
+    Procfs(#[source] std::io::Error),
+    /// shmctl (SHM_INFO, SHM_STAT_ANY) or the unseen attachment failed.
+    #[error("{0}")]
+    Syscall(#[source] sysv::Error),
+    /// [`CrossCheck`]: procfs and shmctl say different things (each difference in words).
+    #[error("the kernel's two views disagree: {}", .0.join("; "))]
+    Disagree(Vec<String>),
+    /// [`InContainer`]: `kernel-view` in the sandbox gave no answer.
+    #[error(transparent)]
+    InContainer(#[from] KernelViewError),
+}
+
+/// Why `shmconf kernel-view` run in a container ([`InContainer`]) gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelViewError {
+    /// The engine's client could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kernel-view in the container took longer than {} s", IN_CONTAINER_LIMIT.as_secs())]
+    TimedOut,
+    /// Waiting for the engine's client failed.
+    #[error("{0}")]
+    Wait(#[source] std::io::Error),
+    /// It ended in failure: exit code 1 is kernel-view's own (a missing key
+    /// file, ...), anything else the engine's. `said`: the last line of its
+    /// stderr.
+    #[error("kernel-view in the container failed ({status}): {said}")]
+    Exited {
+        status: std::process::ExitStatus,
+        said: String,
+    },
+    /// The engine failed to run it three times running (the last failure
+    /// is the source): a harness problem, not a verdict (BROKEN).
+    #[error("{ENGINE_FAILED}{0}")]
+    EngineFailed(#[source] Box<KernelViewError>),
+    #[error("kernel-view printed no table: {0}")]
+    NoTable(#[source] serde_json::Error),
+    #[error("kernel-view ftok printed no key")]
+    NoKey,
+}
+
+impl KernelViewError {
+    /// Did the container engine fail to run kernel-view (worth another
+    /// try), rather than kernel-view fail at what it was asked?
+    fn by_engine(&self) -> bool {
         match self {
-            OracleError::Failed(why) | OracleError::Unreadable { why, .. } => f.write_str(why),
+            KernelViewError::Spawn { .. } | KernelViewError::TimedOut | KernelViewError::Wait(_) => true,
+            KernelViewError::Exited { status, .. } => status.code() != Some(1),
+            KernelViewError::EngineFailed(_) | KernelViewError::NoTable(_) | KernelViewError::NoKey => false,
         }
     }
 }
 
-impl From<String> for OracleError {
-    fn from(why: String) -> OracleError {
-        OracleError::Failed(why)
-    }
+/// Why `shmconf kernel-view` could not answer (on its stderr, exit status 1).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The answer could not be written as JSON.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// `creators --end-others` could not end the other processes.
+    #[error(transparent)]
+    EndOthers(#[from] crate::engine::backend::shared::EndOthersError),
+    /// `ftok FILE` takes a plain name in the working dir, nothing that leads elsewhere.
+    #[error("ftok: {0:?} is not a plain file name")]
+    NotAPlainName(String),
+    #[error("{0}")]
+    Ftok(#[source] sysv::FtokError),
 }
 
 pub trait Oracle: Send + Sync {
@@ -62,11 +130,11 @@ pub trait Oracle: Send + Sync {
     /// Up to `max` bytes of a segment, read through an attachment that
     /// nothing else can see (not inherited by a concurrent fork, so it never
     /// shows in another process's view of nattch).
-    fn content(&self, shmid: i32, max: usize) -> Result<Vec<u8>, String> {
+    fn content(&self, shmid: i32, max: usize) -> Result<Vec<u8>, ReadError> {
         Segment::from_id(shmid)
             .attach_unseen()
             .map(|a| a.to_vec_capped(max))
-            .map_err(|e| e.to_string())
+            .map_err(ReadError::Syscall)
     }
 }
 
@@ -81,7 +149,7 @@ impl Oracle for Procfs {
     fn table(&self, _known: &Known) -> Result<Vec<SegRow>, OracleError> {
         SegTable::read()
             .map(|t| t.rows.iter().map(SegRow::from_row).collect())
-            .map_err(|e| OracleError::Failed(format!("cannot read the segment table: {e}")))
+            .map_err(|e| ReadError::Procfs(e).into())
     }
 }
 
@@ -106,14 +174,14 @@ fn row(id: i32, st: &sysv::SegmentStat) -> SegRow {
 impl Syscalls {
     /// Every slot 0..=max_index, and the count SHM_INFO gives; the rows fall
     /// short of the count where the kernel refuses SHM_STAT for used slots.
-    fn enumerate() -> Result<(Vec<SegRow>, usize), String> {
-        let info = sysv::shm_info().map_err(|e| e.to_string())?;
+    fn enumerate() -> Result<(Vec<SegRow>, usize), ReadError> {
+        let info = sysv::shm_info().map_err(ReadError::Syscall)?;
         let mut rows = Vec::new();
         for index in 0..=info.max_index {
             match Segment::stat_index(index) {
                 Ok((seg, st)) => rows.push(row(seg.id(), &st)),
                 Err(e) if matches!(e.errno, sysv::Errno::EINVAL | sysv::Errno::EIDRM) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(ReadError::Syscall(e)),
             }
         }
         Ok((rows, info.used_ids.max(0) as usize))
@@ -265,10 +333,7 @@ impl Oracle for CrossCheck {
             if diff.is_empty() {
                 return Ok(before);
             }
-            return Err(OracleError::Failed(format!(
-                "the kernel's two views disagree: {}",
-                diff.join("; ")
-            )));
+            return Err(ReadError::Disagree(diff).into());
         }
         // Never still long enough to compare: use procfs, say nothing false.
         Ok(last)
@@ -354,23 +419,22 @@ impl InContainer {
     /// but kernel-view's own exit code 1: Podman's conmon now and then
     /// fails an exec with "container create failed"), try twice more; what
     /// still fails then starts with [`ENGINE_FAILED`], a harness problem.
-    fn run(&self, args: &[String]) -> Result<Vec<u8>, String> {
-        let mut last = String::new();
-        for attempt in 0..3 {
-            if attempt > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+    fn run(&self, args: &[String]) -> Result<Vec<u8>, KernelViewError> {
+        let mut attempt = 0;
+        loop {
             match self.run_once(args) {
                 Ok(out) => return Ok(out),
-                Err((true, why)) => last = why,
-                Err((false, why)) => return Err(why),
+                Err(e) if !e.by_engine() => return Err(e),
+                Err(e) if attempt == 2 => return Err(KernelViewError::EngineFailed(Box::new(e))),
+                Err(_) => {}
             }
+            attempt += 1;
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        Err(format!("{ENGINE_FAILED}{last}"))
     }
 
-    /// One try: the output, or (whether the engine failed, the error).
-    fn run_once(&self, args: &[String]) -> Result<Vec<u8>, (bool, String)> {
+    /// One try.
+    fn run_once(&self, args: &[String]) -> Result<Vec<u8>, KernelViewError> {
         use std::io::Read;
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(&self.exec[0]);
@@ -383,9 +447,10 @@ impl InContainer {
         if let Some(conf) = &self.containers_conf {
             cmd.env("CONTAINERS_CONF", conf);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| (true, format!("cannot run {}: {e}", self.exec[0])))?;
+        let mut child = cmd.spawn().map_err(|source| KernelViewError::Spawn {
+            program: self.exec[0].clone(),
+            source,
+        })?;
         let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
         let reader = std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -413,15 +478,9 @@ impl InContainer {
                 Ok(None) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err((
-                        true,
-                        format!(
-                            "kernel-view in the container took longer than {} s",
-                            IN_CONTAINER_LIMIT.as_secs()
-                        ),
-                    ));
+                    return Err(KernelViewError::TimedOut);
                 }
-                Err(e) => return Err((true, e.to_string())),
+                Err(e) => return Err(KernelViewError::Wait(e)),
             }
         };
         let stdout = reader.join().unwrap_or_default();
@@ -430,28 +489,24 @@ impl InContainer {
             Ok(stdout)
         } else {
             let text = String::from_utf8_lossy(&stderr);
-            // kernel-view's own failure (a missing key file, ...) is exit 1.
-            let engine = status.code() != Some(1);
-            Err((
-                engine,
-                format!(
-                    "kernel-view in the container failed ({status}): {}",
-                    text.lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("(no message)")
-                        .trim()
-                ),
-            ))
+            let said = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("(no message)");
+            Err(KernelViewError::Exited {
+                status,
+                said: said.trim().to_string(),
+            })
         }
     }
 
-    pub fn ftok(&self, file: &str, proj_id: i32) -> Result<i32, String> {
+    pub fn ftok(&self, file: &str, proj_id: i32) -> Result<i32, ReadError> {
         let out = self.run(&["ftok".into(), file.into(), proj_id.to_string()])?;
-        String::from_utf8_lossy(&out)
+        Ok(String::from_utf8_lossy(&out)
             .trim()
             .parse()
-            .map_err(|_| "kernel-view ftok printed no key".to_string())
+            .map_err(|_| KernelViewError::NoKey)?)
     }
 }
 
@@ -469,9 +524,9 @@ impl Oracle for InContainer {
         for i in &known.ids {
             args.push(format!("--id={i}"));
         }
-        let out = self.run(&args)?;
+        let out = self.run(&args).map_err(ReadError::from)?;
         let table: WireTable =
-            serde_json::from_slice(&out).map_err(|e| format!("kernel-view printed no table: {e}"))?;
+            serde_json::from_slice(&out).map_err(|e| ReadError::from(KernelViewError::NoTable(e)))?;
         let rows = table.rows.into_iter().map(WireRow::into_row).collect();
         match table.unreadable {
             None => Ok(rows),
@@ -479,8 +534,8 @@ impl Oracle for InContainer {
         }
     }
 
-    fn content(&self, shmid: i32, max: usize) -> Result<Vec<u8>, String> {
-        self.run(&["content".into(), shmid.to_string(), max.to_string()])
+    fn content(&self, shmid: i32, max: usize) -> Result<Vec<u8>, ReadError> {
+        Ok(self.run(&["content".into(), shmid.to_string(), max.to_string()])?)
     }
 }
 
@@ -516,7 +571,7 @@ pub enum KernelView {
 
 impl KernelView {
     /// Serve one request; exit status 0, or 1 with the error on stderr.
-    pub fn serve(self) -> Result<Vec<u8>, String> {
+    pub fn serve(self) -> Result<Vec<u8>, ServeError> {
         match self {
             KernelView::Table { keys, ids } => {
                 let known = Known {
@@ -526,30 +581,30 @@ impl KernelView {
                 let (rows, unreadable) = match detect().0.table(&known) {
                     Ok(rows) => (rows, None),
                     Err(OracleError::Unreadable { rows, why }) => (rows, Some(why)),
-                    Err(OracleError::Failed(why)) => return Err(why),
+                    Err(OracleError::Failed(why)) => return Err(why.into()),
                 };
                 let table = WireTable {
                     rows: rows.iter().map(WireRow::from_row).collect(),
                     unreadable,
                 };
-                serde_json::to_vec(&table).map_err(|e| e.to_string())
+                serde_json::to_vec(&table).map_err(ServeError::Encode)
             }
-            KernelView::Content { id, max } => Procfs.content(id, max.min(64 << 20)),
+            KernelView::Content { id, max } => Ok(Procfs.content(id, max.min(64 << 20))?),
             KernelView::Creators { end_others } => {
                 if end_others {
                     crate::engine::backend::shared::end_other_processes_of_this_pid_namespace()?;
                 }
                 let (rows, _) = Syscalls::enumerate()?;
                 let pairs: Vec<(i32, i32)> = rows.iter().map(|r| (r.shmid, r.cpid.unwrap_or(0))).collect();
-                serde_json::to_vec(&pairs).map_err(|e| e.to_string())
+                serde_json::to_vec(&pairs).map_err(ServeError::Encode)
             }
             KernelView::Ftok { file, proj } => {
                 if file.is_empty() || file.contains('/') || file == "." || file == ".." {
-                    return Err(format!("ftok: {file:?} is not a plain file name"));
+                    return Err(ServeError::NotAPlainName(file));
                 }
                 sysv::Key::ftok(std::path::Path::new(&file), proj)
                     .map(|k| format!("{}\n", k.raw()).into_bytes())
-                    .map_err(|e| e.to_string())
+                    .map_err(ServeError::Ftok)
             }
         }
     }
@@ -608,8 +663,48 @@ mod tests {
             }
             .serve()
             .unwrap_err();
-            assert!(e.contains("plain file name"), "{bad}: {e}");
+            assert!(matches!(&e, ServeError::NotAPlainName(f) if f == bad), "{bad}: {e}");
+            assert_eq!(e.to_string(), format!("ftok: {bad:?} is not a plain file name"));
         }
+    }
+
+    /// An engine that fails to run kernel-view is tried three times and then
+    /// said to be the engine's failure; kernel-view's own failure (exit 1) at once.
+    #[test]
+    fn only_the_engines_failures_are_tried_again_and_say_so() {
+        let fake = |script: &str| InContainer::new(vec!["sh".into(), "-c".into(), script.into(), "sh".into()], None);
+        let tries = tempfile::tempdir().unwrap();
+        let count = tries.path().join("count");
+        let engine = fake(&format!(
+            "echo x >> '{}'; echo 'Error: container create failed' >&2; exit 125",
+            count.display()
+        ));
+        let e = engine.ftok("f", 65).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::InContainer(KernelViewError::EngineFailed(last)) if last.by_engine()),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{ENGINE_FAILED}kernel-view in the container failed (exit status: 125): Error: container create failed"
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 3);
+        let own = fake("echo 'ftok(f) failed: No such file or directory' >&2; exit 1");
+        let e = own.ftok("f", 65).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::InContainer(KernelViewError::Exited { .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "kernel-view in the container failed (exit status: 1): ftok(f) failed: No such file or directory"
+        );
+        let e = fake("echo nothing").ftok("f", 65).unwrap_err();
+        assert_eq!(e.to_string(), "kernel-view ftok printed no key");
+        let d = ReadError::Disagree(vec!["id 1: a".into(), "id 2: b".into()]);
+        assert_eq!(d.to_string(), "the kernel's two views disagree: id 1: a; id 2: b");
     }
 
     #[test]

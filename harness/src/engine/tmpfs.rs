@@ -14,6 +14,19 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 /// one whose low byte is 0 (1 in 256) is followed by one that is not.
 const ATTEMPTS: usize = 3;
 
+/// Why no tmpfs could be made for the scenario's dir here: said as a SKIP's
+/// reason (the scenario needs what this machine cannot give).
+#[derive(Debug, thiserror::Error)]
+pub enum TmpfsError {
+    #[error("the scenario needs its key files on a tmpfs, and mounting one failed here ({0})")]
+    Mount(#[source] nix::errno::Errno),
+    #[error("cannot stat the scenario's tmpfs: {0}")]
+    Stat(#[source] std::io::Error),
+    /// Every mount's device number had 0 as its low byte.
+    #[error("no tmpfs with a device number whose low byte is not 0 after {ATTEMPTS} mounts")]
+    LowByteZero,
+}
+
 /// A tmpfs mounted on a directory; unmounted on drop.
 #[derive(Debug)]
 pub struct TmpfsMount {
@@ -24,26 +37,20 @@ impl TmpfsMount {
     /// Mount a small tmpfs on `dir` (empty, made for the scenario) whose
     /// device's low byte is not 0. Err: why none could be made here, said
     /// as a SKIP's reason.
-    pub fn on(dir: &Path) -> Result<TmpfsMount, String> {
+    pub fn on(dir: &Path) -> Result<TmpfsMount, TmpfsError> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         for _ in 0..ATTEMPTS {
-            mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("size=1m,mode=0755")).map_err(|e| {
-                format!("the scenario needs its key files on a tmpfs, and mounting one failed here ({e})")
-            })?;
+            mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("size=1m,mode=0755")).map_err(TmpfsError::Mount)?;
             let guard = TmpfsMount {
                 path: dir.to_path_buf(),
             };
-            let dev = std::fs::metadata(dir)
-                .map_err(|e| format!("cannot stat the scenario's tmpfs: {e}"))?
-                .dev();
+            let dev = std::fs::metadata(dir).map_err(TmpfsError::Stat)?.dev();
             if dev & 0xff != 0 {
                 return Ok(guard);
             }
             drop(guard);
         }
-        Err(format!(
-            "no tmpfs with a device number whose low byte is not 0 after {ATTEMPTS} mounts"
-        ))
+        Err(TmpfsError::LowByteZero)
     }
 }
 

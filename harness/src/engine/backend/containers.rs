@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 use shmconf::ipcns::IpcNamespace;
 
 use super::shared::Ownership;
-use super::{Backend, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
-use crate::engine::oracle::{InContainer, Oracle};
+use super::{Backend, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
+use crate::engine::oracle::{InContainer, Oracle, ReadError};
 use crate::events::{Ending, EventKind, SegRow};
 use crate::rundir::EngineObject;
 use crate::scenario::files::FileIdentity;
@@ -45,17 +45,130 @@ impl EngineKind {
 /// used when neither `--containers-conf` nor `CONTAINERS_CONF` names one.
 pub const PODMAN_CONF: &str = include_str!("../../../runtimes/podman.conf");
 
+/// Why a container engine did not give a scenario what it asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    RunDir(#[from] crate::rundir::RunDirError),
+    /// The project's containers.conf cannot be written into the run's dir.
+    #[error("{}: {source}", .path.display())]
+    WriteConf {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine's client cannot be run.
+    #[error("cannot run {program}: {source}")]
+    Run {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine refused: the line of its stderr that says why.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{program} inspect: {source}")]
+    Inspect {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Started, then gone at once (e.g. a runtime that cannot join the
+    /// namespaces it was given).
+    #[error("the container did not stay up (state: {state})")]
+    NotUp { state: String },
+    #[error("container {name} (pid {pid}): cannot open its IPC namespace: {source}")]
+    IpcNamespace {
+        name: String,
+        pid: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `local` namespace: the harness's own cannot be held.
+    #[error("{0}")]
+    HoldLocal(#[source] std::io::Error),
+    #[error("namespaces join each other in a cycle: {0:?}")]
+    JoinCycle(Vec<String>),
+    /// The engine refused a pod the scenario declares (a SKIP: pods are a
+    /// feature a runtime may lack).
+    #[error("pods: {engine} refused pod {pod:?}: {source}")]
+    PodRefused {
+        engine: String,
+        pod: String,
+        #[source]
+        source: Box<ContainerError>,
+    },
+    /// The engine refused the container of a namespace that is a pod's
+    /// member (a SKIP, as [`ContainerError::PodRefused`]).
+    #[error("pods: {engine} refused the container of namespace {ns:?} ({placement}): {source}")]
+    PodMemberRefused {
+        engine: String,
+        ns: String,
+        placement: String,
+        #[source]
+        source: Box<ContainerError>,
+    },
+    /// The engine refused the container of a namespace with an IPC mode
+    /// that should have worked (BROKEN).
+    #[error("{engine} refused the container of namespace {ns:?} ({placement}): {source}")]
+    ContainerRefused {
+        engine: String,
+        ns: String,
+        placement: String,
+        #[source]
+        source: Box<ContainerError>,
+    },
+    #[error("namespace {ns:?} has no running container")]
+    NoContainer { ns: String },
+    #[error("cannot enter namespace {ns:?}: {source}")]
+    Enter {
+        ns: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("namespace {ns:?} has no running container to run a process in")]
+    NoContainerToRun { ns: String },
+    #[error("a container's /proc/sys is read-only")]
+    ReadOnlySysctl,
+    /// A stop of a namespace without a running container.
+    #[error("no container is running for it")]
+    NotRunning,
+    /// The engine said it removed a container that is still there.
+    #[error("{engine} did not remove container {name}")]
+    ContainerLeft { engine: String, name: String },
+    #[error("{engine} did not remove pod {name}")]
+    PodLeft { engine: String, name: String },
+    /// `podman stop` failed (its error line).
+    #[error("podman could not stop it: {0}")]
+    NotStopped(String),
+}
+
+/// A runtime without pods is a SKIP that names them; the rest is BROKEN.
+impl From<ContainerError> for SetUpError {
+    fn from(e: ContainerError) -> SetUpError {
+        match e {
+            ContainerError::PodRefused { .. } | ContainerError::PodMemberRefused { .. } => {
+                SetUpError::Unavailable(Box::new(e))
+            }
+            _ => SetUpError::Broken(Box::new(e)),
+        }
+    }
+}
+
 /// [`PODMAN_CONF`] as a file (Podman reads a path), written once into the
 /// run's dir.
-pub fn project_podman_conf() -> Result<PathBuf, String> {
-    static FILE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    FILE.get_or_init(|| {
-        let run = crate::rundir::current().map_err(|e| e.to_string())?;
-        let file = run.path().join("podman.conf");
-        std::fs::write(&file, PODMAN_CONF).map_err(|e| format!("{}: {e}", file.display()))?;
-        Ok(file)
-    })
-    .clone()
+pub fn project_podman_conf() -> Result<PathBuf, ContainerError> {
+    static FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut written = FILE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = &*written {
+        return Ok(file.clone());
+    }
+    let file = crate::rundir::current()?.path().join("podman.conf");
+    if let Err(source) = std::fs::write(&file, PODMAN_CONF) {
+        return Err(ContainerError::WriteConf { path: file, source });
+    }
+    *written = Some(file.clone());
+    Ok(file)
 }
 
 /// How the backend reaches its engine.
@@ -371,7 +484,12 @@ impl std::fmt::Display for Placement {
 impl Container {
     /// `run -d` our image in its placement, the scenario dir mounted at the
     /// same path, and `shmconf pid-init` as its process (it waits).
-    fn start(cfg: &ContainerConfig, name: &str, placement: &Placement, dir: &Path) -> Result<Container, String> {
+    fn start(
+        cfg: &ContainerConfig,
+        name: &str,
+        placement: &Placement,
+        dir: &Path,
+    ) -> Result<Container, ContainerError> {
         let d = dir.display().to_string();
         let mut cmd = cfg.command();
         cmd.args(["run", "-d", "--name", name, "--network", "none"]);
@@ -408,9 +526,12 @@ impl Container {
             .arg(&cfg.image)
             .arg("pid-init")
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", cfg.engine.program()))?;
+            .map_err(|source| ContainerError::Run {
+                program: cfg.engine.program(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(engine_error(&out.stderr));
+            return Err(ContainerError::Refused(engine_error(&out.stderr)));
         }
         let inspect = cfg
             .command()
@@ -421,24 +542,26 @@ impl Container {
                 name,
             ])
             .output()
-            .map_err(|e| format!("{} inspect: {e}", cfg.engine.program()))?;
+            .map_err(|source| ContainerError::Inspect {
+                program: cfg.engine.program(),
+                source,
+            })?;
         let state = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
         let mut fields = state.split(' ');
         container.pid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
         if fields.next() != Some("running") || container.pid <= 0 {
             // Started, then gone at once (e.g. a runtime that cannot join
             // the namespaces it was given).
-            return Err(format!("the container did not stay up (state: {state})"));
+            return Err(ContainerError::NotUp { state });
         }
         if !cfg.sandboxed() {
             container.ipc = Some(
                 std::fs::File::open(format!("/proc/{}/ns/ipc", container.pid))
                     .map(IpcNamespace::from_file)
-                    .map_err(|e| {
-                        format!(
-                            "container {name} (pid {}): cannot open its IPC namespace: {e}",
-                            container.pid
-                        )
+                    .map_err(|source| ContainerError::IpcNamespace {
+                        name: name.into(),
+                        pid: container.pid,
+                        source,
                     })?,
             );
         }
@@ -498,7 +621,7 @@ struct Pod {
 }
 
 impl Pod {
-    fn create(cfg: &ContainerConfig, name: &str) -> Result<Pod, String> {
+    fn create(cfg: &ContainerConfig, name: &str) -> Result<Pod, ContainerError> {
         crate::rundir::note_container(cfg.engine.program(), EngineObject::Pod, name);
         let pod = Pod {
             name: name.into(),
@@ -510,11 +633,14 @@ impl Pod {
             .args(["--label", "io.shmconf.role=backend"])
             .args(crate::rundir::owner_labels())
             .output()
-            .map_err(|e| format!("cannot run podman: {e}"))?;
+            .map_err(|source| ContainerError::Run {
+                program: EngineKind::Podman.program(),
+                source,
+            })?;
         if out.status.success() {
             Ok(pod)
         } else {
-            Err(engine_error(&out.stderr))
+            Err(ContainerError::Refused(engine_error(&out.stderr)))
         }
     }
 }
@@ -619,7 +745,7 @@ impl Backend for ContainerBackend {
             let decl = scenario.namespaces.get(&name);
             let placement = match &place {
                 NsPlacement::Ipc(IpcMode::Local) => {
-                    let ns = IpcNamespace::current().map_err(|e| e.to_string())?;
+                    let ns = IpcNamespace::current().map_err(ContainerError::HoldLocal)?;
                     log.namespace(&name, ns.inode().unwrap_or(0));
                     world.local.insert(name, ns);
                     continue;
@@ -628,9 +754,13 @@ impl Backend for ContainerBackend {
                 NsPlacement::Pod(pod) => {
                     if !pods.contains_key(pod) {
                         let pname = container_name(cfg, scenario, &format!("pod-{pod}"));
-                        world.start_pod(cfg, &pname, dir.path()).map_err(|e| {
-                            SetUpError::Unavailable(format!("pods: {} refused pod {pod:?}: {e}", cfg.describe()))
-                        })?;
+                        world
+                            .start_pod(cfg, &pname, dir.path())
+                            .map_err(|e| ContainerError::PodRefused {
+                                engine: cfg.describe(),
+                                pod: pod.clone(),
+                                source: Box::new(e),
+                            })?;
                         pods.insert(pod.clone(), pname);
                     }
                     match cfg.engine {
@@ -665,20 +795,28 @@ impl Backend for ContainerBackend {
                         name: cname,
                         ipc: placement_text.clone(),
                         pid: 0,
-                        error: Some(error.clone()),
+                        error: Some(error.to_string()),
                     });
                     if decl.and_then(|d| d.expect_error.as_ref()).is_none() {
-                        let message = format!(
-                            "{} refused the container of namespace {name:?} ({placement_text}): {error}",
-                            cfg.describe()
-                        );
+                        let (engine, ns, placement, source) = (cfg.describe(), name, placement_text, Box::new(error));
                         // Pods are an engine feature a runtime may lack
                         // (runsc cannot join a pod's namespaces): a SKIP
                         // that names it, not a verdict on IPC.
                         return Err(match place {
-                            NsPlacement::Pod(_) => SetUpError::Unavailable(format!("pods: {message}")),
-                            NsPlacement::Ipc(_) => SetUpError::Broken(message),
-                        });
+                            NsPlacement::Pod(_) => ContainerError::PodMemberRefused {
+                                engine,
+                                ns,
+                                placement,
+                                source,
+                            },
+                            NsPlacement::Ipc(_) => ContainerError::ContainerRefused {
+                                engine,
+                                ns,
+                                placement,
+                                source,
+                            },
+                        }
+                        .into());
                     }
                 }
             }
@@ -718,7 +856,7 @@ struct ContainerWorld {
 
 impl ContainerWorld {
     /// A pod: Podman's own, or Docker's infra container that members join.
-    fn start_pod(&mut self, cfg: &ContainerConfig, name: &str, dir: &Path) -> Result<(), String> {
+    fn start_pod(&mut self, cfg: &ContainerConfig, name: &str, dir: &Path) -> Result<(), ContainerError> {
         match cfg.engine {
             EngineKind::Podman => self.pods.push(Pod::create(cfg, name)?),
             EngineKind::Docker => {
@@ -735,7 +873,7 @@ impl ContainerWorld {
 }
 
 impl World for ContainerWorld {
-    fn enter(&mut self, ns: &str) -> Result<(), String> {
+    fn enter(&mut self, ns: &str) -> Result<(), WorldError> {
         if self.oracles.contains_key(ns) {
             // Read from inside: nothing to enter on the host.
             self.current = ns.to_string();
@@ -746,10 +884,10 @@ impl World for ContainerWorld {
             (None, Some(l)) => Some(l),
             (None, None) => None,
         }
-        .ok_or_else(|| format!("namespace {ns:?} has no running container"))?;
+        .ok_or_else(|| ContainerError::NoContainer { ns: ns.into() })?;
         handle
             .enter()
-            .map_err(|e| format!("cannot enter namespace {ns:?}: {e}"))?;
+            .map_err(|source| ContainerError::Enter { ns: ns.into(), source })?;
         self.current = ns.to_string();
         Ok(())
     }
@@ -758,15 +896,15 @@ impl World for ContainerWorld {
         self.oracles.get(&self.current).map(|o| o as &dyn Oracle)
     }
 
-    fn ftok(&mut self, file: &str, proj_id: i32) -> Option<Result<i32, String>> {
+    fn ftok(&mut self, file: &str, proj_id: i32) -> Option<Result<i32, ReadError>> {
         // A sandbox's kernel gives its own st_dev: ftok there, not here.
         self.oracles.get(&self.current).map(|o| o.ftok(file, proj_id))
     }
 
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError> {
         let container = self
             .container(req.ns)
-            .ok_or_else(|| format!("namespace {:?} has no running container to run a process in", req.ns))?;
+            .ok_or_else(|| ContainerError::NoContainerToRun { ns: req.ns.into() })?;
         let argv = container.exec_argv(dir.path(), req.uid, req.gid, req.env, &req.argv);
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).current_dir(dir.path());
@@ -806,16 +944,16 @@ impl World for ContainerWorld {
         }
     }
 
-    fn set_sysctl(&mut self, _ns: &str, _sysctl: IpcSysctl, _value: &str) -> Result<(), String> {
-        Err("a container's /proc/sys is read-only".into())
+    fn set_sysctl(&mut self, _ns: &str, _sysctl: IpcSysctl, _value: &str) -> Result<(), WorldError> {
+        Err(ContainerError::ReadOnlySysctl.into())
     }
 
-    fn stop(&mut self, ns: &str) -> Result<(), String> {
+    fn stop(&mut self, ns: &str) -> Result<(), WorldError> {
         let i = self
             .containers
             .iter()
             .position(|(n, _)| n == ns)
-            .ok_or_else(|| "no container is running for it".to_string())?;
+            .ok_or(ContainerError::NotRunning)?;
         self.oracles.remove(ns);
         let (name, container) = self.containers.remove(i);
         let cfg = container.cfg.clone();
@@ -826,7 +964,11 @@ impl World for ContainerWorld {
                                  // Say so if it is still there: a stop that did not happen
                                  // would pass a persistence check it never made.
                 if exists(&cfg, &cname) {
-                    return Err(format!("docker did not remove container {cname}"));
+                    return Err(ContainerError::ContainerLeft {
+                        engine: EngineKind::Docker.program().into(),
+                        name: cname,
+                    }
+                    .into());
                 }
                 Ok(())
             }
@@ -838,27 +980,31 @@ impl World for ContainerWorld {
                     .command()
                     .args(["stop", "-t", "0", &container.name])
                     .output()
-                    .map_err(|e| format!("cannot run podman: {e}"))?;
+                    .map_err(|source| ContainerError::Run {
+                        program: EngineKind::Podman.program(),
+                        source,
+                    })?;
                 let stopped = out.status.success();
                 let error = engine_error(&out.stderr);
                 self.containers.insert(i, (format!("(stopped {name})"), container));
                 if stopped {
                     Ok(())
                 } else {
-                    Err(format!("podman could not stop it: {error}"))
+                    Err(ContainerError::NotStopped(error).into())
                 }
             }
         }
     }
 
-    fn tear_down(&mut self) -> Vec<Result<String, String>> {
+    fn tear_down(&mut self) -> Vec<Result<String, WorldError>> {
         // Joiners before donors, members before pods (Podman refuses otherwise).
         let mut done = Vec::new();
         while let Some((_, c)) = self.containers.pop() {
             let (cfg, name) = (c.cfg.clone(), c.name.clone());
             drop(c);
             if exists(&cfg, &name) {
-                done.push(Err(format!("{} did not remove container {name}", cfg.describe())));
+                let engine = cfg.describe();
+                done.push(Err(ContainerError::ContainerLeft { engine, name }.into()));
             }
         }
         while let Some(pod) = self.pods.pop() {
@@ -870,12 +1016,13 @@ impl World for ContainerWorld {
                 .status()
                 .is_ok_and(|s| s.success());
             if left {
-                done.push(Err(format!("{} did not remove pod {name}", cfg.describe())));
+                let engine = cfg.describe();
+                done.push(Err(ContainerError::PodLeft { engine, name }.into()));
             }
         }
         self.oracles.clear();
         if let Some((_lock, mut o)) = self.host.take() {
-            done.extend(o.remove_own_by_key());
+            done.extend(o.remove_own_by_key().into_iter().map(|r| r.map_err(WorldError::from)));
         }
         done
     }
@@ -896,7 +1043,7 @@ impl NsPlacement {
 
 /// Every namespace of a scenario with its Docker mode (default private),
 /// donors before their joiners.
-fn placements(scenario: &Scenario) -> Result<Vec<(String, NsPlacement)>, String> {
+fn placements(scenario: &Scenario) -> Result<Vec<(String, NsPlacement)>, ContainerError> {
     let mut all: Vec<(String, NsPlacement)> = vec![(MAIN_NS.into(), NsPlacement::Ipc(IpcMode::Private))];
     for (name, decl) in &scenario.namespaces {
         let place = match &decl.pod {
@@ -927,10 +1074,7 @@ fn placements(scenario: &Scenario) -> Result<Vec<(String, NsPlacement)>, String>
             }
         }
         if all.len() == before {
-            return Err(format!(
-                "namespaces join each other in a cycle: {:?}",
-                all.iter().map(|a| &a.0).collect::<Vec<_>>()
-            ));
+            return Err(ContainerError::JoinCycle(all.into_iter().map(|a| a.0).collect()));
         }
     }
     Ok(ordered)
@@ -963,6 +1107,52 @@ fn from_engine_exec(ending: Ending) -> Ending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pods a runtime cannot run are a SKIP that names them; a container an
+    /// IPC mode should have given is BROKEN: decided by variant.
+    #[test]
+    fn refused_pods_are_a_skip_and_refused_containers_broken() {
+        let refused = || Box::new(ContainerError::Refused("Error: no pods here".into()));
+        let member = ContainerError::PodMemberRefused {
+            engine: "podman (runtime runsc)".into(),
+            ns: "m".into(),
+            placement: "pod shmconf-p".into(),
+            source: refused(),
+        };
+        assert_eq!(
+            member.to_string(),
+            "pods: podman (runtime runsc) refused the container of namespace \"m\" (pod shmconf-p): Error: no pods here"
+        );
+        assert!(matches!(SetUpError::from(member), SetUpError::Unavailable(_)));
+        let pod = ContainerError::PodRefused {
+            engine: "docker".into(),
+            pod: "p".into(),
+            source: refused(),
+        };
+        assert_eq!(pod.to_string(), "pods: docker refused pod \"p\": Error: no pods here");
+        assert!(matches!(SetUpError::from(pod), SetUpError::Unavailable(_)));
+        let ipc = ContainerError::ContainerRefused {
+            engine: "docker".into(),
+            ns: "j".into(),
+            placement: "container:shmconf-d".into(),
+            source: refused(),
+        };
+        assert_eq!(
+            ipc.to_string(),
+            "docker refused the container of namespace \"j\" (container:shmconf-d): Error: no pods here"
+        );
+        assert!(matches!(SetUpError::from(ipc), SetUpError::Broken(_)));
+        let cycle = ContainerError::JoinCycle(vec!["a".into(), "b".into()]);
+        assert_eq!(
+            cycle.to_string(),
+            "namespaces join each other in a cycle: [\"a\", \"b\"]"
+        );
+        let left = WorldError::from(ContainerError::ContainerLeft {
+            engine: "docker".into(),
+            name: "shmconf-x".into(),
+        });
+        assert_eq!(left.to_string(), "docker did not remove container shmconf-x");
+    }
 
     #[test]
     fn the_engines_error_line_is_kept_not_its_hints_or_logs() {

@@ -14,10 +14,55 @@ use std::process::Command;
 
 use shmconf::ipcns::IpcNamespace;
 
-use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
-use crate::engine::confine::{Confiner, Orphans, ScenarioConfinement};
+use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
+use crate::engine::confine::{ConfineError, Confiner, Orphans, ScenarioConfinement};
 use crate::engine::procs::{PidNamespace, Proc};
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
+
+/// Why local namespaces could not be made, entered or changed as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot create an IPC namespace: {0}")]
+    CreateNamespace(#[source] std::io::Error),
+    /// The thread cannot go back to the scenario's main namespace (where
+    /// the others are made and the PID namespace's init starts).
+    #[error("cannot enter the main namespace: {0}")]
+    EnterMain(#[source] nix::errno::Errno),
+    #[error("cannot enter namespace {ns:?}: {source}")]
+    Enter {
+        ns: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// A step names a namespace the world no longer (or never) held.
+    #[error("namespace {ns:?} is not set up (dropped?)")]
+    NotSetUp { ns: String },
+    #[error("namespace {ns:?} was not held")]
+    NotHeld { ns: String },
+    #[error("namespace {ns:?} has no sandbox to stop")]
+    NoSandbox { ns: String },
+    /// The sysctl's file cannot be written or read back.
+    #[error("{path}: {source}")]
+    Sysctl {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel took the write and keeps another value.
+    #[error("wrote {wrote:?}, reads back {read:?}")]
+    SysctlReadBack { wrote: String, read: String },
+    #[error("cannot start the PID namespace's init: {0}")]
+    PidInit(#[source] std::io::Error),
+    /// The init's mount namespace cannot be planned.
+    #[error(transparent)]
+    Confine(#[from] ConfineError),
+}
+
+impl From<LocalError> for SetUpError {
+    fn from(e: LocalError) -> SetUpError {
+        SetUpError::Broken(Box::new(e))
+    }
+}
 
 pub struct LocalNamespaces {
     pub capabilities: Capabilities,
@@ -47,7 +92,7 @@ impl Backend for LocalNamespaces {
         self.world(scenario, dir, log, &mut |_, _| {
             IpcNamespace::unshare_new()
                 .map(|ns| (ns, None))
-                .map_err(|e| SetUpError::Broken(format!("cannot create an IPC namespace: {e}")))
+                .map_err(|e| LocalError::CreateNamespace(e).into())
         })
     }
 }
@@ -89,13 +134,11 @@ impl LocalNamespaces {
         let mut confinement = self.confiner.scenario()?;
         let mut namespaces = BTreeMap::new();
         let mut holders = BTreeMap::new();
-        let main = IpcNamespace::unshare_new().map_err(|e| format!("cannot create an IPC namespace: {e}"))?;
+        let main = IpcNamespace::unshare_new().map_err(LocalError::CreateNamespace)?;
         log.namespace(MAIN_NS, main.inode().unwrap_or(0));
         namespaces.insert(MAIN_NS.to_string(), main);
         for (name, decl) in scenario.namespaces.iter().filter(|(_, d)| d.share.is_none()) {
-            namespaces[MAIN_NS]
-                .enter()
-                .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
+            namespaces[MAIN_NS].enter().map_err(LocalError::EnterMain)?;
             let (ns, holder) = make(name, decl)?;
             log.namespace(name, ns.inode().unwrap_or(0));
             namespaces.insert(name.clone(), ns);
@@ -105,9 +148,7 @@ impl LocalNamespaces {
         }
         // The init must not hold a namespace other than main alive (a dropped
         // namespace must die with its last process), so start it from main.
-        namespaces[MAIN_NS]
-            .enter()
-            .map_err(|e| format!("cannot enter the main namespace: {e}"))?;
+        namespaces[MAIN_NS].enter().map_err(LocalError::EnterMain)?;
         let pid_init = match start_pid_init(self.pid_init.as_deref(), dir)? {
             Some((init, ns, mount_ns)) => {
                 if mount_ns {
@@ -151,23 +192,23 @@ struct LocalWorld {
 }
 
 impl LocalWorld {
-    fn handle(&self, ns: &str) -> Result<&IpcNamespace, String> {
+    fn handle(&self, ns: &str) -> Result<&IpcNamespace, LocalError> {
         let real = self.aliases.get(ns).map_or(ns, String::as_str);
         self.namespaces
             .get(real)
-            .ok_or_else(|| format!("namespace {ns:?} is not set up (dropped?)"))
+            .ok_or_else(|| LocalError::NotSetUp { ns: ns.into() })
     }
 }
 
 impl World for LocalWorld {
-    fn enter(&mut self, ns: &str) -> Result<(), String> {
+    fn enter(&mut self, ns: &str) -> Result<(), WorldError> {
         self.handle(ns)?
             .enter()
-            .map_err(|e| format!("cannot enter namespace {ns:?}: {e}"))
+            .map_err(|source| LocalError::Enter { ns: ns.into(), source }.into())
     }
 
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {
-        confined_command(req, dir, &self.confinement)
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError> {
+        Ok(confined_command(req, dir, &self.confinement)?)
     }
 
     fn spawned(&mut self, pid: i32) {
@@ -178,33 +219,33 @@ impl World for LocalWorld {
         self.pid_init.as_mut().map(|(_, ns)| ns)
     }
 
-    fn set_sysctl(&mut self, _ns: &str, sysctl: IpcSysctl, value: &str) -> Result<(), String> {
+    fn set_sysctl(&mut self, _ns: &str, sysctl: IpcSysctl, value: &str) -> Result<(), WorldError> {
         // The thread is in the step's own IPC namespace (entered before the
         // step), and IPC sysctls are per namespace: the host's stay untouched.
-        write_sysctl(sysctl, value)
+        Ok(write_sysctl(sysctl, value)?)
     }
 
-    fn drop_namespace(&mut self, ns: &str) -> Result<(), String> {
+    fn drop_namespace(&mut self, ns: &str) -> Result<(), WorldError> {
         let real = self.aliases.get(ns).cloned().unwrap_or_else(|| ns.to_string());
         self.namespaces
             .remove(&real)
             .map(drop)
-            .ok_or_else(|| format!("namespace {ns:?} was not held"))
+            .ok_or_else(|| LocalError::NotHeld { ns: ns.into() }.into())
     }
 
     /// A sandbox's end: its holder is killed and the handle closed, so the
     /// namespace lives only as long as the scenario's processes in it.
-    fn stop(&mut self, ns: &str) -> Result<(), String> {
+    fn stop(&mut self, ns: &str) -> Result<(), WorldError> {
         let real = self.aliases.get(ns).cloned().unwrap_or_else(|| ns.to_string());
         let holder = self
             .holders
             .remove(&real)
-            .ok_or_else(|| format!("namespace {ns:?} has no sandbox to stop"))?;
+            .ok_or_else(|| LocalError::NoSandbox { ns: ns.into() })?;
         drop(holder);
         self.drop_namespace(ns)
     }
 
-    fn tear_down(&mut self) -> Vec<Result<String, String>> {
+    fn tear_down(&mut self) -> Vec<Result<String, WorldError>> {
         // Orphans go to the PID namespace's init and die with it; without
         // one, they come back to the harness, and scenarios run side by
         // side here: only this one's.
@@ -217,24 +258,29 @@ impl World for LocalWorld {
         };
         self.holders.clear();
         self.namespaces.clear();
-        self.confinement.finish(orphans)
+        self.confinement
+            .finish(orphans)
+            .into_iter()
+            .map(|r| r.map_err(WorldError::from))
+            .collect()
     }
 }
 
 /// Write an IPC sysctl of the calling thread's IPC namespace and read it back.
-pub fn write_sysctl(sysctl: IpcSysctl, value: &str) -> Result<(), String> {
+pub fn write_sysctl(sysctl: IpcSysctl, value: &str) -> Result<(), LocalError> {
     let path = sysctl.proc_path();
-    std::fs::write(&path, format!("{value}\n"))
+    let back = std::fs::write(&path, format!("{value}\n"))
         .and_then(|()| std::fs::read_to_string(&path))
-        .map_err(|e| format!("{path}: {e}"))
-        .and_then(|back| {
-            let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-            if norm(&back) == norm(value) {
-                Ok(())
-            } else {
-                Err(format!("wrote {value:?}, reads back {:?}", back.trim()))
-            }
+        .map_err(|source| LocalError::Sysctl { path, source })?;
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if norm(&back) == norm(value) {
+        Ok(())
+    } else {
+        Err(LocalError::SysctlReadBack {
+            wrote: value.into(),
+            read: back.trim().into(),
         })
+    }
 }
 
 /// `req` as a confined process of this machine (see `engine::confine`), in
@@ -243,7 +289,7 @@ pub fn confined_command(
     req: &SpawnRequest,
     dir: &ScenarioDir,
     confinement: &ScenarioConfinement,
-) -> Result<Command, String> {
+) -> Result<Command, ConfineError> {
     let mut cmd = Command::new(&req.argv[0]);
     cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
     // The uid switch is the confinement's: after entering the mount
@@ -261,7 +307,7 @@ pub fn confined_command(
 pub(super) fn start_pid_init(
     init: Option<&[String]>,
     dir: &ScenarioDir,
-) -> Result<Option<(Proc, PidNamespace, bool)>, String> {
+) -> Result<Option<(Proc, PidNamespace, bool)>, LocalError> {
     let Some(init) = init else { return Ok(None) };
     let Ok(mut ns) = PidNamespace::new() else {
         return Ok(None);
@@ -293,13 +339,31 @@ pub(super) fn start_pid_init(
             Ok(Some((proc, ns, false)))
         }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(None),
-        Err(e) => Err(format!("cannot start the PID namespace's init: {e}")),
+        Err(e) => Err(LocalError::PidInit(e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_world_s_errors_say_what_they_said() {
+        let back = LocalError::SysctlReadBack {
+            wrote: "1".into(),
+            read: "0".into(),
+        };
+        assert_eq!(WorldError::from(back).to_string(), "wrote \"1\", reads back \"0\"");
+        let gone = LocalError::NotSetUp { ns: "b".into() };
+        assert_eq!(gone.to_string(), "namespace \"b\" is not set up (dropped?)");
+        let stop = WorldError::NoContainerToStop { ns: "b".into() };
+        assert_eq!(
+            stop.to_string(),
+            "namespace \"b\" has no container to stop on this backend"
+        );
+        let init = LocalError::PidInit(std::io::Error::other("no"));
+        assert!(matches!(SetUpError::from(init), SetUpError::Broken(_)));
+    }
 
     fn capabilities(set_ids: bool) -> Capabilities {
         Capabilities {

@@ -57,20 +57,69 @@ impl std::fmt::Display for SkipReason {
     }
 }
 
-/// Why a scenario's world could not be set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What failed while a world was set up: the typed error of the module
+/// that failed (its `Display` is the verdict's message).
+pub type SetUpCause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a scenario's world could not be set up. Which of the two a module's
+/// error is, its variant says (the `From` impls), never its text.
+#[derive(Debug, thiserror::Error)]
 pub enum SetUpError {
     /// Something that should have worked did not: a BROKEN verdict.
-    Broken(String),
+    #[error(transparent)]
+    Broken(SetUpCause),
     /// The backend found out only now that it cannot give the scenario what
     /// it needs here (a runtime that cannot run pods): a SKIP with the reason.
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(SetUpCause),
 }
 
+/// The engine's own set-up messages (its scenario dir and key files).
 impl From<String> for SetUpError {
     fn from(message: String) -> SetUpError {
-        SetUpError::Broken(message)
+        SetUpError::Broken(message.into())
     }
+}
+
+impl From<crate::engine::confine::ConfineError> for SetUpError {
+    fn from(e: crate::engine::confine::ConfineError) -> SetUpError {
+        SetUpError::Broken(Box::new(e))
+    }
+}
+
+/// The scenario asks for a tmpfs this machine cannot give: a SKIP.
+impl From<crate::engine::tmpfs::TmpfsError> for SetUpError {
+    fn from(e: crate::engine::tmpfs::TmpfsError) -> SetUpError {
+        SetUpError::Unavailable(Box::new(e))
+    }
+}
+
+/// The segment table (the shared namespace's baseline) cannot be read.
+impl From<crate::engine::oracle::ReadError> for SetUpError {
+    fn from(e: crate::engine::oracle::ReadError) -> SetUpError {
+        SetUpError::Broken(Box::new(e))
+    }
+}
+
+/// Why a world could not do what a step asked: the step's error, or a
+/// BROKEN verdict; at tear-down, something of the scenario's left behind.
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    /// A stop on a backend without containers or sandboxes.
+    #[error("namespace {ns:?} has no container to stop on this backend")]
+    NoContainerToStop { ns: String },
+    /// A drop on a backend whose namespaces the scenario does not hold.
+    #[error("namespace {ns:?} cannot be dropped on this backend")]
+    CannotDrop { ns: String },
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Shared(#[from] shared::SharedError),
+    #[error(transparent)]
+    Container(#[from] containers::ContainerError),
+    /// Confining a program, or undoing the confinement at the end.
+    #[error(transparent)]
+    Confine(#[from] crate::engine::confine::ConfineError),
 }
 
 /// What this process can do, probed once.
@@ -161,7 +210,7 @@ pub trait Backend: Send + Sync {
 pub trait World {
     /// Move the calling thread into namespace `ns` (where the oracle reads and
     /// where local processes are spawned).
-    fn enter(&mut self, ns: &str) -> Result<(), String>;
+    fn enter(&mut self, ns: &str) -> Result<(), WorldError>;
 
     /// The oracle for the namespace last entered, where the world has its
     /// own (a sandbox read from inside); none: the engine's oracle, on the
@@ -173,13 +222,13 @@ pub trait World {
     /// ftok of a scenario file as the namespace last entered computes it,
     /// where that differs from this machine's (a sandbox's kernel has its
     /// own st_dev); none: computed here.
-    fn ftok(&mut self, _file: &str, _proj_id: i32) -> Option<Result<i32, String>> {
+    fn ftok(&mut self, _file: &str, _proj_id: i32) -> Option<Result<i32, crate::engine::oracle::ReadError>> {
         None
     }
 
     /// The command that starts `req` in its namespace, with the scenario dir
     /// as working directory.
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String>;
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError>;
 
     /// The PID namespace to start processes in, if the world has one.
     fn pid_namespace(&mut self) -> Option<&mut crate::engine::procs::PidNamespace> {
@@ -210,19 +259,20 @@ pub trait World {
         true
     }
 
-    fn set_sysctl(&mut self, ns: &str, sysctl: IpcSysctl, value: &str) -> Result<(), String>;
+    fn set_sysctl(&mut self, ns: &str, sysctl: IpcSysctl, value: &str) -> Result<(), WorldError>;
 
     /// Remove the container behind `ns` (Docker).
-    fn stop(&mut self, ns: &str) -> Result<(), String> {
-        Err(format!("namespace {ns:?} has no container to stop on this backend"))
+    fn stop(&mut self, ns: &str) -> Result<(), WorldError> {
+        Err(WorldError::NoContainerToStop { ns: ns.into() })
     }
 
     /// Close the world's handle on `ns`, so it lives only as long as its processes.
-    fn drop_namespace(&mut self, ns: &str) -> Result<(), String> {
-        Err(format!("namespace {ns:?} cannot be dropped on this backend"))
+    fn drop_namespace(&mut self, ns: &str) -> Result<(), WorldError> {
+        Err(WorldError::CannotDrop { ns: ns.into() })
     }
 
     /// Remove what the scenario made that does not go away by itself, after
-    /// every process is gone; returns what was removed, for the log.
-    fn tear_down(&mut self) -> Vec<Result<String, String>>;
+    /// every process is gone; returns what was removed, for the log, and
+    /// what could not be (something of the scenario's left behind).
+    fn tear_down(&mut self) -> Vec<Result<String, WorldError>>;
 }

@@ -29,9 +29,10 @@ use std::time::{Duration, Instant};
 
 use shmconf::ipcns::IpcNamespace;
 
-use super::local::{cannot_run_here, LocalNamespaces};
+use super::local::{cannot_run_here, LocalError, LocalNamespaces};
 use super::{Backend, SetUpError, SetupLog, SkipReason, World};
 use crate::engine::procs::Proc;
+use crate::events::Ending;
 use crate::scenario::{IpcMode, NamespaceDecl, Needs, Scenario, ScenarioDir};
 
 /// A sandbox program and how it is asked for an IPC namespace of its own.
@@ -154,6 +155,67 @@ impl SandboxKind {
     }
 }
 
+/// Why a sandbox backend cannot run, or a sandbox gave no namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// `--backend NAME` whose program cannot be run: the user's to fix.
+    #[error("--backend {backend}: cannot run {program}: {source}")]
+    NotRunnable {
+        backend: &'static str,
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sandbox (`shown`: its command line) cannot be started.
+    #[error("{shown}: {source}")]
+    Spawn {
+        shown: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{shown}: the holder's IPC namespace: {source}")]
+    HolderNamespace {
+        shown: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sandbox ended before its holder ran (`said`: its stderr).
+    #[error("{shown} ended ({ending}) before its holder ran: {said}")]
+    EndedEarly {
+        shown: String,
+        ending: Ending,
+        said: String,
+    },
+    #[error("{shown}: its holder did not start within {} s", START_LIMIT.as_secs())]
+    HolderLate { shown: String },
+    #[error(transparent)]
+    RunDir(#[from] crate::rundir::RunDirError),
+    #[error("an LXC configuration: {0}")]
+    LxcConfig(#[source] std::io::Error),
+    /// A namespace the sandbox has no way to give (a SKIP).
+    #[error("namespace {ns:?}: {why}")]
+    Unsupported { ns: String, why: &'static str },
+    #[error("cannot hold the main namespace: {0}")]
+    HoldMain(#[source] std::io::Error),
+    /// The sandbox of namespace `ns` gave it no namespace.
+    #[error("namespace {ns:?}: {source}")]
+    Namespace {
+        ns: String,
+        #[source]
+        source: Box<SandboxError>,
+    },
+}
+
+/// A namespace the sandbox cannot give is a SKIP; the rest is BROKEN.
+impl From<SandboxError> for SetUpError {
+    fn from(e: SandboxError) -> SetUpError {
+        match e {
+            SandboxError::Unsupported { .. } => SetUpError::Unavailable(Box::new(e)),
+            _ => SetUpError::Broken(Box::new(e)),
+        }
+    }
+}
+
 /// The command a sandbox holds its namespace with.
 const HOLDER: &[&str] = &["sleep", "2147483647"];
 
@@ -173,9 +235,13 @@ impl SandboxBackend {
     /// Whether the sandbox runs here: Err when its program is not there
     /// (the user's mistake), Ok(Some(why)) when it cannot start a sandbox
     /// here (this machine's limit: every scenario SKIPs with its words).
-    pub fn probe(kind: SandboxKind) -> Result<Option<String>, String> {
-        if let Err(e) = Command::new(kind.program()).arg("--version").output() {
-            return Err(format!("--backend {}: cannot run {}: {e}", kind.name(), kind.program()));
+    pub fn probe(kind: SandboxKind) -> Result<Option<String>, SandboxError> {
+        if let Err(source) = Command::new(kind.program()).arg("--version").output() {
+            return Err(SandboxError::NotRunnable {
+                backend: kind.name(),
+                program: kind.program(),
+                source,
+            });
         }
         // A private sandbox around the holder, as a scenario starts one.
         Ok(start_sandbox(kind, true)
@@ -220,13 +286,13 @@ fn namespace_of(
     name: &str,
     decl: &NamespaceDecl,
 ) -> Result<(IpcNamespace, Option<Proc>), SetUpError> {
-    let unsupported = |why: &str| Err(SetUpError::Unavailable(format!("namespace {name:?}: {why}")));
+    let unsupported = |why: &'static str| Err(SandboxError::Unsupported { ns: name.into(), why }.into());
     if decl.pod.is_some() {
         return unsupported("pods are a container engine's");
     }
     let private = match &decl.docker {
         None => {
-            let ns = IpcNamespace::unshare_new().map_err(|e| format!("cannot create an IPC namespace: {e}"))?;
+            let ns = IpcNamespace::unshare_new().map_err(LocalError::CreateNamespace)?;
             return Ok((ns, None));
         }
         Some(IpcMode::Private | IpcMode::Shareable) => true,
@@ -234,17 +300,23 @@ fn namespace_of(
         Some(IpcMode::Local) => {
             return IpcNamespace::current()
                 .map(|ns| (ns, None))
-                .map_err(|e| SetUpError::Broken(format!("cannot hold the main namespace: {e}")))
+                .map_err(|e| SandboxError::HoldMain(e).into())
         }
         Some(IpcMode::Container(_)) => return unsupported("a sandbox cannot join another sandbox's IPC namespace"),
         Some(IpcMode::None) => return unsupported("Docker's ipc none has no sandbox equivalent"),
     };
-    start_sandbox(kind, private).map_err(|e| SetUpError::Broken(format!("namespace {name:?}: {e}")))
+    start_sandbox(kind, private).map_err(|e| {
+        SandboxError::Namespace {
+            ns: name.into(),
+            source: Box::new(e),
+        }
+        .into()
+    })
 }
 
 /// Start `kind`'s sandbox around the holder, from the calling thread's
 /// IPC namespace, and take a handle on the namespace the holder is in.
-fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Option<Proc>), String> {
+fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Option<Proc>), SandboxError> {
     let mut argv = kind.argv(private);
     // LXC takes its IPC mode from a configuration file, read at start.
     let _config = if kind == SandboxKind::Lxc {
@@ -265,26 +337,30 @@ fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Opti
     let shown = format!("{} {}", argv.join(" "), HOLDER.join(" "));
     // As every process of a scenario starts: its own group (killed when the
     // world lets it go, or on a signal to the harness), dying with it.
-    let sandbox = Proc::spawn("sandbox", cmd, None).map_err(|e| format!("{shown}: {e}"))?;
+    let sandbox = Proc::spawn("sandbox", cmd, None).map_err(|source| SandboxError::Spawn {
+        shown: shown.clone(),
+        source,
+    })?;
     let start = Instant::now();
     loop {
         if let Some(pid) = holder_pid(sandbox.pid) {
-            let ns = std::fs::File::open(format!("/proc/{pid}/ns/ipc"))
-                .map_err(|e| format!("{shown}: the holder's IPC namespace: {e}"))?;
+            let ns =
+                std::fs::File::open(format!("/proc/{pid}/ns/ipc")).map_err(|source| SandboxError::HolderNamespace {
+                    shown: shown.clone(),
+                    source,
+                })?;
             return Ok((IpcNamespace::from_file(ns), Some(sandbox)));
         }
         if let Some(ending) = sandbox.ending() {
             let stderr = String::from_utf8_lossy(&sandbox.output().1.bytes).into_owned();
-            return Err(format!(
-                "{shown} ended ({ending}) before its holder ran: {}",
-                stderr.trim()
-            ));
+            return Err(SandboxError::EndedEarly {
+                shown,
+                ending,
+                said: stderr.trim().into(),
+            });
         }
         if start.elapsed() > START_LIMIT {
-            return Err(format!(
-                "{shown}: its holder did not start within {} s",
-                START_LIMIT.as_secs()
-            ));
+            return Err(SandboxError::HolderLate { shown });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -293,8 +369,8 @@ fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Opti
 /// An LXC application container's configuration: the host's root
 /// read-only, no network, and, when not private, the IPC namespace of the
 /// calling thread (`lxc.namespace.share.ipc` takes a task id).
-fn lxc_config(private: bool) -> Result<tempfile::NamedTempFile, String> {
-    let run = crate::rundir::current().map_err(|e| e.to_string())?;
+fn lxc_config(private: bool) -> Result<tempfile::NamedTempFile, SandboxError> {
+    let run = crate::rundir::current()?;
     let mut text = String::from(
         "lxc.rootfs.path = dir:/\nlxc.rootfs.options = ro\nlxc.uts.name = shmconf\nlxc.net.0.type = empty\n\
          lxc.apparmor.profile = unconfined\nlxc.mount.auto = proc:rw sys:ro\n",
@@ -306,8 +382,8 @@ fn lxc_config(private: bool) -> Result<tempfile::NamedTempFile, String> {
         .prefix("lxc-shmconf-")
         .suffix(".conf")
         .tempfile_in(run.path())
-        .map_err(|e| format!("an LXC configuration: {e}"))?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| format!("an LXC configuration: {e}"))?;
+        .map_err(SandboxError::LxcConfig)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(SandboxError::LxcConfig)?;
     Ok(file)
 }
 
@@ -323,6 +399,27 @@ fn holder_pid(root: i32) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_no_sandbox_gives_is_a_skip_and_a_failed_sandbox_broken() {
+        let pods = SandboxError::Unsupported {
+            ns: "m".into(),
+            why: "pods are a container engine's",
+        };
+        assert_eq!(pods.to_string(), "namespace \"m\": pods are a container engine's");
+        assert!(matches!(SetUpError::from(pods), SetUpError::Unavailable(_)));
+        let late = SandboxError::Namespace {
+            ns: "p".into(),
+            source: Box::new(SandboxError::HolderLate {
+                shown: "bwrap -- sleep 2147483647".into(),
+            }),
+        };
+        assert_eq!(
+            late.to_string(),
+            "namespace \"p\": bwrap -- sleep 2147483647: its holder did not start within 20 s"
+        );
+        assert!(matches!(SetUpError::from(late), SetUpError::Broken(_)));
+    }
 
     #[test]
     fn each_sandbox_asks_for_its_own_namespace_only_when_private() {

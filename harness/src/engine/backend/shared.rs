@@ -27,11 +27,97 @@ use std::time::{Duration, Instant};
 
 use shmconf::{Key, Segment};
 
-use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World};
+use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
+use crate::engine::oracle::ReadError;
 use crate::engine::procs::{PidNamespace, Proc, WaitOutcome};
 use crate::events::{Ending, SegRow};
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
+
+/// Why a scenario cannot run (or clean up) in the shared namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("cannot name the shared namespace's lock: {0}")]
+    LockName(#[source] std::io::Error),
+    #[error("cannot take the shared namespace's lock (@{name}): {source}")]
+    Lock {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A signal to the harness ended the wait for the lock.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+    /// Another shmconf run held the lock past the wait (a SKIP).
+    #[error(
+        "another process holds the shared IPC namespace (@{name}) and did not let go: its scenarios and this one would meet under the same keys"
+    )]
+    LockHeld { name: String },
+    /// Another program's segment has the key of a scenario's key file (a SKIP).
+    #[error(
+        "the shared namespace already holds another program's segment with the key of {file} ({key}, id {shmid}): it needs a namespace of its own"
+    )]
+    FileKeyTaken { file: String, key: String, shmid: i32 },
+    /// A program step needs an empty table and others' segments are there
+    /// (a SKIP): `ids`, the first few of the `count`.
+    #[error(
+        "a program step is judged by a model that starts from an empty table, and the shared namespace holds {count} segment{} of other programs (id {}{}): it needs a namespace of its own",
+        if *.count == 1 { "" } else { "s" },
+        .ids.iter().map(i32::to_string).collect::<Vec<_>>().join(", "),
+        if *.count > .ids.len() { ", ..." } else { "" }
+    )]
+    NotEmpty { count: usize, ids: Vec<i32> },
+    /// Another program's segment is under a raw key the scenario uses (a SKIP).
+    #[error(
+        "the shared namespace already holds another program's segment under key {key} (id {shmid}), which the scenario uses: it needs a namespace of its own"
+    )]
+    RawKeyTaken { key: String, shmid: i32 },
+    /// At the end, the scenario's PID namespace could not say what it made.
+    #[error("cannot tell which segments are the scenario's: {0}")]
+    Creators(#[source] CreatorsError),
+    #[error("cannot read the segment table to clean up: {0}")]
+    CleanUpTable(#[source] ReadError),
+    /// A segment of the scenario's stays (`segment`: the row in words).
+    #[error("cannot remove the scenario's segment ({segment}): {errno}")]
+    Remove {
+        segment: String,
+        #[source]
+        errno: shmconf::sysv::Errno,
+    },
+    #[error("refused: no namespace of the scenario's own, the sysctl would change the shared one")]
+    SysctlRefused,
+}
+
+/// What another program holds in the shared namespace is a SKIP (the
+/// scenario needs a namespace of its own); the rest is BROKEN.
+impl From<SharedError> for SetUpError {
+    fn from(e: SharedError) -> SetUpError {
+        match e {
+            SharedError::LockHeld { .. }
+            | SharedError::FileKeyTaken { .. }
+            | SharedError::NotEmpty { .. }
+            | SharedError::RawKeyTaken { .. } => SetUpError::Unavailable(Box::new(e)),
+            _ => SetUpError::Broken(Box::new(e)),
+        }
+    }
+}
+
+/// Why `shmconf kernel-view creators` in the scenario's PID namespace gave
+/// no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CreatorsError {
+    #[error("cannot start shmconf kernel-view in the scenario's PID namespace: {0}")]
+    Start(#[source] std::io::Error),
+    #[error("shmconf kernel-view creators took longer than {} s", CREATORS_LIMIT.as_secs())]
+    TimedOut,
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+    /// It ended in failure (`said`: its stderr).
+    #[error("shmconf kernel-view creators: {ending}: {said}")]
+    Failed { ending: Ending, said: String },
+    #[error("shmconf kernel-view creators printed no list: {0}")]
+    NoList(#[source] serde_json::Error),
+}
 
 pub struct SharedNamespace {
     pub capabilities: Capabilities,
@@ -112,7 +198,7 @@ impl Backend for SharedNamespace {
             LOCK_WAIT
         };
         let lock = SharedLock::acquire(inode, Instant::now() + wait).inspect_err(|e| {
-            if matches!(e, SetUpError::Unavailable(_)) {
+            if matches!(e, SharedError::LockHeld { .. }) {
                 LOCK_GIVEN_UP.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         })?;
@@ -123,10 +209,12 @@ impl Backend for SharedNamespace {
         for f in &scenario.files {
             let Ok(id) = dir.identity(f) else { continue };
             if let Some(row) = row_with_file_key(id)? {
-                return Err(SetUpError::Unavailable(format!(
-                    "the shared namespace already holds another program's segment with the key of {f} ({}, id {}): it needs a namespace of its own",
-                    row.key, row.shmid
-                )));
+                return Err(SharedError::FileKeyTaken {
+                    file: f.to_string(),
+                    key: row.key,
+                    shmid: row.shmid,
+                }
+                .into());
             }
         }
         // Likewise a raw key the scenario checks: its programs would meet
@@ -136,21 +224,19 @@ impl Backend for SharedNamespace {
         // only while no other program's segment is (a fresh sandbox's or
         // container's namespace), else it would judge the neighbours too.
         if scenario.needs().fresh_namespace && !table.is_empty() {
-            let ids: Vec<String> = table.iter().take(8).map(|r| r.shmid.to_string()).collect();
-            return Err(SetUpError::Unavailable(format!(
-                "a program step is judged by a model that starts from an empty table, and the shared namespace holds {} segment{} of other programs (id {}{}): it needs a namespace of its own",
-                table.len(),
-                if table.len() == 1 { "" } else { "s" },
-                ids.join(", "),
-                if table.len() > ids.len() { ", ..." } else { "" }
-            )));
+            return Err(SharedError::NotEmpty {
+                count: table.len(),
+                ids: table.iter().take(8).map(|r| r.shmid).collect(),
+            }
+            .into());
         }
         for key in raw_keys(scenario) {
             if let Some(row) = table.iter().find(|r| r.raw_key == key) {
-                return Err(SetUpError::Unavailable(format!(
-                    "the shared namespace already holds another program's segment under key {} (id {}), which the scenario uses: it needs a namespace of its own",
-                    row.key, row.shmid
-                )));
+                return Err(SharedError::RawKeyTaken {
+                    key: row.key.clone(),
+                    shmid: row.shmid,
+                }
+                .into());
             }
         }
         let pids = match &self.pid_init {
@@ -219,24 +305,22 @@ pub struct SharedLock {
 }
 
 impl SharedLock {
-    pub fn acquire(ipc_ns_inode: u64, deadline: Instant) -> Result<SharedLock, SetUpError> {
+    pub fn acquire(ipc_ns_inode: u64, deadline: Instant) -> Result<SharedLock, SharedError> {
         use std::os::linux::net::SocketAddrExt;
         let name = format!("shmconf-shared-ipc-{ipc_ns_inode}");
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-            .map_err(|e| format!("cannot name the shared namespace's lock: {e}"))?;
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).map_err(SharedError::LockName)?;
         loop {
             match std::os::unix::net::UnixListener::bind_addr(&addr) {
                 Ok(socket) => return Ok(SharedLock { _socket: socket }),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
-                Err(e) => return Err(format!("cannot take the shared namespace's lock (@{name}): {e}").into()),
+                Err(source) => return Err(SharedError::Lock { name, source }),
             }
             if crate::interrupt::interrupted() {
-                return Err(crate::interrupt::interruption().into());
+                return Err(crate::interrupt::Interrupted::now().into());
             }
             if Instant::now() >= deadline {
-                return Err(SetUpError::Unavailable(format!(
-                    "another process holds the shared IPC namespace (@{name}) and did not let go: its scenarios and this one would meet under the same keys"
-                )));
+                return Err(SharedError::LockHeld { name });
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -263,7 +347,7 @@ pub struct Ownership {
 
 /// The shared namespace's whole table, through the oracle this machine
 /// has (procfs, or shmctl where /proc/sysvipc/shm is missing).
-fn whole_table() -> Result<Vec<SegRow>, String> {
+fn whole_table() -> Result<Vec<SegRow>, ReadError> {
     use crate::engine::oracle::OracleError;
     match crate::engine::oracle::detect()
         .0
@@ -276,7 +360,7 @@ fn whole_table() -> Result<Vec<SegRow>, String> {
     }
 }
 
-fn row_with_file_key(id: FileIdentity) -> Result<Option<SegRow>, String> {
+fn row_with_file_key(id: FileIdentity) -> Result<Option<SegRow>, ReadError> {
     let low = shmconf::sysv::ftok_formula(id.dev, id.ino, 0).as_u32() & 0xff_ffff;
     Ok(whole_table()?
         .into_iter()
@@ -284,7 +368,7 @@ fn row_with_file_key(id: FileIdentity) -> Result<Option<SegRow>, String> {
 }
 
 impl Ownership {
-    pub fn take_baseline() -> Result<Ownership, String> {
+    pub fn take_baseline() -> Result<Ownership, ReadError> {
         Ok(Ownership {
             baseline: whole_table()?.iter().map(|r| r.shmid).collect(),
             ..Ownership::default()
@@ -331,13 +415,13 @@ impl Ownership {
     }
 
     /// Remove every segment of the scenario's own (by [`Ownership::is_own_by_key`]).
-    pub fn remove_own_by_key(&mut self) -> Vec<Result<String, String>> {
+    pub fn remove_own_by_key(&mut self) -> Vec<Result<String, SharedError>> {
         match whole_table() {
             Ok(table) => {
                 let own: Vec<SegRow> = table.into_iter().filter(|r| self.is_own_by_key(r)).collect();
                 Ownership::remove(&own)
             }
-            Err(e) => vec![Err(format!("cannot read the segment table to clean up: {e}"))],
+            Err(e) => vec![Err(SharedError::CleanUpTable(e))],
         }
     }
 
@@ -384,7 +468,7 @@ impl Ownership {
 
     /// IPC_RMID `rows` (the scenario's own): Ok what was removed, Err what
     /// could not be (a leak, which the scenario reports).
-    fn remove(rows: &[SegRow]) -> Vec<Result<String, String>> {
+    fn remove(rows: &[SegRow]) -> Vec<Result<String, SharedError>> {
         let mut done = Vec::new();
         for r in rows {
             let seg = Segment::from_id(r.shmid);
@@ -401,10 +485,10 @@ impl Ownership {
             };
             done.push(match result {
                 Ok(()) => Ok(r.describe()),
-                Err(errno) => Err(format!(
-                    "cannot remove the scenario's segment ({}): {errno}",
-                    r.describe()
-                )),
+                Err(errno) => Err(SharedError::Remove {
+                    segment: r.describe(),
+                    errno,
+                }),
             });
         }
         done
@@ -454,32 +538,41 @@ impl ScenarioPids {
     /// Run `shmconf kernel-view creators` in the namespace; with
     /// `end_others`, it first kills every other process there but the init,
     /// so no segment can be made after its answer.
-    fn ask(&mut self, end_others: bool) -> Result<BTreeMap<i32, i32>, String> {
+    fn ask(&mut self, end_others: bool) -> Result<BTreeMap<i32, i32>, CreatorsError> {
         let mut cmd = Command::new(&self.harness);
         cmd.args(["kernel-view", "creators"]);
         if end_others {
             cmd.arg("--end-others");
         }
-        let mut helper = Proc::spawn("kernel-view creators", cmd, Some(&mut self.ns))
-            .map_err(|e| format!("cannot start shmconf kernel-view in the scenario's PID namespace: {e}"))?;
+        let mut helper = Proc::spawn("kernel-view creators", cmd, Some(&mut self.ns)).map_err(CreatorsError::Start)?;
         let ending = match helper.wait_exit(Instant::now() + CREATORS_LIMIT) {
             WaitOutcome::Done((ending, _)) => ending,
-            WaitOutcome::TimedOut => {
-                return Err(format!(
-                    "shmconf kernel-view creators took longer than {} s",
-                    CREATORS_LIMIT.as_secs()
-                ))
-            }
-            WaitOutcome::Interrupted => return Err(crate::interrupt::interruption()),
+            WaitOutcome::TimedOut => return Err(CreatorsError::TimedOut),
+            WaitOutcome::Interrupted => return Err(crate::interrupt::Interrupted::now().into()),
         };
         let (stdout, stderr) = helper.output();
         if ending != (Ending::Exited { code: 0 }) {
-            return Err(format!("shmconf kernel-view creators: {ending}: {}", stderr.shown()));
+            return Err(CreatorsError::Failed {
+                ending,
+                said: stderr.shown(),
+            });
         }
-        let pairs: Vec<(i32, i32)> = serde_json::from_slice(&stdout.bytes)
-            .map_err(|e| format!("shmconf kernel-view creators printed no list: {e}"))?;
+        let pairs: Vec<(i32, i32)> = serde_json::from_slice(&stdout.bytes).map_err(CreatorsError::NoList)?;
         Ok(pairs.into_iter().collect())
     }
+}
+
+/// Why `kernel-view creators --end-others` did not end every other process
+/// of its PID namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum EndOthersError {
+    /// Its parent is visible: kill(-1) here would reach the machine.
+    #[error("refused: not in a PID namespace of its own (its parent is visible)")]
+    NotInOwnPidNamespace,
+    #[error("kill(-1): {0}")]
+    Kill(#[source] nix::errno::Errno),
+    #[error("processes of the scenario's PID namespace did not die within 5 s")]
+    Survivors,
 }
 
 /// `kernel-view creators --end-others`: SIGKILL every process of this PID
@@ -487,21 +580,21 @@ impl ScenarioPids {
 /// the caller's PID namespace), until none is left. Refused unless this
 /// process is in a PID namespace below its parent's (its parent pid reads
 /// 0): kill(-1) elsewhere would reach every process of the machine.
-pub fn end_other_processes_of_this_pid_namespace() -> Result<(), String> {
+pub fn end_other_processes_of_this_pid_namespace() -> Result<(), EndOthersError> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::{getppid, Pid};
     if getppid().as_raw() != 0 {
-        return Err("refused: not in a PID namespace of its own (its parent is visible)".into());
+        return Err(EndOthersError::NotInOwnPidNamespace);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match kill(Pid::from_raw(-1), Signal::SIGKILL) {
             Err(nix::errno::Errno::ESRCH) => return Ok(()),
-            Err(e) => return Err(format!("kill(-1): {e}")),
+            Err(e) => return Err(EndOthersError::Kill(e)),
             // Zombies count as signalled until their parent (the harness,
             // or the init) reaps them: try again shortly.
             Ok(()) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            Ok(()) => return Err("processes of the scenario's PID namespace did not die within 5 s".into()),
+            Ok(()) => return Err(EndOthersError::Survivors),
         }
     }
 }
@@ -531,14 +624,14 @@ impl SharedWorld {
 }
 
 impl World for SharedWorld {
-    fn enter(&mut self, _ns: &str) -> Result<(), String> {
+    fn enter(&mut self, _ns: &str) -> Result<(), WorldError> {
         // One namespace, the thread's own: no setns (which would need
         // CAP_SYS_ADMIN, exactly what is missing here).
         Ok(())
     }
 
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, String> {
-        super::local::confined_command(req, dir, &self.confinement)
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError> {
+        Ok(super::local::confined_command(req, dir, &self.confinement)?)
     }
 
     fn pid_namespace(&mut self) -> Option<&mut PidNamespace> {
@@ -566,11 +659,11 @@ impl World for SharedWorld {
         }
     }
 
-    fn set_sysctl(&mut self, _ns: &str, _sysctl: IpcSysctl, _value: &str) -> Result<(), String> {
-        Err("refused: no namespace of the scenario's own, the sysctl would change the shared one".into())
+    fn set_sysctl(&mut self, _ns: &str, _sysctl: IpcSysctl, _value: &str) -> Result<(), WorldError> {
+        Err(SharedError::SysctlRefused.into())
     }
 
-    fn tear_down(&mut self) -> Vec<Result<String, String>> {
+    fn tear_down(&mut self) -> Vec<Result<String, WorldError>> {
         let mut done = Vec::new();
         if let Some(pids) = &mut self.pids {
             // Whatever of the scenario still runs (a daemon that left its
@@ -578,7 +671,7 @@ impl World for SharedWorld {
             // namespace goes with its init.
             match pids.ask(true) {
                 Ok(creators) => pids.creators = creators,
-                Err(e) => done.push(Err(format!("cannot tell which segments are the scenario's: {e}"))),
+                Err(e) => done.push(Err(SharedError::Creators(e).into())),
             }
             pids.closed = true;
             pids.init.kill_group();
@@ -589,16 +682,21 @@ impl World for SharedWorld {
             Some(_) => crate::engine::confine::Orphans::NoneComeBack,
             None => crate::engine::confine::Orphans::All,
         };
-        done.extend(self.confinement.finish(orphans));
+        done.extend(
+            self.confinement
+                .finish(orphans)
+                .into_iter()
+                .map(|r| r.map_err(WorldError::from)),
+        );
         let table = match whole_table() {
             Ok(t) => t,
             Err(e) => {
-                done.push(Err(format!("cannot read the segment table to clean up: {e}")));
+                done.push(Err(SharedError::CleanUpTable(e).into()));
                 return done;
             }
         };
         let own: Vec<SegRow> = table.into_iter().filter(|r| self.is_own(r)).collect();
-        done.extend(Ownership::remove(&own));
+        done.extend(Ownership::remove(&own).into_iter().map(|r| r.map_err(WorldError::from)));
         done
     }
 }
@@ -606,6 +704,51 @@ impl World for SharedWorld {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What another program holds makes a SKIP, what fails a BROKEN, by
+    /// variant; the words are the ones the reports always had.
+    #[test]
+    fn others_segments_are_a_skip_and_failures_broken_in_the_same_words() {
+        let one = SharedError::NotEmpty { count: 1, ids: vec![5] };
+        assert_eq!(
+            one.to_string(),
+            "a program step is judged by a model that starts from an empty table, and the shared namespace holds 1 segment of other programs (id 5): it needs a namespace of its own"
+        );
+        assert!(matches!(SetUpError::from(one), SetUpError::Unavailable(_)));
+        let many = SharedError::NotEmpty {
+            count: 9,
+            ids: (0..8).collect(),
+        };
+        assert!(
+            many.to_string()
+                .contains(" holds 9 segments of other programs (id 0, 1, 2, 3, 4, 5, 6, 7, ...): "),
+            "{many}"
+        );
+        let key = SharedError::RawKeyTaken {
+            key: "0x00000041".into(),
+            shmid: 3,
+        };
+        assert!(matches!(SetUpError::from(key), SetUpError::Unavailable(_)));
+        let lock = SharedError::LockName(std::io::Error::other("no"));
+        assert_eq!(lock.to_string(), "cannot name the shared namespace's lock: no");
+        assert!(matches!(SetUpError::from(lock), SetUpError::Broken(_)));
+        let left = SharedError::Remove {
+            segment: "key 0x41 id 3".into(),
+            errno: shmconf::sysv::Errno::EPERM,
+        };
+        assert_eq!(
+            WorldError::from(left).to_string(),
+            "cannot remove the scenario's segment (key 0x41 id 3): EPERM: Operation not permitted"
+        );
+        let late = SharedError::Creators(CreatorsError::TimedOut);
+        assert_eq!(
+            late.to_string(),
+            "cannot tell which segments are the scenario's: shmconf kernel-view creators took longer than 10 s"
+        );
+        let signal = Some(nix::sys::signal::Signal::SIGTERM);
+        let stopped = SharedError::from(crate::interrupt::Interrupted(signal));
+        assert_eq!(stopped.to_string(), "interrupted by SIGTERM");
+    }
 
     fn row(shmid: i32, cpid: i32) -> SegRow {
         SegRow {
@@ -626,7 +769,8 @@ mod tests {
     fn ending_every_process_of_the_pid_namespace_is_refused_outside_one_of_its_own() {
         // The test's parent is visible: kill(-1) here would reach the machine.
         let e = end_other_processes_of_this_pid_namespace().unwrap_err();
-        assert!(e.contains("refused"), "{e}");
+        assert!(matches!(e, EndOthersError::NotInOwnPidNamespace), "{e}");
+        assert!(e.to_string().starts_with("refused: "), "{e}");
     }
 
     #[test]
@@ -691,7 +835,9 @@ mod tests {
         let first = SharedLock::acquire(inode, Instant::now()).unwrap();
         let start = Instant::now();
         let second = SharedLock::acquire(inode, Instant::now() + Duration::from_millis(100));
-        assert!(matches!(second, Err(SetUpError::Unavailable(_))));
+        let Err(e) = second else { panic!("a second holder") };
+        assert!(matches!(e, SharedError::LockHeld { .. }), "{e}");
+        assert!(matches!(SetUpError::from(e), SetUpError::Unavailable(_)), "a SKIP");
         assert!(start.elapsed() >= Duration::from_millis(100));
         drop(first);
         assert!(
