@@ -127,6 +127,35 @@ fn implementation(
     })
 }
 
+/// Why the runner cannot be built: one line for the user (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error(transparent)]
+    Implementation(#[from] crate::impls::ImplError),
+    /// `--expectations FILE` (file:line:col where it is the content).
+    #[error(transparent)]
+    Expectations(crate::scenario::LoadError),
+    #[error("--runtime is for --backend podman (Docker's runtimes are the daemon's: see docs/runtimes.md)")]
+    RuntimeWithDocker,
+    #[error("--containers-conf {}: no such file", .0.display())]
+    NoContainersConf(PathBuf),
+    #[error("--containers-conf {}: {source}", .path.display())]
+    ContainersConf {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Container(#[from] crate::engine::backend::containers::ContainerError),
+    /// The engine is not there, or has no image: the user's to fix.
+    #[error("--backend {program}: {why}")]
+    EngineUnusable { program: &'static str, why: String },
+    #[error(transparent)]
+    Sandbox(#[from] crate::engine::backend::sandbox::SandboxError),
+    #[error("--isolation namespaces: this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN)")]
+    NoNamespaces,
+}
+
 /// A container engine's backend, probed: an engine that is not there is
 /// an error, a runtime that cannot start containers here a SKIP reason.
 fn container_backend(
@@ -136,12 +165,10 @@ fn container_backend(
     runtime: &Option<String>,
     containers_conf: &Option<PathBuf>,
     notes: &mut Vec<String>,
-) -> Result<Box<dyn Backend>, String> {
+) -> Result<Box<dyn Backend>, ComposeError> {
     let program = engine.program();
     if runtime.is_some() && engine == EngineKind::Docker {
-        return Err(
-            "--runtime is for --backend podman (Docker's runtimes are the daemon's: see docs/runtimes.md)".into(),
-        );
+        return Err(ComposeError::RuntimeWithDocker);
     }
     let mut config = ContainerConfig::new(engine, image);
     config.runtime = runtime.clone();
@@ -156,13 +183,16 @@ fn container_backend(
     config.containers_conf = match (given, engine) {
         (Some(conf), _) => {
             if !conf.is_file() {
-                return Err(format!("--containers-conf {}: no such file", conf.display()));
+                return Err(ComposeError::NoContainersConf(conf));
             }
-            Some(std::path::absolute(&conf).map_err(|e| format!("--containers-conf {}: {e}", conf.display()))?)
+            Some(
+                std::path::absolute(&conf).map_err(|source| ComposeError::ContainersConf {
+                    path: conf.clone(),
+                    source,
+                })?,
+            )
         }
-        (None, EngineKind::Podman) => {
-            Some(crate::engine::backend::containers::project_podman_conf().map_err(|e| e.to_string())?)
-        }
+        (None, EngineKind::Podman) => Some(crate::engine::backend::containers::project_podman_conf()?),
         (None, _) => None,
     };
     // An engine that is not there at all is the user's mistake; a
@@ -170,7 +200,7 @@ fn container_backend(
     // limit: every scenario a SKIP with its reason.
     let unavailable = match config.probe() {
         Ok(()) => None,
-        Err(ProbeError::Unusable(why)) => return Err(format!("--backend {program}: {why}")),
+        Err(ProbeError::Unusable(why)) => return Err(ComposeError::EngineUnusable { program, why }),
         Err(ProbeError::CannotStart(why)) => Some(why),
     };
     notes.push(format!("containers: {}", config.describe()));
@@ -187,12 +217,12 @@ fn container_backend(
 }
 
 /// Build the runner; errors are one line for the user (exit 2).
-pub fn compose(c: &Choices) -> Result<Runner, String> {
+pub fn compose(c: &Choices) -> Result<Runner, ComposeError> {
     let docker = matches!(c.backend, BackendChoice::Containers { .. });
-    let (implementation, deviations) = implementation(&c.implementation, docker).map_err(|e| e.to_string())?;
+    let (implementation, deviations) = implementation(&c.implementation, docker)?;
     // An expectations file replaces the implementation's own deviations.
     let expectations = match &c.expectations {
-        Some(p) => Expectations::load(p).map_err(|e| e.to_string())?,
+        Some(p) => Expectations::load(p).map_err(ComposeError::Expectations)?,
         None => deviations,
     };
     let capabilities = Capabilities::detect();
@@ -205,7 +235,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
             containers_conf,
         } => container_backend(c, *engine, image, runtime, containers_conf, &mut notes)?,
         BackendChoice::Sandbox(kind) => {
-            let unavailable = SandboxBackend::probe(*kind).map_err(|e| e.to_string())?;
+            let unavailable = SandboxBackend::probe(*kind)?;
             let confiner = crate::engine::confine::Confiner::new(c.limits.bounds);
             notes.extend(confiner.degraded());
             notes.push(format!(
@@ -229,10 +259,7 @@ pub fn compose(c: &Choices) -> Result<Runner, String> {
         BackendChoice::Local(isolation) => {
             let namespaces = match isolation {
                 Isolation::Auto => capabilities.namespaces,
-                Isolation::Namespaces if !capabilities.namespaces => return Err(
-                    "--isolation namespaces: this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN)"
-                        .into(),
-                ),
+                Isolation::Namespaces if !capabilities.namespaces => return Err(ComposeError::NoNamespaces),
                 Isolation::Namespaces => true,
                 Isolation::Shared => false,
             };

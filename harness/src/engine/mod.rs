@@ -400,16 +400,55 @@ fn timeout_event(proc: &str, waiting_for: String, d: Deadline, out: (Text, Text)
     }
 }
 
+/// Why a scenario's key could not be had.
+#[derive(Debug, thiserror::Error)]
+enum KeyError {
+    /// ftok in the scenario's dir (the key file missing: for the check to say).
+    #[error("ftok({file}): {source}")]
+    Here {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// ftok where the scenario runs (its own kernel's view).
+    #[error("ftok({file}): {source}")]
+    There {
+        file: String,
+        #[source]
+        source: oracle::ReadError,
+    },
+}
+
+impl KeyError {
+    /// The container engine could not run the in-container ftok: that says
+    /// nothing about the implementation (BROKEN, not a verdict).
+    fn engine_failed(&self) -> bool {
+        matches!(
+            self,
+            KeyError::There {
+                source: oracle::ReadError::InContainer(oracle::KernelViewError::EngineFailed(_)),
+                ..
+            }
+        )
+    }
+}
+
 impl State<'_> {
-    fn resolve_key(&mut self, key: &KeySpec) -> Result<i32, String> {
+    fn resolve_key(&mut self, key: &KeySpec) -> Result<i32, KeyError> {
         let raw = match key {
             KeySpec::Ftok { file, proj_id } => match self.world.ftok(file.as_str(), *proj_id) {
-                Some(key) => key.map_err(|e| format!("ftok({file}): {e}"))?,
+                Some(key) => key.map_err(|source| KeyError::There {
+                    file: file.to_string(),
+                    source,
+                })?,
                 None => self
                     .dir
                     .ftok(file, *proj_id)
                     .map(|k| k.raw())
-                    .map_err(|e| format!("ftok({file}): {e}"))?,
+                    .map_err(|source| KeyError::Here {
+                        file: file.to_string(),
+                        source,
+                    })?,
             },
             KeySpec::Raw(v) => *v,
             KeySpec::Private => 0,
@@ -1177,16 +1216,15 @@ impl State<'_> {
         let mut resolved_keys = Vec::new();
         for exp in check.map(|c| c.expect.as_slice()).unwrap_or_default() {
             let resolved = self.resolve_key(&exp.key);
-            // The engine failing to run the in-container ftok says nothing
-            // about the implementation.
             if let Err(e) = &resolved {
-                if e.contains(oracle::ENGINE_FAILED) {
-                    r.rec(n, EventKind::Broken { message: e.clone() });
+                if e.engine_failed() {
+                    r.rec(n, EventKind::Broken { message: e.to_string() });
                     return false;
                 }
             }
-            resolved_keys.push(resolved.clone().ok());
-            keys.insert(exp.key.to_string(), resolved);
+            resolved_keys.push(resolved.as_ref().ok().copied());
+            // The log keeps what the check will say of a key it could not have.
+            keys.insert(exp.key.to_string(), resolved.map_err(|e| e.to_string()));
         }
         let table = match self.kernel_table() {
             Ok(t) => t,

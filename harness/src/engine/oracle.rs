@@ -404,7 +404,7 @@ pub struct InContainer {
 
 /// How an in-container read that the container engine itself could not run
 /// begins its error: not a verdict on the implementation (BROKEN).
-pub const ENGINE_FAILED: &str = "the container engine could not run the oracle: ";
+const ENGINE_FAILED: &str = "the container engine could not run the oracle: ";
 
 /// How long one read inside a container may take.
 const IN_CONTAINER_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
