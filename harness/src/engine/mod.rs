@@ -402,7 +402,7 @@ fn timeout_event(proc: &str, waiting_for: String, d: Deadline, out: (Text, Text)
 
 /// Why a scenario's key could not be had.
 #[derive(Debug, thiserror::Error)]
-enum KeyError {
+enum UnresolvedKey {
     /// ftok in the scenario's dir (the key file missing: for the check to say).
     #[error("ftok({file}): {source}")]
     Here {
@@ -419,13 +419,13 @@ enum KeyError {
     },
 }
 
-impl KeyError {
+impl UnresolvedKey {
     /// The container engine could not run the in-container ftok: that says
     /// nothing about the implementation (BROKEN, not a verdict).
     fn engine_failed(&self) -> bool {
         matches!(
             self,
-            KeyError::There {
+            UnresolvedKey::There {
                 source: oracle::ReadError::InContainer(oracle::KernelViewError::EngineFailed(_)),
                 ..
             }
@@ -434,10 +434,10 @@ impl KeyError {
 }
 
 impl State<'_> {
-    fn resolve_key(&mut self, key: &KeySpec) -> Result<i32, KeyError> {
+    fn resolve_key(&mut self, key: &KeySpec) -> Result<i32, UnresolvedKey> {
         let raw = match key {
             KeySpec::Ftok { file, proj_id } => match self.world.ftok(file.as_str(), *proj_id) {
-                Some(key) => key.map_err(|source| KeyError::There {
+                Some(key) => key.map_err(|source| UnresolvedKey::There {
                     file: file.to_string(),
                     source,
                 })?,
@@ -445,7 +445,7 @@ impl State<'_> {
                     .dir
                     .ftok(file, *proj_id)
                     .map(|k| k.raw())
-                    .map_err(|source| KeyError::Here {
+                    .map_err(|source| UnresolvedKey::Here {
                         file: file.to_string(),
                         source,
                     })?,
