@@ -233,3 +233,31 @@ fn a_turn_has_one_holder_at_a_time() {
     });
     assert_eq!(most.load(Ordering::SeqCst), 1);
 }
+
+/// capget(2) says what /proc says of the same thread, and a thread that
+/// keeps only two capabilities has only those afterwards (a thread of its
+/// own, so the test process keeps its own).
+#[test]
+fn capability_sets_are_read_by_capget_and_reduced() {
+    use shmconf::sysv::process::{keep_only_capabilities, CapabilitySets};
+    let field = |name: &str| {
+        std::fs::read_to_string("/proc/thread-self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| u64::from_str_radix(v.trim(), 16).unwrap()))
+            .unwrap()
+    };
+    std::thread::spawn(move || {
+        let before = CapabilitySets::current().unwrap();
+        assert_eq!(before.effective, field("CapEff:"));
+        assert_eq!(before.permitted, field("CapPrm:"));
+        const KEEP: u64 = (1 << 6) | (1 << 7); // CAP_SETGID, CAP_SETUID
+        keep_only_capabilities(KEEP).unwrap();
+        let after = CapabilitySets::current().unwrap();
+        assert_eq!(after.permitted, before.permitted & KEEP);
+        assert_eq!(after.effective, before.effective & KEEP);
+        assert_eq!(after.effective, field("CapEff:"));
+    })
+    .join()
+    .unwrap();
+}

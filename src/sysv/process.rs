@@ -501,12 +501,9 @@ fn reduce_capabilities(keep: u64) -> bool {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget(2) writes the two v3 data structs `data` holds, and
-    // reads the header, both owned here and of the layout the kernel's.
-    if unsafe { libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) } == -1 {
+    let Some(mut data) = capget() else {
         return false;
-    }
+    };
     for (i, d) in data.iter_mut().enumerate() {
         let kept = (keep >> (32 * i)) as u32;
         d.permitted &= kept;
@@ -515,6 +512,40 @@ fn reduce_capabilities(keep: u64) -> bool {
     }
     // SAFETY: capset(2) reads the header and the two data structs, owned here.
     unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != -1 }
+}
+
+/// The calling thread's capability sets as capget(2) gives them (v3: two
+/// 32-bit halves). Async-signal-safe: one system call on locals.
+fn capget() -> Option<[CapData; 2]> {
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget(2) writes the two v3 data structs `data` holds, and
+    // reads the header, both owned here and of the layout the kernel's.
+    let done = unsafe { libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) } != -1;
+    done.then_some(data)
+}
+
+/// The calling thread's capability sets, a bit per capability
+/// (linux/capability.h numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapabilitySets {
+    pub effective: u64,
+    pub permitted: u64,
+}
+
+impl CapabilitySets {
+    /// The calling thread's sets, by capget(2).
+    pub fn current() -> std::io::Result<CapabilitySets> {
+        let data = capget().ok_or_else(std::io::Error::last_os_error)?;
+        let join = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
+        Ok(CapabilitySets {
+            effective: join(data[0].effective, data[1].effective),
+            permitted: join(data[0].permitted, data[1].permitted),
+        })
+    }
 }
 
 /// Reduce the calling thread's permitted and effective capabilities to

@@ -121,13 +121,9 @@ fn table(known: &[i32]) -> Result<Table, ExecError> {
 const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 
+/// Is capability `bit` in this thread's effective set?
 fn has_capability(bit: u32) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << bit) != 0)
+    shmconf::sysv::process::CapabilitySets::current().is_ok_and(|c| c.effective & (1 << bit) != 0)
 }
 
 /// Run `read` as the identity the executor started with (with its

@@ -148,14 +148,7 @@ impl Capabilities {
                 .unwrap_or(false);
         const CAP_SETGID: u64 = 1 << 6;
         const CAP_SETUID: u64 = 1 << 7;
-        let permitted = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("CapPrm:"))
-                    .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-            })
-            .unwrap_or(0);
+        let permitted = shmconf::sysv::process::CapabilitySets::current().map_or(0, |c| c.permitted);
         let set_ids = permitted & (CAP_SETUID | CAP_SETGID) == CAP_SETUID | CAP_SETGID;
         let sysctls = nix::unistd::access("/proc/sys/kernel/shm_rmid_forced", nix::unistd::AccessFlags::W_OK).is_ok();
         Capabilities {
