@@ -882,18 +882,13 @@ impl State<'_> {
             per_call,
             fed: BTreeMap::new(),
             attached: BTreeMap::new(),
-            prefix: sched.prefix.iter(),
-            sleep: trace::SleepSet::default(),
-            index: 0,
+            scheduler: trace::Scheduler::new(&sched.prefix, &sched.sleep, sched.sleep_from),
         };
         // The table before the first step: where the model starts.
         if !self.record_table(step, r) {
             return false;
         }
         loop {
-            if order.index == sched.sleep_from {
-                order.sleep = trace::SleepSet(sched.sleep.clone());
-            }
             if crate::interrupt::interrupted() {
                 r.rec(n, interrupted_event());
                 return false;
@@ -906,7 +901,6 @@ impl State<'_> {
                 ControlFlow::Continue(choice) => choice,
                 ControlFlow::Break(go_on) => return go_on,
             };
-            order.index += 1;
             let labels: Vec<String> = enabled.iter().map(Choice::label).collect();
             match &choice {
                 Choice::Feed(run) => self.feed_piece(&mut order, &choice, run, labels, r),
@@ -989,7 +983,7 @@ impl State<'_> {
                 seen: Vec::new(),
             },
         );
-        order.sleep.advance(choice, &[format!("stdin:{run}")]);
+        order.scheduler.happened(choice, &[format!("stdin:{run}")]);
         if let Some(Err(e)) = written {
             r.rec(
                 n,
@@ -1051,7 +1045,7 @@ impl State<'_> {
             .collect();
         let seen = readable_texts(&contents_before, &contents_after);
         let touches = trace::touches(run, &call, before, &reached);
-        order.sleep.advance(choice, &touches);
+        order.scheduler.happened(choice, &touches);
         r.rec(
             Some(step.n),
             EventKind::Scheduled {
@@ -1383,12 +1377,8 @@ struct Order<'s> {
     fed: BTreeMap<String, usize>,
     /// The segment each run has attached, as its calls so far say.
     attached: BTreeMap<String, Option<i32>>,
-    /// The choices still to replay before the order makes its own.
-    prefix: std::slice::Iter<'s, Choice>,
-    /// Choices that need not be taken now (see [`Schedule::sleep`]).
-    sleep: trace::SleepSet,
-    /// How many choices were made.
-    index: usize,
+    /// Which choice comes next (the prefix, then the first not asleep).
+    scheduler: trace::Scheduler,
 }
 
 impl Order<'_> {
@@ -1398,9 +1388,9 @@ impl Order<'_> {
     /// choice asleep: the rest of the order is redundant, not an error).
     fn next_choice(&mut self, enabled: &[Choice], r: &mut Recorder) -> ControlFlow<bool, Choice> {
         let n = Some(self.step.n);
-        match self.prefix.next() {
-            Some(c) if enabled.contains(c) => ControlFlow::Continue(c.clone()),
-            Some(c) => {
+        match self.scheduler.decide(enabled) {
+            trace::Decision::Take(c) => ControlFlow::Continue(c),
+            trace::Decision::Impossible(c) => {
                 r.rec(
                     n,
                     EventKind::Broken {
@@ -1413,18 +1403,15 @@ impl Order<'_> {
                 );
                 ControlFlow::Break(false)
             }
-            None => match enabled.iter().find(|c| !self.sleep.asleep(c)) {
-                Some(c) => ControlFlow::Continue(c.clone()),
-                None => {
-                    r.rec(
-                        n,
-                        EventKind::Redundant {
-                            asleep: enabled.iter().map(Choice::label).collect(),
-                        },
-                    );
-                    ControlFlow::Break(true)
-                }
-            },
+            trace::Decision::AllAsleep => {
+                r.rec(
+                    n,
+                    EventKind::Redundant {
+                        asleep: enabled.iter().map(Choice::label).collect(),
+                    },
+                );
+                ControlFlow::Break(true)
+            }
         }
     }
 }

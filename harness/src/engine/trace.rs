@@ -81,6 +81,72 @@ impl SleepSet {
     }
 }
 
+/// What the scheduler decided at one point of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Take this choice.
+    Take(Choice),
+    /// The prefix names a choice that is not enabled here: the order cannot
+    /// be replayed (a BROKEN order, not a verdict).
+    Impossible(Choice),
+    /// Every enabled choice is asleep: the rest of the order is redundant.
+    AllAsleep,
+}
+
+/// The system-call scheduler: which enabled choice an order takes next.
+/// It replays a prefix (a backtracked or `--order` one), then takes the
+/// first enabled choice not asleep, its sleep set installed before prefix
+/// choice `sleep_from` and advanced by every event. The engine asks it at
+/// every point of a traced order; the explorer's reduction tests drive the
+/// same type over a toy system, so what they prove is of this policy.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    prefix: std::collections::VecDeque<Choice>,
+    /// The sleep set to install, and before which choice.
+    sleep_then: Option<(usize, SleepSet)>,
+    sleep: SleepSet,
+    /// Choices taken so far.
+    taken: usize,
+}
+
+impl Scheduler {
+    pub fn new(prefix: &[Choice], sleep: &[(Choice, Vec<String>)], sleep_from: usize) -> Scheduler {
+        Scheduler {
+            prefix: prefix.iter().cloned().collect(),
+            sleep_then: Some((sleep_from, SleepSet(sleep.to_vec()))),
+            sleep: SleepSet::default(),
+            taken: 0,
+        }
+    }
+
+    /// The choice to take among `enabled` (listed in the canonical order).
+    pub fn decide(&mut self, enabled: &[Choice]) -> Decision {
+        if self.sleep_then.as_ref().is_some_and(|(from, _)| *from == self.taken) {
+            if let Some((_, sleep)) = self.sleep_then.take() {
+                self.sleep = sleep;
+            }
+        }
+        let decision = match self.prefix.pop_front() {
+            Some(c) if enabled.contains(&c) => Decision::Take(c),
+            Some(c) => Decision::Impossible(c),
+            None => match enabled.iter().find(|c| !self.sleep.asleep(c)) {
+                Some(c) => Decision::Take(c.clone()),
+                None => Decision::AllAsleep,
+            },
+        };
+        if matches!(decision, Decision::Take(_)) {
+            self.taken += 1;
+        }
+        decision
+    }
+
+    /// The event of a taken choice touched `touches`: sleepers it conflicts
+    /// with wake.
+    pub fn happened(&mut self, choice: &Choice, touches: &[String]) {
+        self.sleep.advance(choice, touches);
+    }
+}
+
 /// What a traced step does after a task's exit event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterExit {
@@ -885,6 +951,34 @@ fn ending_of(status: i32) -> Ending {
 mod tests {
     use super::*;
     use crate::engine::procs::Proc;
+
+    /// The scheduler replays the prefix, then takes the first choice not
+    /// asleep; the sleep set comes in before choice `sleep_from` and a
+    /// conflicting event wakes a sleeper; all asleep is redundant, and a
+    /// prefix choice that is not enabled is impossible.
+    #[test]
+    fn the_scheduler_replays_then_takes_the_first_choice_not_asleep() {
+        let (a, b, c) = (Choice::parse("a"), Choice::parse("b"), Choice::parse("c"));
+        let all = [a.clone(), b.clone(), c.clone()];
+        let sleep = vec![
+            (a.clone(), vec!["w:shm".to_string()]),
+            (b.clone(), vec!["out:b".to_string()]),
+        ];
+        let mut s = Scheduler::new(std::slice::from_ref(&c), &sleep, 1);
+        assert_eq!(s.decide(&all), Decision::Take(c.clone()), "the prefix first");
+        s.happened(&c, &["out:c".into()]);
+        assert_eq!(
+            s.decide(&all),
+            Decision::Take(c.clone()),
+            "a and b asleep from choice 1"
+        );
+        s.happened(&c, &["r:shm".into()]);
+        assert_eq!(s.decide(&all[..2]), Decision::Take(a.clone()), "c's read of shm woke a");
+        s.happened(&a, &["w:shm".into()]);
+        assert_eq!(s.decide(&all[1..2]), Decision::AllAsleep, "b still asleep");
+        let mut s = Scheduler::new(std::slice::from_ref(&c), &[], 0);
+        assert_eq!(s.decide(&all[..2]), Decision::Impossible(c));
+    }
 
     #[test]
     fn reads_commute_and_writes_conflict() {

@@ -1174,21 +1174,18 @@ mod tests {
 
     type Outcome = (Vec<i64>, Vec<Vec<i64>>);
 
-    /// Play `next` as the engine does: the prefix, then the first choice
-    /// not asleep; stop when every enabled choice sleeps (redundant).
+    /// Play `next` with the engine's own scheduler (the prefix, then the
+    /// first choice not asleep); stop when every enabled choice sleeps
+    /// (redundant). Only the system under it is a toy.
     fn simulate(programs: &[Vec<Op>], next: &Next) -> (Vec<Event>, Option<Outcome>) {
         let runs: Vec<String> = (0..programs.len()).map(|i| format!("p{i}")).collect();
         let mut pc = vec![0usize; programs.len()];
         let mut vars = vec![0i64; 3];
         let mut last = vec![0i64; programs.len()];
         let mut seen: Vec<Vec<i64>> = vec![Vec::new(); programs.len()];
-        let mut sleep = crate::engine::trace::SleepSet::default();
+        let mut scheduler = crate::engine::trace::Scheduler::new(&next.prefix, &next.sleep, next.sleep_from);
         let mut trace = Vec::new();
-        let mut prefix = next.prefix.iter();
         loop {
-            if trace.len() == next.sleep_from {
-                sleep = crate::engine::trace::SleepSet(next.sleep.clone());
-            }
             let enabled: Vec<Choice> = (0..programs.len())
                 .filter(|&i| pc[i] < programs[i].len())
                 .map(|i| Choice::Step(runs[i].clone()))
@@ -1196,12 +1193,10 @@ mod tests {
             if enabled.is_empty() {
                 return (trace, Some((vars, seen)));
             }
-            let choice = match prefix.next() {
-                Some(c) => c.clone(),
-                None => match enabled.iter().find(|c| !sleep.asleep(c)) {
-                    Some(c) => c.clone(),
-                    None => return (trace, None),
-                },
+            let choice = match scheduler.decide(&enabled) {
+                crate::engine::trace::Decision::Take(c) => c,
+                crate::engine::trace::Decision::Impossible(c) => panic!("the explorer planned {c:?}, not enabled"),
+                crate::engine::trace::Decision::AllAsleep => return (trace, None),
             };
             let i = runs.iter().position(|r| Choice::Step(r.clone()) == choice).unwrap();
             let touches = match programs[i][pc[i]] {
@@ -1216,7 +1211,7 @@ mod tests {
                 }
             };
             pc[i] += 1;
-            sleep.advance(&choice, &touches);
+            scheduler.happened(&choice, &touches);
             trace.push(Event {
                 choice,
                 enabled,
