@@ -220,16 +220,29 @@ impl Runner {
             })
         };
         let (after_writer, after_reader) = (footprint(2), footprint(4));
+        // Each process's role, as its step declares it (not read off its name).
+        let roles: std::collections::BTreeMap<&str, crate::scenario::Role> = steps
+            .iter()
+            .filter_map(|step| match &step.action {
+                crate::scenario::Action::Spawn(spawn) => match spawn.program {
+                    crate::scenario::Program::Role(role) => Some((spawn.name.as_str(), role)),
+                    crate::scenario::Program::Exec(_) => None,
+                },
+                _ => None,
+            })
+            .collect();
+        // Every process of the preflight is one of the pair's.
+        let role_of = |proc: &str| roles.get(proc).copied().unwrap_or(crate::scenario::Role::Writer);
         for event in &log.events {
             match &event.kind {
                 EventKind::SpawnFailed { proc, argv, error } => {
                     // The command as given: a staged copy's path means nothing to the user.
-                    let given = match role_of(proc) {
-                        "writer" | "reader" => self.implementation.given(role_of_proc(proc)).join(" "),
-                        _ => argv.join(" "),
+                    let given = match roles.get(proc.as_str()) {
+                        Some(&role) => self.implementation.given(role).join(" "),
+                        None => argv.join(" "),
                     };
                     return Err(PreflightError::CannotStart {
-                        role: role_of(proc).into(),
+                        role: role_of(proc),
                         command: given,
                         error: error.clone(),
                     });
@@ -241,7 +254,7 @@ impl Runner {
                     stderr,
                     ..
                 } => {
-                    let role = role_of_proc(proc);
+                    let role = role_of(proc);
                     let cannot_run = matches!(ending, Ending::Exited { code: 126 | 127 });
                     // Nothing the kernel can see: the writer left no segment
                     // under its key although it was given a line; the reader
@@ -298,9 +311,9 @@ impl Runner {
 pub enum PreflightError {
     #[error("preflight scenario: {0}")]
     Scenario(crate::scenario::LoadError),
-    #[error("{role}: cannot start {command:?}: {error}")]
+    #[error("{}: cannot start {command:?}: {error}", .role.as_str())]
     CannotStart {
-        role: String,
+        role: crate::scenario::Role,
         command: String,
         error: String,
     },
@@ -332,18 +345,6 @@ fn nothing_done(role: crate::scenario::Role, did_nothing: bool) -> &'static str 
             ", having done nothing with shared memory though given a line and its key file"
         }
         (true, _) => ", having done nothing with shared memory",
-    }
-}
-
-fn role_of(proc: &str) -> &str {
-    proc.split('@').next().unwrap_or(proc)
-}
-
-fn role_of_proc(proc: &str) -> crate::scenario::Role {
-    if role_of(proc) == "reader" {
-        crate::scenario::Role::Reader
-    } else {
-        crate::scenario::Role::Writer
     }
 }
 
