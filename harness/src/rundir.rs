@@ -232,13 +232,11 @@ fn dir_in(run: &RunDir, prefix: &str) -> std::io::Result<tempfile::TempDir> {
 /// another uid cannot open anything below it by path.
 pub fn blocked_for_others(path: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let mut blocked = None;
-    for p in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
-        if !std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0) {
-            blocked = Some(p.to_path_buf());
-        }
-    }
-    blocked
+    path.ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .filter(|p| !std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+        .last()
+        .map(Path::to_path_buf)
 }
 
 /// Temp folders tried, in order, for what other uids must reach when the

@@ -173,7 +173,8 @@ fn run_here(opts: &Options) -> Result<Results, BenchError> {
         let count = (opts.bytes / chunk).max(1);
         throughput.push(memcpy(chunk, count)?);
         for mech in &opts.mechanisms {
-            let (secs, _) = transfer(opts, dir.path(), mech, chunk, count, 0, piece)?;
+            let (secs, _) =
+                transfer(opts, dir.path(), mech, chunk, count, 0, piece).map_err(|e| e.in_mechanism(mech))?;
             let bytes = chunk * count;
             throughput.push(Throughput {
                 mechanism: mech.clone(),
@@ -185,7 +186,7 @@ fn run_here(opts: &Options) -> Result<Results, BenchError> {
         }
     }
     for mech in &opts.mechanisms {
-        let (_, rtt) = transfer(opts, dir.path(), mech, 1, 0, opts.rounds, piece)?;
+        let (_, rtt) = transfer(opts, dir.path(), mech, 1, 0, opts.rounds, piece).map_err(|e| e.in_mechanism(mech))?;
         latency.push(Latency {
             mechanism: mech.clone(),
             rounds: opts.rounds,
@@ -321,20 +322,9 @@ fn measure(ch: &mut dyn Channel, chunk: usize, count: usize, rounds: usize) -> s
 }
 
 /// One child, `count` chunks child→parent, then `rounds` 1-byte round trips.
-/// Returns (seconds for the chunks, seconds per round trip).
+/// Returns (seconds for the chunks, seconds per round trip); an error is
+/// said as the mechanism's by the caller.
 fn transfer(
-    opts: &Options,
-    dir: &Path,
-    mech: &str,
-    chunk: usize,
-    count: usize,
-    rounds: usize,
-    piece: usize,
-) -> Result<(f64, f64), BenchError> {
-    transfer_in(opts, dir, mech, chunk, count, rounds, piece).map_err(|e| e.in_mechanism(mech))
-}
-
-fn transfer_in(
     opts: &Options,
     dir: &Path,
     mech: &str,
