@@ -284,10 +284,15 @@ impl Hierarchy {
             collect_traced(&members);
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Every dir, even after one fails: a dir left in one hierarchy would
+        // outlive the run (the sweep finds it, but only at the next run).
+        let mut first_error = Ok(());
         for d in self.dirs() {
-            remove_tree(d)?;
+            if let Err(e) = remove_tree(d) {
+                first_error = first_error.and(Err(e));
+            }
         }
-        Ok(())
+        first_error
     }
 }
 
@@ -446,12 +451,16 @@ impl Drop for Confiner {
 /// it is removed. Only dirs of our name form (`shmconf-PID-N`) whose process
 /// is gone.
 fn sweep_stale_run_cgroups(parent: &Hierarchy) {
-    let Some(first) = parent.dirs().first().map(|d| d.to_path_buf()) else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(&first) else { return };
-    for e in entries.filter_map(Result::ok) {
-        let name = e.file_name().to_string_lossy().into_owned();
+    // The names in every hierarchy: a run killed while it removed its dirs
+    // (v1: pids, then memory) leaves a dir in some of them only.
+    let names: BTreeSet<String> = parent
+        .dirs()
+        .into_iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.filter_map(Result::ok))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in names {
         let Some(pid) = name
             .strip_prefix(RUN_CGROUP_PREFIX)
             .and_then(|rest| rest.split('-').next())
@@ -744,6 +753,37 @@ pub fn mount_plan(dir: &Path) -> Result<MountPlan, ConfineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run killed while it removed its cgroup (v1 removes the pids dir,
+    /// then the memory one) leaves its dirs in some hierarchies only; the
+    /// next run sweeps them from every hierarchy, child dirs too.
+    #[rstest::rstest]
+    #[case::in_the_first_hierarchy_only(&[0])]
+    #[case::in_the_last_hierarchy_only(&[1])]
+    #[case::in_every_hierarchy(&[0, 1])]
+    fn a_dead_runs_cgroup_left_in_some_hierarchies_is_swept(#[case] left_in: &[usize]) {
+        let Some(own) = Hierarchy::detect().filter(|_| nix::unistd::geteuid().is_root()) else {
+            eprintln!("skipped: needs root and cgroups with the pids and memory controllers");
+            return;
+        };
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let stale = own.join(&format!("{RUN_CGROUP_PREFIX}{}-{}", gone.id(), left_in.len()));
+        let dirs = stale.dirs();
+        let made: Vec<PathBuf> = left_in
+            .iter()
+            // v2 has one dir: every case makes it.
+            .map(|&i| dirs[i.min(dirs.len() - 1)].join("scenario-0"))
+            .collect();
+        for d in &made {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let next = Confiner::new(Bounds::default());
+        for d in &made {
+            assert!(!d.parent().unwrap().exists(), "{} was not swept", d.display());
+        }
+        drop(next);
+    }
 
     #[test]
     fn sizes_take_binary_units_and_refuse_the_rest() {
