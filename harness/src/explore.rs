@@ -7,24 +7,28 @@
 //! and, at the end, each process's stdout and exit code. A failing order is
 //! shrunk (runs and events dropped while it still fails, within the
 //! scenario's limit) and reported with a one-line replay command.
+//!
+//! Both granularities run through one loop ([`driver`]): the orders
+//! planned here and the orders DPOR picks ([`syscall`]) are two
+//! strategies it drives under the same budget, clock and verdict rules.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Run};
+use crate::engine::Engine;
 use crate::events::{escape, escape_short, Ending, EventKind, Log};
 use crate::impls::Origin;
 use crate::outcome::{Check, Failure, Status};
 
+mod driver;
 mod syscall;
 use crate::model::{Change, FileId, Model, RunSpec};
 use crate::outcome::ScenarioResult;
-use crate::parallel::parallel_map;
 use crate::scenario::{
     Action, Background, EndingExpect, Expect, Exploration, ExploreRun, FileOp, Granularity, Initial, InitialSegment,
     KeySpec, Orders, PairRole, Program, Role, ScenarioFile, Spawn, Step, WaitFor, MAIN_NS,
 };
+pub use driver::MAX_FAILING_ORDERS;
+use driver::{Driven, End, Exploring, Strategy, Unjudged, Verdictless};
 
 /// One orderable event of an exploration, by label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -855,95 +859,63 @@ fn unclear_error(name: &str, model_exit: i32, stderr: &[u8], ending: &Ending) ->
     })
 }
 
-/// Exploration stops early after this many failing orders (each may have
-/// waited for timeouts; the first ones say enough).
-pub const MAX_FAILING_ORDERS: usize = 20;
-
-/// One exploration under way, as both granularities drive it: the
-/// scenario, the engine, when it started and its safety-net clock.
-struct Exploring<'a> {
-    sf: &'a ScenarioFile,
-    engine: &'a Engine<'a>,
-    start: Instant,
-    /// The scenario's limit, else the engine's. The budget is a count of
-    /// orders, the same on any machine; the clock is only a safety net.
-    limit: Duration,
-    deadline: Instant,
-}
-
-impl<'a> Exploring<'a> {
-    fn new(sf: &'a ScenarioFile, engine: &'a Engine<'a>) -> Exploring<'a> {
-        let start = Instant::now();
-        let limit = sf.scenario.timeout.unwrap_or(engine.limits.exploration);
-        Exploring {
-            sf,
-            engine,
-            start,
-            limit,
-            deadline: start + limit,
-        }
-    }
-
-    /// Run engine steps as this scenario, within the safety-net clock.
-    fn execute(&self, steps: &[Step]) -> Log {
-        self.engine.execute(&Run {
-            id: &self.sf.id,
-            scenario: &self.sf.scenario,
-            steps,
-            hard_deadline: Some(self.deadline),
-        })
-    }
-
-    fn out_of_time(&self) -> bool {
-        Instant::now() >= self.deadline
-    }
-
-    /// Orders per second so far.
-    fn rate(&self, orders: usize) -> f64 {
-        orders as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
-    }
-
-    /// An exploration that stopped at its order budget with every order
-    /// explored agreeing: a PASS that says so, or with --strict-budget a
-    /// TIMEOUT.
-    fn budget_status(&self) -> Status {
-        if self.engine.limits.strict_budget {
-            Status::Timeout
-        } else {
-            Status::Pass
-        }
-    }
-
-    fn replay_command(&self, order: &str) -> String {
-        replay_command(self.sf, self.engine, order)
-    }
-
-    /// The scenario's result, timed from the start.
-    fn result(&self, status: Status, message: String, problems: Vec<String>, log: Option<Log>) -> ScenarioResult {
-        ScenarioResult {
-            id: self.sf.id.clone(),
-            status,
-            duration: self.start.elapsed(),
-            message,
-            problems,
-            failures: vec![],
-            log,
-        }
-    }
-
-    /// A FAIL, with every failure of every failing order (each is held
-    /// against the implementation's known deviations).
-    fn failed(&self, message: String, problems: Vec<String>, log: Log, failures: Vec<Failure>) -> ScenarioResult {
-        let judged = self.result(Status::Fail, message, problems, Some(log));
-        ScenarioResult { failures, ..judged }
-    }
-}
-
 /// Execute one order through the engine and judge it.
 fn run_order(x: &Exploring, ex: &Exploration, order: &[Move]) -> OrderOutcome {
     let (steps, spans) = order_steps(ex, order);
     let log = x.execute(&steps);
     judge(ex, order, &spans, log)
+}
+
+/// Whole-run orders, planned (every order or a sample) or the one
+/// replayed, in their order: the strategy of process-level exploration.
+struct PlannedOrders<'e, 'x> {
+    x: &'e Exploring<'x>,
+    ex: &'e Exploration,
+    /// Not yet handed to the driver.
+    orders: std::vec::IntoIter<Vec<Move>>,
+    /// The judged orders that disagree with the model, in order.
+    failed: Vec<OrderOutcome>,
+}
+
+impl Strategy for PlannedOrders<'_, '_> {
+    type Order = Vec<Move>;
+    type Outcome = OrderOutcome;
+
+    fn has_more(&self) -> bool {
+        self.orders.len() > 0
+    }
+
+    fn next_orders(&mut self, most: usize) -> Vec<Vec<Move>> {
+        self.orders.by_ref().take(most).collect()
+    }
+
+    fn execute(&self, order: &Vec<Move>) -> Result<OrderOutcome, Unjudged> {
+        let mut o = run_order(self.x, self.ex, order);
+        let why = if o.interrupted {
+            Verdictless::Interrupted
+        } else if let Some(b) = o.broken.take() {
+            Verdictless::Broken(b)
+        } else if o.cut {
+            Verdictless::Cut
+        } else {
+            return Ok(o);
+        };
+        Err(Box::new((why, o.log)))
+    }
+
+    fn failed(o: &OrderOutcome) -> bool {
+        o.failed()
+    }
+
+    fn take(&mut self, _: Vec<Move>, o: OrderOutcome) {
+        if o.failed() {
+            self.failed.push(o);
+        }
+    }
+
+    fn label(order: &Vec<Move>) -> String {
+        label_order(order)
+    }
 }
 
 /// Run the exploration of one scenario file.
@@ -956,78 +928,39 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, jobs: usize, re
         Some(text) => parse_order(ex, text).map(|o| vec![o]),
         None => planned_orders(ex),
     };
-    let mut orders = match orders {
+    let orders = match orders {
         Ok(o) => o,
         Err(e) => return x.result(Status::Broken, e.to_string(), vec![], None),
     };
-    // The budget is a count: the first orders, the same on any machine.
-    // The clock is only a safety net.
     let planned = orders.len();
-    orders.truncate(engine.limits.max_orders);
-    let outcomes = run_orders(&x, ex, &orders, jobs);
-    if let Some(unjudged) = unjudged_result(&x, orders.len(), &outcomes) {
-        return unjudged;
+    let mut strategy = PlannedOrders {
+        x: &x,
+        ex,
+        orders: orders.into_iter(),
+        failed: vec![],
+    };
+    let driven = match x.drive(&mut strategy, jobs) {
+        Ok(d) => d,
+        Err(unjudged) => return *unjudged,
+    };
+    // The budget is a count: the first orders, the same on any machine.
+    let to_run = planned.min(engine.limits.max_orders);
+    if strategy.failed.is_empty() {
+        return agreeing_result(&x, to_run, planned, driven);
     }
-    let finished = outcomes.iter().filter(|o| !o.cut).count();
-    let failed: Vec<&OrderOutcome> = outcomes.iter().filter(|o| o.failed()).collect();
-    if failed.is_empty() {
-        return agreeing_result(&x, orders.len(), planned, finished, outcomes.len());
-    }
-    failing_result(&x, ex, orders.len(), finished, &failed)
-}
-
-/// Run the orders on `jobs` workers, in order, stopping early when the
-/// harness is interrupted, after [`MAX_FAILING_ORDERS`] failing or broken
-/// orders, or when the safety-net clock runs out.
-fn run_orders(x: &Exploring, ex: &Exploration, orders: &[Vec<Move>], jobs: usize) -> Vec<OrderOutcome> {
-    let failing = AtomicUsize::new(0);
-    let stop =
-        || crate::interrupt::interrupted() || failing.load(Ordering::SeqCst) >= MAX_FAILING_ORDERS || x.out_of_time();
-    parallel_map(orders.len(), jobs, stop, |i| {
-        let o = run_order(x, ex, &orders[i]);
-        if o.failed() || o.broken.is_some() {
-            failing.fetch_add(1, Ordering::SeqCst);
-        }
-        o
-    })
-}
-
-/// No verdict: the harness was interrupted, or an order was BROKEN.
-fn unjudged_result(x: &Exploring, to_run: usize, outcomes: &[OrderOutcome]) -> Option<ScenarioResult> {
-    if crate::interrupt::interrupted() || outcomes.iter().any(|o| o.interrupted) {
-        return Some(x.result(
-            Status::Interrupted,
-            format!(
-                "{} after {} of {to_run} orders; the exploration was not judged",
-                crate::interrupt::interruption(),
-                outcomes.len(),
-            ),
-            vec![],
-            None,
-        ));
-    }
-    let b = outcomes.iter().find(|o| o.broken.is_some())?;
-    Some(x.result(
-        Status::Broken,
-        format!(
-            "order {}: {}",
-            label_order(&b.order),
-            b.broken.as_deref().unwrap_or_default()
-        ),
-        vec![],
-        Some(b.log.clone()),
-    ))
+    failing_result(&x, ex, to_run, driven.judged, &strategy.failed)
 }
 
 /// Every order that ran agrees with the model: a PASS, unless the
 /// safety-net clock stopped the orders early (TIMEOUT) or the budget did
 /// (see [`Exploring::budget_status`]).
-fn agreeing_result(x: &Exploring, to_run: usize, planned: usize, finished: usize, ran: usize) -> ScenarioResult {
-    let rate = x.rate(ran);
-    if finished < to_run {
+fn agreeing_result(x: &Exploring, to_run: usize, planned: usize, driven: Driven) -> ScenarioResult {
+    let finished = driven.judged;
+    let rate = x.rate(finished);
+    match driven.end {
         // The safety net, not the budget: what ran agreed, but how much ran
         // depended on the machine's speed. Not a verdict either way.
-        return x.result(
+        End::Clock | End::FailingLimit => x.result(
             Status::Timeout,
             format!(
                 "explored {finished} of {to_run} orders, all agreeing with the model, when the exploration's \
@@ -1038,11 +971,9 @@ fn agreeing_result(x: &Exploring, to_run: usize, planned: usize, finished: usize
             ),
             vec![],
             None,
-        );
-    }
-    if planned > to_run {
+        ),
         // Stopped at the order budget: the same orders on any machine.
-        return x.result(
+        End::Budget => x.result(
             x.budget_status(),
             format!(
                 "the first {to_run} of {planned} orders agree with the model, stopping at the budget of {} orders \
@@ -1051,14 +982,14 @@ fn agreeing_result(x: &Exploring, to_run: usize, planned: usize, finished: usize
             ),
             vec![],
             None,
-        );
+        ),
+        End::Exhausted => x.result(
+            Status::Pass,
+            format!("{to_run} orders agree with the model ({rate:.0} orders/s)"),
+            vec![],
+            None,
+        ),
     }
-    x.result(
-        Status::Pass,
-        format!("{to_run} orders agree with the model ({rate:.0} orders/s)"),
-        vec![],
-        None,
-    )
 }
 
 /// The FAIL of an exploration: the shortest failing order, shrunk, with
@@ -1068,12 +999,11 @@ fn failing_result(
     ex: &Exploration,
     to_run: usize,
     finished: usize,
-    failed: &[&OrderOutcome],
+    failed: &[OrderOutcome],
 ) -> ScenarioResult {
     let not_run = to_run - finished;
     // Shrink the shortest failing order: drop whole runs/events while it still fails.
-    let shortest = failed.iter().min_by_key(|o| o.order.len()).copied().cloned();
-    let Some(shortest) = shortest else {
+    let Some(shortest) = failed.iter().min_by_key(|o| o.order.len()).cloned() else {
         return x.result(Status::Broken, "no failing order to shrink".into(), vec![], None);
     };
     let shrunk = shrink(x, ex, shortest);
@@ -1088,7 +1018,7 @@ fn failing_result(
         ));
     }
     let failures: Vec<Failure> = std::iter::once(&shrunk)
-        .chain(failed.iter().copied())
+        .chain(failed)
         .flat_map(|o| o.problems.iter().cloned())
         .collect();
     let message = format!(

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::Exploring;
+use super::driver::{Driven, End, Exploring, Strategy, Unjudged, Verdictless};
 use crate::engine::Engine;
 use crate::events::{escape, Call, Choice, Ending, EventKind, Log, SegRow, Text};
 use crate::model::calls::CallModel;
@@ -280,17 +280,9 @@ struct Execution {
     log: Log,
 }
 
-enum Verdictless {
-    Skip(String),
-    Broken(String),
-    Interrupted,
-    /// The exploration's time ran out during it.
-    Cut,
-}
-
 /// Execute one order and judge it as its log goes, or say why it has no
 /// verdict.
-fn execute(x: &Exploring, ex: &Exploration, next: &Next) -> Result<Execution, Box<(Verdictless, Log)>> {
+fn execute(x: &Exploring, ex: &Exploration, next: &Next) -> Result<Execution, Unjudged> {
     let log = x.execute(&steps(ex, next));
     if let Some(why) = super::initial_failure(&log, super::initial_actions(ex).len()) {
         return Err(Box::new((Verdictless::Broken(why), log)));
@@ -531,7 +523,7 @@ impl<'a> Reading<'a> {
     /// The execution, with the problems of its runs' endings and (with
     /// property whole-lines) of what its readers printed; or why it has
     /// no verdict.
-    fn finish(self, log: Log) -> Result<Execution, Box<(Verdictless, Log)>> {
+    fn finish(self, log: Log) -> Result<Execution, Unjudged> {
         if let Some(s) = self.stop {
             return Err(Box::new((s, log)));
         }
@@ -786,33 +778,93 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             None,
         );
     }
-    let search = match search(&x, ex, replay) {
-        Ok(s) => s,
+    let mut search = Search {
+        x: &x,
+        ex,
+        explorer: Explorer::new(!ex.reduction),
+        pending: Some(first_order(replay)),
+        replay: replay.is_some(),
+        explored: 0,
+        cut_short: 0,
+        bound: 0.0,
+        failing: Vec::new(),
+        replayed: None,
+    };
+    // One execution at a time: each order the explorer picks depends on
+    // the trace of the one before.
+    let driven = match x.drive(&mut search, 1) {
+        Ok(d) => d,
         Err(unjudged) => return *unjudged,
     };
     let how = search.how(ex.reduction);
     if search.failing.is_empty() {
-        return agreeing_result(&x, search, &how);
+        return agreeing_result(&x, search, driven, &how);
     }
     failing_result(&x, &search.failing, &how)
 }
 
-/// What the search over orders came to.
-struct Search {
+/// The strategy of system-call exploration: the explorer picks each next
+/// order from the trace of the last (or only the replayed one runs); what
+/// the search came to.
+struct Search<'e, 'x> {
+    x: &'e Exploring<'x>,
+    ex: &'e Exploration,
+    explorer: Explorer,
+    /// The order to execute next.
+    pending: Option<Next>,
+    /// Only the replayed order runs, and its log is kept whatever its verdict.
+    replay: bool,
     explored: usize,
     /// Orders stopped early as equivalent to one explored already.
     cut_short: usize,
     /// At most this many interleavings (as the first execution had them).
     bound: f64,
     failing: Vec<Execution>,
-    /// The safety-net clock ran out.
-    cut: bool,
-    at_budget: bool,
-    /// A replayed order keeps its log whatever its verdict (to be looked at).
     replayed: Option<Log>,
 }
 
-impl Search {
+impl Strategy for Search<'_, '_> {
+    type Order = Next;
+    type Outcome = Execution;
+
+    fn has_more(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn next_orders(&mut self, _most: usize) -> Vec<Next> {
+        self.pending.take().into_iter().collect()
+    }
+
+    fn execute(&self, next: &Next) -> Result<Execution, Unjudged> {
+        execute(self.x, self.ex, next)
+    }
+
+    fn failed(e: &Execution) -> bool {
+        !e.problems.is_empty()
+    }
+
+    fn take(&mut self, next: Next, execution: Execution) {
+        self.explored += 1;
+        self.cut_short += usize::from(execution.redundant);
+        if self.explored == 1 {
+            self.bound = interleavings_at_most(&execution.trace);
+        }
+        if !self.replay {
+            self.pending = self.explorer.next(next.prefix.len(), &execution.trace);
+        }
+        if !execution.problems.is_empty() {
+            self.failing.push(execution);
+        } else if self.replay {
+            self.replayed = Some(execution.log);
+        }
+    }
+
+    fn label(next: &Next) -> String {
+        next.prefix.iter().map(Choice::label).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Search<'_, '_> {
     /// How the orders were explored, in words.
     fn how(&self, reduction: bool) -> String {
         let Search {
@@ -850,108 +902,12 @@ fn first_order(replay: Option<&str>) -> Next {
     }
 }
 
-/// Execute the orders the explorer picks (or only the replayed one) until
-/// the search is over, [`super::MAX_FAILING_ORDERS`] orders fail, the
-/// budget is spent or the safety-net clock runs out. Err: a result with
-/// no verdict (SKIP, BROKEN, INTERRUPTED).
-fn search(x: &Exploring, ex: &Exploration, replay: Option<&str>) -> Result<Search, Box<ScenarioResult>> {
-    let mut explorer = Explorer::new(!ex.reduction);
-    let mut next = first_order(replay);
-    let mut s = Search {
-        explored: 0,
-        cut_short: 0,
-        bound: 0.0,
-        failing: Vec::new(),
-        cut: false,
-        at_budget: false,
-        replayed: None,
-    };
-    loop {
-        if crate::interrupt::interrupted() {
-            return Err(Box::new(interrupted_result(x, s.explored)));
-        }
-        let execution = match execute(x, ex, &next).map_err(|b| *b) {
-            Ok(e) => e,
-            Err((why, log)) => match verdictless_result(x, why, log, &next, s.explored) {
-                Some(unjudged) => return Err(Box::new(unjudged)),
-                None => {
-                    s.cut = true;
-                    break;
-                }
-            },
-        };
-        s.explored += 1;
-        s.cut_short += usize::from(execution.redundant);
-        if s.explored == 1 {
-            s.bound = interleavings_at_most(&execution.trace);
-        }
-        let following = if replay.is_some() {
-            None
-        } else {
-            explorer.next(next.prefix.len(), &execution.trace)
-        };
-        if !execution.problems.is_empty() {
-            s.failing.push(execution);
-        } else if replay.is_some() {
-            s.replayed = Some(execution.log);
-        }
-        match following {
-            Some(n) => next = n,
-            None => break,
-        }
-        if s.failing.len() >= super::MAX_FAILING_ORDERS {
-            break;
-        }
-        if s.explored >= x.engine.limits.max_orders {
-            s.at_budget = true;
-            break;
-        }
-        if x.out_of_time() {
-            s.cut = true;
-            break;
-        }
-    }
-    Ok(s)
-}
-
-fn interrupted_result(x: &Exploring, explored: usize) -> ScenarioResult {
-    x.result(
-        Status::Interrupted,
-        format!(
-            "{} after {explored} orders; not judged",
-            crate::interrupt::interruption()
-        ),
-        vec![],
-        None,
-    )
-}
-
-/// The result of an execution with no verdict; None when the exploration's
-/// time ran out during it (the search stops there, judging what it has).
-fn verdictless_result(
-    x: &Exploring,
-    why: Verdictless,
-    log: Log,
-    next: &Next,
-    explored: usize,
-) -> Option<ScenarioResult> {
-    match why {
-        Verdictless::Skip(why) => Some(x.result(Status::Skip, why, vec![], None)),
-        Verdictless::Broken(why) => {
-            let order = next.prefix.iter().map(Choice::label).collect::<Vec<_>>().join(",");
-            Some(x.result(Status::Broken, format!("order {order}: {why}"), vec![], Some(log)))
-        }
-        Verdictless::Interrupted => Some(interrupted_result(x, explored)),
-        Verdictless::Cut => None,
-    }
-}
-
 /// Every order explored keeps the properties: a PASS, unless the
 /// safety-net clock ran out (TIMEOUT) or the budget stopped the search
 /// (see [`Exploring::budget_status`]).
-fn agreeing_result(x: &Exploring, search: Search, how: &str) -> ScenarioResult {
+fn agreeing_result(x: &Exploring, search: Search, driven: Driven, how: &str) -> ScenarioResult {
     let rate = x.rate(search.explored);
-    if search.cut {
+    if matches!(driven.end, End::Clock | End::FailingLimit) {
         return x.result(
             Status::Timeout,
             format!(
@@ -964,7 +920,7 @@ fn agreeing_result(x: &Exploring, search: Search, how: &str) -> ScenarioResult {
             search.replayed,
         );
     }
-    let (status, tail) = if search.at_budget {
+    let (status, tail) = if driven.end == End::Budget {
         (
             x.budget_status(),
             format!(
