@@ -1,8 +1,10 @@
 //! The event log: everything execution observed, in order, with timestamps.
 //! Checks read only this log; `--record DIR` writes it as JSON.
 
+mod access;
 mod call;
 mod choice;
+pub use access::{conflict, Access};
 pub use call::Call;
 pub use choice::Choice;
 
@@ -307,10 +309,10 @@ pub enum EventKind {
     /// `touches`: what it may have read or changed that another run's
     /// events can also touch (the dependency partial-order reduction uses).
     Scheduled {
-        choice: String,
+        choice: Choice,
         call: String,
-        enabled: Vec<String>,
-        touches: Vec<String>,
+        enabled: Vec<Choice>,
+        touches: Vec<Access>,
         /// The call decoded (none for a piece of input), for the judge.
         #[serde(skip_serializing_if = "Option::is_none")]
         op: Option<Call>,
@@ -325,7 +327,7 @@ pub enum EventKind {
     /// Every choice left was asleep: the rest of this order is equivalent
     /// to one explored already, so it stops here (partial-order reduction).
     Redundant {
-        asleep: Vec<String>,
+        asleep: Vec<Choice>,
     },
 }
 
@@ -580,7 +582,10 @@ impl EventKind {
             EventKind::Stopped { ns, error } => ("container".into(), format!("ns {ns} stopped{}", err(error))),
             EventKind::Redundant { asleep } => (
                 harness(),
-                format!("stop: the rest is explored already (asleep: {})", asleep.join(", ")),
+                format!(
+                    "stop: the rest is explored already (asleep: {})",
+                    asleep.iter().map(Choice::label).collect::<Vec<_>>().join(", ")
+                ),
             ),
             EventKind::Scheduled {
                 choice,
@@ -591,15 +596,15 @@ impl EventKind {
                 ..
             } => {
                 let chose = if enabled.len() > 1 {
-                    format!(" (of {})", enabled.join(", "))
+                    format!(
+                        " (of {})",
+                        enabled.iter().map(Choice::label).collect::<Vec<_>>().join(", ")
+                    )
                 } else {
                     String::new()
                 };
                 let returned = op.as_ref().map(|c| c.describe_result(*result)).unwrap_or_default();
-                (
-                    Choice::parse(choice).run().to_string(),
-                    format!("{call}{returned}{chose}"),
-                )
+                (choice.run().to_string(), format!("{call}{returned}{chose}"))
             }
             EventKind::Spawn { .. }
             | EventKind::SpawnFailed { .. }

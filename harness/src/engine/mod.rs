@@ -901,11 +901,10 @@ impl State<'_> {
                 ControlFlow::Continue(choice) => choice,
                 ControlFlow::Break(go_on) => return go_on,
             };
-            let labels: Vec<String> = enabled.iter().map(Choice::label).collect();
             match &choice {
-                Choice::Feed(run) => self.feed_piece(&mut order, &choice, run, labels, r),
+                Choice::Feed(run) => self.feed_piece(&mut order, &choice, run, enabled, r),
                 Choice::Step(run) => {
-                    if !self.take_step(&mut order, &choice, run, labels, r) {
+                    if !self.take_step(&mut order, &choice, run, enabled, r) {
                         return false;
                     }
                 }
@@ -957,7 +956,7 @@ impl State<'_> {
     }
 
     /// Feed `run` its next piece of input (the last one closes it).
-    fn feed_piece(&mut self, order: &mut Order, choice: &Choice, run: &str, labels: Vec<String>, r: &mut Recorder) {
+    fn feed_piece(&mut self, order: &mut Order, choice: &Choice, run: &str, enabled: Vec<Choice>, r: &mut Recorder) {
         let n = Some(order.step.n);
         let k = order.fed.entry(run.into()).or_insert(0);
         let all = &order.sched.pieces[run];
@@ -968,7 +967,7 @@ impl State<'_> {
         r.rec(
             n,
             EventKind::Scheduled {
-                choice: choice.label(),
+                choice: choice.clone(),
                 call: format!(
                     "input piece {} of {}: {}{}",
                     *k,
@@ -976,14 +975,16 @@ impl State<'_> {
                     crate::events::quote_cut(piece, piece.len() as u64, 48),
                     if last { ", then closed" } else { "" }
                 ),
-                enabled: labels,
-                touches: vec![format!("stdin:{run}")],
+                enabled,
+                touches: vec![crate::events::Access::Stdin(run.to_string())],
                 op: None,
                 result: None,
                 seen: Vec::new(),
             },
         );
-        order.scheduler.happened(choice, &[format!("stdin:{run}")]);
+        order
+            .scheduler
+            .happened(choice, &[crate::events::Access::Stdin(run.to_string())]);
         if let Some(Err(e)) = written {
             r.rec(
                 n,
@@ -1003,7 +1004,7 @@ impl State<'_> {
         order: &mut Order,
         choice: &Choice,
         run: &str,
-        labels: Vec<String>,
+        enabled: Vec<Choice>,
         r: &mut Recorder,
     ) -> bool {
         let step = order.step;
@@ -1049,9 +1050,9 @@ impl State<'_> {
         r.rec(
             Some(step.n),
             EventKind::Scheduled {
-                choice: choice.label(),
+                choice: choice.clone(),
                 call: call.describe(),
-                enabled: labels,
+                enabled,
                 touches,
                 op: Some(call.clone()),
                 result: returned,
@@ -1407,7 +1408,7 @@ impl Order<'_> {
                 r.rec(
                     n,
                     EventKind::Redundant {
-                        asleep: enabled.iter().map(Choice::label).collect(),
+                        asleep: enabled.to_vec(),
                     },
                 );
                 ControlFlow::Break(true)

@@ -20,44 +20,29 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use shmconf::sysv::process::traced_calls as nr;
 
-use crate::events::{Call, Choice, Ending};
+use crate::events::{conflict, Access, Call, Choice, Ending};
 
-/// Do two events conflict (may not commute)? Each says what it touched:
-/// `r:table`/`w:table` (it read or changed the segment table), `stdin:R`
-/// (run R's input), `r:ID` (it ran while segment ID was attached, so it may
-/// have read it) and `w:ID` (the segment's content changed during it).
-/// Reads of one thing commute with each other; a write conflicts with any
-/// read or write of it.
-pub fn conflict(a: &[String], b: &[String]) -> bool {
-    let has = |set: &[String], t: &str| set.iter().any(|x| x == t);
-    a.iter().any(|t| match (t.strip_prefix("r:"), t.strip_prefix("w:")) {
-        (Some(id), _) => has(b, &format!("w:{id}")),
-        (_, Some(id)) => has(b, t) || has(b, &format!("r:{id}")),
-        _ => has(b, t),
-    })
-}
-
-/// What a step of `run` that executed `call` touched (see [`conflict`]):
+/// What a step of `run` that executed `call` touched (see [`Access`]):
 /// `attached` is the segment it had attached before the call, `reached`
 /// each segment it could reach during the step and whether its content
 /// changed across it.
-pub fn touches(run: &str, call: &Call, attached: Option<i32>, reached: &[(i32, bool)]) -> Vec<String> {
+pub fn touches(run: &str, call: &Call, attached: Option<i32>, reached: &[(i32, bool)]) -> Vec<Access> {
     let mut out = Vec::new();
     // An exit while attached detaches: a change of the table.
     let exit_detaches = matches!(call, Call::Exit { .. }) && attached.is_some();
     match call.table_access() {
-        Some(false) => out.push("r:table".to_string()),
-        Some(true) => out.extend(["r:table".to_string(), "w:table".to_string()]),
-        None if exit_detaches => out.extend(["r:table".to_string(), "w:table".to_string()]),
+        Some(false) => out.push(Access::ReadTable),
+        Some(true) => out.extend([Access::ReadTable, Access::WriteTable]),
+        None if exit_detaches => out.extend([Access::ReadTable, Access::WriteTable]),
         None => {}
     }
     if *call == Call::ReadStdin {
-        out.push(format!("stdin:{run}"));
+        out.push(Access::Stdin(run.to_string()));
     }
     for &(id, changed) in reached {
-        out.push(format!("r:{id}"));
+        out.push(Access::ReadSegment(id));
         if changed {
-            out.push(format!("w:{id}"));
+            out.push(Access::WriteSegment(id));
         }
     }
     out
@@ -68,7 +53,7 @@ pub fn touches(run: &str, call: &Call, attached: Option<i32>, reached: &[(i32, b
 /// each with what its event touched. A choice wakes once an event that
 /// conflicts with it happens. The engine and the explorer's tests share it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SleepSet(pub Vec<(Choice, Vec<String>)>);
+pub struct SleepSet(pub Vec<(Choice, Vec<Access>)>);
 
 impl SleepSet {
     pub fn asleep(&self, choice: &Choice) -> bool {
@@ -76,7 +61,7 @@ impl SleepSet {
     }
 
     /// After `choice` ran an event that touched `touches`.
-    pub fn advance(&mut self, choice: &Choice, touches: &[String]) {
+    pub fn advance(&mut self, choice: &Choice, touches: &[Access]) {
         self.0.retain(|(c, t)| c != choice && !conflict(t, touches));
     }
 }
@@ -110,7 +95,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(prefix: &[Choice], sleep: &[(Choice, Vec<String>)], sleep_from: usize) -> Scheduler {
+    pub fn new(prefix: &[Choice], sleep: &[(Choice, Vec<Access>)], sleep_from: usize) -> Scheduler {
         Scheduler {
             prefix: prefix.iter().cloned().collect(),
             sleep_then: Some((sleep_from, SleepSet(sleep.to_vec()))),
@@ -142,7 +127,7 @@ impl Scheduler {
 
     /// The event of a taken choice touched `touches`: sleepers it conflicts
     /// with wake.
-    pub fn happened(&mut self, choice: &Choice, touches: &[String]) {
+    pub fn happened(&mut self, choice: &Choice, touches: &[Access]) {
         self.sleep.advance(choice, touches);
     }
 }
@@ -961,20 +946,20 @@ mod tests {
         let (a, b, c) = (Choice::parse("a"), Choice::parse("b"), Choice::parse("c"));
         let all = [a.clone(), b.clone(), c.clone()];
         let sleep = vec![
-            (a.clone(), vec!["w:shm".to_string()]),
-            (b.clone(), vec!["out:b".to_string()]),
+            (a.clone(), vec![Access::WriteSegment(0)]),
+            (b.clone(), vec![Access::Stdin("b".into())]),
         ];
         let mut s = Scheduler::new(std::slice::from_ref(&c), &sleep, 1);
         assert_eq!(s.decide(&all), Decision::Take(c.clone()), "the prefix first");
-        s.happened(&c, &["out:c".into()]);
+        s.happened(&c, &[Access::Stdin("c".into())]);
         assert_eq!(
             s.decide(&all),
             Decision::Take(c.clone()),
             "a and b asleep from choice 1"
         );
-        s.happened(&c, &["r:shm".into()]);
+        s.happened(&c, &[Access::ReadSegment(0)]);
         assert_eq!(s.decide(&all[..2]), Decision::Take(a.clone()), "c's read of shm woke a");
-        s.happened(&a, &["w:shm".into()]);
+        s.happened(&a, &[Access::WriteSegment(0)]);
         assert_eq!(s.decide(&all[1..2]), Decision::AllAsleep, "b still asleep");
         let mut s = Scheduler::new(std::slice::from_ref(&c), &[], 0);
         assert_eq!(s.decide(&all[..2]), Decision::Impossible(c));
@@ -1028,7 +1013,10 @@ mod tests {
         ));
         assert!(touches("w", &Call::Exit { code: 0 }, None, &[]).is_empty());
         // A run's input: its reads and its pieces.
-        assert_eq!(touches("w", &Call::ReadStdin, None, &[]), vec!["stdin:w".to_string()]);
+        assert_eq!(
+            touches("w", &Call::ReadStdin, None, &[]),
+            vec![Access::Stdin("w".into())]
+        );
     }
 
     /// Every point of the C reference writer run through `launcher` (a

@@ -1,6 +1,8 @@
 //! What a scheduler lets happen next in a system-call exploration, as orders,
 //! sleep sets and the log name it.
 
+use serde::{Serialize, Serializer};
+
 /// What the scheduler lets happen next.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Choice {
@@ -37,5 +39,12 @@ impl Choice {
     /// two are told apart exactly as their labels are).
     pub fn owner(&self) -> String {
         self.label()
+    }
+}
+
+/// The log writes a choice as its label, as `--order` takes it.
+impl Serialize for Choice {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
     }
 }

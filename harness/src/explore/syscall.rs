@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::driver::{Driven, End, Exploring, Strategy, Unjudged, Verdictless};
 use crate::engine::Engine;
-use crate::events::{escape, Call, Choice, Ending, EventKind, Log, SegRow, Text};
+use crate::events::{escape, Access, Call, Choice, Ending, EventKind, Log, SegRow, Text};
 use crate::model::calls::CallModel;
 use crate::outcome::ScenarioResult;
 use crate::outcome::{Check, Failure, Status};
@@ -38,12 +38,12 @@ use crate::scenario::{
 pub struct Event {
     pub choice: Choice,
     pub enabled: Vec<Choice>,
-    pub touches: Vec<String>,
+    pub touches: Vec<Access>,
 }
 
 impl Event {
     fn dependent(&self, other: &Event) -> bool {
-        crate::engine::trace::conflict(&self.touches, &other.touches)
+        crate::events::conflict(&self.touches, &other.touches)
     }
 }
 
@@ -54,9 +54,9 @@ struct Node {
     backtrack: BTreeSet<Choice>,
     done: BTreeSet<Choice>,
     /// Sleep set on entry: choices whose orders from here are explored.
-    sleep: Vec<(Choice, Vec<String>)>,
+    sleep: Vec<(Choice, Vec<Access>)>,
     /// Choices taken from here so far, with what their event touched.
-    explored: Vec<(Choice, Vec<String>)>,
+    explored: Vec<(Choice, Vec<Access>)>,
 }
 
 /// What to execute next: a prefix, and the sleep set that holds from the
@@ -64,7 +64,7 @@ struct Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Next {
     pub prefix: Vec<Choice>,
-    pub sleep: Vec<(Choice, Vec<String>)>,
+    pub sleep: Vec<(Choice, Vec<Access>)>,
     pub sleep_from: usize,
 }
 
@@ -78,8 +78,8 @@ pub struct Explorer {
     last: Vec<Choice>,
 }
 
-fn independent(a: &[String], b: &[String]) -> bool {
-    !crate::engine::trace::conflict(a, b)
+fn independent(a: &[Access], b: &[Access]) -> bool {
+    !crate::events::conflict(a, b)
 }
 
 impl Explorer {
@@ -117,7 +117,7 @@ impl Explorer {
             } else {
                 BTreeSet::from([e.choice.clone()])
             };
-            let next_sleep: Vec<(Choice, Vec<String>)> = sleep
+            let next_sleep: Vec<(Choice, Vec<Access>)> = sleep
                 .iter()
                 .filter(|(c, t)| *c != e.choice && independent(t, &e.touches))
                 .cloned()
@@ -376,8 +376,8 @@ impl<'a> Reading<'a> {
 
     /// What the run of a step could have read: the contents its segments
     /// held, and how many times it attached.
-    fn remember_memory(&mut self, choice: &str, op: Option<&Call>, result: Option<i64>, seen: &[Text]) {
-        let memory = self.read_by.entry(Choice::parse(choice).run().to_string()).or_default();
+    fn remember_memory(&mut self, choice: &Choice, op: Option<&Call>, result: Option<i64>, seen: &[Text]) {
+        let memory = self.read_by.entry(choice.run().to_string()).or_default();
         for text in seen {
             if !memory.seen.contains(text) {
                 memory.seen.push(text.clone());
@@ -390,11 +390,11 @@ impl<'a> Reading<'a> {
 
     /// Add a step (`step`: the call and what it returned) to the trace.
     /// Returns the run that took it.
-    fn take_step(&mut self, choice: &str, step: &str, enabled: &[String], touches: &[String]) -> String {
-        self.last_call.insert(choice.to_string(), step.to_string());
+    fn take_step(&mut self, choice: &Choice, step: &str, enabled: &[Choice], touches: &[Access]) -> String {
+        self.last_call.insert(choice.label(), step.to_string());
         let event = Event {
-            choice: Choice::parse(choice),
-            enabled: enabled.iter().map(|c| Choice::parse(c)).collect(),
+            choice: choice.clone(),
+            enabled: enabled.to_vec(),
             touches: touches.to_vec(),
         };
         let run = event.choice.run().to_string();
@@ -1002,12 +1002,17 @@ mod tests {
     use super::*;
     use proptest::prelude::Strategy;
 
-    fn ev(choice: &str, touches: &[&str]) -> Event {
+    fn ev(choice: &str, touches: &[Access]) -> Event {
         Event {
             choice: Choice::parse(choice),
             enabled: vec![],
-            touches: touches.iter().map(|s| s.to_string()).collect(),
+            touches: touches.to_vec(),
         }
+    }
+
+    /// Things only one run's events touch (its own input).
+    fn own(run: &str) -> Access {
+        Access::Stdin(run.into())
     }
 
     /// What whole-lines says of readers that printed `printed` (each
@@ -1093,24 +1098,29 @@ mod tests {
 
     #[test]
     fn independent_events_make_no_race() {
-        let t = vec![ev("a", &["out:a"]), ev("b", &["out:b"]), ev("a", &[]), ev("b", &[])];
+        let t = vec![ev("a", &[own("a")]), ev("b", &[own("b")]), ev("a", &[]), ev("b", &[])];
         assert!(races(&t).is_empty());
     }
 
     #[test]
     fn a_dependent_pair_of_two_runs_is_a_race_to_reverse() {
-        let t = vec![ev("a", &["shm"]), ev("b", &["out:b"]), ev("b", &["shm"])];
+        let t = vec![
+            ev("a", &[Access::WriteTable]),
+            ev("b", &[own("b")]),
+            ev("b", &[Access::WriteTable]),
+        ];
         assert_eq!(races(&t), vec![(0, Choice::parse("b"))]);
     }
 
     #[test]
     fn an_order_through_a_third_event_is_not_a_race() {
-        // a1 -> c (shm), c -> b (mem:0), and a1 -> b (shm) only through c? No:
-        // a1 and b both touch shm directly, but c orders them already.
+        // a1 -> c (the table), c -> b (segment 0), and a1 -> b (the table)
+        // only through c? No: a1 and b both change the table directly, but
+        // c orders them already.
         let t = vec![
-            ev("a", &["shm"]),
-            ev("c", &["shm", "mem:0"]),
-            ev("b", &["shm", "mem:0"]),
+            ev("a", &[Access::WriteTable]),
+            ev("c", &[Access::WriteTable, Access::WriteSegment(0)]),
+            ev("b", &[Access::WriteTable, Access::WriteSegment(0)]),
         ];
         let r = races(&t);
         assert!(r.contains(&(0, Choice::parse("c"))), "{r:?}");
@@ -1159,11 +1169,11 @@ mod tests {
                 Op::Read(v) => {
                     last[i] = vars[v as usize];
                     seen[i].push(last[i]);
-                    vec![format!("r:{v}")]
+                    vec![Access::ReadSegment(i32::from(v))]
                 }
                 Op::Write(v) => {
                     vars[v as usize] = last[i] * 10 + i as i64 + 1;
-                    vec![format!("r:{v}"), format!("w:{v}")]
+                    vec![Access::ReadSegment(i32::from(v)), Access::WriteSegment(i32::from(v))]
                 }
             };
             pc[i] += 1;

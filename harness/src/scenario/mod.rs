@@ -33,7 +33,7 @@ pub use error::{
 pub use files::{FileName, FileNameError, ScenarioDir};
 pub use wire::{json_schema, LoadError};
 
-use crate::events::Choice;
+use crate::events::{Access, Choice};
 
 /// The namespace every scenario has.
 pub const MAIN_NS: &str = "main";
@@ -177,7 +177,7 @@ pub struct Schedule {
     /// `sleep_from` on, because an equivalent order was explored already.
     /// A choice wakes up once an event dependent on it happens; when every
     /// enabled choice sleeps, the rest of the order is redundant and it stops.
-    pub sleep: Vec<(Choice, Vec<String>)>,
+    pub sleep: Vec<(Choice, Vec<Access>)>,
     pub sleep_from: usize,
 }
 
