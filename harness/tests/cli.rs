@@ -715,6 +715,65 @@ fn exploration_catches_broken_pairs_with_the_shortest_order_and_a_replay_that_re
         .stdout(predicate::str::contains(needle));
 }
 
+/// Orders are isolated: a reader that, run alone, leaves a segment under
+/// the writers' key too small for them, a marker file in its dir, a
+/// daemon that keeps writing into the key's segment and (were it let)
+/// a smaller shmmax fails exactly the orders it leaks in. The four orders
+/// where a writer goes first come after the two leaking ones and pass,
+/// on one worker and on two; nothing of the leaks outlives the run.
+#[rstest]
+#[case::one_job("1")]
+#[case::two_jobs("2")]
+fn what_an_order_leaves_behind_changes_no_other_orders_verdict(#[case] jobs: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = faulty(dir.path(), Some("LEAK"));
+    // The marker is read: in a dir whose "leftover" names another key
+    // file, the reader says so instead of reading.
+    let stale = dir.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("shmfile"), "").unwrap();
+    std::fs::write(stale.join("leftover"), "1\n").unwrap();
+    let told = StdCommand::new(&bin)
+        .arg("reader")
+        .current_dir(&stale)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&told.stdout),
+        "Data read from memory: (an earlier order's dir)\n"
+    );
+    // Runs in declared order: the reader first, so the two orders that
+    // start with it (and leak) are planned before the four that do not.
+    let scenario = dir.path().join("leaky.toml");
+    std::fs::write(
+        &scenario,
+        "description = \"a reader that leaks when alone\"\n[explore]\nruns = [\n\
+         { name = \"r\", role = \"reader\" },\n\
+         { name = \"w1\", role = \"writer\", stdin = \"one\\n\" },\n\
+         { name = \"w2\", role = \"writer\", stdin = \"two\\n\" },\n]\n",
+    )
+    .unwrap();
+    let b = bin.display();
+    shmconf()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--writer", &format!("{b} writer"), "--reader", &format!("{b} reader")])
+        .args(["--jobs", jobs])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("2 of 6 orders disagree with the model"))
+        .stdout(predicate::str::contains("shortest failing order: r (1 events)"))
+        // The leaks are live within their own order: the small segment,
+        // and the daemon writing into it.
+        .stdout(predicate::str::contains("size 512"))
+        .stdout(predicate::str::contains("\"corrupt\""));
+    assert_eq!(
+        processes_matching(&b.to_string()),
+        Vec::<String>::new(),
+        "the daemon outlived the run"
+    );
+}
+
 #[test]
 fn a_tiny_benchmark_completes_and_verifies_its_bytes() {
     let dir = tempfile::tempdir().unwrap();

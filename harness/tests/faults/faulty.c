@@ -51,6 +51,48 @@ static key_t key_of(const char *path, int proj)
 #endif
 }
 
+#ifdef FAULT_LEAK
+/* The leaks of a reader that ran alone: a segment under the writers' key too
+ * small for them, a file naming this dir's key file (a later reader that
+ * finds it beside another key file knows it is in an earlier order's dir),
+ * sysctls of the IPC namespace that would make a later writer fail (if the
+ * confinement let them through), and a daemon that keeps writing into any
+ * segment under the key. An order that sees none of them passes. */
+static void leak(void)
+{
+    struct stat st;
+    if (stat("shmfile", &st) == 0) {
+        FILE *f = fopen("leftover", "w");
+        if (f) { fprintf(f, "%lu\n", (unsigned long)st.st_ino); fclose(f); }
+    }
+    shmget(key_of("shmfile", PROJ), 512, 0666 | IPC_CREAT);
+    FILE *sysctl = fopen("/proc/sys/kernel/shmmax", "w");
+    if (sysctl) { fputs("512\n", sysctl); fclose(sysctl); }
+    if (fork() == 0) {
+        setsid();
+        for (int i = 0; i < 6000; i++) {
+            int id = shmget(key_of("shmfile", PROJ), 0, 0);
+            char *m = id < 0 ? (void *)-1 : shmat(id, NULL, 0);
+            if (m != (void *)-1) { strcpy(m, "corrupt"); shmdt(m); }
+            usleep(10000);
+        }
+        _exit(0);
+    }
+}
+
+/* A "leftover" file that names another key file than this dir's. */
+static int leaked_before(void)
+{
+    struct stat st;
+    unsigned long ino = 0;
+    FILE *f = fopen("leftover", "r");
+    if (!f) return 0;
+    int got = fscanf(f, "%lu", &ino);
+    fclose(f);
+    return got == 1 && stat("shmfile", &st) == 0 && ino != (unsigned long)st.st_ino;
+}
+#endif
+
 static int writer(void)
 {
     int id = shmget(key_of("shmfile", PROJ), SIZE, MODE | IPC_CREAT);
@@ -134,6 +176,12 @@ static int writer(void)
 
 static int reader(int keep)
 {
+#ifdef FAULT_LEAK
+    if (leaked_before()) {
+        printf("Data read from memory: (an earlier order's dir)\n");
+        return 0;
+    }
+#endif
     int id = shmget(key_of("shmfile", PROJ), READER_SIZE, READER_MODE | IPC_CREAT);
     if (id < 0) { perror("shmget"); return 1; }
     char *mem = shmat(id, NULL, 0);
@@ -146,6 +194,16 @@ static int reader(int keep)
     fflush(stdout);
 #ifdef FAULT_CRASH
     raise(SIGSEGV);
+#endif
+#ifdef FAULT_LEAK
+    if (mem[0] == '\0') {
+        /* Alone (no writer before it): a correct run, then it leaves things
+         * behind for whatever runs next in this namespace, dir or machine. */
+        shmdt(mem);
+        shmctl(id, IPC_RMID, NULL);
+        leak();
+        return 0;
+    }
 #endif
     shmdt(mem);
 #ifndef FAULT_NO_RMID
