@@ -4,7 +4,7 @@
 mod common;
 
 use common::sandbox;
-use shmconf::sysv::{Create, Errno, Key, ReadOnly, ReadWrite, Segment, SHM_DEST};
+use shmconf::sysv::{Create, Errno, Key, ReadOnly, ReadWrite, Segment, SHM_DEST, SHM_LOCKED};
 
 #[test]
 fn create_stat_and_table_agree() {
@@ -125,6 +125,29 @@ fn set_changes_mode() {
         seg.set(st.uid, st.gid, 0o640).unwrap();
         assert_eq!(seg.stat().unwrap().perms(), 0o640);
         seg.remove().unwrap();
+    })
+}
+
+/// SHM_LOCK sets SHM_LOCKED in the mode IPC_STAT and the table show (the
+/// permission bits untouched), SHM_UNLOCK clears it, twice is no error; a
+/// segment that is gone answers EINVAL, named with the call.
+#[test]
+fn lock_and_unlock_toggle_shm_locked() {
+    sandbox(|sb| {
+        let seg = Segment::get(Key::PRIVATE, 4096, Create::IfMissing, 0o640).unwrap();
+        assert!(!seg.stat().unwrap().is_locked());
+        seg.lock(true).unwrap();
+        seg.lock(true).unwrap();
+        let st = seg.stat().unwrap();
+        assert!(st.is_locked() && st.perms() == 0o640, "mode {:o}", st.mode);
+        let row = sb.table().rows.iter().find(|r| r.shmid == seg.id()).cloned().unwrap();
+        assert_eq!(row.mode & SHM_LOCKED, SHM_LOCKED, "the table's mode {:o}", row.mode);
+        seg.lock(false).unwrap();
+        assert!(!seg.stat().unwrap().is_locked());
+        seg.remove().unwrap();
+        let gone = seg.lock(true).unwrap_err();
+        assert_eq!(gone.errno, Errno::EINVAL);
+        assert!(gone.to_string().contains("SHM_LOCK"), "{gone}");
     })
 }
 

@@ -73,6 +73,12 @@ enum ProbeOp {
     /// `program` step sends) and report each one's result and the table
     /// after it as JSON lines: the fuzzer's executor.
     Program,
+    /// A step kind's calls (`scenario::kinds`), as its step starts them.
+    Step {
+        kind: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn say(line: String) {
@@ -103,6 +109,15 @@ enum ProbeFailure {
 }
 
 pub fn run(args: ProbeArgs) -> i32 {
+    if let ProbeOp::Step { kind, args } = &args.op {
+        return crate::scenario::kinds::probe(kind, args).unwrap_or_else(|| {
+            eprintln!(
+                "shmconf probe step: no step kind {kind:?} (there are: {})",
+                crate::scenario::kinds::KEYS.join(", ")
+            );
+            2
+        });
+    }
     if let ProbeOp::Program = args.op {
         return match crate::fuzz::exec::serve() {
             Ok(()) => 0,
@@ -138,8 +153,8 @@ fn probe(args: ProbeArgs) -> Result<(), ProbeFailure> {
         }
     };
     match &args.op {
-        // Served by run(), its report on stdout and its errors on stderr.
-        ProbeOp::Program => {}
+        // Served by run(), their reports on stdout and errors on stderr.
+        ProbeOp::Program | ProbeOp::Step { .. } => {}
         ProbeOp::Key => say(format!("ok key {}", key()?)),
         ProbeOp::Get {
             size,

@@ -188,14 +188,36 @@ impl std::error::Error for FtokError {}
 /// Which SysV call failed, and on what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    Shmget { key: Key, size: usize, flags: i32 },
-    Shmat { id: i32, read_only: bool },
-    Shmdt { id: i32 },
-    IpcStat { id: i32 },
-    IpcRmid { id: i32 },
-    IpcSet { id: i32 },
+    Shmget {
+        key: Key,
+        size: usize,
+        flags: i32,
+    },
+    Shmat {
+        id: i32,
+        read_only: bool,
+    },
+    Shmdt {
+        id: i32,
+    },
+    IpcStat {
+        id: i32,
+    },
+    IpcRmid {
+        id: i32,
+    },
+    IpcSet {
+        id: i32,
+    },
+    /// SHM_LOCK (`lock`) or SHM_UNLOCK.
+    ShmLock {
+        id: i32,
+        lock: bool,
+    },
     ShmInfo,
-    ShmStat { index: i32 },
+    ShmStat {
+        index: i32,
+    },
 }
 
 impl fmt::Display for Call {
@@ -211,6 +233,9 @@ impl fmt::Display for Call {
             Call::IpcStat { id } => write!(f, "shmctl(id {id}, IPC_STAT)"),
             Call::IpcRmid { id } => write!(f, "shmctl(id {id}, IPC_RMID)"),
             Call::IpcSet { id } => write!(f, "shmctl(id {id}, IPC_SET)"),
+            Call::ShmLock { id, lock } => {
+                write!(f, "shmctl(id {id}, {})", if *lock { "SHM_LOCK" } else { "SHM_UNLOCK" })
+            }
             Call::ShmInfo => write!(f, "shmctl(0, SHM_INFO)"),
             Call::ShmStat { index } => write!(f, "shmctl(index {index}, SHM_STAT_ANY)"),
         }
@@ -376,6 +401,18 @@ impl Segment {
         // SAFETY: `ds` is a valid shmid_ds; IPC_SET only reads it.
         if unsafe { libc::shmctl(self.id, libc::IPC_SET, &mut ds) } == -1 {
             return Err(self.error(Call::IpcSet { id: self.id }));
+        }
+        Ok(())
+    }
+
+    /// `shmctl(id, SHM_LOCK)` (`lock`) or `shmctl(id, SHM_UNLOCK)`: keep
+    /// the segment's pages in memory, SHM_LOCKED in its mode, or let them
+    /// be swapped again.
+    pub fn lock(self, lock: bool) -> Result<()> {
+        let cmd = if lock { libc::SHM_LOCK } else { libc::SHM_UNLOCK };
+        // SAFETY: SHM_LOCK and SHM_UNLOCK read and write no buffer.
+        if unsafe { libc::shmctl(self.id, cmd, std::ptr::null_mut()) } == -1 {
+            return Err(self.error(Call::ShmLock { id: self.id, lock }));
         }
         Ok(())
     }
@@ -581,6 +618,11 @@ impl SegmentStat {
     /// Marked for destruction (IPC_RMID while attached).
     pub fn is_marked_for_destruction(&self) -> bool {
         self.mode & SHM_DEST != 0
+    }
+
+    /// Its pages are kept in memory (SHM_LOCK).
+    pub fn is_locked(&self) -> bool {
+        self.mode & SHM_LOCKED != 0
     }
 }
 

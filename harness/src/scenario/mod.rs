@@ -15,6 +15,7 @@ pub mod describe;
 pub mod discover;
 mod error;
 pub mod files;
+pub mod kinds;
 mod program_step;
 pub mod wire;
 
@@ -1071,11 +1072,35 @@ fn actions_set(step: &wire::Step) -> Vec<&'static str> {
     ]
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
+    .chain(kinds::set_in(step))
     .collect()
 }
 
-pub const ACTION_NAMES: &str = "run, exec, feed, wait, kill, segments, create_file, remove_file, recreate_file, \
-link_file, collide_files, sysctl, stop, drop_ns, shmem_mark, shmem_freed, program";
+/// Every action a step may set, as files name them.
+pub fn action_names() -> Vec<&'static str> {
+    [
+        "run",
+        "exec",
+        "feed",
+        "wait",
+        "kill",
+        "segments",
+        "create_file",
+        "remove_file",
+        "recreate_file",
+        "link_file",
+        "collide_files",
+        "sysctl",
+        "stop",
+        "drop_ns",
+        "shmem_mark",
+        "shmem_freed",
+        "program",
+    ]
+    .into_iter()
+    .chain(kinds::KEYS.iter().copied())
+    .collect()
+}
 
 /// What the load-time walk over the steps has seen so far.
 #[derive(Default)]
@@ -1284,7 +1309,8 @@ fn check_one_action(cx: &StepCx) -> Lowered<()> {
     let set = actions_set(cx.step);
     if set.len() != 1 {
         return Err(cx.fail(format!(
-            "expected exactly one action ({ACTION_NAMES}), found {}",
+            "expected exactly one action ({}), found {}",
+            action_names().join(", "),
             if set.is_empty() {
                 "none".to_string()
             } else {
@@ -1382,6 +1408,14 @@ fn check_fields_apply(cx: &StepCx) -> Lowered<()> {
 fn lower_action(cx: &StepCx, ns: &str, stdin: Option<Vec<u8>>, expect: Expect, seen: &mut Seen) -> Lowered<Action> {
     let step = cx.step;
     let file = |f: &str| FileName::parse(f).map_err(|e| cx.fail(e));
+    if let Some(spawn) = kinds::lower(step, cx.n, &seen.saved_ids) {
+        let spawn = spawn.map_err(|e| cx.fail(e))?;
+        if !seen.procs.insert(spawn.name.clone()) {
+            return Err(cx.fail(format!("process name {:?} is already used", spawn.name)));
+        }
+        seen.ran_in.insert(ns.to_string());
+        return Ok(Action::Spawn(spawn));
+    }
     Ok(if let Some(ops) = &step.program {
         Action::Spawn(program_step::lower(cx.n, ops, cx.off, ns, cx.namespaces.get(ns), seen)?)
     } else if cx.spawns() {

@@ -278,97 +278,108 @@ pub struct SegmentExpect {
     pub save_id: Option<String>,
 }
 
-/// One step. Exactly one action field (run, exec, feed, wait, kill,
-/// segments, create_file, remove_file, recreate_file, link_file, sysctl) is set.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    /// Run an implementation role: "writer", "reader" or "probe".
-    pub run: Option<String>,
-    /// Run any command (argv), e.g. ["ipcs", "-m"].
-    pub exec: Option<Vec<String>>,
-    /// Write `stdin` to a background process (then close it unless `close_stdin = false`).
-    pub feed: Option<String>,
-    /// Wait for a background process: until it exits (default) or prints `until_stdout`.
-    pub wait: Option<String>,
-    /// Send `signal` (default SIGKILL) to a background process and wait for it to end.
-    pub kill: Option<String>,
-    /// Check the kernel's segment table in `ns`.
-    pub segments: Option<Vec<SegmentExpect>>,
-    /// Create an empty file in the scenario dir.
-    pub create_file: Option<String>,
-    /// Remove a file.
-    pub remove_file: Option<String>,
-    /// Replace a file by a new one (a new inode, hence a new ftok key).
-    pub recreate_file: Option<String>,
-    /// Hard-link `to` to `from`.
-    pub link_file: Option<LinkFile>,
-    /// Set a sysctl in `ns`, e.g. { name = "kernel.shm_rmid_forced", value = "1" }.
-    pub sysctl: Option<Sysctl>,
-    /// Docker backend: remove the container of this namespace (`docker rm -f`).
-    pub stop: Option<String>,
-    /// Make two files whose inodes are equal modulo 65536 (so their ftok keys
-    /// collide), by creating files until two match; named as given.
-    pub collide_files: Option<[String; 2]>,
-    /// Close the harness's handle on this namespace: it then lives only as long
-    /// as processes in it (no later step may use it).
-    pub drop_ns: Option<String>,
-    /// Remember the machine's `Shmem` (/proc/meminfo) under this name.
-    pub shmem_mark: Option<String>,
-    /// Wait until `Shmem` is at least `at_least_kib` below the named mark: the
-    /// kernel freed segment memory (e.g. when a namespace died).
-    pub shmem_freed: Option<ShmemFreed>,
-    /// Run these operations in one process of ours (`shmconf probe
-    /// program`) and hold every answer, and the segment table after each,
-    /// against the reference model: e.g. ["shmget(0x5f000001, 64,
-    /// 0600|IPC_CREAT)", "seteuid/setegid(65534)", "shmget(0x5f000001, 64,
-    /// 0600)"]. What `shmconf fuzz --out` writes.
-    #[schemars(with = "Option<Vec<String>>")]
-    pub program: Option<Vec<Spanned<String>>>,
+/// Defines [`Step`]: the fields below, and one for each step kind that is a
+/// module of its own (`super::kinds::with_step_kinds`, which lists them).
+macro_rules! define_step {
+    ($($key:ident: $kind:ty,)*) => {
+        /// One step. Exactly one action field (run, exec, feed, wait, kill,
+        /// segments, create_file, remove_file, recreate_file, link_file, sysctl) is set.
+        #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct Step {
+            /// Run an implementation role: "writer", "reader" or "probe".
+            pub run: Option<String>,
+            /// Run any command (argv), e.g. ["ipcs", "-m"].
+            pub exec: Option<Vec<String>>,
+            /// Write `stdin` to a background process (then close it unless `close_stdin = false`).
+            pub feed: Option<String>,
+            /// Wait for a background process: until it exits (default) or prints `until_stdout`.
+            pub wait: Option<String>,
+            /// Send `signal` (default SIGKILL) to a background process and wait for it to end.
+            pub kill: Option<String>,
+            /// Check the kernel's segment table in `ns`.
+            pub segments: Option<Vec<SegmentExpect>>,
+            /// Create an empty file in the scenario dir.
+            pub create_file: Option<String>,
+            /// Remove a file.
+            pub remove_file: Option<String>,
+            /// Replace a file by a new one (a new inode, hence a new ftok key).
+            pub recreate_file: Option<String>,
+            /// Hard-link `to` to `from`.
+            pub link_file: Option<LinkFile>,
+            /// Set a sysctl in `ns`, e.g. { name = "kernel.shm_rmid_forced", value = "1" }.
+            pub sysctl: Option<Sysctl>,
+            /// Docker backend: remove the container of this namespace (`docker rm -f`).
+            pub stop: Option<String>,
+            /// Make two files whose inodes are equal modulo 65536 (so their ftok keys
+            /// collide), by creating files until two match; named as given.
+            pub collide_files: Option<[String; 2]>,
+            /// Close the harness's handle on this namespace: it then lives only as long
+            /// as processes in it (no later step may use it).
+            pub drop_ns: Option<String>,
+            /// Remember the machine's `Shmem` (/proc/meminfo) under this name.
+            pub shmem_mark: Option<String>,
+            /// Wait until `Shmem` is at least `at_least_kib` below the named mark: the
+            /// kernel freed segment memory (e.g. when a namespace died).
+            pub shmem_freed: Option<ShmemFreed>,
+            /// Run these operations in one process of ours (`shmconf probe
+            /// program`) and hold every answer, and the segment table after each,
+            /// against the reference model: e.g. ["shmget(0x5f000001, 64,
+            /// 0600|IPC_CREAT)", "seteuid/setegid(65534)", "shmget(0x5f000001, 64,
+            /// 0600)"]. What `shmconf fuzz --out` writes.
+            #[schemars(with = "Option<Vec<String>>")]
+            pub program: Option<Vec<Spanned<String>>>,
 
-    /// Process name for later feed/wait/kill (default: role and step number).
-    pub name: Option<String>,
-    /// Arguments after the implementation's command; `{NAME}` is replaced by an
-    /// id saved with `save_id` in an earlier segments step.
-    #[serde(default)]
-    pub args: Vec<String>,
-    pub stdin: Option<Bytes>,
-    /// Environment variables added for the process.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Run as this uid (and gid, default the same).
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// Start and leave running; later steps feed, wait for or kill it.
-    #[serde(default)]
-    pub background: bool,
-    /// After writing `stdin`, close it (default true; false keeps a background process waiting).
-    pub close_stdin: Option<bool>,
-    /// For `wait`: wait until stdout contains this text instead of the exit.
-    pub until_stdout: Option<String>,
-    /// For `wait`: wait until the kernel shows a segment with this key attached
-    /// (nattch >= 1), e.g. "ftok:shmfile:65": a barrier on kernel state that
-    /// does not depend on when the process flushes its prompt.
-    pub until_attached: Option<String>,
-    /// For `wait`: wait until the process is blocked reading its stdin (so
-    /// it has consumed everything fed so far and waits for more), or has
-    /// ended: a barrier that needs no cooperation from the program (e.g. a
-    /// writer given part of a line).
-    #[serde(default)]
-    pub until_reading: bool,
-    /// For `kill`: the signal name.
-    pub signal: Option<String>,
-    /// Namespace the step runs in (default "main").
-    pub ns: Option<String>,
-    /// For `segments`: other segments may exist besides those listed.
-    #[serde(default)]
-    pub partial: bool,
-    /// For `segments`: total number of segments in the namespace.
-    pub count: Option<usize>,
-    /// Limit for this step in milliseconds (default 5000).
-    pub timeout_ms: Option<u64>,
-    pub expect: Option<Expect>,
+            /// Process name for later feed/wait/kill (default: role and step number).
+            pub name: Option<String>,
+            /// Arguments after the implementation's command; `{NAME}` is replaced by an
+            /// id saved with `save_id` in an earlier segments step.
+            #[serde(default)]
+            pub args: Vec<String>,
+            pub stdin: Option<Bytes>,
+            /// Environment variables added for the process.
+            #[serde(default)]
+            pub env: BTreeMap<String, String>,
+            /// Run as this uid (and gid, default the same).
+            pub uid: Option<u32>,
+            pub gid: Option<u32>,
+            /// Start and leave running; later steps feed, wait for or kill it.
+            #[serde(default)]
+            pub background: bool,
+            /// After writing `stdin`, close it (default true; false keeps a background process waiting).
+            pub close_stdin: Option<bool>,
+            /// For `wait`: wait until stdout contains this text instead of the exit.
+            pub until_stdout: Option<String>,
+            /// For `wait`: wait until the kernel shows a segment with this key attached
+            /// (nattch >= 1), e.g. "ftok:shmfile:65": a barrier on kernel state that
+            /// does not depend on when the process flushes its prompt.
+            pub until_attached: Option<String>,
+            /// For `wait`: wait until the process is blocked reading its stdin (so
+            /// it has consumed everything fed so far and waits for more), or has
+            /// ended: a barrier that needs no cooperation from the program (e.g. a
+            /// writer given part of a line).
+            #[serde(default)]
+            pub until_reading: bool,
+            /// For `kill`: the signal name.
+            pub signal: Option<String>,
+            /// Namespace the step runs in (default "main").
+            pub ns: Option<String>,
+            /// For `segments`: other segments may exist besides those listed.
+            #[serde(default)]
+            pub partial: bool,
+            /// For `segments`: total number of segments in the namespace.
+            pub count: Option<usize>,
+            /// Limit for this step in milliseconds (default 5000).
+            pub timeout_ms: Option<u64>,
+            pub expect: Option<Expect>,
+            $(
+                #[doc = concat!("A `", stringify!($key), "` step: see the table's fields.")]
+                pub $key: Option<$kind>,
+            )*
+        }
+    };
 }
+super::kinds::with_step_kinds!(define_step);
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

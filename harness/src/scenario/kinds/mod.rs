@@ -1,0 +1,112 @@
+//! Step kinds that are each one module: the table a `[[step]]` gives under
+//! the kind's key (its fields, documented for the schema), its lowering into
+//! what the engine runs (a process of ours in the step's namespace, with the
+//! line it must print), and what that process does there (`shmconf probe
+//! step KEY ...`). The engine, the judge and the describer need nothing new:
+//! the step is a probe started and judged like any, and the kernel's answer
+//! is what the probe prints.
+//!
+//! Registering a kind is its line in [`with_step_kinds`]: the wire step's
+//! field, the list of actions, the lowering and the probe's dispatch follow
+//! from it, and `shmconf schema > scenarios/scenario.schema.json` shows its
+//! fields.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{wire, Expect, KeptCapabilities, Program, Role, Spawn};
+
+mod shm_lock;
+pub use shm_lock::ShmLock;
+
+/// The step kinds that are modules of their own, one line each: the key of
+/// the kind's table in a `[[step]]`, and its type (a [`StepKind`]).
+macro_rules! with_step_kinds {
+    ($then:ident) => {
+        $then! {
+            shm_lock: $crate::scenario::kinds::ShmLock,
+        }
+    };
+}
+pub(crate) use with_step_kinds;
+
+/// A kind of step: its table lowered into the probe's arguments and
+/// expectation, and the probe's side.
+pub trait StepKind {
+    /// What the probe is started with and must do.
+    fn lower(&self) -> Result<Lowered, String>;
+    /// In the step's namespace, with the arguments `lower` gave: make the
+    /// calls, print one line (`ok ...`, or `errno NAME: ...` when the
+    /// kernel refused), and return the exit code (0, 1, or 2 for arguments
+    /// it cannot take).
+    fn probe(args: &[String]) -> i32;
+}
+
+/// A kind's table, lowered.
+#[derive(Debug, Clone, Default)]
+pub struct Lowered {
+    /// The probe's arguments after `step KEY`; `{NAME}` stands for the
+    /// segment id an earlier step saved as NAME.
+    pub args: Vec<String>,
+    /// The uid and gid the probe runs as (default: the harness's).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub expect: Expect,
+}
+
+/// The probe process of step `n` of kind `key`.
+fn spawn_of(key: &str, lowered: Lowered, n: usize, saved: &BTreeSet<String>) -> Result<Spawn, String> {
+    let args: Vec<String> = ["step", key]
+        .into_iter()
+        .map(String::from)
+        .chain(lowered.args)
+        .collect();
+    Ok(Spawn {
+        name: format!("{key}@{n}"),
+        program: Program::Role(Role::Probe),
+        args: super::parse_args(&args, saved).map_err(|e| e.to_string())?,
+        stdin: Vec::new(),
+        env: BTreeMap::new(),
+        uid: lowered.uid,
+        gid: lowered.gid,
+        keep: KeptCapabilities::default(),
+        background: None,
+        traced: false,
+        expect: lowered.expect,
+    })
+}
+
+/// What the registered kinds make of a step.
+macro_rules! dispatch {
+    ($($key:ident: $kind:ty,)*) => {
+        /// Every registered kind's key, as files name it.
+        pub const KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        /// The kinds whose tables a step sets.
+        pub(super) fn set_in(step: &wire::Step) -> Vec<&'static str> {
+            let mut set = Vec::new();
+            $(if step.$key.is_some() {
+                set.push(stringify!($key));
+            })*
+            set
+        }
+
+        /// Step `n`'s kind table lowered into its probe process, if the
+        /// step is of a registered kind; `saved`: the ids saved so far.
+        pub(super) fn lower(step: &wire::Step, n: usize, saved: &BTreeSet<String>) -> Option<Result<Spawn, String>> {
+            $(if let Some(table) = &step.$key {
+                return Some(StepKind::lower(table).and_then(|l| spawn_of(stringify!($key), l, n, saved)));
+            })*
+            None
+        }
+
+        /// `shmconf probe step KEY ARGS...`: the kind's calls; None for a
+        /// key no kind has.
+        pub fn probe(key: &str, args: &[String]) -> Option<i32> {
+            $(if key == stringify!($key) {
+                return Some(<$kind as StepKind>::probe(args));
+            })*
+            None
+        }
+    };
+}
+with_step_kinds!(dispatch);
