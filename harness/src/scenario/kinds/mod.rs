@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{wire, Expect, KeptCapabilities, Program, Role, Spawn};
+use super::{wire, EndingExpect, Expect, KeptCapabilities, Program, Role, Spawn, StreamExpect};
 
 mod shm_lock;
 pub use shm_lock::ShmLock;
@@ -51,6 +51,42 @@ pub struct Lowered {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub expect: Expect,
+}
+
+/// What the probe must answer: exit 0 with a line matching `ok` (a regex),
+/// or, when the step expects the kernel to refuse, exit 1 with `errno
+/// NAME: ...`, NAME one of `errnos` (what `call` can answer).
+pub(super) fn answer(ok: &str, expect_errno: Option<&str>, errnos: &[&str], call: &str) -> Result<Expect, String> {
+    let (ending, line) = match expect_errno {
+        Some(errno) if !errnos.contains(&errno) => {
+            return Err(format!(
+                "expect_errno {errno:?} is none of what {call} answers ({})",
+                errnos.join(", ")
+            ))
+        }
+        Some(errno) => (EndingExpect::Code(1), format!("^errno {errno}: ")),
+        None => (EndingExpect::Success, ok.to_string()),
+    };
+    Ok(Expect {
+        ending,
+        stdout: StreamExpect {
+            regex: Some(regex::bytes::Regex::new(&line).map_err(|e| e.to_string())?),
+            ..StreamExpect::default()
+        },
+        ..Expect::default()
+    })
+}
+
+/// The probe's line when the kernel refused a call, and its exit code.
+pub(super) fn refused(e: &shmconf::sysv::Error) -> i32 {
+    println!("errno {:?}: {e}", e.errno);
+    1
+}
+
+/// The probe's line for arguments its kind cannot take, and the usage exit code.
+pub(super) fn usage(key: &str, expected: &str, args: &[String]) -> i32 {
+    eprintln!("shmconf probe step {key}: expected {expected}, got {args:?}");
+    2
 }
 
 /// The probe process of step `n` of kind `key`.

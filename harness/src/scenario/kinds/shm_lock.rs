@@ -8,8 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use shmconf::sysv::{Segment, SHM_DEST, SHM_LOCKED};
 
-use super::{Lowered, StepKind};
-use crate::scenario::{EndingExpect, Expect, StreamExpect};
+use super::{answer, refused, usage, Lowered, StepKind};
 
 /// shmctl(2) SHM_LOCK (or SHM_UNLOCK) of a segment an earlier `segments`
 /// step saved with `save_id`, from a process of ours in the step's
@@ -40,32 +39,18 @@ impl StepKind for ShmLock {
         if self.unlock {
             args.push("--unlock".into());
         }
-        let (ending, stdout) = match &self.expect_errno {
-            Some(errno) if !ERRNOS.contains(&errno.as_str()) => {
-                return Err(format!(
-                    "shm_lock: expect_errno {errno:?} is none of what SHM_LOCK answers ({})",
-                    ERRNOS.join(", ")
-                ))
-            }
-            Some(errno) => (EndingExpect::Code(1), format!("^errno {errno}: ")),
-            // The mode IPC_STAT shows after the call: SHM_LOCKED (02000)
-            // set or clear, SHM_DEST (01000) either way.
-            None if self.unlock => (EndingExpect::Success, "^ok mode [01][0-7]{3}\\n$".into()),
-            None => (EndingExpect::Success, "^ok mode [23][0-7]{3}\\n$".into()),
+        // The mode IPC_STAT shows after the call: SHM_LOCKED (02000) set
+        // or clear, SHM_DEST (01000) either way.
+        let ok = if self.unlock {
+            "^ok mode [01][0-7]{3}\\n$"
+        } else {
+            "^ok mode [23][0-7]{3}\\n$"
         };
-        let regex = regex::bytes::Regex::new(&stdout).map_err(|e| e.to_string())?;
         Ok(Lowered {
             args,
             uid: self.uid,
             gid: self.uid,
-            expect: Expect {
-                ending,
-                stdout: StreamExpect {
-                    regex: Some(regex),
-                    ..StreamExpect::default()
-                },
-                ..Expect::default()
-            },
+            expect: answer(ok, self.expect_errno.as_deref(), ERRNOS, "SHM_LOCK")?,
         })
     }
 
@@ -73,24 +58,18 @@ impl StepKind for ShmLock {
         let (id, unlock) = match args {
             [id] => (id, false),
             [id, flag] if flag == "--unlock" => (id, true),
-            _ => return usage(args),
+            _ => return usage("shm_lock", "ID [--unlock]", args),
         };
-        let Ok(id) = id.parse::<i32>() else { return usage(args) };
+        let Ok(id) = id.parse::<i32>() else {
+            return usage("shm_lock", "ID [--unlock]", args);
+        };
         let segment = Segment::from_id(id);
         match segment.lock(!unlock).and_then(|()| segment.stat()) {
             Ok(st) => {
                 println!("ok mode {:04o}", st.mode & (SHM_LOCKED | SHM_DEST | 0o777));
                 0
             }
-            Err(e) => {
-                println!("errno {:?}: {e}", e.errno);
-                1
-            }
+            Err(e) => refused(&e),
         }
     }
-}
-
-fn usage(args: &[String]) -> i32 {
-    eprintln!("shmconf probe step shm_lock: expected ID [--unlock], got {args:?}");
-    2
 }
