@@ -63,6 +63,13 @@ impl StepKind for ShmLock {
         let Ok(id) = id.parse::<i32>() else {
             return usage("shm_lock", "ID [--unlock]", args);
         };
+        // An owner without CAP_IPC_LOCK may lock within RLIMIT_MEMLOCK: the
+        // soft limit goes up to the hard one, so the answer is the kernel's
+        // rule, not a launcher's soft limit.
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_MEMLOCK) {
+            let _ = setrlimit(Resource::RLIMIT_MEMLOCK, hard, hard);
+        }
         let segment = Segment::from_id(id);
         match segment.lock(!unlock).and_then(|()| segment.stat()) {
             Ok(st) => {
