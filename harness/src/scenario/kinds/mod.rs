@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{wire, EndingExpect, Expect, KeptCapabilities, Program, Role, Spawn, StreamExpect};
 
+mod ipc_set;
 mod shm_lock;
+pub use ipc_set::IpcSet;
 pub use shm_lock::ShmLock;
 
 /// The step kinds that are modules of their own, one line each: the key of
@@ -24,6 +26,7 @@ macro_rules! with_step_kinds {
     ($then:ident) => {
         $then! {
             shm_lock: $crate::scenario::kinds::ShmLock,
+            ipc_set: $crate::scenario::kinds::IpcSet,
         }
     };
 }
