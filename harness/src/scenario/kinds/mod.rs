@@ -15,18 +15,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{wire, EndingExpect, Expect, KeptCapabilities, Program, Role, Spawn, StreamExpect};
 
-mod ipc_set;
-mod shm_lock;
-pub use ipc_set::IpcSet;
-pub use shm_lock::ShmLock;
+pub mod ipc_set;
+pub mod shm_lock;
 
-/// The step kinds that are modules of their own, one line each: the key of
-/// the kind's table in a `[[step]]`, and its type (a [`StepKind`]).
+/// The step kinds that are modules of their own, one line each (besides
+/// the module's `pub mod` line above): the key of the kind's table in a
+/// `[[step]]`, and its type (a [`StepKind`]).
 macro_rules! with_step_kinds {
     ($then:ident) => {
         $then! {
-            shm_lock: $crate::scenario::kinds::ShmLock,
-            ipc_set: $crate::scenario::kinds::IpcSet,
+            shm_lock: $crate::scenario::kinds::shm_lock::ShmLock,
+            ipc_set: $crate::scenario::kinds::ipc_set::IpcSet,
         }
     };
 }
