@@ -286,6 +286,33 @@ pub enum MatrixError {
     },
     #[error("{}: a second report for target {target}", .path.display())]
     SecondReport { path: PathBuf, target: String },
+    /// The reports and expectations files would be found as scenarios by
+    /// the targets that run after the first.
+    #[error(
+        "--out {} is inside the scenarios {}: what the matrix writes there would be read as scenarios; put --out elsewhere",
+        .out.display(),
+        .scenarios.display()
+    )]
+    OutInsideScenarios { out: PathBuf, scenarios: PathBuf },
+}
+
+/// `path` with symbolic links resolved as far as it exists (the rest
+/// appended as given), for comparing where two paths lead.
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 impl MatrixError {
@@ -479,6 +506,17 @@ impl MatrixRun {
     /// target that ran had nothing unexpected (and, with `required`, every
     /// target ran).
     pub fn run(&self, progress: &mut dyn FnMut(&TargetReport)) -> Result<(Vec<TargetReport>, bool), MatrixError> {
+        let out = resolved(&self.out);
+        if let Some(scenarios) = self
+            .scenarios
+            .iter()
+            .find(|p| p.is_dir() && out.starts_with(resolved(p)))
+        {
+            return Err(MatrixError::OutInsideScenarios {
+                out: self.out.clone(),
+                scenarios: scenarios.clone(),
+            });
+        }
         std::fs::create_dir_all(&self.out).map_err(MatrixError::file(&self.out))?;
         let mut reports = Vec::new();
         for t in &self.targets {

@@ -789,6 +789,34 @@ fn the_probe_refuses_a_step_kind_it_cannot_run(#[case] args: &[&str], #[case] sa
         .stderr(predicate::str::contains(says));
 }
 
+/// `matrix --out` inside the scenarios it runs is refused before any target
+/// runs (exit 2, naming both): the expectations files it writes there would
+/// be read as scenarios by every target after the first. Reached directly,
+/// through `..` and through a symbolic link alike.
+#[rstest]
+#[case::directly("s/out")]
+#[case::through_dot_dot("s/x/../out")]
+#[case::through_a_link("link/out")]
+fn a_matrix_out_inside_its_scenarios_is_refused(#[case] out: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("s");
+    std::fs::create_dir_all(theirs.join("x")).unwrap();
+    std::fs::copy(
+        scenarios().join("visibility/writer-then-reader.toml"),
+        theirs.join("w.toml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&theirs, dir.path().join("link")).unwrap();
+    shmconf()
+        .current_dir(dir.path())
+        .args(["matrix", "--target", "local", "--out", out, "s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is inside the scenarios"))
+        .stderr(predicate::str::contains("put --out elsewhere"));
+    assert!(!theirs.join("out").exists(), "nothing written");
+}
+
 #[test]
 fn a_tiny_benchmark_completes_and_verifies_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
