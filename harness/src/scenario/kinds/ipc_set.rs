@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use shmconf::sysv::Segment;
 
-use super::{answer, refused, usage, Lowered, StepKind};
+use super::{answer, refused, usage, KindError, Lowered, StepKind};
 
 /// shmctl(2) IPC_SET of the permission bits of a segment an earlier
 /// `segments` step saved with `save_id` (its owner and group kept), from a
@@ -35,15 +35,15 @@ const ERRNOS: &[&str] = &["EACCES", "EFAULT", "EIDRM", "EINVAL", "EPERM"];
 const EXPECTED: &str = "ID MODE (octal, at most 0777)";
 
 impl StepKind for IpcSet {
-    fn lower(&self) -> Result<Lowered, String> {
+    fn lower(&self) -> Result<Lowered, KindError> {
         let mode = u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                format!(
-                    "ipc_set: mode {:?} is not octal permission bits (at most 0777)",
-                    self.mode
-                )
+            .ok_or_else(|| KindError::BadValue {
+                kind: "ipc_set",
+                field: "mode",
+                value: self.mode.clone(),
+                why: "is not octal permission bits (at most 0777)",
             })?;
         Ok(Lowered {
             args: vec![format!("{{{}}}", self.id), format!("{mode:o}")],
@@ -133,7 +133,7 @@ mod tests {
     #[case::status_bits(table("1777", None), "at most 0777")]
     #[case::an_errno_ipc_set_never_gives(table("0640", Some("ENOENT")), "none of what IPC_SET answers")]
     fn a_table_it_cannot_run_is_refused_at_load(#[case] t: IpcSet, #[case] says: &str) {
-        let e = t.lower().unwrap_err();
+        let e = t.lower().unwrap_err().to_string();
         assert!(e.contains(says), "{e}");
     }
 

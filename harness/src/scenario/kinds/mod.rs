@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{wire, EndingExpect, Expect, KeptCapabilities, Program, Role, Spawn, StreamExpect};
+use super::{wire, EndingExpect, Expect, KeptCapabilities, Program, Role, Spawn, StreamExpect, UnsavedId};
 
 pub mod ipc_set;
 pub mod shm_lock;
@@ -31,11 +31,33 @@ macro_rules! with_step_kinds {
 }
 pub(crate) use with_step_kinds;
 
+/// Why a kind's table cannot be run: said at the step's table, file:line:col.
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    #[error("expect_errno {errno:?} is none of what {call} answers ({})", .errnos.join(", "))]
+    UnknownErrno {
+        errno: String,
+        call: &'static str,
+        errnos: &'static [&'static str],
+    },
+    #[error("{kind}: {field} {value:?} {why}")]
+    BadValue {
+        kind: &'static str,
+        field: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("the line the probe must print is not a regex: {0}")]
+    Regex(#[from] regex::Error),
+    #[error(transparent)]
+    UnsavedId(#[from] UnsavedId),
+}
+
 /// A kind of step: its table lowered into the probe's arguments and
 /// expectation, and the probe's side.
 pub trait StepKind {
     /// What the probe is started with and must do.
-    fn lower(&self) -> Result<Lowered, String>;
+    fn lower(&self) -> Result<Lowered, KindError>;
     /// In the step's namespace, with the arguments `lower` gave: make the
     /// calls, print one line (`ok ...`, or `errno NAME: ...` when the
     /// kernel refused), and return the exit code (0, 1, or 2 for arguments
@@ -58,13 +80,19 @@ pub struct Lowered {
 /// What the probe must answer: exit 0 with a line matching `ok` (a regex),
 /// or, when the step expects the kernel to refuse, exit 1 with `errno
 /// NAME: ...`, NAME one of `errnos` (what `call` can answer).
-pub(super) fn answer(ok: &str, expect_errno: Option<&str>, errnos: &[&str], call: &str) -> Result<Expect, String> {
+pub(super) fn answer(
+    ok: &str,
+    expect_errno: Option<&str>,
+    errnos: &'static [&'static str],
+    call: &'static str,
+) -> Result<Expect, KindError> {
     let (ending, line) = match expect_errno {
         Some(errno) if !errnos.contains(&errno) => {
-            return Err(format!(
-                "expect_errno {errno:?} is none of what {call} answers ({})",
-                errnos.join(", ")
-            ))
+            return Err(KindError::UnknownErrno {
+                errno: errno.into(),
+                call,
+                errnos,
+            })
         }
         Some(errno) => (EndingExpect::Code(1), format!("^errno {errno}: ")),
         None => (EndingExpect::Success, ok.to_string()),
@@ -72,7 +100,7 @@ pub(super) fn answer(ok: &str, expect_errno: Option<&str>, errnos: &[&str], call
     Ok(Expect {
         ending,
         stdout: StreamExpect {
-            regex: Some(regex::bytes::Regex::new(&line).map_err(|e| e.to_string())?),
+            regex: Some(regex::bytes::Regex::new(&line)?),
             ..StreamExpect::default()
         },
         ..Expect::default()
@@ -92,7 +120,7 @@ pub(super) fn usage(key: &str, expected: &str, args: &[String]) -> i32 {
 }
 
 /// The probe process of step `n` of kind `key`.
-fn spawn_of(key: &str, lowered: Lowered, n: usize, saved: &BTreeSet<String>) -> Result<Spawn, String> {
+fn spawn_of(key: &str, lowered: Lowered, n: usize, saved: &BTreeSet<String>) -> Result<Spawn, KindError> {
     let args: Vec<String> = ["step", key]
         .into_iter()
         .map(String::from)
@@ -101,7 +129,7 @@ fn spawn_of(key: &str, lowered: Lowered, n: usize, saved: &BTreeSet<String>) -> 
     Ok(Spawn {
         name: format!("{key}@{n}"),
         program: Program::Role(Role::Probe),
-        args: super::parse_args(&args, saved).map_err(|e| e.to_string())?,
+        args: super::parse_args(&args, saved)?,
         stdin: Vec::new(),
         env: BTreeMap::new(),
         uid: lowered.uid,
@@ -130,7 +158,7 @@ macro_rules! dispatch {
 
         /// Step `n`'s kind table lowered into its probe process, if the
         /// step is of a registered kind; `saved`: the ids saved so far.
-        pub(super) fn lower(step: &wire::Step, n: usize, saved: &BTreeSet<String>) -> Option<Result<Spawn, String>> {
+        pub(super) fn lower(step: &wire::Step, n: usize, saved: &BTreeSet<String>) -> Option<Result<Spawn, KindError>> {
             $(if let Some(table) = &step.$key {
                 return Some(StepKind::lower(table).and_then(|l| spawn_of(stringify!($key), l, n, saved)));
             })*

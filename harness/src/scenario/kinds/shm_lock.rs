@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use shmconf::sysv::{Segment, SHM_DEST, SHM_LOCKED};
 
-use super::{answer, refused, usage, Lowered, StepKind};
+use super::{answer, refused, usage, KindError, Lowered, StepKind};
 
 /// shmctl(2) SHM_LOCK (or SHM_UNLOCK) of a segment an earlier `segments`
 /// step saved with `save_id`, from a process of ours in the step's
@@ -34,7 +34,7 @@ pub struct ShmLock {
 const ERRNOS: &[&str] = &["EFAULT", "EIDRM", "EINVAL", "ENOMEM", "EPERM"];
 
 impl StepKind for ShmLock {
-    fn lower(&self) -> Result<Lowered, String> {
+    fn lower(&self) -> Result<Lowered, KindError> {
         let mut args = vec![format!("{{{}}}", self.id)];
         if self.unlock {
             args.push("--unlock".into());
