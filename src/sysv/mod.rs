@@ -2,7 +2,7 @@
 //! `shmdt` and `shmctl`.
 //!
 //! This is the only module of the project with `unsafe` code (a workspace
-//! lint denies it everywhere else; [`process`] holds the one pre-exec hook). Each call
+//! lint denies it everywhere else; [`process`] holds what runs between fork and exec). Each call
 //! becomes a typed value whose invariants make the unsafe parts sound:
 //!
 //! * [`Key`] is a `key_t`, made by [`Key::ftok`], [`Key::from_raw`] or
