@@ -5,7 +5,7 @@ mod access;
 mod call;
 mod choice;
 pub use access::{conflict, Access};
-pub use call::Call;
+pub use call::TracedCall;
 pub use choice::Choice;
 
 use std::collections::BTreeMap;
@@ -315,7 +315,7 @@ pub enum EventKind {
         touches: Vec<Access>,
         /// The call decoded (none for a piece of input), for the judge.
         #[serde(skip_serializing_if = "Option::is_none")]
-        op: Option<Call>,
+        op: Option<TracedCall>,
         /// What a table call returned (-errno on failure).
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<i64>,

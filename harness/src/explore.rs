@@ -805,7 +805,7 @@ fn kernel_view(rows: &[crate::events::SegRow], contents: &BTreeMap<i32, crate::e
 /// with. Runs the order did not finish (no exit logged) are left out.
 fn judge_endings(runs: &[RunSpec], model: &Model, outputs: &Outputs, out: &mut OrderOutcome) {
     for run in runs {
-        let (Some(want), Some((stdout, stderr, ending))) = (model.outcome(&run.name), outputs.get(&run.name)) else {
+        let (Some(want), Some((stdout, stderr, ending))) = (model.end_of(&run.name), outputs.get(&run.name)) else {
             continue;
         };
         if want.exit != crate::model::exit::OK {
@@ -879,7 +879,7 @@ struct PlannedOrders<'e, 'x> {
 
 impl Strategy for PlannedOrders<'_, '_> {
     type Order = Vec<Move>;
-    type Outcome = OrderOutcome;
+    type Judged = OrderOutcome;
 
     fn has_more(&self) -> bool {
         self.orders.len() > 0

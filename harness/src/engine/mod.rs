@@ -27,7 +27,7 @@ use oracle::{Known, Oracle, OracleError};
 use procs::{Proc, WaitOutcome};
 use trace::{Stop, TraceError};
 
-use crate::events::{Call, Choice, Ending, Event, EventKind, Log, Text, WhichLimit};
+use crate::events::{Choice, Ending, Event, EventKind, Log, Text, TracedCall, WhichLimit};
 use crate::impls::Implementation;
 use crate::scenario::files::FileIdentity;
 use crate::scenario::{
@@ -922,7 +922,7 @@ impl State<'_> {
                 continue;
             };
             // A read with nothing to read would block: not until fed.
-            let blocked = *t.stop() == Stop::At(Call::ReadStdin) && p.stdin_unread() == Some(0);
+            let blocked = *t.stop() == Stop::At(TracedCall::ReadStdin) && p.stdin_unread() == Some(0);
             if t.ended().is_none() && !blocked {
                 enabled.push(Choice::Step(run.clone()));
             }
@@ -1014,8 +1014,8 @@ impl State<'_> {
         };
         let before = order.attached.get(run).copied().flatten();
         let after = match &call {
-            Call::ShmAt { id } => Some(*id),
-            Call::ShmDt { .. } => None,
+            TracedCall::ShmAt { id } => Some(*id),
+            TracedCall::ShmDt { .. } => None,
             _ => before,
         };
         // The segments it can reach in this step, and their
@@ -1034,7 +1034,7 @@ impl State<'_> {
         let returned = tracee.last_result();
         // A failed shmat attached nothing.
         let after = match (&call, returned) {
-            (Call::ShmAt { .. }, Some(r)) if r < 0 => before,
+            (TracedCall::ShmAt { .. }, Some(r)) if r < 0 => before,
             _ => after,
         };
         order.attached.insert(run.into(), after);
@@ -1071,7 +1071,7 @@ impl State<'_> {
 
     /// What a step that the tracer could not take says: a SKIP (the run did
     /// what it cannot follow), a timeout, or BROKEN (the tracing failed).
-    fn trace_error_event(&self, run: &str, call: &Call, error: TraceError, call_deadline: Deadline) -> EventKind {
+    fn trace_error_event(&self, run: &str, call: &TracedCall, error: TraceError, call_deadline: Deadline) -> EventKind {
         match error {
             TraceError::Unsupported(why) => EventKind::Skipped {
                 reason: format!("{run}: {why}"),

@@ -20,23 +20,23 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use shmconf::sysv::process::traced_calls as nr;
 
-use crate::events::{conflict, Access, Call, Choice, Ending};
+use crate::events::{conflict, Access, Choice, Ending, TracedCall};
 
 /// What a step of `run` that executed `call` touched (see [`Access`]):
 /// `attached` is the segment it had attached before the call, `reached`
 /// each segment it could reach during the step and whether its content
 /// changed across it.
-pub fn touches(run: &str, call: &Call, attached: Option<i32>, reached: &[(i32, bool)]) -> Vec<Access> {
+pub fn touches(run: &str, call: &TracedCall, attached: Option<i32>, reached: &[(i32, bool)]) -> Vec<Access> {
     let mut out = Vec::new();
     // An exit while attached detaches: a change of the table.
-    let exit_detaches = matches!(call, Call::Exit { .. }) && attached.is_some();
+    let exit_detaches = matches!(call, TracedCall::Exit { .. }) && attached.is_some();
     match call.table_access() {
         Some(false) => out.push(Access::ReadTable),
         Some(true) => out.extend([Access::ReadTable, Access::WriteTable]),
         None if exit_detaches => out.extend([Access::ReadTable, Access::WriteTable]),
         None => {}
     }
-    if *call == Call::ReadStdin {
+    if *call == TracedCall::ReadStdin {
         out.push(Access::Stdin(run.to_string()));
     }
     for &(id, changed) in reached {
@@ -145,7 +145,7 @@ enum AfterExit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
     /// Stopped before this call.
-    At(Call),
+    At(TracedCall),
     /// Gone: how it ended.
     Ended(Ending),
 }
@@ -182,7 +182,7 @@ enum Task {
     Free,
     /// Held at a point that matters (a shared-memory call or a read of the
     /// input) until the task whose steps are the run's lets it go first.
-    Held(Call),
+    Held(TracedCall),
 }
 
 /// One traced role, held at its current point.
@@ -240,8 +240,8 @@ fn failed(what: &str, e: nix::errno::Errno) -> TraceError {
 
 /// Is this call one the exploration orders (as opposed to output and exits,
 /// which a launcher's helper may make freely)?
-fn ordered(call: &Call) -> bool {
-    call.table_access().is_some() || *call == Call::ReadStdin
+fn ordered(call: &TracedCall) -> bool {
+    call.table_access().is_some() || *call == TracedCall::ReadStdin
 }
 
 /// How a task of the role shows in a message: its pid and its command.
@@ -317,7 +317,7 @@ impl Tracee {
             threads: BTreeMap::new(),
             thread_ends: Default::default(),
             group_exits: Default::default(),
-            stop: Stop::At(Call::Start),
+            stop: Stop::At(TracedCall::Start),
             started: false,
             points: 0,
             result: None,
@@ -357,7 +357,7 @@ impl Tracee {
         // A table call is followed to its return (one syscall-exit stop), so
         // what the kernel answered can be held against the table after it.
         let mut in_call = matches!(&self.stop, Stop::At(c) if c.table_access().is_some());
-        if matches!(&self.stop, Stop::At(Call::Exit { .. }))
+        if matches!(&self.stop, Stop::At(TracedCall::Exit { .. }))
             && registers(self.current)?.is_some_and(|r| r.orig_rax as i64 == nr::EXIT_GROUP)
         {
             self.group_exits.insert(self.program_of(self.current));
@@ -394,7 +394,7 @@ impl Tracee {
                     // A thread's own end (exit(2), not exit_group(2)) while
                     // its process lives on detaches nothing: no point.
                     let thread_end = self.is_thread_end(pid)?;
-                    if thread_end || (call == Call::ReadStdin && !self.reads_the_input(pid)) {
+                    if thread_end || (call == TracedCall::ReadStdin && !self.reads_the_input(pid)) {
                         self.resume(pid, false, None)?;
                         continue;
                     }
@@ -607,7 +607,7 @@ impl Tracee {
                 let Some(call) = self.decode(pid)? else {
                     return Ok(false);
                 };
-                let of_input = call != Call::ReadStdin || self.reads_the_input(pid);
+                let of_input = call != TracedCall::ReadStdin || self.reads_the_input(pid);
                 // Another thread of the program: every point of the
                 // program's is one, whichever thread makes it (all but a
                 // lone thread's own end, which detaches nothing).
@@ -793,33 +793,33 @@ impl Tracee {
 
     /// The call `pid` is stopped before; None when it was killed at that
     /// stop (its end is reported next).
-    fn decode(&self, pid: Pid) -> Result<Option<Call>, TraceError> {
+    fn decode(&self, pid: Pid) -> Result<Option<TracedCall>, TraceError> {
         let Some(regs) = registers(pid)? else {
             return Ok(None);
         };
         let (arg0, arg1, arg2) = (regs.rdi, regs.rsi, regs.rdx);
         Ok(Some(match regs.orig_rax as i64 {
-            nr::SHMGET => Call::ShmGet {
+            nr::SHMGET => TracedCall::ShmGet {
                 key: arg0 as i32,
                 size: arg1,
                 flags: arg2 as i32,
             },
-            nr::SHMAT => Call::ShmAt { id: arg0 as i32 },
-            nr::SHMDT => Call::ShmDt { addr: arg0 },
-            nr::SHMCTL => Call::ShmCtl {
+            nr::SHMAT => TracedCall::ShmAt { id: arg0 as i32 },
+            nr::SHMDT => TracedCall::ShmDt { addr: arg0 },
+            nr::SHMCTL => TracedCall::ShmCtl {
                 id: arg0 as i32,
                 cmd: arg1 as i32,
             },
-            nr::READ | nr::READV => Call::ReadStdin,
-            nr::WRITE => Call::Write {
+            nr::READ | nr::READV => TracedCall::ReadStdin,
+            nr::WRITE => TracedCall::Write {
                 fd: arg0 as i32,
                 len: arg2,
             },
-            nr::WRITEV => Call::Write {
+            nr::WRITEV => TracedCall::Write {
                 fd: arg0 as i32,
                 len: 0,
             },
-            nr::EXIT | nr::EXIT_GROUP => Call::Exit { code: arg0 as i32 },
+            nr::EXIT | nr::EXIT_GROUP => TracedCall::Exit { code: arg0 as i32 },
             other => return Err(TraceError::Failed(format!("stopped at unexpected system call {other}"))),
         }))
     }
@@ -969,7 +969,7 @@ mod tests {
     fn reads_commute_and_writes_conflict() {
         let stat = touches(
             "r",
-            &Call::ShmCtl {
+            &TracedCall::ShmCtl {
                 id: 0,
                 cmd: libc::IPC_STAT,
             },
@@ -978,7 +978,7 @@ mod tests {
         );
         let other_stat = touches(
             "w",
-            &Call::ShmCtl {
+            &TracedCall::ShmCtl {
                 id: 0,
                 cmd: libc::IPC_STAT,
             },
@@ -991,7 +991,7 @@ mod tests {
         );
         let rmid = touches(
             "w",
-            &Call::ShmCtl {
+            &TracedCall::ShmCtl {
                 id: 0,
                 cmd: libc::IPC_RMID,
             },
@@ -1001,20 +1001,20 @@ mod tests {
         assert!(conflict(&stat, &rmid));
         // A step that changed the segment's content conflicts with one that
         // only had it attached; two that only had it attached do not.
-        let wrote = touches("w", &Call::ReadStdin, Some(0), &[(0, true)]);
-        let looked = touches("r", &Call::Write { fd: 1, len: 3 }, Some(0), &[(0, false)]);
+        let wrote = touches("w", &TracedCall::ReadStdin, Some(0), &[(0, true)]);
+        let looked = touches("r", &TracedCall::Write { fd: 1, len: 3 }, Some(0), &[(0, false)]);
         assert!(conflict(&wrote, &looked) && conflict(&looked, &wrote));
-        let looked_too = touches("q", &Call::Write { fd: 1, len: 3 }, Some(0), &[(0, false)]);
+        let looked_too = touches("q", &TracedCall::Write { fd: 1, len: 3 }, Some(0), &[(0, false)]);
         assert!(!conflict(&looked, &looked_too));
         // An exit while attached detaches (a table change); detached, it touches nothing.
         assert!(conflict(
-            &touches("w", &Call::Exit { code: 0 }, Some(0), &[(0, false)]),
+            &touches("w", &TracedCall::Exit { code: 0 }, Some(0), &[(0, false)]),
             &stat
         ));
-        assert!(touches("w", &Call::Exit { code: 0 }, None, &[]).is_empty());
+        assert!(touches("w", &TracedCall::Exit { code: 0 }, None, &[]).is_empty());
         // A run's input: its reads and its pieces.
         assert_eq!(
-            touches("w", &Call::ReadStdin, None, &[]),
+            touches("w", &TracedCall::ReadStdin, None, &[]),
             vec![Access::Stdin("w".into())]
         );
     }
@@ -1049,7 +1049,7 @@ mod tests {
                 let stop = tracee.step(&|| deadline).unwrap().clone();
                 match stop {
                     Stop::At(call) => {
-                        if call == Call::ReadStdin && proc.stdin_unread() == Some(0) {
+                        if call == TracedCall::ReadStdin && proc.stdin_unread() == Some(0) {
                             let piece: &[u8] = if fed == 0 { b"hel" } else { b"lo\n" };
                             fed += 1;
                             proc.write_stdin(piece, fed == 2).unwrap();

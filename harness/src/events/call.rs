@@ -5,7 +5,7 @@
 /// The call a role is stopped before, decoded from its registers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
-pub enum Call {
+pub enum TracedCall {
     /// Not started yet: stopped at its exec.
     Start,
     ShmGet {
@@ -35,24 +35,24 @@ pub enum Call {
     },
 }
 
-impl Call {
+impl TracedCall {
     /// As the timeline and the order labels show it.
     pub fn describe(&self) -> String {
         match self {
-            Call::Start => "start".into(),
-            Call::ShmGet { key, size, flags } => {
+            TracedCall::Start => "start".into(),
+            TracedCall::ShmGet { key, size, flags } => {
                 format!("shmget({:#x}, {size}, {:#o})", *key as u32, flags)
             }
-            Call::ShmAt { id } => format!("shmat({id})"),
-            Call::ShmDt { addr } => format!("shmdt({addr:#x})"),
-            Call::ShmCtl { id, cmd } => match *cmd {
+            TracedCall::ShmAt { id } => format!("shmat({id})"),
+            TracedCall::ShmDt { addr } => format!("shmdt({addr:#x})"),
+            TracedCall::ShmCtl { id, cmd } => match *cmd {
                 libc::IPC_RMID => format!("shmctl({id}, IPC_RMID)"),
                 libc::IPC_STAT => format!("shmctl({id}, IPC_STAT)"),
                 c => format!("shmctl({id}, {c})"),
             },
-            Call::ReadStdin => "read(0)".into(),
-            Call::Write { fd, len } => format!("write({fd}, {len} bytes)"),
-            Call::Exit { code } => format!("exit({code})"),
+            TracedCall::ReadStdin => "read(0)".into(),
+            TracedCall::Write { fd, len } => format!("write({fd}, {len} bytes)"),
+            TracedCall::Exit { code } => format!("exit({code})"),
         }
     }
 
@@ -61,7 +61,7 @@ impl Call {
     pub fn describe_result(&self, result: Option<i64>) -> String {
         match (result, self) {
             (Some(r), _) if r < 0 => format!(" = -1 {}", nix::errno::Errno::from_raw((-r) as i32)),
-            (Some(r), Call::ShmAt { .. }) => format!(" = {r:#x}"),
+            (Some(r), TracedCall::ShmAt { .. }) => format!(" = {r:#x}"),
             (Some(r), _) => format!(" = {r}"),
             (None, _) => String::new(),
         }
@@ -74,9 +74,9 @@ impl Call {
     pub fn table_access(&self) -> Option<bool> {
         const STATS: [i32; 4] = [libc::IPC_STAT, 13, 14, 15]; // SHM_STAT, SHM_INFO, SHM_STAT_ANY
         match self {
-            Call::ShmGet { flags, .. } => Some(flags & libc::IPC_CREAT != 0),
-            Call::ShmCtl { cmd, .. } => Some(!STATS.contains(cmd)),
-            Call::ShmAt { .. } | Call::ShmDt { .. } => Some(true),
+            TracedCall::ShmGet { flags, .. } => Some(flags & libc::IPC_CREAT != 0),
+            TracedCall::ShmCtl { cmd, .. } => Some(!STATS.contains(cmd)),
+            TracedCall::ShmAt { .. } | TracedCall::ShmDt { .. } => Some(true),
             _ => None,
         }
     }

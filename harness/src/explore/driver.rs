@@ -154,19 +154,21 @@ pub(super) type Unjudged = Box<(Verdictless, Log)>;
 /// Where the orders of an exploration come from, and what it keeps of
 /// them.
 pub(super) trait Strategy: Sync {
+    /// An order as the strategy plays it.
     type Order: Sync;
-    type Outcome: Send;
+    /// An executed order with its verdict.
+    type Judged: Send;
     /// Whether any order is left to execute.
     fn has_more(&self) -> bool;
     /// Up to `most` orders (at least one, when any is left) to execute
     /// next; the driver executes them all unless it stops.
     fn next_orders(&mut self, most: usize) -> Vec<Self::Order>;
     /// Execute one order and judge it, or say why it has no verdict.
-    fn execute(&self, order: &Self::Order) -> Result<Self::Outcome, Unjudged>;
+    fn execute(&self, order: &Self::Order) -> Result<Self::Judged, Unjudged>;
     /// Whether a judged order disagrees with what it is held against.
-    fn failed(outcome: &Self::Outcome) -> bool;
+    fn failed(judged: &Self::Judged) -> bool;
     /// Take in a judged order, in the order they were given.
-    fn take(&mut self, order: Self::Order, outcome: Self::Outcome);
+    fn take(&mut self, order: Self::Order, judged: Self::Judged);
     /// The order as `--order` takes it.
     fn label(order: &Self::Order) -> String;
 }
@@ -355,7 +357,7 @@ mod tests {
 
     impl Strategy for Timed<'_> {
         type Order = usize;
-        type Outcome = bool;
+        type Judged = bool;
 
         fn has_more(&self) -> bool {
             !self.toy.waiting && self.toy.handed < self.toy.count

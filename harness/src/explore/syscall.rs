@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::driver::{Driven, End, Exploring, Strategy, Unjudged, Verdictless};
 use crate::engine::Engine;
-use crate::events::{escape, Access, Call, Choice, Ending, EventKind, Log, SegRow, Text};
+use crate::events::{escape, Access, Choice, Ending, EventKind, Log, SegRow, Text, TracedCall};
 use crate::model::calls::CallModel;
 use crate::outcome::ScenarioResult;
 use crate::outcome::{Check, Failure, Status};
@@ -35,14 +35,14 @@ use crate::scenario::{
 
 /// One scheduled event of an execution, as the engine logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub struct TraceEvent {
     pub choice: Choice,
     pub enabled: Vec<Choice>,
     pub touches: Vec<Access>,
 }
 
-impl Event {
-    fn dependent(&self, other: &Event) -> bool {
+impl TraceEvent {
+    fn dependent(&self, other: &TraceEvent) -> bool {
         crate::events::conflict(&self.touches, &other.touches)
     }
 }
@@ -94,7 +94,7 @@ impl Explorer {
     /// Take in the execution of a prefix of `prefix_len` choices (its
     /// events, the prefix first; shorter if it stopped as redundant) and
     /// say what to execute next, or None when the search is over.
-    pub fn next(&mut self, prefix_len: usize, trace: &[Event]) -> Option<Next> {
+    pub fn next(&mut self, prefix_len: usize, trace: &[TraceEvent]) -> Option<Next> {
         let prefix_len = prefix_len.min(trace.len());
         self.path.truncate(prefix_len);
         let mut sleep = Vec::new();
@@ -178,7 +178,7 @@ impl Explorer {
 /// another owner that it depends on and that does not already happen
 /// before it through other events; reversing them may change the outcome.
 /// Returns (j, the choice that would run i's owner at j).
-pub fn races(trace: &[Event]) -> Vec<(usize, Choice)> {
+pub fn races(trace: &[TraceEvent]) -> Vec<(usize, Choice)> {
     let n = trace.len();
     // before[i]: every event that happens before i (program order of one
     // owner, or a chain of dependent events).
@@ -217,7 +217,7 @@ pub fn races(trace: &[Event]) -> Vec<(usize, Choice)> {
 /// How many orders there are without reduction, at most: the interleavings
 /// of each owner's events as one execution had them (inputs may make some
 /// impossible, so this bounds the count from above).
-pub fn interleavings_at_most(trace: &[Event]) -> f64 {
+pub fn interleavings_at_most(trace: &[TraceEvent]) -> f64 {
     let mut per_owner: BTreeMap<String, u64> = BTreeMap::new();
     for e in trace {
         *per_owner.entry(e.choice.owner()).or_default() += 1;
@@ -271,7 +271,7 @@ fn steps(ex: &Exploration, next: &Next) -> Vec<Step> {
 /// What one execution showed.
 struct Execution {
     choices: Vec<Choice>,
-    trace: Vec<Event>,
+    trace: Vec<TraceEvent>,
     /// Stopped early: the rest was equivalent to an order explored already.
     redundant: bool,
     /// Problems, each with the index of the event after which it showed
@@ -299,7 +299,7 @@ fn execute(x: &Exploring, ex: &Exploration, next: &Next) -> Result<Execution, Un
 /// against.
 struct Reading<'a> {
     ex: &'a Exploration,
-    trace: Vec<Event>,
+    trace: Vec<TraceEvent>,
     problems: Vec<(usize, Check, String)>,
     /// Why the execution has no verdict, if it has none.
     stop: Option<Verdictless>,
@@ -376,14 +376,14 @@ impl<'a> Reading<'a> {
 
     /// What the run of a step could have read: the contents its segments
     /// held, and how many times it attached.
-    fn remember_memory(&mut self, choice: &Choice, op: Option<&Call>, result: Option<i64>, seen: &[Text]) {
+    fn remember_memory(&mut self, choice: &Choice, op: Option<&TracedCall>, result: Option<i64>, seen: &[Text]) {
         let memory = self.read_by.entry(choice.run().to_string()).or_default();
         for text in seen {
             if !memory.seen.contains(text) {
                 memory.seen.push(text.clone());
             }
         }
-        if matches!(op, Some(Call::ShmAt { .. })) && result.is_some_and(|r| r >= 0) {
+        if matches!(op, Some(TracedCall::ShmAt { .. })) && result.is_some_and(|r| r >= 0) {
             memory.attaches += 1;
         }
     }
@@ -392,7 +392,7 @@ impl<'a> Reading<'a> {
     /// Returns the run that took it.
     fn take_step(&mut self, choice: &Choice, step: &str, enabled: &[Choice], touches: &[Access]) -> String {
         self.last_call.insert(choice.label(), step.to_string());
-        let event = Event {
+        let event = TraceEvent {
             choice: choice.clone(),
             enabled: enabled.to_vec(),
             touches: touches.to_vec(),
@@ -404,20 +404,20 @@ impl<'a> Reading<'a> {
     }
 
     /// Hold a run's call against property detach-attached and the SysV model.
-    fn check_call(&mut self, run: &str, step: &str, op: Option<&Call>, result: Option<i64>) {
+    fn check_call(&mut self, run: &str, step: &str, op: Option<&TracedCall>, result: Option<i64>) {
         // detach-attached: a failed shmdt(2) of an address this run's
         // shmat(2) returned is a second detach of that attachment.
         // Other addresses (0, -1: a language runtime's clean-up of
         // a handle whose shmat failed, as PHP's shmop does) detach
         // nothing and are not the program's contract.
         match op {
-            Some(Call::ShmAt { id }) => {
+            Some(TracedCall::ShmAt { id }) => {
                 if let Some(addr) = result.filter(|r| *r >= 0) {
                     self.attached_at.entry(run.to_string()).or_default().insert(addr as u64);
                     self.attached_ids.entry(run.to_string()).or_default().insert(*id);
                 }
             }
-            Some(Call::ShmDt { addr })
+            Some(TracedCall::ShmDt { addr })
                 if self.ex.properties.contains(&Property::DetachAttached)
                     && result.is_some_and(|r| r < 0)
                     && self.attached_at.get(run).is_some_and(|a| a.contains(addr)) =>
@@ -825,7 +825,7 @@ struct Search<'e, 'x> {
 
 impl Strategy for Search<'_, '_> {
     type Order = Next;
-    type Outcome = Execution;
+    type Judged = Execution;
 
     fn has_more(&self) -> bool {
         self.pending.is_some()
@@ -1002,8 +1002,8 @@ mod tests {
     use super::*;
     use proptest::prelude::Strategy;
 
-    fn ev(choice: &str, touches: &[Access]) -> Event {
-        Event {
+    fn ev(choice: &str, touches: &[Access]) -> TraceEvent {
+        TraceEvent {
             choice: Choice::parse(choice),
             enabled: vec![],
             touches: touches.to_vec(),
@@ -1138,12 +1138,12 @@ mod tests {
         Write(u8),
     }
 
-    type Outcome = (Vec<i64>, Vec<Vec<i64>>);
+    type EndState = (Vec<i64>, Vec<Vec<i64>>);
 
     /// Play `next` with the engine's own scheduler (the prefix, then the
     /// first choice not asleep); stop when every enabled choice sleeps
     /// (redundant). Only the system under it is a toy.
-    fn simulate(programs: &[Vec<Op>], next: &Next) -> (Vec<Event>, Option<Outcome>) {
+    fn simulate(programs: &[Vec<Op>], next: &Next) -> (Vec<TraceEvent>, Option<EndState>) {
         let runs: Vec<String> = (0..programs.len()).map(|i| format!("p{i}")).collect();
         let mut pc = vec![0usize; programs.len()];
         let mut vars = vec![0i64; 3];
@@ -1178,7 +1178,7 @@ mod tests {
             };
             pc[i] += 1;
             scheduler.happened(&choice, &touches);
-            trace.push(Event {
+            trace.push(TraceEvent {
                 choice,
                 enabled,
                 touches,
@@ -1186,7 +1186,7 @@ mod tests {
         }
     }
 
-    fn outcomes(programs: &[Vec<Op>], full: bool) -> (BTreeSet<Outcome>, usize) {
+    fn outcomes(programs: &[Vec<Op>], full: bool) -> (BTreeSet<EndState>, usize) {
         let mut explorer = Explorer::new(full);
         let mut next = Next {
             prefix: vec![],

@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 use shmconf::sysv::{self, Attachment, Create, Key, ReadOnly, ReadWrite, Segment};
 
 use crate::scenario::KeptCapabilities;
-use crate::sysv_ops::observe::{Hello, Listing, Observation, Outcome, SegState, OTHER_ID};
+use crate::sysv_ops::observe::{Hello, Listing, Observation, OpResult, SegState, OTHER_ID};
 use crate::sysv_ops::{CreatePick, NewOwner, Op, Program};
 
 /// An id no segment has (`shmat`/`shmctl` of a reference with no shmget).
@@ -41,8 +41,8 @@ fn state(stat: &sysv::SegmentStat) -> SegState {
     }
 }
 
-fn errno(e: sysv::Error) -> Outcome {
-    Outcome::Errno { errno: e.errno as i32 }
+fn errno(e: sysv::Error) -> OpResult {
+    OpResult::Errno { errno: e.errno as i32 }
 }
 
 /// Why the executor stopped (exit 2).
@@ -144,7 +144,7 @@ fn as_start<T>(start: (u32, u32), read: impl FnOnce() -> Result<T, ExecError>) -
 /// effective ids only, so it can come back (the kernel clears the
 /// effective capabilities when the uid leaves 0 and restores them when it
 /// comes back).
-fn become_user(other: bool, start: (u32, u32)) -> Outcome {
+fn become_user(other: bool, start: (u32, u32)) -> OpResult {
     use nix::unistd::{setegid, seteuid, Gid, Uid};
     let result = if other {
         setegid(Gid::from_raw(OTHER_ID)).and_then(|()| seteuid(Uid::from_raw(OTHER_ID)))
@@ -152,8 +152,8 @@ fn become_user(other: bool, start: (u32, u32)) -> Outcome {
         seteuid(Uid::from_raw(start.0)).and_then(|()| setegid(Gid::from_raw(start.1)))
     };
     match result {
-        Ok(()) => Outcome::Done,
-        Err(e) => Outcome::Errno { errno: e as i32 },
+        Ok(()) => OpResult::Done,
+        Err(e) => OpResult::Errno { errno: e as i32 },
     }
 }
 
@@ -182,7 +182,7 @@ impl Executor {
         }
     }
 
-    fn perform(&mut self, op: &Op) -> Outcome {
+    fn perform(&mut self, op: &Op) -> OpResult {
         match *op {
             Op::Get {
                 key,
@@ -198,7 +198,7 @@ impl Executor {
                 match Segment::get(Key::from_raw(key.raw()), size as usize, create, mode) {
                     Ok(seg) => {
                         self.gets.push(seg.id());
-                        Outcome::Id { id: seg.id() }
+                        OpResult::Id { id: seg.id() }
                     }
                     Err(e) => errno(e),
                 }
@@ -213,44 +213,44 @@ impl Executor {
                 match held {
                     Ok(h) => {
                         self.atts.push(Some(h));
-                        Outcome::Attached
+                        OpResult::Attached
                     }
                     Err(e) => errno(e),
                 }
             }
             Op::Detach { att } => match self.slot(att).and_then(Option::take) {
-                None => Outcome::NotAttached,
+                None => OpResult::NotAttached,
                 Some(h) => match h.detach() {
-                    Ok(()) => Outcome::Done,
+                    Ok(()) => OpResult::Done,
                     Err(e) => errno(e),
                 },
             },
             Op::Write { att, offset, len, byte } => match self.slot(att).and_then(|s| s.as_ref()) {
-                None => Outcome::NotAttached,
-                Some(Held::ReadOnly(_)) => Outcome::ReadOnly,
+                None => OpResult::NotAttached,
+                Some(Held::ReadOnly(_)) => OpResult::ReadOnly,
                 Some(Held::ReadWrite(a)) => match a.write_at(offset as usize, &vec![byte; len as usize]) {
-                    Ok(()) => Outcome::Done,
-                    Err(_) => Outcome::OutOfBounds,
+                    Ok(()) => OpResult::Done,
+                    Err(_) => OpResult::OutOfBounds,
                 },
             },
             Op::Read { att, offset, len } => {
                 let mut data = vec![0u8; len as usize];
                 let read = match self.slot(att).and_then(|s| s.as_ref()) {
-                    None => return Outcome::NotAttached,
+                    None => return OpResult::NotAttached,
                     Some(Held::ReadOnly(a)) => a.read_at(offset as usize, &mut data),
                     Some(Held::ReadWrite(a)) => a.read_at(offset as usize, &mut data),
                 };
                 match read {
-                    Ok(()) => Outcome::Bytes { data },
-                    Err(_) => Outcome::OutOfBounds,
+                    Ok(()) => OpResult::Bytes { data },
+                    Err(_) => OpResult::OutOfBounds,
                 }
             }
             Op::Stat { seg } => match Segment::from_id(self.id(seg)).stat() {
-                Ok(stat) => Outcome::Stat(state(&stat)),
+                Ok(stat) => OpResult::Stat(state(&stat)),
                 Err(e) => errno(e),
             },
             Op::Rmid { seg } => match Segment::from_id(self.id(seg)).remove() {
-                Ok(()) => Outcome::Done,
+                Ok(()) => OpResult::Done,
                 Err(e) => errno(e),
             },
             Op::Become { other } => become_user(other, self.start),
@@ -261,7 +261,7 @@ impl Executor {
                     NewOwner::Start => self.start,
                 };
                 match Segment::from_id(self.id(seg)).set(uid, gid, mode) {
-                    Ok(()) => Outcome::Done,
+                    Ok(()) => OpResult::Done,
                     Err(e) => errno(e),
                 }
             }

@@ -807,7 +807,7 @@ mod tests {
     }
     use crate::model::program::predict::{Model, Predicted};
     use crate::model::program::{judge_report, Disagreement, Kind};
-    use crate::sysv_ops::observe::Outcome;
+    use crate::sysv_ops::observe::OpResult;
 
     /// A kernel made of the model, with ids of its own, and a fault
     /// applied to every observation.
@@ -826,7 +826,7 @@ mod tests {
             .iter()
             .map(|op| {
                 let outcome = match m.apply(op) {
-                    Predicted::NewId { seg } | Predicted::SameId { seg } => Outcome::Id { id: id(seg) },
+                    Predicted::NewId { seg } | Predicted::SameId { seg } => OpResult::Id { id: id(seg) },
                     Predicted::Exactly(o) => o,
                 };
                 let table = m.table().into_iter().map(|(s, st)| (id(s), st)).collect();
@@ -872,7 +872,7 @@ mod tests {
             (
                 "IPC_STAT counts one attachment too many",
                 |o| {
-                    if let Outcome::Stat(s) = &mut o.outcome {
+                    if let OpResult::Stat(s) = &mut o.outcome {
                         s.nattch += 1;
                     }
                 },
@@ -892,8 +892,8 @@ mod tests {
             (
                 "EEXIST is reported as ENOENT",
                 |o| {
-                    if o.outcome == (Outcome::Errno { errno: libc::EEXIST }) {
-                        o.outcome = Outcome::Errno { errno: libc::ENOENT };
+                    if o.outcome == (OpResult::Errno { errno: libc::EEXIST }) {
+                        o.outcome = OpResult::Errno { errno: libc::ENOENT };
                     }
                 },
                 2,
@@ -901,7 +901,7 @@ mod tests {
             (
                 "stores are lost",
                 |o| {
-                    if let Outcome::Bytes { data } = &mut o.outcome {
+                    if let OpResult::Bytes { data } = &mut o.outcome {
                         data.fill(0);
                     }
                 },
@@ -957,13 +957,13 @@ mod tests {
         );
         // Every answer kind the fuzzer counts is in the list's words.
         for o in [
-            Outcome::Id { id: 1 },
-            Outcome::Attached,
-            Outcome::Done,
-            Outcome::OutOfBounds,
-            Outcome::NotAttached,
-            Outcome::ReadOnly,
-            Outcome::Errno { errno: libc::EACCES },
+            OpResult::Id { id: 1 },
+            OpResult::Attached,
+            OpResult::Done,
+            OpResult::OutOfBounds,
+            OpResult::NotAttached,
+            OpResult::ReadOnly,
+            OpResult::Errno { errno: libc::EACCES },
         ] {
             let kind = o.answer();
             assert!(program::CALLS.iter().any(|(_, a)| a.contains(&kind)), "{kind}");
@@ -978,9 +978,9 @@ mod tests {
         #[test]
         fn shrinking_keeps_the_divergence(seed in 0u64..100_000, len in 1usize..40, which in 0usize..4) {
             let faults: [fn(&mut Observation); 4] = [
-                |o| if let Outcome::Stat(s) = &mut o.outcome { s.nattch += 1 },
-                |o| if o.outcome == (Outcome::Errno { errno: libc::EINVAL }) { o.outcome = Outcome::Errno { errno: libc::ENOENT } },
-                |o| if let Outcome::Bytes { data } = &mut o.outcome { data.fill(0) },
+                |o| if let OpResult::Stat(s) = &mut o.outcome { s.nattch += 1 },
+                |o| if o.outcome == (OpResult::Errno { errno: libc::EINVAL }) { o.outcome = OpResult::Errno { errno: libc::ENOENT } },
+                |o| if let OpResult::Bytes { data } = &mut o.outcome { data.fill(0) },
                 |o| if let Some(row) = o.table.first_mut() { row.1.nattch += 1 },
             ];
             let fault = faults[which];
@@ -1063,7 +1063,7 @@ mod tests {
         assert_eq!(judge_report(&p, &report_text(hello, &observed)), Vec::<String>::new());
 
         let mut wrong = observed.clone();
-        wrong[2].outcome = Outcome::Errno { errno: libc::EIDRM };
+        wrong[2].outcome = OpResult::Errno { errno: libc::EIDRM };
         let problems = judge_report(&p, &report_text(hello, &wrong));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("operation 3 ("), "{problems:?}");
@@ -1175,8 +1175,8 @@ mod tests {
     /// ENOENT for EEXIST (a rarer one).
     fn stat_refused_and_eexist_lost(o: &mut Observation) {
         match o.outcome {
-            Outcome::Stat(_) => o.outcome = Outcome::Errno { errno: libc::EINVAL },
-            Outcome::Errno { errno: libc::EEXIST } => o.outcome = Outcome::Errno { errno: libc::ENOENT },
+            OpResult::Stat(_) => o.outcome = OpResult::Errno { errno: libc::EINVAL },
+            OpResult::Errno { errno: libc::EEXIST } => o.outcome = OpResult::Errno { errno: libc::ENOENT },
             _ => {}
         }
     }
@@ -1296,7 +1296,7 @@ mod tests {
     /// in kind (EEXIST answered EINVAL is not EACCES answered with an id).
     #[test]
     fn a_divergences_kind_is_the_call_and_both_answers_kinds() {
-        let at = |op: &str, expected: Outcome, observed: Outcome| Divergence {
+        let at = |op: &str, expected: OpResult, observed: OpResult| Divergence {
             index: 0,
             op: op.parse().unwrap(),
             disagreement: Disagreement::Result {
@@ -1305,10 +1305,10 @@ mod tests {
             },
         };
         let get = "shmget(0x5f000001, 0, 0600|IPC_CREAT|IPC_EXCL)";
-        let errno = |errno| Outcome::Errno { errno };
+        let errno = |errno| OpResult::Errno { errno };
         let eexist = at(get, errno(libc::EEXIST), errno(libc::EINVAL));
-        let eacces = at(get, errno(libc::EACCES), Outcome::Id { id: 3 });
-        let eacces_again = at(get, errno(libc::EACCES), Outcome::Id { id: 7 });
+        let eacces = at(get, errno(libc::EACCES), OpResult::Id { id: 3 });
+        let eacces_again = at(get, errno(libc::EACCES), OpResult::Id { id: 7 });
         let stat = at("shmctl(id#0, IPC_STAT)", errno(libc::EACCES), errno(libc::EINVAL));
         assert_ne!(eexist.kind(), eacces.kind());
         assert_eq!(eacces.kind(), eacces_again.kind());

@@ -21,8 +21,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::events::Call;
 use crate::events::SegRow;
+use crate::events::TracedCall;
 
 /// A call's result that SysV semantics rule out, whatever the kernel's
 /// table: the model's finding, said as what the call returned.
@@ -151,7 +151,7 @@ impl CallModel {
 
     /// `run` executed `call`, which returned `result` (-errno on failure).
     /// An error is a result the semantics rule out, whatever the table.
-    pub fn apply(&mut self, run: &str, call: &Call, result: Option<i64>) -> Result<(), RuledOut> {
+    pub fn apply(&mut self, run: &str, call: &TracedCall, result: Option<i64>) -> Result<(), RuledOut> {
         let Some(result) = result else {
             // Not a table call (or its result is unknown: it died in it).
             return Ok(());
@@ -160,7 +160,7 @@ impl CallModel {
             return self.refused(call, result);
         }
         match call {
-            Call::ShmGet { key, size, flags } => {
+            TracedCall::ShmGet { key, size, flags } => {
                 let id = result as i32;
                 let existing = self.live_with_key(*key);
                 if self.rows.contains_key(&id) {
@@ -190,7 +190,7 @@ impl CallModel {
                 );
                 Ok(())
             }
-            Call::ShmAt { id } => {
+            TracedCall::ShmAt { id } => {
                 let Some(row) = self.rows.get_mut(id) else {
                     return Err(RuledOut::AttachedMissing { id: *id });
                 };
@@ -201,7 +201,7 @@ impl CallModel {
                     .push((result as u64, *id));
                 Ok(())
             }
-            Call::ShmDt { addr } => {
+            TracedCall::ShmDt { addr } => {
                 let list = self.attached.entry(run.to_string()).or_default();
                 let Some(i) = list.iter().position(|(a, _)| a == addr) else {
                     return Err(RuledOut::DetachedNothing {
@@ -213,7 +213,7 @@ impl CallModel {
                 self.detach(id);
                 Ok(())
             }
-            Call::ShmCtl { id, cmd } if *cmd == libc::IPC_RMID => {
+            TracedCall::ShmCtl { id, cmd } if *cmd == libc::IPC_RMID => {
                 let Some(row) = self.rows.get_mut(id) else {
                     return Err(RuledOut::RemovedMissing { id: *id });
                 };
@@ -225,7 +225,7 @@ impl CallModel {
                 }
                 Ok(())
             }
-            Call::ShmCtl { id, cmd } if *cmd == libc::IPC_SET => {
+            TracedCall::ShmCtl { id, cmd } if *cmd == libc::IPC_SET => {
                 // New permission bits (and owner) come from the caller's
                 // buffer, which is not traced: take the kernel's.
                 if let Some(r) = self.rows.get_mut(id) {
@@ -238,10 +238,10 @@ impl CallModel {
     }
 
     /// A failed call changes nothing; some failures the table rules out.
-    fn refused(&self, call: &Call, result: i64) -> Result<(), RuledOut> {
+    fn refused(&self, call: &TracedCall, result: i64) -> Result<(), RuledOut> {
         let errno = (-result) as i32;
         match call {
-            Call::ShmGet { key, flags, .. }
+            TracedCall::ShmGet { key, flags, .. }
                 if errno == libc::ENOENT && flags & libc::IPC_CREAT == 0 && self.live_with_key(*key).is_some() =>
             {
                 Err(RuledOut::MissingButLive {
@@ -249,7 +249,7 @@ impl CallModel {
                     live: self.live_with_key(*key).unwrap_or_default(),
                 })
             }
-            Call::ShmGet { key, flags, .. }
+            TracedCall::ShmGet { key, flags, .. }
                 if errno == libc::EEXIST && self.live_with_key(*key).is_none() && flags & libc::IPC_EXCL != 0 =>
             {
                 Err(RuledOut::ExistsButNone { key: *key })
@@ -326,16 +326,16 @@ mod tests {
 
     const KEY: i32 = 0x4100_0001;
 
-    fn get(key: i32, creat: bool) -> Call {
-        Call::ShmGet {
+    fn get(key: i32, creat: bool) -> TracedCall {
+        TracedCall::ShmGet {
             key,
             size: 1024,
             flags: 0o666 | if creat { libc::IPC_CREAT } else { 0 },
         }
     }
 
-    fn rmid(id: i32) -> Call {
-        Call::ShmCtl {
+    fn rmid(id: i32) -> TracedCall {
+        TracedCall::ShmCtl {
             id,
             cmd: libc::IPC_RMID,
         }
@@ -346,14 +346,14 @@ mod tests {
         let mut m = CallModel::new(&[]);
         m.apply("w", &get(KEY, true), Some(0)).unwrap();
         assert!(m.differences(&[row(0, KEY, 0, false)]).is_empty());
-        m.apply("w", &Call::ShmAt { id: 0 }, Some(0x7000)).unwrap();
+        m.apply("w", &TracedCall::ShmAt { id: 0 }, Some(0x7000)).unwrap();
         assert!(m.differences(&[row(0, KEY, 1, false)]).is_empty());
-        m.apply("w", &Call::ShmDt { addr: 0x7000 }, Some(0)).unwrap();
+        m.apply("w", &TracedCall::ShmDt { addr: 0x7000 }, Some(0)).unwrap();
         assert!(m.differences(&[row(0, KEY, 0, false)]).is_empty());
         m.ended("w");
         m.apply("r", &get(KEY, true), Some(0)).unwrap();
-        m.apply("r", &Call::ShmAt { id: 0 }, Some(0x9000)).unwrap();
-        m.apply("r", &Call::ShmDt { addr: 0x9000 }, Some(0)).unwrap();
+        m.apply("r", &TracedCall::ShmAt { id: 0 }, Some(0x9000)).unwrap();
+        m.apply("r", &TracedCall::ShmDt { addr: 0x9000 }, Some(0)).unwrap();
         m.apply("r", &rmid(0), Some(0)).unwrap();
         assert!(m.differences(&[]).is_empty());
         // A kernel that kept it is caught, and says which segment.
@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn rmid_while_attached_marks_and_the_last_detach_or_exit_destroys() {
         let mut m = CallModel::new(&[row(0, KEY, 0, false)]);
-        m.apply("w", &Call::ShmAt { id: 0 }, Some(0x7000)).unwrap();
+        m.apply("w", &TracedCall::ShmAt { id: 0 }, Some(0x7000)).unwrap();
         m.apply("r", &rmid(0), Some(0)).unwrap();
         assert!(m.differences(&[row(0, 0, 1, true)]).is_empty());
         // Destroyed at once would be wrong while attached.
@@ -377,7 +377,7 @@ mod tests {
     #[test]
     fn failed_calls_change_nothing_and_some_failures_are_ruled_out() {
         let mut m = CallModel::new(&[]);
-        m.apply("w", &Call::ShmAt { id: 0 }, Some(-(libc::EINVAL as i64)))
+        m.apply("w", &TracedCall::ShmAt { id: 0 }, Some(-(libc::EINVAL as i64)))
             .unwrap();
         assert!(m.differences(&[]).is_empty());
         m.apply("w", &get(KEY, true), Some(5)).unwrap();
@@ -403,11 +403,11 @@ mod tests {
     #[test]
     fn an_untraced_detach_is_reported_once() {
         let mut m = CallModel::new(&[row(0, KEY, 0, false)]);
-        m.apply("w", &Call::ShmAt { id: 0 }, Some(0x7000)).unwrap();
+        m.apply("w", &TracedCall::ShmAt { id: 0 }, Some(0x7000)).unwrap();
         // w detaches with munmap: the kernel shows nattch 0 after its step.
         assert_eq!(m.differences(&[row(0, KEY, 0, false)]).len(), 1);
         m.adopt_after(Some("w"), &[row(0, KEY, 0, false)]);
-        m.apply("r", &Call::ShmAt { id: 0 }, Some(0x9000)).unwrap();
+        m.apply("r", &TracedCall::ShmAt { id: 0 }, Some(0x9000)).unwrap();
         // w's exit detaches nothing more: r's attachment stays.
         m.ended("w");
         assert!(m.differences(&[row(0, KEY, 1, false)]).is_empty());

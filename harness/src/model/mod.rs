@@ -86,7 +86,7 @@ impl Seg {
 
 /// What the model says about a process once it has exited.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct ProcessEnd {
     pub stdout: Vec<u8>,
     pub exit: i32,
 }
@@ -101,7 +101,7 @@ enum ProcState {
         created: bool,
         stdout: Vec<u8>,
     },
-    Done(Outcome),
+    Done(ProcessEnd),
 }
 
 /// Exit codes of our contract (see `shmconf::cli::Exit`).
@@ -148,7 +148,7 @@ impl Model {
     }
 
     /// What a process printed and its exit code, once it has exited.
-    pub fn outcome(&self, name: &str) -> Option<&Outcome> {
+    pub fn end_of(&self, name: &str) -> Option<&ProcessEnd> {
         match self.procs.get(name) {
             Some(ProcState::Done(o)) => Some(o),
             _ => None,
@@ -314,8 +314,8 @@ impl Model {
         }
     }
 
-    fn writer_attach(&mut self, run: &RunSpec) -> Result<(u32, bool), Outcome> {
-        let fail = |exit| Outcome {
+    fn writer_attach(&mut self, run: &RunSpec) -> Result<(u32, bool), ProcessEnd> {
+        let fail = |exit| ProcessEnd {
             stdout: Vec::new(),
             exit,
         };
@@ -328,7 +328,7 @@ impl Model {
     /// The line goes in if it fits `--size` (a larger existing segment does
     /// not widen it); a rejected line leaves the kernel as the writer found
     /// it: a segment it had created for the write is removed again.
-    fn writer_input(&mut self, run: &RunSpec, seg: u32, created: bool, mut stdout: Vec<u8>) -> Outcome {
+    fn writer_input(&mut self, run: &RunSpec, seg: u32, created: bool, mut stdout: Vec<u8>) -> ProcessEnd {
         let line = first_line(&run.stdin, run.size);
         let exit = match line {
             Line::Fits(line) => {
@@ -348,11 +348,11 @@ impl Model {
         if exit != exit::OK && created {
             self.rmid(seg);
         }
-        Outcome { stdout, exit }
+        ProcessEnd { stdout, exit }
     }
 
-    fn reader(&mut self, run: &RunSpec) -> Outcome {
-        let fail = |exit| Outcome {
+    fn reader(&mut self, run: &RunSpec) -> ProcessEnd {
+        let fail = |exit| ProcessEnd {
             stdout: Vec::new(),
             exit,
         };
@@ -371,7 +371,7 @@ impl Model {
         if !run.keep {
             self.rmid(id); // a segment already destroyed by the detach is simply gone
         }
-        Outcome { stdout, exit: exit::OK }
+        ProcessEnd { stdout, exit: exit::OK }
     }
 }
 

@@ -9,7 +9,7 @@ pub mod predict;
 
 use std::collections::BTreeMap;
 
-use crate::sysv_ops::observe::{Answer, Hello, Listing, Observation, Outcome, SegState};
+use crate::sysv_ops::observe::{Answer, Hello, Listing, Observation, OpResult, SegState};
 use crate::sysv_ops::{Op, Program};
 use predict::{Model, Predicted};
 
@@ -17,7 +17,7 @@ use predict::{Model, Predicted};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disagreement {
     /// The result differs.
-    Result { expected: Expected, observed: Outcome },
+    Result { expected: Expected, observed: OpResult },
     /// The table after the operation differs.
     Table {
         expected: Vec<(i32, SegState)>,
@@ -45,7 +45,7 @@ pub enum Expected {
     Id(i32),
     /// The id of a segment whose id the kernel never gave (model's number).
     Unbound(usize),
-    Exactly(Outcome),
+    Exactly(OpResult),
 }
 
 impl Expected {
@@ -185,7 +185,7 @@ pub fn judge(program: &Program, hello: Hello, observed: &[Observation]) -> Resul
         };
         let predicted = model.apply(op);
         let agrees = match (&predicted, &obs.outcome) {
-            (Predicted::NewId { seg }, Outcome::Id { id }) => {
+            (Predicted::NewId { seg }, OpResult::Id { id }) => {
                 // A new segment's id is no live segment's id.
                 let taken = bound.iter().any(|(s, b)| b == id && model.alive(*s) && s != seg);
                 if !taken {
@@ -193,7 +193,7 @@ pub fn judge(program: &Program, hello: Hello, observed: &[Observation]) -> Resul
                 }
                 !taken
             }
-            (Predicted::SameId { seg }, Outcome::Id { id }) => bound.get(seg) == Some(id),
+            (Predicted::SameId { seg }, OpResult::Id { id }) => bound.get(seg) == Some(id),
             (Predicted::Exactly(expected), got) => expected == got,
             _ => false,
         };

@@ -40,7 +40,7 @@ fn run(m: &mut Model, events: &[Change]) {
 }
 
 fn out(m: &Model, name: &str) -> (String, i32) {
-    let o = m.outcome(name).unwrap();
+    let o = m.end_of(name).unwrap();
     (String::from_utf8_lossy(&o.stdout).into_owned(), o.exit)
 }
 
@@ -263,7 +263,7 @@ proptest! {
             prop_assert_eq!(keys.len(), n);
         }
         for r in &runs {
-            prop_assert!(m.outcome(&r.name).is_some(), "{} never finished", r.name);
+            prop_assert!(m.end_of(&r.name).is_some(), "{} never finished", r.name);
         }
         prop_assert!(m.segs.iter().all(|s| s.nattch == 0 && !s.dest));
     }
@@ -278,7 +278,7 @@ proptest! {
         }
         prop_assert_eq!(&a.segs, &b.segs);
         for r in &runs {
-            prop_assert_eq!(a.outcome(&r.name), b.outcome(&r.name));
+            prop_assert_eq!(a.end_of(&r.name), b.end_of(&r.name));
         }
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// One operation's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum OpResult {
     /// `shmget` returned this id.
     Id { id: i32 },
     /// `shmat` succeeded.
@@ -54,18 +54,18 @@ impl std::fmt::Display for SegState {
     }
 }
 
-impl std::fmt::Display for Outcome {
+impl std::fmt::Display for OpResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Id { id } => write!(f, "id {id}"),
-            Outcome::Attached => write!(f, "attached"),
-            Outcome::Done => write!(f, "0"),
-            Outcome::Stat(s) => write!(f, "{s}"),
-            Outcome::Bytes { data } => write!(f, "bytes {}", crate::events::escape_short(data, 48)),
-            Outcome::Errno { errno } => write!(f, "{:?}", nix::errno::Errno::from_raw(*errno)),
-            Outcome::OutOfBounds => write!(f, "out of the segment's bounds (not made)"),
-            Outcome::NotAttached => write!(f, "no such attachment (nothing done)"),
-            Outcome::ReadOnly => write!(f, "read-only attachment (not stored)"),
+            OpResult::Id { id } => write!(f, "id {id}"),
+            OpResult::Attached => write!(f, "attached"),
+            OpResult::Done => write!(f, "0"),
+            OpResult::Stat(s) => write!(f, "{s}"),
+            OpResult::Bytes { data } => write!(f, "bytes {}", crate::events::escape_short(data, 48)),
+            OpResult::Errno { errno } => write!(f, "{:?}", nix::errno::Errno::from_raw(*errno)),
+            OpResult::OutOfBounds => write!(f, "out of the segment's bounds (not made)"),
+            OpResult::NotAttached => write!(f, "no such attachment (nothing done)"),
+            OpResult::ReadOnly => write!(f, "read-only attachment (not stored)"),
         }
     }
 }
@@ -134,21 +134,21 @@ impl Answer {
     }
 }
 
-impl Outcome {
+impl OpResult {
     /// Its kind.
     pub fn answer(&self) -> Answer {
         match self {
-            Outcome::Id { .. } => Answer::Id,
-            Outcome::Attached => Answer::Attached,
-            Outcome::Done => Answer::Done,
-            Outcome::Stat(s) if s.dest => Answer::StatOfRemoved,
-            Outcome::Stat(_) => Answer::Stat,
-            Outcome::Bytes { data } if data.iter().any(|b| *b != 0) => Answer::BytesStoredEarlier,
-            Outcome::Bytes { .. } => Answer::ZeroBytes,
-            Outcome::OutOfBounds => Answer::OutOfBounds,
-            Outcome::NotAttached => Answer::NotAttached,
-            Outcome::ReadOnly => Answer::ReadOnly,
-            Outcome::Errno { errno } => Answer::Errno(*errno),
+            OpResult::Id { .. } => Answer::Id,
+            OpResult::Attached => Answer::Attached,
+            OpResult::Done => Answer::Done,
+            OpResult::Stat(s) if s.dest => Answer::StatOfRemoved,
+            OpResult::Stat(_) => Answer::Stat,
+            OpResult::Bytes { data } if data.iter().any(|b| *b != 0) => Answer::BytesStoredEarlier,
+            OpResult::Bytes { .. } => Answer::ZeroBytes,
+            OpResult::OutOfBounds => Answer::OutOfBounds,
+            OpResult::NotAttached => Answer::NotAttached,
+            OpResult::ReadOnly => Answer::ReadOnly,
+            OpResult::Errno { errno } => Answer::Errno(*errno),
         }
     }
 }
@@ -213,7 +213,7 @@ pub const OTHER_ID: u32 = 65534;
 /// After each operation: its result and the whole table (id, state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
-    pub outcome: Outcome,
+    pub outcome: OpResult,
     pub table: Vec<(i32, SegState)>,
     /// Set when the kernel's listing disagreed with its count; `table` was
     /// then read by id.

@@ -29,7 +29,7 @@
 //!   its key reset to IPC_PRIVATE, destroyed at its last detach.
 //! - a new segment's bytes are zero; a store is seen by every attachment.
 
-use crate::sysv_ops::observe::{Hello, Outcome, SegState, OTHER_ID};
+use crate::sysv_ops::observe::{Hello, OpResult, SegState, OTHER_ID};
 use crate::sysv_ops::{CreatePick, KeyPick, NewOwner, Op};
 
 const EINVAL: i32 = libc::EINVAL;
@@ -47,7 +47,7 @@ pub enum Predicted {
     /// An existing segment's id.
     SameId { seg: usize },
     /// Anything else, exactly as the executor reports it.
-    Exactly(Outcome),
+    Exactly(OpResult),
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ pub struct Model {
 }
 
 fn err(errno: i32) -> Predicted {
-    Predicted::Exactly(Outcome::Errno { errno })
+    Predicted::Exactly(OpResult::Errno { errno })
 }
 
 impl Model {
@@ -182,28 +182,28 @@ impl Model {
                 }
                 self.segs[s].state.nattch += 1;
                 self.atts.push(Some((s, read_only)));
-                Predicted::Exactly(Outcome::Attached)
+                Predicted::Exactly(OpResult::Attached)
             }
             Op::Detach { att } => {
                 let Some((s, _)) = self.attachment(att) else {
-                    return Predicted::Exactly(Outcome::NotAttached);
+                    return Predicted::Exactly(OpResult::NotAttached);
                 };
                 let n = self.atts.len();
                 self.atts[att as usize % n] = None;
                 self.detach_from(s);
-                Predicted::Exactly(Outcome::Done)
+                Predicted::Exactly(OpResult::Done)
             }
             Op::Write { att, offset, len, byte } => self.write(att, offset, len, byte),
             Op::Read { att, offset, len } => {
                 let Some((s, _)) = self.attachment(att) else {
-                    return Predicted::Exactly(Outcome::NotAttached);
+                    return Predicted::Exactly(OpResult::NotAttached);
                 };
                 let (start, end) = (offset as usize, offset as usize + len as usize);
                 let content = &self.segs[s].content;
                 if end > content.len() {
-                    return Predicted::Exactly(Outcome::OutOfBounds);
+                    return Predicted::Exactly(OpResult::OutOfBounds);
                 }
-                Predicted::Exactly(Outcome::Bytes {
+                Predicted::Exactly(OpResult::Bytes {
                     data: content[start..end].to_vec(),
                 })
             }
@@ -214,7 +214,7 @@ impl Model {
                 if !self.permitted(s, 0o444) {
                     return err(EACCES);
                 }
-                Predicted::Exactly(Outcome::Stat(self.segs[s].state))
+                Predicted::Exactly(OpResult::Stat(self.segs[s].state))
             }
             Op::Rmid { seg } => self.rmid(seg),
             Op::SetMode { seg, mode, owner } => self.set_mode(seg, mode, owner),
@@ -224,7 +224,7 @@ impl Model {
                 // capabilities are back for setegid).
                 self.euid = self.hello.uid;
                 self.egid = self.hello.gid;
-                Predicted::Exactly(Outcome::Done)
+                Predicted::Exactly(OpResult::Done)
             }
             Op::Become { other: true } => self.become_other(),
         }
@@ -269,18 +269,18 @@ impl Model {
     /// A store through an attachment.
     fn write(&mut self, att: u8, offset: u32, len: u8, byte: u8) -> Predicted {
         let Some((s, read_only)) = self.attachment(att) else {
-            return Predicted::Exactly(Outcome::NotAttached);
+            return Predicted::Exactly(OpResult::NotAttached);
         };
         if read_only {
-            return Predicted::Exactly(Outcome::ReadOnly);
+            return Predicted::Exactly(OpResult::ReadOnly);
         }
         let (start, end) = (offset as usize, offset as usize + len as usize);
         let content = &mut self.segs[s].content;
         if end > content.len() {
-            return Predicted::Exactly(Outcome::OutOfBounds);
+            return Predicted::Exactly(OpResult::OutOfBounds);
         }
         content[start..end].fill(byte);
-        Predicted::Exactly(Outcome::Done)
+        Predicted::Exactly(OpResult::Done)
     }
 
     /// IPC_RMID: destroyed now, or marked (key IPC_PRIVATE) until the last detach.
@@ -298,7 +298,7 @@ impl Model {
             seg.state.dest = true;
             seg.state.key = 0;
         }
-        Predicted::Exactly(Outcome::Done)
+        Predicted::Exactly(OpResult::Done)
     }
 
     /// IPC_SET of the mode, the segment kept or given away.
@@ -324,7 +324,7 @@ impl Model {
             NewOwner::Start => (self.hello.uid, self.hello.gid),
         };
         self.segs[s].state.perms = mode & 0o777;
-        Predicted::Exactly(Outcome::Done)
+        Predicted::Exactly(OpResult::Done)
     }
 
     /// seteuid/setegid(65534).
@@ -344,7 +344,7 @@ impl Model {
             return err(EPERM);
         }
         self.euid = OTHER_ID;
-        Predicted::Exactly(Outcome::Done)
+        Predicted::Exactly(OpResult::Done)
     }
 
     /// The live segments, by model number.
@@ -414,10 +414,10 @@ mod tests {
                 seg: 0,
                 read_only: false
             }),
-            Predicted::Exactly(Outcome::Attached)
+            Predicted::Exactly(OpResult::Attached)
         );
-        assert_eq!(m.apply(&Op::Rmid { seg: 0 }), Predicted::Exactly(Outcome::Done));
-        let Predicted::Exactly(Outcome::Stat(s)) = m.apply(&Op::Stat { seg: 0 }) else {
+        assert_eq!(m.apply(&Op::Rmid { seg: 0 }), Predicted::Exactly(OpResult::Done));
+        let Predicted::Exactly(OpResult::Stat(s)) = m.apply(&Op::Stat { seg: 0 }) else {
             panic!("a marked segment is still there by id")
         };
         assert_eq!((s.key, s.dest, s.nattch), (0, true, 1));
@@ -427,7 +427,7 @@ mod tests {
                 seg: 0,
                 read_only: true
             }),
-            Predicted::Exactly(Outcome::Attached)
+            Predicted::Exactly(OpResult::Attached)
         );
         assert_eq!(m.apply(&get(Raw(1), 1024, No)), err(ENOENT));
         m.apply(&Op::Detach { att: 0 });
@@ -462,14 +462,14 @@ mod tests {
             len: 2,
             byte: 7,
         };
-        assert_eq!(m.apply(&store), Predicted::Exactly(Outcome::Done));
+        assert_eq!(m.apply(&store), Predicted::Exactly(OpResult::Done));
         assert_eq!(
             m.apply(&Op::Read {
                 att: 1,
                 offset: 7,
                 len: 3
             }),
-            Predicted::Exactly(Outcome::Bytes { data: vec![0, 7, 7] })
+            Predicted::Exactly(OpResult::Bytes { data: vec![0, 7, 7] })
         );
         assert_eq!(
             m.apply(&Op::Read {
@@ -477,7 +477,7 @@ mod tests {
                 offset: 8,
                 len: 3
             }),
-            Predicted::Exactly(Outcome::OutOfBounds)
+            Predicted::Exactly(OpResult::OutOfBounds)
         );
         assert_eq!(
             m.apply(&Op::Write {
@@ -486,7 +486,7 @@ mod tests {
                 len: 1,
                 byte: 1
             }),
-            Predicted::Exactly(Outcome::ReadOnly)
+            Predicted::Exactly(OpResult::ReadOnly)
         );
     }
 
@@ -518,7 +518,7 @@ mod tests {
                 seg: 0,
                 read_only: true
             }),
-            Predicted::Exactly(Outcome::Attached)
+            Predicted::Exactly(OpResult::Attached)
         );
         assert_eq!(
             m.apply(&Op::Get {
@@ -558,7 +558,7 @@ mod tests {
         };
         assert_eq!(mode(&mut m, 0o200), Predicted::NewId { seg: 0 });
         assert_eq!(mode(&mut m, 0o604), Predicted::NewId { seg: 1 });
-        assert_eq!(m.apply(&Op::Become { other: true }), Predicted::Exactly(Outcome::Done));
+        assert_eq!(m.apply(&Op::Become { other: true }), Predicted::Exactly(OpResult::Done));
         // Write-only for the owner, nothing for others: IPC_SET's own
         // IPC_STAT fails first; readable by others: IPC_SET is EPERM, and
         // so is IPC_RMID; IPC_STAT works through the others' read bit.
@@ -581,7 +581,7 @@ mod tests {
         assert_eq!(m.apply(&Op::Rmid { seg: 1 }), err(EPERM));
         assert!(matches!(
             m.apply(&Op::Stat { seg: 1 }),
-            Predicted::Exactly(Outcome::Stat(_))
+            Predicted::Exactly(OpResult::Stat(_))
         ));
         assert_eq!(
             m.apply(&Op::Attach {
@@ -591,8 +591,11 @@ mod tests {
             err(EACCES)
         );
         // Back as root: capabilities again.
-        assert_eq!(m.apply(&Op::Become { other: false }), Predicted::Exactly(Outcome::Done));
-        assert_eq!(m.apply(&Op::Rmid { seg: 0 }), Predicted::Exactly(Outcome::Done));
+        assert_eq!(
+            m.apply(&Op::Become { other: false }),
+            Predicted::Exactly(OpResult::Done)
+        );
+        assert_eq!(m.apply(&Op::Rmid { seg: 0 }), Predicted::Exactly(OpResult::Done));
     }
 
     /// setegid/seteuid to an id that is none of the process's own needs
@@ -621,7 +624,7 @@ mod tests {
             set_gid,
         };
         let mut m = Model::new(hello);
-        let done = Predicted::Exactly(Outcome::Done);
+        let done = Predicted::Exactly(OpResult::Done);
         match refused_at {
             Some(ids) => {
                 assert_eq!(m.apply(&Op::Become { other: true }), err(EPERM));
@@ -651,7 +654,7 @@ mod tests {
             set_gid: true,
         };
         let mut m = Model::new(root);
-        let done = Predicted::Exactly(Outcome::Done);
+        let done = Predicted::Exactly(OpResult::Done);
         assert_eq!(m.apply(&Op::Become { other: true }), done);
         let get = Op::Get {
             key: Raw(0),
@@ -674,7 +677,7 @@ mod tests {
                 seg: 0,
                 read_only: false
             }),
-            Predicted::Exactly(Outcome::Attached)
+            Predicted::Exactly(OpResult::Attached)
         );
         assert_eq!(m.apply(&give(NewOwner::Other)), done);
         assert_eq!(m.segs[0].owner, (OTHER_ID, OTHER_ID));
