@@ -777,7 +777,7 @@ fn what_an_order_leaves_behind_changes_no_other_orders_verdict(#[case] jobs: &st
 /// `shmconf probe step` names the kinds there are, and a kind refuses
 /// arguments it cannot take (usage, exit 2) before any call is made.
 #[rstest]
-#[case::no_such_kind(&["probe", "step", "shm_lokc", "1"], "no step kind \"shm_lokc\" (there are: shm_lock)")]
+#[case::no_such_kind(&["probe", "step", "shm_lokc", "1"], "no step kind \"shm_lokc\" (there are: shm_lock, ")]
 #[case::not_an_id(&["probe", "step", "shm_lock", "S"], "expected ID [--unlock]")]
 #[case::an_unknown_flag(&["probe", "step", "shm_lock", "1", "--unlokc"], "expected ID [--unlock]")]
 fn the_probe_refuses_a_step_kind_it_cannot_run(#[case] args: &[&str], #[case] says: &str) {
