@@ -784,9 +784,8 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
         explorer: Explorer::new(!ex.reduction),
         pending: Some(first_order(replay)),
         replay: replay.is_some(),
-        explored: 0,
         cut_short: 0,
-        bound: 0.0,
+        bound: None,
         failing: Vec::new(),
         replayed: None,
     };
@@ -796,7 +795,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
         Ok(d) => d,
         Err(unjudged) => return *unjudged,
     };
-    let how = search.how(ex.reduction);
+    let how = search.how(ex.reduction, driven.judged);
     if search.failing.is_empty() {
         return agreeing_result(&x, search, driven, &how);
     }
@@ -814,11 +813,10 @@ struct Search<'e, 'x> {
     pending: Option<Next>,
     /// Only the replayed order runs, and its log is kept whatever its verdict.
     replay: bool,
-    explored: usize,
     /// Orders stopped early as equivalent to one explored already.
     cut_short: usize,
     /// At most this many interleavings (as the first execution had them).
-    bound: f64,
+    bound: Option<f64>,
     failing: Vec<Execution>,
     replayed: Option<Log>,
 }
@@ -844,11 +842,9 @@ impl Strategy for Search<'_, '_> {
     }
 
     fn take(&mut self, next: Next, execution: Execution) {
-        self.explored += 1;
         self.cut_short += usize::from(execution.redundant);
-        if self.explored == 1 {
-            self.bound = interleavings_at_most(&execution.trace);
-        }
+        self.bound
+            .get_or_insert_with(|| interleavings_at_most(&execution.trace));
         if !self.replay {
             self.pending = self.explorer.next(next.prefix.len(), &execution.trace);
         }
@@ -866,13 +862,8 @@ impl Strategy for Search<'_, '_> {
 
 impl Search<'_, '_> {
     /// How the orders were explored, in words.
-    fn how(&self, reduction: bool) -> String {
-        let Search {
-            explored,
-            cut_short,
-            bound,
-            ..
-        } = self;
+    fn how(&self, reduction: bool, explored: usize) -> String {
+        let (cut_short, bound) = (self.cut_short, self.bound.unwrap_or(0.0));
         if reduction {
             format!(
                 "{explored} orders explored with partial-order reduction ({cut_short} of them stopped early as \
@@ -906,7 +897,7 @@ fn first_order(replay: Option<&str>) -> Next {
 /// safety-net clock ran out (TIMEOUT) or the budget stopped the search
 /// (see [`Exploring::budget_status`]).
 fn agreeing_result(x: &Exploring, search: Search, driven: Driven, how: &str) -> ScenarioResult {
-    let rate = x.rate(search.explored);
+    let rate = x.rate(driven.judged);
     if matches!(driven.end, End::Clock | End::FailingLimit) {
         return x.result(
             Status::Timeout,

@@ -36,15 +36,7 @@ const EXPECTED: &str = "ID MODE (octal, at most 0777)";
 
 impl StepKind for IpcSet {
     fn lower(&self) -> Result<Lowered, KindError> {
-        let mode = u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| KindError::BadValue {
-                kind: "ipc_set",
-                field: "mode",
-                value: self.mode.clone(),
-                why: "is not octal permission bits (at most 0777)",
-            })?;
+        let mode = crate::scenario::parse_mode(&self.mode)?;
         Ok(Lowered {
             args: vec![format!("{{{}}}", self.id), format!("{mode:o}")],
             uid: self.uid,
@@ -70,18 +62,12 @@ impl StepKind for IpcSet {
             Ok(st) => st,
             Err(e) => return refused(&e),
         };
-        // shm_ctime counts seconds: wait (at most a second) until the clock
-        // is past the time before the call, so a change shows.
-        let now = || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        };
-        for _ in 0..150 {
-            if now() > before.ctime {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        // shm_ctime counts seconds: sleep into the second after it (at most
+        // a second), so a change shows.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let next = Duration::from_secs(u64::try_from(before.ctime).unwrap_or(0) + 1);
+        if let Some(wait) = next.checked_sub(now) {
+            std::thread::sleep(wait.min(Duration::from_secs(1)));
         }
         match segment.set(before.uid, before.gid, mode).and_then(|()| segment.stat()) {
             Ok(after) => {
@@ -130,7 +116,7 @@ mod tests {
 
     #[rstest::rstest]
     #[case::not_octal(table("0999", None), "not octal permission bits")]
-    #[case::status_bits(table("1777", None), "at most 0777")]
+    #[case::status_bits(table("1777", None), "(000..777)")]
     #[case::an_errno_ipc_set_never_gives(table("0640", Some("ENOENT")), "none of what IPC_SET answers")]
     fn a_table_it_cannot_run_is_refused_at_load(#[case] t: IpcSet, #[case] says: &str) {
         let e = t.lower().unwrap_err().to_string();

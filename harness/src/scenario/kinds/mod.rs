@@ -40,13 +40,8 @@ pub enum KindError {
         call: &'static str,
         errnos: &'static [&'static str],
     },
-    #[error("{kind}: {field} {value:?} {why}")]
-    BadValue {
-        kind: &'static str,
-        field: &'static str,
-        value: String,
-        why: &'static str,
-    },
+    #[error(transparent)]
+    Mode(#[from] super::BadMode),
     #[error("the line the probe must print is not a regex: {0}")]
     Regex(#[from] regex::Error),
     #[error(transparent)]
