@@ -10,10 +10,25 @@ would), 2 on bad input.
 
 usage: run-k8s-jobs.py MANIFEST IMAGE OUT
 """
+import json
 import subprocess
 import sys
 
 import yaml
+
+
+def why_failed(log: str) -> list[str]:
+    """The scenarios a Job's report says did not pass, so a red Job says why."""
+    lines = []
+    for doc in log.splitlines():
+        try:
+            report = json.loads(doc)
+        except json.JSONDecodeError:
+            continue
+        for r in report.get("results", []):
+            if r.get("status") in ("fail", "broken", "timeout", "xpass"):
+                lines.append(f"{r['status'].upper()} {r['scenario']}: {r.get('message', '')}")
+    return lines or ["no failing scenario in its report (see its stderr above)"]
 
 
 def main() -> int:
@@ -39,6 +54,8 @@ def main() -> int:
             logs.write(run.stdout.decode())
             if run.returncode != 0:
                 print(f"job {name}: failed (exit {run.returncode})", file=sys.stderr)
+                for line in why_failed(run.stdout.decode()):
+                    print(f"job {name}: {line}", file=sys.stderr)
                 status = 1
     return status
 

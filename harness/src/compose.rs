@@ -294,6 +294,7 @@ pub fn compose(c: &Choices) -> Result<Runner, ComposeError> {
     };
     Ok(Runner {
         implementation,
+        features: backend.features(),
         backend,
         oracle,
         notes: notes.into_iter().chain(oracle_note).collect(),

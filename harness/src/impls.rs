@@ -108,7 +108,7 @@ pub enum ImplError {
     NotExecutable { flag: String, program: String },
     #[error("{flag}: program {program:?} not found in PATH")]
     NotInPath { flag: String, program: String },
-    #[error("cannot find {name} beside {searched:?}, and building it with cargo failed")]
+    #[error("cannot find {name} beside {searched:?} (is it built? cargo build --bin {name})")]
     NotBuilt { name: String, searched: Vec<PathBuf> },
     #[error("this executable's path: {0}")]
     OwnPath(#[source] Arc<std::io::Error>),
@@ -618,13 +618,30 @@ fn search_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// Find one of our binaries; if it is not built, build it with cargo.
+/// Find one of our binaries beside this executable. (A unit test binary of
+/// this crate, built without them, has them built first: see
+/// [`build_for_unit_tests`]; production code never runs cargo.)
 pub fn find_binary(name: &str) -> Result<PathBuf, ImplError> {
     let look = || search_dirs().into_iter().map(|d| d.join(name)).find(|p| p.is_file());
     if let Some(p) = look() {
         return Ok(p);
     }
-    // Not built yet (e.g. `cargo test -p shmconf-harness` alone): build the package that has it.
+    #[cfg(test)]
+    if build_for_unit_tests(name) {
+        if let Some(p) = look() {
+            return Ok(p);
+        }
+    }
+    Err(ImplError::NotBuilt {
+        name: name.into(),
+        searched: search_dirs(),
+    })
+}
+
+/// `cargo test -p shmconf-harness --lib` alone builds no binary: build the
+/// package that has `name`, as the test profile would.
+#[cfg(test)]
+fn build_for_unit_tests(name: &str) -> bool {
     let package = if name == "shmconf" {
         "shmconf-harness"
     } else {
@@ -645,11 +662,7 @@ pub fn find_binary(name: &str) -> Result<PathBuf, ImplError> {
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
-    let built = cmd.status().map(|s| s.success()).unwrap_or(false);
-    look().filter(|_| built).ok_or_else(|| ImplError::NotBuilt {
-        name: name.into(),
-        searched: search_dirs(),
-    })
+    cmd.status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// A built-in's program by its bare name: beside this executable (a build

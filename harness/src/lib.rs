@@ -18,7 +18,6 @@
 pub mod bench;
 pub mod check;
 pub mod compose;
-pub mod diagram;
 pub mod engine;
 pub mod events;
 pub mod explore;

@@ -1122,12 +1122,8 @@ fn run(args: RunArgs) -> ExitCode {
             runner.parallel()
         );
     }
-    let bar = human.then(|| report::Progress::new(scenarios.len(), args.quiet));
-    let progress = |r: &ScenarioResult| {
-        if let Some(bar) = &bar {
-            bar.finished(r);
-        }
-    };
+    let reporters = reporters(&args, scenarios.len());
+    let progress = |r: &ScenarioResult| reporters.scenario_finished(r);
     let (started, start) = (std::time::SystemTime::now(), std::time::Instant::now());
     let fail_fast = if args.fail_fast {
         shmconf_harness::runner::FailFast::Yes
@@ -1135,71 +1131,65 @@ fn run(args: RunArgs) -> ExitCode {
         shmconf_harness::runner::FailFast::No
     };
     let results = runner.run_all(&scenarios, &progress, fail_fast);
-    if let Some(bar) = &bar {
-        bar.done();
-    }
-    let run_time = report::RunTime {
-        started,
-        took: start.elapsed(),
+    let run = report::Run {
+        implementation: &runner.implementation.name,
+        results: &results,
+        time: report::RunTime {
+            started,
+            took: start.elapsed(),
+        },
     };
-    finish_run(&args, &runner.implementation.name, &results, run_time)
+    finish_run(&args, &reporters, &run)
 }
 
-fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], run_time: report::RunTime) -> ExitCode {
-    // The report first: a file that cannot be written must not cost it.
+/// The run's sinks: its format on stdout, then each report file asked for.
+fn reporters(args: &RunArgs, total: usize) -> report::Reporters {
+    let mut sinks = report::Reporters::default();
     match args.format {
         Format::Human => {
             let detail = if args.verbose {
-                report::Detail::Full
+                report::human::Detail::Full
             } else {
-                report::Detail::Timeline
+                report::human::Detail::Timeline
             };
-            let how = report::HumanReport {
+            sinks.add(report::human::Human::new(
                 detail,
-                took: run_time.took,
-                diagrams: args.record.as_deref(),
-            };
-            let _ = report::human(&mut anstream::stdout().lock(), name, results, how);
+                args.record.clone(),
+                total,
+                args.quiet,
+            ));
         }
-        Format::Json => {
-            emit(&format!("{}\n", report::json(name, results)));
-        }
-        Format::Tap => {
-            emit(&report::tap(name, results));
-        }
+        Format::Json => sinks.add(report::json::Json),
+        Format::Tap => sinks.add(report::tap::Tap),
     }
-    let mut written = true;
     if let Some(dir) = &args.record {
-        if let Err(e) = record(dir, name, results, args.order.is_some()) {
-            eprintln!("shmconf: --record {}: {e}", dir.display());
-            written = false;
-        }
+        sinks.add(report::record::Record {
+            dir: dir.clone(),
+            replay: args.order.is_some(),
+        });
     }
     if let Some(path) = &args.summary {
-        // Appended: a CI step summary collects several runs.
-        use std::io::Write;
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(report::markdown(name, results).as_bytes()));
-        if let Err(e) = appended {
-            eprintln!("shmconf: --summary {}: {e}", path.display());
-            written = false;
-        }
+        sinks.add(report::markdown::MarkdownSummary { path: path.clone() });
     }
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, report::junit(name, results, Some(run_time))) {
-            eprintln!("shmconf: --junit {}: {e}", path.display());
-            written = false;
-        }
+        sinks.add(report::junit::Junit { path: path.clone() });
+    }
+    sinks
+}
+
+fn finish_run(args: &RunArgs, reporters: &report::Reporters, run: &report::Run<'_>) -> ExitCode {
+    // Every report first: a file that cannot be written must not cost another.
+    let unwritten = reporters.run_finished(run);
+    for e in &unwritten {
+        eprintln!("shmconf: {}", report::for_terminal(&e.to_string()));
     }
     if shmconf_harness::interrupt::interrupting_signal().is_some() {
         return interrupted_exit();
     }
-    if !written {
+    if !unwritten.is_empty() {
         return ExitCode::from(2);
     }
+    let results = run.results;
     let summary = report::Summary::of(results);
     if summary.failed() > 0 {
         return ExitCode::from(1);
@@ -1222,41 +1212,6 @@ fn finish_run(args: &RunArgs, name: &str, results: &[ScenarioResult], run_time: 
         }
     }
     ExitCode::SUCCESS
-}
-
-/// `--record`: each result's log and verdict as JSON, and the diagram
-/// (SVG) of each failure and of every result of a replayed order.
-fn record(
-    dir: &std::path::Path,
-    implementation: &str,
-    results: &[ScenarioResult],
-    replay: bool,
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for r in results {
-        if let (true, Some(log)) = (report::has_diagram(r, replay), &r.log) {
-            let title = format!("{} ({implementation})", r.id);
-            let caption = shmconf_harness::diagram::Caption {
-                title: &title,
-                status: r.status.label(),
-                message: &r.message,
-            };
-            std::fs::write(
-                dir.join(report::record_name(&r.id, "svg")),
-                shmconf_harness::diagram::svg(log, &caption),
-            )?;
-        }
-        let file = dir.join(report::record_name(&r.id, "json"));
-        let value = serde_json::json!({
-            "scenario": r.id,
-            "status": r.status,
-            "message": r.message,
-            "problems": r.problems,
-            "log": r.log,
-        });
-        std::fs::write(file, serde_json::to_string_pretty(&value)?)?;
-    }
-    Ok(())
 }
 
 fn bench(args: BenchArgs) -> ExitCode {

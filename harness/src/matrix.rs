@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::backend::sandbox::SandboxKind;
 use crate::outcome::ScenarioResult;
 use crate::outcome::Status;
+use crate::report::json::{ResultRecord, RunReport};
 
 /// How a target starts `shmconf run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,11 +140,17 @@ pub struct Cell {
     pub diagram: Option<String>,
 }
 
-/// `shmconf run --format json`, as far as the matrix reads it.
-#[derive(Debug, Deserialize)]
-struct RunReport {
-    implementation: String,
-    results: Vec<Cell>,
+impl From<ResultRecord> for Cell {
+    fn from(r: ResultRecord) -> Cell {
+        Cell {
+            scenario: r.scenario,
+            status: r.status,
+            duration_ms: r.duration_ms,
+            message: r.message,
+            problems: r.problems,
+            diagram: None,
+        }
+    }
 }
 
 /// What the matrix keeps of one target: `<target>.json`.
@@ -233,7 +240,7 @@ impl TargetReport {
                 log: None,
             })
             .collect();
-        crate::report::junit(&format!("{} on {}", self.implementation, self.target), &results, None)
+        crate::report::junit::junit(&format!("{} on {}", self.implementation, self.target), &results, None)
     }
 }
 
@@ -478,7 +485,7 @@ impl MatrixRun {
         match serde_json::from_slice::<RunReport>(&out.stdout) {
             Ok(run) => {
                 report.implementation = run.implementation;
-                report.results = run.results;
+                report.results = run.results.into_iter().map(Cell::from).collect();
                 for cell in report.results.iter_mut().filter(|c| c.status.is_failure()) {
                     let svg = format!(
                         "{}/{}",

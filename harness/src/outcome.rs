@@ -119,7 +119,7 @@ impl Check {
 /// found at (scripted scenarios), and the words for the report. The JSON
 /// report gives the step and check (what a deviation's `fails` names); the
 /// words are its `problems`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,

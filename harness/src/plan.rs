@@ -1,8 +1,9 @@
 //! The plan: for each selected scenario, run it or skip it, decided once
 //! before anything runs, with a typed reason (the expectations file says so,
-//! or the backend cannot do what the scenario needs).
+//! or the backend lacks a feature the scenario needs: its `Features`,
+//! declared once for the run, against the scenario's `Needs`).
 
-use crate::engine::backend::{Backend, SkipReason};
+use crate::engine::backend::{Features, SkipReason};
 use crate::impls::Implementation;
 use crate::outcome::{Expectations, ExpectedStatus};
 use crate::scenario::{ImplOption, ScenarioFile};
@@ -45,7 +46,7 @@ impl std::fmt::Display for Skip {
 pub fn decide(
     sf: &ScenarioFile,
     implementation: &Implementation,
-    backend: &dyn Backend,
+    backend: &Features,
     expectations: &Expectations,
 ) -> Decision {
     if let Some(e) = expectations.get(&sf.id).filter(|e| e.status == ExpectedStatus::Skip) {
@@ -61,7 +62,7 @@ pub fn decide(
             });
         }
     }
-    match backend.cannot_run(&needs) {
+    match backend.missing_for(&needs) {
         Some(reason) => Decision::Skip(Skip::Backend(reason)),
         None => Decision::Run,
     }

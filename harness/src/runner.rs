@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::check::check;
-use crate::engine::backend::Backend;
+use crate::engine::backend::{Backend, Features};
 use crate::engine::oracle::Oracle;
 use crate::engine::{Engine, Limits, Run};
 use crate::impls::Implementation;
@@ -22,6 +22,9 @@ use crate::scenario::{Body, ScenarioFile};
 pub struct Runner {
     pub implementation: Implementation,
     pub backend: Box<dyn Backend>,
+    /// What the backend lacks here, declared once for the run (the plan
+    /// decides every scenario against it).
+    pub features: Features,
     pub oracle: Box<dyn Oracle>,
     /// Said once to the user: what was chosen for them and why (no procfs,
     /// no namespaces).
@@ -122,7 +125,7 @@ impl Runner {
             failures: vec![],
             log: None,
         };
-        if let Decision::Skip(why) = decide(sf, &self.implementation, self.backend.as_ref(), &self.expectations) {
+        if let Decision::Skip(why) = decide(sf, &self.implementation, &self.features, &self.expectations) {
             return skipped(why.to_string(), Status::Skip);
         }
         if crate::interrupt::interrupted() {
@@ -359,9 +362,9 @@ pub enum FailFast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::backend::{Capabilities, SetUpError, SetupLog, SkipReason, World};
+    use crate::engine::backend::{Capabilities, SetUpError, SetupLog, World};
     use crate::engine::oracle::Procfs;
-    use crate::scenario::{Needs, Scenario, ScenarioDir};
+    use crate::scenario::{Scenario, ScenarioDir};
 
     /// Delegates to a real backend, except that setting up the scenario
     /// described "boom" panics (a harness bug in one scenario).
@@ -371,8 +374,8 @@ mod tests {
         fn name(&self) -> &'static str {
             "panics-on-boom"
         }
-        fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
-            self.0.cannot_run(needs)
+        fn features(&self) -> Features {
+            self.0.features()
         }
         fn set_up(
             &self,
@@ -412,6 +415,7 @@ mod tests {
         };
         let runner = Runner {
             implementation: Implementation::from_commands("t", &["true"], &["true"], &["true"]),
+            features: inner.features(),
             backend: Box::new(PanicsOnBoom(inner)),
             oracle: Box::new(Procfs),
             notes: vec![],

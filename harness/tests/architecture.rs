@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("execution", &["engine"]),
     ("planning, exploration and generation", &["plan", "explore", "fuzz"]),
     ("running and reporting", &["runner", "report", "probe", "bench"]),
-    ("composition and pictures", &["compose", "diagram", "matrix"]),
+    ("composition", &["compose", "matrix"]),
 ];
 
 /// The source with comments, string and character literals blanked out

@@ -226,6 +226,65 @@ fn junit_and_record_are_written() {
     }
 }
 
+/// A report that cannot be written at the run's end (a full device: the
+/// paths were checked before the run) is one line naming its flag or
+/// stdout and exit 2, whatever the verdicts; every other report of the run
+/// is still written. A reader that stops reading stdout (`| head`) is no
+/// such failure (below).
+#[rstest]
+#[case::junit(&["--junit", "/dev/full"], None, "--junit /dev/full: ")]
+#[case::summary(&["--summary", "/dev/full"], None, "--summary /dev/full: ")]
+#[case::json_on_stdout(&["--format", "json"], Some("/dev/full"), "stdout: ")]
+#[case::tap_on_stdout(&["--format", "tap"], Some("/dev/full"), "stdout: ")]
+#[case::human_on_stdout(&[], Some("/dev/full"), "stdout: ")]
+fn a_report_that_cannot_be_written_is_exit_2_and_costs_no_other(
+    #[case] flags: &[&str],
+    #[case] stdout: Option<&str>,
+    #[case] said: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_shmconf"));
+    shmconf::sysv::process::end_with_parent(&mut cmd);
+    cmd.arg("run")
+        .args(flags)
+        .arg("--record")
+        .arg(&record)
+        .arg(scenarios().join("visibility/writer-then-reader.toml"))
+        .stderr(std::process::Stdio::piped());
+    if let Some(path) = stdout {
+        cmd.stdout(std::fs::OpenOptions::new().write(true).open(path).unwrap());
+    } else {
+        cmd.stdout(std::process::Stdio::null());
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&format!("shmconf: {said}"))),
+        "{said} in {stderr}"
+    );
+    let recorded = std::fs::read_to_string(record.join("visibility%2Fwriter-then-reader.json")).unwrap();
+    assert!(recorded.contains("\"status\": \"pass\""), "{recorded}");
+}
+
+#[test]
+fn a_reader_that_stops_reading_is_no_failure_to_report() {
+    let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_shmconf"));
+    shmconf::sysv::process::end_with_parent(&mut cmd);
+    let mut child = cmd
+        .args(["run", "--format", "json"])
+        .arg(scenarios().join("visibility/writer-then-reader.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close our end before the report comes: its write gets EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn expectations_turn_failures_into_xfail_and_passes_into_xpass() {
     let dir = tempfile::tempdir().unwrap();
@@ -860,7 +919,8 @@ fn a_tiny_benchmark_completes_and_verifies_its_bytes() {
 }
 
 /// `bench --explore` puts each process-level exploration beside its floor:
-/// the same orders (a paused writer's two halves included) run bare.
+/// the same orders (a paused writer's two halves included) run bare, by
+/// posix_spawn and by fork.
 #[test]
 fn the_exploration_bench_puts_each_process_exploration_beside_its_floor() {
     let dir = tempfile::tempdir().unwrap();
@@ -899,6 +959,10 @@ fn the_exploration_bench_puts_each_process_exploration_beside_its_floor() {
             );
             assert!(r["floor_ms"].as_f64().unwrap() > 0.0, "{r:#}");
             assert!(r["floor_ratio"].as_f64().unwrap() > 0.0, "{r:#}");
+            assert!(
+                r["fork_floor_ms"].as_f64().unwrap() > 0.0,
+                "the floor by fork beside it: {r:#}"
+            );
         } else {
             assert!(r["no_floor"].as_str().unwrap().contains("IPC namespace"), "{r:#}");
         }
@@ -1729,13 +1793,22 @@ fn bad_bounds_are_usage_errors(#[case] args: &[&str], #[case] message: &str) {
         .stderr(predicate::str::contains(message));
 }
 
+/// Whether this test may make namespaces of its own with unshare(1) (root,
+/// unshare installed); if not, says that `what` is skipped.
+fn root_with_unshare(what: &str) -> bool {
+    let can = nix::unistd::Uid::effective().is_root() && StdCommand::new("unshare").arg("--version").output().is_ok();
+    if !can {
+        eprintln!("skipped: {what} needs root and unshare(1)");
+    }
+    can
+}
+
 /// A read-only TMPDIR (a read-only mount, where even root makes nothing) is
 /// one line naming it and exit 2 before any scenario runs: no BROKEN per
 /// scenario. The mount is made in a mount namespace of the test's own.
 #[test]
 fn a_read_only_tmpdir_is_one_error_naming_it() {
-    if !nix::unistd::Uid::effective().is_root() || StdCommand::new("unshare").arg("--version").output().is_err() {
-        eprintln!("skipped: a read-only mount needs root and unshare(1)");
+    if !root_with_unshare("a read-only mount") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -2389,4 +2462,59 @@ fn the_divergences_fuzzing_found_pass_here_and_fail_under_gvisor() {
             "{line}"
         );
     }
+}
+
+/// `kernel-view mappings` counts what the processes of its IPC namespace
+/// really map (the `until_attached` barrier compares it with nattch, so a
+/// shmat still under way is not taken for an attach done): a writer
+/// attached and waiting for its input is one mapping of its segment and
+/// none of another id, and none once it has ended. In an IPC namespace of
+/// the test's own.
+#[test]
+fn kernel_view_counts_the_mappings_a_namespace_holds() {
+    use std::io::{BufRead, BufReader};
+    if !root_with_unshare("an IPC namespace of the test's own") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shmfile"), "").unwrap();
+    // The writer keeps the script's input; the script itself lets go of it,
+    // so closing it is the writer's end of input.
+    let script = r#"exec 3<&0; "$1" <&3 >/dev/null 2>&1 & w=$!; exec 3<&- 0</dev/null
+i=0
+until [ "$("$0" kernel-view mappings 0)" = 1 ] || [ $i -ge 1000 ]; do i=$((i+1)); sleep 0.01; done
+echo "attached: $("$0" kernel-view mappings 0), another id: $("$0" kernel-view mappings 1)"
+"$0" kernel-view table; echo
+echo ready
+wait $w
+echo "ended: $("$0" kernel-view mappings 0)"
+"$0" kernel-view table; echo"#;
+    let mut child = StdCommand::new("timeout")
+        .args(["60", "unshare", "--ipc", "sh", "-c", script])
+        .arg(assert_cmd::cargo::cargo_bin("shmconf"))
+        .arg(assert_cmd::cargo::cargo_bin("shm-writer"))
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let before: Vec<String> = lines.by_ref().take_while(|l| l != "ready").collect();
+    let mut input = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"kept\n").unwrap();
+    drop(input);
+    let after: Vec<String> = lines.collect();
+    assert!(child.wait().unwrap().success(), "{before:?} {after:?}");
+    assert_eq!(before[0], "attached: 1, another id: 0", "{before:?}");
+    assert!(
+        before[1].contains(r#""shmid":0"#) && before[1].contains(r#""nattch":1"#),
+        "{before:?}"
+    );
+    assert_eq!(after[0], "ended: 0", "{after:?}");
+    assert!(
+        after[1].contains(r#""shmid":0"#) && after[1].contains(r#""nattch":0"#),
+        "{after:?}"
+    );
 }

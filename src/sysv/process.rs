@@ -208,6 +208,21 @@ pub fn pipe_unread(fd: std::os::fd::RawFd) -> Option<usize> {
     (r == 0).then_some(n.max(0) as usize)
 }
 
+/// A descriptor of process `pid` (pidfd_open(2)) that becomes readable
+/// when the process ends, so one poll(2) can wait for its end beside its
+/// pipes. An error where the kernel has none (ENOSYS before Linux 5.3 and
+/// in some sandboxes) or the process is gone (ESRCH).
+pub fn pidfd_open(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes two integers and touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just made for us and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
+}
+
 /// A resource bounded by [`Confinement::rlimits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -272,6 +287,20 @@ pub fn with_default_signals(cmd: &mut Command) {
     // SAFETY: the hook only calls sigaction(2).
     unsafe {
         cmd.pre_exec(hook);
+    }
+}
+
+/// Start `cmd` by fork(2) as every command with a pre-exec hook is started
+/// (the harness's programs, confined by hooks), not by posix_spawn(3)'s
+/// `CLONE_VM | CLONE_VFORK` clone, which std uses for a command without one.
+/// For measuring only: `bench --explore` runs its floor both ways, so the
+/// share of an exploration that is the spawn mechanism itself (copying a
+/// threaded process's page tables, the copy-on-write faults and TLB
+/// shootdowns until exec) is a number beside the rest.
+pub fn spawn_by_fork(cmd: &mut Command) {
+    // SAFETY: the hook does nothing at all.
+    unsafe {
+        cmd.pre_exec(|| Ok(()));
     }
 }
 

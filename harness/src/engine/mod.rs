@@ -1146,15 +1146,16 @@ impl State<'_> {
             return self.gone(step, name, r);
         };
         let deadline = deadline.for_program(proc);
+        let mut unsettled = 0;
         loop {
             let reached = match barrier {
                 Barrier::Stdout(text) => matches!(
                     proc.wait_stdout(text, (Instant::now() + Duration::from_millis(20)).min(deadline.at())),
                     WaitOutcome::Done(())
                 ),
-                Barrier::Attached(key) => {
-                    key.is_some_and(|k| own_segment_attached(&mut *self.world, self.oracle, &self.known, k))
-                }
+                Barrier::Attached(key) => key.is_some_and(|k| {
+                    own_segment_attached(&mut *self.world, self.oracle, &self.known, k, &mut unsettled)
+                }),
                 Barrier::ReadingStdin => proc.is_reading_stdin(),
             };
             if reached {
@@ -1469,17 +1470,52 @@ fn output_seen(proc: &str, text: String) -> EventKind {
 
 /// Whether the scenario's own segment under `key` is attached. Only its own
 /// counts: in a shared namespace another program may hold the key, attached.
-fn own_segment_attached(world: &mut dyn World, oracle: &dyn Oracle, known: &Known, key: i32) -> bool {
-    world
-        .oracle()
-        .unwrap_or(oracle)
-        .table(known)
-        .map(|rows| {
-            rows.iter()
-                .any(|row| row.raw_key == key && row.nattch >= 1 && world.is_own(row))
-        })
-        .unwrap_or(false)
+fn own_segment_attached(
+    world: &mut dyn World,
+    oracle: &dyn Oracle,
+    known: &Known,
+    key: i32,
+    unsettled: &mut u32,
+) -> bool {
+    let attached = |world: &mut dyn World| {
+        let rows = world.oracle().unwrap_or(oracle).table(known).ok()?;
+        rows.iter()
+            .find(|row| row.raw_key == key && row.nattch >= 1 && world.is_own(row))
+            .map(|row| (row.shmid, row.nattch))
+    };
+    let Some((shmid, _)) = attached(&mut *world) else {
+        return false;
+    };
+    // The mappings first, the count after: a shmat still under way shows
+    // in the count before its mapping exists, or beside it.
+    let Ok(mapped) = world.oracle().unwrap_or(oracle).mappings(shmid) else {
+        // Not countable here (a process that cannot be read): the
+        // kernel's count alone, as before.
+        return true;
+    };
+    let nattch = attached(&mut *world).filter(|&(id, _)| id == shmid).map(|(_, n)| n);
+    if nattch.is_some_and(|n| attach_settled(n, mapped)) {
+        return true;
+    }
+    // Attachers this observer cannot see (a pod's other containers) keep
+    // the two apart for good: after so many polls, the count alone.
+    *unsettled += 1;
+    *unsettled >= UNSETTLED_POLLS
 }
+
+/// Has every attach of a segment that the kernel counts (`nattch`) come
+/// to its end? Linux's shmat raises the count before it maps the segment,
+/// and lowers it again after, so `nattch` reads 1 before the first
+/// mapping exists and 2 beside it: only a count that equals the mappings
+/// the processes hold is an attach done (`mapped` counted first).
+fn attach_settled(nattch: u64, mapped: u64) -> bool {
+    mapped >= 1 && mapped == nattch
+}
+
+/// Polls of an `until_attached` barrier whose count and mappings differ
+/// before the count alone is taken: an attach in flight ends within a few
+/// polls, unless an attacher is out of this observer's sight.
+const UNSETTLED_POLLS: u32 = 200;
 
 /// A program waited for at `barrier` ended (`ending`) first: whether the
 /// barrier was met all the same, and the event that says so, or that says
@@ -1630,4 +1666,27 @@ fn shmem_kib() -> std::io::Result<u64> {
         .find_map(|l| l.strip_prefix("Shmem:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| std::io::Error::other("no Shmem line"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attach_settled;
+
+    /// The states of one shmat as `/proc/sysvipc/shm` and `/proc/PID/maps`
+    /// show them (mappings counted before nattch), and of attaches done.
+    #[rstest::rstest]
+    #[case::count_raised_before_the_mapping_exists(1, 0, false)]
+    #[case::mapping_made_count_not_yet_lowered(2, 1, false)]
+    #[case::one_attach_done(1, 1, true)]
+    #[case::a_second_attach_under_way_beside_a_first(2, 1, false)]
+    #[case::two_attaches_done(2, 2, true)]
+    #[case::a_detach_between_the_two_reads(0, 1, false)]
+    #[case::nothing_attached(0, 0, false)]
+    fn an_attach_is_done_when_the_count_equals_the_mappings(
+        #[case] nattch: u64,
+        #[case] mapped: u64,
+        #[case] done: bool,
+    ) {
+        assert_eq!(attach_settled(nattch, mapped), done);
+    }
 }

@@ -118,6 +118,8 @@ pub enum ServeError {
     NotAPlainName(String),
     #[error("{0}")]
     Ftok(#[source] sysv::FtokError),
+    #[error(transparent)]
+    Mappings(#[from] MappingsError),
 }
 
 pub trait Oracle: Send + Sync {
@@ -136,6 +138,95 @@ pub trait Oracle: Send + Sync {
             .map(|a| a.to_vec_capped(max))
             .map_err(ReadError::Syscall)
     }
+
+    /// How many mappings of segment `shmid` the processes of the calling
+    /// thread's IPC namespace hold, as their `/proc/PID/maps` show them; an
+    /// error where that cannot be told for every process seen.
+    fn mappings(&self, shmid: i32) -> Result<u64, MappingsError> {
+        mappings_in_this_namespace(shmid)
+    }
+}
+
+/// Why the mappings of a segment could not be counted.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingsError {
+    #[error("cannot read {path}: {source}")]
+    Proc {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// [`InContainer`]: `kernel-view mappings` in the sandbox gave no count.
+    #[error(transparent)]
+    InContainer(#[from] KernelViewError),
+    #[error("kernel-view mappings printed no count")]
+    NoCount,
+    /// No process was found in the namespace, not even one attached: the
+    /// namespace links cannot be compared here (gVisor gives each link a
+    /// number of its own).
+    #[error("no process of this IPC namespace is seen in /proc")]
+    NoProcessSeen,
+}
+
+/// The mappings of segment `shmid` in `maps` (a `/proc/PID/maps`): Linux
+/// names a segment's file `/SYSV` + its key and gives its id as the inode
+/// (gVisor the same, without the slash), whatever became of the key since.
+pub fn mappings_in_maps(maps: &str, shmid: i32) -> u64 {
+    let Ok(id) = u64::try_from(shmid) else { return 0 };
+    maps.lines()
+        .filter(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            let inode = fields.nth(4).and_then(|f| f.parse::<u64>().ok());
+            let name = fields.next().unwrap_or("");
+            inode == Some(id) && name.trim_start_matches('/').starts_with("SYSV")
+        })
+        .count() as u64
+}
+
+/// [`Oracle::mappings`] read from `/proc`: every process whose IPC
+/// namespace is the calling thread's. A process that ends meanwhile, or
+/// whose namespace this process may not read, is passed over; one of this
+/// namespace whose maps cannot be read makes the count unknown (an error),
+/// and so does finding none at all (where namespace links cannot be
+/// compared), never a count of 0 that no attach could ever equal.
+pub fn mappings_in_this_namespace(shmid: i32) -> Result<u64, MappingsError> {
+    let proc_error = |path: &str| {
+        let path = path.to_string();
+        move |source| MappingsError::Proc { path, source }
+    };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH);
+    let here = std::fs::read_link("/proc/thread-self/ns/ipc").map_err(proc_error("/proc/thread-self/ns/ipc"))?;
+    let (mut count, mut seen) = (0, 0);
+    for entry in std::fs::read_dir("/proc").map_err(proc_error("/proc"))? {
+        let entry = entry.map_err(proc_error("/proc"))?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let dir = entry.path();
+        let ns_path = dir.join("ns/ipc");
+        match std::fs::read_link(&ns_path) {
+            Ok(ns) if ns == here => {}
+            Ok(_) => continue,
+            // Out of this observer's reach (another user's, init outside a
+            // container): the caller's bounded patience covers it.
+            Err(e) if gone(&e) || e.kind() == std::io::ErrorKind::PermissionDenied => continue,
+            Err(e) => return Err(proc_error(&ns_path.display().to_string())(e)),
+        }
+        let maps_path = dir.join("maps");
+        match std::fs::read_to_string(&maps_path) {
+            Ok(maps) => {
+                seen += 1;
+                count += mappings_in_maps(&maps, shmid);
+            }
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(proc_error(&maps_path.display().to_string())(e)),
+        }
+    }
+    if seen == 0 {
+        return Err(MappingsError::NoProcessSeen);
+    }
+    Ok(count)
 }
 
 /// `/proc/sysvipc/shm`.
@@ -537,6 +628,14 @@ impl Oracle for InContainer {
     fn content(&self, shmid: i32, max: usize) -> Result<Vec<u8>, ReadError> {
         Ok(self.run(&["content".into(), shmid.to_string(), max.to_string()])?)
     }
+
+    fn mappings(&self, shmid: i32) -> Result<u64, MappingsError> {
+        let out = self.run(&["mappings".into(), shmid.to_string()])?;
+        String::from_utf8_lossy(&out)
+            .trim()
+            .parse()
+            .map_err(|_| MappingsError::NoCount)
+    }
 }
 
 /// `shmconf kernel-view`: this namespace's segments as the oracle that works
@@ -554,6 +653,9 @@ pub enum KernelView {
     },
     /// Up to MAX bytes of segment ID, raw.
     Content { id: i32, max: usize },
+    /// How many mappings of segment ID the processes of this IPC namespace
+    /// hold (their /proc/PID/maps), in decimal.
+    Mappings { id: i32 },
     /// ftok(FILE, PROJ) here, in decimal (FILE: a plain name in the working dir).
     Ftok { file: String, proj: i32 },
     /// Each segment's id and creator pid as this process's PID namespace
@@ -590,6 +692,7 @@ impl KernelView {
                 serde_json::to_vec(&table).map_err(ServeError::Encode)
             }
             KernelView::Content { id, max } => Ok(Procfs.content(id, max.min(64 << 20))?),
+            KernelView::Mappings { id } => Ok(format!("{}\n", mappings_in_this_namespace(id)?).into_bytes()),
             KernelView::Creators { end_others } => {
                 if end_others {
                     crate::engine::backend::shared::end_other_processes_of_this_pid_namespace()?;
@@ -643,6 +746,43 @@ mod tests {
             raw_key: 0x41,
             raw_mode: 0o666,
         }
+    }
+
+    /// Linux's and gVisor's maps lines of segment 32769 (key 0x41002171,
+    /// still named by it after IPC_RMID), beside lines that are not it.
+    #[test]
+    fn a_segment_s_mappings_are_told_by_name_and_id() {
+        let maps = "\
+00400000-00452000 r-xp 00000000 fe:00 32769                              /usr/bin/shm-writer
+7f12ab000000-7f12ab001000 rw-s 00000000 00:01 32769                      /SYSV41002171 (deleted)
+7f12ab001000-7f12ab002000 r--s 00000000 00:01 32769                      /SYSV41002171 (deleted)
+7f12ab002000-7f12ab003000 rw-s 00000000 00:01 1                          /SYSV00000000 (deleted)
+7f12ab003000-7f12ab004000 rw-s 00000000 00:05 32769                      SYSV1090568561
+7f12ab004000-7f12ab005000 rw-p 00000000 00:00 0
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+";
+        assert_eq!(mappings_in_maps(maps, 32769), 3);
+        assert_eq!(mappings_in_maps(maps, 1), 1);
+        assert_eq!(
+            mappings_in_maps(maps, 0),
+            0,
+            "an anonymous mapping's inode 0 is no segment"
+        );
+        assert_eq!(mappings_in_maps(maps, -1), 0);
+        assert_eq!(mappings_in_maps("", 32769), 0);
+    }
+
+    /// A namespace in which no process is seen (this test's thread alone
+    /// entered it; its process stays where it was) gives no count rather
+    /// than 0: the barrier then takes nattch alone instead of waiting for
+    /// mappings it cannot see.
+    #[test]
+    fn a_namespace_without_a_process_seen_has_no_count() {
+        let Ok(counted) = shmconf::ipcns::in_private_ipc_ns(|| mappings_in_this_namespace(0)) else {
+            eprintln!("skipped: no IPC namespace can be made here");
+            return;
+        };
+        assert!(matches!(counted, Err(MappingsError::NoProcessSeen)), "{counted:?}");
     }
 
     #[test]

@@ -691,6 +691,52 @@ pub struct Needs {
     pub options: BTreeSet<ImplOption>,
 }
 
+/// What a scenario may need of a backend beyond programs in one IPC
+/// namespace of its own. A backend declares which it lacks
+/// (`engine::backend::Features`); the order here is the order in which a
+/// lack is reported when several are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Feature {
+    /// Container IPC modes, pods or stopping containers.
+    Containers,
+    /// Orders explored, each in a fresh IPC namespace.
+    Explore,
+    /// More than one IPC namespace.
+    SeveralNamespaces,
+    /// A wait until a process blocks reading its stdin.
+    ReadingBarrier,
+    /// Setting a sysctl of the scenario's namespace.
+    Sysctl,
+    /// Dropping a namespace.
+    DropNamespace,
+    /// A process run as another uid.
+    OtherUid,
+    /// A process that keeps CAP_SETUID and CAP_SETGID.
+    SetIds,
+    /// Signalling a process.
+    Kill,
+}
+
+impl Needs {
+    /// The features these needs ask of a backend.
+    pub fn features(&self) -> BTreeSet<Feature> {
+        [
+            (self.containers, Feature::Containers),
+            (self.explore, Feature::Explore),
+            (self.namespaces > 1, Feature::SeveralNamespaces),
+            (self.reading_barrier, Feature::ReadingBarrier),
+            (self.sysctl, Feature::Sysctl),
+            (self.drop_ns, Feature::DropNamespace),
+            (self.other_uid, Feature::OtherUid),
+            (self.set_ids, Feature::SetIds),
+            (self.kill, Feature::Kill),
+        ]
+        .into_iter()
+        .filter_map(|(needed, f)| needed.then_some(f))
+        .collect()
+    }
+}
+
 impl Scenario {
     pub fn parse(file: &Path, text: &str) -> Result<Scenario, LoadError> {
         if text.len() > 1 << 20 {

@@ -351,8 +351,9 @@ macro_rules! define_step {
             /// For `wait`: wait until stdout contains this text instead of the exit.
             pub until_stdout: Option<String>,
             /// For `wait`: wait until the kernel shows a segment with this key attached
-            /// (nattch >= 1), e.g. "ftok:shmfile:65": a barrier on kernel state that
-            /// does not depend on when the process flushes its prompt.
+            /// (nattch >= 1, equal to the mappings the namespace's processes hold, so
+            /// no shmat is still under way), e.g. "ftok:shmfile:65": a barrier on
+            /// kernel state that does not depend on when the process flushes its prompt.
             pub until_attached: Option<String>,
             /// For `wait`: wait until the process is blocked reading its stdin (so
             /// it has consumed everything fed so far and waits for more), or has

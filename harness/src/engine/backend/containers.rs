@@ -17,13 +17,13 @@ use std::sync::{Mutex, MutexGuard};
 use shmconf::ipcns::IpcNamespace;
 
 use super::shared::Ownership;
-use super::{Backend, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
+use super::{Backend, Features, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
 use crate::engine::oracle::{InContainer, Oracle, ReadError};
 use crate::events::{Ending, EventKind, SegRow};
 use crate::rundir::EngineObject;
 use crate::scenario::files::FileIdentity;
 use crate::scenario::IpcMode;
-use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
+use crate::scenario::{Feature, IpcSysctl, Scenario, ScenarioDir, MAIN_NS};
 
 /// Which container engine runs the containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -676,41 +676,43 @@ impl Backend for ContainerBackend {
         self.config.engine.program()
     }
 
-    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
+    fn features(&self) -> Features {
         if let Some(why) = &self.unavailable {
-            return Some(SkipReason::Environment(why.clone()));
+            return Features::unavailable(SkipReason::Environment(why.clone()));
         }
-        if needs.explore {
-            return Some(SkipReason::Unsupported(
-                "explores orders, each in a fresh IPC namespace: needs the local backend with namespaces".into(),
-            ));
-        }
-        if needs.reading_barrier {
-            return Some(SkipReason::Unsupported(
-                "waits until a process blocks reading its input: a container backend sees the client that relays the input, not the program in the container".into(),
-            ));
-        }
-        if needs.sysctl {
-            return Some(SkipReason::Sysctl(
-                "a container's /proc/sys is read-only (run it with the local backend)".into(),
-            ));
-        }
-        if needs.drop_ns {
-            return Some(SkipReason::Unsupported(
-                "drops a namespace: a container backend's namespaces belong to containers".into(),
-            ));
-        }
-        if needs.set_ids {
-            return Some(SkipReason::SetIds(
-                "a container backend's processes hold no capability (--cap-drop ALL)".into(),
-            ));
-        }
-        if needs.kill {
-            return Some(SkipReason::Unsupported(
-                "signals a process: a container backend cannot reach processes inside containers".into(),
-            ));
-        }
-        None
+        Features::all()
+            .without(
+                Feature::Explore,
+                SkipReason::Unsupported(
+                    "explores orders, each in a fresh IPC namespace: needs the local backend with namespaces".into(),
+                ),
+            )
+            .without(
+                Feature::ReadingBarrier,
+                SkipReason::Unsupported(
+                    "waits until a process blocks reading its input: a container backend sees the client that relays the input, not the program in the container".into(),
+                ),
+            )
+            .without(
+                Feature::Sysctl,
+                SkipReason::Sysctl("a container's /proc/sys is read-only (run it with the local backend)".into()),
+            )
+            .without(
+                Feature::DropNamespace,
+                SkipReason::Unsupported(
+                    "drops a namespace: a container backend's namespaces belong to containers".into(),
+                ),
+            )
+            .without(
+                Feature::SetIds,
+                SkipReason::SetIds("a container backend's processes hold no capability (--cap-drop ALL)".into()),
+            )
+            .without(
+                Feature::Kill,
+                SkipReason::Unsupported(
+                    "signals a process: a container backend cannot reach processes inside containers".into(),
+                ),
+            )
     }
 
     fn set_up(

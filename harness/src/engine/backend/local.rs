@@ -14,10 +14,10 @@ use std::process::Command;
 
 use shmconf::ipcns::IpcNamespace;
 
-use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
+use super::{Backend, Capabilities, Features, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
 use crate::engine::confine::{ConfineError, Confiner, Orphans, ScenarioConfinement};
 use crate::engine::procs::{PidNamespace, Proc};
-use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir, MAIN_NS};
+use crate::scenario::{Feature, IpcSysctl, Scenario, ScenarioDir, MAIN_NS};
 
 /// Why local namespaces could not be made, entered or changed as asked.
 #[derive(Debug, thiserror::Error)]
@@ -76,11 +76,8 @@ impl Backend for LocalNamespaces {
         "namespaces"
     }
 
-    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
-        if needs.containers {
-            return Some(SkipReason::NeedsContainers);
-        }
-        cannot_run_here(&self.capabilities, needs)
+    fn features(&self) -> Features {
+        features_here(&self.capabilities).without(Feature::Containers, SkipReason::NeedsContainers)
     }
 
     fn set_up(
@@ -103,21 +100,19 @@ impl Backend for LocalNamespaces {
 pub(super) type NamespaceMaker<'a> =
     dyn FnMut(&str, &crate::scenario::NamespaceDecl) -> Result<(IpcNamespace, Option<Proc>), SetUpError> + 'a;
 
-/// Why a scenario cannot run on local namespaces here, container modes
-/// aside (which the sandbox backend gives and this one does not).
-pub(super) fn cannot_run_here(capabilities: &Capabilities, needs: &Needs) -> Option<SkipReason> {
-    if needs.sysctl && !capabilities.sysctls {
-        return Some(SkipReason::Sysctl(
-            "/proc/sys/kernel is not writable here (in Docker: --security-opt systempaths=unconfined)".into(),
-        ));
-    }
-    if needs.other_uid && !capabilities.other_uids {
-        return Some(SkipReason::OtherUid);
-    }
-    if needs.set_ids && !capabilities.set_ids {
-        return Some(SkipReason::SetIds("this process does not hold them to pass on".into()));
-    }
-    None
+/// What local namespaces cannot give here, container modes aside (which
+/// the sandbox backend gives and this one does not).
+pub(super) fn features_here(capabilities: &Capabilities) -> Features {
+    Features::all()
+        .without_if(!capabilities.sysctls, Feature::Sysctl, || {
+            SkipReason::Sysctl(
+                "/proc/sys/kernel is not writable here (in Docker: --security-opt systempaths=unconfined)".into(),
+            )
+        })
+        .without_if(!capabilities.other_uids, Feature::OtherUid, || SkipReason::OtherUid)
+        .without_if(!capabilities.set_ids, Feature::SetIds, || {
+            SkipReason::SetIds("this process does not hold them to pass on".into())
+        })
 }
 
 impl LocalNamespaces {
@@ -346,6 +341,7 @@ pub(super) fn start_pid_init(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Needs;
 
     #[test]
     fn a_world_s_errors_say_what_they_said() {
@@ -382,10 +378,10 @@ mod tests {
             set_ids: true,
             ..Needs::default()
         };
-        assert_eq!(cannot_run_here(&capabilities(true), &needs), None);
-        let skip = cannot_run_here(&capabilities(false), &needs).expect("a SKIP");
+        assert_eq!(features_here(&capabilities(true)).missing_for(&needs), None);
+        let skip = features_here(&capabilities(false)).missing_for(&needs).expect("a SKIP");
         assert!(matches!(skip, SkipReason::SetIds(_)), "{skip:?}");
         assert!(skip.to_string().contains("CAP_SETUID and CAP_SETGID"), "{skip}");
-        assert_eq!(cannot_run_here(&capabilities(false), &Needs::default()), None);
+        assert_eq!(features_here(&capabilities(false)).missing_for(&Needs::default()), None);
     }
 }

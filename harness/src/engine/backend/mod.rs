@@ -1,7 +1,8 @@
 //! Where a scenario's namespaces live and how its processes start there.
 //!
-//! A [`Backend`] says once, before a scenario runs, whether it can run it
-//! (a typed [`SkipReason`] when not), and sets up a [`World`] for it on the
+//! A [`Backend`] declares once, before anything runs, the [`Features`] it
+//! lacks here (each with a typed [`SkipReason`]); the plan computes from
+//! them which scenarios it skips. It sets up a [`World`] for a scenario on the
 //! scenario's own thread: the namespaces (or containers), the way a process
 //! is started in one, and what is removed at the end. The step interpreter
 //! (`engine`) talks only to these traits, so a new backend is one file here,
@@ -17,7 +18,7 @@ use std::process::Command;
 
 use crate::events::{Ending, SegRow};
 use crate::scenario::files::FileIdentity;
-use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
+use crate::scenario::{Feature, IpcSysctl, Needs, Scenario, ScenarioDir};
 
 /// Why a scenario cannot run on a backend here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,68 @@ impl std::fmt::Display for SkipReason {
             }
             SkipReason::Unsupported(why) | SkipReason::Environment(why) => f.write_str(why),
         }
+    }
+}
+
+/// What a backend can give here, declared once: every [`Feature`] it
+/// lacks with the reason a scenario that needs it is skipped, or nothing at
+/// all (`unavailable`: the engine or runtime is missing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    unavailable: Option<SkipReason>,
+    lacking: BTreeMap<Feature, SkipReason>,
+}
+
+impl Features {
+    /// Every feature.
+    pub fn all() -> Features {
+        Features::default()
+    }
+
+    /// Nothing runs here, for this reason.
+    pub fn unavailable(why: SkipReason) -> Features {
+        Features {
+            unavailable: Some(why),
+            ..Features::default()
+        }
+    }
+
+    /// Lacks `feature`, for this reason (the first reason given stays).
+    #[must_use]
+    pub fn without(mut self, feature: Feature, why: SkipReason) -> Features {
+        self.lacking.entry(feature).or_insert(why);
+        self
+    }
+
+    /// Lacks `feature` when `lacking`.
+    #[must_use]
+    pub fn without_if(self, lacking: bool, feature: Feature, why: impl FnOnce() -> SkipReason) -> Features {
+        if lacking {
+            self.without(feature, why())
+        } else {
+            self
+        }
+    }
+
+    /// Why a scenario with these needs cannot run here: the backend's
+    /// unavailability, else the first needed feature it lacks (in
+    /// [`Feature`] order); none when it can run.
+    pub fn missing_for(&self, needs: &Needs) -> Option<SkipReason> {
+        if let Some(why) = &self.unavailable {
+            return Some(why.clone());
+        }
+        let (feature, why) = needs
+            .features()
+            .into_iter()
+            .find_map(|f| self.lacking.get_key_value(&f))?;
+        Some(match (feature, why) {
+            // How many namespaces is the scenario's to say.
+            (Feature::SeveralNamespaces, SkipReason::Namespaces { why, .. }) => SkipReason::Namespaces {
+                needed: needs.namespaces,
+                why: why.clone(),
+            },
+            (_, why) => why.clone(),
+        })
     }
 }
 
@@ -181,8 +244,8 @@ pub trait Backend: Send + Sync {
     /// Name in logs and reports.
     fn name(&self) -> &'static str;
 
-    /// Why `scenario` cannot run here, decided before it starts.
-    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason>;
+    /// What it cannot give here, declared once (the plan decides from it).
+    fn features(&self) -> Features;
 
     /// How many scenarios may run at once (1 where they share a namespace).
     fn max_parallel(&self) -> Option<usize> {
@@ -268,4 +331,117 @@ pub trait World {
     /// every process is gone; returns what was removed, for the log, and
     /// what could not be (something of the scenario's left behind).
     fn tear_down(&mut self) -> Vec<Result<String, WorldError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn capabilities(all: bool) -> Capabilities {
+        Capabilities {
+            namespaces: true,
+            other_uids: all,
+            set_ids: all,
+            sysctls: all,
+        }
+    }
+
+    fn needs(features: &[Feature]) -> Needs {
+        let has = |f| features.contains(&f);
+        Needs {
+            containers: has(Feature::Containers),
+            explore: has(Feature::Explore),
+            namespaces: if has(Feature::SeveralNamespaces) { 3 } else { 1 },
+            reading_barrier: has(Feature::ReadingBarrier),
+            sysctl: has(Feature::Sysctl),
+            drop_ns: has(Feature::DropNamespace),
+            other_uid: has(Feature::OtherUid),
+            set_ids: has(Feature::SetIds),
+            kill: has(Feature::Kill),
+            ..Needs::default()
+        }
+    }
+
+    fn backend(name: &str, all: bool) -> Box<dyn Backend> {
+        let confiner = || crate::engine::confine::Confiner::new(Default::default());
+        let local = || local::LocalNamespaces {
+            capabilities: capabilities(all),
+            pid_init: None,
+            confiner: confiner(),
+        };
+        match name {
+            "local" => Box::new(local()),
+            "shared" => Box::new(shared::SharedNamespace {
+                capabilities: capabilities(all),
+                pid_init: None,
+                confiner: confiner(),
+            }),
+            "docker" => Box::new(containers::ContainerBackend {
+                config: containers::ContainerConfig::new(containers::EngineKind::Docker, "img"),
+                unavailable: (!all).then(|| "no daemon".to_string()),
+            }),
+            "bwrap" => Box::new(sandbox::SandboxBackend {
+                kind: sandbox::SandboxKind::Bwrap,
+                unavailable: (!all).then(|| "no bwrap".to_string()),
+                local: local(),
+            }),
+            other => panic!("no backend {other}"),
+        }
+    }
+
+    /// Each backend's declared features, read by the plan: which needs it
+    /// runs, and the reason (its words) for the first it lacks, in
+    /// `Feature` order when several are lacking.
+    #[rstest]
+    #[case::local_runs_what_it_can("local", true, &[Feature::SeveralNamespaces, Feature::Explore, Feature::Sysctl, Feature::Kill, Feature::DropNamespace, Feature::ReadingBarrier, Feature::OtherUid, Feature::SetIds], None)]
+    #[case::local_has_no_containers("local", true, &[Feature::Kill, Feature::Containers], Some("--backend docker or podman"))]
+    #[case::local_without_rights_sysctl_first("local", false, &[Feature::SetIds, Feature::Sysctl, Feature::OtherUid], Some("/proc/sys/kernel is not writable"))]
+    #[case::local_without_rights_uid_before_ids("local", false, &[Feature::SetIds, Feature::OtherUid], Some("another uid"))]
+    #[case::shared_one_namespace("shared", true, &[Feature::Kill, Feature::ReadingBarrier, Feature::OtherUid], None)]
+    #[case::shared_counts_the_namespaces("shared", true, &[Feature::SeveralNamespaces, Feature::Sysctl], Some("needs 3 IPC namespaces: this process cannot create"))]
+    #[case::shared_explore_before_namespaces("shared", true, &[Feature::SeveralNamespaces, Feature::Explore], Some("needs 2 IPC namespaces: explores orders"))]
+    #[case::shared_explore_alone("shared", true, &[Feature::Explore], Some("needs 2 IPC namespaces: explores orders"))]
+    #[case::shared_drop("shared", true, &[Feature::DropNamespace], Some("drops a namespace, which needs"))]
+    #[case::shared_without_ids("shared", false, &[Feature::SetIds], Some("does not hold them"))]
+    #[case::docker_runs_containers("docker", true, &[Feature::Containers, Feature::SeveralNamespaces, Feature::OtherUid], None)]
+    #[case::docker_kill_last("docker", true, &[Feature::Kill, Feature::SetIds], Some("--cap-drop ALL"))]
+    #[case::docker_barrier("docker", true, &[Feature::Kill, Feature::ReadingBarrier], Some("relays the input"))]
+    #[case::docker_unavailable_says_so_first("docker", false, &[], Some("no daemon"))]
+    #[case::bwrap_runs_containers("bwrap", true, &[Feature::Containers, Feature::Kill, Feature::Explore], None)]
+    #[case::bwrap_unavailable("bwrap", false, &[Feature::Containers], Some("no bwrap"))]
+    fn a_backend_declares_what_it_lacks_and_the_plan_says_the_first(
+        #[case] name: &str,
+        #[case] all: bool,
+        #[case] needed: &[Feature],
+        #[case] says: Option<&str>,
+    ) {
+        let missing = backend(name, all).features().missing_for(&needs(needed));
+        match (says, missing) {
+            (None, None) => {}
+            (Some(words), Some(why)) => assert!(why.to_string().contains(words), "{words:?} in {why}"),
+            (expected, got) => panic!("{name}: expected {expected:?}, got {got:?}"),
+        }
+    }
+
+    /// Needs map onto features one to one (a need forgotten here would
+    /// run a scenario on a backend that cannot give it).
+    #[test]
+    fn every_need_is_a_feature() {
+        let all = [
+            Feature::Containers,
+            Feature::Explore,
+            Feature::SeveralNamespaces,
+            Feature::ReadingBarrier,
+            Feature::Sysctl,
+            Feature::DropNamespace,
+            Feature::OtherUid,
+            Feature::SetIds,
+            Feature::Kill,
+        ];
+        for f in all {
+            assert_eq!(needs(&[f]).features().into_iter().collect::<Vec<_>>(), vec![f]);
+        }
+        assert!(Needs::default().features().is_empty());
+    }
 }

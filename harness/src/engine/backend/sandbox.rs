@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use shmconf::ipcns::IpcNamespace;
 
-use super::local::{cannot_run_here, LocalError, LocalNamespaces};
-use super::{Backend, SetUpError, SetupLog, SkipReason, World};
+use super::local::{features_here, LocalError, LocalNamespaces};
+use super::{Backend, Features, SetUpError, SetupLog, SkipReason, World};
 use crate::engine::procs::Proc;
 use crate::events::Ending;
-use crate::scenario::{IpcMode, NamespaceDecl, Needs, Scenario, ScenarioDir};
+use crate::scenario::{IpcMode, NamespaceDecl, Scenario, ScenarioDir};
 
 /// A sandbox program and how it is asked for an IPC namespace of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,16 +255,16 @@ impl Backend for SandboxBackend {
         self.kind.name()
     }
 
-    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
+    fn features(&self) -> Features {
         if let Some(why) = &self.unavailable {
-            return Some(SkipReason::Environment(why.clone()));
+            return Features::unavailable(SkipReason::Environment(why.clone()));
         }
         if !self.local.capabilities.namespaces {
-            return Some(SkipReason::Unsupported(
+            return Features::unavailable(SkipReason::Unsupported(
                 "sandbox namespaces are entered by handle, which needs IPC namespaces (root or CAP_SYS_ADMIN)".into(),
             ));
         }
-        cannot_run_here(&self.local.capabilities, needs)
+        features_here(&self.local.capabilities)
     }
 
     fn set_up(

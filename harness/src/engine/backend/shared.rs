@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 
 use shmconf::{Key, Segment};
 
-use super::{Backend, Capabilities, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
+use super::{Backend, Capabilities, Features, SetUpError, SetupLog, SkipReason, SpawnRequest, World, WorldError};
 use crate::engine::oracle::ReadError;
 use crate::engine::procs::{PidNamespace, Proc, WaitOutcome};
 use crate::events::{Ending, SegRow};
 use crate::scenario::files::FileIdentity;
-use crate::scenario::{IpcSysctl, Needs, Scenario, ScenarioDir};
+use crate::scenario::{Feature, IpcSysctl, Scenario, ScenarioDir};
 
 /// Why a scenario cannot run (or clean up) in the shared namespace.
 #[derive(Debug, thiserror::Error)]
@@ -143,40 +143,40 @@ impl Backend for SharedNamespace {
         Some(1)
     }
 
-    fn cannot_run(&self, needs: &Needs) -> Option<SkipReason> {
+    fn features(&self) -> Features {
         let why = "this process cannot create IPC namespaces (needs root or CAP_SYS_ADMIN, e.g. docker run --cap-add SYS_ADMIN)";
-        if needs.containers {
-            return Some(SkipReason::NeedsContainers);
-        }
-        if needs.explore {
-            return Some(SkipReason::Namespaces {
-                needed: 2,
-                why: format!("explores orders, each in a fresh IPC namespace, and {why}"),
-            });
-        }
-        if needs.namespaces > 1 {
-            return Some(SkipReason::Namespaces {
-                needed: needs.namespaces,
-                why: why.into(),
-            });
-        }
-        if needs.sysctl {
-            return Some(SkipReason::Sysctl(
-                "only safe in an IPC namespace of the scenario's own, and this process cannot create one".into(),
-            ));
-        }
-        if needs.drop_ns {
-            return Some(SkipReason::Unsupported(
-                "drops a namespace, which needs namespaces of the scenario's own".into(),
-            ));
-        }
-        if needs.other_uid && !self.capabilities.other_uids {
-            return Some(SkipReason::OtherUid);
-        }
-        if needs.set_ids && !self.capabilities.set_ids {
-            return Some(SkipReason::SetIds("this process does not hold them to pass on".into()));
-        }
-        None
+        Features::all()
+            .without(Feature::Containers, SkipReason::NeedsContainers)
+            .without(
+                Feature::Explore,
+                SkipReason::Namespaces {
+                    needed: 2,
+                    why: format!("explores orders, each in a fresh IPC namespace, and {why}"),
+                },
+            )
+            .without(
+                Feature::SeveralNamespaces,
+                SkipReason::Namespaces {
+                    needed: 2,
+                    why: why.into(),
+                },
+            )
+            .without(
+                Feature::Sysctl,
+                SkipReason::Sysctl(
+                    "only safe in an IPC namespace of the scenario's own, and this process cannot create one".into(),
+                ),
+            )
+            .without(
+                Feature::DropNamespace,
+                SkipReason::Unsupported("drops a namespace, which needs namespaces of the scenario's own".into()),
+            )
+            .without_if(!self.capabilities.other_uids, Feature::OtherUid, || {
+                SkipReason::OtherUid
+            })
+            .without_if(!self.capabilities.set_ids, Feature::SetIds, || {
+                SkipReason::SetIds("this process does not hold them to pass on".into())
+            })
     }
 
     fn set_up(

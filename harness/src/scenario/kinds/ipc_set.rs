@@ -2,7 +2,9 @@
 //! a process of ours in the step's namespace, judged by IPC_STAT before and
 //! after: the new mode, and a change time later than before the call.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::time::{clock_gettime, ClockId};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -62,13 +64,7 @@ impl StepKind for IpcSet {
             Ok(st) => st,
             Err(e) => return refused(&e),
         };
-        // shm_ctime counts seconds: sleep into the second after it (at most
-        // a second), so a change shows.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let next = Duration::from_secs(u64::try_from(before.ctime).unwrap_or(0) + 1);
-        if let Some(wait) = next.checked_sub(now) {
-            std::thread::sleep(wait.min(Duration::from_secs(1)));
-        }
+        wait_past_second(before.ctime);
         match segment.set(before.uid, before.gid, mode).and_then(|()| segment.stat()) {
             Ok(after) => {
                 let ctime = if after.ctime > before.ctime {
@@ -81,6 +77,26 @@ impl StepKind for IpcSet {
             }
             Err(e) => refused(&e),
         }
+    }
+}
+
+/// Sleeps until the kernel's seconds clock is past `second`, so a change
+/// time stamped now is later than one stamped in `second`. The kernel stamps
+/// shm_ctime with `ktime_get_real_seconds()`, the coarse clock that moves at
+/// the timer tick and lags `CLOCK_REALTIME` by up to a tick: sleeping to the
+/// fine clock's boundary alone left the stamp in the old second most of the
+/// time (5 of 6 runs in a container). So the fine clock says how long to
+/// sleep, and CLOCK_REALTIME_COARSE, read as the kernel reads it, says when
+/// it is done. Bounded at 2 s: past that the probe reports the stamp as it is.
+fn wait_past_second(second: i64) {
+    let coarse_second = || clock_gettime(ClockId::CLOCK_REALTIME_COARSE).map_or(i64::MAX, |t| t.tv_sec());
+    let give_up = Instant::now() + Duration::from_secs(2);
+    while coarse_second() <= second && Instant::now() < give_up {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let boundary = Duration::from_secs(u64::try_from(second).unwrap_or(0) + 1);
+        // Past the fine boundary, wait a millisecond at a time for the tick.
+        let wait = boundary.saturating_sub(now).max(Duration::from_millis(1));
+        std::thread::sleep(wait.min(give_up.saturating_duration_since(Instant::now())));
     }
 }
 
@@ -130,5 +146,16 @@ mod tests {
         let regex = lowered.expect.stdout.regex.unwrap();
         assert!(regex.is_match(b"errno EPERM: shmctl(id 3, IPC_SET) failed\n"));
         assert!(!regex.is_match(b"ok mode 0640 ctime later\n"));
+    }
+
+    /// After the wait, the kernel's own seconds clock (what shm_ctime is
+    /// stamped with) is past the second, several times in a row.
+    #[test]
+    fn after_the_wait_the_kernels_seconds_clock_is_past() {
+        for _ in 0..3 {
+            let second = clock_gettime(ClockId::CLOCK_REALTIME_COARSE).unwrap().tv_sec();
+            wait_past_second(second);
+            assert!(clock_gettime(ClockId::CLOCK_REALTIME_COARSE).unwrap().tv_sec() > second);
+        }
     }
 }

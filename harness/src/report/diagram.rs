@@ -9,8 +9,8 @@
 
 use std::fmt::Write;
 
+use super::markup as xml;
 use crate::events::{Lane, Log, Mark, Row};
-use crate::report::markup as xml;
 
 /// Most rows drawn; a longer log ends with a row saying how many were left out.
 pub const MOST_ROWS: usize = 2000;
