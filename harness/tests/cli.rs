@@ -15,13 +15,19 @@ use common::{all_seed_contract_pass, leftovers, scenarios, shmconf};
 /// Build tests/faults/faulty.c with `-DFAULT_<fault>` (none: the faithful build).
 fn faulty(dir: &Path, fault: Option<&str>) -> PathBuf {
     let name = format!("faulty-{}", fault.unwrap_or("none").to_lowercase());
-    let out = dir.join(&name);
+    let define = fault.map(|f| format!("-DFAULT_{f}"));
+    compile_faulty(dir, &name, define.as_deref())
+}
+
+/// faulty.c built as `name`, with one `-D` of its own if any.
+fn compile_faulty(dir: &Path, name: &str, define: Option<&str>) -> PathBuf {
+    let out = dir.join(name);
     let mut cc = StdCommand::new("cc");
     cc.args(["-O1", "-o"])
         .arg(&out)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/faults/faulty.c"));
-    if let Some(f) = fault {
-        cc.arg(format!("-DFAULT_{f}"));
+    if let Some(d) = define {
+        cc.arg(d);
     }
     assert!(cc.status().unwrap().success(), "compiling {name}");
     out
@@ -65,6 +71,15 @@ fn faithful_implementations_pass_the_seed_contract() {
             "{}, 0 skipped",
             all_seed_contract_pass()
         )));
+    // A writer that runs helpers in its group (one of them orphaned) and
+    // waits for their pipe's end is no stray, however late their exits finish.
+    let helped = compile_faulty(dir.path(), "faithful-with-helper", Some("-DWITH_HELPER"));
+    run_impl(&helped, &["--tag", "seed-contract"])
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "{}, 0 skipped",
+            all_seed_contract_pass()
+        )));
     // The C reference, plugged in by command line like any third-party build.
     let c_ref = PathBuf::from(env!("SHMCONF_C_REFERENCE_DIR"));
     shmconf()
@@ -88,7 +103,11 @@ fn faithful_implementations_pass_the_seed_contract() {
 #[case::cleanup("NO_RMID", "unexpected segment (leaked or wrongly keyed)")]
 #[case::crash("CRASH", "expected exit code 0, but it ended with killed by SIGSEGV")]
 #[case::lingering_child("LINGER", "left processes running in its process group")]
+// Attachments kept out of the writer's process group: no stray of its group,
+// but the kernel's count after the writer's end says it.
 #[case::daemon_attachment("DAEMON", "nattch: expected 0, kernel reports 1")]
+#[case::attachment_in_a_group_of_its_own("OWN_GROUP", "nattch: expected 0, kernel reports 1")]
+#[case::double_forked_daemon_attachment("DOUBLE_FORK", "nattch: expected 0, kernel reports 1")]
 fn each_fault_fails_the_seed_contract_with_a_message_naming_it(#[case] fault: &str, #[case] needle: &str) {
     let dir = tempfile::tempdir().unwrap();
     let bin = faulty(dir.path(), Some(fault));

@@ -663,9 +663,7 @@ impl Proc {
             },
             WaitOutcome::Interrupted => return WaitOutcome::Interrupted,
         };
-        // Signal 0 to the group: does anything of it outlive the leader?
-        // (The leader is an unreaped zombie, so the group id is still ours.)
-        let stray = killpg(Pid::from_raw(self.pid), None).is_ok() && self.group_has_live_members();
+        let stray = self.group_has_live_members();
         self.kill_group();
         // Pipes close once every holder is gone; bounded in case one escaped the group.
         let eof_deadline = Instant::now() + Duration::from_millis(500);
@@ -676,53 +674,27 @@ impl Proc {
     /// Members of our group other than the zombie leader (killpg succeeds on
     /// a group whose only member is a zombie). In a PID namespace of the
     /// scenario's, what the dead leader left is among the descendants of the
-    /// namespace's init (orphans are reparented to it): a few processes to
-    /// look at instead of every process of the machine.
+    /// namespace's init (the kernel hands a process's children on before its
+    /// end can be seen): a few processes to look at instead of every process
+    /// of the machine. A process that left the group (setsid, setpgid) is
+    /// not one: it is judged by what it does (an attachment it keeps shows
+    /// in the kernel's nattch) and dies with the scenario.
     fn group_has_live_members(&self) -> bool {
         if let Some(init) = self.reaper {
-            if let Some(found) = self.group_member_below(init) {
+            if let Some(found) = any_below(init, |pid| self.is_live_member(pid)) {
                 return found;
             }
         }
-        self.group_member_anywhere()
+        killpg(Pid::from_raw(self.pid), None).is_ok() && self.group_member_anywhere()
     }
 
-    /// A live member of our group among `root`'s descendants; None if the
-    /// kernel does not list children (/proc/PID/task/TID/children).
-    fn group_member_below(&self, root: i32) -> Option<bool> {
-        let mut queue = vec![root];
-        let mut seen = 0usize;
-        while let Some(pid) = queue.pop() {
-            seen += 1;
-            if seen > 100_000 {
-                return None;
-            }
-            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok();
-            let Some(tasks) = tasks else { continue };
-            for task in tasks.filter_map(Result::ok) {
-                let children = std::fs::read_to_string(task.path().join("children")).ok()?;
-                for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
-                    if child != self.pid && self.is_live_member(child) {
-                        return Some(true);
-                    }
-                    queue.push(child);
-                }
-            }
-        }
-        Some(false)
-    }
-
-    /// Is `pid` a live (not zombie) member of our group?
+    /// Is `pid` a live (see [`stat_is_live`]) member of our group?
     fn is_live_member(&self, pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|s| {
-                // Fields after the ")" of the command: state ppid pgrp ...
-                let rest = s.rsplit_once(')')?.1;
-                let mut f = rest.split_whitespace();
-                let state = f.next()?;
-                let pgrp: i32 = f.nth(1)?.parse().ok()?;
-                Some(pgrp == self.pid && state != "Z")
+                let pgrp: i32 = s.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()?;
+                Some(pgrp == self.pid && stat_is_live(&s)?)
             })
             .unwrap_or(false)
     }
@@ -1136,6 +1108,70 @@ pub fn orphan_children() -> Vec<(i32, i32, i32)> {
     found
 }
 
+/// Whether a process among `root`'s descendants is `wanted`; None if the
+/// kernel does not list children (/proc/PID/task/TID/children) or there are
+/// too many to walk. A process that ends during the walk hands its children
+/// to `root` before it is seen ended (a double fork's middle process), so
+/// `root`'s children are read again after a walk that found nothing, until
+/// two readings agree.
+fn any_below(root: i32, wanted: impl Fn(i32) -> bool) -> Option<bool> {
+    let mut before = children_of(root)?;
+    for _ in 0..100 {
+        let mut queue = before.clone();
+        let mut seen = 0usize;
+        while let Some(pid) = queue.pop() {
+            seen += 1;
+            if seen > 100_000 {
+                return None;
+            }
+            if wanted(pid) {
+                return Some(true);
+            }
+            // A zombie's children were handed on before it became one.
+            queue.extend(children_of(pid).unwrap_or_default());
+        }
+        let after = children_of(root)?;
+        if after.iter().all(|p| before.contains(p)) {
+            return Some(false);
+        }
+        before = after;
+    }
+    None
+}
+
+/// The children of every task of `pid` (empty if it is gone); None if the
+/// kernel does not list them.
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Some(Vec::new());
+    };
+    let mut children = Vec::new();
+    for task in tasks.filter_map(Result::ok) {
+        match std::fs::read_to_string(task.path().join("children")) {
+            Ok(text) => children.extend(text.split_whitespace().filter_map(|c| c.parse::<i32>().ok())),
+            // The task ended since the dir was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(children)
+}
+
+/// PF_EXITING of <linux/sched.h>.
+const PF_EXITING: u64 = 0x4;
+
+/// Liveness from a /proc/PID/stat line (fields after the command's ")":
+/// state ppid pgrp session tty_nr tpgid flags ...): not a zombie, and not
+/// on its way out (PF_EXITING, set first thing in its exit). A helper whose
+/// parent saw its pipe close and ended at once can still be in the middle
+/// of its own exit when the parent's end is seen; it is not left running.
+fn stat_is_live(stat: &str) -> Option<bool> {
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    let flags: u64 = fields.nth(5)?.parse().ok()?;
+    Some(state != "Z" && state != "X" && flags & PF_EXITING == 0)
+}
+
 /// Session and process group of `pid` (/proc/PID/stat).
 fn session_and_group(pid: i32) -> Option<(i32, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -1230,6 +1266,19 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", script]);
         Proc::spawn("t", cmd, None).unwrap()
+    }
+
+    /// /proc/PID/stat lines (the command may hold ") " itself): a process
+    /// in its exit (PF_EXITING) or a zombie is not left running.
+    #[rstest::rstest]
+    #[case::sleeping("7 (sleep) S 1 7 7 0 -1 4194560 90 0", Some(true))]
+    #[case::running_odd_name("7 (a) b (c) R 1 7 7 0 -1 4194304 90 0", Some(true))]
+    #[case::exiting("7 (helper) R 1 7 7 0 -1 4194308 90 0", Some(false))]
+    #[case::zombie("7 (helper) Z 1 7 7 0 -1 4227084 90 0", Some(false))]
+    #[case::dead("7 (helper) X 1 7 7 0 -1 4194560 90 0", Some(false))]
+    #[case::cut_short("7 (helper) S 1 7", None)]
+    fn liveness_is_read_from_state_and_flags(#[case] stat: &str, #[case] live: Option<bool>) {
+        assert_eq!(stat_is_live(stat), live);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 #include <sys/shm.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #ifdef FAULT_KEY
 #define PROJ 66
@@ -160,8 +161,55 @@ static int writer(void)
 #ifdef FAULT_LINGER
     if (fork() == 0) { sleep(60); _exit(0); } /* child keeps the attachment */
 #endif
+#if defined(FAULT_DAEMON) || defined(FAULT_OWN_GROUP)
+    /* A child that keeps the attachment out of the writer's process group,
+     * by setsid (a daemon) or by the writer's setpgid (a group of its own).
+     * The writer ends only once the child has left its group: a program
+     * that races its own setsid has two true verdicts, not one. */
+    int left[2];
+    if (pipe(left) < 0) return 6;
+    pid_t kid = fork();
+    if (kid == 0) {
 #ifdef FAULT_DAEMON
-    if (fork() == 0) { setsid(); sleep(60); _exit(0); } /* escapes the process group */
+        setsid();
+#endif
+        close(left[0]); close(left[1]);
+        sleep(60); _exit(0);
+    }
+#ifdef FAULT_OWN_GROUP
+    setpgid(kid, kid);
+#endif
+    close(left[1]);
+    char gone;
+    while (read(left[0], &gone, 1) > 0) {}
+    close(left[0]);
+#endif
+#ifdef FAULT_DOUBLE_FORK
+    /* The classic daemon: the middle process ends at once, so the grandchild
+     * is an orphan in a session of its own before the writer ends. */
+    pid_t middle = fork();
+    if (middle == 0) {
+        if (fork() == 0) { setsid(); sleep(60); _exit(0); }
+        _exit(0);
+    }
+    waitpid(middle, NULL, 0);
+#endif
+#ifdef WITH_HELPER
+    /* Not a fault: helpers in the writer's process group (a child and an
+     * orphaned grandchild) that the writer waits for by their pipe's end,
+     * not by waitpid, before ending itself: whatever it takes a helper to
+     * finish its exit, nothing is left running. */
+    int done[2];
+    if (pipe(done) == 0) {
+        if (fork() == 0) {
+            if (fork() == 0) { close(done[0]); usleep(20000); _exit(0); }
+            close(done[0]); usleep(10000); _exit(0);
+        }
+        close(done[1]);
+        char byte;
+        while (read(done[0], &byte, 1) > 0) {}
+        close(done[0]);
+    }
 #endif
 #ifdef FAULT_HANG
     for (;;) pause();
