@@ -1,4 +1,5 @@
-//! Compiles the C reference writer and reader (`reference/`) into OUT_DIR
+//! Compiles the C reference writer and reader (`reference/`) and the PID
+//! namespaces' init (`native/pid-init.c`) into OUT_DIR
 //! with the compiler the `cc` crate finds, and tells the crate where they are
 //! (`SHMCONF_C_REFERENCE_DIR`), so `--impl c-reference` needs no setup; the
 //! crate carries their bytes (an installed shmconf has no OUT_DIR). And lists
@@ -29,6 +30,19 @@ fn main() {
         assert!(status.success(), "compiling {src} failed");
     }
     println!("cargo:rerun-if-changed=reference/common.h");
+    // The init of each scenario's PID namespace (native/pid-init.c).
+    let src = "native/pid-init.c";
+    println!("cargo:rerun-if-changed={src}");
+    let status = compiler
+        .to_command()
+        .args(["-std=gnu11"])
+        .args(static_link.then_some("-static"))
+        .arg("-o")
+        .arg(out.join("pid-init"))
+        .arg(src)
+        .status()
+        .expect("run the C compiler");
+    assert!(status.success(), "compiling {src} failed");
     println!("cargo:rustc-env=SHMCONF_C_REFERENCE_DIR={}", out.display());
     write_catalogue();
 }

@@ -280,7 +280,7 @@ pub fn compose(c: &Choices) -> Result<Runner, ComposeError> {
             } else {
                 Box::new(SharedNamespace {
                     capabilities,
-                    pid_init: crate::impls::pid_init_command(),
+                    pid_init: crate::impls::shmconf_pid_init_command(),
                     confiner,
                 })
             }

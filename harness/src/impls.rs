@@ -692,6 +692,9 @@ const C_REFERENCE: [(&str, &[u8]); 2] = [
     ),
 ];
 
+/// The file name of the PID namespaces' init (native/pid-init.c).
+const PID_INIT: &str = "pid-init";
+
 /// The built-in programs from this executable alone, in a folder of the
 /// run's dir (gone with it): the C reference's bytes written out, and
 /// `shm-writer` / `shm-reader` as links to the shmconf binary, which runs
@@ -763,8 +766,22 @@ fn probe_command() -> Result<Vec<String>, ImplError> {
     Ok(vec![shmconf_binary()?.display().to_string(), "probe".into()])
 }
 
-/// `shmconf pid-init`, the init of each scenario's PID namespace.
+/// The init of each scenario's PID namespace: native/pid-init.c as build.rs
+/// compiled it, where the build tree is (a few kilobytes to exec per
+/// scenario, and per order of an exploration, instead of the whole harness);
+/// else `shmconf pid-init`, which does the same. An installed shmconf uses
+/// its own: a copy unpacked into the run dir could sit on a noexec mount.
 pub fn pid_init_command() -> Option<Vec<String>> {
+    let built = Path::new(env!("SHMCONF_C_REFERENCE_DIR")).join(PID_INIT);
+    if built.is_file() {
+        return Some(vec![built.display().to_string()]);
+    }
+    shmconf_pid_init_command()
+}
+
+/// `shmconf pid-init`: the init whose binary also serves `kernel-view` in
+/// its namespace (the shared backend asks it which segments were made there).
+pub fn shmconf_pid_init_command() -> Option<Vec<String>> {
     shmconf_binary()
         .ok()
         .map(|p| vec![p.display().to_string(), "pid-init".into()])

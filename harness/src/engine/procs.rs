@@ -1281,6 +1281,44 @@ mod tests {
         assert_eq!(stat_is_live(stat), live);
     }
 
+    /// The PID namespaces' init (native/pid-init.c where it is built, else
+    /// `shmconf pid-init`) reaps what its namespace orphans: processes that
+    /// left their program's group end and leave no zombie behind. Needs
+    /// root (a PID namespace); skipped without.
+    #[test]
+    fn the_pid_namespaces_init_reaps_the_orphans_of_its_namespace() {
+        let init = crate::impls::pid_init_command().expect("an init command");
+        let Ok(mut ns) = PidNamespace::new() else {
+            eprintln!("skipped: no PID namespace can be made here");
+            return;
+        };
+        let mut cmd = Command::new(&init[0]);
+        cmd.args(&init[1..]);
+        let Ok(mut init_proc) = Proc::spawn("pid-init", cmd, Some(&mut ns)) else {
+            eprintln!("skipped: no PID namespace can be made here");
+            return;
+        };
+        let mut orphaner = Command::new("sh");
+        orphaner.args(["-c", "for i in 1 2 3; do setsid sleep 0.1 & done; exit 0"]);
+        let mut parent = Proc::spawn("orphaner", orphaner, Some(&mut ns)).unwrap();
+        assert!(matches!(
+            parent.wait_exit(Instant::now() + Duration::from_secs(10)),
+            WaitOutcome::Done((Ending::Exited { code: 0 }, _))
+        ));
+        let init_pid = init_proc.pid;
+        // Bounded by a count of polls; the sleeps end after 0.1 s.
+        let mut left = children_of(init_pid).unwrap();
+        for _ in 0..1000 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            left = children_of(init_pid).unwrap();
+        }
+        init_proc.kill_group();
+        assert_eq!(left, Vec::<i32>::new(), "children of the init never reaped ({init:?})");
+    }
+
     #[test]
     fn input_beyond_the_pipe_never_blocks_the_writer_and_arrives_whole_in_order() {
         let mut p = sh("sleep 0.3; tee /dev/stderr | wc -c");
