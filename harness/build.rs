@@ -15,34 +15,25 @@ fn main() {
     // A static Rust build (-C target-feature=+crt-static, as for the Docker
     // image FROM scratch) gets static C binaries too.
     let static_link = std::env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|x| x == "crt-static"));
-    for role in ["writer", "reader"] {
-        let src = format!("reference/{role}.c");
+    let compile = |src: &str, name: &str| {
         println!("cargo:rerun-if-changed={src}");
         let status = compiler
             .to_command()
             .args(["-std=gnu11"])
             .args(static_link.then_some("-static"))
             .arg("-o")
-            .arg(out.join(format!("c-{role}")))
-            .arg(&src)
+            .arg(out.join(name))
+            .arg(src)
             .status()
             .expect("run the C compiler");
         assert!(status.success(), "compiling {src} failed");
+    };
+    for role in ["writer", "reader"] {
+        compile(&format!("reference/{role}.c"), &format!("c-{role}"));
     }
     println!("cargo:rerun-if-changed=reference/common.h");
-    // The init of each scenario's PID namespace (native/pid-init.c).
-    let src = "native/pid-init.c";
-    println!("cargo:rerun-if-changed={src}");
-    let status = compiler
-        .to_command()
-        .args(["-std=gnu11"])
-        .args(static_link.then_some("-static"))
-        .arg("-o")
-        .arg(out.join("pid-init"))
-        .arg(src)
-        .status()
-        .expect("run the C compiler");
-    assert!(status.success(), "compiling {src} failed");
+    // The init of each scenario's PID namespace.
+    compile("native/pid-init.c", "pid-init");
     println!("cargo:rustc-env=SHMCONF_C_REFERENCE_DIR={}", out.display());
     write_catalogue();
 }
