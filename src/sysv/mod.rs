@@ -2,7 +2,8 @@
 //! `shmdt` and `shmctl`.
 //!
 //! This is the only module of the project with `unsafe` code (a workspace
-//! lint denies it everywhere else; [`process`] holds what runs between fork and exec). Each call
+//! lint denies it everywhere else; [`process`] holds what runs between a
+//! child's start and its exec, [`spawn`] starts it without copying the harness). Each call
 //! becomes a typed value whose invariants make the unsafe parts sound:
 //!
 //! * [`Key`] is a `key_t`, made by [`Key::ftok`], [`Key::from_raw`] or
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 pub mod process;
+pub mod spawn;
 
 pub use nix::errno::Errno;
 
@@ -488,8 +490,8 @@ impl Segment {
 static FORKS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Hold while this process forks a child (a `Command` with `pre_exec`,
-/// which forks; plain `Command`s use posix_spawn, which copies no
-/// mappings): an unseen attachment being made in another thread waits, so
+/// which forks; plain `Command`s use posix_spawn and [`spawn::Launch`] a
+/// `CLONE_VM` clone, which copy no mappings and need no guard): an unseen attachment being made in another thread waits, so
 /// no child inherits it before it is marked MADV_DONTFORK. (Seen: a reader
 /// of the segment table briefly counted the harness's own read as an
 /// attachment, nattch 1 instead of 0, a false FAIL in 1 of ~7 runs.)

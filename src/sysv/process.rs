@@ -1,51 +1,52 @@
 //! The one process-control need that has no safe API: code that runs in a
-//! forked child before `exec`.
+//! child between its start and its `exec` (started by [`super::spawn`], or
+//! by the standard library's fork for a test's command with a hook).
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Make the child started by `cmd` die (SIGKILL) when the thread that spawns
-/// it ends, whether it returns, panics or the whole process is SIGKILLed: a
-/// supervisor that is killed outright must not leave its children running.
-///
-/// Linux delivers the parent-death signal when the *thread* that forked the
-/// child exits, so spawn from a thread that outlives the child (a scenario's
-/// own thread, which kills its children before it ends).
-pub fn die_with_parent(cmd: &mut Command) {
-    signal_at_parent_death(cmd, libc::SIGKILL);
-}
-
-/// Like [`die_with_parent`], with SIGTERM: the child ends as a signalled
+/// Like [`super::spawn::Launch::die_with_parent`], for a command the
+/// standard library starts, with SIGTERM: the child ends as a signalled
 /// shmconf run does, cleaning up after itself. Tests start shmconf so, so
 /// that a test binary killed mid-test (a timeout, ^C) leaves no run behind.
 pub fn end_with_parent(cmd: &mut Command) {
-    signal_at_parent_death(cmd, libc::SIGTERM);
-}
-
-fn signal_at_parent_death(cmd: &mut Command, signal: libc::c_int) {
     let parent = std::process::id() as libc::pid_t;
     let hook = move || {
-        // SAFETY: prctl and getppid are async-signal-safe system calls that
-        // touch no memory of ours; nothing here allocates or takes a lock,
-        // as code between fork and exec must not.
-        unsafe {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect: then the
-            // signal will never come, so go now. (In a new PID namespace the
-            // parent outside it shows as 0; an orphan there shows its init.)
-            let ppid = libc::getppid();
-            if ppid != parent && ppid != 0 {
-                libc::_exit(128 + signal);
-            }
+        // SAFETY: set_death_signal is async-signal-safe (see it).
+        if unsafe { set_death_signal(libc::SIGTERM, parent) } {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
         }
-        Ok(())
     };
     // SAFETY: the hook only makes async-signal-safe calls (see above).
     unsafe {
         cmd.pre_exec(hook);
     }
+}
+
+/// In a child before exec: `signal` when the thread that started it ends
+/// (PR_SET_PDEATHSIG), or `_exit(128 + signal)` now if `parent` (the
+/// process that started it) is gone already. False on a failure, errno set.
+///
+/// # Safety
+/// Async-signal-safe: prctl(2), getppid(2), _exit(2); no memory of ours.
+pub(super) unsafe fn set_death_signal(signal: libc::c_int, parent: libc::pid_t) -> bool {
+    // SAFETY: prctl and getppid are system calls that touch no memory of
+    // ours; nothing here allocates or takes a lock.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) == -1 {
+            return false;
+        }
+        // The parent may have died before prctl took effect: then the
+        // signal will never come, so go now. (In a new PID namespace the
+        // parent outside it shows as 0; an orphan there shows its init.)
+        let ppid = libc::getppid();
+        if ppid != parent && ppid != 0 {
+            libc::_exit(128 + signal);
+        }
+    }
+    true
 }
 
 /// The system calls at which a traced role stops (x86_64 numbers): every
@@ -118,7 +119,7 @@ mod bpf {
 /// The seccomp program: SECCOMP_RET_TRACE (a ptrace stop before the call)
 /// for [`traced_calls`] (read only on fd 0, write only on fds 1 and 2),
 /// SECCOMP_RET_ALLOW for everything else, and for other architectures.
-fn stop_filter() -> Vec<libc::sock_filter> {
+pub(super) fn stop_filter() -> Vec<libc::sock_filter> {
     use bpf::{jeq, ld, ret, ARCH, ARG0, NR};
     use traced_calls::*;
     // Forward jumps only, as BPF requires; offsets count from the next
@@ -152,50 +153,53 @@ fn stop_filter() -> Vec<libc::sock_filter> {
     p
 }
 
-/// Start the child of `cmd` traced by the spawning thread (PTRACE_TRACEME),
-/// with a seccomp filter that stops it before each of [`traced_calls`]
-/// (PTRACE_EVENT_SECCOMP, once the tracer sets PTRACE_O_TRACESECCOMP after
-/// the exec stop). The program runs unmodified; only the points at which it
-/// can be paused are added. x86_64 only.
+/// In a child before exec: be traced by the thread that started it
+/// (PTRACE_TRACEME), with the seccomp program `filter` ([`stop_filter`])
+/// that stops it before each of [`traced_calls`] (PTRACE_EVENT_SECCOMP,
+/// once the tracer sets PTRACE_O_TRACESECCOMP after the exec stop). The
+/// program runs unmodified; only the points at which it can be paused are
+/// added. x86_64 only. False on a failure, errno set.
 ///
 /// `no_new_privs` is set (seccomp requires it without CAP_SYS_ADMIN, e.g.
 /// after the child dropped to another uid): a traced role cannot gain
 /// privileges through a set-uid program.
-pub fn trace_at_ipc_calls(cmd: &mut Command) {
-    let filter = stop_filter();
-    let hook = move || {
-        let prog = libc::sock_fprog {
-            len: filter.len() as libc::c_ushort,
-            filter: filter.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: ptrace(TRACEME) and prctl are async-signal-safe system
-        // calls; `prog` points into `filter`, which the closure owns and
-        // which lives (unchanged, allocated before the fork) until exec, and
-        // the kernel copies the program during the call. Nothing here
-        // allocates or takes a lock.
-        unsafe {
-            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-                &prog as *const libc::sock_fprog as libc::c_ulong,
-                0,
-                0,
-            ) == -1
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    // SAFETY: the hook only makes async-signal-safe calls (see above).
+///
+/// # Safety
+/// Async-signal-safe: ptrace(2) and prctl(2); the kernel copies `filter`
+/// during the call.
+pub(super) unsafe fn stop_at_ipc_calls(filter: &[libc::sock_filter]) -> bool {
+    // SAFETY: ptrace(TRACEME) takes no memory; prctl reads `prog`, which
+    // points into `filter`, alive and unchanged for the call.
     unsafe {
-        cmd.pre_exec(hook);
+        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == -1 {
+            return false;
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
+            return false;
+        }
+        install_filter(filter)
+    }
+}
+
+/// PR_SET_SECCOMP with `filter`; false on a failure, errno set.
+///
+/// # Safety
+/// Async-signal-safe: one prctl(2) reading `filter`, which the kernel copies.
+unsafe fn install_filter(filter: &[libc::sock_filter]) -> bool {
+    let prog = libc::sock_fprog {
+        len: filter.len() as libc::c_ushort,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` and the instructions it points to outlive the call;
+    // the kernel only reads them.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &prog as *const libc::sock_fprog as libc::c_ulong,
+            0,
+            0,
+        ) != -1
     }
 }
 
@@ -233,8 +237,8 @@ pub enum Limit {
     AddressSpace,
 }
 
-/// What [`confine`] applies in the child, prepared before the fork (code
-/// between fork and exec must not allocate).
+/// What [`apply_confinement`] applies in the child, prepared before the
+/// child is started (code between its start and its exec must not allocate).
 #[derive(Default)]
 pub struct Confinement {
     /// `cgroup.procs` files of the cgroups to join (one per hierarchy).
@@ -290,20 +294,6 @@ pub fn with_default_signals(cmd: &mut Command) {
     }
 }
 
-/// Start `cmd` by fork(2) as every command with a pre-exec hook is started
-/// (the harness's programs, confined by hooks), not by posix_spawn(3)'s
-/// `CLONE_VM | CLONE_VFORK` clone, which std uses for a command without one.
-/// For measuring only: `bench --explore` runs its floor both ways, so the
-/// share of an exploration that is the spawn mechanism itself (copying a
-/// threaded process's page tables, the copy-on-write faults and TLB
-/// shootdowns until exec) is a number beside the rest.
-pub fn spawn_by_fork(cmd: &mut Command) {
-    // SAFETY: the hook does nothing at all.
-    unsafe {
-        cmd.pre_exec(|| Ok(()));
-    }
-}
-
 /// `struct __user_cap_header_struct` of <linux/capability.h>.
 #[repr(C)]
 struct CapHeader {
@@ -325,7 +315,7 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
 
 /// Least privilege for a program under test, as sandbox runners apply it in
-/// the child before exec, in this order: every signal's disposition back to
+/// the child before exec (see [`super::spawn::Launch::confine`]), in this order: every signal's disposition back to
 /// its default (what the harness was started ignoring, as under `nohup` or
 /// a shell's `&`, must not change how a program reacts to a signal a
 /// scenario sends; the standard library resets only SIGPIPE and the mask),
@@ -341,89 +331,72 @@ const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
 /// [`no_user_namespace_filter`]). Any failure fails the spawn (the program
 /// never runs unconfined).
 ///
-/// Register it before other hooks: a uid switch clears the parent-death
-/// signal, which must therefore be set after it.
-pub fn confine(cmd: &mut Command, confinement: Confinement) {
-    let user_ns_filter = no_user_namespace_filter();
-    let hook = move || {
-        let c = &confinement;
-        let fail = || Err(std::io::Error::last_os_error());
-        // SAFETY: every call below is an async-signal-safe system call on
-        // memory that `confinement` owns (allocated before the fork and not
-        // touched since) or on locals; nothing allocates or takes a lock.
-        unsafe {
-            if !reset_signal_dispositions() {
-                return fail();
-            }
-            for procs in &c.cgroups {
-                // "0": the writing process itself.
-                if libc::write(std::os::fd::AsRawFd::as_raw_fd(procs), b"0".as_ptr().cast(), 1) != 1 {
-                    return fail();
-                }
-            }
-            for &(limit, value) in &c.rlimits {
-                let resource = match limit {
-                    Limit::Processes => libc::RLIMIT_NPROC,
-                    Limit::AddressSpace => libc::RLIMIT_AS,
-                };
-                let rl = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                if libc::setrlimit(resource, &rl) == -1 {
-                    return fail();
-                }
-            }
-            if let Some(ns) = &c.mount_ns {
-                if libc::setns(std::os::fd::AsRawFd::as_raw_fd(ns), libc::CLONE_NEWNS) == -1 {
-                    return fail();
-                }
-            }
-            if let Some(dir) = &c.workdir {
-                if libc::chdir(dir.as_ptr()) == -1 {
-                    return fail();
-                }
-            }
-            // No controlling terminal: /dev/tty then fails (ENXIO), so the
-            // user's terminal can be neither written to nor fed input
-            // (TIOCSTI). TIOCNOTTY detaches only the caller when it is not a
-            // session leader (a session of its own would make the program's
-            // process group an orphaned one, which changes how its stops
-            // behave and made traced runs four times slower).
-            let tty = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-            if tty >= 0 {
-                let detached = libc::ioctl(tty, libc::TIOCNOTTY);
-                libc::close(tty);
-                if detached == -1 {
-                    return fail();
-                }
-            }
-            if !mark_inherited_cloexec() || !drop_privileges(c) {
-                return fail();
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
-                return fail();
-            }
-            let prog = libc::sock_fprog {
-                len: user_ns_filter.len() as libc::c_ushort,
-                filter: user_ns_filter.as_ptr() as *mut libc::sock_filter,
-            };
-            if libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-                &prog as *const libc::sock_fprog as libc::c_ulong,
-                0,
-                0,
-            ) == -1
-            {
-                return fail();
+/// False on a failure, errno set. `user_ns_filter` is
+/// [`no_user_namespace_filter`]. Run it before the parent-death signal is
+/// set: a uid switch clears that signal.
+///
+/// # Safety
+/// Async-signal-safe: every call below is a system call on memory that
+/// `c` owns (prepared before the child was started, not touched since) or
+/// on locals; nothing allocates or takes a lock. The uid and gid switches
+/// are raw system calls: the C library's wrappers would signal every
+/// thread of the harness, whose memory a `CLONE_VM` child shares.
+pub(super) unsafe fn apply_confinement(c: &Confinement, user_ns_filter: &[libc::sock_filter]) -> bool {
+    // SAFETY: as the function's contract says.
+    unsafe {
+        if !reset_signal_dispositions() {
+            return false;
+        }
+        for procs in &c.cgroups {
+            // "0": the writing process itself.
+            if libc::write(std::os::fd::AsRawFd::as_raw_fd(procs), b"0".as_ptr().cast(), 1) != 1 {
+                return false;
             }
         }
-        Ok(())
-    };
-    // SAFETY: the hook only makes async-signal-safe calls (see above).
-    unsafe {
-        cmd.pre_exec(hook);
+        for &(limit, value) in &c.rlimits {
+            let resource = match limit {
+                Limit::Processes => libc::RLIMIT_NPROC,
+                Limit::AddressSpace => libc::RLIMIT_AS,
+            };
+            let rl = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            if libc::setrlimit(resource, &rl) == -1 {
+                return false;
+            }
+        }
+        if let Some(ns) = &c.mount_ns {
+            if libc::setns(std::os::fd::AsRawFd::as_raw_fd(ns), libc::CLONE_NEWNS) == -1 {
+                return false;
+            }
+        }
+        if let Some(dir) = &c.workdir {
+            if libc::chdir(dir.as_ptr()) == -1 {
+                return false;
+            }
+        }
+        // No controlling terminal: /dev/tty then fails (ENXIO), so the
+        // user's terminal can be neither written to nor fed input
+        // (TIOCSTI). TIOCNOTTY detaches only the caller when it is not a
+        // session leader (a session of its own would make the program's
+        // process group an orphaned one, which changes how its stops
+        // behave and made traced runs four times slower).
+        let tty = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if tty >= 0 {
+            let detached = libc::ioctl(tty, libc::TIOCNOTTY);
+            libc::close(tty);
+            if detached == -1 {
+                return false;
+            }
+        }
+        if !mark_inherited_cloexec() || !drop_privileges(c) {
+            return false;
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
+            return false;
+        }
+        install_filter(user_ns_filter)
     }
 }
 
@@ -471,7 +444,7 @@ unsafe fn mark_inherited_cloexec() -> bool {
 ///
 /// # Safety
 /// Async-signal-safe: prctl(2), setgroups(2), setgid(2), setuid(2),
-/// capget(2) and capset(2) on `c` (owned, untouched since the fork) and
+/// capget(2) and capset(2) on `c` (owned, untouched since the child started) and
 /// locals.
 unsafe fn drop_privileges(c: &Confinement) -> bool {
     // SAFETY: as the function's contract says.
@@ -502,17 +475,18 @@ unsafe fn drop_privileges(c: &Confinement) -> bool {
             return false;
         }
         if c.uid.is_some() || c.gid.is_some() {
-            if libc::setgroups(0, std::ptr::null()) == -1 {
+            // Raw system calls: for this task only (see apply_confinement).
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1 {
                 return false;
             }
             let gid = c.gid.or(c.uid);
             if let Some(gid) = gid {
-                if libc::setgid(gid) == -1 {
+                if libc::syscall(libc::SYS_setgid, gid) == -1 {
                     return false;
                 }
             }
             if let Some(uid) = c.uid {
-                if libc::setuid(uid) == -1 {
+                if libc::syscall(libc::SYS_setuid, uid) == -1 {
                     return false;
                 }
             }
@@ -524,7 +498,7 @@ unsafe fn drop_privileges(c: &Confinement) -> bool {
 /// capget(2), then capset(2) of the permitted and effective sets masked by
 /// `keep` (a bit per capability, linux/capability.h numbers) and an empty
 /// inheritable set. Async-signal-safe (two system calls on locals), so
-/// both a forked child and a running process of ours use it.
+/// both a child before exec and a running process of ours use it.
 fn reduce_capabilities(keep: u64) -> bool {
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
@@ -598,7 +572,7 @@ const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 /// profile does: unshare and clone with CLONE_NEWUSER fail with EPERM,
 /// clone3 (whose flags a filter cannot read) with ENOSYS, so that libc falls
 /// back to clone; x32 calls fail with ENOSYS. Everything else is allowed.
-fn no_user_namespace_filter() -> Vec<libc::sock_filter> {
+pub(super) fn no_user_namespace_filter() -> Vec<libc::sock_filter> {
     use bpf::{jmp, ld, ret, ARCH, ARG0, NR};
     use libc::{BPF_JEQ, BPF_JGE, BPF_JSET};
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -642,8 +616,8 @@ fn no_user_namespace_filter() -> Vec<libc::sock_filter> {
     p
 }
 
-/// The mount namespace [`enter_new_mount_namespace`] makes, prepared before
-/// the fork from the harness's own mount table (which the child's copy is).
+/// The mount namespace [`make_mount_namespace`] makes, prepared before
+/// the child is started from the harness's own mount table (which the child's copy is).
 pub struct MountPlan {
     /// The one writable place: bound onto itself, so it is a mount of its own.
     pub writable_dir: std::ffi::CString,
@@ -652,66 +626,62 @@ pub struct MountPlan {
     pub read_only: Vec<(std::ffi::CString, libc::c_ulong)>,
 }
 
-/// Start the child of `cmd` in a mount namespace of its own, made before it
+/// In a child before exec: a mount namespace of its own, made before it
 /// execs (so that it exists once the spawn returns): nothing propagates
 /// back to the harness's mounts (/ is made private), /proc is a new
 /// read-only mount of the child's PID namespace (so, for the init of a new
 /// PID namespace, only that namespace's processes), `writable_dir` stays
-/// writable and every other mount becomes read-only. Any failure fails the
-/// spawn with its errno (a container's security profile may forbid mount).
-pub fn enter_new_mount_namespace(cmd: &mut Command, plan: MountPlan) {
-    let hook = move || {
-        let fail = || Err(std::io::Error::last_os_error());
-        let none = std::ptr::null::<libc::c_char>();
-        let dir = plan.writable_dir.as_ptr();
-        // SAFETY: unshare and mount are async-signal-safe system calls; the
-        // strings are C strings that `plan` owns (allocated before the fork,
-        // not touched since) or literals; nothing allocates or takes a lock.
-        unsafe {
-            if libc::unshare(libc::CLONE_NEWNS) == -1 {
-                return fail();
-            }
-            if libc::mount(
-                none,
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) == -1
+/// writable and every other mount becomes read-only. False on a failure,
+/// errno set (a container's security profile may forbid mount).
+///
+/// # Safety
+/// Async-signal-safe: unshare(2) and mount(2) on C strings that `plan`
+/// owns (prepared before the child was started, not touched since) or
+/// literals; nothing allocates or takes a lock.
+pub(super) unsafe fn make_mount_namespace(plan: &MountPlan) -> bool {
+    let none = std::ptr::null::<libc::c_char>();
+    let dir = plan.writable_dir.as_ptr();
+    // SAFETY: as the function's contract says.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) == -1 {
+            return false;
+        }
+        if libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == -1
+        {
+            return false;
+        }
+        if libc::mount(dir, dir, none, libc::MS_BIND | libc::MS_REC, std::ptr::null()) == -1 {
+            return false;
+        }
+        let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
+        if libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            proc_flags,
+            std::ptr::null(),
+        ) == -1
+        {
+            return false;
+        }
+        for (path, flags) in &plan.read_only {
+            let flags = flags | libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+            // ENOENT, EINVAL: the mount went away since the plan was read
+            // (a neighbour's: a container engine's layer, a sandbox's
+            // tmpfs); its path, if any, is its parent mount's, which is
+            // read-only already. Anything else fails the spawn.
+            if libc::mount(none, path.as_ptr(), none, flags, std::ptr::null()) == -1
+                && !matches!(*libc::__errno_location(), libc::ENOENT | libc::EINVAL)
             {
-                return fail();
-            }
-            if libc::mount(dir, dir, none, libc::MS_BIND | libc::MS_REC, std::ptr::null()) == -1 {
-                return fail();
-            }
-            let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
-            if libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                proc_flags,
-                std::ptr::null(),
-            ) == -1
-            {
-                return fail();
-            }
-            for (path, flags) in &plan.read_only {
-                let flags = flags | libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
-                // ENOENT, EINVAL: the mount went away since the plan was read
-                // (a neighbour's: a container engine's layer, a sandbox's
-                // tmpfs); its path, if any, is its parent mount's, which is
-                // read-only already. Anything else fails the spawn.
-                if libc::mount(none, path.as_ptr(), none, flags, std::ptr::null()) == -1
-                    && !matches!(*libc::__errno_location(), libc::ENOENT | libc::EINVAL)
-                {
-                    return fail();
-                }
+                return false;
             }
         }
-        Ok(())
-    };
-    // SAFETY: the hook only makes async-signal-safe calls (see above).
-    unsafe {
-        cmd.pre_exec(hook);
     }
+    true
 }

@@ -40,18 +40,6 @@ pub enum FloorError {
     Panicked,
 }
 
-/// How the floor starts each program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spawn {
-    /// posix_spawn(3) (`CLONE_VM | CLONE_VFORK`): nothing of this process
-    /// copied. What any driver that confines nothing pays: the floor.
-    Vfork,
-    /// fork(2) then exec, as a command with a pre-exec hook is started (all
-    /// of shmconf's programs, confined by hooks): this process's page
-    /// tables copied, its pages copy-on-write until the child execs.
-    Fork,
-}
-
 /// One timed pass of the floor over a scenario's orders.
 #[derive(Debug, Clone, Copy)]
 pub struct FloorRun {
@@ -61,14 +49,9 @@ pub struct FloorRun {
 
 /// Run the orders `shmconf run` would explore for `sf` (the first
 /// `max_orders` of the plan), bare, with `jobs` workers, each program
-/// started as `spawn` says.
-pub fn run(
-    sf: &ScenarioFile,
-    imp: &Implementation,
-    jobs: usize,
-    max_orders: usize,
-    spawn: Spawn,
-) -> Result<FloorRun, FloorError> {
+/// started by posix_spawn(3) (`CLONE_VM | CLONE_VFORK`: nothing of this
+/// process copied, as shmconf's `spawn::Launch` starts its programs).
+pub fn run(sf: &ScenarioFile, imp: &Implementation, jobs: usize, max_orders: usize) -> Result<FloorRun, FloorError> {
     let crate::scenario::Body::Explore(ex) = &sf.scenario.body else {
         return Err(FloorError::Orders {
             scenario: sf.id.clone(),
@@ -94,7 +77,7 @@ pub fn run(
                         let Some(order) = orders.get(i) else {
                             return Ok(());
                         };
-                        run_order(sf, ex, imp, order, spawn)?;
+                        run_order(sf, ex, imp, order)?;
                     }
                 })
             })
@@ -110,13 +93,7 @@ pub fn run(
 }
 
 /// One order in a fresh IPC namespace and dir.
-fn run_order(
-    sf: &ScenarioFile,
-    ex: &Exploration,
-    imp: &Implementation,
-    order: &[Move],
-    how: Spawn,
-) -> Result<(), FloorError> {
+fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &[Move]) -> Result<(), FloorError> {
     // The worker thread's own namespace; the previous order's goes with its
     // last process.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FloorError::Namespace)?;
@@ -167,9 +144,6 @@ fn run_order(
                         .stderr(Stdio::piped());
                     if let Some(env) = imp.env(role) {
                         cmd.envs(env);
-                    }
-                    if how == Spawn::Fork {
-                        shmconf::sysv::process::spawn_by_fork(&mut cmd);
                     }
                     cmd.spawn()
                 };

@@ -7,7 +7,6 @@
 //! medians are compared, so a machine that slows down during the bench
 //! slows both.
 
-use super::explore_floor::Spawn;
 use super::BenchError;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,7 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-/// Passes of each measurement (alternated floor, floor by fork, shmconf); medians reported.
+/// Passes of each measurement (alternated floor and shmconf); medians reported.
 pub const PASSES: usize = 3;
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,10 +37,6 @@ pub struct ExploreSpeed {
     pub floor_orders: Option<usize>,
     /// floor_ms / wall_ms: 1.0 is a harness that costs nothing.
     pub floor_ratio: Option<f64>,
-    /// The same floor with each program started by fork(2), as shmconf
-    /// starts its confined programs, instead of posix_spawn (median): the
-    /// difference to `floor_ms` is what the spawn mechanism alone costs.
-    pub fork_floor_ms: Option<f64>,
     /// Why there is no floor for this row.
     pub no_floor: Option<String>,
     pub status: String,
@@ -127,17 +122,13 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
             crate::scenario::Granularity::Syscall => "syscall",
         };
         for jobs in [1usize, 2] {
-            let (mut scenario_ms, mut walls, mut floors, mut fork_floors) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut scenario_ms, mut walls, mut floors) = (Vec::new(), Vec::new(), Vec::new());
             let (mut orders, mut status, mut no_floor, mut floor_orders) = (0, String::new(), None, None);
             for _ in 0..PASSES {
-                for (spawn, times) in [(Spawn::Vfork, &mut floors), (Spawn::Fork, &mut fork_floors)] {
-                    if no_floor.is_some() {
-                        break;
-                    }
-                    match super::explore_floor::run(&sf, &imp, jobs, crate::engine::DEFAULT_MAX_ORDERS, spawn) {
+                if no_floor.is_none() {
+                    match super::explore_floor::run(&sf, &imp, jobs, crate::engine::DEFAULT_MAX_ORDERS) {
                         Ok(f) => {
-                            times.push(f.ms);
+                            floors.push(f.ms);
                             floor_orders = Some(f.orders);
                         }
                         Err(e) => no_floor = Some(e.to_string()),
@@ -150,7 +141,6 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
             }
             let (ms, wall_ms) = (median(scenario_ms), median(walls));
             let floor_ms = (no_floor.is_none() && !floors.is_empty()).then(|| median(floors));
-            let fork_floor_ms = (no_floor.is_none() && !fork_floors.is_empty()).then(|| median(fork_floors));
             out.push(ExploreSpeed {
                 scenario: sf.id.clone(),
                 granularity: granularity.into(),
@@ -162,7 +152,6 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
                 floor_ms,
                 floor_orders: floor_ms.and(floor_orders),
                 floor_ratio: floor_ms.filter(|_| wall_ms > 0.0).map(|f| f / wall_ms),
-                fork_floor_ms,
                 no_floor,
                 status,
             });
@@ -175,15 +164,11 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
 pub fn table(rows: &[ExploreSpeed]) -> String {
     let mut out = format!(
         "\nexploration speed (each scenario with --jobs 1, then 2; medians of {PASSES} passes, alternated with \
-         its floor: the same orders run bare; ratio = floor / shmconf's whole run; by fork: the floor with \
-         its programs started by fork(2) as shmconf starts its confined ones, not posix_spawn)\n"
+         its floor: the same orders run bare; ratio = floor / shmconf's whole run)\n"
     );
     for r in rows {
         let floor = match (r.floor_ms, r.floor_ratio) {
-            (Some(f), Some(ratio)) => format!(
-                "floor {f:>7.0} ms  ratio {ratio:.2}  by fork {:>7.0} ms",
-                r.fork_floor_ms.unwrap_or(f64::NAN)
-            ),
+            (Some(f), Some(ratio)) => format!("floor {f:>7.0} ms  ratio {ratio:.2}"),
             _ => "floor       -".to_string(),
         };
         out.push_str(&format!(
@@ -208,12 +193,10 @@ pub fn table(rows: &[ExploreSpeed]) -> String {
             let floored: Vec<&ExploreSpeed> = mine().filter(|r| r.floor_ms.is_some()).collect();
             if !floored.is_empty() {
                 let floor: f64 = floored.iter().filter_map(|r| r.floor_ms).sum();
-                let by_fork: f64 = floored.iter().filter_map(|r| r.fork_floor_ms).sum();
                 let wall: f64 = floored.iter().map(|r| r.wall_ms).sum();
                 out.push_str(&format!(
-                    "; floor {floor:.0} ms of shmconf's {wall:.0} ms = ratio {:.2} (by fork {by_fork:.0} ms = ratio {:.2})",
-                    floor / wall,
-                    by_fork / wall
+                    "; floor {floor:.0} ms of shmconf's {wall:.0} ms = ratio {:.2}",
+                    floor / wall
                 ));
             }
             out.push('\n');

@@ -13,7 +13,7 @@
 //!   namespace before it execs ([`mount_plan`]): a /proc of that PID
 //!   namespace (read-only), every other mount read-only, and the scenario's
 //!   dir the one writable place.
-//! * **Credentials** ([`shmconf::sysv::process::confine`]): no capability
+//! * **Credentials** ([`shmconf::sysv::spawn::Launch::confine`]): no capability
 //!   (no scenario needs one: a uid switch is done by the harness before the
 //!   exec), no_new_privs, no user namespace (seccomp), no controlling
 //!   terminal. Where there is no PID namespace, the harness is a
@@ -24,10 +24,10 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shmconf::sysv::process::{Confinement, Limit, MountPlan};
+use shmconf::sysv::spawn::Launch;
 
 /// Per-scenario bounds on what its programs consume (`--max-processes`,
 /// `--max-memory`).
@@ -511,12 +511,12 @@ impl ScenarioConfinement {
         self.mount_ns.is_some()
     }
 
-    /// Confine the program `cmd` starts (as `uid`/`gid` where given; the
+    /// Confine the program `launch` starts (as `uid`/`gid` where given; the
     /// scenario dir `workdir` as its working directory; with CAP_SETUID and
     /// the capabilities `keep` names and no other).
     pub fn apply(
         &self,
-        cmd: &mut Command,
+        launch: &mut Launch,
         workdir: &Path,
         uid: Option<u32>,
         gid: Option<u32>,
@@ -553,18 +553,15 @@ impl ScenarioConfinement {
         };
         let workdir = std::ffi::CString::new(workdir.as_os_str().as_encoded_bytes())
             .map_err(|_| ConfineError::NulInPath(workdir.to_path_buf()))?;
-        shmconf::sysv::process::confine(
-            cmd,
-            Confinement {
-                cgroups,
-                rlimits,
-                mount_ns,
-                workdir: Some(workdir),
-                uid,
-                gid,
-                keep_capabilities: keep.mask(),
-            },
-        );
+        launch.confine(Confinement {
+            cgroups,
+            rlimits,
+            mount_ns,
+            workdir: Some(workdir),
+            uid,
+            gid,
+            keep_capabilities: keep.mask(),
+        });
         Ok(())
     }
 
@@ -708,7 +705,7 @@ fn reap_orphans(pids: &BTreeSet<i32>) {
 }
 
 /// The mount namespace of a scenario (made in its PID namespace's init
-/// before it execs, see [`shmconf::sysv::process::enter_new_mount_namespace`]):
+/// before it execs, see [`shmconf::sysv::spawn::Launch::enter_new_mount_namespace`]):
 /// a /proc of that PID namespace, read-only; every other mount of the
 /// harness's table read-only; `dir`, the scenario's dir, the one writable
 /// place. Programs of the scenario enter it (see [`ScenarioConfinement::apply`]).
@@ -863,14 +860,20 @@ mod tests {
         let plan = mount_plan(dir.path());
         umount(neighbour.path()).unwrap();
         let plan = plan.unwrap();
-        let mut cmd = std::process::Command::new("sh");
+        let mut launch = Launch::new("sh");
         let script = format!(
             "! touch /etc/shmconf-probe 2>/dev/null && touch '{}/writable'",
             dir.path().display()
         );
-        cmd.args(["-c", &script]);
-        shmconf::sysv::process::enter_new_mount_namespace(&mut cmd, plan);
-        let status = cmd.status().expect("the spawn must not fail on a mount that went away");
-        assert!(status.success(), "the rest is read-only and the dir writable: {status}");
+        launch.args(["-c", &script]).enter_new_mount_namespace(plan);
+        let child = launch
+            .spawn()
+            .expect("the spawn must not fail on a mount that went away");
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child.pid), 0),
+            "the rest is read-only and the dir writable"
+        );
     }
 }

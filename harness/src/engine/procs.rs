@@ -14,8 +14,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::ChildStdin;
 use std::sync::atomic::Ordering;
 
 use crate::events::contains;
@@ -28,6 +27,7 @@ use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::events::{Ending, Text};
+use shmconf::sysv::spawn::Launch;
 
 /// Bytes of each output stream kept for judging; the rest is only counted.
 /// More than any expectation may hold (`scenario::MAX_EXPECT_BYTES`), so an
@@ -40,7 +40,7 @@ static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// Held (shared) by every spawn from before its `interrupted()` check until
 /// its group is in `LIVE_GROUPS`, and (exclusive) by `interrupt_all` before
 /// it reads them: a signal cannot miss a group, and spawns on several
-/// threads do not wait for each other's fork.
+/// threads do not wait for each other.
 static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Mark the run interrupted by `signal` and kill every live group: running
@@ -438,7 +438,7 @@ fn abandon(pid: i32, e: std::io::Error) -> std::io::Error {
 pub struct Proc {
     pub name: String,
     pub pid: i32,
-    /// An instant before it was forked: a deadline made earlier counts all
+    /// An instant before it was started: a deadline made earlier counts all
     /// of its waits for a CPU (see [`CpuWaitMark::with_program`]).
     pub started: Instant,
     stdin: Option<ChildStdin>,
@@ -466,66 +466,66 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Proc {
-    /// Spawn `cmd` as the leader of a new process group with piped stdio,
+    /// Spawn `launch` as the leader of a new process group with piped stdio,
     /// dying with the calling thread, inside `pid_ns` when given.
-    pub fn spawn(name: &str, cmd: Command, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
-        Self::spawn_inner(name, cmd, pid_ns, false)
+    pub fn spawn(name: &str, launch: impl Into<Launch>, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
+        Self::spawn_inner(name, launch.into(), pid_ns, false)
     }
 
     /// As `spawn`, but traced by the calling thread, stopping before each
     /// system call that matters for shared memory (see `engine::trace`).
     /// Only the calling thread may then step it, see its end, or reap it.
-    pub fn spawn_traced(name: &str, mut cmd: Command, pid_ns: Option<&mut PidNamespace>) -> std::io::Result<Proc> {
-        shmconf::sysv::process::trace_at_ipc_calls(&mut cmd);
-        Self::spawn_inner(name, cmd, pid_ns, true)
+    pub fn spawn_traced(
+        name: &str,
+        launch: impl Into<Launch>,
+        pid_ns: Option<&mut PidNamespace>,
+    ) -> std::io::Result<Proc> {
+        let mut launch = launch.into();
+        launch.trace_at_ipc_calls();
+        Self::spawn_inner(name, launch, pid_ns, true)
     }
 
     fn spawn_inner(
         name: &str,
-        mut cmd: Command,
+        mut launch: Launch,
         pid_ns: Option<&mut PidNamespace>,
         traced: bool,
     ) -> std::io::Result<Proc> {
-        // Before the fork: the process is born after this instant.
+        // Before the start: the process is born after this instant.
         let started = Instant::now();
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
         // Inside a scenario's PID namespace whose init is already running,
         // the init's own parent-death signal covers every process: when the
         // init dies, the kernel kills the whole namespace.
         let init_covers_it = pid_ns.as_ref().is_some_and(|ns| ns.init.is_some());
         if traced || !init_covers_it {
-            shmconf::sysv::process::die_with_parent(&mut cmd);
+            launch.die_with_parent();
         }
         // Held across the spawn so a signal cannot miss the group.
         let spawning = SPAWNING.read().unwrap_or_else(|p| p.into_inner());
         if interrupted() {
             return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, interruption()));
         }
-        // No unseen attachment of another thread may be copied into the child.
-        let forking = shmconf::sysv::fork_guard();
+        // No fork guard: a `Launch` shares the harness's memory until its
+        // exec instead of copying it, so no attachment can be inherited.
         let reaper = pid_ns.as_ref().and_then(|ns| ns.init);
-        let mut child = match pid_ns {
+        let child = match pid_ns {
             // The thread may not start threads while its children's PID
             // namespace differs from its own: switch for the spawn only.
             Some(ns) => {
                 ns.enter_for_children()?;
-                let spawned = cmd.spawn();
-                let left = ns.leave(spawned.as_ref().ok().map(|c| c.id()));
+                let spawned = launch.spawn();
+                let left = ns.leave(spawned.as_ref().ok().map(|c| c.pid as u32));
                 let child = spawned?;
                 if let Err(e) = left {
-                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                    let _ = waitpid(Pid::from_raw(child.id() as i32), None);
+                    let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(child.pid), None);
                     return Err(e);
                 }
                 child
             }
-            None => cmd.spawn()?,
+            None => launch.spawn()?,
         };
-        drop(forking);
-        let pid = child.id() as i32;
+        let pid = child.pid;
         LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
         drop(spawning);
 
@@ -533,7 +533,7 @@ impl Proc {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         });
-        let stdin = child.stdin.take();
+        let stdin = Some(ChildStdin::from(child.stdin));
         // One thread per process reads both its pipes and, through a pidfd,
         // sees its end (a traced leader's end is its tracer's to see: its
         // ptrace stops would wake a waitid too). Without a pidfd (an older
@@ -559,12 +559,8 @@ impl Proc {
                 }
             }
         };
-        let pipes = [
-            child.stdout.take().map(OwnedFd::from),
-            child.stderr.take().map(OwnedFd::from),
-        ];
-        // `child` is dropped without waiting: the leader is ours to reap.
-        drop(child);
+        // The leader is ours to reap (see `reap`).
+        let pipes = [Some(child.stdout), Some(child.stderr)];
         let for_thread = Arc::clone(&shared);
         if let Err(e) = std::thread::Builder::new()
             .name(format!("capture {pid}"))
@@ -1263,7 +1259,7 @@ mod tests {
     use super::*;
 
     fn sh(script: &str) -> Proc {
-        let mut cmd = Command::new("sh");
+        let mut cmd = Launch::new("sh");
         cmd.args(["-c", script]);
         Proc::spawn("t", cmd, None).unwrap()
     }
@@ -1292,13 +1288,13 @@ mod tests {
             eprintln!("skipped: no PID namespace can be made here");
             return;
         };
-        let mut cmd = Command::new(&init[0]);
+        let mut cmd = Launch::new(&init[0]);
         cmd.args(&init[1..]);
         let Ok(mut init_proc) = Proc::spawn("pid-init", cmd, Some(&mut ns)) else {
             eprintln!("skipped: no PID namespace can be made here");
             return;
         };
-        let mut orphaner = Command::new("sh");
+        let mut orphaner = Launch::new("sh");
         orphaner.args(["-c", "for i in 1 2 3; do setsid sleep 0.1 & done; exit 0"]);
         let mut parent = Proc::spawn("orphaner", orphaner, Some(&mut ns)).unwrap();
         assert!(matches!(

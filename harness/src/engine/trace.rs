@@ -1,6 +1,6 @@
 //! Running an unmodified program one system call at a time.
 //!
-//! A traced role (`shmconf::sysv::process::trace_at_ipc_calls`) stops before
+//! A traced role (`shmconf::sysv::spawn::Launch::trace_at_ipc_calls`) stops before
 //! each call that matters for shared memory (shmget, shmat, shmdt, shmctl,
 //! read of stdin, write of stdout/stderr, exit): a *point*. Between two
 //! points it runs freely; at a point it waits until the scheduler lets it
@@ -1032,9 +1032,9 @@ mod tests {
             std::fs::write(dir.path().join("shmfile"), "").unwrap();
             let writer = std::path::Path::new(env!("SHMCONF_C_REFERENCE_DIR")).join("c-writer");
             let mut cmd = match launcher {
-                None => std::process::Command::new(&writer),
+                None => shmconf::sysv::spawn::Launch::new(&writer),
                 Some(line) => {
-                    let mut c = std::process::Command::new("bash");
+                    let mut c = shmconf::sysv::spawn::Launch::new("bash");
                     c.args(["-c", &line.replace("PROGRAM", &writer.display().to_string())]);
                     c
                 }

@@ -9,6 +9,7 @@
 //! pod is labelled or named `shmconf-<run>-...`, noted in the run dir, and
 //! removed when its scenario ends, whatever happened (handles' Drop).
 
+use shmconf::sysv::spawn::Launch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -903,12 +904,12 @@ impl World for ContainerWorld {
         self.oracles.get(&self.current).map(|o| o.ftok(file, proj_id))
     }
 
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError> {
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Launch, WorldError> {
         let container = self
             .container(req.ns)
             .ok_or_else(|| ContainerError::NoContainerToRun { ns: req.ns.into() })?;
         let argv = container.exec_argv(dir.path(), req.uid, req.gid, req.env, &req.argv);
-        let mut cmd = Command::new(&argv[0]);
+        let mut cmd = Launch::new(&argv[0]);
         cmd.args(&argv[1..]).current_dir(dir.path());
         if let Some(conf) = &container.cfg.containers_conf {
             cmd.env("CONTAINERS_CONF", conf);

@@ -9,8 +9,8 @@
 //! read-only but the scenario's dir), which every program enters, without
 //! capabilities, without the controlling terminal, in the scenario's cgroup.
 
+use shmconf::sysv::spawn::Launch;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use shmconf::ipcns::IpcNamespace;
 
@@ -202,7 +202,7 @@ impl World for LocalWorld {
             .map_err(|source| LocalError::Enter { ns: ns.into(), source }.into())
     }
 
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError> {
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Launch, WorldError> {
         Ok(confined_command(req, dir, &self.confinement)?)
     }
 
@@ -284,13 +284,13 @@ pub fn confined_command(
     req: &SpawnRequest,
     dir: &ScenarioDir,
     confinement: &ScenarioConfinement,
-) -> Result<Command, ConfineError> {
-    let mut cmd = Command::new(&req.argv[0]);
-    cmd.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
+) -> Result<Launch, ConfineError> {
+    let mut launch = Launch::new(&req.argv[0]);
+    launch.args(&req.argv[1..]).current_dir(dir.path()).envs(req.env);
     // The uid switch is the confinement's: after entering the mount
     // namespace, which takes privileges a switched process has lost.
-    confinement.apply(&mut cmd, dir.path(), req.uid, req.gid, req.keep)?;
-    Ok(cmd)
+    confinement.apply(&mut launch, dir.path(), req.uid, req.gid, req.keep)?;
+    Ok(launch)
 }
 
 /// Put this thread's future children in a new PID namespace whose init is
@@ -308,12 +308,12 @@ pub(super) fn start_pid_init(
         return Ok(None);
     };
     let command = || {
-        let mut cmd = Command::new(&init[0]);
+        let mut cmd = Launch::new(&init[0]);
         cmd.args(&init[1..]);
         cmd
     };
     let mut confined = command();
-    shmconf::sysv::process::enter_new_mount_namespace(&mut confined, crate::engine::confine::mount_plan(dir.path())?);
+    confined.enter_new_mount_namespace(crate::engine::confine::mount_plan(dir.path())?);
     let mount_error = match Proc::spawn("pid-init", confined, Some(&mut ns)) {
         Ok(proc) => return Ok(Some((proc, ns, true))),
         Err(e) => e,
@@ -333,7 +333,7 @@ pub(super) fn start_pid_init(
             });
             Ok(Some((proc, ns, false)))
         }
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(None),
+        Err(e) if shmconf::sysv::spawn::errno_of(&e) == Some(libc::EPERM) => Ok(None),
         Err(e) => Err(LocalError::PidInit(e)),
     }
 }

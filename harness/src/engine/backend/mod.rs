@@ -13,8 +13,8 @@ pub mod local;
 pub mod sandbox;
 pub mod shared;
 
+use shmconf::sysv::spawn::Launch;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use crate::events::{Ending, SegRow};
 use crate::scenario::files::FileIdentity;
@@ -284,7 +284,7 @@ pub trait World {
 
     /// The command that starts `req` in its namespace, with the scenario dir
     /// as working directory.
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError>;
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Launch, WorldError>;
 
     /// The PID namespace to start processes in, if the world has one.
     fn pid_namespace(&mut self) -> Option<&mut crate::engine::procs::PidNamespace> {

@@ -24,6 +24,7 @@
 //!
 //! The sandbox program is found on PATH, so a test can put a fake one first.
 
+use shmconf::sysv::spawn::Launch;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -332,7 +333,7 @@ fn start_sandbox(kind: SandboxKind, private: bool) -> Result<(IpcNamespace, Opti
     } else {
         None
     };
-    let mut cmd = Command::new(&argv[0]);
+    let mut cmd = Launch::new(&argv[0]);
     cmd.args(&argv[1..]).args(HOLDER);
     let shown = format!("{} {}", argv.join(" "), HOLDER.join(" "));
     // As every process of a scenario starts: its own group (killed when the

@@ -21,8 +21,8 @@
 //! ([`SharedLock`]): otherwise one's segment under a raw key would be found
 //! by the other's programs (which then meet it, not one of their own).
 
+use shmconf::sysv::spawn::Launch;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shmconf::{Key, Segment};
@@ -539,7 +539,7 @@ impl ScenarioPids {
     /// `end_others`, it first kills every other process there but the init,
     /// so no segment can be made after its answer.
     fn ask(&mut self, end_others: bool) -> Result<BTreeMap<i32, i32>, CreatorsError> {
-        let mut cmd = Command::new(&self.harness);
+        let mut cmd = Launch::new(&self.harness);
         cmd.args(["kernel-view", "creators"]);
         if end_others {
             cmd.arg("--end-others");
@@ -630,7 +630,7 @@ impl World for SharedWorld {
         Ok(())
     }
 
-    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Command, WorldError> {
+    fn command(&mut self, req: &SpawnRequest, dir: &ScenarioDir) -> Result<Launch, WorldError> {
         Ok(super::local::confined_command(req, dir, &self.confinement)?)
     }
 
