@@ -315,11 +315,11 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
 
 /// Least privilege for a program under test, as sandbox runners apply it in
-/// the child before exec (see [`super::spawn::Launch::confine`]), in this order: every signal's disposition back to
-/// its default (what the harness was started ignoring, as under `nohup` or
-/// a shell's `&`, must not change how a program reacts to a signal a
-/// scenario sends; the standard library resets only SIGPIPE and the mask),
-/// join the scenario's cgroups, set
+/// the child before exec (see [`super::spawn::Launch::confine`], which
+/// first sets every signal's disposition back to its default: what the
+/// harness was started ignoring, as under `nohup` or a shell's `&`, must
+/// not change how a program reacts to a signal a scenario sends), in this
+/// order: join the scenario's cgroups, set
 /// the rlimits, enter the scenario's mount namespace (and its working
 /// directory again), give up the controlling terminal, mark every inherited
 /// descriptor above 2 close-on-exec,
@@ -332,8 +332,10 @@ const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
 /// never runs unconfined).
 ///
 /// False on a failure, errno set. `user_ns_filter` is
-/// [`no_user_namespace_filter`]. Run it before the parent-death signal is
-/// set: a uid switch clears that signal.
+/// [`no_user_namespace_filter`]; `bounding` the capabilities the bounding
+/// set holds (a bit per capability, as /proc/PID/status's CapBnd; all ones
+/// where unknown): only those are dropped, one system call each. Run it
+/// before the parent-death signal is set: a uid switch clears that signal.
 ///
 /// # Safety
 /// Async-signal-safe: every call below is a system call on memory that
@@ -341,12 +343,9 @@ const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
 /// on locals; nothing allocates or takes a lock. The uid and gid switches
 /// are raw system calls: the C library's wrappers would signal every
 /// thread of the harness, whose memory a `CLONE_VM` child shares.
-pub(super) unsafe fn apply_confinement(c: &Confinement, user_ns_filter: &[libc::sock_filter]) -> bool {
+pub(super) unsafe fn apply_confinement(c: &Confinement, user_ns_filter: &[libc::sock_filter], bounding: u64) -> bool {
     // SAFETY: as the function's contract says.
     unsafe {
-        if !reset_signal_dispositions() {
-            return false;
-        }
         for procs in &c.cgroups {
             // "0": the writing process itself.
             if libc::write(std::os::fd::AsRawFd::as_raw_fd(procs), b"0".as_ptr().cast(), 1) != 1 {
@@ -390,7 +389,7 @@ pub(super) unsafe fn apply_confinement(c: &Confinement, user_ns_filter: &[libc::
                 return false;
             }
         }
-        if !mark_inherited_cloexec() || !drop_privileges(c) {
+        if !mark_inherited_cloexec() || !drop_privileges(c, bounding) {
             return false;
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
@@ -438,7 +437,8 @@ unsafe fn mark_inherited_cloexec() -> bool {
     true
 }
 
-/// Drop every capability not kept from the bounding set, clear the ambient
+/// Drop every capability not kept from the bounding set (those `bounding`
+/// says it holds), clear the ambient
 /// set, switch gid and uid (no supplementary groups), and reduce the
 /// permitted, effective and inheritable sets to the kept ones.
 ///
@@ -446,11 +446,11 @@ unsafe fn mark_inherited_cloexec() -> bool {
 /// Async-signal-safe: prctl(2), setgroups(2), setgid(2), setuid(2),
 /// capget(2) and capset(2) on `c` (owned, untouched since the child started) and
 /// locals.
-unsafe fn drop_privileges(c: &Confinement) -> bool {
+unsafe fn drop_privileges(c: &Confinement, bounding: u64) -> bool {
     // SAFETY: as the function's contract says.
     unsafe {
         for cap in 0..64u32 {
-            if c.keep_capabilities & (1 << cap) != 0 {
+            if (bounding & !c.keep_capabilities) & (1 << cap) == 0 {
                 continue;
             }
             // EINVAL: past the kernel's last capability. EPERM: the

@@ -339,6 +339,10 @@ struct Prepared {
     envp_owned: Vec<CString>,
     envp: Vec<*const libc::c_char>,
     cwd: Option<CString>,
+    /// Signals the child sets back to their defaults (bit N-1 for signal N).
+    to_default: u64,
+    /// The harness's bounding set, which the child's starts as.
+    bounding: u64,
     user_ns_filter: Vec<libc::sock_filter>,
     stop_filter: Vec<libc::sock_filter>,
 }
@@ -370,6 +374,14 @@ impl Prepared {
             envp_owned.push(c_string("the environment", &kv)?);
         }
         let envp = null_terminated(&envp_owned);
+        let own = OwnStatus::read();
+        // Handlers are the harness's (exec resets them anyway, but one must
+        // not run in the child between unblocking and exec); SIGPIPE is
+        // ignored by the Rust runtime, and a program expects its default as
+        // the standard library's spawn gives it; confined, every ignored
+        // signal too (see `process::apply_confinement`).
+        let pipe = 1u64 << (libc::SIGPIPE - 1);
+        let to_default = own.caught | (own.ignored & if launch.confinement.is_some() { u64::MAX } else { pipe });
         let cwd = match &launch.cwd {
             Some(d) => Some(c_string("the working directory", d.as_os_str().as_bytes())?),
             None => None,
@@ -382,6 +394,8 @@ impl Prepared {
             envp_owned,
             envp,
             cwd,
+            to_default,
+            bounding: own.bounding,
             user_ns_filter: if launch.confinement.is_some() {
                 process::no_user_namespace_filter()
             } else {
@@ -393,6 +407,36 @@ impl Prepared {
                 Vec::new()
             },
         })
+    }
+}
+
+/// What /proc/self/status says of this process's signal dispositions and
+/// bounding set, read once per spawn; every bit set where it cannot be read
+/// (every signal then reset, every capability dropped, as before this was
+/// read). A disposition changed by another thread after the reading and
+/// before the clone is not reset in the child: exec resets a handler
+/// anyway, and the child unblocks signals only just before its exec.
+struct OwnStatus {
+    caught: u64,
+    ignored: u64,
+    bounding: u64,
+}
+
+impl OwnStatus {
+    fn read() -> OwnStatus {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or(u64::MAX)
+        };
+        OwnStatus {
+            caught: field("SigCgt:"),
+            ignored: field("SigIgn:"),
+            bounding: field("CapBnd:"),
+        }
     }
 }
 
@@ -641,7 +685,7 @@ unsafe fn run_child(plan: &ChildPlan) -> (Stage, i32) {
     // SAFETY: each call is a system call on data prepared before the clone
     // or on locals (see the module's documentation).
     unsafe {
-        if !reset_signals(launch.confinement.is_some()) {
+        if !reset_signals(prepared.to_default) {
             return (Stage::Signals, errno());
         }
         for (target, &fd) in plan.stdio.iter().enumerate() {
@@ -664,7 +708,7 @@ unsafe fn run_child(plan: &ChildPlan) -> (Stage, i32) {
             }
         }
         if let Some(c) = &launch.confinement {
-            if !process::apply_confinement(c, &prepared.user_ns_filter) {
+            if !process::apply_confinement(c, &prepared.user_ns_filter, prepared.bounding) {
                 return (Stage::Confinement, errno());
             }
         }
@@ -686,34 +730,46 @@ unsafe fn run_child(plan: &ChildPlan) -> (Stage, i32) {
     }
 }
 
-/// Every signal with a handler (one of the harness's, meaningless in the
-/// child) back to its default, and SIGPIPE too (the Rust runtime ignores
-/// it; a program expects its default, as the standard library's spawn
-/// gives it); with `all`, every signal, ignored ones included (see
-/// [`process::apply_confinement`], which does it again). False on a
-/// failure, errno set.
+/// The signals of `mask` (bit N-1 for signal N) back to their defaults
+/// (see [`Prepared::to_default`]), by the raw system call: the C library's
+/// sigaction refuses its own signals (32 and 33 in glibc), which a harness
+/// started with them ignored would otherwise pass on. False on a failure,
+/// errno set; EINVAL (SIGKILL, SIGSTOP) is nothing to reset.
 ///
 /// # Safety
-/// Async-signal-safe: sigaction(2) on locals.
-unsafe fn reset_signals(all: bool) -> bool {
+/// Async-signal-safe: rt_sigaction(2) on a local.
+unsafe fn reset_signals(mask: u64) -> bool {
+    /// The kernel's `struct sigaction` (x86_64: handler, flags, restorer, mask).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
     for sig in 1..=64 {
-        // SAFETY: sigaction reads and writes locals; errno is this task's.
-        unsafe {
-            let mut current: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut current) == -1 {
-                continue; // EINVAL: no such signal, or the C library's own
-            }
-            let handled = current.sa_sigaction != libc::SIG_DFL && current.sa_sigaction != libc::SIG_IGN;
-            if !(all || handled || sig == libc::SIGPIPE) {
-                continue;
-            }
-            let mut default: libc::sigaction = std::mem::zeroed();
-            default.sa_sigaction = libc::SIG_DFL;
-            if libc::sigaction(sig, &default, std::ptr::null_mut()) == -1
-                && super::Errno::last() != super::Errno::EINVAL
-            {
-                return false;
-            }
+        if mask & (1 << (sig - 1)) == 0 {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `default`, a local of the kernel's
+        // layout, with the kernel's 8-byte signal set; errno is this task's.
+        let set = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if set == -1 && super::Errno::last() != super::Errno::EINVAL {
+            return false;
         }
     }
     true
@@ -818,6 +874,64 @@ mod tests {
         assert_eq!(ids[0], ids[1], "its pid is its process group: {out}");
         for line in lines {
             assert!(line.ends_with("0000000000000000"), "{line}");
+        }
+    }
+
+    /// A field of the program's /proc/self/status, as a bit mask.
+    fn status_mask(launch: &mut Launch, field: &str) -> u64 {
+        launch.args([
+            "-c",
+            &format!("exec cat /proc/self/status | sed -n 's/^{field}:[[:space:]]*//p'"),
+        ]);
+        let (out, code) = run(launch);
+        assert_eq!(code, 0, "{out}");
+        u64::from_str_radix(out.trim(), 16).unwrap()
+    }
+
+    #[test]
+    fn ignored_signals_stay_ignored_but_sigpipe_and_confined_programs_start_from_the_defaults() {
+        let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+        // SAFETY: SIGWINCH's default is to be ignored: ignoring it changes
+        // nothing else this test process does.
+        unsafe { libc::signal(libc::SIGWINCH, libc::SIG_IGN) };
+        let plain = status_mask(&mut Launch::new("sh"), "SigIgn");
+        assert_ne!(
+            plain & bit(libc::SIGWINCH),
+            0,
+            "kept ignored, as a shell's child would: {plain:x}"
+        );
+        assert_eq!(
+            plain & bit(libc::SIGPIPE),
+            0,
+            "the Rust runtime's SIG_IGN is not passed on: {plain:x}"
+        );
+        let mut confined = Launch::new("sh");
+        confined.confine(Confinement::default());
+        let confined = status_mask(&mut confined, "SigIgn");
+        assert_eq!(
+            confined, 0,
+            "a confined program ignores nothing it did not ask to: {confined:x}"
+        );
+    }
+
+    #[test]
+    fn a_confined_program_keeps_only_the_capabilities_it_is_given() {
+        let keep = 1u64 << 15; // CAP_IPC_OWNER
+        let mut confined = Launch::new("sh");
+        confined.confine(Confinement {
+            keep_capabilities: keep,
+            ..Confinement::default()
+        });
+        let bounding = status_mask(&mut confined, "CapBnd");
+        // SAFETY: geteuid only returns a number.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(bounding, keep, "{bounding:x}");
+        } else {
+            assert_eq!(
+                bounding & !keep,
+                bounding & !keep & OwnStatus::read().bounding,
+                "{bounding:x}"
+            );
         }
     }
 
