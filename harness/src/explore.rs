@@ -29,6 +29,7 @@ use crate::scenario::{
 };
 pub use driver::MAX_FAILING_ORDERS;
 use driver::{Driven, End, Exploring, Strategy, Unjudged, Verdictless};
+pub use syscall::executed_schedules;
 
 /// One orderable event of an exploration, by label.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,8 +22,14 @@ use crate::scenario::{Exploration, FileOp, Initial, InitialSegment, KeySpec, Sce
 /// Why the floor could not be measured.
 #[derive(Debug, thiserror::Error)]
 pub enum FloorError {
-    #[error("no floor for system-call explorations yet (the same traced stops with nothing judged)")]
-    Syscall,
+    #[error("{0}: the process-level floor runs process-level explorations only")]
+    Syscall(String),
+    #[error("order {order}: {run}: {error}")]
+    Trace {
+        order: String,
+        run: String,
+        error: crate::engine::trace::TraceError,
+    },
     #[error("{scenario}: {message}")]
     Orders { scenario: String, message: String },
     #[error("the floor runs each order in a new IPC namespace, which this process cannot make: {0}")]
@@ -59,7 +65,7 @@ pub fn run(sf: &ScenarioFile, imp: &Implementation, jobs: usize, max_orders: usi
         });
     };
     if ex.granularity == crate::scenario::Granularity::Syscall {
-        return Err(FloorError::Syscall);
+        return Err(FloorError::Syscall(sf.id.clone()));
     }
     let mut orders = crate::explore::planned_orders(ex).map_err(|e| FloorError::Orders {
         scenario: sf.id.clone(),
@@ -94,28 +100,13 @@ pub fn run(sf: &ScenarioFile, imp: &Implementation, jobs: usize, max_orders: usi
 
 /// One order in a fresh IPC namespace and dir.
 fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &[Move]) -> Result<(), FloorError> {
-    // The worker thread's own namespace; the previous order's goes with its
-    // last process.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FloorError::Namespace)?;
-    let tmp = crate::rundir::scenario_dir("floor-").map_err(FloorError::Dir)?;
+    let label = crate::explore::label_order(order);
+    let tmp = fresh_order_dir(sf, ex, &label)?;
     let dir = ScenarioDir::open(tmp.path()).map_err(FloorError::Dir)?;
     let failed = |what: String| {
-        let order = crate::explore::label_order(order);
+        let order = label.clone();
         move |error| FloorError::Move { order, what, error }
     };
-    for f in &sf.scenario.files {
-        dir.create(f).map_err(failed(format!("create {f}")))?;
-    }
-    for item in &ex.initial {
-        match item {
-            Initial::File(op) => {
-                apply(&dir, op).map_err(failed(format!("initial {}", op.describe().1)))?;
-            }
-            Initial::Segment(seg) => {
-                make_segment(tmp.path(), seg).map_err(failed(format!("initial segment {}", seg.key)))?;
-            }
-        }
-    }
     // Paused writers between their attach and their input.
     let mut waiting: HashMap<&str, Child> = HashMap::new();
     for m in order {
@@ -167,6 +158,37 @@ fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &
         finish(child, b"").map_err(failed(format!("run {run}")))?;
     }
     Ok(())
+}
+
+/// What every order of a floor starts from: this thread in a new IPC
+/// namespace (the previous order's goes with its last process), and a new
+/// dir holding the scenario's files and the exploration's initial state.
+pub(super) fn fresh_order_dir(
+    sf: &ScenarioFile,
+    ex: &Exploration,
+    label: &str,
+) -> Result<tempfile::TempDir, FloorError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FloorError::Namespace)?;
+    let tmp = crate::rundir::scenario_dir("floor-").map_err(FloorError::Dir)?;
+    let dir = ScenarioDir::open(tmp.path()).map_err(FloorError::Dir)?;
+    let failed = |what: String| {
+        let order = label.to_string();
+        move |error| FloorError::Move { order, what, error }
+    };
+    for f in &sf.scenario.files {
+        dir.create(f).map_err(failed(format!("create {f}")))?;
+    }
+    for item in &ex.initial {
+        match item {
+            Initial::File(op) => {
+                apply(&dir, op).map_err(failed(format!("initial {}", op.describe().1)))?;
+            }
+            Initial::Segment(seg) => {
+                make_segment(tmp.path(), seg).map_err(failed(format!("initial segment {}", seg.key)))?;
+            }
+        }
+    }
+    Ok(tmp)
 }
 
 fn apply(dir: &ScenarioDir, op: &FileOp) -> std::io::Result<()> {

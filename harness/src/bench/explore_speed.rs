@@ -2,8 +2,10 @@
 //! granularity, measured side by side in one run: each exploration scenario
 //! of a folder run by the built binary (`run --format json`), with one job
 //! and with two, its orders counted from its verdict; and, beside each
-//! process-level row, its floor ([`super::explore_floor`]): the same orders
-//! run bare. Floor and shmconf alternate, three passes each, and the
+//! row, its floor: the same orders run bare ([`super::explore_floor`] at
+//! process level; [`super::syscall_floor`] at system-call level, the
+//! choices of each order the explorer executed played again by the same
+//! tracer). Floor and shmconf alternate, three passes each, and the
 //! medians are compared, so a machine that slows down during the bench
 //! slows both.
 
@@ -121,17 +123,29 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
             crate::scenario::Granularity::Process => "process",
             crate::scenario::Granularity::Syscall => "syscall",
         };
+        // The system-call floor plays the orders the explorer executes:
+        // found by exploring once, untimed.
+        let schedules = match ex.granularity {
+            crate::scenario::Granularity::Syscall => Some(syscall_schedules(&sf, ex, implementation)),
+            crate::scenario::Granularity::Process => None,
+        };
         for jobs in [1usize, 2] {
             let (mut scenario_ms, mut walls, mut floors) = (Vec::new(), Vec::new(), Vec::new());
             let (mut orders, mut status, mut no_floor, mut floor_orders) = (0, String::new(), None, None);
             for _ in 0..PASSES {
                 if no_floor.is_none() {
-                    match super::explore_floor::run(&sf, &imp, jobs, crate::engine::DEFAULT_MAX_ORDERS) {
+                    let floor = match &schedules {
+                        None => super::explore_floor::run(&sf, &imp, jobs, crate::engine::DEFAULT_MAX_ORDERS)
+                            .map_err(|e| e.to_string()),
+                        Some(Ok(s)) => super::syscall_floor::run(&sf, ex, &imp, s).map_err(|e| e.to_string()),
+                        Some(Err(why)) => Err(why.clone()),
+                    };
+                    match floor {
                         Ok(f) => {
                             floors.push(f.ms);
                             floor_orders = Some(f.orders);
                         }
-                        Err(e) => no_floor = Some(e.to_string()),
+                        Err(why) => no_floor = Some(why),
                     }
                 }
                 let (o, ms, wall, st) = timed_shmconf(exe, &sf.path, &sf.id, implementation, jobs)?;
@@ -158,6 +172,29 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+/// The choices of every order a system-call exploration of `sf` executes
+/// (`explore::executed_schedules`), by an in-process run as `shmconf run`
+/// composes it; why not, as the row's reason for having no floor.
+fn syscall_schedules(
+    sf: &crate::scenario::ScenarioFile,
+    ex: &crate::scenario::Exploration,
+    implementation: &str,
+) -> Result<Vec<Vec<crate::events::Choice>>, String> {
+    use crate::compose::{BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
+    let runner = crate::compose::compose(&Choices {
+        implementation: ImplChoice::Builtin(implementation.into()),
+        backend: BackendChoice::Local(Isolation::Namespaces),
+        oracle: OracleChoice::Auto,
+        limits: crate::engine::Limits::default(),
+        jobs: 1,
+        expectations: None,
+        replay_order: None,
+    })
+    .map_err(|e| format!("the system-call floor's exploration: {e}"))?;
+    crate::explore::executed_schedules(sf, ex, &runner.engine())
+        .map_err(|r| format!("the system-call floor's exploration: {:?}: {}", r.status, r.message))
 }
 
 /// The table `bench` prints, with the totals per granularity and job count.

@@ -13,6 +13,7 @@ pub mod explore_floor;
 pub mod explore_speed;
 pub mod harness_speed;
 pub mod summary;
+pub mod syscall_floor;
 
 use std::fs::File;
 use std::os::unix::net::{UnixListener, UnixStream};

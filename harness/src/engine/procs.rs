@@ -798,36 +798,48 @@ impl Proc {
     /// children) and must be let through and reaped by this thread as well:
     /// a leader is not reported dead while a thread of it is unreaped.
     fn reap_traced(&mut self) {
-        let pid = Pid::from_raw(self.pid);
-        let group = Pid::from_raw(-self.pid);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Until no traced task of the group is left (ECHILD): a killed task
-        // that waits for this thread to collect it holds up its PID
-        // namespace's init, which cannot reap it before.
-        loop {
-            match waitpid(group, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p == pid => self.record_ending(Ending::Exited { code }),
-                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => self.record_ending(Ending::Signaled {
-                    signal: sig.as_str().into(),
-                }),
-                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {}
-                Ok(WaitStatus::StillAlive) => {
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                // A stop on its way out (the exit event): let it go on.
-                Ok(status) => {
-                    let _ = nix::sys::ptrace::cont(status.pid().unwrap_or(pid), None);
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => break,
-            }
+        if let Some(ending) = reap_traced_group(self.pid, Instant::now() + Duration::from_secs(10)) {
+            self.record_ending(ending);
         }
         LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pid);
         self.group_live = false;
     }
+}
+
+/// After SIGKILL to the process group of a traced `leader` (whose tracer
+/// is the calling thread): let its tasks through their remaining stops (the
+/// exit event) and reap them, until none is left (ECHILD) or `deadline`.
+/// Returns the leader's end if it was reaped here. A killed task that waits
+/// for its tracer to collect it holds up its PID namespace's init, which
+/// cannot reap it before.
+pub fn reap_traced_group(leader: i32, deadline: Instant) -> Option<Ending> {
+    let pid = Pid::from_raw(leader);
+    let group = Pid::from_raw(-leader);
+    let mut ending = None;
+    loop {
+        match waitpid(group, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => ending = Some(Ending::Exited { code }),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
+                ending = Some(Ending::Signaled {
+                    signal: sig.as_str().into(),
+                })
+            }
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {}
+            Ok(WaitStatus::StillAlive) => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            // A stop on its way out (the exit event): let it go on.
+            Ok(status) => {
+                let _ = nix::sys::ptrace::cont(status.pid().unwrap_or(pid), None);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    ending
 }
 
 impl Drop for Proc {

@@ -329,6 +329,11 @@ impl Tracee {
         &self.stop
     }
 
+    /// The program's first task (its pid, and its process group's).
+    pub fn leader(&self) -> Pid {
+        self.leader
+    }
+
     /// What the call of the last step returned, when it was a table call
     /// (shmget, shmat, shmdt, shmctl) that returned: -errno on failure.
     pub fn last_result(&self) -> Option<i64> {

@@ -778,17 +778,7 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
             None,
         );
     }
-    let mut search = Search {
-        x: &x,
-        ex,
-        explorer: Explorer::new(!ex.reduction),
-        pending: Some(first_order(replay)),
-        replay: replay.is_some(),
-        cut_short: 0,
-        bound: None,
-        failing: Vec::new(),
-        replayed: None,
-    };
+    let mut search = Search::new(&x, ex, replay);
     // One execution at a time: each order the explorer picks depends on
     // the trace of the one before.
     let driven = match x.drive(&mut search, 1) {
@@ -800,6 +790,23 @@ pub fn run(sf: &ScenarioFile, ex: &Exploration, engine: &Engine, replay: Option<
         return agreeing_result(&x, search, driven, &how);
     }
     failing_result(&x, &search.failing, &how)
+}
+
+/// Every order `run` executes for `ex`, as the choices it played (one
+/// stopped early as equivalent to an order explored already ends where it
+/// stopped): what the benchmark's floor plays again with nothing judged
+/// (`bench::syscall_floor`). The exploration's result where it had no
+/// verdict for every order (a SKIP, BROKEN, an interruption).
+pub fn executed_schedules(
+    sf: &ScenarioFile,
+    ex: &Exploration,
+    engine: &Engine,
+) -> Result<Vec<Vec<Choice>>, Box<ScenarioResult>> {
+    let x = Exploring::new(sf, engine);
+    let mut search = Search::new(&x, ex, None);
+    search.schedules = Some(Vec::new());
+    x.drive(&mut search, 1)?;
+    Ok(search.schedules.unwrap_or_default())
 }
 
 /// The strategy of system-call exploration: the explorer picks each next
@@ -819,6 +826,25 @@ struct Search<'e, 'x> {
     bound: Option<f64>,
     failing: Vec<Execution>,
     replayed: Option<Log>,
+    /// Each executed order's choices, where they are asked for.
+    schedules: Option<Vec<Vec<Choice>>>,
+}
+
+impl<'e, 'x> Search<'e, 'x> {
+    fn new(x: &'e Exploring<'x>, ex: &'e Exploration, replay: Option<&str>) -> Search<'e, 'x> {
+        Search {
+            x,
+            ex,
+            explorer: Explorer::new(!ex.reduction),
+            pending: Some(first_order(replay)),
+            replay: replay.is_some(),
+            cut_short: 0,
+            bound: None,
+            failing: Vec::new(),
+            replayed: None,
+            schedules: None,
+        }
+    }
 }
 
 impl Strategy for Search<'_, '_> {
@@ -847,6 +873,9 @@ impl Strategy for Search<'_, '_> {
             .get_or_insert_with(|| interleavings_at_most(&execution.trace));
         if !self.replay {
             self.pending = self.explorer.next(next.prefix.len(), &execution.trace);
+        }
+        if let Some(schedules) = &mut self.schedules {
+            schedules.push(execution.choices.clone());
         }
         if !execution.problems.is_empty() {
             self.failing.push(execution);
