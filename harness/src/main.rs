@@ -1246,7 +1246,23 @@ fn bench(args: BenchArgs) -> ExitCode {
         explore_impl: args.explore_impl,
         exe,
     };
-    let results = match bench::run(&opts) {
+    // The system-call floor's orders come from an exploration composed as
+    // `shmconf run` composes one (the bench is a layer below composition).
+    let schedules = |sf: &ScenarioFile, ex: &shmconf_harness::scenario::Exploration| {
+        let runner = compose::compose(&Choices {
+            implementation: ImplChoice::Builtin(opts.explore_impl.clone()),
+            backend: BackendChoice::Local(Isolation::Namespaces),
+            oracle: OracleChoice::Auto,
+            limits: Limits::default(),
+            jobs: 1,
+            expectations: None,
+            replay_order: None,
+        })
+        .map_err(|e| format!("the system-call floor's exploration: {e}"))?;
+        shmconf_harness::explore::executed_schedules(sf, ex, &runner.engine())
+            .map_err(|r| format!("the system-call floor's exploration: {:?}: {}", r.status, r.message))
+    };
+    let results = match bench::run(&opts, &schedules) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("shmconf bench: {e}");

@@ -111,7 +111,12 @@ fn timed_shmconf(
     ))
 }
 
-pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec<ExploreSpeed>, BenchError> {
+pub fn measure(
+    exe: &Path,
+    scenarios: &Path,
+    implementation: &str,
+    schedules_of: super::ScheduleSource,
+) -> Result<Vec<ExploreSpeed>, BenchError> {
     let files = crate::scenario::discover(&[scenarios.to_path_buf()]).map_err(BenchError::Scenarios)?;
     let (imp, _) = crate::impls::Implementation::builtin(implementation)?;
     let mut out = Vec::new();
@@ -126,7 +131,7 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
         // The system-call floor plays the orders the explorer executes:
         // found by exploring once, untimed.
         let schedules = match ex.granularity {
-            crate::scenario::Granularity::Syscall => Some(syscall_schedules(&sf, ex, implementation)),
+            crate::scenario::Granularity::Syscall => Some(schedules_of(&sf, ex)),
             crate::scenario::Granularity::Process => None,
         };
         for jobs in [1usize, 2] {
@@ -172,29 +177,6 @@ pub fn measure(exe: &Path, scenarios: &Path, implementation: &str) -> Result<Vec
         }
     }
     Ok(out)
-}
-
-/// The choices of every order a system-call exploration of `sf` executes
-/// (`explore::executed_schedules`), by an in-process run as `shmconf run`
-/// composes it; why not, as the row's reason for having no floor.
-fn syscall_schedules(
-    sf: &crate::scenario::ScenarioFile,
-    ex: &crate::scenario::Exploration,
-    implementation: &str,
-) -> Result<Vec<Vec<crate::events::Choice>>, String> {
-    use crate::compose::{BackendChoice, Choices, ImplChoice, Isolation, OracleChoice};
-    let runner = crate::compose::compose(&Choices {
-        implementation: ImplChoice::Builtin(implementation.into()),
-        backend: BackendChoice::Local(Isolation::Namespaces),
-        oracle: OracleChoice::Auto,
-        limits: crate::engine::Limits::default(),
-        jobs: 1,
-        expectations: None,
-        replay_order: None,
-    })
-    .map_err(|e| format!("the system-call floor's exploration: {e}"))?;
-    crate::explore::executed_schedules(sf, ex, &runner.engine())
-        .map_err(|r| format!("the system-call floor's exploration: {:?}: {}", r.status, r.message))
 }
 
 /// The table `bench` prints, with the totals per granularity and job count.

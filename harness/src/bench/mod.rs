@@ -150,21 +150,31 @@ fn msg_piece(largest: usize) -> usize {
     }
 }
 
+/// The choices of every order a system-call exploration executes (see
+/// `explore::executed_schedules`), for its floor; why not, as the row's
+/// reason for having no floor. Given by the caller, which composes an
+/// engine as `shmconf run` does (composition is a layer above this one).
+pub type ScheduleSource<'a> = &'a (dyn Fn(
+    &crate::scenario::ScenarioFile,
+    &crate::scenario::Exploration,
+) -> Result<Vec<Vec<crate::events::Choice>>, String>
+         + Sync);
+
 /// Run every measurement on a thread moved into a private IPC namespace.
-pub fn run(opts: &Options) -> Result<Results, BenchError> {
+pub fn run(opts: &Options, schedules: ScheduleSource) -> Result<Results, BenchError> {
     std::thread::scope(|s| {
         s.spawn(|| {
             // Best effort: without privilege the objects live in the current
             // namespace and are removed explicitly.
             let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC);
-            run_here(opts)
+            run_here(opts, schedules)
         })
         .join()
         .unwrap_or_else(|_| Err(BenchError::Panicked("benchmark thread")))
     })
 }
 
-fn run_here(opts: &Options) -> Result<Results, BenchError> {
+fn run_here(opts: &Options, schedules: ScheduleSource) -> Result<Results, BenchError> {
     let largest = opts.chunks.iter().copied().max().unwrap_or(4096);
     let piece = msg_piece(largest);
     let dir = tempfile::Builder::new().prefix("shmconf-bench-").tempdir()?;
@@ -203,7 +213,7 @@ fn run_here(opts: &Options) -> Result<Results, BenchError> {
         None => None,
     };
     let explore = match &opts.explore {
-        Some(path) => explore_speed::measure(&opts.exe, path, &opts.explore_impl)?,
+        Some(path) => explore_speed::measure(&opts.exe, path, &opts.explore_impl, schedules)?,
         None => Vec::new(),
     };
     Ok(Results {
