@@ -256,19 +256,45 @@ pub struct Confinement {
     pub keep_capabilities: u64,
 }
 
-/// Every signal's disposition back to its default, in a child before exec;
-/// false on a failure (errno set). EINVAL is SIGKILL, SIGSTOP and the C
-/// library's own signals: nothing to reset.
+/// The signals of `mask` (bit N-1 for signal N) back to their defaults
+/// (a child's before its exec), by the raw system call: the C library's
+/// sigaction refuses its own signals (32 and 33 in glibc), which a harness
+/// started with them ignored would otherwise pass on. False on a failure,
+/// errno set; EINVAL (SIGKILL, SIGSTOP) is nothing to reset.
 ///
 /// # Safety
-/// Async-signal-safe: only sigaction(2), through signal(3).
-unsafe fn reset_signal_dispositions() -> bool {
+/// Async-signal-safe: rt_sigaction(2) on a local.
+pub(super) unsafe fn reset_signals(mask: u64) -> bool {
+    /// The kernel's `struct sigaction` (x86_64: handler, flags, restorer, mask).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
     for sig in 1..=64 {
-        // SAFETY: signal(3) with SIG_DFL touches no memory of ours, and
-        // errno is this thread's.
-        let failed =
-            unsafe { libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR && *libc::__errno_location() != libc::EINVAL };
-        if failed {
+        if mask & (1 << (sig - 1)) == 0 {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `default`, a local of the kernel's
+        // layout, with the kernel's 8-byte signal set; errno is this task's.
+        let set = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if set == -1 && super::Errno::last() != super::Errno::EINVAL {
             return false;
         }
     }
@@ -282,13 +308,13 @@ unsafe fn reset_signal_dispositions() -> bool {
 pub fn with_default_signals(cmd: &mut Command) {
     let hook = || {
         // SAFETY: async-signal-safe (see the function).
-        if unsafe { reset_signal_dispositions() } {
+        if unsafe { reset_signals(u64::MAX) } {
             Ok(())
         } else {
             Err(std::io::Error::last_os_error())
         }
     };
-    // SAFETY: the hook only calls sigaction(2).
+    // SAFETY: the hook only calls rt_sigaction(2).
     unsafe {
         cmd.pre_exec(hook);
     }

@@ -685,7 +685,7 @@ unsafe fn run_child(plan: &ChildPlan) -> (Stage, i32) {
     // SAFETY: each call is a system call on data prepared before the clone
     // or on locals (see the module's documentation).
     unsafe {
-        if !reset_signals(prepared.to_default) {
+        if !process::reset_signals(prepared.to_default) {
             return (Stage::Signals, errno());
         }
         for (target, &fd) in plan.stdio.iter().enumerate() {
@@ -728,51 +728,6 @@ unsafe fn run_child(plan: &ChildPlan) -> (Stage, i32) {
         }
         (Stage::Exec, exec_first(prepared))
     }
-}
-
-/// The signals of `mask` (bit N-1 for signal N) back to their defaults
-/// (see [`Prepared::to_default`]), by the raw system call: the C library's
-/// sigaction refuses its own signals (32 and 33 in glibc), which a harness
-/// started with them ignored would otherwise pass on. False on a failure,
-/// errno set; EINVAL (SIGKILL, SIGSTOP) is nothing to reset.
-///
-/// # Safety
-/// Async-signal-safe: rt_sigaction(2) on a local.
-unsafe fn reset_signals(mask: u64) -> bool {
-    /// The kernel's `struct sigaction` (x86_64: handler, flags, restorer, mask).
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: u64,
-        restorer: usize,
-        mask: u64,
-    }
-    let default = KernelSigaction {
-        handler: 0, // SIG_DFL
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    for sig in 1..=64 {
-        if mask & (1 << (sig - 1)) == 0 {
-            continue;
-        }
-        // SAFETY: rt_sigaction reads `default`, a local of the kernel's
-        // layout, with the kernel's 8-byte signal set; errno is this task's.
-        let set = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                &default as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
-            )
-        };
-        if set == -1 && super::Errno::last() != super::Errno::EINVAL {
-            return false;
-        }
-    }
-    true
 }
 
 /// execve each candidate in turn as execvp(3) does: a candidate that is
@@ -831,6 +786,14 @@ mod tests {
         // SAFETY: waitpid writes into a local.
         assert_eq!(unsafe { libc::waitpid(spawned.pid, &mut status, 0) }, spawned.pid);
         (out, libc::WEXITSTATUS(status))
+    }
+
+    /// An executable file `name` in `dir` holding `body`.
+    fn executable(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        path
     }
 
     fn sh(script: &str) -> Launch {
@@ -960,9 +923,7 @@ mod tests {
         assert_eq!(err.errno(), Some(libc::EACCES), "{err}");
         // On PATH: a denied candidate first, a runnable one after it.
         let runnable = tempfile::tempdir().unwrap();
-        let script = runnable.path().join("plain");
-        std::fs::write(&script, "#!/bin/sh\necho found\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        executable(runnable.path(), "plain", "#!/bin/sh\necho found\n");
         let mut launch = Launch::new("plain");
         launch.env(
             "PATH",
@@ -974,9 +935,7 @@ mod tests {
     #[test]
     fn a_script_without_an_interpreter_line_runs_with_the_shell() {
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("bare");
-        std::fs::write(&script, "echo \"bare $1\"\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let script = executable(dir.path(), "bare", "echo \"bare $1\"\n");
         let mut launch = Launch::new(&script);
         launch.arg("ran");
         assert_eq!(run(&launch), ("bare ran\n".to_string(), 0));

@@ -101,8 +101,7 @@ pub fn run(sf: &ScenarioFile, imp: &Implementation, jobs: usize, max_orders: usi
 /// One order in a fresh IPC namespace and dir.
 fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &[Move]) -> Result<(), FloorError> {
     let label = crate::explore::label_order(order);
-    let tmp = fresh_order_dir(sf, ex, &label)?;
-    let dir = ScenarioDir::open(tmp.path()).map_err(FloorError::Dir)?;
+    let (tmp, dir) = fresh_order_dir(sf, ex, &label)?;
     let failed = |what: String| {
         let order = label.clone();
         move |error| FloorError::Move { order, what, error }
@@ -162,12 +161,13 @@ fn run_order(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, order: &
 
 /// What every order of a floor starts from: this thread in a new IPC
 /// namespace (the previous order's goes with its last process), and a new
-/// dir holding the scenario's files and the exploration's initial state.
+/// dir holding the scenario's files and the exploration's initial state
+/// (removed when the `TempDir` is dropped; the `ScenarioDir` is its handle).
 pub(super) fn fresh_order_dir(
     sf: &ScenarioFile,
     ex: &Exploration,
     label: &str,
-) -> Result<tempfile::TempDir, FloorError> {
+) -> Result<(tempfile::TempDir, ScenarioDir), FloorError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(FloorError::Namespace)?;
     let tmp = crate::rundir::scenario_dir("floor-").map_err(FloorError::Dir)?;
     let dir = ScenarioDir::open(tmp.path()).map_err(FloorError::Dir)?;
@@ -188,7 +188,7 @@ pub(super) fn fresh_order_dir(
             }
         }
     }
-    Ok(tmp)
+    Ok((tmp, dir))
 }
 
 fn apply(dir: &ScenarioDir, op: &FileOp) -> std::io::Result<()> {

@@ -64,7 +64,7 @@ struct Traced {
 /// One order: every run started traced, then the choices played.
 fn play(sf: &ScenarioFile, ex: &Exploration, imp: &Implementation, schedule: &[Choice]) -> Result<(), FloorError> {
     let label = schedule.iter().map(Choice::label).collect::<Vec<_>>().join(",");
-    let tmp = super::explore_floor::fresh_order_dir(sf, ex, &label)?;
+    let (tmp, _dir) = super::explore_floor::fresh_order_dir(sf, ex, &label)?;
     let failed = |what: String| {
         let order = label.clone();
         move |error| FloorError::Move { order, what, error }
