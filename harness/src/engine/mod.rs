@@ -1147,6 +1147,7 @@ impl State<'_> {
         };
         let deadline = deadline.for_program(proc);
         let mut unsettled = 0;
+        let mut pause = PollPause::default();
         loop {
             let reached = match barrier {
                 Barrier::Stdout(text) => matches!(
@@ -1193,7 +1194,7 @@ impl State<'_> {
                 return false;
             }
             if !matches!(barrier, Barrier::Stdout(_)) {
-                std::thread::sleep(Duration::from_millis(1));
+                pause.sleep();
             }
         }
     }
@@ -1512,9 +1513,45 @@ fn attach_settled(nattch: u64, mapped: u64) -> bool {
     mapped >= 1 && mapped == nattch
 }
 
+/// The pause between two polls of a barrier that no event announces (an
+/// attachment, a read that blocks): short at first, since most are met
+/// within a fraction of a millisecond of the program's start, then longer
+/// up to [`PollPause::LONGEST`], so a program that takes its time costs
+/// the machine no more than a poll a millisecond. A fixed 1 ms pause made
+/// every such barrier cost half a millisecond more on average than the
+/// program needed (explore-paused-writer waits at one per order).
+#[derive(Debug, Clone, Copy)]
+struct PollPause {
+    next: Duration,
+}
+
+impl PollPause {
+    const FIRST: Duration = Duration::from_micros(50);
+    const LONGEST: Duration = Duration::from_millis(1);
+
+    /// The next pause's length; the one after is twice as long, at most LONGEST.
+    fn take(&mut self) -> Duration {
+        let this = self.next;
+        self.next = (this * 2).min(Self::LONGEST);
+        this
+    }
+
+    fn sleep(&mut self) {
+        std::thread::sleep(self.take());
+    }
+}
+
+impl Default for PollPause {
+    fn default() -> Self {
+        PollPause { next: Self::FIRST }
+    }
+}
+
 /// Polls of an `until_attached` barrier whose count and mappings differ
 /// before the count alone is taken: an attach in flight ends within a few
 /// polls, unless an attacher is out of this observer's sight.
+/// (Its first few polls come quickly, see [`PollPause`]: the rest, a
+/// millisecond apart, still span about 200 ms.)
 const UNSETTLED_POLLS: u32 = 200;
 
 /// A program waited for at `barrier` ended (`ending`) first: whether the
@@ -1670,7 +1707,8 @@ fn shmem_kib() -> std::io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::attach_settled;
+    use super::{attach_settled, PollPause};
+    use std::time::{Duration, Instant};
 
     /// The states of one shmat as `/proc/sysvipc/shm` and `/proc/PID/maps`
     /// show them (mappings counted before nattch), and of attaches done.
@@ -1688,5 +1726,27 @@ mod tests {
         #[case] done: bool,
     ) {
         assert_eq!(attach_settled(nattch, mapped), done);
+    }
+
+    /// A barrier's polls start 50 us apart and double to 1 ms, no further:
+    /// the first millisecond holds five polls, and a long wait costs no more
+    /// than one a millisecond.
+    #[test]
+    fn a_barriers_polls_start_close_and_settle_at_a_millisecond() {
+        let mut pause = PollPause::default();
+        let pauses: Vec<u128> = (0..8).map(|_| pause.take().as_micros()).collect();
+        assert_eq!(pauses, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
+        let started = Instant::now();
+        let mut slept = PollPause::default();
+        slept.sleep();
+        assert!(
+            started.elapsed() >= PollPause::FIRST,
+            "a pause sleeps at least its length"
+        );
+        assert_eq!(
+            slept.take(),
+            Duration::from_micros(100),
+            "and the next is twice as long"
+        );
     }
 }
