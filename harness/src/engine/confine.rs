@@ -710,22 +710,83 @@ fn reap_orphans(pids: &BTreeSet<i32>) {
 /// harness's table read-only; `dir`, the scenario's dir, the one writable
 /// place. Programs of the scenario enter it (see [`ScenarioConfinement::apply`]).
 pub fn mount_plan(dir: &Path) -> Result<MountPlan, ConfineError> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(ConfineError::Mountinfo)?;
     let c_path = |p: &Path| {
         std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| ConfineError::NulInPath(p.to_path_buf()))
     };
     let mut read_only = Vec::new();
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (Some(mount_point), Some(options)) = (fields.get(4), fields.get(5)) else {
-            continue;
-        };
-        let mount_point = unescape_mountinfo(mount_point);
+    let mut table = MOUNT_TABLE.lock().unwrap_or_else(|p| p.into_inner());
+    for (mount_point, flags) in MountTable::current(&mut table)? {
         // /proc is replaced by the PID namespace's (mounts under the old one
         // are hidden with it); the dir stays writable.
         if mount_point.starts_with(dir) || mount_point.starts_with("/proc") {
             continue;
         }
+        read_only.push((c_path(mount_point)?, *flags));
+    }
+    Ok(MountPlan {
+        writable_dir: c_path(dir)?,
+        read_only,
+    })
+}
+
+/// The harness's mount table as [`mount_plan`] needs it: each mount point
+/// with the flags a read-only bind remount of it must restate. Read again
+/// only when the kernel says the table changed (poll(2) on an open
+/// mountinfo reports POLLPRI after every mount or unmount since the last
+/// poll), so a mount made between two scenarios (a neighbour's tmpfs) is
+/// in the next plan, and a table that did not change is not read and
+/// parsed for every scenario (it was a tenth of a millisecond of each
+/// exploration order).
+struct MountTable {
+    file: File,
+    mounts: Vec<(PathBuf, libc::c_ulong)>,
+}
+
+static MOUNT_TABLE: std::sync::Mutex<Option<MountTable>> = std::sync::Mutex::new(None);
+
+impl MountTable {
+    fn current(slot: &mut Option<MountTable>) -> Result<&[(PathBuf, libc::c_ulong)], ConfineError> {
+        let changed = match slot {
+            None => true,
+            Some(table) => table.changed_since_read().map_err(ConfineError::Mountinfo)?,
+        };
+        if changed {
+            // The poll above consumed the change: what is read now is at
+            // least as new as it (a change after the read is the next poll's).
+            let file = match slot.take() {
+                Some(table) => table.file,
+                None => File::open("/proc/self/mountinfo").map_err(ConfineError::Mountinfo)?,
+            };
+            let mounts = read_mounts(&file).map_err(ConfineError::Mountinfo)?;
+            *slot = Some(MountTable { file, mounts });
+        }
+        Ok(slot.as_ref().map_or(&[], |t| t.mounts.as_slice()))
+    }
+
+    fn changed_since_read(&self) -> std::io::Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLPRI)];
+        poll(&mut fds, PollTimeout::ZERO).map_err(std::io::Error::from)?;
+        let seen = fds[0].revents().unwrap_or(PollFlags::empty());
+        Ok(seen.intersects(PollFlags::POLLPRI | PollFlags::POLLERR))
+    }
+}
+
+/// Every mount point of an open mountinfo, read from its start, with the
+/// flags its bind remount keeps.
+fn read_mounts(file: &File) -> std::io::Result<Vec<(PathBuf, libc::c_ulong)>> {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(0))?;
+    reader.read_to_string(&mut text)?;
+    let mut mounts = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mount_point), Some(options)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
         // A bind remount must restate the flags it keeps.
         let mut flags: libc::c_ulong = 0;
         for option in options.split(',') {
@@ -739,12 +800,9 @@ pub fn mount_plan(dir: &Path) -> Result<MountPlan, ConfineError> {
                 _ => 0,
             };
         }
-        read_only.push((c_path(&mount_point)?, flags));
+        mounts.push((unescape_mountinfo(mount_point), flags));
     }
-    Ok(MountPlan {
-        writable_dir: c_path(dir)?,
-        read_only,
-    })
+    Ok(mounts)
 }
 
 #[cfg(test)]
@@ -830,6 +888,51 @@ mod tests {
         let b = Bounds::default();
         assert_eq!(b.max_processes, 256);
         assert_eq!(b.max_memory, 1 << 30);
+    }
+
+    /// The mount table is read again only when it changed (see
+    /// [`MountTable`]): a neighbour's tmpfs mounted after one plan is
+    /// read-only in the next, and gone from the one after its unmount.
+    #[test]
+    fn a_mount_made_or_removed_between_two_plans_is_in_the_second() {
+        use nix::mount::{mount, umount, MsFlags};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let in_plan = |neighbour: &Path| {
+            let plan = mount_plan(dir.path()).unwrap();
+            let wanted = std::ffi::CString::new(neighbour.as_os_str().as_encoded_bytes()).unwrap();
+            plan.read_only.iter().any(|(p, _)| *p == wanted)
+        };
+        for round in 0..3 {
+            let neighbour = tempfile::tempdir().unwrap();
+            // A plan before the mount: the table is cached from here on.
+            assert!(!in_plan(neighbour.path()), "round {round}: not a mount yet");
+            if mount(
+                Some("tmpfs"),
+                neighbour.path(),
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .is_err()
+            {
+                eprintln!("skipped: cannot mount here");
+                return;
+            }
+            let mounted = in_plan(neighbour.path());
+            umount(neighbour.path()).unwrap();
+            assert!(
+                mounted,
+                "round {round}: a mount made after the last plan is made read-only too"
+            );
+            assert!(
+                !in_plan(neighbour.path()),
+                "round {round}: an unmounted one is gone from the plan"
+            );
+        }
     }
 
     /// A neighbour's mount that goes away between reading the mount table and
