@@ -258,9 +258,16 @@ impl Hierarchy {
         pids
     }
 
-    /// SIGKILL every member until none is left (a fork bomb forks while it
-    /// is killed, so repeat), then remove the dirs, children first.
+    /// SIGKILL every member until none is left, then remove the dirs,
+    /// children first.
     fn kill_and_remove(&self) -> Result<(), ConfineError> {
+        self.kill_members()?;
+        self.remove()
+    }
+
+    /// SIGKILL every member until none is left (a fork bomb forks while it
+    /// is killed, so repeat).
+    fn kill_members(&self) -> Result<(), ConfineError> {
         if let Hierarchy::V2(d) = self {
             // Linux 5.14+: the kernel kills the whole subtree at once.
             let _ = std::fs::write(d.join("cgroup.kill"), "1");
@@ -284,6 +291,11 @@ impl Hierarchy {
             collect_traced(&members);
             std::thread::sleep(Duration::from_millis(5));
         }
+        Ok(())
+    }
+
+    /// Remove the dirs (and their children).
+    fn remove(&self) -> Result<(), ConfineError> {
         // Every dir, even after one fails: a dir left in one hierarchy would
         // outlive the run (the sweep finds it, but only at the next run).
         let mut first_error = Ok(());
@@ -293,6 +305,51 @@ impl Hierarchy {
             }
         }
         first_error
+    }
+}
+
+/// Bytes of memory the cgroup is still charged for (v1 `memory.usage_in_bytes`,
+/// v2 `memory.current`), none where it cannot be read.
+fn memory_charged(cg: &Hierarchy) -> Option<u64> {
+    let file = match cg {
+        Hierarchy::V2(d) => d.join("memory.current"),
+        Hierarchy::V1 { memory, .. } => memory.join("memory.usage_in_bytes"),
+    };
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// The scenario cgroups of a run that are empty and may be given to its
+/// next scenario, so an exploration does not make and remove two cgroup
+/// dirs and write three bounds for each of its orders (half a millisecond
+/// an order). Only a cgroup whose members are all gone (killed and reaped:
+/// its pids count is 0) and whose memory charge is back under
+/// [`CgroupPool::REUSE_MAX_CHARGE`] goes back: memory a scenario left
+/// charged (its segments, freed with its IPC namespace after a delay) must
+/// not lower the next one's bound. Its bounds are the run's, as they were.
+#[derive(Default)]
+struct CgroupPool {
+    free: std::sync::Mutex<Vec<Hierarchy>>,
+}
+
+impl CgroupPool {
+    /// What an empty cgroup may still be charged for and be used again:
+    /// the kernel's own objects its programs left (dentries, inodes), not
+    /// a bound's worth of segments.
+    const REUSE_MAX_CHARGE: u64 = 4 << 20;
+
+    fn take(&self) -> Option<Hierarchy> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// Keep `cg` (empty: its members were killed and are gone) for the
+    /// next scenario, or remove it where it still holds memory.
+    fn give_back(&self, cg: Hierarchy) -> Result<(), ConfineError> {
+        if memory_charged(&cg).is_some_and(|bytes| bytes <= Self::REUSE_MAX_CHARGE) {
+            self.free.lock().unwrap_or_else(|p| p.into_inner()).push(cg);
+            Ok(())
+        } else {
+            cg.remove()
+        }
     }
 }
 
@@ -351,6 +408,8 @@ pub struct Confiner {
     run_cgroup: Option<Hierarchy>,
     /// Why not, for the run's notes.
     cgroup_note: Option<String>,
+    /// Its scenario cgroups that are empty, for the next scenarios.
+    pool: std::sync::Arc<CgroupPool>,
 }
 
 /// Name prefix of a run's cgroup; the rest is `PID-N`, the run's pid and
@@ -385,6 +444,7 @@ impl Confiner {
             bounds,
             run_cgroup,
             cgroup_note,
+            pool: Default::default(),
         }
     }
 
@@ -410,8 +470,10 @@ impl Confiner {
     /// The bounds of one scenario: a cgroup of its own where the run has one.
     pub fn scenario(&self) -> Result<ScenarioConfinement, ConfineError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let cgroup = match &self.run_cgroup {
-            Some(run) => {
+        let reused = self.run_cgroup.as_ref().and_then(|_| self.pool.take());
+        let cgroup = match (&self.run_cgroup, reused) {
+            (_, Some(free)) => Some(free),
+            (Some(run), None) => {
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let cg = run.join(&format!("scenario-{n}"));
                 cg.create().and_then(|()| cg.set_bounds(self.bounds)).map_err(|e| {
@@ -420,11 +482,12 @@ impl Confiner {
                 })?;
                 Some(cg)
             }
-            None => None,
+            (None, None) => None,
         };
         Ok(ScenarioConfinement {
             bounds: self.bounds,
             cgroup,
+            pool: std::sync::Arc::clone(&self.pool),
             mount_ns: None,
             groups: BTreeSet::new(),
         })
@@ -492,6 +555,8 @@ pub enum Orphans {
 pub struct ScenarioConfinement {
     bounds: Bounds,
     cgroup: Option<Hierarchy>,
+    /// Where its cgroup goes once empty.
+    pool: std::sync::Arc<CgroupPool>,
     /// The mount namespace its programs enter (that of its PID namespace's init).
     mount_ns: Option<File>,
     /// Process groups (= leader pids) of its programs, to find their orphans
@@ -574,7 +639,8 @@ impl ScenarioConfinement {
     /// Kill what the scenario's programs left: every member of its cgroup,
     /// and the orphans `orphans` says are its own among those reparented to
     /// the harness (a subreaper where there is no PID namespace). Then the
-    /// cgroup is removed. Returns what was done, for the log.
+    /// cgroup, empty, goes back to the run's pool (see [`CgroupPool`]).
+    /// Returns what was done, for the log.
     pub fn finish(&mut self, orphans: Orphans) -> Vec<Result<String, ConfineError>> {
         let mut log = vec![];
         let groups = &self.groups;
@@ -588,10 +654,19 @@ impl ScenarioConfinement {
         }
         if let Some(cg) = self.cgroup.take() {
             let left = cg.members().len();
-            match cg.kill_and_remove() {
-                Ok(()) if left > 0 => log.push(Ok(format!("killed {left} processes left in the scenario's cgroup"))),
-                Ok(()) => {}
-                Err(e) => log.push(Err(e)),
+            match cg.kill_members() {
+                Ok(()) => {
+                    if left > 0 {
+                        log.push(Ok(format!("killed {left} processes left in the scenario's cgroup")));
+                    }
+                    if let Err(e) = self.pool.give_back(cg) {
+                        log.push(Err(e));
+                    }
+                }
+                Err(e) => {
+                    log.push(Err(e));
+                    let _ = cg.remove();
+                }
             }
         }
         self.mount_ns = None;
@@ -838,6 +913,70 @@ mod tests {
             assert!(!d.parent().unwrap().exists(), "{} was not swept", d.display());
         }
         drop(next);
+    }
+
+    /// A scenario's cgroup, emptied at its end (what its programs left is
+    /// killed), is the next scenario's; one still charged for more memory
+    /// than [`CgroupPool::REUSE_MAX_CHARGE`] (page cache of a file its
+    /// program wrote) is removed and the next scenario gets a new one.
+    #[test]
+    fn an_emptied_cgroup_is_the_next_scenarios_and_one_still_charged_is_removed() {
+        if !nix::unistd::geteuid().is_root() || Hierarchy::detect().is_none() {
+            eprintln!("skipped: needs root and cgroups with the pids and memory controllers");
+            return;
+        }
+        let confiner = Confiner::new(Bounds::default());
+        if confiner.run_cgroup.is_none() {
+            eprintln!("skipped: {}", confiner.cgroup_note.as_deref().unwrap_or("no cgroup"));
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let run_in = |scenario: &ScenarioConfinement, script: &str| {
+            let mut launch = Launch::new("sh");
+            launch.args(["-c", script]);
+            scenario
+                .apply(&mut launch, dir.path(), None, None, Default::default())
+                .unwrap();
+            launch.spawn().unwrap().pid
+        };
+        let mut first = confiner.scenario().unwrap();
+        let first_cgroup = first.cgroup.clone().unwrap();
+        let left = run_in(&first, "exec sleep 60");
+        assert!(first_cgroup.members().contains(&left));
+        let log: Vec<String> = first
+            .finish(Orphans::NoneComeBack)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(log, ["killed 1 processes left in the scenario's cgroup"]);
+        assert!(first_cgroup.members().is_empty());
+
+        let mut second = confiner.scenario().unwrap();
+        assert_eq!(
+            second.cgroup,
+            Some(first_cgroup.clone()),
+            "the emptied cgroup is given again"
+        );
+        let writer = run_in(&second, "head -c 16777216 /dev/zero > page-cache && exec sleep 60");
+        let limit = Instant::now() + Duration::from_secs(20);
+        while !memory_charged(&first_cgroup).is_some_and(|b| b > CgroupPool::REUSE_MAX_CHARGE) {
+            assert!(Instant::now() < limit, "the file's pages were never charged");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(second.finish(Orphans::NoneComeBack).into_iter().all(|r| r.is_ok()));
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(writer),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        assert!(
+            first_cgroup.dirs().iter().all(|d| !d.exists()),
+            "a cgroup still charged is removed"
+        );
+        let third = confiner.scenario().unwrap();
+        assert!(
+            third.cgroup.as_ref().is_some_and(|c| *c != first_cgroup),
+            "the next scenario gets a new one"
+        );
     }
 
     #[test]
