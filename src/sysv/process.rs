@@ -241,7 +241,8 @@ pub enum Limit {
 /// child is started (code between its start and its exec must not allocate).
 #[derive(Default)]
 pub struct Confinement {
-    /// `cgroup.procs` files of the cgroups to join (one per hierarchy).
+    /// The files of the cgroups to join (one per hierarchy) that take the
+    /// joining process's "0": `cgroup.procs` or, on cgroup v1, `tasks`.
     pub cgroups: Vec<std::fs::File>,
     pub rlimits: Vec<(Limit, u64)>,
     /// A mount namespace to enter (`/proc/PID/ns/mnt`); entering one resets

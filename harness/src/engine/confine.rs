@@ -67,7 +67,7 @@ pub enum SizeError {
 pub enum ConfineError {
     #[error("cannot make the scenario's cgroup: {0}")]
     ScenarioCgroup(#[source] std::io::Error),
-    /// Its cgroup's `cgroup.procs`, which a program joins, cannot be opened.
+    /// The file of its cgroup through which a program joins it cannot be opened.
     #[error("{}: {source}", .dir.display())]
     JoinCgroup {
         dir: PathBuf,
@@ -183,6 +183,22 @@ impl Hierarchy {
         match self {
             Hierarchy::V2(_) => "cgroup v2",
             Hierarchy::V1 { .. } => "cgroup v1 (pids, memory)",
+        }
+    }
+
+    /// The file a program writes "0" to, to join a dir of the cgroup
+    /// itself. v1: `tasks`, which moves the writing task alone. The child
+    /// writing it is a process of one thread (not yet exec'd), so that is
+    /// the whole process, and the kernel takes no threadgroup lock for a
+    /// task moving itself; `cgroup.procs` takes it for writing, whose first
+    /// taker after a quiet spell waits for an RCU grace period: 1-2% of
+    /// the spawns of an exploration took 8-18 ms there, a millisecond an
+    /// order on average. v2 has no such per-thread file outside threaded
+    /// cgroups: `cgroup.procs`.
+    fn join_file(&self) -> &'static str {
+        match self {
+            Hierarchy::V2(_) => "cgroup.procs",
+            Hierarchy::V1 { .. } => "tasks",
         }
     }
 
@@ -592,7 +608,7 @@ impl ScenarioConfinement {
             for d in cg.dirs() {
                 let procs = std::fs::OpenOptions::new()
                     .write(true)
-                    .open(d.join("cgroup.procs"))
+                    .open(d.join(cg.join_file()))
                     .map_err(|source| ConfineError::JoinCgroup {
                         dir: d.to_path_buf(),
                         source,
